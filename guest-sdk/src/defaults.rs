@@ -1,0 +1,453 @@
+//! Plain SCIM 2.0 behaviour: what a connector does unless it says otherwise.
+//!
+//! The user mapping is the full default attribute set of a generic SCIM
+//! application (RFC 7643 §4.1 core User plus the enterprise extension):
+//!
+//! | SCIM | directory |
+//! |---|---|
+//! | externalId | id |
+//! | userName | username |
+//! | active | not suspended and not password-expired |
+//! | name.givenName / middleName / familyName | first / middle / last name |
+//! | displayName | display name |
+//! | emails | emails (type, primary) |
+//! | addresses | addresses (type, streetAddress, locality, region, postalCode, country) |
+//! | phoneNumbers | phones (type, value) |
+//! | title | job title |
+//! | enterprise employeeNumber / department / organization | employee identifier / department / company |
+//!
+//! Passwords are never part of the contract: the host does not hand them to
+//! connectors, so no default sends one.
+
+use serde_json::{Value, json};
+
+use crate::scim::{self, ENTERPRISE_USER_SCHEMA, ScimResource};
+use crate::{
+    AccountAction, Address, DirectoryGroup, DirectoryUser, Email, GroupAction, GroupDecision,
+    GroupEvent, GroupEventFacts, MappingError, MemberDecision, Offboarding, Phone,
+};
+
+/// Every attribute of the directory user record, by its contract field name.
+pub const ALL_ATTRIBUTES: &[&str] = &[
+    "id",
+    "username",
+    "password-expired",
+    "suspended",
+    "first-name",
+    "middle-name",
+    "last-name",
+    "display-name",
+    "emails",
+    "addresses",
+    "phones",
+    "employee-identifier",
+    "department",
+    "company",
+    "job-title",
+    "location",
+    "custom-attributes",
+];
+
+/// Whether the account should be active: the user is neither suspended nor
+/// has an expired password.
+pub fn is_active(user: &DirectoryUser) -> bool {
+    !user.suspended && !user.password_expired
+}
+
+/// The user's primary email, else the first one.
+pub fn primary_email(user: &DirectoryUser) -> Option<&str> {
+    user.emails
+        .iter()
+        .find(|e| e.primary)
+        .or_else(|| user.emails.first())
+        .map(|e| e.value.as_str())
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The display name, else "first last" when either is present.
+pub fn display_name(user: &DirectoryUser) -> Option<String> {
+    if let Some(name) = user.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+        return Some(name.to_owned());
+    }
+    let joined = [user.first_name.as_deref(), user.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// The full default SCIM User of a directory user (see the module table).
+pub fn scim_user(user: &DirectoryUser) -> Value {
+    let emails: Vec<Value> = user
+        .emails
+        .iter()
+        .filter(|e| !e.value.trim().is_empty())
+        .map(|e| {
+            let mut entry = json!({"value": e.value, "primary": e.primary});
+            if let Some(kind) = e.kind.as_deref() {
+                entry["type"] = json!(kind);
+            }
+            entry
+        })
+        .collect();
+    let addresses: Vec<Value> = user
+        .addresses
+        .iter()
+        .map(|a| {
+            ScimResource::complex()
+                .set_opt("type", a.kind.as_deref())
+                .set_opt("streetAddress", a.street_address.as_deref())
+                .set_opt("locality", a.locality.as_deref())
+                .set_opt("region", a.region.as_deref())
+                .set_opt("postalCode", a.postal_code.as_deref())
+                .set_opt("country", a.country.as_deref())
+                .set("primary", a.primary)
+                .build()
+        })
+        .collect();
+    let phones: Vec<Value> = user
+        .phones
+        .iter()
+        .filter(|p| !p.number.trim().is_empty())
+        .map(|p| {
+            let mut entry = json!({"value": p.number, "primary": p.primary});
+            if let Some(kind) = p.kind.as_deref() {
+                entry["type"] = json!(kind);
+            }
+            entry
+        })
+        .collect();
+
+    ScimResource::user()
+        .set("externalId", user.id.as_str())
+        .set("userName", user.username.as_str())
+        .set("active", is_active(user))
+        .set_opt("name.givenName", user.first_name.as_deref())
+        .set_opt("name.middleName", user.middle_name.as_deref())
+        .set_opt("name.familyName", user.last_name.as_deref())
+        .set_opt("displayName", user.display_name.as_deref())
+        .set("emails", emails)
+        .set("addresses", addresses)
+        .set("phoneNumbers", phones)
+        .set_opt("title", user.job_title.as_deref())
+        .extension_opt(
+            ENTERPRISE_USER_SCHEMA,
+            "employeeNumber",
+            user.employee_identifier.as_deref(),
+        )
+        .extension_opt(ENTERPRISE_USER_SCHEMA, "department", user.department.as_deref())
+        .extension_opt(ENTERPRISE_USER_SCHEMA, "organization", user.company.as_deref())
+        .build()
+}
+
+/// The default SCIM Group: displayName and externalId.
+pub fn scim_group(group: &DirectoryGroup) -> Value {
+    ScimResource::group()
+        .set("displayName", group.name.as_str())
+        .set("externalId", group.id.as_str())
+        .build()
+}
+
+/// Take over by userName first, then by the primary email.
+pub fn lookup_filters(user: &DirectoryUser) -> Vec<String> {
+    let mut filters = vec![scim::filter_eq("userName", &user.username)];
+    if let Some(email) = primary_email(user) {
+        filters.push(scim::filter_eq("emails.value", email));
+    }
+    filters
+}
+
+/// The group-management rules of a generic SCIM application:
+///
+/// - a user removed from a group is removed from the remote group; their
+///   account is offboarded unless another managed group (or a direct
+///   assignment) keeps them in scope;
+/// - an unbound group is left as it is in the application; its members are
+///   offboarded under the same exception;
+/// - a deleted group is deleted in the application; its members are
+///   offboarded under the same exception;
+/// - disabling group management leaves groups and memberships as they are
+///   and every account as it is.
+///
+/// "Offboarded" is `offboarding`: deactivate or delete.
+pub fn group_rule(facts: &GroupEventFacts, offboarding: Offboarding) -> GroupDecision {
+    let offboard = match offboarding {
+        Offboarding::Deactivate => AccountAction::Deactivate,
+        Offboarding::Delete => AccountAction::Delete,
+    };
+    let (group, rule) = match facts.event {
+        GroupEvent::UserRemovedFromGroup if facts.group_management => {
+            (GroupAction::RemoveMembers, "remove-member-offboard-unless-other-group")
+        }
+        GroupEvent::UserRemovedFromGroup => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
+        GroupEvent::GroupUnbound => (GroupAction::LeaveAsIs, "unbind-leave-group-offboard-unless-other-group"),
+        GroupEvent::GroupDeleted if facts.group_management => {
+            (GroupAction::DeleteGroup, "delete-group-offboard-unless-other-group")
+        }
+        GroupEvent::GroupDeleted => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
+        GroupEvent::GroupManagementDisabled => {
+            return GroupDecision {
+                group: GroupAction::LeaveAsIs,
+                members: keep_all(facts),
+                rule: "group-management-disabled-leave-as-is".to_owned(),
+            };
+        }
+    };
+    GroupDecision {
+        group,
+        members: offboard_unless_in_scope(facts, offboard),
+        rule: rule.to_owned(),
+    }
+}
+
+/// Every member keeps their account.
+pub fn keep_all(facts: &GroupEventFacts) -> Vec<MemberDecision> {
+    facts
+        .members
+        .iter()
+        .map(|m| MemberDecision {
+            user_id: m.user_id.clone(),
+            action: AccountAction::Keep,
+        })
+        .collect()
+}
+
+/// `action` for each member no other managed group or direct assignment
+/// keeps in scope; keep for the others.
+pub fn offboard_unless_in_scope(
+    facts: &GroupEventFacts,
+    action: AccountAction,
+) -> Vec<MemberDecision> {
+    facts
+        .members
+        .iter()
+        .map(|m| MemberDecision {
+            user_id: m.user_id.clone(),
+            action: if m.other_managed_groups.is_empty() && !m.directly_assigned {
+                action
+            } else {
+                AccountAction::Keep
+            },
+        })
+        .collect()
+}
+
+/// A SCIM User (core + enterprise) as a directory user. `id` is the
+/// document's externalId when it has one: the directory assigns the rest.
+pub fn read_user(document: &Value) -> Result<DirectoryUser, MappingError> {
+    if !document.is_object() {
+        return Err(MappingError::other("a SCIM user must be a JSON object"));
+    }
+    let text = |path: &str| scim::get_str(document, path).map(str::to_owned);
+    let username = text("userName").ok_or_else(|| MappingError::missing("userName"))?;
+    let enterprise = |name: &str| text(&format!("{ENTERPRISE_USER_SCHEMA}:{name}"));
+    let active = match document.get("active") {
+        Some(Value::Bool(active)) => *active,
+        // Some applications send "True"/"False" strings.
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        _ => true,
+    };
+    let list = |attribute: &str| {
+        document
+            .get(attribute)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let field = |item: &Value, name: &str| {
+        item.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let is_primary = |item: &Value| item.get("primary").and_then(Value::as_bool) == Some(true);
+
+    Ok(DirectoryUser {
+        id: text("externalId").unwrap_or_default(),
+        username,
+        password_expired: false,
+        suspended: !active,
+        first_name: text("name.givenName"),
+        middle_name: text("name.middleName"),
+        last_name: text("name.familyName"),
+        display_name: text("displayName"),
+        emails: list("emails")
+            .iter()
+            .filter_map(|item| {
+                Some(Email {
+                    value: field(item, "value")?,
+                    kind: field(item, "type"),
+                    primary: is_primary(item),
+                })
+            })
+            .collect(),
+        addresses: list("addresses")
+            .iter()
+            .map(|item| Address {
+                kind: field(item, "type"),
+                street_address: field(item, "streetAddress"),
+                locality: field(item, "locality"),
+                region: field(item, "region"),
+                postal_code: field(item, "postalCode"),
+                country: field(item, "country"),
+                primary: is_primary(item),
+            })
+            .collect(),
+        phones: list("phoneNumbers")
+            .iter()
+            .filter_map(|item| {
+                Some(Phone {
+                    number: field(item, "value")?,
+                    kind: field(item, "type"),
+                    primary: is_primary(item),
+                })
+            })
+            .collect(),
+        employee_identifier: enterprise("employeeNumber"),
+        department: enterprise("department"),
+        company: enterprise("organization"),
+        job_title: text("title"),
+        location: None,
+        custom_attributes: Vec::new(),
+    })
+}
+
+/// A complete sample user, for tests and smoke calls.
+pub fn sample_user() -> DirectoryUser {
+    DirectoryUser {
+        id: "5f1d2c3b4a".to_owned(),
+        username: "ada.lovelace".to_owned(),
+        password_expired: false,
+        suspended: false,
+        first_name: Some("Ada".to_owned()),
+        middle_name: Some("King".to_owned()),
+        last_name: Some("Lovelace".to_owned()),
+        display_name: Some("Ada Lovelace".to_owned()),
+        emails: vec![Email {
+            value: "ada@example.com".to_owned(),
+            kind: Some("work".to_owned()),
+            primary: true,
+        }],
+        addresses: vec![Address {
+            kind: Some("work".to_owned()),
+            street_address: Some("12 St James's Square".to_owned()),
+            locality: Some("London".to_owned()),
+            region: None,
+            postal_code: Some("SW1Y 4LB".to_owned()),
+            country: Some("GB".to_owned()),
+            primary: true,
+        }],
+        phones: vec![Phone {
+            kind: Some("work".to_owned()),
+            number: "+44 20 7946 0000".to_owned(),
+            primary: true,
+        }],
+        employee_identifier: Some("E-1815".to_owned()),
+        department: Some("Analytical Engines".to_owned()),
+        company: Some("Babbage & Co".to_owned()),
+        job_title: Some("Mathematician".to_owned()),
+        location: Some("London".to_owned()),
+        custom_attributes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DirectoryGroup, MemberFacts};
+
+    #[test]
+    fn default_user_maps_every_attribute() {
+        let document = scim_user(&sample_user());
+        assert_eq!(document["externalId"], "5f1d2c3b4a");
+        assert_eq!(document["userName"], "ada.lovelace");
+        assert_eq!(document["active"], true);
+        assert_eq!(document["name"]["middleName"], "King");
+        assert_eq!(document["emails"][0]["type"], "work");
+        assert_eq!(document["addresses"][0]["locality"], "London");
+        assert_eq!(document["phoneNumbers"][0]["value"], "+44 20 7946 0000");
+        assert_eq!(document["title"], "Mathematician");
+        assert_eq!(document[ENTERPRISE_USER_SCHEMA]["organization"], "Babbage & Co");
+    }
+
+    #[test]
+    fn suspended_or_expired_users_are_inactive() {
+        let mut user = sample_user();
+        user.password_expired = true;
+        assert_eq!(scim_user(&user)["active"], false);
+        user.password_expired = false;
+        user.suspended = true;
+        assert_eq!(scim_user(&user)["active"], false);
+    }
+
+    #[test]
+    fn read_user_round_trips_the_default_mapping() {
+        let user = sample_user();
+        let mut back = read_user(&scim_user(&user)).unwrap();
+        back.location = user.location.clone();
+        assert_eq!(format!("{back:?}"), format!("{user:?}"));
+    }
+
+    #[test]
+    fn lookup_tries_username_then_email() {
+        assert_eq!(
+            lookup_filters(&sample_user()),
+            vec![
+                r#"userName eq "ada.lovelace""#.to_owned(),
+                r#"emails.value eq "ada@example.com""#.to_owned()
+            ]
+        );
+    }
+
+    fn facts(event: GroupEvent, others: &[&str]) -> GroupEventFacts {
+        GroupEventFacts {
+            event,
+            group: DirectoryGroup {
+                id: "g1".into(),
+                name: "Engineering".into(),
+                description: None,
+            },
+            members: vec![
+                MemberFacts {
+                    user_id: "only-here".into(),
+                    other_managed_groups: vec![],
+                    directly_assigned: false,
+                },
+                MemberFacts {
+                    user_id: "elsewhere".into(),
+                    other_managed_groups: others.iter().map(|s| s.to_string()).collect(),
+                    directly_assigned: false,
+                },
+            ],
+            group_management: true,
+        }
+    }
+
+    #[test]
+    fn unbinding_offboards_only_users_without_another_group() {
+        let decision = group_rule(&facts(GroupEvent::GroupUnbound, &["g2"]), Offboarding::Deactivate);
+        assert!(matches!(decision.group, GroupAction::LeaveAsIs));
+        assert!(matches!(decision.members[0].action, AccountAction::Deactivate));
+        assert!(matches!(decision.members[1].action, AccountAction::Keep));
+    }
+
+    #[test]
+    fn deleting_a_group_deletes_it_remotely() {
+        let decision = group_rule(&facts(GroupEvent::GroupDeleted, &["g2"]), Offboarding::Delete);
+        assert!(matches!(decision.group, GroupAction::DeleteGroup));
+        assert!(matches!(decision.members[0].action, AccountAction::Delete));
+    }
+
+    #[test]
+    fn disabling_group_management_changes_nothing() {
+        let decision = group_rule(
+            &facts(GroupEvent::GroupManagementDisabled, &[]),
+            Offboarding::Deactivate,
+        );
+        assert!(matches!(decision.group, GroupAction::LeaveAsIs));
+        assert!(decision.members.iter().all(|m| matches!(m.action, AccountAction::Keep)));
+    }
+}

@@ -1,0 +1,91 @@
+//! The `scimlink` command line.
+//!
+//! `scimlink serve` runs the host; `scimlink plugin check` validates a
+//! connector exactly as the host would before it serves. Errors reach the
+//! user as one line naming what failed and why, and a non-zero exit status.
+
+mod check;
+mod serve;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::runtime::{PluginLimits, RuntimeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "scimlink", version, about = "Self-hosted SCIM 2.0 provisioning with WebAssembly connectors")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: load the plugins folder and follow its changes.
+    Serve(serve::ServeArgs),
+    /// Work with connector components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Load and validate a component exactly as the host would; print its
+    /// manifest and what it produces for a sample user.
+    Check(check::CheckArgs),
+}
+
+/// Output format of commands that report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The limits every plugin runs under unless configured otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Linear memory cap per plugin instance, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub memory_mib: u32,
+    /// CPU deadline per plugin call, in milliseconds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub deadline_ms: u64,
+    /// Largest document a plugin may return, in KiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub output_kib: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> PluginLimits {
+        PluginLimits {
+            memory_bytes: (self.memory_mib as usize) << 20,
+            call_deadline: Duration::from_millis(self.deadline_ms),
+            output_bytes: (self.output_kib as usize) << 10,
+        }
+    }
+
+    pub fn runtime_config(&self, metering: bool) -> RuntimeConfig {
+        RuntimeConfig {
+            default_limits: self.limits(),
+            metering,
+            ..RuntimeConfig::default()
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Plugin(PluginCommand::Check(args)) => check::run(args),
+    }
+}
+
+/// A path argument shown as the user typed it.
+pub(crate) fn shown(path: &std::path::Path) -> String {
+    PathBuf::from(path).display().to_string()
+}

@@ -1,0 +1,78 @@
+//! `scimlink serve`: the host process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{LimitArgs, shown};
+use crate::runtime::cache::PrecompileCache;
+use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
+use crate::runtime::{EventSink, Loader, PluginLimits, PluginRegistry, Runtime};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder of the host's data (the precompile cache lives under it).
+    #[arg(long, default_value = "data", env = "SCIMLINK_DATA")]
+    data: PathBuf,
+    /// Folder of connector components (*.wasm), watched for changes.
+    #[arg(long, default_value = "dist/plugins", env = "SCIMLINK_PLUGINS")]
+    plugins: PathBuf,
+    /// JSON file of per-connector limits:
+    /// {"NAME": {"memory_bytes": N, "call_deadline": MS, "output_bytes": N}}.
+    #[arg(long)]
+    limits: Option<PathBuf>,
+    #[command(flatten)]
+    default_limits: LimitArgs,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let per_plugin = match &args.limits {
+        Some(path) => read_limits(path)?,
+        None => BTreeMap::new(),
+    };
+    let runtime = Runtime::new(args.default_limits.runtime_config(false))?;
+    let cache_folder = args.data.join("plugin-cache");
+    let cache = PrecompileCache::open(&cache_folder)
+        .with_context(|| format!("cannot create {}", shown(&cache_folder)))?;
+    let loader = Loader::new(runtime).with_cache(cache).with_limits(per_plugin);
+    let registry = Arc::new(PluginRegistry::new(loader, &args.plugins, EventSink::default()));
+
+    tracing::info!(
+        "scimlink {} serving connectors from {} (contract {})",
+        env!("CARGO_PKG_VERSION"),
+        shown(&args.plugins),
+        crate::runtime::CURRENT_CONTRACT
+    );
+    let _watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE)
+        .context("cannot start watching the plugins folder")?;
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    tokio.block_on(async {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot listen for Ctrl-C")
+    })?;
+    tracing::info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_limits(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, PluginLimits>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the limits file {}", shown(path)))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the limits file {} is not valid", shown(path)))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

@@ -1,0 +1,14 @@
+//! scimlink: a self-hosted SCIM 2.0 provisioning engine whose application
+//! connectors are sandboxed WebAssembly components.
+//!
+//! The host owns everything that touches the world (scheduling, HTTP,
+//! storage, secrets); a connector owns the rules of its application
+//! (attribute mapping, group-management decisions, account matching).
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`runtime`] | loading, limiting, validating and hot-swapping connectors |
+//! | [`cli`] | the `scimlink` command line |
+
+pub mod cli;
+pub mod runtime;

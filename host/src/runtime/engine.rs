@@ -1,0 +1,190 @@
+//! The wasmtime engine every plugin runs in, its linker, and the epoch
+//! ticker that bounds the CPU time of a call.
+//!
+//! Invariants:
+//! - one [`Runtime`] per process (or per sandbox): its engine, linker and
+//!   pooling allocator are shared by every plugin and every version;
+//! - the epoch advances every [`EPOCH_TICK`] on a dedicated OS thread, not
+//!   on an async runtime, so a looping guest cannot starve its own deadline;
+//!   the thread stops when the runtime is dropped;
+//! - the linker provides the WASI 0.2 interfaces (granting nothing, see
+//!   `limits.rs`) and the contract's `log` import of every supported
+//!   version; nothing else, so a component importing anything more is
+//!   refused when it is linked.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::contract::{since_v0_1_0, since_v0_2_0};
+use super::limits::{PluginLimits, PluginState};
+
+/// How often the epoch advances; a call's deadline is rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// How the runtime is built.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Limits for plugins without their own.
+    pub default_limits: PluginLimits,
+    /// The largest memory cap any plugin may be given (sizes the pool).
+    pub memory_ceiling: usize,
+    /// Component instances the pool holds across all plugins and versions.
+    pub max_instances: u32,
+    /// Count WebAssembly instructions (fuel) per call, for cost receipts.
+    /// Costs some speed; the sandbox turns it on, a production host off.
+    pub metering: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            default_limits: PluginLimits::default(),
+            memory_ceiling: 1 << 30,
+            max_instances: 512,
+            metering: false,
+        }
+    }
+}
+
+/// Why the runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// The shared engine, linker and epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    config: RuntimeConfig,
+    ticker: Ticker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        // A connector component holds a handful of core instances, tables
+        // and one memory; leave headroom for several per component.
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_tables(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .max_memory_size(config.memory_ceiling);
+
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .consume_fuel(config.metering)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_error)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        since_v0_2_0::scimlink::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
+        since_v0_1_0::scimlink::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
+
+        let ticker = Ticker::start(engine.clone())?;
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            config,
+            ticker,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// The epoch deadline, in ticks, that bounds a call to `deadline`.
+    pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
+        let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros());
+        // One more tick: the current one may be about to end.
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.stop();
+    }
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("scimlink-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl since_v0_2_0::scimlink::connector::log::Host for PluginState {
+    fn log(&mut self, level: since_v0_2_0::scimlink::connector::log::Level, message: String) {
+        use since_v0_2_0::scimlink::connector::log::Level;
+        let message = super::truncate_for_log(&message);
+        let plugin = self.plugin.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "scimlink::plugin", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "scimlink::plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "scimlink::plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "scimlink::plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "scimlink::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl since_v0_1_0::scimlink::connector::log::Host for PluginState {
+    fn log(&mut self, level: since_v0_1_0::scimlink::connector::log::Level, message: String) {
+        use since_v0_1_0::scimlink::connector::log::Level as Old;
+        use since_v0_2_0::scimlink::connector::log::{Host, Level};
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        Host::log(self, level, message);
+    }
+}

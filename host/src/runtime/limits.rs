@@ -1,0 +1,165 @@
+//! What one plugin may consume, and the per-store state that enforces it.
+//!
+//! Invariants:
+//! - a store's linear memory never grows past [`PluginLimits::memory_bytes`]:
+//!   a grow past it traps (`trap_on_grow_failure`), it does not return -1 to
+//!   a guest that might ignore it;
+//! - every call runs under an epoch deadline of [`PluginLimits::call_deadline`]
+//!   (see `engine.rs` for the ticker), so a looping guest traps;
+//! - the WASI context grants nothing: no preopened directories, no
+//!   environment, no arguments, no sockets, no name lookups; stdio is
+//!   discarded.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Limits of one plugin. Defaults: 64 MiB of memory, 100 ms per call,
+/// 1 MiB per output document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Linear memory cap per instance, in bytes.
+    pub memory_bytes: usize,
+    /// CPU deadline per call.
+    #[serde(with = "millis")]
+    pub call_deadline: Duration,
+    /// Largest output (one JSON document, or a whole batch) in bytes.
+    pub output_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_bytes: 64 << 20,
+            call_deadline: Duration::from_millis(100),
+            output_bytes: 1 << 20,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// The data of one plugin store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryGuard,
+    /// Which plugin logs through this store (for log lines).
+    pub(crate) plugin: String,
+}
+
+impl PluginState {
+    /// A store's state; what the guest writes to standard error goes to
+    /// `stderr` (bounded), to explain a trap.
+    pub fn new(plugin: &str, limits: &PluginLimits, stderr: MemoryOutputPipe) -> Self {
+        // Seeded so that a connector relying on std's hash maps behaves the
+        // same on every run; connectors get no entropy from the host.
+        let wasi = WasiCtx::builder()
+            .insecure_random_seed(0)
+            .stderr(stderr)
+            .build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryGuard::new(limits.memory_bytes),
+            plugin: plugin.to_owned(),
+        }
+    }
+
+    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.memory
+    }
+
+    pub fn memory(&self) -> &MemoryGuard {
+        &self.memory
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces the memory cap and remembers the high-water mark.
+pub struct MemoryGuard {
+    limits: StoreLimits,
+    cap: usize,
+    peak: usize,
+    hit_cap: bool,
+}
+
+impl MemoryGuard {
+    fn new(cap: usize) -> Self {
+        MemoryGuard {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(cap)
+                .trap_on_grow_failure(true)
+                .build(),
+            cap,
+            peak: 0,
+            hit_cap: false,
+        }
+    }
+
+    /// The most linear memory the instance has held, in bytes.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Whether a grow was refused for passing the cap.
+    pub fn hit_cap(&self) -> bool {
+        self.hit_cap
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+impl ResourceLimiter for MemoryGuard {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit_cap = true;
+        }
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}

@@ -1,0 +1,307 @@
+//! Host-side checks of everything a plugin returns, and the fixtures of the
+//! smoke call a new plugin version must pass before it serves.
+//!
+//! Nothing a plugin returns reaches an application, the store or an event
+//! before it passed these checks: a SCIM document is a JSON object under
+//! the size cap whose `schemas` names the resource type and which carries
+//! the type's required attribute; a group decision names exactly the
+//! members it was asked about.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::contract::{
+    DirectoryGroup, DirectoryUser, Email, GroupDecision, GroupEvent, GroupEventFacts, Manifest,
+    MemberFacts,
+};
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// Most lookup filters one user may have, and the longest one.
+const MAX_LOOKUP_FILTERS: usize = 16;
+const MAX_FILTER_BYTES: usize = 4096;
+
+/// The SCIM resource types a connector produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    pub fn schema(self) -> &'static str {
+        match self {
+            ResourceKind::User => USER_SCHEMA,
+            ResourceKind::Group => GROUP_SCHEMA,
+        }
+    }
+
+    fn required_attribute(self) -> &'static str {
+        match self {
+            ResourceKind::User => "userName",
+            ResourceKind::Group => "displayName",
+        }
+    }
+}
+
+/// Why an output was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    #[error("{size} bytes of output, over the cap of {cap} bytes")]
+    TooLarge { size: usize, cap: usize },
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a SCIM resource: {0}")]
+    NotScim(String),
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Parses and checks one SCIM document a plugin produced.
+pub fn scim_document(text: &str, kind: ResourceKind, cap: usize) -> Result<Value, OutputError> {
+    if text.len() > cap {
+        return Err(OutputError::TooLarge {
+            size: text.len(),
+            cap,
+        });
+    }
+    let document: Value =
+        serde_json::from_str(text).map_err(|e| OutputError::NotJson(e.to_string()))?;
+    let Value::Object(object) = &document else {
+        return Err(OutputError::NotScim(format!(
+            "expected a JSON object, found {}",
+            json_kind(&document)
+        )));
+    };
+    let schemas = match object.get("schemas") {
+        Some(Value::Array(schemas)) if !schemas.is_empty() => schemas,
+        Some(_) => {
+            return Err(OutputError::NotScim(
+                "`schemas` must be a non-empty array of schema URIs".to_owned(),
+            ));
+        }
+        None => return Err(OutputError::NotScim("`schemas` is missing".to_owned())),
+    };
+    if !schemas.iter().all(Value::is_string) {
+        return Err(OutputError::NotScim(
+            "`schemas` must hold only strings".to_owned(),
+        ));
+    }
+    if !schemas.iter().any(|s| s.as_str() == Some(kind.schema())) {
+        return Err(OutputError::NotScim(format!(
+            "`schemas` lacks {} (found {})",
+            kind.schema(),
+            Value::Array(schemas.clone())
+        )));
+    }
+    match object.get(kind.required_attribute()) {
+        Some(Value::String(value)) if !value.trim().is_empty() => Ok(document),
+        _ => Err(OutputError::NotScim(format!(
+            "`{}` must be a non-empty string",
+            kind.required_attribute()
+        ))),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Checks a plugin's lookup filters.
+pub fn lookup_filters(filters: &[String]) -> Result<(), OutputError> {
+    if filters.len() > MAX_LOOKUP_FILTERS {
+        return Err(OutputError::Inconsistent(format!(
+            "{} lookup filters, more than the {MAX_LOOKUP_FILTERS} allowed",
+            filters.len()
+        )));
+    }
+    for filter in filters {
+        if filter.trim().is_empty() {
+            return Err(OutputError::Inconsistent("an empty lookup filter".to_owned()));
+        }
+        if filter.len() > MAX_FILTER_BYTES {
+            return Err(OutputError::TooLarge {
+                size: filter.len(),
+                cap: MAX_FILTER_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a group decision rules on exactly the members it was asked
+/// about, each once.
+pub fn group_decision(facts: &GroupEventFacts, decision: &GroupDecision) -> Result<(), OutputError> {
+    let asked: BTreeSet<&str> = facts.members.iter().map(|m| m.user_id.as_str()).collect();
+    let mut answered = BTreeSet::new();
+    for member in &decision.members {
+        if !asked.contains(member.user_id.as_str()) {
+            return Err(OutputError::Inconsistent(format!(
+                "the decision names user {:?}, who is not among the event's members",
+                member.user_id
+            )));
+        }
+        if !answered.insert(member.user_id.as_str()) {
+            return Err(OutputError::Inconsistent(format!(
+                "the decision names user {:?} twice",
+                member.user_id
+            )));
+        }
+    }
+    if answered.len() != asked.len() {
+        return Err(OutputError::Inconsistent(format!(
+            "the decision rules on {} of the event's {} members",
+            answered.len(),
+            asked.len()
+        )));
+    }
+    if decision.rule.trim().is_empty() || decision.rule.len() > 200 {
+        return Err(OutputError::Inconsistent(
+            "the decision's rule name must be 1 to 200 characters".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a manifest against the contract version the component exports.
+pub fn manifest(manifest: &Manifest, exported: &semver::Version) -> Result<(), String> {
+    let name_ok = !manifest.name.is_empty()
+        && manifest.name.len() <= 64
+        && manifest
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !manifest.name.starts_with('-');
+    if !name_ok {
+        return Err(format!(
+            "manifest name {:?} must be 1 to 64 characters of a-z, 0-9 and '-'",
+            manifest.name
+        ));
+    }
+    semver::Version::parse(&manifest.version)
+        .map_err(|e| format!("manifest version {:?} is not semver: {e}", manifest.version))?;
+    let declared = semver::Version::parse(&manifest.contract_version).map_err(|e| {
+        format!(
+            "manifest contract-version {:?} is not semver: {e}",
+            manifest.contract_version
+        )
+    })?;
+    if (declared.major, declared.minor) != (exported.major, exported.minor) {
+        return Err(format!(
+            "the manifest declares contract {declared} but the component exports contract {exported}"
+        ));
+    }
+    if manifest.capabilities.max_members_per_patch == 0 {
+        return Err("max-members-per-patch must be at least 1".to_owned());
+    }
+    Ok(())
+}
+
+/// The user of the smoke call: every attribute set, nothing unusual.
+pub fn fixture_user() -> DirectoryUser {
+    DirectoryUser {
+        id: "00000000-0000-4000-8000-000000000001".to_owned(),
+        username: "smoke.test".to_owned(),
+        password_expired: false,
+        suspended: false,
+        first_name: Some("Smoke".to_owned()),
+        middle_name: None,
+        last_name: Some("Test".to_owned()),
+        display_name: Some("Smoke Test".to_owned()),
+        emails: vec![Email {
+            value: "smoke.test@example.com".to_owned(),
+            kind: Some("work".to_owned()),
+            primary: true,
+        }],
+        addresses: Vec::new(),
+        phones: Vec::new(),
+        employee_identifier: Some("0001".to_owned()),
+        department: Some("Quality".to_owned()),
+        company: Some("Example".to_owned()),
+        job_title: Some("Tester".to_owned()),
+        location: Some("Remote".to_owned()),
+        custom_attributes: Vec::new(),
+    }
+}
+
+/// The group of the smoke call.
+pub fn fixture_group() -> DirectoryGroup {
+    DirectoryGroup {
+        id: "00000000-0000-4000-8000-0000000000g1".to_owned(),
+        name: "Smoke Testers".to_owned(),
+        description: None,
+    }
+}
+
+/// The group event of the smoke call.
+pub fn fixture_group_event() -> GroupEventFacts {
+    GroupEventFacts {
+        event: GroupEvent::GroupUnbound,
+        group: fixture_group(),
+        members: vec![MemberFacts {
+            user_id: fixture_user().id,
+            other_managed_groups: Vec::new(),
+            directly_assigned: false,
+        }],
+        group_management: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_must_name_their_resource_type() {
+        let cap = 1 << 20;
+        let user = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"a"}}"#);
+        assert!(scim_document(&user, ResourceKind::User, cap).is_ok());
+        let error = scim_document(&user, ResourceKind::Group, cap).unwrap_err();
+        assert!(error.to_string().contains(GROUP_SCHEMA), "{error}");
+        let error = scim_document(r#"{"userName":"a"}"#, ResourceKind::User, cap).unwrap_err();
+        assert!(error.to_string().contains("`schemas` is missing"), "{error}");
+        let error = scim_document("{oops", ResourceKind::User, cap).unwrap_err();
+        assert!(matches!(error, OutputError::NotJson(_)));
+        let error = scim_document("[]", ResourceKind::User, cap).unwrap_err();
+        assert!(error.to_string().contains("an array"), "{error}");
+        let no_name = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":" "}}"#);
+        assert!(scim_document(&no_name, ResourceKind::User, cap).is_err());
+    }
+
+    #[test]
+    fn oversized_documents_are_refused_before_parsing() {
+        let error = scim_document(&"x".repeat(11), ResourceKind::User, 10).unwrap_err();
+        assert_eq!(error, OutputError::TooLarge { size: 11, cap: 10 });
+    }
+
+    #[test]
+    fn decisions_must_cover_exactly_the_members_asked_about() {
+        use super::super::contract::{AccountAction, GroupAction, MemberDecision};
+        let facts = fixture_group_event();
+        let mut decision = GroupDecision {
+            group: GroupAction::LeaveAsIs,
+            members: vec![],
+            rule: "r".to_owned(),
+        };
+        assert!(group_decision(&facts, &decision).is_err());
+        decision.members.push(MemberDecision {
+            user_id: fixture_user().id,
+            action: AccountAction::Keep,
+        });
+        assert!(group_decision(&facts, &decision).is_ok());
+        decision.members.push(MemberDecision {
+            user_id: "stranger".to_owned(),
+            action: AccountAction::Delete,
+        });
+        assert!(group_decision(&facts, &decision).is_err());
+    }
+}
