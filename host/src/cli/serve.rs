@@ -11,7 +11,7 @@ use clap::Args;
 use super::{LimitArgs, shown};
 use crate::runtime::cache::PrecompileCache;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
-use crate::runtime::{EventSink, Loader, PluginLimits, PluginRegistry, Runtime};
+use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -40,7 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cache = PrecompileCache::open(&cache_folder)
         .with_context(|| format!("cannot create {}", shown(&cache_folder)))?;
     let loader = Loader::new(runtime).with_cache(cache).with_limits(per_plugin);
-    let registry = Arc::new(PluginRegistry::new(loader, &args.plugins, EventSink::default()));
+    let registry = Arc::new(PluginRegistry::new(loader, &args.plugins));
 
     tracing::info!(
         "scimlink {} serving connectors from {} (contract {})",

@@ -58,12 +58,14 @@ impl PrecompileCache {
         sha256_hex: &str,
     ) -> Result<(Component, CompileSource), String> {
         let entry = self.entry_path(engine, sha256_hex);
-        if entry.exists() {
+        // Read into memory rather than mapped: a mapped entry truncated by
+        // anyone while in use would take the host down (SIGBUS).
+        if let Ok(serialized) = std::fs::read(&entry) {
             // SAFETY: the entry was written by `precompile_component` of an
             // engine with the same compatibility hash (it is in the key),
             // into a folder only this host writes; a corrupt or foreign file
             // fails to deserialize and is handled as a miss below.
-            match unsafe { Component::deserialize_file(engine, &entry) } {
+            match unsafe { Component::deserialize(engine, &serialized) } {
                 Ok(component) => return Ok((component, CompileSource::Cached)),
                 Err(e) => tracing::warn!(
                     "precompile cache entry {} unusable ({e}); recompiling",

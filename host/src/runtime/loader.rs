@@ -24,6 +24,7 @@ use wasmtime::component::Component;
 use super::cache::{CompileSource, PrecompileCache};
 use super::contract;
 use super::engine::Runtime;
+use super::events::EventSink;
 use super::limits::PluginLimits;
 use super::plugin::{LoadedPlugin, PluginIdentity};
 use super::validate;
@@ -50,17 +51,29 @@ pub struct Loader {
     runtime: Arc<Runtime>,
     cache: Option<PrecompileCache>,
     limits: BTreeMap<String, PluginLimits>,
+    events: EventSink,
 }
 
 impl Loader {
     /// A loader without a precompile cache, every plugin under the
-    /// runtime's default limits.
+    /// runtime's default limits, reporting to a new event sink.
     pub fn new(runtime: Arc<Runtime>) -> Self {
         Loader {
             runtime,
             cache: None,
             limits: BTreeMap::new(),
+            events: EventSink::default(),
         }
+    }
+
+    /// Reports loads and failed calls of the plugins it loads to `events`.
+    pub fn with_events(mut self, events: EventSink) -> Self {
+        self.events = events;
+        self
+    }
+
+    pub fn events(&self) -> &EventSink {
+        &self.events
     }
 
     /// Keeps compiled components in `cache`.
@@ -135,7 +148,7 @@ impl Loader {
             sha256,
             file: Some(file.to_path_buf()),
         };
-        let plugin = LoadedPlugin::link(
+        let mut plugin = LoadedPlugin::link(
             Arc::clone(&self.runtime),
             &component,
             contract,
@@ -145,6 +158,7 @@ impl Loader {
         .map_err(fail)?;
         validate::manifest(plugin.manifest(), &exported).map_err(fail)?;
         smoke_test(&plugin).map_err(fail)?;
+        plugin.report_to(self.events.clone());
         Ok((
             plugin,
             LoadReport {

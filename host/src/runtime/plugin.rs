@@ -28,6 +28,7 @@ use super::contract::{
     MappingError, Setting, since_v0_1_0, since_v0_2_0,
 };
 use super::engine::Runtime;
+use super::events::{EventSink, RuntimeEvent};
 use super::limits::{PluginLimits, PluginState};
 use super::validate::{self, OutputError, ResourceKind};
 
@@ -139,6 +140,9 @@ pub struct LoadedPlugin {
     pool: InstancePool,
     identity: PluginIdentity,
     manifest: Manifest,
+    /// Where a call that fails through the plugin's fault is reported;
+    /// none while the loader validates it (a failure then is a rejection).
+    events: Option<EventSink>,
 }
 
 /// The instances of one version and the machinery of a call.
@@ -209,7 +213,13 @@ impl LoadedPlugin {
             pool,
             identity,
             manifest,
+            events: None,
         })
+    }
+
+    /// Reports failed calls to `events` from now on.
+    pub(crate) fn report_to(&mut self, events: EventSink) {
+        self.events = Some(events);
     }
 
     pub fn identity(&self) -> &PluginIdentity {
@@ -263,6 +273,24 @@ impl LoadedPlugin {
         body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginError> {
         self.pool.call(call, body).map_err(|kind| self.error(call, kind))
+    }
+
+    /// A failed call's error, reported as an event when the plugin is at
+    /// fault (a refused input is the input's fault and is not reported).
+    fn error(&self, call: &'static str, kind: PluginErrorKind) -> PluginError {
+        let error = PluginError {
+            plugin: self.identity.to_string(),
+            call,
+            kind,
+        };
+        if let Some(events) = self.events.as_ref().filter(|_| error.is_plugin_fault()) {
+            events.emit(RuntimeEvent::PluginCallFailed {
+                plugin: error.plugin.clone(),
+                call: call.to_owned(),
+                reason: error.kind.to_string(),
+            });
+        }
+        error
     }
 
     /// The SCIM User for a directory user.
@@ -438,13 +466,6 @@ impl LoadedPlugin {
         })
     }
 
-    fn error(&self, call: &'static str, kind: PluginErrorKind) -> PluginError {
-        PluginError {
-            plugin: self.identity.to_string(),
-            call,
-            kind,
-        }
-    }
 }
 
 impl InstancePool {

@@ -72,15 +72,15 @@ pub struct PluginRegistry {
 }
 
 impl PluginRegistry {
-    /// A registry for the `*.wasm` files of `folder`. Nothing is loaded
-    /// until [`sync`](Self::sync).
-    pub fn new(loader: Loader, folder: impl Into<PathBuf>, events: EventSink) -> Self {
+    /// A registry for the `*.wasm` files of `folder`, reporting to the
+    /// loader's event sink. Nothing is loaded until [`sync`](Self::sync).
+    pub fn new(loader: Loader, folder: impl Into<PathBuf>) -> Self {
         PluginRegistry {
+            events: loader.events().clone(),
             loader,
             folder: folder.into(),
             serving: ArcSwap::from_pointee(BTreeMap::new()),
             writer: Mutex::new(WriterState::default()),
-            events,
         }
     }
 

@@ -21,7 +21,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use super::registry::PluginRegistry;
 
 /// How long the folder must be quiet before a sync.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// How often a folder that cannot be watched is tried again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);

@@ -19,10 +19,12 @@ impl Connector for Hostile {
                 }
             }
             "memory-bomb" => {
+                // Reserve without touching: memory grows as fast as it can.
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![0xAB; 1 << 20]);
-                    std::hint::black_box(&hoard);
+                    let mut block = Vec::<u8>::with_capacity(8 << 20);
+                    block.push(1);
+                    hoard.push(std::hint::black_box(block));
                 }
             }
             "panic" => panic!("the connector panicked on purpose"),
