@@ -305,5 +305,8 @@ macro_rules! export_connector {
             }
             $crate::bindings::export_bindings!(ScimlinkExport with_types_in $crate::bindings);
         };
+        // Natively nothing is exported; this keeps the connector type in use.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::Manifest = <$connector as $crate::Connector>::manifest;
     };
 }

@@ -1,0 +1,110 @@
+//! The connector lifecycle as an operator meets it: `scimlink plugin check`
+//! and a serving host that follows its plugins folder.
+
+use std::process::Command;
+use std::time::Duration;
+
+use scimlink_e2e::{Running, bundled_component, bundled_components, scimlink_binary};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+#[test]
+fn plugin_check_accepts_every_bundled_connector() {
+    let components = bundled_components();
+    assert!(!components.is_empty());
+    for component in components {
+        let output = Command::new(scimlink_binary())
+            .args(["plugin", "check", "--format", "json"])
+            .arg(&component)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            component.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let name = report["manifest"]["name"].as_str().unwrap();
+        assert_eq!(Some(name), component.file_stem().and_then(|s| s.to_str()));
+        assert_eq!(report["sample_user"]["scim"]["userName"], "smoke.test");
+        assert!(report["receipts"][0]["fuel"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn plugin_check_prints_a_readable_report() {
+    let output = Command::new(scimlink_binary())
+        .args(["plugin", "check"])
+        .arg(bundled_component("custom-scim"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("is a valid connector"), "{text}");
+    assert!(text.contains("name          custom-scim"), "{text}");
+    assert!(text.contains(r#"userName eq "smoke.test""#), "{text}");
+}
+
+#[test]
+fn plugin_check_refuses_a_bad_file_with_one_clear_line() {
+    let folder = tempfile::tempdir().unwrap();
+    let junk = folder.path().join("junk.wasm");
+    std::fs::write(&junk, b"definitely not wasm").unwrap();
+    let output = Command::new(scimlink_binary())
+        .args(["plugin", "check"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("junk.wasm: not a WebAssembly file"), "{stderr}");
+
+    let output = Command::new(scimlink_binary())
+        .args(["plugin", "check", "--memory-mib", "0"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a bad flag is a usage error");
+}
+
+#[test]
+fn serve_follows_its_plugins_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let mut host = Running::start(
+        &["serve", "--data", "data", "--plugins", "plugins"],
+        work.path(),
+    );
+    host.expect_line(&["serving connectors from plugins"], WITHIN);
+
+    std::fs::copy(bundled_component("custom-scim"), plugins.join(".incoming")).unwrap();
+    std::fs::rename(plugins.join(".incoming"), plugins.join("custom-scim.wasm")).unwrap();
+    host.expect_line(&["plugin custom-scim 0.1.0 loaded from plugins/custom-scim.wasm"], WITHIN);
+
+    // A broken replacement is refused; the good version keeps serving.
+    std::fs::write(plugins.join(".incoming"), b"\0asm broken").unwrap();
+    std::fs::rename(plugins.join(".incoming"), plugins.join("custom-scim.wasm")).unwrap();
+    host.expect_line(&["custom-scim.wasm", "still serving custom-scim@0.1.0"], WITHIN);
+
+    std::fs::remove_file(plugins.join("custom-scim.wasm")).unwrap();
+    host.expect_line(&["plugin custom-scim 0.1.0 removed"], WITHIN);
+    assert!(host.is_running());
+    assert!(work.path().join("data/plugin-cache").is_dir());
+}
+
+#[test]
+fn serve_waits_for_a_missing_plugins_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let mut host = Running::start(&["serve", "--plugins", "later"], work.path());
+    host.expect_line(&["later", "cannot open the plugins folder"], WITHIN);
+    assert!(host.is_running());
+
+    let later = work.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    std::fs::copy(bundled_component("custom-scim"), later.join("custom-scim.wasm")).unwrap();
+    host.expect_line(&["plugin custom-scim 0.1.0 loaded"], WITHIN);
+}
