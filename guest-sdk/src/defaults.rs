@@ -66,7 +66,11 @@ pub fn primary_email(user: &DirectoryUser) -> Option<&str> {
 
 /// The display name, else "first last" when either is present.
 pub fn display_name(user: &DirectoryUser) -> Option<String> {
-    if let Some(name) = user.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+    if let Some(name) = user
+        .display_name
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+    {
         return Some(name.to_owned());
     }
     let joined = [user.first_name.as_deref(), user.last_name.as_deref()]
@@ -138,8 +142,16 @@ pub fn scim_user(user: &DirectoryUser) -> Value {
             "employeeNumber",
             user.employee_identifier.as_deref(),
         )
-        .extension_opt(ENTERPRISE_USER_SCHEMA, "department", user.department.as_deref())
-        .extension_opt(ENTERPRISE_USER_SCHEMA, "organization", user.company.as_deref())
+        .extension_opt(
+            ENTERPRISE_USER_SCHEMA,
+            "department",
+            user.department.as_deref(),
+        )
+        .extension_opt(
+            ENTERPRISE_USER_SCHEMA,
+            "organization",
+            user.company.as_deref(),
+        )
         .build()
 }
 
@@ -179,14 +191,19 @@ pub fn group_rule(facts: &GroupEventFacts, offboarding: Offboarding) -> GroupDec
         Offboarding::Delete => AccountAction::Delete,
     };
     let (group, rule) = match facts.event {
-        GroupEvent::UserRemovedFromGroup if facts.group_management => {
-            (GroupAction::RemoveMembers, "remove-member-offboard-unless-other-group")
-        }
+        GroupEvent::UserRemovedFromGroup if facts.group_management => (
+            GroupAction::RemoveMembers,
+            "remove-member-offboard-unless-other-group",
+        ),
         GroupEvent::UserRemovedFromGroup => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
-        GroupEvent::GroupUnbound => (GroupAction::LeaveAsIs, "unbind-leave-group-offboard-unless-other-group"),
-        GroupEvent::GroupDeleted if facts.group_management => {
-            (GroupAction::DeleteGroup, "delete-group-offboard-unless-other-group")
-        }
+        GroupEvent::GroupUnbound => (
+            GroupAction::LeaveAsIs,
+            "unbind-leave-group-offboard-unless-other-group",
+        ),
+        GroupEvent::GroupDeleted if facts.group_management => (
+            GroupAction::DeleteGroup,
+            "delete-group-offboard-unless-other-group",
+        ),
         GroupEvent::GroupDeleted => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
         GroupEvent::GroupManagementDisabled => {
             return GroupDecision {
@@ -370,7 +387,10 @@ mod tests {
         assert_eq!(document["addresses"][0]["locality"], "London");
         assert_eq!(document["phoneNumbers"][0]["value"], "+44 20 7946 0000");
         assert_eq!(document["title"], "Mathematician");
-        assert_eq!(document[ENTERPRISE_USER_SCHEMA]["organization"], "Babbage & Co");
+        assert_eq!(
+            document[ENTERPRISE_USER_SCHEMA]["organization"],
+            "Babbage & Co"
+        );
     }
 
     #[test]
@@ -428,15 +448,24 @@ mod tests {
 
     #[test]
     fn unbinding_offboards_only_users_without_another_group() {
-        let decision = group_rule(&facts(GroupEvent::GroupUnbound, &["g2"]), Offboarding::Deactivate);
+        let decision = group_rule(
+            &facts(GroupEvent::GroupUnbound, &["g2"]),
+            Offboarding::Deactivate,
+        );
         assert!(matches!(decision.group, GroupAction::LeaveAsIs));
-        assert!(matches!(decision.members[0].action, AccountAction::Deactivate));
+        assert!(matches!(
+            decision.members[0].action,
+            AccountAction::Deactivate
+        ));
         assert!(matches!(decision.members[1].action, AccountAction::Keep));
     }
 
     #[test]
     fn deleting_a_group_deletes_it_remotely() {
-        let decision = group_rule(&facts(GroupEvent::GroupDeleted, &["g2"]), Offboarding::Delete);
+        let decision = group_rule(
+            &facts(GroupEvent::GroupDeleted, &["g2"]),
+            Offboarding::Delete,
+        );
         assert!(matches!(decision.group, GroupAction::DeleteGroup));
         assert!(matches!(decision.members[0].action, AccountAction::Delete));
     }
@@ -448,6 +477,11 @@ mod tests {
             Offboarding::Deactivate,
         );
         assert!(matches!(decision.group, GroupAction::LeaveAsIs));
-        assert!(decision.members.iter().all(|m| matches!(m.action, AccountAction::Keep)));
+        assert!(
+            decision
+                .members
+                .iter()
+                .all(|m| matches!(m.action, AccountAction::Keep))
+        );
     }
 }

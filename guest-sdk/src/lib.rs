@@ -239,8 +239,8 @@ pub mod prelude {
     pub use crate::scim::{self, ScimResource};
     pub use crate::{
         AccountAction, Connector, DirectoryGroup, DirectoryUser, GroupAction, GroupDecision,
-        GroupEvent, GroupEventFacts, Manifest, MappingError, MemberDecision, Offboarding,
-        Settings, UpdateMethod, Value, defaults, json,
+        GroupEvent, GroupEventFacts, Manifest, MappingError, MemberDecision, Offboarding, Settings,
+        UpdateMethod, Value, defaults, json,
     };
 }
 

@@ -205,7 +205,10 @@ mod tests {
             serde_json::json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA])
         );
         assert_eq!(
-            get_str(&document, &format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber")),
+            get_str(
+                &document,
+                &format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber")
+            ),
             Some("42")
         );
     }

@@ -34,7 +34,9 @@ pub fn scimlink_binary() -> PathBuf {
 
 /// A bundled connector component, built by scripts/build-plugins.sh.
 pub fn bundled_component(name: &str) -> PathBuf {
-    let path = repository().join("dist/plugins").join(format!("{name}.wasm"));
+    let path = repository()
+        .join("dist/plugins")
+        .join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: run scripts/build-plugins.sh first",
@@ -77,8 +79,14 @@ impl Running {
             .expect("scimlink starts");
         let (sender, lines) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()

@@ -60,7 +60,10 @@ fn plugin_check_refuses_a_bad_file_with_one_clear_line() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains("junk.wasm: not a WebAssembly file"), "{stderr}");
+    assert!(
+        stderr.contains("junk.wasm: not a WebAssembly file"),
+        "{stderr}"
+    );
 
     let output = Command::new(scimlink_binary())
         .args(["plugin", "check", "--memory-mib", "0"])
@@ -83,12 +86,18 @@ fn serve_follows_its_plugins_folder() {
 
     std::fs::copy(bundled_component("custom-scim"), plugins.join(".incoming")).unwrap();
     std::fs::rename(plugins.join(".incoming"), plugins.join("custom-scim.wasm")).unwrap();
-    host.expect_line(&["plugin custom-scim 0.1.0 loaded from plugins/custom-scim.wasm"], WITHIN);
+    host.expect_line(
+        &["plugin custom-scim 0.1.0 loaded from plugins/custom-scim.wasm"],
+        WITHIN,
+    );
 
     // A broken replacement is refused; the good version keeps serving.
     std::fs::write(plugins.join(".incoming"), b"\0asm broken").unwrap();
     std::fs::rename(plugins.join(".incoming"), plugins.join("custom-scim.wasm")).unwrap();
-    host.expect_line(&["custom-scim.wasm", "still serving custom-scim@0.1.0"], WITHIN);
+    host.expect_line(
+        &["custom-scim.wasm", "still serving custom-scim@0.1.0"],
+        WITHIN,
+    );
 
     std::fs::remove_file(plugins.join("custom-scim.wasm")).unwrap();
     host.expect_line(&["plugin custom-scim 0.1.0 removed"], WITHIN);
@@ -105,6 +114,10 @@ fn serve_waits_for_a_missing_plugins_folder() {
 
     let later = work.path().join("later");
     std::fs::create_dir(&later).unwrap();
-    std::fs::copy(bundled_component("custom-scim"), later.join("custom-scim.wasm")).unwrap();
+    std::fs::copy(
+        bundled_component("custom-scim"),
+        later.join("custom-scim.wasm"),
+    )
+    .unwrap();
     host.expect_line(&["plugin custom-scim 0.1.0 loaded"], WITHIN);
 }

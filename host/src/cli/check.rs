@@ -95,14 +95,21 @@ fn print_text(report: &Value) {
             println!(
                 "  setting       {}{} — {}",
                 text(&setting["key"]),
-                if setting["required"] == true { " (required)" } else { "" },
+                if setting["required"] == true {
+                    " (required)"
+                } else {
+                    ""
+                },
                 text(&setting["description"])
             );
         }
     }
     println!("  sha256        {}", text(&report["sha256"]));
     println!();
-    println!("SCIM user for the sample user {}:", text(&report["sample_user"]["user_name"]));
+    println!(
+        "SCIM user for the sample user {}:",
+        text(&report["sample_user"]["user_name"])
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(&report["sample_user"]["scim"]).unwrap_or_default()

@@ -15,7 +15,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::runtime::{PluginLimits, RuntimeConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "scimlink", version, about = "Self-hosted SCIM 2.0 provisioning with WebAssembly connectors")]
+#[command(
+    name = "scimlink",
+    version,
+    about = "Self-hosted SCIM 2.0 provisioning with WebAssembly connectors"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -39,7 +39,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cache_folder = args.data.join("plugin-cache");
     let cache = PrecompileCache::open(&cache_folder)
         .with_context(|| format!("cannot create {}", shown(&cache_folder)))?;
-    let loader = Loader::new(runtime).with_cache(cache).with_limits(per_plugin);
+    let loader = Loader::new(runtime)
+        .with_cache(cache)
+        .with_limits(per_plugin);
     let registry = Arc::new(PluginRegistry::new(loader, &args.plugins));
 
     tracing::info!(

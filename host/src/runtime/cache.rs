@@ -78,7 +78,10 @@ impl PrecompileCache {
             .map_err(|e| format!("it does not compile: {e:#}"))?;
         if let Err(e) = self.write(&entry, &compiled) {
             // A cache that cannot be written costs speed, not correctness.
-            tracing::warn!("cannot write precompile cache entry {}: {e}", entry.display());
+            tracing::warn!(
+                "cannot write precompile cache entry {}: {e}",
+                entry.display()
+            );
         }
         // SAFETY: `compiled` was produced just above by this engine.
         let component = unsafe { Component::deserialize(engine, &compiled) }

@@ -101,9 +101,13 @@ pub enum ContractError {
          is it a scimlink connector?"
     )]
     NotAConnector { exports: String },
-    #[error("the component exports {CONNECTOR_INTERFACE} without a version: rebuild it against the versioned contract")]
+    #[error(
+        "the component exports {CONNECTOR_INTERFACE} without a version: rebuild it against the versioned contract"
+    )]
     Unversioned,
-    #[error("the component exports {CONNECTOR_INTERFACE}@{found}: `{found}` is not a semantic version")]
+    #[error(
+        "the component exports {CONNECTOR_INTERFACE}@{found}: `{found}` is not a semantic version"
+    )]
     BadVersion { found: String },
     #[error(
         "the component was built against contract {found}, an incompatible major version: \
@@ -193,7 +197,10 @@ mod tests {
     fn an_incompatible_major_names_both_versions() {
         let error = detect(["scimlink:connector/connector@1.0.0"]).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("1.0.0") && message.contains("0.2.0"), "{message}");
+        assert!(
+            message.contains("1.0.0") && message.contains("0.2.0"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -205,6 +212,9 @@ mod tests {
     #[test]
     fn a_component_of_another_world_is_named_as_such() {
         let error = detect(["wasi:http/incoming-handler@0.2.0"]).unwrap_err();
-        assert!(error.to_string().contains("is it a scimlink connector"), "{error}");
+        assert!(
+            error.to_string().contains("is it a scimlink connector"),
+            "{error}"
+        );
     }
 }

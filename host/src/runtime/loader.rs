@@ -134,7 +134,10 @@ impl Loader {
         .map_err(fail)?;
 
         let component_type = component.component_type();
-        let exports: Vec<&str> = component_type.exports(engine).map(|(name, _)| name).collect();
+        let exports: Vec<&str> = component_type
+            .exports(engine)
+            .map(|(name, _)| name)
+            .collect();
         let (exported, contract) =
             contract::detect(exports.iter().copied()).map_err(|e| fail(e.to_string()))?;
 
@@ -194,7 +197,8 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
 
 /// The calls a version must answer before it serves.
 fn smoke_test(plugin: &LoadedPlugin) -> Result<(), String> {
-    let failed = |e: super::plugin::PluginError| format!("smoke call failed: {}: {}", e.call, e.kind);
+    let failed =
+        |e: super::plugin::PluginError| format!("smoke call failed: {}: {}", e.call, e.kind);
     let settings = [];
     let user = validate::fixture_user();
     plugin.map_user(&user, &settings).map_err(failed)?;

@@ -31,7 +31,7 @@ pub mod watcher;
 
 use std::borrow::Cow;
 
-pub use contract::{ContractVersion, CURRENT as CURRENT_CONTRACT};
+pub use contract::{CURRENT as CURRENT_CONTRACT, ContractVersion};
 pub use engine::{Runtime, RuntimeConfig};
 pub use events::{EventSink, RuntimeEvent};
 pub use limits::PluginLimits;

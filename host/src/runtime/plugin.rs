@@ -260,10 +260,12 @@ impl LoadedPlugin {
     /// Makes a fresh instance and drops it: what a call on a cold plugin
     /// pays before its first call (measured by the benchmarks).
     pub fn instantiate_once(&self) -> Result<(), PluginError> {
-        self.pool
-            .instantiate()
-            .map(drop)
-            .map_err(|e| self.error("instantiate", PluginErrorKind::Unavailable(format!("{e:#}"))))
+        self.pool.instantiate().map(drop).map_err(|e| {
+            self.error(
+                "instantiate",
+                PluginErrorKind::Unavailable(format!("{e:#}")),
+            )
+        })
     }
 
     /// Runs a contract call and names this version in its error.
@@ -272,7 +274,9 @@ impl LoadedPlugin {
         call: &'static str,
         body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginError> {
-        self.pool.call(call, body).map_err(|kind| self.error(call, kind))
+        self.pool
+            .call(call, body)
+            .map_err(|kind| self.error(call, kind))
     }
 
     /// A failed call's error, reported as an event when the plugin is at
@@ -317,11 +321,15 @@ impl LoadedPlugin {
         users: &[DirectoryUser],
         settings: &[Setting],
     ) -> Result<Called<Vec<Result<Value, PluginError>>>, PluginError> {
-        let deadline = self.pool.runtime.deadline_ticks(self.pool.limits.call_deadline);
+        let deadline = self
+            .pool
+            .runtime
+            .deadline_ticks(self.pool.limits.call_deadline);
         let called = self.call("map-users", |exports, store| match exports {
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_map_users(&mut *store, users, settings),
+            Exports::V0_2(p) => {
+                p.scimlink_connector_connector()
+                    .call_map_users(&mut *store, users, settings)
+            }
             // Contract 0.1 has no batch call: one call per user, each with
             // its own deadline.
             Exports::V0_1(p) => users
@@ -349,7 +357,8 @@ impl LoadedPlugin {
             .value
             .into_iter()
             .map(|result| {
-                let text = result.map_err(|e| self.error("map-users", PluginErrorKind::Refused(e)))?;
+                let text =
+                    result.map_err(|e| self.error("map-users", PluginErrorKind::Refused(e)))?;
                 output_bytes += text.len();
                 validate::scim_document(&text, ResourceKind::User, self.pool.limits.output_bytes)
                     .map_err(|e| self.error("map-users", e.into()))
@@ -465,7 +474,6 @@ impl LoadedPlugin {
             },
         })
     }
-
 }
 
 impl InstancePool {

@@ -178,7 +178,13 @@ impl PluginRegistry {
         let bytes = match folder.read(file_name) {
             Ok(bytes) => bytes,
             Err(e) => {
-                self.reject(writer, &path, file_name, format!("cannot read it: {e}"), report);
+                self.reject(
+                    writer,
+                    &path,
+                    file_name,
+                    format!("cannot read it: {e}"),
+                    report,
+                );
                 return;
             }
         };
@@ -270,7 +276,9 @@ impl PluginRegistry {
             .and_then(|record| record.serves.as_deref())
             .and_then(|name| self.get(name))
             .map(|plugin| plugin.identity().to_string());
-        report.rejected.push(format!("{}: {reason}", path.display()));
+        report
+            .rejected
+            .push(format!("{}: {reason}", path.display()));
         self.events.emit(RuntimeEvent::PluginRejected {
             file: path.display().to_string(),
             reason,
@@ -293,7 +301,11 @@ impl PluginRegistry {
         let mut serving = Serving::clone(&self.serving.load());
         let current = serving.insert(name.to_owned(), Arc::clone(&previous));
         self.serving.store(Arc::new(serving));
-        if let Some(file) = previous.identity().file.as_ref().and_then(|f| f.file_name())
+        if let Some(file) = previous
+            .identity()
+            .file
+            .as_ref()
+            .and_then(|f| f.file_name())
             && let Some(record) = writer.files.get_mut(&*file.to_string_lossy())
         {
             record.serves = Some(name.to_owned());

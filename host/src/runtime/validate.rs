@@ -126,7 +126,9 @@ pub fn lookup_filters(filters: &[String]) -> Result<(), OutputError> {
     }
     for filter in filters {
         if filter.trim().is_empty() {
-            return Err(OutputError::Inconsistent("an empty lookup filter".to_owned()));
+            return Err(OutputError::Inconsistent(
+                "an empty lookup filter".to_owned(),
+            ));
         }
         if filter.len() > MAX_FILTER_BYTES {
             return Err(OutputError::TooLarge {
@@ -140,7 +142,10 @@ pub fn lookup_filters(filters: &[String]) -> Result<(), OutputError> {
 
 /// Checks that a group decision rules on exactly the members it was asked
 /// about, each once.
-pub fn group_decision(facts: &GroupEventFacts, decision: &GroupDecision) -> Result<(), OutputError> {
+pub fn group_decision(
+    facts: &GroupEventFacts,
+    decision: &GroupDecision,
+) -> Result<(), OutputError> {
     let asked: BTreeSet<&str> = facts.members.iter().map(|m| m.user_id.as_str()).collect();
     let mut answered = BTreeSet::new();
     for member in &decision.members {
@@ -268,7 +273,10 @@ mod tests {
         let error = scim_document(&user, ResourceKind::Group, cap).unwrap_err();
         assert!(error.to_string().contains(GROUP_SCHEMA), "{error}");
         let error = scim_document(r#"{"userName":"a"}"#, ResourceKind::User, cap).unwrap_err();
-        assert!(error.to_string().contains("`schemas` is missing"), "{error}");
+        assert!(
+            error.to_string().contains("`schemas` is missing"),
+            "{error}"
+        );
         let error = scim_document("{oops", ResourceKind::User, cap).unwrap_err();
         assert!(matches!(error, OutputError::NotJson(_)));
         let error = scim_document("[]", ResourceKind::User, cap).unwrap_err();

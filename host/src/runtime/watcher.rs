@@ -118,9 +118,7 @@ fn start_watch(folder: &Path, sender: mpsc::Sender<Signal>) -> Option<Recommende
     let watched = folder.to_path_buf();
     let handler = move |event: notify::Result<notify::Event>| {
         let signal = match event {
-            Ok(event)
-                if event.kind.is_remove() && event.paths.iter().any(|p| p == &watched) =>
-            {
+            Ok(event) if event.kind.is_remove() && event.paths.iter().any(|p| p == &watched) => {
                 Signal::Lost
             }
             Ok(_) => Signal::Changed,

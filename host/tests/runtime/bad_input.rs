@@ -41,16 +41,27 @@ fn a_component_of_another_world_is_refused() {
     )
     .unwrap();
     let message = refusal(&other_world, "other.wasm");
-    assert!(message.contains("does not export scimlink:connector/connector"), "{message}");
+    assert!(
+        message.contains("does not export scimlink:connector/connector"),
+        "{message}"
+    );
     assert!(message.contains("run"), "{message}");
 }
 
 #[test]
 fn a_broken_file_beside_good_ones_costs_only_itself() {
     let folder = tempfile::tempdir().unwrap();
-    std::fs::copy(bundled("custom-scim"), folder.path().join("custom-scim.wasm")).unwrap();
+    std::fs::copy(
+        bundled("custom-scim"),
+        folder.path().join("custom-scim.wasm"),
+    )
+    .unwrap();
     std::fs::write(folder.path().join("junk.wasm"), b"junk").unwrap();
-    std::fs::copy(fixture("missing-export"), folder.path().join("missing-export.wasm")).unwrap();
+    std::fs::copy(
+        fixture("missing-export"),
+        folder.path().join("missing-export.wasm"),
+    )
+    .unwrap();
     std::fs::write(folder.path().join("notes.txt"), b"ignored").unwrap();
 
     let registry = PluginRegistry::new(Loader::new(runtime()), folder.path());
@@ -63,7 +74,13 @@ fn a_broken_file_beside_good_ones_costs_only_itself() {
     let mut rejected = Vec::new();
     while let Ok(event) = events.try_recv() {
         if let RuntimeEvent::PluginRejected { file, .. } = event {
-            rejected.push(Path::new(&file).file_name().unwrap().to_string_lossy().into_owned());
+            rejected.push(
+                Path::new(&file)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
     rejected.sort();
@@ -91,7 +108,10 @@ fn a_missing_or_unreadable_folder_is_reported_and_what_serves_keeps_serving() {
     match events.try_recv() {
         Ok(RuntimeEvent::PluginsFolderUnreadable { folder, reason }) => {
             assert!(folder.ends_with("plugins"));
-            assert!(reason.contains("cannot open the plugins folder"), "{reason}");
+            assert!(
+                reason.contains("cannot open the plugins folder"),
+                "{reason}"
+            );
         }
         other => panic!("expected an unreadable-folder event, got {other:?}"),
     }

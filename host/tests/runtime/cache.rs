@@ -20,17 +20,27 @@ fn a_cached_component_loads_without_compiling_and_a_damaged_entry_is_a_miss() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "one entry, no temporary files: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry, no temporary files: {entries:?}"
+    );
     assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
 
     let (plugin, second) = loader.load_path(&path).unwrap();
     assert!(second.from_cache);
-    assert_eq!(plugin.map_user(&user("cached"), &[]).unwrap().value["userName"], "cached");
+    assert_eq!(
+        plugin.map_user(&user("cached"), &[]).unwrap().value["userName"],
+        "cached"
+    );
 
     std::fs::write(&entries[0], b"damaged").unwrap();
     let (plugin, third) = loader.load_path(&path).unwrap();
     assert!(!third.from_cache, "a damaged entry must be recompiled");
-    assert_eq!(plugin.map_user(&user("again"), &[]).unwrap().value["userName"], "again");
+    assert_eq!(
+        plugin.map_user(&user("again"), &[]).unwrap().value["userName"],
+        "again"
+    );
     let (_, fourth) = loader.load_path(&path).unwrap();
     assert!(fourth.from_cache, "the entry was rewritten");
 }

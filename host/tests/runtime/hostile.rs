@@ -40,13 +40,15 @@ fn every_misdeed_costs_one_error_and_an_event_while_everything_keeps_serving() {
         "no-schemas",
         "oversize",
     ] {
-        let error = hostile
-            .map_user(&user(misdeed), &[])
-            .expect_err(misdeed);
+        let error = hostile.map_user(&user(misdeed), &[]).expect_err(misdeed);
         assert!(error.is_plugin_fault());
         expect_failure(&error.kind, misdeed);
         match events.try_recv() {
-            Ok(RuntimeEvent::PluginCallFailed { plugin, call, reason }) => {
+            Ok(RuntimeEvent::PluginCallFailed {
+                plugin,
+                call,
+                reason,
+            }) => {
                 assert_eq!(plugin, "hostile@0.1.0");
                 assert_eq!(call, "map-user");
                 assert_eq!(reason, error.kind.to_string());
@@ -54,10 +56,16 @@ fn every_misdeed_costs_one_error_and_an_event_while_everything_keeps_serving() {
             other => panic!("{misdeed}: expected a call-failed event, got {other:?}"),
         }
         // The same connector serves the next, well-formed call …
-        let document = hostile.map_user(&user("after"), &[]).expect("hostile recovers").value;
+        let document = hostile
+            .map_user(&user("after"), &[])
+            .expect("hostile recovers")
+            .value;
         assert_eq!(document["userName"], "after");
         // … and so does its neighbour.
-        let document = neighbour.map_user(&user("neighbour"), &[]).expect("neighbour").value;
+        let document = neighbour
+            .map_user(&user("neighbour"), &[])
+            .expect("neighbour")
+            .value;
         assert_eq!(document["userName"], "neighbour");
     }
 }
@@ -84,7 +92,9 @@ fn a_loop_in_one_connector_does_not_hold_up_another() {
     };
     let mut answered = 0;
     while !looping.is_finished() {
-        neighbour.map_user(&user("busy"), &[]).expect("neighbour answers");
+        neighbour
+            .map_user(&user("busy"), &[])
+            .expect("neighbour answers");
         answered += 1;
     }
     let error = looping.join().unwrap().unwrap_err();
@@ -99,13 +109,16 @@ fn limits_are_configurable_per_connector() {
         call_deadline: Duration::from_millis(20),
         output_bytes: 1024,
     };
-    let loader = Loader::new(runtime())
-        .with_limits(BTreeMap::from([("hostile".to_owned(), tight)]));
+    let loader =
+        Loader::new(runtime()).with_limits(BTreeMap::from([("hostile".to_owned(), tight)]));
     let hostile = load(&loader, &fixture("hostile"));
     assert_eq!(*hostile.limits(), tight);
 
     let error = hostile.map_user(&user("memory-bomb"), &[]).unwrap_err();
-    assert!(matches!(error.kind, PluginErrorKind::MemoryCap(cap) if cap == 16 << 20), "{error}");
+    assert!(
+        matches!(error.kind, PluginErrorKind::MemoryCap(cap) if cap == 16 << 20),
+        "{error}"
+    );
     let error = hostile.map_user(&user("infinite-loop"), &[]).unwrap_err();
     assert!(
         error.to_string().contains("CPU deadline of 20 ms"),
@@ -114,7 +127,10 @@ fn limits_are_configurable_per_connector() {
     let mut verbose = user("verbose");
     verbose.display_name = Some("x".repeat(2000));
     let error = hostile.map_user(&verbose, &[]).unwrap_err();
-    assert!(error.to_string().contains("over the cap of 1024 bytes"), "{error}");
+    assert!(
+        error.to_string().contains("over the cap of 1024 bytes"),
+        "{error}"
+    );
 
     // Other connectors keep the defaults.
     let neighbour = load(&loader, &bundled("custom-scim"));

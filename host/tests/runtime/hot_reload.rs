@@ -55,7 +55,10 @@ fn wait_for_event(
             Ok(event) if wanted(&event) => return event,
             Ok(_) => {}
             Err(broadcast::error::TryRecvError::Empty) => {
-                assert!(started.elapsed() < WITHIN, "no such event within {WITHIN:?}");
+                assert!(
+                    started.elapsed() < WITHIN,
+                    "no such event within {WITHIN:?}"
+                );
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(e) => panic!("event stream: {e}"),
@@ -81,27 +84,43 @@ fn versions_are_swapped_refused_removed_and_rolled_back() {
     wait_for_version(&registry, "1.0.0");
     deploy(&fixture("versioned-2.0.0"), folder.path());
     wait_for_version(&registry, "2.0.0");
-    let replaced = wait_for_event(&mut events, |e| {
-        matches!(e, RuntimeEvent::PluginLoaded { version, .. } if version == "2.0.0")
-    });
-    assert!(matches!(replaced, RuntimeEvent::PluginLoaded { replaced: Some(old), .. } if old == "1.0.0"));
+    let replaced = wait_for_event(
+        &mut events,
+        |e| matches!(e, RuntimeEvent::PluginLoaded { version, .. } if version == "2.0.0"),
+    );
+    assert!(
+        matches!(replaced, RuntimeEvent::PluginLoaded { replaced: Some(old), .. } if old == "1.0.0")
+    );
 
     // A version that fails its smoke call never serves.
     deploy(&fixture("versioned-broken"), folder.path());
-    let rejected = wait_for_event(&mut events, |e| matches!(e, RuntimeEvent::PluginRejected { .. }));
-    let RuntimeEvent::PluginRejected { reason, still_serving, .. } = rejected else {
+    let rejected = wait_for_event(&mut events, |e| {
+        matches!(e, RuntimeEvent::PluginRejected { .. })
+    });
+    let RuntimeEvent::PluginRejected {
+        reason,
+        still_serving,
+        ..
+    } = rejected
+    else {
         unreachable!()
     };
     assert!(reason.contains("this version is broken"), "{reason}");
     assert_eq!(still_serving.as_deref(), Some("versioned@2.0.0"));
     assert_eq!(serving_version(&registry).as_deref(), Some("2.0.0"));
-    let document = registry.get("versioned").unwrap().map_user(&user("u"), &[]).unwrap();
+    let document = registry
+        .get("versioned")
+        .unwrap()
+        .map_user(&user("u"), &[])
+        .unwrap();
     assert_eq!(document.value["title"], "2.0.0");
 
     // Rollback serves the previous version; a second one undoes it.
     registry.rollback("versioned").unwrap();
     assert_eq!(serving_version(&registry).as_deref(), Some("1.0.0"));
-    let rolled = wait_for_event(&mut events, |e| matches!(e, RuntimeEvent::PluginRolledBack { .. }));
+    let rolled = wait_for_event(&mut events, |e| {
+        matches!(e, RuntimeEvent::PluginRolledBack { .. })
+    });
     assert_eq!(
         rolled,
         RuntimeEvent::PluginRolledBack {
@@ -116,7 +135,9 @@ fn versions_are_swapped_refused_removed_and_rolled_back() {
 
     // Removing the file unloads the connector.
     std::fs::remove_file(folder.path().join("versioned.wasm")).unwrap();
-    wait_for_event(&mut events, |e| matches!(e, RuntimeEvent::PluginRemoved { .. }));
+    wait_for_event(&mut events, |e| {
+        matches!(e, RuntimeEvent::PluginRemoved { .. })
+    });
     assert!(registry.get("versioned").is_none());
     // … and the removed version can be brought back.
     registry.rollback("versioned").unwrap();
@@ -141,7 +162,9 @@ fn hot_reload_under_load_loses_no_call() {
                 let mut failures = Vec::new();
                 let user = user(&format!("caller-{caller}"));
                 while !stop.load(Ordering::Relaxed) {
-                    let plugin = registry.get("versioned").expect("always one version serving");
+                    let plugin = registry
+                        .get("versioned")
+                        .expect("always one version serving");
                     match plugin.map_user(&user, &[]) {
                         Ok(called) => {
                             let answered = called.value["title"].as_str().unwrap_or("").to_owned();

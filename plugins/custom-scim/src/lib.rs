@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(document["displayName"], "Ada Lovelace");
         assert_eq!(document["emails"][0]["value"], "ada@example.com");
         assert_eq!(document["emails"][0]["primary"], true);
-        assert_eq!(document["addresses"][0]["streetAddress"], "12 St James's Square");
+        assert_eq!(
+            document["addresses"][0]["streetAddress"],
+            "12 St James's Square"
+        );
         assert_eq!(document["addresses"][0]["postalCode"], "SW1Y 4LB");
         assert_eq!(document["addresses"][0]["country"], "GB");
         assert_eq!(document["phoneNumbers"][0]["type"], "work");

@@ -54,7 +54,6 @@ impl Guest for Fixture {
         ))
     }
 
-
     fn map_group(group: DirectoryGroup, _settings: Vec<Setting>) -> Result<String, MappingError> {
         Ok(format!(
             r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":{}}}"#,
@@ -81,10 +80,16 @@ impl Guest for Fixture {
         }
     }
 
-    fn read_user(scim_user: String, _settings: Vec<Setting>) -> Result<DirectoryUser, MappingError> {
+    fn read_user(
+        scim_user: String,
+        _settings: Vec<Setting>,
+    ) -> Result<DirectoryUser, MappingError> {
         Err(MappingError {
             attribute: None,
-            message: format!("import is not supported ({} bytes ignored)", scim_user.len()),
+            message: format!(
+                "import is not supported ({} bytes ignored)",
+                scim_user.len()
+            ),
         })
     }
 }

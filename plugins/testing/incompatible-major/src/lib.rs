@@ -90,10 +90,16 @@ impl Guest for Fixture {
         }
     }
 
-    fn read_user(scim_user: String, _settings: Vec<Setting>) -> Result<DirectoryUser, MappingError> {
+    fn read_user(
+        scim_user: String,
+        _settings: Vec<Setting>,
+    ) -> Result<DirectoryUser, MappingError> {
         Err(MappingError {
             attribute: None,
-            message: format!("import is not supported ({} bytes ignored)", scim_user.len()),
+            message: format!(
+                "import is not supported ({} bytes ignored)",
+                scim_user.len()
+            ),
         })
     }
 }

@@ -89,7 +89,6 @@ impl Guest for Fixture {
             rule: "keep".to_owned(),
         }
     }
-
 }
 
 export!(Fixture);
