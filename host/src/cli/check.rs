@@ -44,7 +44,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let group_document = if plugin.manifest().capabilities.groups {
         let called = plugin.map_group(&validate::fixture_group(), &settings)?;
         receipts.push(called.receipt);
-        Some(called.value)
+        Some(called.value.value())
     } else {
         None
     };
@@ -57,7 +57,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         "manifest": manifest_json(plugin.manifest()),
         "sample_user": {
             "user_name": user.username,
-            "scim": user_document.value,
+            "scim": user_document.value.value(),
             "lookup_filters": filters.value,
         },
         "sample_group": group_document,

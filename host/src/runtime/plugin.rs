@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
@@ -30,7 +29,7 @@ use super::contract::{
 use super::engine::Runtime;
 use super::events::{EventSink, RuntimeEvent};
 use super::limits::{PluginLimits, PluginState};
-use super::validate::{self, OutputError, ResourceKind};
+use super::validate::{self, OutputError, ResourceKind, ScimDocument};
 
 /// An instance is dropped after this many calls and a fresh one takes its
 /// place: a guest that leaks a little per call cannot grow without bound.
@@ -302,7 +301,7 @@ impl LoadedPlugin {
         &self,
         user: &DirectoryUser,
         settings: &[Setting],
-    ) -> Result<Called<Value>, PluginError> {
+    ) -> Result<Called<ScimDocument>, PluginError> {
         let called = self.call("map-user", |exports, store| match exports {
             Exports::V0_1(p) => p
                 .scimlink_connector_connector()
@@ -320,7 +319,7 @@ impl LoadedPlugin {
         &self,
         users: &[DirectoryUser],
         settings: &[Setting],
-    ) -> Result<Called<Vec<Result<Value, PluginError>>>, PluginError> {
+    ) -> Result<Called<Vec<Result<ScimDocument, PluginError>>>, PluginError> {
         let deadline = self
             .pool
             .runtime
@@ -360,7 +359,7 @@ impl LoadedPlugin {
                 let text =
                     result.map_err(|e| self.error("map-users", PluginErrorKind::Refused(e)))?;
                 output_bytes += text.len();
-                validate::scim_document(&text, ResourceKind::User, self.pool.limits.output_bytes)
+                validate::scim_document(text, ResourceKind::User, self.pool.limits.output_bytes)
                     .map_err(|e| self.error("map-users", e.into()))
             })
             .collect();
@@ -378,7 +377,7 @@ impl LoadedPlugin {
         &self,
         group: &DirectoryGroup,
         settings: &[Setting],
-    ) -> Result<Called<Value>, PluginError> {
+    ) -> Result<Called<ScimDocument>, PluginError> {
         let called = self.call("map-group", |exports, store| match exports {
             Exports::V0_1(p) => p
                 .scimlink_connector_connector()
@@ -461,15 +460,16 @@ impl LoadedPlugin {
         called: Called<Result<String, MappingError>>,
         call: &'static str,
         kind: ResourceKind,
-    ) -> Result<Called<Value>, PluginError> {
+    ) -> Result<Called<ScimDocument>, PluginError> {
         let Called { value, receipt } = called;
         let text = value.map_err(|refusal| self.error(call, PluginErrorKind::Refused(refusal)))?;
-        let document = validate::scim_document(&text, kind, self.pool.limits.output_bytes)
+        let output_bytes = text.len();
+        let document = validate::scim_document(text, kind, self.pool.limits.output_bytes)
             .map_err(|e| self.error(call, e.into()))?;
         Ok(Called {
             value: document,
             receipt: CallReceipt {
-                output_bytes: text.len(),
+                output_bytes,
                 ..receipt
             },
         })

@@ -7,6 +7,7 @@
 //! the type's required attribute; a group decision names exactly the
 //! members it was asked about.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -59,61 +60,109 @@ pub enum OutputError {
     Inconsistent(String),
 }
 
-/// Parses and checks one SCIM document a plugin produced.
-pub fn scim_document(text: &str, kind: ResourceKind, cap: usize) -> Result<Value, OutputError> {
+/// A SCIM document a plugin produced and the host checked. It keeps the
+/// JSON text as the plugin wrote it (the body to send) and parses it into a
+/// tree only when asked, so the checks cost one pass over the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimDocument {
+    kind: ResourceKind,
+    text: String,
+}
+
+impl ScimDocument {
+    pub fn kind(&self) -> ResourceKind {
+        self.kind
+    }
+
+    /// The JSON text, as sent to the application.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The document as a JSON tree.
+    pub fn value(&self) -> Value {
+        // The text passed `scim_document`, so it is JSON.
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+/// The attributes the checks read; everything else is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    schemas: Option<Vec<Cow<'a, str>>>,
+    #[serde(rename = "userName", borrow, default)]
+    user_name: Option<Cow<'a, str>>,
+    #[serde(rename = "displayName", borrow, default)]
+    display_name: Option<Cow<'a, str>>,
+}
+
+/// Checks one SCIM document a plugin produced.
+pub fn scim_document(
+    text: String,
+    kind: ResourceKind,
+    cap: usize,
+) -> Result<ScimDocument, OutputError> {
     if text.len() > cap {
         return Err(OutputError::TooLarge {
             size: text.len(),
             cap,
         });
     }
-    let document: Value =
-        serde_json::from_str(text).map_err(|e| OutputError::NotJson(e.to_string()))?;
-    let Value::Object(object) = &document else {
-        return Err(OutputError::NotScim(format!(
-            "expected a JSON object, found {}",
-            json_kind(&document)
-        )));
+    let found = match text.trim_start().as_bytes().first() {
+        Some(b'{') => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'n') => Some("null"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        _ => None,
     };
-    let schemas = match object.get("schemas") {
-        Some(Value::Array(schemas)) if !schemas.is_empty() => schemas,
-        Some(_) => {
-            return Err(OutputError::NotScim(
-                "`schemas` must be a non-empty array of schema URIs".to_owned(),
-            ));
+    let envelope: Envelope<'_> = match serde_json::from_str(&text) {
+        Ok(envelope) => envelope,
+        Err(e) if e.is_data() => {
+            return Err(OutputError::NotScim(match found {
+                Some(found) => format!("expected a JSON object, found {found}"),
+                None => e.to_string(),
+            }));
         }
-        None => return Err(OutputError::NotScim("`schemas` is missing".to_owned())),
+        Err(e) => return Err(OutputError::NotJson(e.to_string())),
     };
-    if !schemas.iter().all(Value::is_string) {
+    if let Some(found) = found {
+        return Err(OutputError::NotScim(format!(
+            "expected a JSON object, found {found}"
+        )));
+    }
+    let Some(schemas) = envelope.schemas else {
+        return Err(OutputError::NotScim("`schemas` is missing".to_owned()));
+    };
+    if schemas.is_empty() {
         return Err(OutputError::NotScim(
-            "`schemas` must hold only strings".to_owned(),
+            "`schemas` must be a non-empty array of schema URIs".to_owned(),
         ));
     }
-    if !schemas.iter().any(|s| s.as_str() == Some(kind.schema())) {
+    if !schemas.iter().any(|s| s == kind.schema()) {
         return Err(OutputError::NotScim(format!(
             "`schemas` lacks {} (found {})",
             kind.schema(),
-            Value::Array(schemas.clone())
+            schemas.join(", ")
         )));
     }
-    match object.get(kind.required_attribute()) {
-        Some(Value::String(value)) if !value.trim().is_empty() => Ok(document),
-        _ => Err(OutputError::NotScim(format!(
+    let required = match kind {
+        ResourceKind::User => envelope.user_name,
+        ResourceKind::Group => envelope.display_name,
+    };
+    if required.is_none_or(|value| value.trim().is_empty()) {
+        return Err(OutputError::NotScim(format!(
             "`{}` must be a non-empty string",
             kind.required_attribute()
-        ))),
+        )));
     }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Ok(ScimDocument { kind, text })
 }
 
 /// Checks a plugin's lookup filters.
@@ -287,7 +336,7 @@ mod tests {
 
     #[test]
     fn oversized_documents_are_refused_before_parsing() {
-        let error = scim_document(&"x".repeat(11), ResourceKind::User, 10).unwrap_err();
+        let error = scim_document("x".repeat(11), ResourceKind::User, 10).unwrap_err();
         assert_eq!(error, OutputError::TooLarge { size: 11, cap: 10 });
     }
 

@@ -30,7 +30,7 @@ fn a_cached_component_loads_without_compiling_and_a_damaged_entry_is_a_miss() {
     let (plugin, second) = loader.load_path(&path).unwrap();
     assert!(second.from_cache);
     assert_eq!(
-        plugin.map_user(&user("cached"), &[]).unwrap().value["userName"],
+        plugin.map_user(&user("cached"), &[]).unwrap().value.value()["userName"],
         "cached"
     );
 
@@ -38,7 +38,7 @@ fn a_cached_component_loads_without_compiling_and_a_damaged_entry_is_a_miss() {
     let (plugin, third) = loader.load_path(&path).unwrap();
     assert!(!third.from_cache, "a damaged entry must be recompiled");
     assert_eq!(
-        plugin.map_user(&user("again"), &[]).unwrap().value["userName"],
+        plugin.map_user(&user("again"), &[]).unwrap().value.value()["userName"],
         "again"
     );
     let (_, fourth) = loader.load_path(&path).unwrap();

@@ -12,14 +12,14 @@ fn a_connector_built_against_the_previous_minor_version_loads_and_serves() {
     assert_eq!(old.identity().contract, "0.1.0");
     assert_eq!(old.manifest().contract_version, "0.1.0");
 
-    let document = old.map_user(&user("legacy"), &[]).unwrap().value;
+    let document = old.map_user(&user("legacy"), &[]).unwrap().value.value();
     assert_eq!(document["userName"], "legacy");
     // 0.1.0 has no batch call: the host serves it with one call per user.
     let users = [user("a"), user("b"), user("c")];
     let batch = old.map_users(&users, &[]).unwrap().value;
     let names: Vec<String> = batch
         .into_iter()
-        .map(|d| d.unwrap()["userName"].as_str().unwrap().to_owned())
+        .map(|d| d.unwrap().value()["userName"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
     // Its output is checked like any other's.

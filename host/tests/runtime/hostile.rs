@@ -59,13 +59,15 @@ fn every_misdeed_costs_one_error_and_an_event_while_everything_keeps_serving() {
         let document = hostile
             .map_user(&user("after"), &[])
             .expect("hostile recovers")
-            .value;
+            .value
+            .value();
         assert_eq!(document["userName"], "after");
         // … and so does its neighbour.
         let document = neighbour
             .map_user(&user("neighbour"), &[])
             .expect("neighbour")
-            .value;
+            .value
+            .value();
         assert_eq!(document["userName"], "neighbour");
     }
 }

@@ -113,7 +113,7 @@ fn versions_are_swapped_refused_removed_and_rolled_back() {
         .unwrap()
         .map_user(&user("u"), &[])
         .unwrap();
-    assert_eq!(document.value["title"], "2.0.0");
+    assert_eq!(document.value.value()["title"], "2.0.0");
 
     // Rollback serves the previous version; a second one undoes it.
     registry.rollback("versioned").unwrap();
@@ -167,7 +167,10 @@ fn hot_reload_under_load_loses_no_call() {
                         .expect("always one version serving");
                     match plugin.map_user(&user, &[]) {
                         Ok(called) => {
-                            let answered = called.value["title"].as_str().unwrap_or("").to_owned();
+                            let answered = called.value.value()["title"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_owned();
                             // The version the call went to is the one that answered.
                             assert_eq!(answered, plugin.identity().version);
                             *answered_by.entry(answered).or_default() += 1;
