@@ -317,21 +317,38 @@ mod tests {
     #[test]
     fn documents_must_name_their_resource_type() {
         let cap = 1 << 20;
+        let check = |text: &str, kind| scim_document(text.to_owned(), kind, cap);
         let user = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"a"}}"#);
-        assert!(scim_document(&user, ResourceKind::User, cap).is_ok());
-        let error = scim_document(&user, ResourceKind::Group, cap).unwrap_err();
+        let document = check(&user, ResourceKind::User).unwrap();
+        assert_eq!(document.value()["userName"], "a");
+        let error = check(&user, ResourceKind::Group).unwrap_err();
         assert!(error.to_string().contains(GROUP_SCHEMA), "{error}");
-        let error = scim_document(r#"{"userName":"a"}"#, ResourceKind::User, cap).unwrap_err();
+        let error = check(r#"{"userName":"a"}"#, ResourceKind::User).unwrap_err();
         assert!(
             error.to_string().contains("`schemas` is missing"),
             "{error}"
         );
-        let error = scim_document("{oops", ResourceKind::User, cap).unwrap_err();
+        let error = check("{oops", ResourceKind::User).unwrap_err();
         assert!(matches!(error, OutputError::NotJson(_)));
-        let error = scim_document("[]", ResourceKind::User, cap).unwrap_err();
+        let error = check("[]", ResourceKind::User).unwrap_err();
         assert!(error.to_string().contains("an array"), "{error}");
+        let error = check("42", ResourceKind::User).unwrap_err();
+        assert!(error.to_string().contains("a number"), "{error}");
         let no_name = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":" "}}"#);
-        assert!(scim_document(&no_name, ResourceKind::User, cap).is_err());
+        assert!(check(&no_name, ResourceKind::User).is_err());
+        let numeric = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":7}}"#);
+        assert!(matches!(
+            check(&numeric, ResourceKind::User),
+            Err(OutputError::NotScim(_))
+        ));
+        let twice = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"a","userName":"b"}}"#);
+        let error = check(&twice, ResourceKind::User).unwrap_err();
+        assert!(error.to_string().contains("duplicate"), "{error}");
+        let trailing = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"a"}} junk"#);
+        assert!(matches!(
+            check(&trailing, ResourceKind::User),
+            Err(OutputError::NotJson(_))
+        ));
     }
 
     #[test]
