@@ -7,16 +7,21 @@
 //! - every call runs under an epoch deadline of [`PluginLimits::call_deadline`]
 //!   (see `engine.rs` for the ticker), so a looping guest traps;
 //! - the WASI context grants nothing: no preopened directories, no
-//!   environment, no arguments, no sockets, no name lookups; stdio is
-//!   discarded.
+//!   environment, no arguments, no sockets, no name lookups; standard input
+//!   is empty, standard output is discarded and standard error is kept
+//!   (bounded) to explain a trap;
+//! - a connector is deterministic given its inputs: both clocks read zero
+//!   and stand still, and both random sources are seeded with a constant.
 
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// Limits of one plugin. Defaults: 64 MiB of memory, 100 ms per call,
 /// 1 MiB per output document.
@@ -69,10 +74,15 @@ impl PluginState {
     /// A store's state; what the guest writes to standard error goes to
     /// `stderr` (bounded), to explain a trap.
     pub fn new(plugin: &str, limits: &PluginLimits, stderr: MemoryOutputPipe) -> Self {
-        // Seeded so that a connector relying on std's hash maps behaves the
-        // same on every run; connectors get no entropy from the host.
+        // A connector holds no secret, so it needs no entropy, and a fixed
+        // seed keeps its output (std's hash maps included) the same on
+        // every run: what a plan shows is what the engine sends.
         let wasi = WasiCtx::builder()
+            .secure_random(StdRng::seed_from_u64(0))
+            .insecure_random(StdRng::seed_from_u64(1))
             .insecure_random_seed(0)
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
             .stderr(stderr)
             .build();
         PluginState {
@@ -98,6 +108,29 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// A clock that reads zero and never advances.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
     }
 }
 

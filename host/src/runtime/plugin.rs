@@ -117,6 +117,22 @@ pub enum PluginErrorKind {
     Refused(MappingError),
 }
 
+/// Runs the same call on whichever contract version's bindings serve.
+macro_rules! dispatch {
+    ($exports:expr, $connector:ident => $call:expr) => {
+        match $exports {
+            Exports::V0_1(plugin) => {
+                let $connector = plugin.scimlink_connector_connector();
+                $call
+            }
+            Exports::V0_2(plugin) => {
+                let $connector = plugin.scimlink_connector_connector();
+                $call
+            }
+        }
+    };
+}
+
 enum Pre {
     V0_1(since_v0_1_0::PluginPre<PluginState>),
     V0_2(since_v0_2_0::PluginPre<PluginState>),
@@ -191,10 +207,10 @@ impl LoadedPlugin {
             retired: AtomicBool::new(false),
         };
         let manifest = pool
-            .call("manifest", |exports, store| match exports {
-                Exports::V0_1(p) => p.scimlink_connector_connector().call_describe(store),
-                Exports::V0_2(p) => p.scimlink_connector_connector().call_describe(store),
-            })
+            .call(
+                "describe",
+                |exports, store| dispatch!(exports, connector => connector.call_describe(store)),
+            )
             .map_err(|kind| kind.to_string())?
             .value;
         pool.rename(&manifest.name);
@@ -302,13 +318,8 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-user", |exports, store| match exports {
-            Exports::V0_1(p) => p
-                .scimlink_connector_connector()
-                .call_map_user(store, user, settings),
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_map_user(store, user, settings),
+        let called = self.call("map-user", |exports, store| {
+            dispatch!(exports, connector => connector.call_map_user(store, user, settings))
         })?;
         self.document(called, "map-user", ResourceKind::User)
     }
@@ -378,13 +389,8 @@ impl LoadedPlugin {
         group: &DirectoryGroup,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-group", |exports, store| match exports {
-            Exports::V0_1(p) => p
-                .scimlink_connector_connector()
-                .call_map_group(store, group, settings),
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_map_group(store, group, settings),
+        let called = self.call("map-group", |exports, store| {
+            dispatch!(exports, connector => connector.call_map_group(store, group, settings))
         })?;
         self.document(called, "map-group", ResourceKind::Group)
     }
@@ -395,13 +401,8 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<Vec<String>>, PluginError> {
-        let called = self.call("lookup-filters", |exports, store| match exports {
-            Exports::V0_1(p) => p
-                .scimlink_connector_connector()
-                .call_lookup_filters(store, user, settings),
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_lookup_filters(store, user, settings),
+        let called = self.call("lookup-filters", |exports, store| {
+            dispatch!(exports, connector => connector.call_lookup_filters(store, user, settings))
         })?;
         validate::lookup_filters(&called.value)
             .map_err(|e| self.error("lookup-filters", e.into()))?;
@@ -414,13 +415,8 @@ impl LoadedPlugin {
         facts: &GroupEventFacts,
         settings: &[Setting],
     ) -> Result<Called<GroupDecision>, PluginError> {
-        let called = self.call("on-group-event", |exports, store| match exports {
-            Exports::V0_1(p) => p
-                .scimlink_connector_connector()
-                .call_on_group_event(store, facts, settings),
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_on_group_event(store, facts, settings),
+        let called = self.call("on-group-event", |exports, store| {
+            dispatch!(exports, connector => connector.call_on_group_event(store, facts, settings))
         })?;
         validate::group_decision(facts, &called.value)
             .map_err(|e| self.error("on-group-event", e.into()))?;
@@ -433,13 +429,8 @@ impl LoadedPlugin {
         scim_user: &str,
         settings: &[Setting],
     ) -> Result<Called<DirectoryUser>, PluginError> {
-        let called = self.call("read-user", |exports, store| match exports {
-            Exports::V0_1(p) => p
-                .scimlink_connector_connector()
-                .call_read_user(store, scim_user, settings),
-            Exports::V0_2(p) => p
-                .scimlink_connector_connector()
-                .call_read_user(store, scim_user, settings),
+        let called = self.call("read-user", |exports, store| {
+            dispatch!(exports, connector => connector.call_read_user(store, scim_user, settings))
         })?;
         let Called { value, receipt } = called;
         match value {

@@ -148,3 +148,27 @@ fn a_refused_input_is_not_a_plugin_fault() {
     assert!(matches!(error.kind, PluginErrorKind::Refused(_)));
     assert!(error.to_string().contains("userName"), "{error}");
 }
+
+#[test]
+fn the_sandbox_grants_nothing_and_is_deterministic() {
+    let probe = |loader: &Loader| {
+        let hostile = load(loader, &fixture("hostile"));
+        let document = hostile
+            .map_user(&user("probe-sandbox"), &[])
+            .unwrap()
+            .value
+            .value();
+        document["title"].as_str().unwrap().to_owned()
+    };
+    let seen = probe(&Loader::new(runtime()));
+    let (facts, order) = seen.split_once(" order=").unwrap();
+    assert_eq!(
+        facts, "env=0 args=0 file=false dir=false net=false time=0",
+        "what the connector could see"
+    );
+    // A fresh runtime, a fresh instance: the same "random" hash order.
+    assert_eq!(
+        probe(&Loader::new(runtime())),
+        format!("{facts} order={order}")
+    );
+}

@@ -35,6 +35,32 @@ impl Connector for Hostile {
                 "displayName": "I am not a user",
             })),
             "no-schemas" => Ok(json!({"userName": user.username})),
+            // Reports what the sandbox lets it see.
+            "probe-sandbox" => {
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let file = std::fs::read("/etc/passwd").is_ok();
+                let dir = std::fs::read_dir(".").is_ok();
+                let net = std::net::TcpStream::connect("127.0.0.1:9").is_ok();
+                let time = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(u64::MAX);
+                let mut seeded = std::collections::HashMap::new();
+                seeded.insert("a", 1);
+                seeded.insert("b", 2);
+                seeded.insert("c", 3);
+                let order: String = seeded.keys().copied().collect();
+                Ok(ScimResource::user()
+                    .set("userName", user.username.as_str())
+                    .set(
+                        "title",
+                        format!(
+                            "env={env} args={args} file={file} dir={dir} net={net} time={time} order={order}"
+                        ),
+                    )
+                    .build())
+            }
             "oversize" => Ok(json!({
                 "schemas": [scim::USER_SCHEMA],
                 "userName": user.username,
