@@ -45,6 +45,19 @@ pub fn bundled_component(name: &str) -> PathBuf {
     path
 }
 
+/// A test fixture component, built by scripts/build-plugins.sh --fixtures.
+pub fn fixture_component(name: &str) -> PathBuf {
+    let path = repository()
+        .join("dist/test-plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh --fixtures first",
+        path.display()
+    );
+    path
+}
+
 /// Every bundled connector component.
 pub fn bundled_components() -> Vec<PathBuf> {
     let folder = repository().join("dist/plugins");

@@ -4,7 +4,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use scimlink_e2e::{Running, bundled_component, bundled_components, scimlink_binary};
+use std::path::Path;
+
+use scimlink_e2e::{
+    Running, bundled_component, bundled_components, fixture_component, scimlink_binary,
+};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -120,4 +124,67 @@ fn serve_waits_for_a_missing_plugins_folder() {
     )
     .unwrap();
     host.expect_line(&["plugin custom-scim 0.1.0 loaded"], WITHIN);
+}
+
+fn deploy(component: &Path, plugins: &Path) {
+    std::fs::copy(component, plugins.join(".incoming")).unwrap();
+    std::fs::rename(plugins.join(".incoming"), plugins.join("versioned.wasm")).unwrap();
+}
+
+fn rollback(work: &Path) -> std::process::Output {
+    Command::new(scimlink_binary())
+        .args([
+            "plugin",
+            "rollback",
+            "versioned",
+            "--data",
+            "data",
+            "--plugins",
+            "plugins",
+        ])
+        .current_dir(work)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plugin_rollback_puts_the_previous_version_back_into_a_running_host() {
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+
+    let refused = rollback(work.path());
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no serving history for connector `versioned`"),
+        "{stderr}"
+    );
+
+    let mut host = Running::start(
+        &["serve", "--data", "data", "--plugins", "plugins"],
+        work.path(),
+    );
+    deploy(&fixture_component("versioned-1.0.0"), &plugins);
+    host.expect_line(&["plugin versioned 1.0.0 loaded"], WITHIN);
+    deploy(&fixture_component("versioned-2.0.0"), &plugins);
+    host.expect_line(&["plugin versioned 1.0.0 → 2.0.0"], WITHIN);
+
+    let output = rollback(work.path());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("rolled back from 2.0.0 to 1.0.0"),
+        "{stdout}"
+    );
+    host.expect_line(&["plugin versioned 2.0.0 → 1.0.0", "cached"], WITHIN);
+
+    // A second rollback undoes the first.
+    let output = rollback(work.path());
+    assert!(output.status.success());
+    host.expect_line(&["plugin versioned 1.0.0 → 2.0.0"], WITHIN);
 }

@@ -5,6 +5,7 @@
 //! user as one line naming what failed and why, and a non-zero exit status.
 
 mod check;
+mod rollback;
 mod serve;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ enum PluginCommand {
     /// Load and validate a component exactly as the host would; print its
     /// manifest and what it produces for a sample user.
     Check(check::CheckArgs),
+    /// Put back the version of a connector that served before the current
+    /// one; a running host serves it within moments.
+    Rollback(rollback::RollbackArgs),
 }
 
 /// Output format of commands that report.
@@ -86,6 +90,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Check(args)) => check::run(args),
+        Command::Plugin(PluginCommand::Rollback(args)) => rollback::run(args),
     }
 }
 

@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{LimitArgs, shown};
 use crate::runtime::cache::PrecompileCache;
+use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
 use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
 
@@ -42,7 +43,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loader = Loader::new(runtime)
         .with_cache(cache)
         .with_limits(per_plugin);
-    let registry = Arc::new(PluginRegistry::new(loader, &args.plugins));
+    let history = History::new(args.data.join("plugin-history"));
+    let registry = Arc::new(PluginRegistry::new(loader, &args.plugins).with_history(history));
 
     tracing::info!(
         "scimlink {} serving connectors from {} (contract {})",
@@ -74,7 +76,12 @@ fn read_limits(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, Plugin
 }
 
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 }

@@ -13,6 +13,7 @@
 //! | `registry.rs` | which version of each connector serves; hot swap and rollback |
 //! | `watcher.rs` | the plugins folder watched for changes |
 //! | `events.rs` | what the runtime reports |
+//! | `history.rs` | the versions each connector served, on disk, for rollback |
 //!
 //! A connector never sees a credential, a file, a socket or the
 //! environment; it can only return data, and the host checks that data
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod contract;
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod limits;
 pub mod loader;
 pub mod plugin;

@@ -26,6 +26,7 @@ use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
 use super::events::{EventSink, RuntimeEvent};
+use super::history::History;
 use super::loader::Loader;
 use super::plugin::LoadedPlugin;
 
@@ -69,6 +70,7 @@ pub struct PluginRegistry {
     serving: ArcSwap<Serving>,
     writer: Mutex<WriterState>,
     events: EventSink,
+    history: Option<History>,
 }
 
 impl PluginRegistry {
@@ -81,6 +83,25 @@ impl PluginRegistry {
             folder: folder.into(),
             serving: ArcSwap::from_pointee(BTreeMap::new()),
             writer: Mutex::new(WriterState::default()),
+            history: None,
+        }
+    }
+
+    /// Records every version that starts serving in `history`, so it can
+    /// be rolled back to later (`scimlink plugin rollback`).
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    fn record_history(&self, plugin: &LoadedPlugin, bytes: Option<&[u8]>) {
+        let Some(history) = &self.history else { return };
+        let identity = plugin.identity();
+        if let Err(e) = history.record(&identity.name, &identity.version, &identity.sha256, bytes) {
+            tracing::warn!(
+                "cannot record {identity} in the serving history {}: {e}",
+                history.folder().display()
+            );
         }
     }
 
@@ -236,6 +257,7 @@ impl PluginRegistry {
             old.retire();
             writer.previous.insert(previous_name, old);
         }
+        self.record_history(&plugin, Some(&bytes));
         let plugin = Arc::new(plugin);
         let replaced = serving.insert(name.clone(), Arc::clone(&plugin));
         self.serving.store(Arc::new(serving));
@@ -298,6 +320,7 @@ impl PluginRegistry {
             .remove(name)
             .ok_or_else(|| RollbackError::NoPrevious(name.to_owned()))?;
         previous.activate();
+        self.record_history(&previous, None);
         let mut serving = Serving::clone(&self.serving.load());
         let current = serving.insert(name.to_owned(), Arc::clone(&previous));
         self.serving.store(Arc::new(serving));

@@ -47,4 +47,7 @@ impl Guest for Fixture {
     }
 }
 
+// Natively (tests, `cargo build --workspace`) nothing is exported: symbol
+// names with ':' are for WebAssembly only.
+#[cfg(target_arch = "wasm32")]
 export!(Fixture);
