@@ -53,6 +53,10 @@ impl ScimResource {
         if is_blank(&value) {
             return self;
         }
+        if !path.contains('.') {
+            self.attributes.insert(path.to_owned(), value);
+            return self;
+        }
         let mut target = &mut self.attributes;
         let mut parts = path.split('.').peekable();
         while let Some(part) = parts.next() {
@@ -111,16 +115,16 @@ impl ScimResource {
     }
 
     /// The finished JSON document.
-    pub fn build(self) -> Value {
-        let mut document = Map::with_capacity(self.attributes.len() + 1);
+    pub fn build(mut self) -> Value {
+        // Key order carries no meaning in SCIM: `schemas` joins the other
+        // attributes rather than the map being rebuilt around it.
         if !self.schemas.is_empty() {
-            document.insert(
+            self.attributes.insert(
                 "schemas".to_owned(),
                 Value::Array(self.schemas.into_iter().map(Value::String).collect()),
             );
         }
-        document.extend(self.attributes);
-        Value::Object(document)
+        Value::Object(self.attributes)
     }
 }
 
