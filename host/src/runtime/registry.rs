@@ -158,7 +158,7 @@ impl PluginRegistry {
         };
 
         for file_name in &on_disk {
-            self.sync_file(&mut writer, &folder, file_name, &mut report);
+            self.sync_file(&mut writer, &folder, file_name, &on_disk, &mut report);
         }
         let gone: Vec<String> = writer
             .files
@@ -173,7 +173,12 @@ impl PluginRegistry {
             let Some(name) = record.serves else { continue };
             let path = self.folder.join(&file_name);
             let mut serving = Serving::clone(&self.serving.load());
-            if let Some(old) = serving.remove(&name) {
+            // The connector may be served from another file by now (the
+            // file was renamed): then nothing is unloaded.
+            let from_this_file = serving
+                .get(&name)
+                .is_some_and(|p| p.identity().file.as_deref() == Some(path.as_path()));
+            if from_this_file && let Some(old) = serving.remove(&name) {
                 self.serving.store(Arc::new(serving));
                 old.retire();
                 self.events.emit(RuntimeEvent::PluginRemoved {
@@ -193,6 +198,7 @@ impl PluginRegistry {
         writer: &mut WriterState,
         folder: &Dir,
         file_name: &str,
+        on_disk: &[String],
         report: &mut SyncReport,
     ) {
         let path = self.folder.join(file_name);
@@ -228,15 +234,18 @@ impl PluginRegistry {
         };
         let name = plugin.name().to_owned();
         let serving_now = self.serving.load();
+        // Another file serving the same connector is a conflict, unless
+        // that file is gone (a rename): then this one takes over.
+        let still_on_disk = |file: &Path| {
+            file.file_name()
+                .is_some_and(|f| on_disk.iter().any(|n| f.to_string_lossy() == n.as_str()))
+        };
         if let Some(current) = serving_now.get(&name)
-            && current.identity().file.as_deref() != Some(path.as_path())
+            && let Some(other_file) = current.identity().file.as_deref()
+            && other_file != path
+            && still_on_disk(other_file)
         {
-            let other = current
-                .identity()
-                .file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
+            let other = other_file.display().to_string();
             let record = writer.files.entry(file_name.to_owned()).or_default();
             record.sha256 = sha256;
             self.reject(

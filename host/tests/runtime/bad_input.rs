@@ -125,3 +125,43 @@ fn a_missing_or_unreadable_folder_is_reported_and_what_serves_keeps_serving() {
     ));
     assert!(registry.get("custom-scim").is_some());
 }
+
+#[test]
+fn renaming_a_file_keeps_its_connector_serving() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        bundled("custom-scim"),
+        folder.path().join("custom-scim.wasm"),
+    )
+    .unwrap();
+    let registry = PluginRegistry::new(Loader::new(runtime()), folder.path());
+    registry.sync();
+    std::fs::rename(
+        folder.path().join("custom-scim.wasm"),
+        folder.path().join("renamed.wasm"),
+    )
+    .unwrap();
+    let report = registry.sync();
+    assert_eq!(report.loaded, ["custom-scim@0.1.0"]);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    let serving = registry.get("custom-scim").expect("still serving");
+    assert!(
+        serving
+            .identity()
+            .file
+            .as_ref()
+            .unwrap()
+            .ends_with("renamed.wasm")
+    );
+
+    // A second file claiming the same connector is refused while the first exists.
+    std::fs::copy(bundled("custom-scim"), folder.path().join("copy.wasm")).unwrap();
+    let report = registry.sync();
+    assert_eq!(report.rejected.len(), 1);
+    assert!(
+        report.rejected[0].contains("already served from"),
+        "{:?}",
+        report.rejected
+    );
+}
