@@ -475,6 +475,8 @@ impl InstancePool {
         body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginErrorKind> {
         let mut instance = self.checkout()?;
+        // What the guest wrote before this call does not explain its trap.
+        let stderr_before = instance.stderr.contents().len();
         let metering = self.runtime.config().metering;
         let store = &mut instance.store;
         store.set_epoch_deadline(self.runtime.deadline_ticks(self.limits.call_deadline));
@@ -499,11 +501,16 @@ impl InstancePool {
                 self.checkin(instance);
                 Ok(Called { value, receipt })
             }
-            Err(error) => Err(self.classify(&error, &instance)),
+            Err(error) => Err(self.classify(&error, &instance, stderr_before)),
         }
     }
 
-    fn classify(&self, error: &wasmtime::Error, instance: &WarmInstance) -> PluginErrorKind {
+    fn classify(
+        &self,
+        error: &wasmtime::Error,
+        instance: &WarmInstance,
+        stderr_before: usize,
+    ) -> PluginErrorKind {
         if instance.store.data().memory().hit_cap() {
             return PluginErrorKind::MemoryCap(self.limits.memory_bytes);
         }
@@ -517,7 +524,7 @@ impl InstancePool {
         // A guest panic prints its message before it aborts: keep the
         // message, it says more than the trap.
         let stderr = instance.stderr.contents();
-        let said: Vec<&str> = std::str::from_utf8(&stderr)
+        let said: Vec<&str> = std::str::from_utf8(stderr.get(stderr_before..).unwrap_or_default())
             .unwrap_or_default()
             .lines()
             .map(str::trim)

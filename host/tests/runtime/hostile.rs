@@ -73,6 +73,17 @@ fn every_misdeed_costs_one_error_and_an_event_while_everything_keeps_serving() {
 }
 
 #[test]
+fn a_trap_is_explained_by_what_the_failing_call_wrote_only() {
+    let loader = Loader::new(runtime());
+    let hostile = load(&loader, &fixture("hostile"));
+    hostile.map_user(&user("chatty"), &[]).unwrap();
+    let error = hostile.map_user(&user("panic"), &[]).unwrap_err();
+    let reason = error.kind.to_string();
+    assert!(reason.contains("panicked on purpose"), "{reason}");
+    assert!(!reason.contains("chatter"), "{reason}");
+}
+
+#[test]
 fn an_instance_that_failed_is_never_reused() {
     let loader = Loader::new(runtime());
     let hostile = load(&loader, &fixture("hostile"));

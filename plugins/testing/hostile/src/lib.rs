@@ -28,6 +28,11 @@ impl Connector for Hostile {
                 }
             }
             "panic" => panic!("the connector panicked on purpose"),
+            // Writes to standard error and maps the user as usual.
+            "chatty" => {
+                eprintln!("chatter from an earlier call");
+                Ok(defaults::scim_user(user))
+            }
             // Valid JSON, but not a SCIM object.
             "not-an-object" => Ok(json!(42)),
             "wrong-schema" => Ok(json!({
