@@ -188,3 +188,60 @@ fn plugin_rollback_puts_the_previous_version_back_into_a_running_host() {
     assert!(output.status.success());
     host.expect_line(&["plugin versioned 1.0.0 → 2.0.0"], WITHIN);
 }
+
+#[test]
+fn serve_refuses_a_limits_file_it_cannot_use() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("limits.json"),
+        br#"{"coda": {"memory": 5}}"#,
+    )
+    .unwrap();
+    let output = Command::new(scimlink_binary())
+        .args(["serve", "--plugins", "plugins", "--limits", "limits.json"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the limits file limits.json is not valid"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `memory`"), "{stderr}");
+
+    std::fs::write(
+        work.path().join("limits.json"),
+        br#"{"coda": {"memory_bytes": 0}}"#,
+    )
+    .unwrap();
+    let output = Command::new(scimlink_binary())
+        .args(["serve", "--plugins", "plugins", "--limits", "limits.json"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("coda.memory_bytes must be between 1 and"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        work.path().join("limits.json"),
+        br#"{"custom-scim": {"memory_bytes": 33554432, "call_deadline": 250}}"#,
+    )
+    .unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(
+        bundled_component("custom-scim"),
+        plugins.join("custom-scim.wasm"),
+    )
+    .unwrap();
+    let mut host = Running::start(
+        &["serve", "--plugins", "plugins", "--limits", "limits.json"],
+        work.path(),
+    );
+    host.expect_line(&["plugin custom-scim 0.1.0 loaded"], WITHIN);
+}

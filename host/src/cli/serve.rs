@@ -71,8 +71,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn read_limits(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, PluginLimits>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the limits file {}", shown(path)))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("the limits file {} is not valid", shown(path)))
+    let limits: BTreeMap<String, PluginLimits> = serde_json::from_str(&text)
+        .with_context(|| format!("the limits file {} is not valid", shown(path)))?;
+    let ceiling = crate::runtime::RuntimeConfig::default().memory_ceiling;
+    for (name, limits) in &limits {
+        if limits.memory_bytes == 0 || limits.memory_bytes > ceiling {
+            anyhow::bail!(
+                "the limits file {}: {name}.memory_bytes must be between 1 and {ceiling}",
+                shown(path)
+            );
+        }
+        if limits.call_deadline.is_zero() || limits.output_bytes == 0 {
+            anyhow::bail!(
+                "the limits file {}: {name}.call_deadline and {name}.output_bytes must be above 0",
+                shown(path)
+            );
+        }
+    }
+    Ok(limits)
 }
 
 fn init_logging() {
