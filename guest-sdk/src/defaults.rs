@@ -19,9 +19,10 @@
 //! Passwords are never part of the contract: the host does not hand them to
 //! connectors, so no default sends one.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::scim::{self, ENTERPRISE_USER_SCHEMA, ScimResource};
+use crate::scim::{self, ENTERPRISE_USER_SCHEMA, ScimJson};
 use crate::{
     AccountAction, Address, DirectoryGroup, DirectoryUser, Email, GroupAction, GroupDecision,
     GroupEvent, GroupEventFacts, MappingError, MemberDecision, Offboarding, Phone,
@@ -83,84 +84,192 @@ pub fn display_name(user: &DirectoryUser) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
-/// The full default SCIM User of a directory user (see the module table).
-pub fn scim_user(user: &DirectoryUser) -> Value {
-    let emails: Vec<Value> = user
-        .emails
-        .iter()
-        .filter(|e| !e.value.trim().is_empty())
-        .map(|e| {
-            let mut entry = json!({"value": e.value, "primary": e.primary});
-            if let Some(kind) = e.kind.as_deref() {
-                entry["type"] = json!(kind);
-            }
-            entry
-        })
-        .collect();
-    let addresses: Vec<Value> = user
-        .addresses
-        .iter()
-        .map(|a| {
-            ScimResource::complex()
-                .set_opt("type", a.kind.as_deref())
-                .set_opt("streetAddress", a.street_address.as_deref())
-                .set_opt("locality", a.locality.as_deref())
-                .set_opt("region", a.region.as_deref())
-                .set_opt("postalCode", a.postal_code.as_deref())
-                .set_opt("country", a.country.as_deref())
-                .set("primary", a.primary)
-                .build()
-        })
-        .collect();
-    let phones: Vec<Value> = user
-        .phones
-        .iter()
-        .filter(|p| !p.number.trim().is_empty())
-        .map(|p| {
-            let mut entry = json!({"value": p.number, "primary": p.primary});
-            if let Some(kind) = p.kind.as_deref() {
-                entry["type"] = json!(kind);
-            }
-            entry
-        })
-        .collect();
+/// The full default SCIM User of a directory user (see the module table),
+/// serialized straight from the record: no JSON tree is built.
+pub fn scim_user(user: &DirectoryUser) -> Result<ScimJson, MappingError> {
+    ScimJson::serialize(&UserDocument::of(user))
+}
 
-    ScimResource::user()
-        .set("externalId", user.id.as_str())
-        .set("userName", user.username.as_str())
-        .set("active", is_active(user))
-        .set_opt("name.givenName", user.first_name.as_deref())
-        .set_opt("name.middleName", user.middle_name.as_deref())
-        .set_opt("name.familyName", user.last_name.as_deref())
-        .set_opt("displayName", user.display_name.as_deref())
-        .set("emails", emails)
-        .set("addresses", addresses)
-        .set("phoneNumbers", phones)
-        .set_opt("title", user.job_title.as_deref())
-        .extension_opt(
-            ENTERPRISE_USER_SCHEMA,
-            "employeeNumber",
-            user.employee_identifier.as_deref(),
-        )
-        .extension_opt(
-            ENTERPRISE_USER_SCHEMA,
-            "department",
-            user.department.as_deref(),
-        )
-        .extension_opt(
-            ENTERPRISE_USER_SCHEMA,
-            "organization",
-            user.company.as_deref(),
-        )
-        .build()
+/// The same document as a JSON tree, for a connector that changes a few
+/// attributes of the default before sending it.
+pub fn scim_user_value(user: &DirectoryUser) -> Value {
+    // Serializing these plain structs into a tree cannot fail.
+    serde_json::to_value(UserDocument::of(user)).unwrap_or(Value::Null)
 }
 
 /// The default SCIM Group: displayName and externalId.
-pub fn scim_group(group: &DirectoryGroup) -> Value {
-    ScimResource::group()
-        .set("displayName", group.name.as_str())
-        .set("externalId", group.id.as_str())
-        .build()
+pub fn scim_group(group: &DirectoryGroup) -> Result<ScimJson, MappingError> {
+    ScimJson::serialize(&GroupDocument {
+        schemas: [scim::GROUP_SCHEMA],
+        display_name: group.name.as_str(),
+        external_id: text(&group.id),
+    })
+}
+
+/// A string attribute, unless it is blank: nothing is sent as `""`.
+fn text(value: &str) -> Option<&str> {
+    (!value.trim().is_empty()).then_some(value)
+}
+
+fn optional(value: &Option<String>) -> Option<&str> {
+    value.as_deref().and_then(text)
+}
+
+#[derive(Serialize)]
+struct GroupDocument<'a> {
+    schemas: [&'static str; 1],
+    #[serde(rename = "displayName")]
+    display_name: &'a str,
+    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UserDocument<'a> {
+    schemas: &'static [&'static str],
+    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
+    #[serde(rename = "userName", skip_serializing_if = "Option::is_none")]
+    user_name: Option<&'a str>,
+    active: bool,
+    #[serde(skip_serializing_if = "Name::is_empty")]
+    name: Name<'a>,
+    #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    emails: Vec<Contact<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<PostalAddress<'a>>,
+    #[serde(rename = "phoneNumbers", skip_serializing_if = "Vec::is_empty")]
+    phone_numbers: Vec<Contact<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(
+        rename = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        skip_serializing_if = "Enterprise::is_empty"
+    )]
+    enterprise: Enterprise<'a>,
+}
+
+#[derive(Serialize)]
+struct Name<'a> {
+    #[serde(rename = "givenName", skip_serializing_if = "Option::is_none")]
+    given_name: Option<&'a str>,
+    #[serde(rename = "middleName", skip_serializing_if = "Option::is_none")]
+    middle_name: Option<&'a str>,
+    #[serde(rename = "familyName", skip_serializing_if = "Option::is_none")]
+    family_name: Option<&'a str>,
+}
+
+impl Name<'_> {
+    fn is_empty(&self) -> bool {
+        self.given_name.is_none() && self.middle_name.is_none() && self.family_name.is_none()
+    }
+}
+
+/// An entry of `emails` or `phoneNumbers`.
+#[derive(Serialize)]
+struct Contact<'a> {
+    value: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    primary: bool,
+}
+
+#[derive(Serialize)]
+struct PostalAddress<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(rename = "streetAddress", skip_serializing_if = "Option::is_none")]
+    street_address: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locality: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    #[serde(rename = "postalCode", skip_serializing_if = "Option::is_none")]
+    postal_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    primary: bool,
+}
+
+#[derive(Serialize)]
+struct Enterprise<'a> {
+    #[serde(rename = "employeeNumber", skip_serializing_if = "Option::is_none")]
+    employee_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization: Option<&'a str>,
+}
+
+impl Enterprise<'_> {
+    fn is_empty(&self) -> bool {
+        self.employee_number.is_none() && self.department.is_none() && self.organization.is_none()
+    }
+}
+
+impl<'a> UserDocument<'a> {
+    fn of(user: &'a DirectoryUser) -> Self {
+        let enterprise = Enterprise {
+            employee_number: optional(&user.employee_identifier),
+            department: optional(&user.department),
+            organization: optional(&user.company),
+        };
+        UserDocument {
+            schemas: if enterprise.is_empty() {
+                &[scim::USER_SCHEMA]
+            } else {
+                &[scim::USER_SCHEMA, ENTERPRISE_USER_SCHEMA]
+            },
+            external_id: text(&user.id),
+            user_name: text(&user.username),
+            active: is_active(user),
+            name: Name {
+                given_name: optional(&user.first_name),
+                middle_name: optional(&user.middle_name),
+                family_name: optional(&user.last_name),
+            },
+            display_name: optional(&user.display_name),
+            emails: user
+                .emails
+                .iter()
+                .filter_map(|e| {
+                    Some(Contact {
+                        value: text(&e.value)?,
+                        kind: optional(&e.kind),
+                        primary: e.primary,
+                    })
+                })
+                .collect(),
+            addresses: user
+                .addresses
+                .iter()
+                .map(|a| PostalAddress {
+                    kind: optional(&a.kind),
+                    street_address: optional(&a.street_address),
+                    locality: optional(&a.locality),
+                    region: optional(&a.region),
+                    postal_code: optional(&a.postal_code),
+                    country: optional(&a.country),
+                    primary: a.primary,
+                })
+                .collect(),
+            phone_numbers: user
+                .phones
+                .iter()
+                .filter_map(|p| {
+                    Some(Contact {
+                        value: text(&p.number)?,
+                        kind: optional(&p.kind),
+                        primary: p.primary,
+                    })
+                })
+                .collect(),
+            title: optional(&user.job_title),
+            enterprise,
+        }
+    }
 }
 
 /// Take over by userName first, then by the primary email.
@@ -378,7 +487,7 @@ mod tests {
 
     #[test]
     fn default_user_maps_every_attribute() {
-        let document = scim_user(&sample_user());
+        let document = scim_user(&sample_user()).unwrap().value();
         assert_eq!(document["externalId"], "5f1d2c3b4a");
         assert_eq!(document["userName"], "ada.lovelace");
         assert_eq!(document["active"], true);
@@ -397,16 +506,16 @@ mod tests {
     fn suspended_or_expired_users_are_inactive() {
         let mut user = sample_user();
         user.password_expired = true;
-        assert_eq!(scim_user(&user)["active"], false);
+        assert_eq!(scim_user_value(&user)["active"], false);
         user.password_expired = false;
         user.suspended = true;
-        assert_eq!(scim_user(&user)["active"], false);
+        assert_eq!(scim_user_value(&user)["active"], false);
     }
 
     #[test]
     fn read_user_round_trips_the_default_mapping() {
         let user = sample_user();
-        let mut back = read_user(&scim_user(&user)).unwrap();
+        let mut back = read_user(&scim_user_value(&user)).unwrap();
         back.location = user.location.clone();
         assert_eq!(format!("{back:?}"), format!("{user:?}"));
     }

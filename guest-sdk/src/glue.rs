@@ -2,21 +2,15 @@
 //! between the contract's wire forms (JSON text, setting lists) and the
 //! typed forms a [`Connector`] works with.
 
-use crate::{Connector, DirectoryGroup, DirectoryUser, MappingError, Setting, Settings, Value};
-
-/// The JSON text of a document. `serde_json::to_string` writes straight
-/// into a buffer; `Value`'s `Display` goes through the formatting machinery
-/// and costs several times more per byte.
-fn json_text(document: &Value) -> Result<String, MappingError> {
-    serde_json::to_string(document)
-        .map_err(|e| MappingError::other(format!("the document cannot be serialized: {e}")))
-}
+use crate::{
+    Connector, DirectoryGroup, DirectoryUser, MappingError, ScimJson, Setting, Settings, Value,
+};
 
 pub fn map_user<C: Connector>(
     user: &DirectoryUser,
     settings: Vec<Setting>,
 ) -> Result<String, MappingError> {
-    C::map_user(user, &Settings::from(settings)).and_then(|document| json_text(&document))
+    C::map_user(user, &Settings::from(settings)).map(ScimJson::into_text)
 }
 
 pub fn map_users<C: Connector>(
@@ -26,7 +20,7 @@ pub fn map_users<C: Connector>(
     let settings = Settings::from(settings);
     users
         .iter()
-        .map(|user| C::map_user(user, &settings).and_then(|document| json_text(&document)))
+        .map(|user| C::map_user(user, &settings).map(ScimJson::into_text))
         .collect()
 }
 
@@ -34,7 +28,7 @@ pub fn map_group<C: Connector>(
     group: &DirectoryGroup,
     settings: Vec<Setting>,
 ) -> Result<String, MappingError> {
-    C::map_group(group, &Settings::from(settings)).and_then(|document| json_text(&document))
+    C::map_group(group, &Settings::from(settings)).map(ScimJson::into_text)
 }
 
 pub fn read_user<C: Connector>(

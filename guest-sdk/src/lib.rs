@@ -57,6 +57,7 @@ pub use contract::{
     GroupAction, GroupDecision, GroupEvent, GroupEventFacts, Manifest, MappingError,
     MemberDecision, MemberFacts, Offboarding, Phone, Setting, SettingSpec, UpdateMethod,
 };
+pub use scim::ScimJson;
 pub use serde_json::{self, Value, json};
 pub use settings::Settings;
 
@@ -71,16 +72,17 @@ pub trait Connector {
     /// Who the connector is and what its application supports.
     fn manifest() -> Manifest;
 
-    /// The SCIM User to send for a directory user.
-    fn map_user(user: &DirectoryUser, settings: &Settings) -> Result<Value, MappingError> {
+    /// The SCIM User to send for a directory user. Build it with
+    /// [`ScimResource`] (or `json!`) and `.into()`.
+    fn map_user(user: &DirectoryUser, settings: &Settings) -> Result<ScimJson, MappingError> {
         let _ = settings;
-        Ok(defaults::scim_user(user))
+        defaults::scim_user(user)
     }
 
     /// The SCIM Group to send for a directory group (members are the host's).
-    fn map_group(group: &DirectoryGroup, settings: &Settings) -> Result<Value, MappingError> {
+    fn map_group(group: &DirectoryGroup, settings: &Settings) -> Result<ScimJson, MappingError> {
         let _ = settings;
-        Ok(defaults::scim_group(group))
+        defaults::scim_group(group)
     }
 
     /// Filters that find an existing account to take over, in order.
@@ -236,7 +238,7 @@ pub mod log {
 
 /// What a connector file usually imports.
 pub mod prelude {
-    pub use crate::scim::{self, ScimResource};
+    pub use crate::scim::{self, ScimJson, ScimResource};
     pub use crate::{
         AccountAction, Connector, DirectoryGroup, DirectoryUser, GroupAction, GroupDecision,
         GroupEvent, GroupEventFacts, Manifest, MappingError, MemberDecision, Offboarding, Settings,

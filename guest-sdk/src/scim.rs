@@ -11,6 +11,47 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_USER_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// A finished SCIM document, as the connector hands it to the host: JSON
+/// text. Made from a JSON tree (`Value::into`, what [`ScimResource`] and
+/// `json!` build) or serialized straight from typed data
+/// ([`ScimJson::serialize`], what the defaults do: no tree is built).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimJson(String);
+
+impl ScimJson {
+    /// Serializes typed data (a `#[derive(Serialize)]` struct) as the
+    /// document.
+    pub fn serialize<T: serde::Serialize + ?Sized>(
+        document: &T,
+    ) -> Result<Self, crate::MappingError> {
+        serde_json::to_string(document).map(ScimJson).map_err(|e| {
+            crate::MappingError::other(format!("the document cannot be serialized: {e}"))
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_text(self) -> String {
+        self.0
+    }
+
+    /// The document as a JSON tree (for tests and inspection).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for ScimJson {
+    fn from(document: Value) -> Self {
+        // `serde_json::to_string` writes straight into a buffer (`Display`
+        // goes through the formatting machinery and costs several times
+        // more); a tree always serializes.
+        ScimJson(serde_json::to_string(&document).unwrap_or_else(|_| document.to_string()))
+    }
+}
+
 /// A SCIM resource under construction.
 #[derive(Debug, Clone)]
 pub struct ScimResource {
@@ -141,7 +182,8 @@ fn is_blank(value: &Value) -> bool {
 /// A SCIM string literal: `value` quoted, with `"` and `\` escaped as JSON
 /// requires (RFC 7644 §3.4.2.2 compares against JSON string values).
 pub fn quote(value: &str) -> String {
-    Value::String(value.to_owned()).to_string()
+    // Serializing a string cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// `attribute eq "value"`, safely quoted.

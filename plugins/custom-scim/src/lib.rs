@@ -26,7 +26,9 @@ mod tests {
     #[test]
     fn maps_the_full_default_attribute_set() {
         let user = defaults::sample_user();
-        let document = CustomScim::map_user(&user, &Settings::default()).unwrap();
+        let document = CustomScim::map_user(&user, &Settings::default())
+            .unwrap()
+            .value();
         assert_eq!(document["externalId"], user.id.as_str());
         assert_eq!(document["userName"], "ada.lovelace");
         assert_eq!(document["active"], true);
@@ -71,7 +73,9 @@ mod tests {
             location: None,
             custom_attributes: vec![],
         };
-        let document = CustomScim::map_user(&user, &Settings::default()).unwrap();
+        let document = CustomScim::map_user(&user, &Settings::default())
+            .unwrap()
+            .value();
         assert_eq!(
             document,
             json!({

@@ -10,7 +10,7 @@ impl Connector for Hostile {
         Manifest::new("hostile", env!("CARGO_PKG_VERSION"))
     }
 
-    fn map_user(user: &DirectoryUser, settings: &Settings) -> Result<Value, MappingError> {
+    fn map_user(user: &DirectoryUser, settings: &Settings) -> Result<ScimJson, MappingError> {
         match user.username.as_str() {
             "infinite-loop" => {
                 let mut counter = 0u64;
@@ -31,15 +31,16 @@ impl Connector for Hostile {
             // Writes to standard error and maps the user as usual.
             "chatty" => {
                 eprintln!("chatter from an earlier call");
-                Ok(defaults::scim_user(user))
+                defaults::scim_user(user)
             }
             // Valid JSON, but not a SCIM object.
-            "not-an-object" => Ok(json!(42)),
+            "not-an-object" => Ok(json!(42).into()),
             "wrong-schema" => Ok(json!({
                 "schemas": [scim::GROUP_SCHEMA],
                 "displayName": "I am not a user",
-            })),
-            "no-schemas" => Ok(json!({"userName": user.username})),
+            })
+            .into()),
+            "no-schemas" => Ok(json!({"userName": user.username}).into()),
             // Reports what the sandbox lets it see.
             "probe-sandbox" => {
                 let env = std::env::vars().count();
@@ -64,16 +65,18 @@ impl Connector for Hostile {
                             "env={env} args={args} file={file} dir={dir} net={net} time={time} order={order}"
                         ),
                     )
-                    .build())
+                    .build()
+                    .into())
             }
             "oversize" => Ok(json!({
                 "schemas": [scim::USER_SCHEMA],
                 "userName": user.username,
                 "displayName": "x".repeat(2 << 20),
-            })),
+            })
+            .into()),
             _ => {
                 let _ = settings;
-                Ok(defaults::scim_user(user))
+                defaults::scim_user(user)
             }
         }
     }

@@ -17,14 +17,15 @@ impl Connector for Versioned {
         Manifest::new("versioned", VERSION)
     }
 
-    fn map_user(user: &DirectoryUser, _settings: &Settings) -> Result<Value, MappingError> {
+    fn map_user(user: &DirectoryUser, _settings: &Settings) -> Result<ScimJson, MappingError> {
         if option_env!("FIXTURE_BROKEN").is_some() {
             panic!("this version is broken");
         }
         Ok(ScimResource::user()
             .set("userName", user.username.as_str())
             .set("title", VERSION)
-            .build())
+            .build()
+            .into())
     }
 }
 
