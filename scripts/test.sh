@@ -11,6 +11,14 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
+echo "==> the SCIM test peers (scim2-server, scim2-tester)"
+export SCIMLINK_PYTHON_ENV="${SCIMLINK_PYTHON_ENV:-/var/tmp/scimlink-py}"
+if [[ ! -x "$SCIMLINK_PYTHON_ENV/bin/python" ]]; then
+  python3 -m venv "$SCIMLINK_PYTHON_ENV"
+fi
+"$SCIMLINK_PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r tests/peers/requirements.txt
+
 echo "==> building the connector components"
 ./scripts/build-plugins.sh --fixtures
 

@@ -8,7 +8,13 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`runtime`] | loading, limiting, validating and hot-swapping connectors |
+//! | [`store`] | the directory and the engine's durable state (SQLite by default) |
+//! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
+//! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`cli`] | the `scimlink` command line |
 
+pub mod api;
 pub mod cli;
 pub mod runtime;
+pub mod scim;
+pub mod store;

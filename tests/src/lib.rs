@@ -80,8 +80,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str], working_folder: &Path) -> Running {
+        Self::start_with_env(args, working_folder, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], working_folder: &Path, env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(scimlink_binary())
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(working_folder)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -140,6 +145,18 @@ impl Running {
         }
     }
 
+    /// Every line seen so far.
+    pub fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    /// Collects lines that arrived without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -151,4 +168,138 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The admin token the test hosts run with.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+/// The inbound SCIM token the test hosts run with.
+pub const SCIM_TOKEN: &str = "scim-token-for-tests";
+
+/// A `scimlink serve` on a loopback port with its own data folder and the
+/// bundled connectors, and a client for its HTTP interfaces.
+pub struct Host {
+    pub process: Running,
+    pub base: String,
+    pub data: PathBuf,
+    _folder: Option<tempfile::TempDir>,
+    http: reqwest::blocking::Client,
+}
+
+/// An HTTP answer: status and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Host {
+    pub fn start() -> Host {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let data = folder.path().join("data");
+        let mut host = Self::start_in(&data);
+        host._folder = Some(folder);
+        host
+    }
+
+    /// A host on `data`, with the test tokens.
+    pub fn start_in(data: &Path) -> Host {
+        Self::start_with(data, &[("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN), ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)])
+    }
+
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Host {
+        let plugins = repository().join("dist/plugins");
+        let data_arg = data.display().to_string();
+        let plugins_arg = plugins.display().to_string();
+        let mut process = Running::start_with_env(
+            &["serve", "--data", &data_arg, "--plugins", &plugins_arg, "--listen", "127.0.0.1:0"],
+            &repository(),
+            env,
+        );
+        let line = process.expect_line(&["scimlink is listening on"], Duration::from_secs(60));
+        let base = line
+            .rsplit(' ')
+            .next()
+            .expect("the listening address")
+            .trim()
+            .to_string();
+        Host {
+            process,
+            base,
+            data: data.to_path_buf(),
+            _folder: None,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    /// A request with a token and an optional JSON body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().expect("the host answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+            headers,
+        }
+    }
+
+    /// A request to the inbound SCIM server.
+    pub fn scim(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Answer {
+        self.request(method, &format!("/scim/v2{path}"), Some(SCIM_TOKEN), body, &[])
+    }
+
+    /// A request to the admin API.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Answer {
+        self.request(method, &format!("/api/v1{path}"), Some(ADMIN_TOKEN), body, &[])
+    }
+
+    /// Runs a `scimlink` admin command against this host.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(scimlink_binary())
+            .args(args)
+            .args(["--host", &self.base])
+            .env("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("scimlink runs")
+    }
+}
+
+/// The Python of the test peers' environment (scripts/test.sh installs it).
+pub fn peer_python() -> PathBuf {
+    let folder = std::env::var_os("SCIMLINK_PYTHON_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/scimlink-py"));
+    let python = folder.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: scripts/test.sh installs the SCIM test peers (tests/peers/requirements.txt)",
+        python.display()
+    );
+    python
 }

@@ -1,12 +1,15 @@
 //! The `scimlink` command line.
 //!
 //! `scimlink serve` runs the host; `scimlink plugin check` validates a
-//! connector exactly as the host would before it serves. Errors reach the
+//! connector exactly as the host would before it serves; `scimlink app` and
+//! `scimlink directory` drive a running host through its admin API. Errors reach the
 //! user as one line naming what failed and why, and a non-zero exit status.
 
+mod admin;
 mod check;
+mod import;
 mod rollback;
-mod serve;
+pub(crate) mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +36,20 @@ enum Command {
     /// Work with connector components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage applications of a running host (through its admin API).
+    App {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::AppCommand,
+    },
+    /// Change the directory of a running host (through its admin API).
+    Directory {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::DirectoryCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +108,14 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Check(args)) => check::run(args),
         Command::Plugin(PluginCommand::Rollback(args)) => rollback::run(args),
+        Command::App {
+            connection,
+            command,
+        } => admin::run_app(connection, command),
+        Command::Directory {
+            connection,
+            command,
+        } => admin::run_directory(connection, command),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `scimlink serve`: the host process.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,6 +14,13 @@ use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
 use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
+use crate::api::auth::{BearerToken, TokenOrigin};
+use crate::store::{SqliteStore, Store, TokenCipher};
+
+/// The environment variable that sets the admin API's bearer token.
+pub const ADMIN_TOKEN_ENV: &str = "SCIMLINK_ADMIN_TOKEN";
+/// The environment variable that sets the inbound SCIM server's token.
+pub const SCIM_TOKEN_ENV: &str = "SCIMLINK_SCIM_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -26,6 +34,9 @@ pub struct ServeArgs {
     /// {"NAME": {"memory_bytes": N, "call_deadline": MS, "output_bytes": N}}.
     #[arg(long)]
     limits: Option<PathBuf>,
+    /// Address the admin API and the inbound SCIM server listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMLINK_LISTEN")]
+    listen: SocketAddr,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -55,17 +66,69 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE)
         .context("cannot start watching the plugins folder")?;
 
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the data folder {}", shown(&args.data)))?;
+    let cipher = TokenCipher::for_data_folder(&args.data)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_in(&args.data, cipher)
+            .with_context(|| format!("cannot open the directory in {}", shown(&args.data)))?,
+    );
+    let (admin_token, admin_origin) =
+        BearerToken::establish(store.as_ref(), ADMIN_TOKEN_ENV, "admin_token_sha256")?;
+    let (scim_token, scim_origin) =
+        BearerToken::establish(store.as_ref(), SCIM_TOKEN_ENV, "scim_token_sha256")?;
+    let app = crate::api::app(
+        crate::api::ApiState {
+            store,
+            admin_token,
+            plugins: Some(Arc::clone(&registry)),
+        },
+        scim_token,
+    );
+
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
-        tokio::signal::ctrl_c()
+        let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .context("cannot listen for Ctrl-C")
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr().context("cannot read the listening address")?;
+        announce(address, &admin_origin, &scim_origin);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("the HTTP server failed")
     })?;
     tracing::info!("shutting down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the operator where everything is, and shows a generated token
+/// this once.
+fn announce(address: SocketAddr, admin: &TokenOrigin, scim: &TokenOrigin) {
+    let base = format!("http://{address}");
+    println!("scimlink is listening on {base}");
+    println!("  admin API       {base}/api/v1");
+    println!("  inbound SCIM    {base}/scim/v2");
+    println!("  OpenAPI         {base}/openapi.json");
+    println!("  health          {base}/health");
+    for (what, env, origin) in [("admin", ADMIN_TOKEN_ENV, admin), ("inbound SCIM", SCIM_TOKEN_ENV, scim)] {
+        match origin {
+            TokenOrigin::Generated(token) => println!(
+                "  {what} token (shown once; set {env} to choose your own): {token}"
+            ),
+            TokenOrigin::Environment(_) => println!("  {what} token: from {env}"),
+            TokenOrigin::Stored => println!(
+                "  {what} token: the one generated on first start (set {env} to replace it)"
+            ),
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
 }
 
 fn read_limits(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, PluginLimits>> {

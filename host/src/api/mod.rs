@@ -1,0 +1,292 @@
+//! The HTTP server: the admin API under `/api/v1`, the inbound SCIM server
+//! under `/scim/v2`, `GET /health` and `GET /openapi.json`.
+//!
+//! Every endpoint but `/health` requires a bearer token: the admin token for
+//! the admin API and the OpenAPI document, the inbound-SCIM token for
+//! `/scim/v2`. The OpenAPI document is generated from the handlers
+//! themselves, so it lists exactly the routes that exist.
+//!
+//! Admin errors are `{"error": {"code", "message", "field"?}}` with a stable
+//! `code`; every list is paginated with `offset` and `limit`.
+
+pub mod auth;
+pub(crate) mod directory;
+mod integrations;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::runtime::PluginRegistry;
+use crate::scim;
+use crate::store::{Page, Store, StoreError};
+use auth::BearerToken;
+
+/// The largest admin request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub admin_token: BearerToken,
+    /// The served connectors, when the host runs them (validation of
+    /// `connector` and settings on application writes).
+    pub plugins: Option<Arc<PluginRegistry>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "scimlink admin API",
+        description = "Directory, applications and bindings of a scimlink host."
+    ),
+    modifiers(&BearerAuth),
+    security(("admin_token" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The admin routes and their OpenAPI document.
+fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", directory::routes().merge(integrations::routes()))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the admin API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    admin_routes().1
+}
+
+/// The whole HTTP application.
+pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
+    let (admin, document) = admin_routes();
+    let document = Arc::new(document);
+    let admin = admin
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = Arc::clone(&document);
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .with_state(state.clone());
+    let scim = scim::server::router(scim::server::ScimState {
+        store: Arc::clone(&state.store),
+        token: scim_token,
+    });
+    Router::new()
+        .route("/health", axum::routing::get(health))
+        .nest("/scim/v2", scim)
+        .merge(admin)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no endpoint at this path") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn require_admin(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if state.admin_token.accepts(authorization) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API requires `Authorization: Bearer ADMIN_TOKEN`",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"scimlink admin\""),
+        );
+        response
+    }
+}
+
+/// An admin API failure.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `conflict`, `invalid`,
+    /// `version_mismatch`, `invalid_membership`, `unauthorized`,
+    /// `malformed_json`, `too_large`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: ErrorDetail,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    /// A request field that does not hold what it must.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+        error.detail.field = Some(field.to_string());
+        error
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::NotFound { .. } => ApiError::not_found(error.to_string()),
+            StoreError::Conflict { field, .. } => {
+                let mut api = ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string());
+                api.detail.field = Some((*field).to_string());
+                api
+            }
+            StoreError::VersionMismatch { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "version_mismatch", error.to_string())
+            }
+            StoreError::InvalidMembership(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_membership", error.to_string())
+            }
+            StoreError::Secret(_) | StoreError::Backend(_) => {
+                tracing::error!("admin API: {error}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the directory could not complete the request",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ApiErrorBody { error: self.detail })).into_response()
+    }
+}
+
+/// A JSON body whose rejections are [`ApiError`]s naming what is wrong.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(deserializer)
+            .map(Body)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not valid JSON: {inner}"),
+                    )
+                } else {
+                    ApiError::invalid(&path, inner.to_string())
+                }
+            })
+    }
+}
+
+/// `offset` and `limit` of a list request.
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+    /// Items to return, 1–1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+impl PageParams {
+    pub fn page(self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid("limit", "limit must be between 1 and 1000"));
+        }
+        Ok(Page {
+            offset: self.offset.unwrap_or(0),
+            limit,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOf<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Runs a store call off the async workers, mapping its error.
+pub(crate) async fn store_call<T, F>(state: &ApiState, call: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    crate::store::blocking(&state.store, call).await.map_err(ApiError::from)
+}

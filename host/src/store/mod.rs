@@ -1,0 +1,395 @@
+//! The source of truth: the directory, applications, and the engine's
+//! durable state, behind the [`Store`] trait.
+//!
+//! Invariants every implementation keeps:
+//! - Every write is one transaction, and the same transaction appends what
+//!   changed to the outbox ([`Change`]). A crash therefore never leaves a
+//!   change without the record that follow-up work is owed.
+//! - Ids are UUIDs chosen by the host, not database sequences, and nothing is
+//!   cached between calls, so several hosts may share one database (the
+//!   outbox is consumed through leases, see [`Store::claim_changes`]).
+//! - `userName` and group `displayName` are unique without regard to case.
+//! - Group membership never references a missing user or group and never
+//!   forms a cycle: a write that would is refused whole.
+//! - Application bearer tokens are sealed before they reach storage
+//!   ([`secrets::TokenCipher`]); only [`Store::app_token`] opens them.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default. The trait is synchronous:
+//! callers on an async runtime go through [`blocking`].
+
+pub mod secrets;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use secrets::{Secret, TokenCipher};
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} {key:?} not found")]
+    NotFound { entity: &'static str, key: String },
+    #[error("a {entity} with {field} {value:?} already exists")]
+    Conflict {
+        entity: &'static str,
+        field: &'static str,
+        value: String,
+    },
+    #[error("{entity} {id} is at version {current}, not {expected}")]
+    VersionMismatch {
+        entity: &'static str,
+        id: String,
+        expected: i64,
+        current: i64,
+    },
+    /// A membership change that names a missing member or forms a cycle.
+    #[error("{0}")]
+    InvalidMembership(String),
+    #[error("sealed token cannot be opened: {0}")]
+    Secret(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user of the directory: its SCIM attributes and bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    /// SCIM attributes (core and extensions) without `id`, `meta`, `groups`.
+    pub attributes: Map<String, Value>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// What a caller writes for a user. `userName`, `externalId` and `active`
+/// are read from `attributes`; the store indexes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserWrite {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    pub attributes: Map<String, Value>,
+}
+
+/// What kind of object a group member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::User => "User",
+            MemberKind::Group => "Group",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "User" => Some(MemberKind::User),
+            "Group" => Some(MemberKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Member {
+    pub id: String,
+    pub kind: MemberKind,
+}
+
+/// A member as the store can describe it to a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: String,
+    pub kind: MemberKind,
+    /// userName of a user, displayName of a group.
+    pub display: String,
+}
+
+/// A group of the directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// SCIM attributes without `id`, `meta`, `members`.
+    pub attributes: Map<String, Value>,
+    pub members: Vec<MemberView>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// What a caller writes for a group. `members: None` leaves membership as
+/// it is; `Some` replaces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupWrite {
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub members: Option<Vec<Member>>,
+}
+
+/// A group as a user's `groups` attribute shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// Indexed keys a user can be found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKey {
+    Id,
+    UserName,
+    ExternalId,
+}
+
+/// Indexed keys a group can be found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    Id,
+    DisplayName,
+    ExternalId,
+}
+
+/// A window into an ordered list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One page of a list and the size of the whole list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Lifecycle state of an application integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppState {
+    /// Configured; nothing is sent.
+    Inactive,
+    /// Provisioning.
+    Active,
+    /// Held after sustained failures; work waits, nothing is lost.
+    Quarantined,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Inactive => "inactive",
+            AppState::Active => "active",
+            AppState::Quarantined => "quarantined",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "inactive" => Some(AppState::Inactive),
+            "active" => Some(AppState::Active),
+            "quarantined" => Some(AppState::Quarantined),
+            _ => None,
+        }
+    }
+}
+
+/// An application integration. Its token is not part of it: see
+/// [`Store::app_token`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRecord {
+    pub id: String,
+    pub name: String,
+    pub label: String,
+    pub connector: String,
+    /// May hold `{placeholders}` filled from `settings`.
+    pub base_url: String,
+    pub manage_groups: bool,
+    pub state: AppState,
+    pub settings: Vec<(String, String)>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// A new application.
+#[derive(Debug, Clone)]
+pub struct AppWrite {
+    pub name: String,
+    pub label: String,
+    pub connector: String,
+    pub base_url: String,
+    pub token: Secret,
+    pub manage_groups: bool,
+    pub settings: Vec<(String, String)>,
+}
+
+/// A change to an application; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AppUpdate {
+    pub label: Option<String>,
+    pub base_url: Option<String>,
+    pub manage_groups: Option<bool>,
+    pub settings: Option<Vec<(String, String)>>,
+    pub state: Option<AppState>,
+    pub token: Option<Secret>,
+}
+
+/// What changed, as the outbox records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: i64,
+    pub at: String,
+    /// `user`, `group`, `membership`, `app`, `binding`.
+    pub entity: String,
+    pub entity_id: String,
+    /// `created`, `updated`, `deleted`, `added`, `removed`, `bound`,
+    /// `unbound`, `activated`, `deactivated`, `token-rotated`, `renamed` …
+    pub action: String,
+    pub detail: Value,
+}
+
+/// Users and groups written together by an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    /// Matched on userName: an existing user is replaced, a new one created.
+    pub users: Vec<UserWrite>,
+    /// Matched on displayName; members are userNames, added to what the
+    /// group already holds.
+    pub groups: Vec<ImportGroup>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportGroup {
+    pub display_name: String,
+    pub member_user_names: Vec<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportOutcome {
+    pub users_created: u64,
+    pub users_updated: u64,
+    pub groups_created: u64,
+    pub memberships_added: u64,
+}
+
+/// The storage of one host, or of several sharing a database.
+pub trait Store: Send + Sync + 'static {
+    // Users.
+    fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord>;
+    /// Replaces a user's attributes; with `expected_version`, only if the
+    /// user is still at that version.
+    fn replace_user(
+        &self,
+        id: &str,
+        user: UserWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<UserRecord>;
+    /// Deletes a user and its memberships.
+    fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
+    fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Users whose key equals `value` (userName without regard to case).
+    fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>>;
+    /// Users ordered by userName.
+    fn list_users(&self, page: Page) -> StoreResult<Listing<UserRecord>>;
+    /// Every user, in userName order, until `visit` returns false.
+    fn scan_users(&self, visit: &mut dyn FnMut(UserRecord) -> bool) -> StoreResult<()>;
+    /// The groups a user is a direct member of.
+    fn user_groups(&self, id: &str) -> StoreResult<Vec<GroupRef>>;
+
+    // Groups.
+    fn create_group(&self, group: GroupWrite) -> StoreResult<GroupRecord>;
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<GroupRecord>;
+    fn delete_group(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
+    fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
+    fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>>;
+    /// Groups ordered by displayName.
+    fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>>;
+    fn scan_groups(&self, visit: &mut dyn FnMut(GroupRecord) -> bool) -> StoreResult<()>;
+    /// Adds members (already present ones are left alone) and removes
+    /// members (absent ones are ignored) in one transaction.
+    fn change_members(
+        &self,
+        group_id: &str,
+        add: &[Member],
+        remove: &[String],
+    ) -> StoreResult<GroupRecord>;
+
+    // Applications.
+    fn create_app(&self, app: AppWrite) -> StoreResult<AppRecord>;
+    /// An application by name or id.
+    fn get_app(&self, name_or_id: &str) -> StoreResult<Option<AppRecord>>;
+    fn list_apps(&self, page: Page) -> StoreResult<Listing<AppRecord>>;
+    fn update_app(&self, name_or_id: &str, update: AppUpdate) -> StoreResult<AppRecord>;
+    fn delete_app(&self, name_or_id: &str) -> StoreResult<()>;
+    /// The application's bearer token, opened. Only the SCIM client calls it.
+    fn app_token(&self, name_or_id: &str) -> StoreResult<Secret>;
+    fn bind(&self, app: &str, group_id: &str) -> StoreResult<()>;
+    fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()>;
+    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>>;
+    /// Ids of the users who are members, directly or through nested groups,
+    /// of a group bound to the application, in id order.
+    fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>>;
+
+    // Bulk.
+    fn import(&self, batch: ImportBatch) -> StoreResult<ImportOutcome>;
+
+    // Outbox.
+    /// Up to `limit` unfinished changes in order that no live lease holds,
+    /// leased to `consumer` for `lease_seconds`.
+    fn claim_changes(
+        &self,
+        consumer: &str,
+        limit: u32,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<Change>>;
+    fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
+    fn pending_changes(&self) -> StoreResult<u64>;
+
+    // Host metadata.
+    fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+}
+
+/// Runs a store call off the async runtime's worker threads.
+pub async fn blocking<T, F>(store: &Arc<dyn Store>, call: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || call(store.as_ref()))
+        .await
+        .map_err(|join| StoreError::Backend(format!("store task failed: {join}")))?
+}

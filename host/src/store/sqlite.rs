@@ -1,0 +1,1301 @@
+//! The embedded store: one SQLite file in WAL mode under the data folder.
+//!
+//! One connection writes, behind a mutex, because SQLite admits one writer
+//! at a time anyway and a single writer never sees `SQLITE_BUSY` from
+//! itself. Readers take connections from a small pool and, thanks to WAL,
+//! never wait for the writer. Migrations are numbered SQL files compiled into
+//! the binary and applied in order inside a transaction each; a database
+//! written by a newer scimlink is refused rather than guessed at.
+//!
+//! `synchronous = NORMAL` with WAL: a committed transaction survives the
+//! process being killed at any instant; a power cut may lose the last
+//! commits but never corrupts the file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde_json::{Map, Value, json};
+
+use super::secrets::{Secret, TokenCipher};
+use super::{
+    AppRecord, AppState, AppUpdate, AppWrite, Change, GroupKey, GroupRecord, GroupRef, GroupWrite,
+    ImportBatch, ImportOutcome, Listing, Member, MemberKind, MemberView, Page, Store, StoreError,
+    StoreResult, UserKey, UserRecord, UserWrite,
+};
+
+/// The database file's name inside the data folder.
+pub const DATABASE_FILE: &str = "scimlink.db";
+
+/// Schema migrations, in order. A released migration is never edited: a
+/// change to the schema is a new file.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_directory.sql"))];
+
+const READER_POOL: usize = 4;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    cipher: TokenCipher,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
+const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
+const APP_COLUMNS: &str =
+    "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DATA/scimlink.db` and brings its schema
+    /// up to date.
+    pub fn open_in(data: &Path, cipher: TokenCipher) -> StoreResult<Self> {
+        Self::open(&data.join(DATABASE_FILE), cipher)
+    }
+
+    pub fn open(path: &Path, cipher: TokenCipher) -> StoreResult<Self> {
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            cipher,
+        })
+    }
+
+    fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut connection = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("writer connection poisoned".into()))?;
+        let transaction = connection.transaction()?;
+        let value = work(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => connect(&self.path)?,
+        };
+        let value = work(&connection);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < READER_POOL
+        {
+            pool.push(connection);
+        }
+        value
+    }
+
+    fn load_group(&self, connection: &Connection, id: &str) -> StoreResult<Option<GroupRecord>> {
+        let group = connection
+            .query_row(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"),
+                [id],
+                group_from_row,
+            )
+            .optional()?;
+        match group {
+            Some(group) => Ok(Some(with_members(connection, group?)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn app_in(&self, connection: &Connection, name_or_id: &str) -> StoreResult<AppRecord> {
+        connection
+            .query_row(
+                &format!("SELECT {APP_COLUMNS} FROM applications WHERE id = ?1 OR name = ?1"),
+                [name_or_id],
+                app_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| not_found("application", name_or_id))?
+    }
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)",
+    )?;
+    let current: i64 = connection.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > newest {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, newer than this scimlink knows ({newest}); \
+             run a newer scimlink"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(sql)?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
+            params![version, now()],
+        )?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// The current time as fixed-width RFC 3339 UTC text, so that text order is
+/// time order.
+pub fn now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
+fn later_by(seconds: u32) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(seconds)))
+        .format(&format)
+        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn not_found(entity: &'static str, key: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        key: key.to_string(),
+    }
+}
+
+fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Backend("a stored document is not a JSON object".into())),
+    }
+}
+
+type RowResult<T> = rusqlite::Result<StoreResult<T>>;
+
+fn user_from_row(row: &Row<'_>) -> RowResult<UserRecord> {
+    let doc: String = row.get(4)?;
+    Ok(parse_doc(&doc).map(|attributes| UserRecord {
+        id: row.get(0).unwrap_or_default(),
+        user_name: row.get(1).unwrap_or_default(),
+        external_id: row.get(2).unwrap_or_default(),
+        active: row.get(3).unwrap_or(false),
+        attributes,
+        version: row.get(5).unwrap_or_default(),
+        created: row.get(6).unwrap_or_default(),
+        modified: row.get(7).unwrap_or_default(),
+    }))
+}
+
+fn group_from_row(row: &Row<'_>) -> RowResult<GroupRecord> {
+    let doc: String = row.get(3)?;
+    Ok(parse_doc(&doc).map(|attributes| GroupRecord {
+        id: row.get(0).unwrap_or_default(),
+        display_name: row.get(1).unwrap_or_default(),
+        external_id: row.get(2).unwrap_or_default(),
+        attributes,
+        members: Vec::new(),
+        version: row.get(4).unwrap_or_default(),
+        created: row.get(5).unwrap_or_default(),
+        modified: row.get(6).unwrap_or_default(),
+    }))
+}
+
+fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
+    let state: String = row.get(6)?;
+    let settings: String = row.get(7)?;
+    let Some(state) = AppState::parse(&state) else {
+        return Ok(Err(StoreError::Backend(format!(
+            "unknown application state {state:?}"
+        ))));
+    };
+    let settings: Vec<(String, String)> = match serde_json::from_str(&settings) {
+        Ok(settings) => settings,
+        Err(error) => return Ok(Err(StoreError::Backend(error.to_string()))),
+    };
+    Ok(Ok(AppRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        label: row.get(2)?,
+        connector: row.get(3)?,
+        base_url: row.get(4)?,
+        manage_groups: row.get(5)?,
+        state,
+        settings,
+        version: row.get(8)?,
+        created: row.get(9)?,
+        modified: row.get(10)?,
+    }))
+}
+
+fn collect<T>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> RowResult<T>,
+) -> StoreResult<Vec<T>> {
+    let rows = statement.query_map(params, map)?;
+    let mut items = Vec::new();
+    for row in rows {
+        items.push(row??);
+    }
+    Ok(items)
+}
+
+fn with_members(connection: &Connection, mut group: GroupRecord) -> StoreResult<GroupRecord> {
+    let mut statement = connection.prepare_cached(
+        "SELECT m.member_id, m.member_kind, COALESCE(u.user_name, g.display_name, '')
+         FROM memberships m
+         LEFT JOIN users u ON m.member_kind = 'User' AND u.id = m.member_id
+         LEFT JOIN groups g ON m.member_kind = 'Group' AND g.id = m.member_id
+         WHERE m.group_id = ?1 ORDER BY m.member_kind DESC, 3",
+    )?;
+    let rows = statement.query_map([&group.id], |row| {
+        let kind: String = row.get(1)?;
+        Ok(MemberView {
+            id: row.get(0)?,
+            kind: MemberKind::parse(&kind).unwrap_or(MemberKind::User),
+            display: row.get(2)?,
+        })
+    })?;
+    group.members = rows.collect::<Result<_, _>>()?;
+    Ok(group)
+}
+
+fn append_change(
+    transaction: &Transaction<'_>,
+    entity: &str,
+    entity_id: &str,
+    action: &str,
+    detail: Value,
+) -> StoreResult<()> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![now(), entity, entity_id, action, detail.to_string()])?;
+    Ok(())
+}
+
+fn to_json(map: &Map<String, Value>) -> String {
+    Value::Object(map.clone()).to_string()
+}
+
+/// The version of a row, checked against what the caller expects.
+fn current_version(
+    transaction: &Transaction<'_>,
+    table: &'static str,
+    entity: &'static str,
+    id: &str,
+    expected: Option<i64>,
+) -> StoreResult<i64> {
+    let current: i64 = transaction
+        .query_row(
+            &format!("SELECT version FROM {table} WHERE id = ?1"),
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| not_found(entity, id))?;
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::VersionMismatch {
+            entity,
+            id: id.to_string(),
+            expected,
+            current,
+        }),
+        _ => Ok(current),
+    }
+}
+
+fn ensure_unique(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    value: &str,
+    except_id: &str,
+    entity: &'static str,
+    field: &'static str,
+) -> StoreResult<()> {
+    let taken: Option<String> = transaction
+        .query_row(sql, params![value, except_id], |row| row.get(0))
+        .optional()?;
+    match taken {
+        Some(_) => Err(StoreError::Conflict {
+            entity,
+            field,
+            value: value.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn insert_user(transaction: &Transaction<'_>, user: &UserWrite) -> StoreResult<UserRecord> {
+    ensure_unique(
+        transaction,
+        "SELECT id FROM users WHERE user_name = ?1 AND id != ?2",
+        &user.user_name,
+        "",
+        "user",
+        "userName",
+    )?;
+    let id = new_id();
+    let at = now();
+    transaction
+        .prepare_cached(
+            "INSERT INTO users (id, user_name, external_id, active, doc, version, created, modified)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+        )?
+        .execute(params![
+            id,
+            user.user_name,
+            user.external_id,
+            user.active,
+            to_json(&user.attributes),
+            at
+        ])?;
+    append_change(
+        transaction,
+        "user",
+        &id,
+        "created",
+        json!({ "userName": user.user_name }),
+    )?;
+    Ok(UserRecord {
+        id,
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        attributes: user.attributes.clone(),
+        version: 1,
+        created: at.clone(),
+        modified: at,
+    })
+}
+
+fn update_user(
+    transaction: &Transaction<'_>,
+    id: &str,
+    user: &UserWrite,
+    expected_version: Option<i64>,
+) -> StoreResult<UserRecord> {
+    let version = current_version(transaction, "users", "user", id, expected_version)? + 1;
+    ensure_unique(
+        transaction,
+        "SELECT id FROM users WHERE user_name = ?1 AND id != ?2",
+        &user.user_name,
+        id,
+        "user",
+        "userName",
+    )?;
+    let at = now();
+    let created: String = transaction
+        .prepare_cached(
+            "UPDATE users SET user_name = ?2, external_id = ?3, active = ?4, doc = ?5,
+                 version = ?6, modified = ?7
+             WHERE id = ?1 RETURNING created",
+        )?
+        .query_row(
+            params![
+                id,
+                user.user_name,
+                user.external_id,
+                user.active,
+                to_json(&user.attributes),
+                version,
+                at
+            ],
+            |row| row.get(0),
+        )?;
+    append_change(
+        transaction,
+        "user",
+        id,
+        "updated",
+        json!({ "userName": user.user_name, "active": user.active }),
+    )?;
+    Ok(UserRecord {
+        id: id.to_string(),
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        attributes: user.attributes.clone(),
+        version,
+        created,
+        modified: at,
+    })
+}
+
+/// Inserts memberships after checking that every member exists and that no
+/// group would contain itself; returns the ids actually added.
+fn add_members(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    members: &[Member],
+) -> StoreResult<Vec<String>> {
+    let mut added = Vec::new();
+    for member in members {
+        let table = match member.kind {
+            MemberKind::User => "users",
+            MemberKind::Group => "groups",
+        };
+        let exists = transaction
+            .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
+            .exists([&member.id])?;
+        if !exists {
+            return Err(StoreError::InvalidMembership(format!(
+                "member {} is not a {} of the directory",
+                member.id,
+                member.kind.as_str().to_lowercase()
+            )));
+        }
+        if member.kind == MemberKind::Group && contains_group(transaction, &member.id, group_id)? {
+            return Err(StoreError::InvalidMembership(format!(
+                "group {} cannot be a member of group {group_id}: it would contain itself",
+                member.id
+            )));
+        }
+        let inserted = transaction
+            .prepare_cached(
+                "INSERT OR IGNORE INTO memberships (group_id, member_id, member_kind) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![group_id, member.id, member.kind.as_str()])?;
+        if inserted > 0 {
+            added.push(member.id.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// Whether `outer` is `inner` or contains it through nested groups.
+fn contains_group(transaction: &Transaction<'_>, outer: &str, inner: &str) -> StoreResult<bool> {
+    if outer == inner {
+        return Ok(true);
+    }
+    Ok(transaction
+        .prepare_cached(
+            "WITH RECURSIVE nested(id) AS (
+                 SELECT member_id FROM memberships WHERE group_id = ?1 AND member_kind = 'Group'
+                 UNION
+                 SELECT m.member_id FROM memberships m JOIN nested n ON m.group_id = n.id
+                 WHERE m.member_kind = 'Group'
+             )
+             SELECT 1 FROM nested WHERE id = ?2",
+        )?
+        .exists(params![outer, inner])?)
+}
+
+fn remove_members(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    members: &[String],
+) -> StoreResult<Vec<String>> {
+    let mut removed = Vec::new();
+    for member in members {
+        let deleted = transaction
+            .prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND member_id = ?2")?
+            .execute(params![group_id, member])?;
+        if deleted > 0 {
+            removed.push(member.clone());
+        }
+    }
+    Ok(removed)
+}
+
+fn record_membership_change(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    added: &[String],
+    removed: &[String],
+) -> StoreResult<()> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    append_change(
+        transaction,
+        "group",
+        group_id,
+        "members-changed",
+        json!({ "added": added, "removed": removed }),
+    )
+}
+
+fn bump_group(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<()> {
+    transaction
+        .prepare_cached("UPDATE groups SET version = version + 1, modified = ?2 WHERE id = ?1")?
+        .execute(params![group_id, now()])?;
+    Ok(())
+}
+
+fn member_ids(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<Vec<String>> {
+    let mut statement =
+        transaction.prepare_cached("SELECT member_id FROM memberships WHERE group_id = ?1")?;
+    let ids = statement
+        .query_map([group_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+fn find_group_id(transaction: &Transaction<'_>, name: &str) -> StoreResult<Option<String>> {
+    Ok(transaction
+        .prepare_cached("SELECT id FROM groups WHERE display_name = ?1")?
+        .query_row([name], |row| row.get(0))
+        .optional()?)
+}
+
+fn insert_group(transaction: &Transaction<'_>, group: &GroupWrite) -> StoreResult<String> {
+    ensure_unique(
+        transaction,
+        "SELECT id FROM groups WHERE display_name = ?1 AND id != ?2",
+        &group.display_name,
+        "",
+        "group",
+        "displayName",
+    )?;
+    let id = new_id();
+    let at = now();
+    transaction
+        .prepare_cached(
+            "INSERT INTO groups (id, display_name, external_id, doc, version, created, modified)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+        )?
+        .execute(params![
+            id,
+            group.display_name,
+            group.external_id,
+            to_json(&group.attributes),
+            at
+        ])?;
+    append_change(
+        transaction,
+        "group",
+        &id,
+        "created",
+        json!({ "displayName": group.display_name }),
+    )?;
+    if let Some(members) = &group.members {
+        let added = add_members(transaction, &id, members)?;
+        record_membership_change(transaction, &id, &added, &[])?;
+    }
+    Ok(id)
+}
+
+fn page_clause(page: Page) -> (i64, i64) {
+    (
+        i64::try_from(page.limit).unwrap_or(i64::MAX),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+impl Store for SqliteStore {
+    fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
+        self.write(|transaction| insert_user(transaction, &user))
+    }
+
+    fn replace_user(
+        &self,
+        id: &str,
+        user: UserWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<UserRecord> {
+        self.write(|transaction| update_user(transaction, id, &user, expected_version))
+    }
+
+    fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+        self.write(|transaction| {
+            current_version(transaction, "users", "user", id, expected_version)?;
+            let mut statement = transaction
+                .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
+            let groups: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let user_name: String =
+                transaction.query_row("SELECT user_name FROM users WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })?;
+            transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
+            transaction.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            for group in &groups {
+                bump_group(transaction, group)?;
+            }
+            append_change(
+                transaction,
+                "user",
+                id,
+                "deleted",
+                json!({ "userName": user_name, "groups": groups }),
+            )
+        })
+    }
+
+    fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.read(|connection| {
+            connection
+                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row([id], user_from_row)
+                .optional()?
+                .transpose()
+        })
+    }
+
+    fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
+        let column = match key {
+            UserKey::Id => "id",
+            UserKey::UserName => "user_name",
+            UserKey::ExternalId => "external_id",
+        };
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"
+            ))?;
+            collect(&mut statement, [value], user_from_row)
+        })
+    }
+
+    fn list_users(&self, page: Page) -> StoreResult<Listing<UserRecord>> {
+        let (limit, offset) = page_clause(page);
+        self.read(|connection| {
+            let total: u64 =
+                connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY user_name, id LIMIT ?1 OFFSET ?2"
+            ))?;
+            let items = collect(&mut statement, params![limit, offset], user_from_row)?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn scan_users(&self, visit: &mut dyn FnMut(UserRecord) -> bool) -> StoreResult<()> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY user_name, id"
+            ))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                if !visit(user_from_row(row)??) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn user_groups(&self, id: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT g.id, g.display_name FROM memberships m JOIN groups g ON g.id = m.group_id
+                 WHERE m.member_id = ?1 ORDER BY g.display_name",
+            )?;
+            let groups = statement
+                .query_map([id], |row| {
+                    Ok(GroupRef {
+                        id: row.get(0)?,
+                        display_name: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+
+    fn create_group(&self, group: GroupWrite) -> StoreResult<GroupRecord> {
+        let id = self.write(|transaction| insert_group(transaction, &group))?;
+        self.get_group(&id)?.ok_or_else(|| not_found("group", &id))
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<GroupRecord> {
+        self.write(|transaction| {
+            let version = current_version(transaction, "groups", "group", id, expected_version)?;
+            ensure_unique(
+                transaction,
+                "SELECT id FROM groups WHERE display_name = ?1 AND id != ?2",
+                &group.display_name,
+                id,
+                "group",
+                "displayName",
+            )?;
+            let previous_name: String = transaction.query_row(
+                "SELECT display_name FROM groups WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
+            transaction.execute(
+                "UPDATE groups SET display_name = ?2, external_id = ?3, doc = ?4, version = ?5,
+                     modified = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    group.display_name,
+                    group.external_id,
+                    to_json(&group.attributes),
+                    version + 1,
+                    now()
+                ],
+            )?;
+            let action = if previous_name == group.display_name {
+                "updated"
+            } else {
+                "renamed"
+            };
+            append_change(
+                transaction,
+                "group",
+                id,
+                action,
+                json!({ "displayName": group.display_name, "previousDisplayName": previous_name }),
+            )?;
+            if let Some(members) = &group.members {
+                let wanted: HashSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
+                let stale: Vec<String> = member_ids(transaction, id)?
+                    .into_iter()
+                    .filter(|member| !wanted.contains(member.as_str()))
+                    .collect();
+                let removed = remove_members(transaction, id, &stale)?;
+                let added = add_members(transaction, id, members)?;
+                record_membership_change(transaction, id, &added, &removed)?;
+            }
+            Ok(())
+        })?;
+        self.get_group(id)?.ok_or_else(|| not_found("group", id))
+    }
+
+    fn delete_group(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+        self.write(|transaction| {
+            current_version(transaction, "groups", "group", id, expected_version)?;
+            let members = member_ids(transaction, id)?;
+            let mut statement =
+                transaction.prepare_cached("SELECT app_id FROM bindings WHERE group_id = ?1")?;
+            let apps: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let name: String = transaction.query_row(
+                "SELECT display_name FROM groups WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
+            let mut statement =
+                transaction.prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
+            let parents: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
+            transaction.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+            for parent in &parents {
+                bump_group(transaction, parent)?;
+            }
+            append_change(
+                transaction,
+                "group",
+                id,
+                "deleted",
+                json!({ "displayName": name, "members": members, "boundApps": apps }),
+            )
+        })
+    }
+
+    fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        self.read(|connection| self.load_group(connection, id))
+    }
+
+    fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
+        let column = match key {
+            GroupKey::Id => "id",
+            GroupKey::DisplayName => "display_name",
+            GroupKey::ExternalId => "external_id",
+        };
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = ?1"
+            ))?;
+            collect(&mut statement, [value], group_from_row)?
+                .into_iter()
+                .map(|group| with_members(connection, group))
+                .collect()
+        })
+    }
+
+    fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>> {
+        let (limit, offset) = page_clause(page);
+        self.read(|connection| {
+            let total: u64 =
+                connection.query_row("SELECT COUNT(*) FROM groups", [], |row| row.get(0))?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY display_name, id LIMIT ?1 OFFSET ?2"
+            ))?;
+            let items = collect(&mut statement, params![limit, offset], group_from_row)?
+                .into_iter()
+                .map(|group| with_members(connection, group))
+                .collect::<StoreResult<_>>()?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn scan_groups(&self, visit: &mut dyn FnMut(GroupRecord) -> bool) -> StoreResult<()> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY display_name, id"
+            ))?;
+            let groups = collect(&mut statement, [], group_from_row)?;
+            for group in groups {
+                if !visit(with_members(connection, group)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn change_members(
+        &self,
+        group_id: &str,
+        add: &[Member],
+        remove: &[String],
+    ) -> StoreResult<GroupRecord> {
+        self.write(|transaction| {
+            current_version(transaction, "groups", "group", group_id, None)?;
+            let removed = remove_members(transaction, group_id, remove)?;
+            let added = add_members(transaction, group_id, add)?;
+            if !added.is_empty() || !removed.is_empty() {
+                bump_group(transaction, group_id)?;
+            }
+            record_membership_change(transaction, group_id, &added, &removed)
+        })?;
+        self.get_group(group_id)?
+            .ok_or_else(|| not_found("group", group_id))
+    }
+
+    fn create_app(&self, app: AppWrite) -> StoreResult<AppRecord> {
+        let id = new_id();
+        let (nonce, sealed) = self
+            .cipher
+            .seal(&id, &app.token)
+            .map_err(|error| StoreError::Secret(error.to_string()))?;
+        let settings = serde_json::to_string(&app.settings)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.write(|transaction| {
+            let taken = transaction
+                .prepare_cached("SELECT 1 FROM applications WHERE name = ?1")?
+                .exists([&app.name])?;
+            if taken {
+                return Err(StoreError::Conflict {
+                    entity: "application",
+                    field: "name",
+                    value: app.name.clone(),
+                });
+            }
+            let at = now();
+            transaction.execute(
+                "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
+                     token_sealed, manage_groups, state, settings, version, created, modified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10)",
+                params![
+                    id,
+                    app.name,
+                    app.label,
+                    app.connector,
+                    app.base_url,
+                    nonce,
+                    sealed,
+                    app.manage_groups,
+                    settings,
+                    at
+                ],
+            )?;
+            append_change(
+                transaction,
+                "app",
+                &id,
+                "created",
+                json!({ "name": app.name }),
+            )?;
+            self.app_in(transaction, &id)
+        })
+    }
+
+    fn get_app(&self, name_or_id: &str) -> StoreResult<Option<AppRecord>> {
+        self.read(|connection| match self.app_in(connection, name_or_id) {
+            Ok(app) => Ok(Some(app)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        })
+    }
+
+    fn list_apps(&self, page: Page) -> StoreResult<Listing<AppRecord>> {
+        let (limit, offset) = page_clause(page);
+        self.read(|connection| {
+            let total: u64 =
+                connection.query_row("SELECT COUNT(*) FROM applications", [], |row| row.get(0))?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM applications ORDER BY name LIMIT ?1 OFFSET ?2"
+            ))?;
+            let items = collect(&mut statement, params![limit, offset], app_from_row)?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn update_app(&self, name_or_id: &str, update: AppUpdate) -> StoreResult<AppRecord> {
+        self.write(|transaction| {
+            let mut app = self.app_in(transaction, name_or_id)?;
+            let mut actions = Vec::new();
+            if let Some(label) = update.label {
+                app.label = label;
+                actions.push("updated");
+            }
+            if let Some(base_url) = update.base_url {
+                app.base_url = base_url;
+                actions.push("updated");
+            }
+            if let Some(settings) = update.settings {
+                app.settings = settings;
+                actions.push("updated");
+            }
+            if let Some(manage_groups) = update.manage_groups
+                && manage_groups != app.manage_groups
+            {
+                app.manage_groups = manage_groups;
+                actions.push(if manage_groups {
+                    "group-management-enabled"
+                } else {
+                    "group-management-disabled"
+                });
+            }
+            if let Some(state) = update.state
+                && state != app.state
+            {
+                app.state = state;
+                actions.push(match state {
+                    AppState::Active => "activated",
+                    AppState::Inactive => "deactivated",
+                    AppState::Quarantined => "quarantined",
+                });
+            }
+            if let Some(token) = &update.token {
+                let (nonce, sealed) = self
+                    .cipher
+                    .seal(&app.id, token)
+                    .map_err(|error| StoreError::Secret(error.to_string()))?;
+                transaction.execute(
+                    "UPDATE applications SET token_nonce = ?2, token_sealed = ?3 WHERE id = ?1",
+                    params![app.id, nonce, sealed],
+                )?;
+                actions.push("token-rotated");
+            }
+            if actions.is_empty() {
+                return Ok(app);
+            }
+            actions.dedup();
+            let settings = serde_json::to_string(&app.settings)
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            transaction.execute(
+                "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
+                     settings = ?6, version = version + 1, modified = ?7 WHERE id = ?1",
+                params![
+                    app.id,
+                    app.label,
+                    app.base_url,
+                    app.manage_groups,
+                    app.state.as_str(),
+                    settings,
+                    now()
+                ],
+            )?;
+            for action in actions {
+                append_change(
+                    transaction,
+                    "app",
+                    &app.id,
+                    action,
+                    json!({ "name": app.name }),
+                )?;
+            }
+            self.app_in(transaction, &app.id)
+        })
+    }
+
+    fn delete_app(&self, name_or_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, name_or_id)?;
+            transaction.execute("DELETE FROM applications WHERE id = ?1", [&app.id])?;
+            append_change(
+                transaction,
+                "app",
+                &app.id,
+                "deleted",
+                json!({ "name": app.name }),
+            )
+        })
+    }
+
+    fn app_token(&self, name_or_id: &str) -> StoreResult<Secret> {
+        self.read(|connection| {
+            let (id, nonce, sealed): (String, Vec<u8>, Vec<u8>) = connection
+                .query_row(
+                    "SELECT id, token_nonce, token_sealed FROM applications WHERE id = ?1 OR name = ?1",
+                    [name_or_id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?
+                .ok_or_else(|| not_found("application", name_or_id))?;
+            self.cipher.open(&id, &nonce, &sealed).ok_or_else(|| {
+                StoreError::Secret(
+                    "the host key differs from the one that sealed it; rotate the token".into(),
+                )
+            })
+        })
+    }
+
+    fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            current_version(transaction, "groups", "group", group_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT OR IGNORE INTO bindings (app_id, group_id, created) VALUES (?1, ?2, ?3)",
+                params![app.id, group_id, now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    "binding",
+                    &app.id,
+                    "bound",
+                    json!({ "group": group_id }),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM bindings WHERE app_id = ?1 AND group_id = ?2",
+                params![app.id, group_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("binding", group_id));
+            }
+            let members = member_ids(transaction, group_id)?;
+            append_change(
+                transaction,
+                "binding",
+                &app.id,
+                "unbound",
+                json!({ "group": group_id, "members": members }),
+            )
+        })
+    }
+
+    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            let mut statement = connection.prepare_cached(
+                "SELECT g.id, g.display_name FROM bindings b JOIN groups g ON g.id = b.group_id
+                 WHERE b.app_id = ?1 ORDER BY g.display_name",
+            )?;
+            let groups = statement
+                .query_map([&app.id], |row| {
+                    Ok(GroupRef {
+                        id: row.get(0)?,
+                        display_name: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+
+    fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            let mut statement = connection.prepare_cached(
+                "WITH RECURSIVE scope(group_id) AS (
+                     SELECT group_id FROM bindings WHERE app_id = ?1
+                     UNION
+                     SELECT m.member_id FROM memberships m JOIN scope s ON m.group_id = s.group_id
+                     WHERE m.member_kind = 'Group'
+                 )
+                 SELECT DISTINCT m.member_id FROM memberships m JOIN scope s ON m.group_id = s.group_id
+                 WHERE m.member_kind = 'User' ORDER BY 1",
+            )?;
+            let users = statement
+                .query_map([&app.id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+    }
+
+    fn import(&self, batch: ImportBatch) -> StoreResult<ImportOutcome> {
+        self.write(|transaction| {
+            let mut outcome = ImportOutcome::default();
+            for user in &batch.users {
+                let existing: Option<String> = transaction
+                    .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
+                    .query_row([&user.user_name], |row| row.get(0))
+                    .optional()?;
+                match existing {
+                    Some(id) => {
+                        update_user(transaction, &id, user, None)?;
+                        outcome.users_updated += 1;
+                    }
+                    None => {
+                        insert_user(transaction, user)?;
+                        outcome.users_created += 1;
+                    }
+                }
+            }
+            for group in &batch.groups {
+                let id = match find_group_id(transaction, &group.display_name)? {
+                    Some(id) => id,
+                    None => {
+                        outcome.groups_created += 1;
+                        insert_group(
+                            transaction,
+                            &GroupWrite {
+                                display_name: group.display_name.clone(),
+                                external_id: None,
+                                attributes: Map::new(),
+                                members: None,
+                            },
+                        )?
+                    }
+                };
+                let mut members = Vec::with_capacity(group.member_user_names.len());
+                for user_name in &group.member_user_names {
+                    let user_id: String = transaction
+                        .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
+                        .query_row([user_name], |row| row.get(0))
+                        .optional()?
+                        .ok_or_else(|| {
+                            StoreError::InvalidMembership(format!(
+                                "group {:?} names member {user_name:?}, who is not a user of the directory",
+                                group.display_name
+                            ))
+                        })?;
+                    members.push(Member {
+                        id: user_id,
+                        kind: MemberKind::User,
+                    });
+                }
+                let added = add_members(transaction, &id, &members)?;
+                if !added.is_empty() {
+                    bump_group(transaction, &id)?;
+                }
+                outcome.memberships_added += added.len() as u64;
+                record_membership_change(transaction, &id, &added, &[])?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn claim_changes(
+        &self,
+        consumer: &str,
+        limit: u32,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<Change>> {
+        self.write(|transaction| {
+            let mut statement = transaction.prepare_cached(
+                "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2
+                 WHERE seq IN (
+                     SELECT seq FROM outbox
+                     WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3)
+                     ORDER BY seq LIMIT ?4
+                 )
+                 RETURNING seq, at, entity, entity_id, action, detail",
+            )?;
+            let mut changes: Vec<Change> = statement
+                .query_map(
+                    params![consumer, later_by(lease_seconds), now(), limit],
+                    |row| {
+                        let detail: String = row.get(5)?;
+                        Ok(Change {
+                            seq: row.get(0)?,
+                            at: row.get(1)?,
+                            entity: row.get(2)?,
+                            entity_id: row.get(3)?,
+                            action: row.get(4)?,
+                            detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                        })
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            changes.sort_by_key(|change| change.seq);
+            Ok(changes)
+        })
+    }
+
+    fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()> {
+        self.write(|transaction| {
+            let at = now();
+            let mut statement = transaction.prepare_cached(
+                "UPDATE outbox SET done_at = ?3 WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
+            )?;
+            for seq in seqs {
+                statement.execute(params![seq, consumer, at])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn pending_changes(&self) -> StoreResult<u64> {
+        self.read(|connection| {
+            Ok(connection.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
+    fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        self.read(|connection| {
+            Ok(connection
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()?)
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+}
