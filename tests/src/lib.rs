@@ -204,7 +204,13 @@ impl Host {
 
     /// A host on `data`, with the test tokens.
     pub fn start_in(data: &Path) -> Host {
-        Self::start_with(data, &[("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN), ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)])
+        Self::start_with(
+            data,
+            &[
+                ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+                ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ],
+        )
     }
 
     pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Host {
@@ -212,7 +218,15 @@ impl Host {
         let data_arg = data.display().to_string();
         let plugins_arg = plugins.display().to_string();
         let mut process = Running::start_with_env(
-            &["serve", "--data", &data_arg, "--plugins", &plugins_arg, "--listen", "127.0.0.1:0"],
+            &[
+                "serve",
+                "--data",
+                &data_arg,
+                "--plugins",
+                &plugins_arg,
+                "--listen",
+                "127.0.0.1:0",
+            ],
             &repository(),
             env,
         );
@@ -270,12 +284,24 @@ impl Host {
 
     /// A request to the inbound SCIM server.
     pub fn scim(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Answer {
-        self.request(method, &format!("/scim/v2{path}"), Some(SCIM_TOKEN), body, &[])
+        self.request(
+            method,
+            &format!("/scim/v2{path}"),
+            Some(SCIM_TOKEN),
+            body,
+            &[],
+        )
     }
 
     /// A request to the admin API.
     pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Answer {
-        self.request(method, &format!("/api/v1{path}"), Some(ADMIN_TOKEN), body, &[])
+        self.request(
+            method,
+            &format!("/api/v1{path}"),
+            Some(ADMIN_TOKEN),
+            body,
+            &[],
+        )
     }
 
     /// Runs a `scimlink` admin command against this host.

@@ -12,6 +12,15 @@ const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
+/// A request that must fail: method, path, body, status, scimType.
+type BadRequest = (
+    &'static str,
+    String,
+    Option<Value>,
+    u16,
+    Option<&'static str>,
+);
+
 fn user(user_name: &str) -> Value {
     json!({
         "schemas": [USER_SCHEMA],
@@ -46,10 +55,23 @@ fn scim2_tester_finds_the_inbound_server_compliant() {
     let summary = String::from_utf8_lossy(&output.stderr);
     // The report is part of the test's output: which checks pass.
     println!("{report}{summary}");
-    let failed: Vec<&str> = report.lines().filter(|line| line.starts_with("FAIL")).collect();
-    let passed = report.lines().filter(|line| line.starts_with("PASS")).count();
-    assert!(failed.is_empty(), "scim2-tester checks failed:\n{}", failed.join("\n"));
-    assert!(passed >= 100, "only {passed} checks passed:\n{report}{summary}");
+    let failed: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("FAIL"))
+        .collect();
+    let passed = report
+        .lines()
+        .filter(|line| line.starts_with("PASS"))
+        .count();
+    assert!(
+        failed.is_empty(),
+        "scim2-tester checks failed:\n{}",
+        failed.join("\n")
+    );
+    assert!(
+        passed >= 100,
+        "only {passed} checks passed:\n{report}{summary}"
+    );
     assert!(output.status.success(), "{summary}");
 }
 
@@ -58,9 +80,16 @@ fn every_endpoint_but_health_requires_its_token() {
     let host = Host::start();
     assert_eq!(host.request("GET", "/health", None, None, &[]).status, 200);
     for path in ["/api/v1/users", "/openapi.json", "/api/v1/apps"] {
-        assert_eq!(host.request("GET", path, None, None, &[]).status, 401, "{path}");
+        assert_eq!(
+            host.request("GET", path, None, None, &[]).status,
+            401,
+            "{path}"
+        );
         let wrong = host.request("GET", path, Some(SCIM_TOKEN), None, &[]);
-        assert_eq!(wrong.status, 401, "{path}: the SCIM token is not the admin token");
+        assert_eq!(
+            wrong.status, 401,
+            "{path}: the SCIM token is not the admin token"
+        );
         assert_eq!(wrong.body["error"]["code"], "unauthorized");
     }
     let answer = host.request("GET", "/scim/v2/Users", Some(ADMIN_TOKEN), None, &[]);
@@ -85,7 +114,11 @@ fn the_openapi_document_describes_the_admin_api() {
         "/api/v1/directory/import",
         "/api/v1/plugins",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys());
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
     }
     assert!(answer.body["components"]["securitySchemes"]["admin_token"].is_object());
 }
@@ -109,17 +142,68 @@ fn bad_scim_input_is_a_4xx_with_a_scim_error_and_changes_nothing() {
     assert_eq!(inner.status, 201, "{:?}", inner.body);
     let inner_id = inner.body["id"].as_str().unwrap().to_string();
 
-    let huge = json!({ "schemas": [USER_SCHEMA], "userName": "big", "displayName": "x".repeat(2 << 20) });
-    let cases: Vec<(&str, String, Option<Value>, u16, Option<&str>)> = vec![
-        ("POST", "/Users".into(), Some(json!({ "schemas": [USER_SCHEMA], "userName": "b", "shoeSize": 9 })), 400, Some("invalidValue")),
-        ("POST", "/Users".into(), Some(json!({ "schemas": [USER_SCHEMA], "userName": 7 })), 400, Some("invalidValue")),
-        ("POST", "/Users".into(), Some(json!({ "schemas": [USER_SCHEMA], "userName": "c", "active": "sometimes" })), 400, Some("invalidValue")),
-        ("POST", "/Users".into(), Some(json!({ "schemas": [USER_SCHEMA], "name": { "givenName": "no userName" } })), 400, Some("invalidValue")),
-        ("POST", "/Users".into(), Some(user("ADA")), 409, Some("uniqueness")),
+    let huge =
+        json!({ "schemas": [USER_SCHEMA], "userName": "big", "displayName": "x".repeat(2 << 20) });
+    let cases: Vec<BadRequest> = vec![
+        (
+            "POST",
+            "/Users".into(),
+            Some(json!({ "schemas": [USER_SCHEMA], "userName": "b", "shoeSize": 9 })),
+            400,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/Users".into(),
+            Some(json!({ "schemas": [USER_SCHEMA], "userName": 7 })),
+            400,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/Users".into(),
+            Some(json!({ "schemas": [USER_SCHEMA], "userName": "c", "active": "sometimes" })),
+            400,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/Users".into(),
+            Some(json!({ "schemas": [USER_SCHEMA], "name": { "givenName": "no userName" } })),
+            400,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/Users".into(),
+            Some(user("ADA")),
+            409,
+            Some("uniqueness"),
+        ),
         ("POST", "/Users".into(), Some(huge), 413, None),
-        ("GET", "/Users?filter=userName%20xx%20%22ada%22".into(), None, 400, Some("invalidFilter")),
-        ("GET", "/Users?filter=userName%20eq".into(), None, 400, Some("invalidFilter")),
-        ("POST", "/Groups".into(), Some(json!({ "schemas": [GROUP_SCHEMA], "displayName": "ghosts", "members": [{ "value": "no-such-user" }] })), 400, Some("invalidValue")),
+        (
+            "GET",
+            "/Users?filter=userName%20xx%20%22ada%22".into(),
+            None,
+            400,
+            Some("invalidFilter"),
+        ),
+        (
+            "GET",
+            "/Users?filter=userName%20eq".into(),
+            None,
+            400,
+            Some("invalidFilter"),
+        ),
+        (
+            "POST",
+            "/Groups".into(),
+            Some(
+                json!({ "schemas": [GROUP_SCHEMA], "displayName": "ghosts", "members": [{ "value": "no-such-user" }] }),
+            ),
+            400,
+            Some("invalidValue"),
+        ),
         (
             "PATCH",
             format!("/Groups/{group_id}"),
@@ -139,10 +223,22 @@ fn bad_scim_input_is_a_4xx_with_a_scim_error_and_changes_nothing() {
             400,
             Some("invalidValue"),
         ),
-        ("PATCH", format!("/Users/{ada}"), Some(json!({ "schemas": [PATCH_SCHEMA], "Operations": [{ "op": "explode" }] })), 400, Some("invalidSyntax")),
+        (
+            "PATCH",
+            format!("/Users/{ada}"),
+            Some(json!({ "schemas": [PATCH_SCHEMA], "Operations": [{ "op": "explode" }] })),
+            400,
+            Some("invalidSyntax"),
+        ),
         ("GET", "/Users/not-an-id".into(), None, 404, None),
         ("DELETE", "/Groups/not-an-id".into(), None, 404, None),
-        ("PUT", "/ServiceProviderConfig".into(), Some(json!({})), 405, None),
+        (
+            "PUT",
+            "/ServiceProviderConfig".into(),
+            Some(json!({})),
+            405,
+            None,
+        ),
     ];
     for (method, path, body, status, scim_type) in cases {
         let answer = host.scim(method, &path, body.as_ref());
@@ -150,9 +246,18 @@ fn bad_scim_input_is_a_4xx_with_a_scim_error_and_changes_nothing() {
         assert_eq!(answer.body["schemas"][0], ERROR_SCHEMA, "{method} {path}");
         assert_eq!(answer.body["status"], status.to_string());
         if let Some(scim_type) = scim_type {
-            assert_eq!(answer.body["scimType"], scim_type, "{method} {path}: {:?}", answer.body);
+            assert_eq!(
+                answer.body["scimType"], scim_type,
+                "{method} {path}: {:?}",
+                answer.body
+            );
         }
-        assert!(answer.headers["content-type"].to_str().unwrap().starts_with("application/scim+json"));
+        assert!(
+            answer.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/scim+json")
+        );
     }
     // Malformed JSON is refused as such.
     let raw = reqwest::blocking::Client::new()
@@ -162,14 +267,18 @@ fn bad_scim_input_is_a_4xx_with_a_scim_error_and_changes_nothing() {
         .send()
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
-    let body: Value = raw.json().unwrap();
+    let body: Value = serde_json::from_str(&raw.text().unwrap()).unwrap();
     assert_eq!(body["scimType"], "invalidSyntax");
 
     // Nothing was half-written.
     assert_eq!(total(&host, "/Users"), 1);
     assert_eq!(total(&host, "/Groups"), 2);
     let ada_now = host.scim("GET", &format!("/Users/{ada}"), None);
-    assert_eq!(ada_now.body["displayName"], Value::Null, "the failed PATCH left nothing");
+    assert_eq!(
+        ada_now.body["displayName"],
+        Value::Null,
+        "the failed PATCH left nothing"
+    );
     assert_eq!(ada_now.body["meta"]["version"], "W/\"1\"");
     let eng = host.scim("GET", &format!("/Groups/{group_id}"), None);
     assert_eq!(eng.body["members"].as_array().unwrap().len(), 1);
@@ -182,34 +291,68 @@ fn filters_paging_sorting_and_the_entra_dialect() {
         create_user(&host, name);
     }
     let filtered = |filter: &str| -> Vec<String> {
-        let answer = host.scim("GET", &format!("/Users?filter={}&sortBy=userName", encode(filter)), None);
+        let answer = host.scim(
+            "GET",
+            &format!("/Users?filter={}&sortBy=userName", encode(filter)),
+            None,
+        );
         assert_eq!(answer.status, 200, "{filter}: {:?}", answer.body);
         answer.body["Resources"]
             .as_array()
-            .map(|all| all.iter().map(|u| u["userName"].as_str().unwrap().to_string()).collect())
+            .map(|all| {
+                all.iter()
+                    .map(|u| u["userName"].as_str().unwrap().to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     assert_eq!(filtered("userName eq \"ALICE\""), ["alice"]);
     assert_eq!(filtered("userName ne \"alice\""), ["bob", "carol", "dave"]);
     assert_eq!(filtered("userName co \"a\""), ["alice", "carol", "dave"]);
-    assert_eq!(filtered("userName sw \"b\" or userName ew \"ve\""), ["bob", "dave"]);
+    assert_eq!(
+        filtered("userName sw \"b\" or userName ew \"ve\""),
+        ["bob", "dave"]
+    );
     assert_eq!(filtered("not (userName pr)"), Vec::<String>::new());
-    assert_eq!(filtered("userName gt \"bob\" and userName le \"dave\""), ["carol", "dave"]);
-    assert_eq!(filtered("emails[type eq \"work\" and value sw \"carol\"]"), ["carol"]);
+    assert_eq!(
+        filtered("userName gt \"bob\" and userName le \"dave\""),
+        ["carol", "dave"]
+    );
+    assert_eq!(
+        filtered("emails[type eq \"work\" and value sw \"carol\"]"),
+        ["carol"]
+    );
     assert_eq!(filtered("emails.value eq \"dave@example.com\""), ["dave"]);
-    assert_eq!(filtered("meta.lastModified gt \"2000-01-01T00:00:00Z\"").len(), 4);
-    assert_eq!(filtered("name.familyName eq \"bob\" or (userName eq \"alice\")"), ["alice", "bob"]);
+    assert_eq!(
+        filtered("meta.lastModified gt \"2000-01-01T00:00:00Z\"").len(),
+        4
+    );
+    assert_eq!(
+        filtered("name.familyName eq \"bob\" or (userName eq \"alice\")"),
+        ["alice", "bob"]
+    );
 
-    let page = host.scim("GET", "/Users?sortBy=userName&sortOrder=descending&startIndex=2&count=2", None);
+    let page = host.scim(
+        "GET",
+        "/Users?sortBy=userName&sortOrder=descending&startIndex=2&count=2",
+        None,
+    );
     assert_eq!(page.body["totalResults"], 4);
     assert_eq!(page.body["startIndex"], 2);
-    let names: Vec<&str> = page.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap()).collect();
+    let names: Vec<&str> = page.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["carol", "bob"]);
 
     // Entra ID: capitalised op, "False" as a boolean.
     let bob = filtered("userName eq \"bob\"");
     assert_eq!(bob.len(), 1);
-    let id = host.scim("GET", "/Users?filter=userName%20eq%20%22bob%22", None).body["Resources"][0]["id"]
+    let id = host
+        .scim("GET", "/Users?filter=userName%20eq%20%22bob%22", None)
+        .body["Resources"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -233,13 +376,31 @@ fn etags_guard_against_lost_updates() {
     let current = host.scim("GET", &format!("/Users/{id}"), None);
     let etag = current.headers["etag"].to_str().unwrap().to_string();
     assert_eq!(etag, "W/\"1\"");
-    let unchanged = host.request("GET", &format!("/scim/v2/Users/{id}"), Some(SCIM_TOKEN), None, &[("if-none-match", &etag)]);
+    let unchanged = host.request(
+        "GET",
+        &format!("/scim/v2/Users/{id}"),
+        Some(SCIM_TOKEN),
+        None,
+        &[("if-none-match", &etag)],
+    );
     assert_eq!(unchanged.status, 304);
     let mut body = user("erin");
     body["displayName"] = json!("Erin");
-    let stale = host.request("PUT", &format!("/scim/v2/Users/{id}"), Some(SCIM_TOKEN), Some(&body), &[("if-match", "W/\"7\"")]);
+    let stale = host.request(
+        "PUT",
+        &format!("/scim/v2/Users/{id}"),
+        Some(SCIM_TOKEN),
+        Some(&body),
+        &[("if-match", "W/\"7\"")],
+    );
     assert_eq!(stale.status, 412, "{:?}", stale.body);
-    let fresh = host.request("PUT", &format!("/scim/v2/Users/{id}"), Some(SCIM_TOKEN), Some(&body), &[("if-match", &etag)]);
+    let fresh = host.request(
+        "PUT",
+        &format!("/scim/v2/Users/{id}"),
+        Some(SCIM_TOKEN),
+        Some(&body),
+        &[("if-match", &etag)],
+    );
     assert_eq!(fresh.status, 200, "{:?}", fresh.body);
     assert_eq!(fresh.headers["etag"].to_str().unwrap(), "W/\"2\"");
 }
@@ -247,7 +408,9 @@ fn etags_guard_against_lost_updates() {
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                (byte as char).to_string()
+            }
             _ => format!("%{byte:02X}"),
         })
         .collect()
@@ -282,16 +445,31 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
     let out = run_ok(
         &host,
         &[
-            "app", "add", "crm", "--connector", "custom-scim", "--base-url",
-            "https://crm.example.com/scim/{tenantId}/v2", "--token", token, "--setting", "tenantId=acme",
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            "https://crm.example.com/scim/{tenantId}/v2",
+            "--token",
+            token,
+            "--setting",
+            "tenantId=acme",
             "--manage-groups",
         ],
     );
-    assert!(out.contains("https://crm.example.com/scim/acme/v2"), "{out}");
+    assert!(
+        out.contains("https://crm.example.com/scim/acme/v2"),
+        "{out}"
+    );
     run_ok(&host, &["app", "bind", "crm", "Engineering"]);
     run_ok(&host, &["app", "activate", "crm"]);
     let list = run_ok(&host, &["app", "list"]);
-    assert!(list.contains("crm") && list.contains("active") && list.contains("custom-scim"), "{list}");
+    assert!(
+        list.contains("crm") && list.contains("active") && list.contains("custom-scim"),
+        "{list}"
+    );
 
     let scope = host.admin("GET", "/apps/crm/scope", None);
     assert_eq!(scope.body["total"], 2, "{:?}", scope.body);
@@ -303,10 +481,21 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
     run_ok(&host, &["app", "deactivate", "crm"]);
 
     // Clear errors for what cannot be done.
-    let output = host.cli(&["app", "add", "x", "--connector", "no-such-connector", "--token", "t"]);
+    let output = host.cli(&[
+        "app",
+        "add",
+        "x",
+        "--connector",
+        "no-such-connector",
+        "--token",
+        "t",
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no connector named \"no-such-connector\""), "{stderr}");
+    assert!(
+        stderr.contains("no connector named \"no-such-connector\""),
+        "{stderr}"
+    );
     let output = host.cli(&["app", "bind", "crm", "No Such Group"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
 
@@ -320,7 +509,10 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
         assert!(!log.contains(secret));
         for file in ["scimlink.db", "scimlink.db-wal"] {
             if let Ok(bytes) = std::fs::read(host.data.join(file)) {
-                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the token");
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{file} holds the token"
+                );
             }
         }
     }
@@ -330,19 +522,30 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
 fn a_generated_admin_token_is_shown_once_and_kept_hashed() {
     let folder = tempfile::tempdir().unwrap();
     let data = folder.path().join("data");
-    let first = Host::start_with(&data, &[("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)]);
-    let line = first.process.output();
-    let token = line
-        .lines()
-        .find(|l| l.contains("admin token (shown once"))
-        .and_then(|l| l.rsplit(' ').next())
-        .unwrap_or_else(|| panic!("no generated token in:\n{line}"))
-        .to_string();
-    assert_eq!(first.request("GET", "/api/v1/users", Some(&token), None, &[]).status, 200);
+    let mut first = Host::start_with(&data, &[("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)]);
+    let line = first
+        .process
+        .expect_line(&["admin token (shown once"], Duration::from_secs(10));
+    let token = line.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(
+        first
+            .request("GET", "/api/v1/users", Some(&token), None, &[])
+            .status,
+        200
+    );
     drop(first);
-    let second = Host::start_with(&data, &[("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)]);
+    let mut second = Host::start_with(&data, &[("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN)]);
+    second.process.expect_line(
+        &["admin token: the one generated on first start"],
+        Duration::from_secs(10),
+    );
     assert!(!second.process.output().contains(&token), "shown once only");
-    assert_eq!(second.request("GET", "/api/v1/users", Some(&token), None, &[]).status, 200);
+    assert_eq!(
+        second
+            .request("GET", "/api/v1/users", Some(&token), None, &[])
+            .status,
+        200
+    );
     let bytes = std::fs::read(data.join("scimlink.db")).unwrap_or_default();
     let wal = std::fs::read(data.join("scimlink.db-wal")).unwrap_or_default();
     for stored in [bytes, wal] {
@@ -353,28 +556,52 @@ fn a_generated_admin_token_is_shown_once_and_kept_hashed() {
 #[test]
 fn the_admin_api_names_the_field_at_fault() {
     let host = Host::start();
-    let answer = host.admin("POST", "/users", Some(&json!({ "userName": "x", "email": "not-an-email" })));
+    let answer = host.admin(
+        "POST",
+        "/users",
+        Some(&json!({ "userName": "x", "email": "not-an-email" })),
+    );
     assert_eq!(answer.status, 422);
     assert_eq!(answer.body["error"]["code"], "invalid");
     assert_eq!(answer.body["error"]["field"], "email");
-    let answer = host.admin("POST", "/users", Some(&json!({ "userName": "x", "shoe": 1 })));
+    let answer = host.admin(
+        "POST",
+        "/users",
+        Some(&json!({ "userName": "x", "shoe": 1 })),
+    );
     assert_eq!(answer.status, 422, "{:?}", answer.body);
-    let answer = host.admin("POST", "/apps", Some(&json!({ "name": "Bad Name", "connector": "custom-scim", "token": "t" })));
+    let answer = host.admin(
+        "POST",
+        "/apps",
+        Some(&json!({ "name": "Bad Name", "connector": "custom-scim", "token": "t" })),
+    );
     assert_eq!(answer.body["error"]["field"], "name");
     let answer = host.admin(
         "POST",
         "/apps",
         Some(&json!({ "name": "ok", "connector": "custom-scim", "token": "t", "baseUrl": "https://x/{tenant}" })),
     );
-    assert_eq!(answer.body["error"]["field"], "baseUrl", "{:?}", answer.body);
+    assert_eq!(
+        answer.body["error"]["field"], "baseUrl",
+        "{:?}",
+        answer.body
+    );
     let answer = host.admin("GET", "/users?limit=0", None);
     assert_eq!(answer.body["error"]["field"], "limit");
-    let created = host.admin("POST", "/users", Some(&json!({ "userName": "x", "givenName": "X" })));
+    let created = host.admin(
+        "POST",
+        "/users",
+        Some(&json!({ "userName": "x", "givenName": "X" })),
+    );
     assert_eq!(created.status, 201, "{:?}", created.body);
     let duplicate = host.admin("POST", "/users", Some(&json!({ "userName": "X" })));
     assert_eq!(duplicate.status, 409);
     assert_eq!(duplicate.body["error"]["code"], "conflict");
-    let updated = host.admin("PATCH", "/users/x", Some(&json!({ "givenName": null, "department": "R&D" })));
+    let updated = host.admin(
+        "PATCH",
+        "/users/x",
+        Some(&json!({ "givenName": null, "department": "R&D" })),
+    );
     assert_eq!(updated.status, 200, "{:?}", updated.body);
     assert!(updated.body.get("givenName").is_none());
     assert_eq!(updated.body["department"], "R&D");

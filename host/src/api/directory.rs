@@ -5,9 +5,9 @@
 //! document the inbound SCIM server keeps, so attributes set over SCIM that
 //! this view does not show are kept as they are.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -123,7 +123,9 @@ pub struct UserUpdate {
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+fn nullable<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
@@ -142,7 +144,11 @@ fn preferred<'a>(attributes: &'a Map<String, Value>, name: &str) -> Option<&'a s
     items
         .iter()
         .find(|item| item.get("type").and_then(Value::as_str) == Some("work"))
-        .or_else(|| items.iter().find(|item| item.get("primary") == Some(&Value::Bool(true))))
+        .or_else(|| {
+            items
+                .iter()
+                .find(|item| item.get("primary") == Some(&Value::Bool(true)))
+        })
         .or_else(|| items.first())
         .and_then(|item| item.get("value"))
         .and_then(Value::as_str)
@@ -184,7 +190,10 @@ impl UserFields {
         if let Some(email) = &self.email
             && !email.contains('@')
         {
-            return Err(ApiError::invalid("email", format!("{email:?} is not an email address")));
+            return Err(ApiError::invalid(
+                "email",
+                format!("{email:?} is not an email address"),
+            ));
         }
         attributes.insert("userName".into(), json!(user_name));
         attributes.insert("active".into(), json!(self.active));
@@ -196,14 +205,38 @@ impl UserFields {
         set(&mut attributes, &["title"], self.title);
         set_preferred(&mut attributes, "emails", self.email);
         set_preferred(&mut attributes, "phoneNumbers", self.phone);
-        set(&mut attributes, &[ENTERPRISE_USER_SCHEMA, "employeeNumber"], self.employee_number);
-        set(&mut attributes, &[ENTERPRISE_USER_SCHEMA, "department"], self.department);
-        set(&mut attributes, &[ENTERPRISE_USER_SCHEMA, "organization"], self.organization);
-        set(&mut attributes, &[DIRECTORY_USER_SCHEMA, "location"], self.location);
+        set(
+            &mut attributes,
+            &[ENTERPRISE_USER_SCHEMA, "employeeNumber"],
+            self.employee_number,
+        );
+        set(
+            &mut attributes,
+            &[ENTERPRISE_USER_SCHEMA, "department"],
+            self.department,
+        );
+        set(
+            &mut attributes,
+            &[ENTERPRISE_USER_SCHEMA, "organization"],
+            self.organization,
+        );
+        set(
+            &mut attributes,
+            &[DIRECTORY_USER_SCHEMA, "location"],
+            self.location,
+        );
         let expired = self.password_expired.then_some(true);
         match expired {
-            Some(_) => set_value(&mut attributes, &[DIRECTORY_USER_SCHEMA, "passwordExpired"], Some(json!(true))),
-            None => set_value(&mut attributes, &[DIRECTORY_USER_SCHEMA, "passwordExpired"], None),
+            Some(_) => set_value(
+                &mut attributes,
+                &[DIRECTORY_USER_SCHEMA, "passwordExpired"],
+                Some(json!(true)),
+            ),
+            None => set_value(
+                &mut attributes,
+                &[DIRECTORY_USER_SCHEMA, "passwordExpired"],
+                None,
+            ),
         }
         Ok(UserWrite {
             user_name,
@@ -299,7 +332,9 @@ fn set_preferred(attributes: &mut Map<String, Value>, name: &str, value: Option<
                 item.insert("value".into(), Value::String(value));
             }
         }
-        (Some(value), None) => items.push(json!({ "value": value, "type": "work", "primary": true })),
+        (Some(value), None) => {
+            items.push(json!({ "value": value, "type": "work", "primary": true }))
+        }
         (None, Some(index)) => {
             items.remove(index);
         }
@@ -331,7 +366,10 @@ fn user_view(store: &dyn Store, user: UserRecord) -> Result<UserView, StoreError
 /// List directory users, by userName.
 #[utoipa::path(get, path = "/users", tag = "directory", params(PageParams),
     responses((status = 200, body = PageOf<UserView>), (status = 401, body = ApiErrorBody)))]
-async fn list_users(State(state): State<ApiState>, Query(page): Query<PageParams>) -> Result<Json<PageOf<UserView>>, ApiError> {
+async fn list_users(
+    State(state): State<ApiState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<UserView>>, ApiError> {
     let page = page.page()?;
     store_call(&state, move |store| {
         let listing = store.list_users(page)?;
@@ -340,7 +378,12 @@ async fn list_users(State(state): State<ApiState>, Query(page): Query<PageParams
             .into_iter()
             .map(|user| user_view(store, user))
             .collect::<Result<_, _>>()?;
-        Ok(PageOf { items, total: listing.total, offset: page.offset, limit: page.limit })
+        Ok(PageOf {
+            items,
+            total: listing.total,
+            offset: page.offset,
+            limit: page.limit,
+        })
     })
     .await
     .map(Json)
@@ -350,7 +393,10 @@ async fn list_users(State(state): State<ApiState>, Query(page): Query<PageParams
 #[utoipa::path(post, path = "/users", tag = "directory", request_body = UserFields,
     responses((status = 201, body = UserView), (status = 409, description = "userName taken", body = ApiErrorBody),
         (status = 422, body = ApiErrorBody)))]
-async fn create_user(State(state): State<ApiState>, Body(fields): Body<UserFields>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+async fn create_user(
+    State(state): State<ApiState>,
+    Body(fields): Body<UserFields>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let write = fields.into_write(Map::new())?;
     let view = store_call(&state, move |store| {
         let user = store.create_user(write)?;
@@ -363,7 +409,10 @@ async fn create_user(State(state): State<ApiState>, Body(fields): Body<UserField
 /// A directory user by id or userName.
 #[utoipa::path(get, path = "/users/{user}", tag = "directory", params(("user" = String, Path, description = "id or userName")),
     responses((status = 200, body = UserView), (status = 404, body = ApiErrorBody)))]
-async fn get_user(State(state): State<ApiState>, Path(user): Path<String>) -> Result<Json<UserView>, ApiError> {
+async fn get_user(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
     store_call(&state, move |store| {
         let user = find_user(store, &user)?;
         user_view(store, user)
@@ -380,7 +429,10 @@ pub(super) fn find_user(store: &dyn Store, key: &str) -> Result<UserRecord, Stor
         .find_users(crate::store::UserKey::UserName, key)?
         .into_iter()
         .next()
-        .ok_or_else(|| StoreError::NotFound { entity: "user", key: key.to_string() })
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "user",
+            key: key.to_string(),
+        })
 }
 
 /// Change some attributes of a user.
@@ -394,7 +446,9 @@ async fn update_user(
 ) -> Result<Json<UserView>, ApiError> {
     let result = store_call(&state, move |store| {
         let current = find_user(store, &user)?;
-        let write = UserFields::of(&current).update(update).into_write(current.attributes.clone());
+        let write = UserFields::of(&current)
+            .update(update)
+            .into_write(current.attributes.clone());
         match write {
             Ok(write) => {
                 let user = store.replace_user(&current.id, write, Some(current.version))?;
@@ -410,7 +464,10 @@ async fn update_user(
 /// Delete a user and their memberships.
 #[utoipa::path(delete, path = "/users/{user}", tag = "directory", params(("user" = String, Path, description = "id or userName")),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn delete_user(State(state): State<ApiState>, Path(user): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_user(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
         let user = find_user(store, &user)?;
         store.delete_user(&user.id, None)
@@ -485,9 +542,17 @@ pub struct GroupUpdate {
     pub description: Option<Option<String>>,
 }
 
-fn group_attributes(name: &str, description: Option<String>, mut attributes: Map<String, Value>) -> Map<String, Value> {
+fn group_attributes(
+    name: &str,
+    description: Option<String>,
+    mut attributes: Map<String, Value>,
+) -> Map<String, Value> {
     attributes.insert("displayName".into(), json!(name));
-    set(&mut attributes, &[crate::scim::schema::DIRECTORY_GROUP_SCHEMA, "description"], description);
+    set(
+        &mut attributes,
+        &[crate::scim::schema::DIRECTORY_GROUP_SCHEMA, "description"],
+        description,
+    );
     attributes
 }
 
@@ -507,13 +572,19 @@ pub(super) fn find_group(store: &dyn Store, key: &str) -> Result<GroupRecord, St
         .find_groups(GroupKey::DisplayName, key)?
         .into_iter()
         .next()
-        .ok_or_else(|| StoreError::NotFound { entity: "group", key: key.to_string() })
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "group",
+            key: key.to_string(),
+        })
 }
 
 /// List groups, by name.
 #[utoipa::path(get, path = "/groups", tag = "directory", params(PageParams),
     responses((status = 200, body = PageOf<GroupView>)))]
-async fn list_groups(State(state): State<ApiState>, Query(page): Query<PageParams>) -> Result<Json<PageOf<GroupView>>, ApiError> {
+async fn list_groups(
+    State(state): State<ApiState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<GroupView>>, ApiError> {
     let page = page.page()?;
     store_call(&state, move |store| {
         let listing = store.list_groups(page)?;
@@ -531,7 +602,10 @@ async fn list_groups(State(state): State<ApiState>, Query(page): Query<PageParam
 /// Create a group.
 #[utoipa::path(post, path = "/groups", tag = "directory", request_body = GroupInput,
     responses((status = 201, body = GroupView), (status = 409, body = ApiErrorBody)))]
-async fn create_group(State(state): State<ApiState>, Body(input): Body<GroupInput>) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+async fn create_group(
+    State(state): State<ApiState>,
+    Body(input): Body<GroupInput>,
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let name = check_group_name(&input.name)?;
     let group = store_call(&state, move |store| {
         store.create_group(GroupWrite {
@@ -548,8 +622,13 @@ async fn create_group(State(state): State<ApiState>, Body(input): Body<GroupInpu
 /// A group by id or name.
 #[utoipa::path(get, path = "/groups/{group}", tag = "directory", params(("group" = String, Path, description = "id or name")),
     responses((status = 200, body = GroupView), (status = 404, body = ApiErrorBody)))]
-async fn get_group(State(state): State<ApiState>, Path(group): Path<String>) -> Result<Json<GroupView>, ApiError> {
-    store_call(&state, move |store| find_group(store, &group)).await.map(|g| Json(g.into()))
+async fn get_group(
+    State(state): State<ApiState>,
+    Path(group): Path<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    store_call(&state, move |store| find_group(store, &group))
+        .await
+        .map(|g| Json(g.into()))
 }
 
 /// Rename a group or change its description.
@@ -588,7 +667,10 @@ async fn update_group(
 /// application's rules say.
 #[utoipa::path(delete, path = "/groups/{group}", tag = "directory", params(("group" = String, Path, description = "id or name")),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn delete_group(State(state): State<ApiState>, Path(group): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_group(
+    State(state): State<ApiState>,
+    Path(group): Path<String>,
+) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
         let group = find_group(store, &group)?;
         store.delete_group(&group.id, None)
@@ -610,13 +692,19 @@ async fn add_member(
     store_call(&state, move |store| {
         let group = find_group(store, &group)?;
         let member = match find_user(store, &member) {
-            Ok(user) => Member { id: user.id, kind: MemberKind::User },
+            Ok(user) => Member {
+                id: user.id,
+                kind: MemberKind::User,
+            },
             Err(StoreError::NotFound { .. }) => {
                 let nested = find_group(store, &member).map_err(|_| StoreError::NotFound {
                     entity: "user or group",
                     key: member.clone(),
                 })?;
-                Member { id: nested.id, kind: MemberKind::Group }
+                Member {
+                    id: nested.id,
+                    kind: MemberKind::Group,
+                }
             }
             Err(error) => return Err(error),
         };
@@ -641,7 +729,10 @@ async fn remove_member(
             .iter()
             .find(|m| m.id == member || m.display.eq_ignore_ascii_case(&member))
             .map(|m| m.id.clone())
-            .ok_or_else(|| StoreError::NotFound { entity: "member", key: member.clone() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "member",
+                key: member.clone(),
+            })?;
         store.change_members(&group.id, &[], &[id])
     })
     .await
@@ -671,7 +762,10 @@ pub struct ImportGroupInput {
 /// Import users and groups in one transaction: all of it, or nothing.
 #[utoipa::path(post, path = "/directory/import", tag = "directory", request_body = ImportRequest,
     responses((status = 200, body = ImportOutcome), (status = 422, body = ApiErrorBody)))]
-async fn import(State(state): State<ApiState>, Body(request): Body<ImportRequest>) -> Result<Json<ImportOutcome>, ApiError> {
+async fn import(
+    State(state): State<ApiState>,
+    Body(request): Body<ImportRequest>,
+) -> Result<Json<ImportOutcome>, ApiError> {
     let mut batch = ImportBatch::default();
     for (index, fields) in request.users.into_iter().enumerate() {
         let write = fields.into_write(Map::new()).map_err(|error| {
@@ -684,9 +778,17 @@ async fn import(State(state): State<ApiState>, Body(request): Body<ImportRequest
     }
     for (index, group) in request.groups.into_iter().enumerate() {
         let name = check_group_name(&group.name).map_err(|_| {
-            ApiError::invalid(&format!("groups[{index}].name"), "a group name must not be empty")
+            ApiError::invalid(
+                &format!("groups[{index}].name"),
+                "a group name must not be empty",
+            )
         })?;
-        batch.groups.push(ImportGroup { display_name: name, member_user_names: group.members });
+        batch.groups.push(ImportGroup {
+            display_name: name,
+            member_user_names: group.members,
+        });
     }
-    store_call(&state, move |store| store.import(batch)).await.map(Json)
+    store_call(&state, move |store| store.import(batch))
+        .await
+        .map(Json)
 }

@@ -58,7 +58,8 @@ impl From<AppRecord> for AppView {
     fn from(app: AppRecord) -> Self {
         let settings: BTreeMap<String, String> = app.settings.iter().cloned().collect();
         AppView {
-            resolved_base_url: fill_placeholders(&app.base_url, &settings).unwrap_or_else(|_| app.base_url.clone()),
+            resolved_base_url: fill_placeholders(&app.base_url, &settings)
+                .unwrap_or_else(|_| app.base_url.clone()),
             id: app.id,
             name: app.name,
             label: app.label,
@@ -113,7 +114,10 @@ pub struct TokenInput {
 }
 
 /// `{key}` placeholders of a URL template, filled from settings.
-pub fn fill_placeholders(template: &str, settings: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn fill_placeholders(
+    template: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -135,15 +139,23 @@ pub fn fill_placeholders(template: &str, settings: &BTreeMap<String, String>) ->
 
 fn check_url(url: &str) -> Result<(), ApiError> {
     match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => Ok(()),
-        _ => Err(ApiError::invalid("baseUrl", format!("{url:?} is not an http(s) URL"))),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Ok(())
+        }
+        _ => Err(ApiError::invalid(
+            "baseUrl",
+            format!("{url:?} is not an http(s) URL"),
+        )),
     }
 }
 
 fn check_token(token: &str) -> Result<Secret, ApiError> {
     let token = token.trim();
     if token.is_empty() || token.chars().any(char::is_control) {
-        return Err(ApiError::invalid("token", "the token must be non-empty printable text"));
+        return Err(ApiError::invalid(
+            "token",
+            "the token must be non-empty printable text",
+        ));
     }
     Ok(Secret::new(token))
 }
@@ -160,10 +172,17 @@ fn check_against_connector(
         Some(plugins) => match plugins.get(connector) {
             Some(plugin) => Some(plugin.manifest().clone()),
             None => {
-                let served: Vec<String> = plugins.list().iter().map(|p| p.name().to_string()).collect();
+                let served: Vec<String> = plugins
+                    .list()
+                    .iter()
+                    .map(|p| p.name().to_string())
+                    .collect();
                 return Err(ApiError::invalid(
                     "connector",
-                    format!("no connector named {connector:?} is served; served: {}", served.join(", ")),
+                    format!(
+                        "no connector named {connector:?} is served; served: {}",
+                        served.join(", ")
+                    ),
                 ));
             }
         },
@@ -171,10 +190,16 @@ fn check_against_connector(
     };
     if let Some(manifest) = &manifest {
         for spec in manifest.settings.iter().filter(|spec| spec.required) {
-            if settings.get(&spec.key).is_none_or(|value| value.trim().is_empty()) {
+            if settings
+                .get(&spec.key)
+                .is_none_or(|value| value.trim().is_empty())
+            {
                 return Err(ApiError::invalid(
                     &format!("settings.{}", spec.key),
-                    format!("connector {connector} requires the setting {} ({})", spec.key, spec.description),
+                    format!(
+                        "connector {connector} requires the setting {} ({})",
+                        spec.key, spec.description
+                    ),
                 ));
             }
         }
@@ -183,9 +208,15 @@ fn check_against_connector(
         Some(url) => url.trim().to_string(),
         None => manifest
             .and_then(|manifest| manifest.base_url_template)
-            .ok_or_else(|| ApiError::invalid("baseUrl", format!("connector {connector} has no base URL of its own; give one")))?,
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "baseUrl",
+                    format!("connector {connector} has no base URL of its own; give one"),
+                )
+            })?,
     };
-    let resolved = fill_placeholders(&base_url, settings).map_err(|message| ApiError::invalid("baseUrl", message))?;
+    let resolved = fill_placeholders(&base_url, settings)
+        .map_err(|message| ApiError::invalid("baseUrl", message))?;
     check_url(&resolved)?;
     Ok(base_url)
 }
@@ -193,18 +224,26 @@ fn check_against_connector(
 fn check_name(name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if valid {
         Ok(())
     } else {
-        Err(ApiError::invalid("name", "name must be 1–63 characters of a-z, 0-9 and -"))
+        Err(ApiError::invalid(
+            "name",
+            "name must be 1–63 characters of a-z, 0-9 and -",
+        ))
     }
 }
 
 /// List applications.
 #[utoipa::path(get, path = "/apps", tag = "applications", params(PageParams),
     responses((status = 200, body = PageOf<AppView>)))]
-async fn list_apps(State(state): State<ApiState>, Query(page): Query<PageParams>) -> Result<Json<PageOf<AppView>>, ApiError> {
+async fn list_apps(
+    State(state): State<ApiState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<AppView>>, ApiError> {
     let page = page.page()?;
     store_call(&state, move |store| {
         let listing = store.list_apps(page)?;
@@ -222,12 +261,23 @@ async fn list_apps(State(state): State<ApiState>, Query(page): Query<PageParams>
 /// Add an application (inactive until activated).
 #[utoipa::path(post, path = "/apps", tag = "applications", request_body = AppInput,
     responses((status = 201, body = AppView), (status = 409, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
-async fn create_app(State(state): State<ApiState>, Body(input): Body<AppInput>) -> Result<(StatusCode, Json<AppView>), ApiError> {
+async fn create_app(
+    State(state): State<ApiState>,
+    Body(input): Body<AppInput>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
     check_name(&input.name)?;
     let token = check_token(&input.token)?;
-    let base_url = check_against_connector(&state, &input.connector, input.base_url.as_deref(), &input.settings)?;
+    let base_url = check_against_connector(
+        &state,
+        &input.connector,
+        input.base_url.as_deref(),
+        &input.settings,
+    )?;
     let write = AppWrite {
-        label: input.label.filter(|label| !label.trim().is_empty()).unwrap_or_else(|| input.name.clone()),
+        label: input
+            .label
+            .filter(|label| !label.trim().is_empty())
+            .unwrap_or_else(|| input.name.clone()),
         name: input.name,
         connector: input.connector,
         base_url,
@@ -242,16 +292,27 @@ async fn create_app(State(state): State<ApiState>, Body(input): Body<AppInput>) 
 /// An application by name or id.
 #[utoipa::path(get, path = "/apps/{app}", tag = "applications", params(("app" = String, Path, description = "name or id")),
     responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody)))]
-async fn get_app(State(state): State<ApiState>, Path(app): Path<String>) -> Result<Json<AppView>, ApiError> {
-    let found = store_call(&state, move |store| store.get_app(&app).map(|found| (found, app))).await?;
+async fn get_app(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    let found = store_call(&state, move |store| {
+        store.get_app(&app).map(|found| (found, app))
+    })
+    .await?;
     match found {
         (Some(app), _) => Ok(Json(app.into())),
-        (None, name) => Err(ApiError::not_found(format!("application {name:?} not found"))),
+        (None, name) => Err(ApiError::not_found(format!(
+            "application {name:?} not found"
+        ))),
     }
 }
 
 async fn load_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
-    let (found, name) = store_call(state, move |store| store.get_app(&app).map(|found| (found, app))).await?;
+    let (found, name) = store_call(state, move |store| {
+        store.get_app(&app).map(|found| (found, app))
+    })
+    .await?;
     found.ok_or_else(|| ApiError::not_found(format!("application {name:?} not found")))
 }
 
@@ -269,7 +330,10 @@ async fn update_app(
         .settings
         .clone()
         .unwrap_or_else(|| current.settings.iter().cloned().collect());
-    let base_url = change.base_url.clone().unwrap_or_else(|| current.base_url.clone());
+    let base_url = change
+        .base_url
+        .clone()
+        .unwrap_or_else(|| current.base_url.clone());
     let base_url = check_against_connector(&state, &current.connector, Some(&base_url), &settings)?;
     let update = AppUpdate {
         label: change.label,
@@ -278,34 +342,53 @@ async fn update_app(
         settings: Some(settings.into_iter().collect()),
         ..AppUpdate::default()
     };
-    store_call(&state, move |store| store.update_app(&current.id, update)).await.map(|a| Json(a.into()))
+    store_call(&state, move |store| store.update_app(&current.id, update))
+        .await
+        .map(|a| Json(a.into()))
 }
 
 /// Remove an application from scimlink (accounts in it are left as they are).
 #[utoipa::path(delete, path = "/apps/{app}", tag = "applications", params(("app" = String, Path, description = "name or id")),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn delete_app(State(state): State<ApiState>, Path(app): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_app(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| store.delete_app(&app)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_state(state: &ApiState, app: String, to: AppState) -> Result<Json<AppView>, ApiError> {
-    store_call(state, move |store| store.update_app(&app, AppUpdate { state: Some(to), ..AppUpdate::default() }))
-        .await
-        .map(|a| Json(a.into()))
+    store_call(state, move |store| {
+        store.update_app(
+            &app,
+            AppUpdate {
+                state: Some(to),
+                ..AppUpdate::default()
+            },
+        )
+    })
+    .await
+    .map(|a| Json(a.into()))
 }
 
 /// Activate an application: provisioning starts.
 #[utoipa::path(post, path = "/apps/{app}/activate", tag = "applications", params(("app" = String, Path, description = "name or id")),
     responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody)))]
-async fn activate(State(state): State<ApiState>, Path(app): Path<String>) -> Result<Json<AppView>, ApiError> {
+async fn activate(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     set_state(&state, app, AppState::Active).await
 }
 
 /// Deactivate an application: nothing more is sent.
 #[utoipa::path(post, path = "/apps/{app}/deactivate", tag = "applications", params(("app" = String, Path, description = "name or id")),
     responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody)))]
-async fn deactivate(State(state): State<ApiState>, Path(app): Path<String>) -> Result<Json<AppView>, ApiError> {
+async fn deactivate(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
     set_state(&state, app, AppState::Inactive).await
 }
 
@@ -319,9 +402,17 @@ async fn rotate_token(
     Body(input): Body<TokenInput>,
 ) -> Result<Json<AppView>, ApiError> {
     let token = check_token(&input.token)?;
-    store_call(&state, move |store| store.update_app(&app, AppUpdate { token: Some(token), ..AppUpdate::default() }))
-        .await
-        .map(|a| Json(a.into()))
+    store_call(&state, move |store| {
+        store.update_app(
+            &app,
+            AppUpdate {
+                token: Some(token),
+                ..AppUpdate::default()
+            },
+        )
+    })
+    .await
+    .map(|a| Json(a.into()))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -333,11 +424,22 @@ pub struct BindingView {
 /// The groups bound to an application.
 #[utoipa::path(get, path = "/apps/{app}/bindings", tag = "applications", params(("app" = String, Path, description = "name or id")),
     responses((status = 200, body = Vec<BindingView>), (status = 404, body = ApiErrorBody)))]
-async fn list_bindings(State(state): State<ApiState>, Path(app): Path<String>) -> Result<Json<Vec<BindingView>>, ApiError> {
+async fn list_bindings(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<BindingView>>, ApiError> {
     store_call(&state, move |store| store.bindings(&app))
         .await
         .map(|groups| {
-            Json(groups.into_iter().map(|g| BindingView { group_id: g.id, group: g.display_name }).collect())
+            Json(
+                groups
+                    .into_iter()
+                    .map(|g| BindingView {
+                        group_id: g.id,
+                        group: g.display_name,
+                    })
+                    .collect(),
+            )
         })
 }
 
@@ -345,7 +447,10 @@ async fn list_bindings(State(state): State<ApiState>, Path(app): Path<String>) -
 #[utoipa::path(put, path = "/apps/{app}/bindings/{group}", tag = "applications",
     params(("app" = String, Path, description = "name or id"), ("group" = String, Path, description = "group id or name")),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn bind(State(state): State<ApiState>, Path((app, group)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn bind(
+    State(state): State<ApiState>,
+    Path((app, group)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
         let group = find_group(store, &group)?;
         store.bind(&app, &group.id)
@@ -358,7 +463,10 @@ async fn bind(State(state): State<ApiState>, Path((app, group)): Path<(String, S
 #[utoipa::path(delete, path = "/apps/{app}/bindings/{group}", tag = "applications",
     params(("app" = String, Path, description = "name or id"), ("group" = String, Path, description = "group id or name")),
     responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn unbind(State(state): State<ApiState>, Path((app, group)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn unbind(
+    State(state): State<ApiState>,
+    Path((app, group)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
         let group = find_group(store, &group)?;
         store.unbind(&app, &group.id)
@@ -385,7 +493,12 @@ async fn scope(
         .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
         .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
         .collect();
-    Ok(Json(PageOf { items, total, offset: page.offset, limit: page.limit }))
+    Ok(Json(PageOf {
+        items,
+        total,
+        offset: page.offset,
+        limit: page.limit,
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -410,7 +523,11 @@ pub struct SettingView {
 /// The connectors this host serves.
 #[utoipa::path(get, path = "/plugins", tag = "connectors", responses((status = 200, body = Vec<PluginView>)))]
 async fn list_plugins(State(state): State<ApiState>) -> Json<Vec<PluginView>> {
-    let plugins = state.plugins.as_ref().map(|registry| registry.list()).unwrap_or_default();
+    let plugins = state
+        .plugins
+        .as_ref()
+        .map(|registry| registry.list())
+        .unwrap_or_default();
     Json(
         plugins
             .iter()

@@ -100,7 +100,13 @@ pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
         .route("/health", axum::routing::get(health))
         .nest("/scim/v2", scim)
         .merge(admin)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no endpoint at this path") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no endpoint at this path",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -187,12 +193,16 @@ impl From<StoreError> for ApiError {
                 api.detail.field = Some((*field).to_string());
                 api
             }
-            StoreError::VersionMismatch { .. } => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "version_mismatch", error.to_string())
-            }
-            StoreError::InvalidMembership(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_membership", error.to_string())
-            }
+            StoreError::VersionMismatch { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version_mismatch",
+                error.to_string(),
+            ),
+            StoreError::InvalidMembership(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_membership",
+                error.to_string(),
+            ),
             StoreError::Secret(_) | StoreError::Backend(_) => {
                 tracing::error!("admin API: {error}");
                 ApiError::new(
@@ -264,7 +274,10 @@ impl PageParams {
     pub fn page(self) -> Result<Page, ApiError> {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::invalid("limit", "limit must be between 1 and 1000"));
+            return Err(ApiError::invalid(
+                "limit",
+                "limit must be between 1 and 1000",
+            ));
         }
         Ok(Page {
             offset: self.offset.unwrap_or(0),
@@ -288,5 +301,7 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
-    crate::store::blocking(&state.store, call).await.map_err(ApiError::from)
+    crate::store::blocking(&state.store, call)
+        .await
+        .map_err(ApiError::from)
 }

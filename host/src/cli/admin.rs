@@ -21,7 +21,12 @@ use super::{Format, shown};
 #[derive(Debug, Args)]
 pub struct Connection {
     /// The host's address.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "SCIMLINK_HOST")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:8080",
+        env = "SCIMLINK_HOST"
+    )]
     host: String,
 }
 
@@ -77,7 +82,9 @@ pub struct AppAdd {
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
         _ => Err(format!("{text:?} is not KEY=VALUE")),
     }
 }
@@ -166,7 +173,9 @@ fn segment(text: &str) -> String {
     // Names travel in URL paths: escape what would change the path.
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
             _ => format!("%{byte:02X}"),
         })
         .collect()
@@ -202,7 +211,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             let mut apps = Vec::new();
             let mut offset = 0;
             loop {
-                let page = client.call(Method::GET, &format!("/apps?offset={offset}&limit=1000"), None)?;
+                let page = client.call(
+                    Method::GET,
+                    &format!("/apps?offset={offset}&limit=1000"),
+                    None,
+                )?;
                 let items = page["items"].as_array().cloned().unwrap_or_default();
                 offset += items.len();
                 apps.extend(items);
@@ -222,7 +235,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                             app["name"].as_str().unwrap_or_default(),
                             app["state"].as_str().unwrap_or_default(),
                             app["connector"].as_str().unwrap_or_default(),
-                            if app["manageGroups"].as_bool() == Some(true) { "on" } else { "off" },
+                            if app["manageGroups"].as_bool() == Some(true) {
+                                "on"
+                            } else {
+                                "off"
+                            },
                             app["resolvedBaseUrl"].as_str().unwrap_or_default(),
                         );
                     }
@@ -230,19 +247,35 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             }
         }
         AppCommand::Bind { name, group } => {
-            client.call(Method::PUT, &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)), None)?;
+            client.call(
+                Method::PUT,
+                &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)),
+                None,
+            )?;
             println!("bound group {group:?} to {name}");
         }
         AppCommand::Unbind { name, group } => {
-            client.call(Method::DELETE, &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)), None)?;
+            client.call(
+                Method::DELETE,
+                &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)),
+                None,
+            )?;
             println!("unbound group {group:?} from {name}");
         }
         AppCommand::Activate { name } => {
-            client.call(Method::POST, &format!("/apps/{}/activate", segment(&name)), None)?;
+            client.call(
+                Method::POST,
+                &format!("/apps/{}/activate", segment(&name)),
+                None,
+            )?;
             println!("{name} is active");
         }
         AppCommand::Deactivate { name } => {
-            client.call(Method::POST, &format!("/apps/{}/deactivate", segment(&name)), None)?;
+            client.call(
+                Method::POST,
+                &format!("/apps/{}/deactivate", segment(&name)),
+                None,
+            )?;
             println!("{name} is inactive");
         }
         AppCommand::RotateToken { name, token } => {
@@ -257,7 +290,10 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_directory(connection: Connection, command: DirectoryCommand) -> anyhow::Result<ExitCode> {
+pub fn run_directory(
+    connection: Connection,
+    command: DirectoryCommand,
+) -> anyhow::Result<ExitCode> {
     let DirectoryCommand::Import(args) = command;
     // Read and check the whole file before sending anything.
     let (users, groups) = super::import::read_file(&args.file)
@@ -271,21 +307,34 @@ pub fn run_directory(connection: Connection, command: DirectoryCommand) -> anyho
     );
     let mut outcome = [0u64; 4];
     let mut add = |result: &Value| {
-        for (slot, key) in ["users_created", "users_updated", "groups_created", "memberships_added"]
-            .iter()
-            .enumerate()
+        for (slot, key) in [
+            "users_created",
+            "users_updated",
+            "groups_created",
+            "memberships_added",
+        ]
+        .iter()
+        .enumerate()
         {
             outcome[slot] += result[key].as_u64().unwrap_or(0);
         }
     };
     for chunk in users.chunks(args.batch as usize) {
-        let result = client.call(Method::POST, "/directory/import", Some(json!({ "users": chunk })))?;
+        let result = client.call(
+            Method::POST,
+            "/directory/import",
+            Some(json!({ "users": chunk })),
+        )?;
         add(&result);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     if !groups.is_empty() {
-        let result = client.call(Method::POST, "/directory/import", Some(json!({ "groups": groups })))?;
+        let result = client.call(
+            Method::POST,
+            "/directory/import",
+            Some(json!({ "groups": groups })),
+        )?;
         add(&result);
     }
     println!(

@@ -40,7 +40,11 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInpu
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("json"))
         || text.trim_start().starts_with('{');
-    let (users, groups) = if is_json { read_json(&text)? } else { read_csv(&text)? };
+    let (users, groups) = if is_json {
+        read_json(&text)?
+    } else {
+        read_csv(&text)?
+    };
     let mut seen = HashSet::new();
     for (index, user) in users.iter().enumerate() {
         let fields: UserFields = serde_json::from_value(user.clone())
@@ -49,7 +53,11 @@ pub fn read_file(path: &Path) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInpu
             bail!("user {}: userName is empty", index + 1);
         }
         if !seen.insert(fields.user_name.to_lowercase()) {
-            bail!("user {}: userName {:?} appears twice", index + 1, fields.user_name);
+            bail!(
+                "user {}: userName {:?} appears twice",
+                index + 1,
+                fields.user_name
+            );
         }
     }
     for group in &groups {
@@ -72,7 +80,8 @@ fn read_json(text: &str) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> 
     };
     let groups = match document.remove("groups") {
         None => Vec::new(),
-        Some(groups) => serde_json::from_value(groups).context("\"groups\" must be a list of {name, members}")?,
+        Some(groups) => serde_json::from_value(groups)
+            .context("\"groups\" must be a list of {name, members}")?,
     };
     if let Some(key) = document.keys().next() {
         bail!("unknown key {key:?}: expected \"users\" and \"groups\"");
@@ -81,11 +90,20 @@ fn read_json(text: &str) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> 
 }
 
 fn read_csv(text: &str) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = reader.headers().context("cannot read the header row")?.clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .context("cannot read the header row")?
+        .clone();
     let mut columns = Vec::with_capacity(headers.len());
     for header in &headers {
-        let key: String = header.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+        let key: String = header
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
         if key == "groups" {
             columns.push(Some("groups"));
             continue;
@@ -113,7 +131,10 @@ fn read_csv(text: &str) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> {
             match *field {
                 "groups" => {
                     for group in value.split(';').map(str::trim).filter(|g| !g.is_empty()) {
-                        memberships.entry(group.to_string()).or_default().push(String::new());
+                        memberships
+                            .entry(group.to_string())
+                            .or_default()
+                            .push(String::new());
                     }
                     user.insert("__groups".into(), json!(value));
                 }
@@ -189,7 +210,11 @@ mod tests {
             ("userName,shoeSize\nada,9\n", "b.csv", "unknown column"),
             ("userName,active\nada,maybe\n", "c.csv", "line 2"),
             ("userName\nada\nADA\n", "d.csv", "appears twice"),
-            ("{\"users\": [{\"userName\": \"a\", \"shoe\": 1}]}", "e.json", "user 1"),
+            (
+                "{\"users\": [{\"userName\": \"a\", \"shoe\": 1}]}",
+                "e.json",
+                "user 1",
+            ),
             ("{\"people\": []}", "f.json", "unknown key"),
             ("{not json", "g.json", "not valid JSON"),
         ] {

@@ -10,11 +10,11 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{LimitArgs, shown};
+use crate::api::auth::{BearerToken, TokenOrigin};
 use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
 use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
-use crate::api::auth::{BearerToken, TokenOrigin};
 use crate::store::{SqliteStore, Store, TokenCipher};
 
 /// The environment variable that sets the admin API's bearer token.
@@ -63,6 +63,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shown(&args.plugins),
         crate::runtime::CURRENT_CONTRACT
     );
+    // Connectors present at start serve before the first request arrives.
+    registry.sync();
     let _watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE)
         .context("cannot start watching the plugins folder")?;
 
@@ -94,7 +96,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let address = listener.local_addr().context("cannot read the listening address")?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
         announce(address, &admin_origin, &scim_origin);
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -116,11 +120,14 @@ fn announce(address: SocketAddr, admin: &TokenOrigin, scim: &TokenOrigin) {
     println!("  inbound SCIM    {base}/scim/v2");
     println!("  OpenAPI         {base}/openapi.json");
     println!("  health          {base}/health");
-    for (what, env, origin) in [("admin", ADMIN_TOKEN_ENV, admin), ("inbound SCIM", SCIM_TOKEN_ENV, scim)] {
+    for (what, env, origin) in [
+        ("admin", ADMIN_TOKEN_ENV, admin),
+        ("inbound SCIM", SCIM_TOKEN_ENV, scim),
+    ] {
         match origin {
-            TokenOrigin::Generated(token) => println!(
-                "  {what} token (shown once; set {env} to choose your own): {token}"
-            ),
+            TokenOrigin::Generated(token) => {
+                println!("  {what} token (shown once; set {env} to choose your own): {token}")
+            }
             TokenOrigin::Environment(_) => println!("  {what} token: from {env}"),
             TokenOrigin::Stored => println!(
                 "  {what} token: the one generated on first start (set {env} to replace it)"

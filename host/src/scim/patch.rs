@@ -37,16 +37,20 @@ pub struct Operation {
 /// Reads a PatchOp request body.
 pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
     let Some(request) = body.as_object() else {
-        return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "a PATCH body must be a JSON object",
+        ));
     };
     let declares_patch = request
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case("schemas"))
         .and_then(|(_, schemas)| schemas.as_array())
         .is_some_and(|schemas| {
-            schemas
-                .iter()
-                .any(|schema| schema.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA)))
+            schemas.iter().any(|schema| {
+                schema
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))
+            })
         });
     if !declares_patch {
         return Err(ScimError::invalid_syntax(format!(
@@ -63,7 +67,11 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
             "a PATCH may carry at most {MAX_OPERATIONS} operations"
         )));
     }
-    operations.iter().enumerate().map(|(index, operation)| parse_operation(index, operation)).collect()
+    operations
+        .iter()
+        .enumerate()
+        .map(|(index, operation)| parse_operation(index, operation))
+        .collect()
 }
 
 fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -82,27 +90,34 @@ fn parse_operation(index: usize, operation: &Value) -> Result<Operation, ScimErr
         Some(op) if op.eq_ignore_ascii_case("add") => Op::Add,
         Some(op) if op.eq_ignore_ascii_case("replace") => Op::Replace,
         Some(op) if op.eq_ignore_ascii_case("remove") => Op::Remove,
-        Some(op) => return Err(at(format!("unknown op {op:?}; expected add, replace or remove"))),
+        Some(op) => {
+            return Err(at(format!(
+                "unknown op {op:?}; expected add, replace or remove"
+            )));
+        }
         None => return Err(at("op is required".into())),
     };
     let path = match field(operation, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(path)) if path.trim().is_empty() => None,
         Some(Value::String(path)) => Some(
-            parse_patch_path_with(path.trim(), EXTENSION_URNS)
-                .map_err(|error| ScimError::invalid_path(format!("Operations[{index}].path: {error}")))?,
+            parse_patch_path_with(path.trim(), EXTENSION_URNS).map_err(|error| {
+                ScimError::invalid_path(format!("Operations[{index}].path: {error}"))
+            })?,
         ),
         Some(_) => return Err(at("path must be a string".into())),
     };
-    let value = field(operation, "value").cloned().filter(|value| !value.is_null());
+    let value = field(operation, "value")
+        .cloned()
+        .filter(|value| !value.is_null());
     match (op, &path, &value) {
         (Op::Remove, None, _) => Err(ScimError::no_target(format!(
             "Operations[{index}]: remove needs a path"
         ))),
         (Op::Add | Op::Replace, _, None) => Err(at("value is required".into())),
-        (Op::Add | Op::Replace, None, Some(value)) if !value.is_object() => {
-            Err(at("without a path, value must be an object of attributes".into()))
-        }
+        (Op::Add | Op::Replace, None, Some(value)) if !value.is_object() => Err(at(
+            "without a path, value must be an object of attributes".into(),
+        )),
         _ => Ok(Operation { op, path, value }),
     }
 }
@@ -119,7 +134,14 @@ pub fn apply(
             None => {
                 if let Some(Value::Object(values)) = &operation.value {
                     for (key, value) in values {
-                        apply_at_key(resource_type, resource, operation.op, key, None, value.clone())?;
+                        apply_at_key(
+                            resource_type,
+                            resource,
+                            operation.op,
+                            key,
+                            None,
+                            value.clone(),
+                        )?;
                     }
                 }
             }
@@ -143,7 +165,10 @@ fn apply_at_key(
         && let Some(extension) = resource_type.extension(key)
     {
         let Value::Object(fields) = value else {
-            return Err(ScimError::invalid_value(format!("{} must be an object", extension.id)));
+            return Err(ScimError::invalid_value(format!(
+                "{} must be an object",
+                extension.id
+            )));
         };
         let target = object_at(container, extension.id)?;
         for (name, field_value) in fields {
@@ -155,7 +180,10 @@ fn apply_at_key(
         }
         return Ok(());
     }
-    let multi = resource_type.core.attribute(key).is_some_and(|a| a.multi_valued);
+    let multi = resource_type
+        .core
+        .attribute(key)
+        .is_some_and(|a| a.multi_valued);
     set_value(container, key, sub, value, op, multi)
 }
 
@@ -206,7 +234,12 @@ fn apply_path(
     };
     match (&path.filter, operation.op) {
         (None, Op::Remove) => {
-            remove_plain(container, &attr.attr, attr.sub.as_deref(), operation.value.as_ref());
+            remove_plain(
+                container,
+                &attr.attr,
+                attr.sub.as_deref(),
+                operation.value.as_ref(),
+            );
             Ok(())
         }
         (None, op) => set_value(
@@ -271,7 +304,9 @@ fn set_value(
 ) -> Result<(), ScimError> {
     let key = key_of(container, name).unwrap_or_else(|| name.to_string());
     if let Some(sub) = sub {
-        let slot = container.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        let slot = container
+            .entry(key)
+            .or_insert_with(|| Value::Object(Map::new()));
         match slot {
             Value::Array(items) => {
                 // A sub-attribute of every value of a multi-valued attribute.
@@ -297,11 +332,25 @@ fn set_value(
             Value::Array(items) => items,
             single => vec![single],
         };
-        let slot = container.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+        let slot = container
+            .entry(key)
+            .or_insert_with(|| Value::Array(Vec::new()));
         if !slot.is_array() {
             *slot = Value::Array(Vec::new());
         }
         if let Value::Array(items) = slot {
+            // At most one value is primary (RFC 7643 §2.4): a new primary
+            // value takes the mark from the others.
+            let new_primary = additions
+                .iter()
+                .any(|addition| addition.get("primary") == Some(&Value::Bool(true)));
+            if new_primary {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    if item.get("primary") == Some(&Value::Bool(true)) {
+                        item.insert("primary".into(), Value::Bool(false));
+                    }
+                }
+            }
             for addition in additions {
                 if !items.contains(&addition) {
                     items.push(addition);
@@ -312,7 +361,8 @@ fn set_value(
     }
     if !multi_valued
         && op == Op::Add
-        && let (Some(Value::Object(existing)), Value::Object(additions)) = (container.get_mut(&key), &value)
+        && let (Some(Value::Object(existing)), Value::Object(additions)) =
+            (container.get_mut(&key), &value)
     {
         // Adding to a complex attribute merges its sub-attributes.
         for (sub_key, sub_value) in additions {
@@ -325,7 +375,12 @@ fn set_value(
     Ok(())
 }
 
-fn remove_plain(container: &mut Map<String, Value>, name: &str, sub: Option<&str>, value: Option<&Value>) {
+fn remove_plain(
+    container: &mut Map<String, Value>,
+    name: &str,
+    sub: Option<&str>,
+    value: Option<&Value>,
+) {
     let Some(key) = key_of(container, name) else {
         return;
     };
@@ -342,11 +397,7 @@ fn remove_plain(container: &mut Map<String, Value>, name: &str, sub: Option<&str
                 Value::Array(removals) => removals.iter().collect(),
                 single => vec![single],
             };
-            items.retain(|item| {
-                !removals
-                    .iter()
-                    .any(|removal| same_value(item, removal))
-            });
+            items.retain(|item| !removals.iter().any(|removal| same_value(item, removal)));
         }
         _ => {
             container.remove(&key);
@@ -377,11 +428,15 @@ fn apply_filtered(
     let Some(key) = key_of(container, name) else {
         return match op {
             Op::Remove => Ok(()),
-            _ => Err(ScimError::no_target(format!("{name} has no values to match"))),
+            _ => Err(ScimError::no_target(format!(
+                "{name} has no values to match"
+            ))),
         };
     };
     let Some(Value::Array(items)) = container.get_mut(&key) else {
-        return Err(ScimError::invalid_path(format!("{name} is not multi-valued")));
+        return Err(ScimError::invalid_path(format!(
+            "{name} is not multi-valued"
+        )));
     };
     let matching: Vec<usize> = items
         .iter()
@@ -392,7 +447,9 @@ fn apply_filtered(
     if matching.is_empty() {
         return match op {
             Op::Remove => Ok(()),
-            _ => Err(ScimError::no_target(format!("no value of {name} matches the filter"))),
+            _ => Err(ScimError::no_target(format!(
+                "no value of {name} matches the filter"
+            ))),
         };
     }
     match (op, sub) {
@@ -556,7 +613,8 @@ mod tests {
             "op": "Remove", "path": "members", "value": [{ "value": "u1" }]
         }])))
         .unwrap();
-        let mut group = json!({ "displayName": "g", "members": [{ "value": "u1" }, { "value": "u2" }] });
+        let mut group =
+            json!({ "displayName": "g", "members": [{ "value": "u1" }, { "value": "u2" }] });
         apply(&GROUP_TYPE, group.as_object_mut().unwrap(), &operations).unwrap();
         assert_eq!(group["members"], json!([{ "value": "u2" }]));
     }
@@ -567,7 +625,8 @@ mod tests {
             "op": "remove", "path": "members[value eq \"u2\"]"
         }])))
         .unwrap();
-        let mut group = json!({ "displayName": "g", "members": [{ "value": "u1" }, { "value": "u2" }] });
+        let mut group =
+            json!({ "displayName": "g", "members": [{ "value": "u1" }, { "value": "u2" }] });
         apply(&GROUP_TYPE, group.as_object_mut().unwrap(), &operations).unwrap();
         assert_eq!(group["members"], json!([{ "value": "u1" }]));
     }
@@ -579,7 +638,10 @@ mod tests {
             (json!({ "Operations": [] }), "invalidSyntax"),
             (ops(json!([{ "op": "move", "path": "a" }])), "invalidSyntax"),
             (ops(json!([{ "op": "remove" }])), "noTarget"),
-            (ops(json!([{ "op": "add", "path": "emails[type eq]", "value": 1 }])), "invalidPath"),
+            (
+                ops(json!([{ "op": "add", "path": "emails[type eq]", "value": 1 }])),
+                "invalidPath",
+            ),
             (ops(json!([{ "op": "add", "value": 3 }])), "invalidSyntax"),
             (ops(json!("nope")), "invalidSyntax"),
         ] {

@@ -23,8 +23,10 @@ use super::filter::{AttrPath, AttributeRules};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-pub const DIRECTORY_USER_SCHEMA: &str = "urn:scimlink:params:scim:schemas:extension:directory:1.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const DIRECTORY_USER_SCHEMA: &str =
+    "urn:scimlink:params:scim:schemas:extension:directory:1.0:User";
 pub const DIRECTORY_GROUP_SCHEMA: &str =
     "urn:scimlink:params:scim:schemas:extension:directory:1.0:Group";
 
@@ -156,39 +158,42 @@ impl Attribute {
     }
 }
 
-/// A multi-valued complex attribute of the common shape
-/// `{value, display, type, primary}`.
+/// The sub-attributes of the common multi-valued shape
+/// `{value, display, type, primary}`; `types` are the canonical values of
+/// `type`.
+const fn plural_subs(value_kind: Kind, types: &'static [&'static str]) -> [Attribute; 4] {
+    [
+        attr("value", value_kind, "The value."),
+        string("display", "A human-readable name."),
+        string("type", "A label of the value's function.").canonical(types),
+        attr(
+            "primary",
+            Kind::Boolean,
+            "Whether this is the primary value.",
+        ),
+    ]
+}
+
 const fn plural(
     name: &'static str,
-    value_kind: Kind,
-    types: &'static [&'static str],
+    subs: &'static [Attribute],
     description: &'static str,
 ) -> Attribute {
-    const fn subs(value_kind: Kind) -> [Attribute; 4] {
-        [
-            attr("value", value_kind, "The value."),
-            string("display", "A human-readable name."),
-            string("type", "A label of the value's function."),
-            attr(
-                "primary",
-                Kind::Boolean,
-                "Whether this is the primary value.",
-            ),
-        ]
-    }
-    const STRING: [Attribute; 4] = subs(Kind::String);
-    const REFERENCE: [Attribute; 4] = subs(Kind::Reference);
-    const BINARY: [Attribute; 4] = subs(Kind::Binary);
-    let sub: &'static [Attribute] = match value_kind {
-        Kind::Reference => &REFERENCE,
-        Kind::Binary => &BINARY,
-        _ => &STRING,
-    };
-    attr(name, Kind::Complex, description)
-        .multi()
-        .complex(sub)
-        .canonical(types)
+    attr(name, Kind::Complex, description).multi().complex(subs)
 }
+
+const EMAIL_SUBS: [Attribute; 4] = plural_subs(Kind::String, &["work", "home", "other"]);
+const PHONE_SUBS: [Attribute; 4] = plural_subs(
+    Kind::String,
+    &["work", "home", "mobile", "fax", "pager", "other"],
+);
+const IM_SUBS: [Attribute; 4] = plural_subs(
+    Kind::String,
+    &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+);
+const PHOTO_SUBS: [Attribute; 4] = plural_subs(Kind::Reference, &["photo", "thumbnail"]);
+const PLAIN_SUBS: [Attribute; 4] = plural_subs(Kind::String, &[]);
+const CERTIFICATE_SUBS: [Attribute; 4] = plural_subs(Kind::Binary, &[]);
 
 /// A schema: its URN, name and attributes.
 #[derive(Debug)]
@@ -212,9 +217,12 @@ pub static USER: Schema = Schema {
     name: "User",
     description: "User Account",
     attributes: &[
-        string("userName", "Unique identifier of the user, typically their login.")
-            .required()
-            .unique(),
+        string(
+            "userName",
+            "Unique identifier of the user, typically their login.",
+        )
+        .required()
+        .unique(),
         attr("name", Kind::Complex, "The components of the user's name.").complex(&[
             string("formatted", "The full name, formatted for display."),
             string("familyName", "The family name."),
@@ -225,11 +233,21 @@ pub static USER: Schema = Schema {
         ]),
         string("displayName", "The name of the user, suitable for display."),
         string("nickName", "The casual way to address the user."),
-        attr("profileUrl", Kind::Reference, "A URI of the user's online profile.")
-            .references(&["external"]),
+        attr(
+            "profileUrl",
+            Kind::Reference,
+            "A URI of the user's online profile.",
+        )
+        .references(&["external"]),
         string("title", "The user's title, such as \"Vice President\"."),
-        string("userType", "The relationship between the organization and the user."),
-        string("preferredLanguage", "The user's preferred written or spoken language."),
+        string(
+            "userType",
+            "The relationship between the organization and the user.",
+        ),
+        string(
+            "preferredLanguage",
+            "The user's preferred written or spoken language.",
+        ),
         string("locale", "The user's default location for localization."),
         string("timezone", "The user's time zone, in IANA format."),
         attr("active", Kind::Boolean, "The user's administrative status."),
@@ -237,25 +255,17 @@ pub static USER: Schema = Schema {
             mutability: Mutability::WriteOnly,
             returned: Returned::Never,
             case_exact: true,
-            ..string("password", "Accepted and never stored: scimlink does not push passwords.")
+            ..string(
+                "password",
+                "Accepted and never stored: scimlink does not push passwords.",
+            )
         },
-        plural("emails", Kind::String, &["work", "home", "other"], "Email addresses."),
-        plural(
-            "phoneNumbers",
-            Kind::String,
-            &["work", "home", "mobile", "fax", "pager", "other"],
-            "Phone numbers.",
-        ),
-        plural(
-            "ims",
-            Kind::String,
-            &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
-            "Instant messaging addresses.",
-        ),
-        plural("photos", Kind::Reference, &["photo", "thumbnail"], "URLs of photos."),
+        plural("emails", &EMAIL_SUBS, "Email addresses."),
+        plural("phoneNumbers", &PHONE_SUBS, "Phone numbers."),
+        plural("ims", &IM_SUBS, "Instant messaging addresses."),
+        plural("photos", &PHOTO_SUBS, "URLs of photos."),
         attr("addresses", Kind::Complex, "Physical mailing addresses.")
             .multi()
-            .canonical(&["work", "home", "other"])
             .complex(&[
                 string("formatted", "The full mailing address."),
                 string("streetAddress", "The street address."),
@@ -263,25 +273,38 @@ pub static USER: Schema = Schema {
                 string("region", "The state or region."),
                 string("postalCode", "The zip or postal code."),
                 string("country", "The country."),
-                string("type", "A label of the address's function."),
-                attr("primary", Kind::Boolean, "Whether this is the primary address."),
+                string("type", "A label of the address's function.")
+                    .canonical(&["work", "home", "other"]),
+                attr(
+                    "primary",
+                    Kind::Boolean,
+                    "Whether this is the primary address.",
+                ),
             ]),
-        attr("groups", Kind::Complex, "The groups the user belongs to directly.")
-            .multi()
-            .read_only()
-            .complex(&[
-                string("value", "The group's id.").read_only(),
-                attr("$ref", Kind::Reference, "The group's URI.")
-                    .references(&["Group"])
-                    .read_only(),
-                string("display", "The group's displayName.").read_only(),
-                string("type", "direct or indirect.")
-                    .canonical(&["direct", "indirect"])
-                    .read_only(),
-            ]),
-        plural("entitlements", Kind::String, &[], "Entitlements of the user."),
-        plural("roles", Kind::String, &[], "Roles of the user."),
-        plural("x509Certificates", Kind::Binary, &[], "X.509 certificates of the user."),
+        attr(
+            "groups",
+            Kind::Complex,
+            "The groups the user belongs to directly.",
+        )
+        .multi()
+        .read_only()
+        .complex(&[
+            string("value", "The group's id.").read_only(),
+            attr("$ref", Kind::Reference, "The group's URI.")
+                .references(&["Group"])
+                .read_only(),
+            string("display", "The group's displayName.").read_only(),
+            string("type", "direct or indirect.")
+                .canonical(&["direct", "indirect"])
+                .read_only(),
+        ]),
+        plural("entitlements", &PLAIN_SUBS, "Entitlements of the user."),
+        plural("roles", &PLAIN_SUBS, "Roles of the user."),
+        plural(
+            "x509Certificates",
+            &CERTIFICATE_SUBS,
+            "X.509 certificates of the user.",
+        ),
     ],
 };
 
@@ -290,7 +313,10 @@ pub static ENTERPRISE_USER: Schema = Schema {
     name: "EnterpriseUser",
     description: "Enterprise User",
     attributes: &[
-        string("employeeNumber", "A string identifier of the user within the organization."),
+        string(
+            "employeeNumber",
+            "A string identifier of the user within the organization.",
+        ),
         string("costCenter", "The name of a cost center."),
         string("organization", "The name of an organization."),
         string("division", "The name of a division."),
@@ -375,7 +401,13 @@ pub static GROUP_TYPE: ResourceType = ResourceType {
 pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
 
 pub fn all_schemas() -> [&'static Schema; 5] {
-    [&USER, &ENTERPRISE_USER, &DIRECTORY_USER, &GROUP, &DIRECTORY_GROUP]
+    [
+        &USER,
+        &ENTERPRISE_USER,
+        &DIRECTORY_USER,
+        &GROUP,
+        &DIRECTORY_GROUP,
+    ]
 }
 
 impl ResourceType {
@@ -469,7 +501,13 @@ fn attribute_json(attribute: &Attribute) -> Value {
         if attribute.kind == Kind::Complex {
             map.insert(
                 "subAttributes".into(),
-                Value::Array(attribute.sub_attributes.iter().map(attribute_json).collect()),
+                Value::Array(
+                    attribute
+                        .sub_attributes
+                        .iter()
+                        .map(attribute_json)
+                        .collect(),
+                ),
             );
         }
     }
@@ -499,9 +537,14 @@ impl Schema {
 pub type Attributes = Map<String, Value>;
 
 /// Checks a resource a client sent and returns what the directory stores.
-pub fn check_resource(resource_type: &ResourceType, input: &Value) -> Result<Attributes, ScimError> {
+pub fn check_resource(
+    resource_type: &ResourceType,
+    input: &Value,
+) -> Result<Attributes, ScimError> {
     let Value::Object(input) = input else {
-        return Err(ScimError::invalid_syntax("the resource must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "the resource must be a JSON object",
+        ));
     };
     let mut out = Map::new();
     for (key, value) in input {
@@ -565,7 +608,8 @@ fn check_schemas_list(resource_type: &ResourceType, value: &Value) -> Result<(),
         let Value::String(urn) = schema else {
             return Err(wrong_type("schemas", "list of URNs"));
         };
-        if !urn.eq_ignore_ascii_case(resource_type.core.id) && resource_type.extension(urn).is_none()
+        if !urn.eq_ignore_ascii_case(resource_type.core.id)
+            && resource_type.extension(urn).is_none()
         {
             return Err(ScimError::invalid_value(format!(
                 "schema {urn:?} is not one of a {}",
@@ -635,10 +679,16 @@ fn check_value(
     check_single(attribute, value, path)
 }
 
-fn check_single(attribute: &Attribute, value: &Value, path: &str) -> Result<Option<Value>, ScimError> {
+fn check_single(
+    attribute: &Attribute,
+    value: &Value,
+    path: &str,
+) -> Result<Option<Value>, ScimError> {
     match (attribute.kind, value) {
         (_, Value::Null) => Ok(None),
-        (Kind::String | Kind::Reference | Kind::Binary, Value::String(_)) => Ok(Some(value.clone())),
+        (Kind::String | Kind::Reference | Kind::Binary, Value::String(_)) => {
+            Ok(Some(value.clone()))
+        }
         (Kind::Boolean, Value::Bool(_)) => Ok(Some(value.clone())),
         (Kind::Boolean, Value::String(text)) if text.eq_ignore_ascii_case("true") => {
             Ok(Some(Value::Bool(true)))

@@ -25,8 +25,8 @@ use super::error::{SCIM_CONTENT_TYPE, ScimError};
 use super::filter::{self, AttrPath, Filter, parse_filter_with, parse_patch_path_with};
 use super::patch;
 use super::schema::{
-    self, Attributes, EXTENSION_URNS, GROUP_TYPE, RESOURCE_TYPES, ResourceType, Returned, USER_TYPE,
-    check_resource, schemas_of,
+    self, Attributes, EXTENSION_URNS, GROUP_TYPE, RESOURCE_TYPES, ResourceType, Returned,
+    USER_TYPE, check_resource, schemas_of,
 };
 use crate::api::auth::BearerToken;
 use crate::store::{
@@ -57,12 +57,29 @@ pub fn router(state: ScimState) -> Router {
     let discovery = |handler| get(handler).fallback(method_not_allowed);
     Router::new()
         .route("/ServiceProviderConfig", discovery(service_provider_config))
-        .route("/ResourceTypes", get(resource_types).fallback(method_not_allowed))
-        .route("/ResourceTypes/{id}", get(resource_type).fallback(method_not_allowed))
+        .route(
+            "/ResourceTypes",
+            get(resource_types).fallback(method_not_allowed),
+        )
+        .route(
+            "/ResourceTypes/{id}",
+            get(resource_type).fallback(method_not_allowed),
+        )
         .route("/Schemas", get(schemas).fallback(method_not_allowed))
-        .route("/Schemas/{id}", get(schema_by_id).fallback(method_not_allowed))
-        .route("/Users", get(list_users).post(create_user).fallback(method_not_allowed))
-        .route("/Users/.search", post(search_users).fallback(method_not_allowed))
+        .route(
+            "/Schemas/{id}",
+            get(schema_by_id).fallback(method_not_allowed),
+        )
+        .route(
+            "/Users",
+            get(list_users)
+                .post(create_user)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/Users/.search",
+            post(search_users).fallback(method_not_allowed),
+        )
         .route(
             "/Users/{id}",
             get(get_user)
@@ -71,8 +88,16 @@ pub fn router(state: ScimState) -> Router {
                 .delete(delete_user)
                 .fallback(method_not_allowed),
         )
-        .route("/Groups", get(list_groups).post(create_group).fallback(method_not_allowed))
-        .route("/Groups/.search", post(search_groups).fallback(method_not_allowed))
+        .route(
+            "/Groups",
+            get(list_groups)
+                .post(create_group)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/Groups/.search",
+            post(search_groups).fallback(method_not_allowed),
+        )
         .route(
             "/Groups/{id}",
             get(get_group)
@@ -133,7 +158,10 @@ fn base_url(headers: &HeaderMap) -> String {
 fn scim_response(status: StatusCode, body: &Value, version: Option<i64>) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    );
     if let Some(version) = version
         && let Ok(etag) = HeaderValue::from_str(&etag(version))
     {
@@ -178,13 +206,15 @@ fn parse_etag(text: &str) -> Option<i64> {
 
 /// Reads a JSON request body, refusing what is too large or malformed.
 async fn json_body(body: Body) -> Result<Value, ScimError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ScimError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Some("tooMany"),
-            format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("tooMany"),
+                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
     serde_json::from_slice(&bytes)
         .map_err(|error| ScimError::invalid_syntax(format!("the body is not valid JSON: {error}")))
 }
@@ -233,7 +263,10 @@ async fn resource_types(headers: HeaderMap) -> Response {
 
 async fn resource_type(headers: HeaderMap, Path(id): Path<String>) -> Response {
     let base = base_url(&headers);
-    match RESOURCE_TYPES.iter().find(|rt| rt.name.eq_ignore_ascii_case(&id)) {
+    match RESOURCE_TYPES
+        .iter()
+        .find(|rt| rt.name.eq_ignore_ascii_case(&id))
+    {
         Some(rt) => scim_response(StatusCode::OK, &rt.to_json(&base), None),
         None => ScimError::not_found(format!("no resource type {id:?}")).into_response(),
     }
@@ -241,14 +274,20 @@ async fn resource_type(headers: HeaderMap, Path(id): Path<String>) -> Response {
 
 async fn schemas(headers: HeaderMap) -> Response {
     let base = base_url(&headers);
-    let all: Vec<Value> = schema::all_schemas().iter().map(|s| s.to_json(&base)).collect();
+    let all: Vec<Value> = schema::all_schemas()
+        .iter()
+        .map(|s| s.to_json(&base))
+        .collect();
     let total = all.len();
     scim_response(StatusCode::OK, &list_response(all, total, 1), None)
 }
 
 async fn schema_by_id(headers: HeaderMap, Path(id): Path<String>) -> Response {
     let base = base_url(&headers);
-    match schema::all_schemas().iter().find(|s| s.id.eq_ignore_ascii_case(&id)) {
+    match schema::all_schemas()
+        .iter()
+        .find(|s| s.id.eq_ignore_ascii_case(&id))
+    {
         Some(schema) => scim_response(StatusCode::OK, &schema.to_json(&base), None),
         None => ScimError::not_found(format!("no schema {id:?}")).into_response(),
     }
@@ -257,7 +296,13 @@ async fn schema_by_id(headers: HeaderMap, Path(id): Path<String>) -> Response {
 // ---------------------------------------------------------------------------
 // Rendering and projection.
 
-fn meta(resource_type: &str, location: String, created: &str, modified: &str, version: i64) -> Value {
+fn meta(
+    resource_type: &str,
+    location: String,
+    created: &str,
+    modified: &str,
+    version: i64,
+) -> Value {
     json!({
         "resourceType": resource_type,
         "created": created,
@@ -269,7 +314,10 @@ fn meta(resource_type: &str, location: String, created: &str, modified: &str, ve
 
 fn render_user(base: &str, user: &UserRecord, groups: &[GroupRef]) -> Value {
     let mut out = Map::new();
-    out.insert("schemas".into(), Value::Array(schemas_of(&USER_TYPE, &user.attributes)));
+    out.insert(
+        "schemas".into(),
+        Value::Array(schemas_of(&USER_TYPE, &user.attributes)),
+    );
     out.insert("id".into(), Value::String(user.id.clone()));
     for (key, value) in &user.attributes {
         out.insert(key.clone(), value.clone());
@@ -290,14 +338,23 @@ fn render_user(base: &str, user: &UserRecord, groups: &[GroupRef]) -> Value {
     }
     out.insert(
         "meta".into(),
-        meta("User", format!("{base}/Users/{}", user.id), &user.created, &user.modified, user.version),
+        meta(
+            "User",
+            format!("{base}/Users/{}", user.id),
+            &user.created,
+            &user.modified,
+            user.version,
+        ),
     );
     Value::Object(out)
 }
 
 fn render_group(base: &str, group: &GroupRecord) -> Value {
     let mut out = Map::new();
-    out.insert("schemas".into(), Value::Array(schemas_of(&GROUP_TYPE, &group.attributes)));
+    out.insert(
+        "schemas".into(),
+        Value::Array(schemas_of(&GROUP_TYPE, &group.attributes)),
+    );
     out.insert("id".into(), Value::String(group.id.clone()));
     for (key, value) in &group.attributes {
         out.insert(key.clone(), value.clone());
@@ -307,7 +364,13 @@ fn render_group(base: &str, group: &GroupRecord) -> Value {
     }
     out.insert(
         "meta".into(),
-        meta("Group", format!("{base}/Groups/{}", group.id), &group.created, &group.modified, group.version),
+        meta(
+            "Group",
+            format!("{base}/Groups/{}", group.id),
+            &group.created,
+            &group.modified,
+            group.version,
+        ),
     );
     Value::Object(out)
 }
@@ -347,7 +410,9 @@ impl Projection {
                 .map(|path| {
                     parse_patch_path_with(path, EXTENSION_URNS)
                         .map(|parsed| parsed.attr)
-                        .map_err(|error| ScimError::invalid_value(format!("attribute {path:?}: {error}")))
+                        .map_err(|error| {
+                            ScimError::invalid_value(format!("attribute {path:?}: {error}"))
+                        })
                 })
                 .collect()
         };
@@ -391,7 +456,12 @@ fn returned_always(resource_type: &ResourceType, key: &str) -> bool {
 }
 
 /// The part of top-level `key` that the selection asks for, if any.
-fn keep_selected(resource_type: &ResourceType, key: &str, value: Value, only: &[AttrPath]) -> Option<Value> {
+fn keep_selected(
+    resource_type: &ResourceType,
+    key: &str,
+    value: Value,
+    only: &[AttrPath],
+) -> Option<Value> {
     let is_extension = resource_type.extension(key).is_some();
     let mut whole = false;
     let mut subs: Vec<&str> = Vec::new();
@@ -461,7 +531,11 @@ fn keep_selected(resource_type: &ResourceType, key: &str, value: Value, only: &[
 
 fn remove_path(resource_type: &ResourceType, resource: &mut Map<String, Value>, path: &AttrPath) {
     let remove_in = |object: &mut Map<String, Value>, name: &str, sub: Option<&str>| {
-        let Some(key) = object.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned() else {
+        let Some(key) = object
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .cloned()
+        else {
             return;
         };
         match sub {
@@ -483,8 +557,10 @@ fn remove_path(resource_type: &ResourceType, resource: &mut Map<String, Value>, 
         Some(urn) if resource_type.extension(urn).is_some() => {
             if path.attr.is_empty() {
                 resource.retain(|key, _| !key.eq_ignore_ascii_case(urn));
-            } else if let Some(Value::Object(extension)) =
-                resource.iter_mut().find(|(key, _)| key.eq_ignore_ascii_case(urn)).map(|(_, v)| v)
+            } else if let Some(Value::Object(extension)) = resource
+                .iter_mut()
+                .find(|(key, _)| key.eq_ignore_ascii_case(urn))
+                .map(|(_, v)| v)
             {
                 remove_in(extension, &path.attr, path.sub.as_deref());
             }
@@ -516,20 +592,34 @@ struct ListParams {
 impl ListParams {
     fn from_search(body: &Value) -> Result<Self, ScimError> {
         let Some(object) = body.as_object() else {
-            return Err(ScimError::invalid_syntax("a search body must be a JSON object"));
+            return Err(ScimError::invalid_syntax(
+                "a search body must be a JSON object",
+            ));
         };
         let text = |name: &str| -> Result<Option<String>, ScimError> {
-            match object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v) {
+            match object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+            {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(text)) => Ok(Some(text.clone())),
                 Some(Value::Array(items)) => Ok(Some(
-                    items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
                 )),
                 Some(_) => Err(ScimError::invalid_value(format!("{name} must be a string"))),
             }
         };
         let number = |name: &str| -> Result<Option<i64>, ScimError> {
-            match object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v) {
+            match object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+            {
                 None | Some(Value::Null) => Ok(None),
                 Some(value) => value
                     .as_i64()
@@ -603,10 +693,18 @@ impl ListRequest {
         Ok(ListRequest {
             filter,
             start_index: usize::try_from(params.start_index.unwrap_or(1).max(1)).unwrap_or(1),
-            count: usize::try_from(params.count.unwrap_or(DEFAULT_PAGE as i64).clamp(0, MAX_PAGE as i64))
-                .unwrap_or(DEFAULT_PAGE),
+            count: usize::try_from(
+                params
+                    .count
+                    .unwrap_or(DEFAULT_PAGE as i64)
+                    .clamp(0, MAX_PAGE as i64),
+            )
+            .unwrap_or(DEFAULT_PAGE),
             sort,
-            projection: Projection::parse(params.attributes.as_deref(), params.excluded_attributes.as_deref())?,
+            projection: Projection::parse(
+                params.attributes.as_deref(),
+                params.excluded_attributes.as_deref(),
+            )?,
         })
     }
 
@@ -619,13 +717,19 @@ impl ListRequest {
 }
 
 /// The value a resource sorts by: the first (primary if marked) value.
-fn sort_key<'a>(resource_type: &ResourceType, resource: &'a Value, path: &AttrPath) -> Option<&'a Value> {
+fn sort_key<'a>(
+    resource_type: &ResourceType,
+    resource: &'a Value,
+    path: &AttrPath,
+) -> Option<&'a Value> {
     let container = match &path.urn {
-        Some(urn) if resource_type.extension(urn).is_some() => resource
-            .as_object()?
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(urn))?
-            .1,
+        Some(urn) if resource_type.extension(urn).is_some() => {
+            resource
+                .as_object()?
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(urn))?
+                .1
+        }
         _ => resource,
     };
     let value = container
@@ -641,7 +745,10 @@ fn sort_key<'a>(resource_type: &ResourceType, resource: &'a Value, path: &AttrPa
         other => other,
     };
     match (&path.sub, value) {
-        (Some(sub), Value::Object(fields)) => fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(sub)).map(|(_, v)| v),
+        (Some(sub), Value::Object(fields)) => fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(sub))
+            .map(|(_, v)| v),
         (None, Value::Object(fields)) => fields.get("value"),
         (None, other) => Some(other),
         _ => None,
@@ -700,12 +807,21 @@ fn select(
     (page, total)
 }
 
-fn respond_list(resource_type: &ResourceType, request: &ListRequest, page: Vec<Value>, total: usize) -> Response {
+fn respond_list(
+    resource_type: &ResourceType,
+    request: &ListRequest,
+    page: Vec<Value>,
+    total: usize,
+) -> Response {
     let page = page
         .into_iter()
         .map(|resource| request.projection.apply(resource_type, resource))
         .collect();
-    scim_response(StatusCode::OK, &list_response(page, total, request.start_index), None)
+    scim_response(
+        StatusCode::OK,
+        &list_response(page, total, request.start_index),
+        None,
+    )
 }
 
 fn user_summary(user: &UserRecord) -> Value {
@@ -731,7 +847,11 @@ async fn search_users(
     run_user_list(state, headers, request).await
 }
 
-async fn run_user_list(state: ScimState, headers: HeaderMap, request: ListRequest) -> Result<Response, ScimError> {
+async fn run_user_list(
+    state: ScimState,
+    headers: HeaderMap,
+    request: ListRequest,
+) -> Result<Response, ScimError> {
     let base = base_url(&headers);
     let (request, page, total) = blocking(&state.store, move |store| {
         let (records, total) = if request.filter.is_none() && request.sort.is_none() {
@@ -795,12 +915,20 @@ async fn search_groups(
     run_group_list(state, headers, request).await
 }
 
-async fn run_group_list(state: ScimState, headers: HeaderMap, request: ListRequest) -> Result<Response, ScimError> {
+async fn run_group_list(
+    state: ScimState,
+    headers: HeaderMap,
+    request: ListRequest,
+) -> Result<Response, ScimError> {
     let base = base_url(&headers);
     let (request, page, total) = blocking(&state.store, move |store| {
         if request.filter.is_none() && request.sort.is_none() {
             let listing = store.list_groups(request.page())?;
-            let page = listing.items.iter().map(|g| render_group(&base, g)).collect();
+            let page = listing
+                .items
+                .iter()
+                .map(|g| render_group(&base, g))
+                .collect();
             return Ok((request, page, listing.total as usize));
         }
         let key = request
@@ -848,17 +976,27 @@ fn user_write(attributes: Attributes) -> Result<UserWrite, ScimError> {
         .to_string();
     Ok(UserWrite {
         user_name,
-        external_id: attributes.get("externalId").and_then(Value::as_str).map(str::to_string),
-        active: attributes.get("active").and_then(Value::as_bool).unwrap_or(true),
+        external_id: attributes
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        active: attributes
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         attributes,
     })
 }
 
-async fn load_user(store: &Arc<dyn Store>, id: String) -> Result<(UserRecord, Vec<GroupRef>), ScimError> {
+async fn load_user(
+    store: &Arc<dyn Store>,
+    id: String,
+) -> Result<(UserRecord, Vec<GroupRef>), ScimError> {
     blocking(store, move |store| {
-        let user = store
-            .get_user(&id)?
-            .ok_or_else(|| StoreError::NotFound { entity: "user", key: id.clone() })?;
+        let user = store.get_user(&id)?.ok_or_else(|| StoreError::NotFound {
+            entity: "user",
+            key: id.clone(),
+        })?;
         let groups = store.user_groups(&id)?;
         Ok((user, groups))
     })
@@ -872,7 +1010,10 @@ async fn get_user(
     Path(id): Path<String>,
     Query(params): Query<ProjectionParams>,
 ) -> Result<Response, ScimError> {
-    let projection = Projection::parse(params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let projection = Projection::parse(
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    )?;
     let (user, groups) = load_user(&state.store, id).await?;
     if not_modified(&headers, user.version) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
@@ -896,7 +1037,11 @@ async fn create_user(
     let write = user_write(check_resource(&USER_TYPE, &json_body(body).await?)?)?;
     let user = blocking(&state.store, move |store| store.create_user(write)).await?;
     let body = render_user(&base_url(&headers), &user, &[]);
-    Ok(scim_response(StatusCode::CREATED, &body, Some(user.version)))
+    Ok(scim_response(
+        StatusCode::CREATED,
+        &body,
+        Some(user.version),
+    ))
 }
 
 async fn replace_user(
@@ -974,7 +1119,12 @@ fn group_write(store: &dyn Store, mut attributes: Attributes) -> Result<GroupWri
         .unwrap_or_default()
         .to_string();
     let mut resolved = Vec::new();
-    for member in members.as_ref().and_then(Value::as_array).into_iter().flatten() {
+    for member in members
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(id) = member.get("value").and_then(Value::as_str) else {
             return Err(StoreError::InvalidMembership(
                 "every member needs a value (the member's id)".into(),
@@ -991,11 +1141,17 @@ fn group_write(store: &dyn Store, mut attributes: Attributes) -> Result<GroupWri
             None if store.get_user(id)?.is_some() => MemberKind::User,
             None => MemberKind::Group,
         };
-        resolved.push(Member { id: id.to_string(), kind });
+        resolved.push(Member {
+            id: id.to_string(),
+            kind,
+        });
     }
     Ok(GroupWrite {
         display_name,
-        external_id: attributes.get("externalId").and_then(Value::as_str).map(str::to_string),
+        external_id: attributes
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         attributes,
         members: Some(resolved),
     })
@@ -1019,9 +1175,15 @@ async fn get_group(
     Path(id): Path<String>,
     Query(params): Query<ProjectionParams>,
 ) -> Result<Response, ScimError> {
-    let projection = Projection::parse(params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let projection = Projection::parse(
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    )?;
     let group = blocking(&state.store, move |store| {
-        store.get_group(&id)?.ok_or(StoreError::NotFound { entity: "group", key: id })
+        store.get_group(&id)?.ok_or(StoreError::NotFound {
+            entity: "group",
+            key: id,
+        })
     })
     .await?;
     if not_modified(&headers, group.version) {
@@ -1043,7 +1205,11 @@ async fn create_group(
     })
     .await?;
     let body = render_group(&base_url(&headers), &group);
-    Ok(scim_response(StatusCode::CREATED, &body, Some(group.version)))
+    Ok(scim_response(
+        StatusCode::CREATED,
+        &body,
+        Some(group.version),
+    ))
 }
 
 async fn replace_group(

@@ -98,8 +98,9 @@ impl TokenCipher {
         };
         match std::fs::read_to_string(&path) {
             Ok(encoded) => {
-                let key = decode_key(encoded.trim())
-                    .ok_or_else(|| KeyError::BadKeyFile { path: shown.clone() })?;
+                let key = decode_key(encoded.trim()).ok_or_else(|| KeyError::BadKeyFile {
+                    path: shown.clone(),
+                })?;
                 Ok(Self::from_key(&key))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {

@@ -51,8 +51,7 @@ impl std::fmt::Debug for SqliteStore {
 
 const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
-const APP_COLUMNS: &str =
-    "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified";
 
 impl SqliteStore {
     /// Opens (creating if needed) `DATA/scimlink.db` and brings its schema
@@ -195,7 +194,9 @@ fn not_found(entity: &'static str, key: &str) -> StoreError {
 fn parse_doc(text: &str) -> Result<Map<String, Value>, StoreError> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(StoreError::Backend("a stored document is not a JSON object".into())),
+        _ => Err(StoreError::Backend(
+            "a stored document is not a JSON object".into(),
+        )),
     }
 }
 
@@ -635,10 +636,11 @@ impl Store for SqliteStore {
             let groups: Vec<String> = statement
                 .query_map([id], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
-            let user_name: String =
-                transaction.query_row("SELECT user_name FROM users WHERE id = ?1", [id], |row| {
-                    row.get(0)
-                })?;
+            let user_name: String = transaction.query_row(
+                "SELECT user_name FROM users WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
             transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
             transaction.execute("DELETE FROM users WHERE id = ?1", [id])?;
             for group in &groups {
@@ -803,8 +805,8 @@ impl Store for SqliteStore {
                 [id],
                 |row| row.get(0),
             )?;
-            let mut statement =
-                transaction.prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
+            let mut statement = transaction
+                .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
             let parents: Vec<String> = statement
                 .query_map([id], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
