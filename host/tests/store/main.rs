@@ -1,0 +1,365 @@
+//! The embedded store against its invariants: one transaction per change
+//! with its outbox record, leases, membership integrity, scope through
+//! nested groups, sealed tokens, migrations.
+
+use std::sync::Arc;
+
+use scimlink::store::{
+    AppState, AppUpdate, AppWrite, GroupWrite, ImportBatch, ImportGroup, Member, MemberKind, Page,
+    Secret, SqliteStore, Store, StoreError, TokenCipher, UserKey, UserWrite,
+};
+use serde_json::{Map, json};
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[3; 32])).unwrap();
+    (folder, store)
+}
+
+fn user(name: &str) -> UserWrite {
+    let mut attributes = Map::new();
+    attributes.insert("userName".into(), json!(name));
+    UserWrite {
+        user_name: name.into(),
+        external_id: None,
+        active: true,
+        attributes,
+    }
+}
+
+fn group(name: &str, members: Option<Vec<Member>>) -> GroupWrite {
+    let mut attributes = Map::new();
+    attributes.insert("displayName".into(), json!(name));
+    GroupWrite {
+        display_name: name.into(),
+        external_id: None,
+        attributes,
+        members,
+    }
+}
+
+fn user_member(id: &str) -> Member {
+    Member {
+        id: id.into(),
+        kind: MemberKind::User,
+    }
+}
+
+fn group_member(id: &str) -> Member {
+    Member {
+        id: id.into(),
+        kind: MemberKind::Group,
+    }
+}
+
+fn app(store: &SqliteStore, name: &str) -> String {
+    store
+        .create_app(AppWrite {
+            name: name.into(),
+            label: name.into(),
+            connector: "custom-scim".into(),
+            base_url: "https://app.example/scim/v2".into(),
+            token: Secret::new(format!("token-of-{name}")),
+            manage_groups: true,
+            settings: vec![],
+        })
+        .unwrap()
+        .id
+}
+
+#[test]
+fn every_change_is_recorded_in_the_outbox_in_order() {
+    let (_folder, store) = open();
+    let ada = store.create_user(user("ada")).unwrap();
+    let eng = store.create_group(group("eng", None)).unwrap();
+    store
+        .change_members(&eng.id, &[user_member(&ada.id)], &[])
+        .unwrap();
+    store.delete_user(&ada.id, None).unwrap();
+    let changes = store.claim_changes("worker-1", 100, 60).unwrap();
+    let seen: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.entity.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user", "created"),
+            ("group", "created"),
+            ("group", "members-changed"),
+            ("user", "deleted")
+        ]
+    );
+    assert_eq!(changes[2].detail["added"], json!([ada.id]));
+    assert_eq!(
+        changes[3].detail["groups"],
+        json!([eng.id]),
+        "a deleted user's groups travel with the change"
+    );
+    assert_eq!(store.pending_changes().unwrap(), 4);
+}
+
+#[test]
+fn a_failed_change_leaves_neither_data_nor_outbox_record() {
+    let (_folder, store) = open();
+    store.create_user(user("ada")).unwrap();
+    let before = store.pending_changes().unwrap();
+    let error = store.create_user(user("ADA")).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Conflict {
+                field: "userName",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let error = store
+        .create_group(group("eng", Some(vec![user_member("missing")])))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidMembership(_)), "{error}");
+    assert!(
+        store
+            .find_groups(scimlink::store::GroupKey::DisplayName, "eng")
+            .unwrap()
+            .is_empty()
+    );
+    let error = store
+        .import(ImportBatch {
+            users: vec![user("bob"), user("carol")],
+            groups: vec![ImportGroup {
+                display_name: "team".into(),
+                member_user_names: vec!["bob".into(), "nobody".into()],
+            }],
+        })
+        .unwrap_err();
+    assert!(error.to_string().contains("nobody"), "{error}");
+    assert!(
+        store
+            .find_users(UserKey::UserName, "bob")
+            .unwrap()
+            .is_empty(),
+        "the import was all or nothing"
+    );
+    assert_eq!(store.pending_changes().unwrap(), before);
+}
+
+#[test]
+fn leases_hand_unfinished_work_to_the_next_consumer() {
+    let (_folder, store) = open();
+    store.create_user(user("ada")).unwrap();
+    store.create_user(user("bob")).unwrap();
+    let first = store.claim_changes("a", 1, 60).unwrap();
+    assert_eq!(first.len(), 1);
+    let second = store.claim_changes("b", 10, 60).unwrap();
+    assert_eq!(second.len(), 1, "a leased change is not handed out twice");
+    assert_ne!(first[0].seq, second[0].seq);
+    // Completing someone else's lease does nothing.
+    store.complete_changes("b", &[first[0].seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 2);
+    store.complete_changes("a", &[first[0].seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 1);
+    // A lease that runs out returns the change to the queue.
+    let expired = store.claim_changes("c", 10, 0).unwrap();
+    assert!(expired.is_empty(), "b's lease still holds");
+}
+
+#[test]
+fn an_expired_lease_is_claimed_again() {
+    let (_folder, store) = open();
+    store.create_user(user("ada")).unwrap();
+    let first = store.claim_changes("crashed", 10, 0).unwrap();
+    assert_eq!(first.len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = store.claim_changes("survivor", 10, 60).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].seq, first[0].seq);
+}
+
+#[test]
+fn membership_never_forms_a_cycle() {
+    let (_folder, store) = open();
+    let a = store.create_group(group("a", None)).unwrap();
+    let b = store
+        .create_group(group("b", Some(vec![group_member(&a.id)])))
+        .unwrap();
+    let c = store
+        .create_group(group("c", Some(vec![group_member(&b.id)])))
+        .unwrap();
+    for (outer, inner) in [(&a.id, &c.id), (&a.id, &a.id), (&b.id, &c.id)] {
+        let error = store
+            .change_members(outer, &[group_member(inner)], &[])
+            .unwrap_err();
+        assert!(error.to_string().contains("contain itself"), "{error}");
+    }
+}
+
+#[test]
+fn scope_follows_bindings_through_nested_groups() {
+    let (_folder, store) = open();
+    let users: Vec<String> = ["ada", "bob", "carol", "dave"]
+        .iter()
+        .map(|name| store.create_user(user(name)).unwrap().id)
+        .collect();
+    let inner = store
+        .create_group(group(
+            "inner",
+            Some(vec![user_member(&users[0]), user_member(&users[1])]),
+        ))
+        .unwrap();
+    let outer = store
+        .create_group(group(
+            "outer",
+            Some(vec![group_member(&inner.id), user_member(&users[2])]),
+        ))
+        .unwrap();
+    store
+        .create_group(group("other", Some(vec![user_member(&users[3])])))
+        .unwrap();
+    let crm = app(&store, "crm");
+    assert!(store.users_in_scope(&crm).unwrap().is_empty());
+    store.bind("crm", &outer.id).unwrap();
+    let mut expected = users[..3].to_vec();
+    expected.sort();
+    assert_eq!(store.users_in_scope("crm").unwrap(), expected);
+    store.unbind("crm", &outer.id).unwrap();
+    assert!(store.users_in_scope("crm").unwrap().is_empty());
+    assert!(matches!(
+        store.unbind("crm", &outer.id),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn versions_refuse_lost_updates() {
+    let (_folder, store) = open();
+    let ada = store.create_user(user("ada")).unwrap();
+    let updated = store.replace_user(&ada.id, user("ada.l"), Some(1)).unwrap();
+    assert_eq!(updated.version, 2);
+    let error = store
+        .replace_user(&ada.id, user("ada.x"), Some(1))
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        StoreError::VersionMismatch { current: 2, .. }
+    ));
+    assert!(store.delete_user(&ada.id, Some(1)).is_err());
+    store.delete_user(&ada.id, Some(2)).unwrap();
+    assert!(store.get_user(&ada.id).unwrap().is_none());
+}
+
+#[test]
+fn application_tokens_are_sealed_and_rotate_without_deactivation() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[9; 32])).unwrap();
+    app(&store, "crm");
+    store
+        .update_app(
+            "crm",
+            AppUpdate {
+                state: Some(AppState::Active),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.app_token("crm").unwrap(), Secret::new("token-of-crm"));
+    let rotated = store
+        .update_app(
+            "crm",
+            AppUpdate {
+                token: Some(Secret::new("new-token")),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(rotated.state, AppState::Active);
+    assert_eq!(store.app_token("crm").unwrap(), Secret::new("new-token"));
+    drop(store);
+    for file in ["scimlink.db", "scimlink.db-wal"] {
+        let bytes = std::fs::read(folder.path().join(file)).unwrap_or_default();
+        for secret in ["token-of-crm", "new-token"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{file}"
+            );
+        }
+    }
+    // Another key cannot open it, and says so.
+    let other = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[1; 32])).unwrap();
+    assert!(matches!(other.app_token("crm"), Err(StoreError::Secret(_))));
+}
+
+#[test]
+fn the_store_survives_reopening_and_refuses_a_newer_schema() {
+    let folder = tempfile::tempdir().unwrap();
+    let cipher = || TokenCipher::from_key(&[3; 32]);
+    let store = SqliteStore::open_in(folder.path(), cipher()).unwrap();
+    store.create_user(user("ada")).unwrap();
+    drop(store);
+    let store = SqliteStore::open_in(folder.path(), cipher()).unwrap();
+    assert_eq!(
+        store
+            .list_users(Page {
+                offset: 0,
+                limit: 10
+            })
+            .unwrap()
+            .total,
+        1
+    );
+    drop(store);
+    mark_future_schema(folder.path());
+    let error = SqliteStore::open_in(folder.path(), cipher()).unwrap_err();
+    assert!(error.to_string().contains("newer"), "{error}");
+}
+
+/// Marks the database as written by a future schema version.
+fn mark_future_schema(folder: &std::path::Path) {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"INSERT INTO schema_migrations VALUES (999, 'future')\"); c.commit()",
+        )
+        .arg(folder.join("scimlink.db"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn readers_see_what_was_committed_from_other_threads() {
+    let (_folder, store) = open();
+    let store = Arc::new(store);
+    let handles: Vec<_> = (0..4)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for index in 0..50 {
+                    let created = store
+                        .create_user(user(&format!("u{thread}-{index}")))
+                        .unwrap();
+                    assert!(store.get_user(&created.id).unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert_eq!(
+        store
+            .list_users(Page {
+                offset: 0,
+                limit: 1
+            })
+            .unwrap()
+            .total,
+        200
+    );
+}
