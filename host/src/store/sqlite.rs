@@ -1140,14 +1140,16 @@ impl Store for SqliteStore {
     fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
         self.read(|connection| {
             let app = self.app_in(connection, app)?;
+            // CROSS JOIN keeps the bound groups as the outer loop: left to
+            // itself the planner walks every membership of the directory.
             let mut statement = connection.prepare_cached(
                 "WITH RECURSIVE scope(group_id) AS (
                      SELECT group_id FROM bindings WHERE app_id = ?1
                      UNION
-                     SELECT m.member_id FROM memberships m JOIN scope s ON m.group_id = s.group_id
+                     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
                      WHERE m.member_kind = 'Group'
                  )
-                 SELECT DISTINCT m.member_id FROM memberships m JOIN scope s ON m.group_id = s.group_id
+                 SELECT DISTINCT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
                  WHERE m.member_kind = 'User' ORDER BY 1",
             )?;
             let users = statement
