@@ -9,5 +9,6 @@
 pub mod error;
 pub mod filter;
 pub mod patch;
+mod robustness;
 pub mod schema;
 pub mod server;
