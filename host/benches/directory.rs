@@ -105,7 +105,10 @@ fn store_benchmark() {
     // A tenth of the groups are bound: a tenth of the users are in scope.
     for g in (0..groups).step_by(10) {
         let id = store
-            .find_groups(scimlink::store::GroupKey::DisplayName, &format!("group{g:04}"))
+            .find_groups(
+                scimlink::store::GroupKey::DisplayName,
+                &format!("group{g:04}"),
+            )
             .expect("group")
             .remove(0)
             .id;

@@ -322,10 +322,16 @@ fn set_preferred(attributes: &mut Map<String, Value>, name: &str, value: Option<
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    // The same value `preferred` reads: work, else primary, else the first.
     let work = items
         .iter()
         .position(|item| item.get("type").and_then(Value::as_str) == Some("work"))
-        .or(if items.len() == 1 { Some(0) } else { None });
+        .or_else(|| {
+            items
+                .iter()
+                .position(|item| item.get("primary") == Some(&Value::Bool(true)))
+        })
+        .or(if items.is_empty() { None } else { Some(0) });
     match (value, work) {
         (Some(value), Some(index)) => {
             if let Some(Value::Object(item)) = items.get_mut(index) {
@@ -743,9 +749,11 @@ async fn remove_member(
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// Matched on userName: existing users are updated.
+    /// Matched on userName: existing users are updated with the fields
+    /// given; fields left out (`active` included) stay as they are.
     #[serde(default)]
-    pub users: Vec<UserFields>,
+    #[schema(value_type = Vec<UserFields>)]
+    pub users: Vec<Map<String, Value>>,
     #[serde(default)]
     pub groups: Vec<ImportGroupInput>,
 }
@@ -768,12 +776,27 @@ async fn import(
 ) -> Result<Json<ImportOutcome>, ApiError> {
     let mut batch = ImportBatch::default();
     for (index, fields) in request.users.into_iter().enumerate() {
-        let write = fields.into_write(Map::new()).map_err(|error| {
+        let at = |error: ApiError| {
             let field = error.detail.field.clone().unwrap_or_default();
             let mut error = error;
             error.detail.field = Some(format!("users[{index}].{field}"));
             error
-        })?;
+        };
+        let active_given = fields.contains_key("active");
+        let expired_given = fields.get("passwordExpired").and_then(Value::as_bool);
+        let fields: UserFields = serde_json::from_value(Value::Object(fields))
+            .map_err(|error| at(ApiError::invalid("", error.to_string())))?;
+        let mut write = fields.into_write(Map::new()).map_err(at)?;
+        if !active_given {
+            write.attributes.remove("active");
+        }
+        if expired_given == Some(false) {
+            set_value(
+                &mut write.attributes,
+                &[DIRECTORY_USER_SCHEMA, "passwordExpired"],
+                Some(json!(false)),
+            );
+        }
         batch.users.push(write);
     }
     for (index, group) in request.groups.into_iter().enumerate() {

@@ -217,9 +217,12 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                     None,
                 )?;
                 let items = page["items"].as_array().cloned().unwrap_or_default();
+                if items.is_empty() {
+                    break;
+                }
                 offset += items.len();
                 apps.extend(items);
-                if offset as u64 >= page["total"].as_u64().unwrap_or(0) || offset == 0 {
+                if offset as u64 >= page["total"].as_u64().unwrap_or(0) {
                     break;
                 }
             }

@@ -134,14 +134,7 @@ pub fn apply(
             None => {
                 if let Some(Value::Object(values)) = &operation.value {
                     for (key, value) in values {
-                        apply_at_key(
-                            resource_type,
-                            resource,
-                            operation.op,
-                            key,
-                            None,
-                            value.clone(),
-                        )?;
+                        apply_keyed(resource_type, resource, operation.op, key, value)?;
                     }
                 }
             }
@@ -149,6 +142,31 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// One entry of a path-less add/replace. Entra ID writes attribute paths
+/// as keys (`"name.givenName"`, `"urn:…:enterprise:2.0:User:employeeNumber"`);
+/// those are applied as if they had come as a path.
+fn apply_keyed(
+    resource_type: &ResourceType,
+    resource: &mut Map<String, Value>,
+    op: Op,
+    key: &str,
+    value: &Value,
+) -> Result<(), ScimError> {
+    let is_path = resource_type.extension(key).is_none()
+        && (key.contains('.') || key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")));
+    if !is_path {
+        return apply_at_key(resource_type, resource, op, key, None, value.clone());
+    }
+    let path = parse_patch_path_with(key, EXTENSION_URNS)
+        .map_err(|error| ScimError::invalid_path(format!("{key}: {error}")))?;
+    let operation = Operation {
+        op,
+        path: Some(path.clone()),
+        value: Some(value.clone()),
+    };
+    apply_path(resource_type, resource, &operation, &path)
 }
 
 /// Sets `key` (optionally its sub-attribute) in `container` for add/replace.
@@ -213,11 +231,16 @@ fn apply_path(
                 Ok(())
             }
             Op::Add | Op::Replace => {
+                // Sub-attributes the value leaves out stay (RFC 7644 §3.5.2.3).
                 let value = operation.value.clone().unwrap_or(Value::Null);
-                if operation.op == Op::Replace {
-                    remove_key(resource, extension.id);
-                }
-                apply_at_key(resource_type, resource, Op::Add, extension.id, None, value)
+                apply_at_key(
+                    resource_type,
+                    resource,
+                    operation.op,
+                    extension.id,
+                    None,
+                    value,
+                )
             }
         };
     }
@@ -359,8 +382,9 @@ fn set_value(
         }
         return Ok(());
     }
+    // A complex attribute takes the sub-attributes given and keeps the
+    // others, for add and for replace alike (RFC 7644 §3.5.2.1, §3.5.2.3).
     if !multi_valued
-        && op == Op::Add
         && let (Some(Value::Object(existing)), Value::Object(additions)) =
             (container.get_mut(&key), &value)
     {
@@ -425,6 +449,39 @@ fn apply_filtered(
         resource_type,
         attribute: name,
     };
+    if op != Op::Remove
+        && let Some(mut element) = element_from_equalities(filter)
+        && !container
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| value.as_array())
+            .is_some_and(|items| items.iter().any(|item| matches(filter, item, &rules)))
+    {
+        // `emails[type eq "work"].value` on a user without a work email:
+        // the value the filter describes is created (what Entra ID expects).
+        match (sub, value) {
+            (Some(sub), Some(value)) => {
+                element.insert(sub.to_string(), value);
+            }
+            (None, Some(Value::Object(fields))) => element.extend(fields),
+            _ => {
+                return Err(ScimError::invalid_value(format!(
+                    "a value of {name} is required"
+                )));
+            }
+        }
+        let key = key_of(container, name).unwrap_or_else(|| name.to_string());
+        let slot = container
+            .entry(key)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !slot.is_array() {
+            *slot = Value::Array(Vec::new());
+        }
+        if let Value::Array(items) = slot {
+            items.push(Value::Object(element));
+        }
+        return Ok(());
+    }
     let Some(key) = key_of(container, name) else {
         return match op {
             Op::Remove => Ok(()),
@@ -501,6 +558,37 @@ fn apply_filtered(
     Ok(())
 }
 
+/// The element a filter of `eq` comparisons joined by `and` describes
+/// (`type eq "work" and primary eq true`), if it is one.
+fn element_from_equalities(filter: &Filter) -> Option<Map<String, Value>> {
+    use super::filter::{CompareOp, Literal};
+    let mut element = Map::new();
+    let mut pending = vec![filter];
+    while let Some(filter) = pending.pop() {
+        match filter {
+            Filter::And(left, right) => {
+                pending.push(left);
+                pending.push(right);
+            }
+            Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value,
+            } if path.urn.is_none() && path.sub.is_none() => {
+                let value = match value {
+                    Literal::String(text) => Value::String(text.clone()),
+                    Literal::Bool(flag) => Value::Bool(*flag),
+                    Literal::Number(number) => Value::Number(number.clone()),
+                    Literal::Null => return None,
+                };
+                element.insert(path.attr.clone(), value);
+            }
+            _ => return None,
+        }
+    }
+    Some(element)
+}
+
 /// Case rules for a value filter: paths inside `emails[...]` are
 /// sub-attributes of `emails`.
 struct ElementRules<'a> {
@@ -565,10 +653,43 @@ mod tests {
     }
 
     #[test]
+    fn a_filtered_add_creates_the_value_the_filter_describes() {
+        let out = patch(
+            json!({ "userName": "a", "emails": [{ "value": "a@home.example", "type": "home" }] }),
+            ops(json!([{ "op": "Add", "path": "emails[type eq \"work\"].value", "value": "a@work.example" }])),
+        )
+        .unwrap();
+        assert_eq!(
+            out["emails"][1],
+            json!({ "type": "work", "value": "a@work.example" })
+        );
+    }
+
+    #[test]
+    fn entra_path_keys_and_complex_replace_merge() {
+        let out = patch(
+            json!({ "userName": "a", "name": { "givenName": "A", "familyName": "B" } }),
+            ops(json!([{ "op": "Replace", "value": {
+                "name.familyName": "C",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "7"
+            } }])),
+        )
+        .unwrap();
+        assert_eq!(out["name"], json!({ "givenName": "A", "familyName": "C" }));
+        assert_eq!(out[ENTERPRISE_USER_SCHEMA]["employeeNumber"], "7");
+        let out = patch(
+            out,
+            ops(json!([{ "op": "replace", "path": "name", "value": { "givenName": "Z" } }])),
+        )
+        .unwrap();
+        assert_eq!(out["name"], json!({ "givenName": "Z", "familyName": "C" }));
+    }
+
+    #[test]
     fn replace_with_a_filter_that_matches_nothing_is_no_target() {
         let error = patch(
             json!({ "emails": [{ "value": "a@x", "type": "home" }] }),
-            ops(json!([{ "op": "replace", "path": "emails[type eq \"work\"].value", "value": "b" }])),
+            ops(json!([{ "op": "replace", "path": "emails[type co \"wo\"].value", "value": "b" }])),
         )
         .unwrap_err();
         assert_eq!(error.scim_type, Some("noTarget"));

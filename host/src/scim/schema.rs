@@ -361,6 +361,9 @@ pub static GROUP: Schema = Schema {
                 string("type", "The member's resource type.")
                     .canonical(&["User", "Group"])
                     .immutable(),
+                // Accepted (RFC 7644 §3.5.2.1 sends it) and not kept: the
+                // name is the member's own.
+                string("display", "The member's name.").read_only(),
             ]),
     ],
 };

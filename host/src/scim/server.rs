@@ -974,6 +974,9 @@ fn user_write(attributes: Attributes) -> Result<UserWrite, ScimError> {
         .filter(|name| !name.is_empty())
         .ok_or_else(|| ScimError::invalid_value("userName is required and must not be empty"))?
         .to_string();
+    // The stored document says what the index says.
+    let mut attributes = attributes;
+    attributes.insert("userName".into(), Value::String(user_name.clone()));
     Ok(UserWrite {
         user_name,
         external_id: attributes
@@ -1070,29 +1073,70 @@ async fn patch_user(
 ) -> Result<Response, ScimError> {
     let operations = patch::parse_request(&json_body(body).await?)?;
     let expected = if_match(&headers)?;
-    let (current, _) = load_user(&state.store, id.clone()).await?;
-    if expected.is_some_and(|version| version != current.version) {
+    let (user, groups) = blocking(&state.store, move |store| {
+        Ok(with_retries(expected, || {
+            patch_user_in(store, &id, expected, &operations)
+        }))
+    })
+    .await??;
+    let body = render_user(&base_url(&headers), &user, &groups);
+    Ok(scim_response(StatusCode::OK, &body, Some(user.version)))
+}
+
+/// How often a PATCH without `If-Match` is tried again when another write
+/// changed the resource between its read and its write.
+const PATCH_ATTEMPTS: usize = 5;
+
+/// Runs a read-modify-write; without a client precondition, a lost race is
+/// retried rather than reported as a failed precondition the client never
+/// set.
+fn with_retries<T>(
+    expected: Option<i64>,
+    mut attempt: impl FnMut() -> Result<T, ScimError>,
+) -> Result<T, ScimError> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(error)
+                if expected.is_none()
+                    && error.status == StatusCode::PRECONDITION_FAILED
+                    && tries < PATCH_ATTEMPTS =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn patch_user_in(
+    store: &dyn Store,
+    id: &str,
+    expected: Option<i64>,
+    operations: &[patch::Operation],
+) -> Result<(UserRecord, Vec<GroupRef>), ScimError> {
+    let current = store.get_user(id)?.ok_or_else(|| StoreError::NotFound {
+        entity: "user",
+        key: id.to_string(),
+    })?;
+    if let Some(expected) = expected
+        && expected != current.version
+    {
         return Err(StoreError::VersionMismatch {
             entity: "user",
-            id,
-            expected: expected.unwrap_or_default(),
+            id: id.to_string(),
+            expected,
             current: current.version,
         }
         .into());
     }
     let mut resource = current.attributes.clone();
-    patch::apply(&USER_TYPE, &mut resource, &operations)?;
+    patch::apply(&USER_TYPE, &mut resource, operations)?;
     let write = user_write(check_resource(&USER_TYPE, &Value::Object(resource))?)?;
-    let version = current.version;
-    let (user, groups) = blocking(&state.store, move |store| {
-        // The version read above guards against a change in between.
-        let user = store.replace_user(&id, write, Some(version))?;
-        let groups = store.user_groups(&id)?;
-        Ok((user, groups))
-    })
-    .await?;
-    let body = render_user(&base_url(&headers), &user, &groups);
-    Ok(scim_response(StatusCode::OK, &body, Some(user.version)))
+    // The version read above guards against a change in between.
+    let user = store.replace_user(id, write, Some(current.version))?;
+    let groups = store.user_groups(id)?;
+    Ok((user, groups))
 }
 
 async fn delete_user(
@@ -1118,6 +1162,7 @@ fn group_write(store: &dyn Store, mut attributes: Attributes) -> Result<GroupWri
         .map(str::trim)
         .unwrap_or_default()
         .to_string();
+    attributes.insert("displayName".into(), Value::String(display_name.clone()));
     let mut resolved = Vec::new();
     for member in members
         .as_ref()
@@ -1239,7 +1284,9 @@ async fn patch_group(
     let expected = if_match(&headers)?;
     let base = base_url(&headers);
     let group = blocking(&state.store, move |store| {
-        Ok(patch_group_in(store, &id, &base, expected, &operations))
+        Ok(with_retries(expected, || {
+            patch_group_in(store, &id, &base, expected, &operations)
+        }))
     })
     .await??;
     let body = render_group(&base_url(&headers), &group);

@@ -277,7 +277,9 @@ pub struct Change {
 /// Users and groups written together by an import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportBatch {
-    /// Matched on userName: an existing user is replaced, a new one created.
+    /// Matched on userName: an existing user keeps what the import does not
+    /// name (and its `active` status unless `attributes` holds `active`); a
+    /// new one is created.
     pub users: Vec<UserWrite>,
     /// Matched on displayName; members are userNames, added to what the
     /// group already holds.

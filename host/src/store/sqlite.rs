@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
 
 use super::secrets::{Secret, TokenCipher};
@@ -72,11 +72,15 @@ impl SqliteStore {
     }
 
     fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        // A panic in an earlier write rolled its transaction back when it
+        // unwound; the connection itself is sound.
         let mut connection = self
             .writer
             .lock()
-            .map_err(|_| StoreError::Backend("writer connection poisoned".into()))?;
-        let transaction = connection.transaction()?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // IMMEDIATE takes the write lock up front: a transaction that reads
+        // before it writes cannot be invalidated by another process's commit.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = work(&transaction)?;
         transaction.commit()?;
         Ok(value)
@@ -88,7 +92,15 @@ impl SqliteStore {
             Some(connection) => connection,
             None => connect(&self.path)?,
         };
-        let value = work(&connection);
+        // One read transaction: counts, rows and members are one snapshot.
+        let value = match connection.unchecked_transaction() {
+            Ok(snapshot) => {
+                let value = work(&snapshot);
+                let _ = snapshot.finish();
+                value
+            }
+            Err(error) => Err(error.into()),
+        };
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < READER_POOL
         {
@@ -450,6 +462,50 @@ fn update_user(
         version,
         created,
         modified: at,
+    })
+}
+
+/// An imported user laid over the stored one: attributes the import names
+/// replace (complex ones sub-attribute by sub-attribute), the rest stay; an
+/// import without `active` leaves the user's status as it is.
+fn merge_import(
+    transaction: &Transaction<'_>,
+    id: &str,
+    user: &UserWrite,
+) -> StoreResult<UserWrite> {
+    let (doc, active): (String, bool) =
+        transaction.query_row("SELECT doc, active FROM users WHERE id = ?1", [id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let mut attributes = parse_doc(&doc)?;
+    for (key, value) in &user.attributes {
+        match (attributes.get_mut(key), value) {
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                for (sub, sub_value) in incoming {
+                    existing.insert(sub.clone(), sub_value.clone());
+                }
+            }
+            _ => {
+                attributes.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let active = if user.attributes.contains_key("active") {
+        user.active
+    } else {
+        active
+    };
+    attributes.insert("active".into(), Value::Bool(active));
+    Ok(UserWrite {
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone().or_else(|| {
+            attributes
+                .get("externalId")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
+        active,
+        attributes,
     })
 }
 
@@ -820,7 +876,12 @@ impl Store for SqliteStore {
                 "group",
                 id,
                 "deleted",
-                json!({ "displayName": name, "members": members, "boundApps": apps }),
+                json!({
+                    "displayName": name,
+                    "members": members,
+                    "boundApps": apps,
+                    "parents": parents,
+                }),
             )
         })
     }
@@ -1169,7 +1230,8 @@ impl Store for SqliteStore {
                     .optional()?;
                 match existing {
                     Some(id) => {
-                        update_user(transaction, &id, user, None)?;
+                        let merged = merge_import(transaction, &id, user)?;
+                        update_user(transaction, &id, &merged, None)?;
                         outcome.users_updated += 1;
                     }
                     None => {

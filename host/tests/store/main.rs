@@ -363,3 +363,44 @@ fn readers_see_what_was_committed_from_other_threads() {
         200
     );
 }
+
+#[test]
+fn an_import_updates_what_it_names_and_keeps_the_rest() {
+    let (_folder, store) = open();
+    let mut suspended = user("ada");
+    suspended.active = false;
+    suspended.attributes.insert("active".into(), json!(false));
+    suspended.attributes.insert(
+        "name".into(),
+        json!({ "givenName": "Ada", "familyName": "Lovelace" }),
+    );
+    suspended
+        .attributes
+        .insert("title".into(), json!("Countess"));
+    store.create_user(suspended).unwrap();
+
+    let mut update = user("ada");
+    update
+        .attributes
+        .insert("name".into(), json!({ "familyName": "King" }));
+    let outcome = store
+        .import(ImportBatch {
+            users: vec![update],
+            groups: vec![],
+        })
+        .unwrap();
+    assert_eq!(outcome.users_updated, 1);
+    let ada = store
+        .find_users(UserKey::UserName, "ada")
+        .unwrap()
+        .remove(0);
+    assert!(
+        !ada.active,
+        "an import without `active` does not reactivate"
+    );
+    assert_eq!(
+        ada.attributes["name"],
+        json!({ "givenName": "Ada", "familyName": "King" })
+    );
+    assert_eq!(ada.attributes["title"], "Countess");
+}
