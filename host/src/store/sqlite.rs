@@ -192,6 +192,12 @@ fn later_by(seconds: u32) -> String {
         .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
 }
 
+/// The form names are unique in and looked up by: Unicode lower case, the
+/// same folding the SCIM filter evaluator applies.
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -372,8 +378,8 @@ fn ensure_unique(
 fn insert_user(transaction: &Transaction<'_>, user: &UserWrite) -> StoreResult<UserRecord> {
     ensure_unique(
         transaction,
-        "SELECT id FROM users WHERE user_name = ?1 AND id != ?2",
-        &user.user_name,
+        "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
+        &fold(&user.user_name),
         "",
         "user",
         "userName",
@@ -382,8 +388,8 @@ fn insert_user(transaction: &Transaction<'_>, user: &UserWrite) -> StoreResult<U
     let at = now();
     transaction
         .prepare_cached(
-            "INSERT INTO users (id, user_name, external_id, active, doc, version, created, modified)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+            "INSERT INTO users (id, user_name, user_name_key, external_id, active, doc, version, created, modified)
+             VALUES (?1, ?2, ?7, ?3, ?4, ?5, 1, ?6, ?6)",
         )?
         .execute(params![
             id,
@@ -391,7 +397,8 @@ fn insert_user(transaction: &Transaction<'_>, user: &UserWrite) -> StoreResult<U
             user.external_id,
             user.active,
             to_json(&user.attributes),
-            at
+            at,
+            fold(&user.user_name)
         ])?;
     append_change(
         transaction,
@@ -421,8 +428,8 @@ fn update_user(
     let version = current_version(transaction, "users", "user", id, expected_version)? + 1;
     ensure_unique(
         transaction,
-        "SELECT id FROM users WHERE user_name = ?1 AND id != ?2",
-        &user.user_name,
+        "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
+        &fold(&user.user_name),
         id,
         "user",
         "userName",
@@ -430,7 +437,7 @@ fn update_user(
     let at = now();
     let created: String = transaction
         .prepare_cached(
-            "UPDATE users SET user_name = ?2, external_id = ?3, active = ?4, doc = ?5,
+            "UPDATE users SET user_name = ?2, user_name_key = ?8, external_id = ?3, active = ?4, doc = ?5,
                  version = ?6, modified = ?7
              WHERE id = ?1 RETURNING created",
         )?
@@ -442,7 +449,8 @@ fn update_user(
                 user.active,
                 to_json(&user.attributes),
                 version,
-                at
+                at,
+                fold(&user.user_name)
             ],
             |row| row.get(0),
         )?;
@@ -621,16 +629,16 @@ fn member_ids(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<Vec<
 
 fn find_group_id(transaction: &Transaction<'_>, name: &str) -> StoreResult<Option<String>> {
     Ok(transaction
-        .prepare_cached("SELECT id FROM groups WHERE display_name = ?1")?
-        .query_row([name], |row| row.get(0))
+        .prepare_cached("SELECT id FROM groups WHERE display_name_key = ?1")?
+        .query_row([fold(name)], |row| row.get(0))
         .optional()?)
 }
 
 fn insert_group(transaction: &Transaction<'_>, group: &GroupWrite) -> StoreResult<String> {
     ensure_unique(
         transaction,
-        "SELECT id FROM groups WHERE display_name = ?1 AND id != ?2",
-        &group.display_name,
+        "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
+        &fold(&group.display_name),
         "",
         "group",
         "displayName",
@@ -639,15 +647,16 @@ fn insert_group(transaction: &Transaction<'_>, group: &GroupWrite) -> StoreResul
     let at = now();
     transaction
         .prepare_cached(
-            "INSERT INTO groups (id, display_name, external_id, doc, version, created, modified)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+            "INSERT INTO groups (id, display_name, display_name_key, external_id, doc, version, created, modified)
+             VALUES (?1, ?2, ?6, ?3, ?4, 1, ?5, ?5)",
         )?
         .execute(params![
             id,
             group.display_name,
             group.external_id,
             to_json(&group.attributes),
-            at
+            at,
+            fold(&group.display_name)
         ])?;
     append_change(
         transaction,
@@ -723,9 +732,16 @@ impl Store for SqliteStore {
     }
 
     fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
+        let folded;
+        let value = if key == UserKey::UserName {
+            folded = fold(value);
+            folded.as_str()
+        } else {
+            value
+        };
         let column = match key {
             UserKey::Id => "id",
-            UserKey::UserName => "user_name",
+            UserKey::UserName => "user_name_key",
             UserKey::ExternalId => "external_id",
         };
         self.read(|connection| {
@@ -809,15 +825,16 @@ impl Store for SqliteStore {
                 |row| row.get(0),
             )?;
             transaction.execute(
-                "UPDATE groups SET display_name = ?2, external_id = ?3, doc = ?4, version = ?5,
-                     modified = ?6 WHERE id = ?1",
+                "UPDATE groups SET display_name = ?2, display_name_key = ?7, external_id = ?3, doc = ?4,
+                     version = ?5, modified = ?6 WHERE id = ?1",
                 params![
                     id,
                     group.display_name,
                     group.external_id,
                     to_json(&group.attributes),
                     version + 1,
-                    now()
+                    now(),
+                    fold(&group.display_name)
                 ],
             )?;
             let action = if previous_name == group.display_name {
@@ -834,12 +851,22 @@ impl Store for SqliteStore {
             )?;
             if let Some(members) = &group.members {
                 let wanted: HashSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
-                let stale: Vec<String> = member_ids(transaction, id)?
-                    .into_iter()
+                let current: HashSet<String> = member_ids(transaction, id)?.into_iter().collect();
+                let stale: Vec<String> = current
+                    .iter()
                     .filter(|member| !wanted.contains(member.as_str()))
+                    .cloned()
+                    .collect();
+                // Only members new to the group are checked (existence,
+                // cycles): a PATCH adding one member to a large group costs
+                // one check, not one per member.
+                let new: Vec<Member> = members
+                    .iter()
+                    .filter(|member| !current.contains(&member.id))
+                    .cloned()
                     .collect();
                 let removed = remove_members(transaction, id, &stale)?;
-                let added = add_members(transaction, id, members)?;
+                let added = add_members(transaction, id, &new)?;
                 record_membership_change(transaction, id, &added, &removed)?;
             }
             Ok(())
@@ -891,9 +918,16 @@ impl Store for SqliteStore {
     }
 
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
+        let folded;
+        let value = if key == GroupKey::DisplayName {
+            folded = fold(value);
+            folded.as_str()
+        } else {
+            value
+        };
         let column = match key {
             GroupKey::Id => "id",
-            GroupKey::DisplayName => "display_name",
+            GroupKey::DisplayName => "display_name_key",
             GroupKey::ExternalId => "external_id",
         };
         self.read(|connection| {
@@ -1225,8 +1259,8 @@ impl Store for SqliteStore {
             let mut outcome = ImportOutcome::default();
             for user in &batch.users {
                 let existing: Option<String> = transaction
-                    .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
-                    .query_row([&user.user_name], |row| row.get(0))
+                    .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
+                    .query_row([fold(&user.user_name)], |row| row.get(0))
                     .optional()?;
                 match existing {
                     Some(id) => {
@@ -1259,8 +1293,8 @@ impl Store for SqliteStore {
                 let mut members = Vec::with_capacity(group.member_user_names.len());
                 for user_name in &group.member_user_names {
                     let user_id: String = transaction
-                        .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
-                        .query_row([user_name], |row| row.get(0))
+                        .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
+                        .query_row([fold(user_name)], |row| row.get(0))
                         .optional()?
                         .ok_or_else(|| {
                             StoreError::InvalidMembership(format!(

@@ -404,3 +404,23 @@ fn an_import_updates_what_it_names_and_keeps_the_rest() {
     );
     assert_eq!(ada.attributes["title"], "Countess");
 }
+
+#[test]
+fn names_are_unique_and_found_without_regard_to_unicode_case() {
+    let (_folder, store) = open();
+    store.create_user(user("Zoë")).unwrap();
+    assert!(matches!(
+        store.create_user(user("ZOË")),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.find_users(UserKey::UserName, "zoë").unwrap().len(), 1);
+    store.create_group(group("Équipe", None)).unwrap();
+    assert!(store.create_group(group("ÉQUIPE", None)).is_err());
+    assert_eq!(
+        store
+            .find_groups(scimlink::store::GroupKey::DisplayName, "équipe")
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -5,7 +5,10 @@
 
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
-    user_name   TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    user_name   TEXT NOT NULL,
+    -- userName folded to lower case (Unicode, by the host): unique, and
+    -- what lookups compare, so that "ZOË" and "zoë" are one user.
+    user_name_key TEXT NOT NULL UNIQUE,
     external_id TEXT,
     active      INTEGER NOT NULL,
     -- The SCIM attributes as the directory holds them (no id, meta, groups).
@@ -15,10 +18,12 @@ CREATE TABLE users (
     modified    TEXT NOT NULL
 );
 CREATE INDEX users_external_id ON users (external_id);
+CREATE INDEX users_order ON users (user_name, id);
 
 CREATE TABLE groups (
     id           TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    display_name TEXT NOT NULL,
+    display_name_key TEXT NOT NULL UNIQUE,
     external_id  TEXT,
     doc          TEXT NOT NULL,
     version      INTEGER NOT NULL,
@@ -26,6 +31,7 @@ CREATE TABLE groups (
     modified     TEXT NOT NULL
 );
 CREATE INDEX groups_external_id ON groups (external_id);
+CREATE INDEX groups_order ON groups (display_name, id);
 
 -- A member is a user or (nested) group; cycles are refused by the host.
 CREATE TABLE memberships (
