@@ -201,6 +201,7 @@ fn scim_benchmark() {
                 store,
                 admin_token: BearerToken::from_plain("admin"),
                 plugins: None,
+                plugin_history: None,
             },
             BearerToken::from_plain(SCIM_TOKEN),
         );

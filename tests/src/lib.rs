@@ -214,7 +214,11 @@ impl Host {
     }
 
     pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Host {
-        let plugins = repository().join("dist/plugins");
+        Self::start_serving(data, &repository().join("dist/plugins"), env)
+    }
+
+    /// A host on `data` serving the connectors of `plugins`.
+    pub fn start_serving(data: &Path, plugins: &Path, env: &[(&str, &str)]) -> Host {
         let data_arg = data.display().to_string();
         let plugins_arg = plugins.display().to_string();
         let mut process = Running::start_with_env(

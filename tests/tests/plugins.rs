@@ -83,7 +83,15 @@ fn serve_follows_its_plugins_folder() {
     let plugins = work.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     let mut host = Running::start(
-        &["serve", "--data", "data", "--plugins", "plugins"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "data",
+            "--plugins",
+            "plugins",
+        ],
         work.path(),
     );
     host.expect_line(&["serving connectors from plugins"], WITHIN);
@@ -112,7 +120,10 @@ fn serve_follows_its_plugins_folder() {
 #[test]
 fn serve_waits_for_a_missing_plugins_folder() {
     let work = tempfile::tempdir().unwrap();
-    let mut host = Running::start(&["serve", "--plugins", "later"], work.path());
+    let mut host = Running::start(
+        &["serve", "--listen", "127.0.0.1:0", "--plugins", "later"],
+        work.path(),
+    );
     host.expect_line(&["later", "cannot open the plugins folder"], WITHIN);
     assert!(host.is_running());
 
@@ -162,7 +173,15 @@ fn plugin_rollback_puts_the_previous_version_back_into_a_running_host() {
     );
 
     let mut host = Running::start(
-        &["serve", "--data", "data", "--plugins", "plugins"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "data",
+            "--plugins",
+            "plugins",
+        ],
         work.path(),
     );
     deploy(&fixture_component("versioned-1.0.0"), &plugins);
@@ -198,7 +217,15 @@ fn serve_refuses_a_limits_file_it_cannot_use() {
     )
     .unwrap();
     let output = Command::new(scimlink_binary())
-        .args(["serve", "--plugins", "plugins", "--limits", "limits.json"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugins",
+            "plugins",
+            "--limits",
+            "limits.json",
+        ])
         .current_dir(work.path())
         .output()
         .unwrap();
@@ -216,7 +243,15 @@ fn serve_refuses_a_limits_file_it_cannot_use() {
     )
     .unwrap();
     let output = Command::new(scimlink_binary())
-        .args(["serve", "--plugins", "plugins", "--limits", "limits.json"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugins",
+            "plugins",
+            "--limits",
+            "limits.json",
+        ])
         .current_dir(work.path())
         .output()
         .unwrap();
@@ -240,8 +275,50 @@ fn serve_refuses_a_limits_file_it_cannot_use() {
     )
     .unwrap();
     let mut host = Running::start(
-        &["serve", "--plugins", "plugins", "--limits", "limits.json"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugins",
+            "plugins",
+            "--limits",
+            "limits.json",
+        ],
         work.path(),
     );
     host.expect_line(&["plugin custom-scim 0.1.0 loaded"], WITHIN);
+}
+
+#[test]
+fn the_admin_api_lists_and_rolls_back_connectors() {
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let mut host = scimlink_e2e::Host::start_serving(
+        &work.path().join("data"),
+        &plugins,
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", scimlink_e2e::ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN),
+        ],
+    );
+    deploy(&fixture_component("versioned-1.0.0"), &plugins);
+    host.process
+        .expect_line(&["plugin versioned 1.0.0 loaded"], WITHIN);
+    let refused = host.admin("POST", "/plugins/versioned/rollback", None);
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "nothing_to_roll_back");
+
+    deploy(&fixture_component("versioned-2.0.0"), &plugins);
+    host.process
+        .expect_line(&["plugin versioned 1.0.0 → 2.0.0"], WITHIN);
+    let listed = host.admin("GET", "/plugins", None);
+    assert_eq!(listed.body[0]["name"], "versioned");
+    assert_eq!(listed.body[0]["version"], "2.0.0");
+
+    let rolled = host.admin("POST", "/plugins/versioned/rollback", None);
+    assert_eq!(rolled.status, 200, "{:?}", rolled.body);
+    assert_eq!(rolled.body["to_version"], "1.0.0");
+    host.process
+        .expect_line(&["plugin versioned 2.0.0 → 1.0.0"], WITHIN);
 }

@@ -31,6 +31,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(bind, unbind))
         .routes(routes!(scope))
         .routes(routes!(list_plugins))
+        .routes(routes!(rollback_plugin))
 }
 
 /// An application as the admin API shows it. The token is never shown.
@@ -421,26 +422,33 @@ pub struct BindingView {
     pub group: String,
 }
 
-/// The groups bound to an application.
-#[utoipa::path(get, path = "/apps/{app}/bindings", tag = "applications", params(("app" = String, Path, description = "name or id")),
-    responses((status = 200, body = Vec<BindingView>), (status = 404, body = ApiErrorBody)))]
+/// The groups bound to an application, by name.
+#[utoipa::path(get, path = "/apps/{app}/bindings", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), PageParams),
+    responses((status = 200, body = PageOf<BindingView>), (status = 404, body = ApiErrorBody)))]
 async fn list_bindings(
     State(state): State<ApiState>,
     Path(app): Path<String>,
-) -> Result<Json<Vec<BindingView>>, ApiError> {
-    store_call(&state, move |store| store.bindings(&app))
-        .await
-        .map(|groups| {
-            Json(
-                groups
-                    .into_iter()
-                    .map(|g| BindingView {
-                        group_id: g.id,
-                        group: g.display_name,
-                    })
-                    .collect(),
-            )
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<BindingView>>, ApiError> {
+    let page = page.page()?;
+    let groups = store_call(&state, move |store| store.bindings(&app)).await?;
+    let total = groups.len() as u64;
+    let items = groups
+        .into_iter()
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+        .map(|g| BindingView {
+            group_id: g.id,
+            group: g.display_name,
         })
+        .collect();
+    Ok(Json(PageOf {
+        items,
+        total,
+        offset: page.offset,
+        limit: page.limit,
+    }))
 }
 
 /// Bind a group to an application: its members come into scope.
@@ -554,6 +562,68 @@ async fn list_plugins(State(state): State<ApiState>) -> Json<Vec<PluginView>> {
             })
             .collect(),
     )
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RollbackView {
+    pub name: String,
+    pub from_version: String,
+    pub to_version: String,
+}
+
+/// Serve the version of a connector that served before the current one.
+/// The host swaps it in within moments; a second rollback undoes the first.
+#[utoipa::path(post, path = "/plugins/{name}/rollback", tag = "connectors",
+    params(("name" = String, Path, description = "the connector's manifest name")),
+    responses((status = 200, body = RollbackView), (status = 409, description = "nothing to roll back to", body = ApiErrorBody)))]
+async fn rollback_plugin(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<RollbackView>, ApiError> {
+    let (Some(registry), Some(history)) = (state.plugins.clone(), state.plugin_history.clone())
+    else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_history",
+            "this host keeps no serving history",
+        ));
+    };
+    let restored =
+        tokio::task::spawn_blocking(move || history.restore_previous(&name, registry.folder()))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the rollback task failed",
+                )
+            })?
+            .map_err(|error| match error {
+                crate::runtime::history::RestoreError::History(history) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "nothing_to_roll_back",
+                    history.to_string(),
+                ),
+                other => {
+                    tracing::error!("rollback: {other}");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        other.to_string(),
+                    )
+                }
+            })?;
+    tracing::info!(
+        "connector {} rolled back from {} to {} through the admin API",
+        restored.name,
+        restored.from_version,
+        restored.to_version
+    );
+    Ok(Json(RollbackView {
+        name: restored.name,
+        from_version: restored.from_version,
+        to_version: restored.to_version,
+    }))
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct ApiState {
     /// The served connectors, when the host runs them (validation of
     /// `connector` and settings on application writes).
     pub plugins: Option<Arc<PluginRegistry>>,
+    /// The serving history of the connectors (`DATA/plugin-history`), for
+    /// rollbacks.
+    pub plugin_history: Option<crate::runtime::history::History>,
 }
 
 #[derive(OpenApi)]

@@ -50,6 +50,7 @@ pub enum AppCommand {
     /// Replace an application's bearer token without deactivating it.
     RotateToken {
         name: String,
+        /// The new token; `-` reads it from standard input.
         #[arg(long)]
         token: String,
     },
@@ -66,7 +67,8 @@ pub struct AppAdd {
     /// connector's own when absent.
     #[arg(long)]
     base_url: Option<String>,
-    /// The application's bearer token.
+    /// The application's bearer token; `-` reads it from standard input,
+    /// which keeps it out of the process list and shell history.
     #[arg(long)]
     token: String,
     /// KEY=VALUE, repeatable (for example tenantId=1234).
@@ -181,6 +183,22 @@ fn segment(text: &str) -> String {
         .collect()
 }
 
+/// The token as given, or read from standard input when given as `-`.
+fn token_argument(token: String) -> anyhow::Result<String> {
+    if token != "-" {
+        return Ok(token);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the token from standard input")?;
+    let token = line.trim().to_string();
+    if token.is_empty() {
+        bail!("standard input held no token");
+    }
+    Ok(token)
+}
+
 pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<ExitCode> {
     let client = AdminClient::new(&connection)?;
     match command {
@@ -194,7 +212,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                     "label": add.label,
                     "connector": add.connector,
                     "baseUrl": add.base_url,
-                    "token": add.token,
+                    "token": token_argument(add.token)?,
                     "settings": settings,
                     "manageGroups": add.manage_groups,
                 })),
@@ -285,7 +303,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             client.call(
                 Method::POST,
                 &format!("/apps/{}/rotate-token", segment(&name)),
-                Some(json!({ "token": token })),
+                Some(json!({ "token": token_argument(token)? })),
             )?;
             println!("{name}: token replaced");
         }

@@ -84,6 +84,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             store,
             admin_token,
             plugins: Some(Arc::clone(&registry)),
+            plugin_history: Some(History::new(args.data.join("plugin-history"))),
         },
         scim_token,
     );
@@ -101,14 +102,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot read the listening address")?;
         announce(address, &admin_origin, &scim_origin);
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
             .context("the HTTP server failed")
     })?;
     tracing::info!("shutting down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM from a service manager: requests in flight finish.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Tells the operator where everything is, and shows a generated token

@@ -140,6 +140,69 @@ impl History {
     pub fn folder(&self) -> &Path {
         &self.folder
     }
+
+    /// Puts the version of `name` that served before the current one back
+    /// into the plugins folder, in place of the current one's file. A
+    /// running host picks it up like any deploy.
+    pub fn restore_previous(&self, name: &str, plugins: &Path) -> Result<Restored, RestoreError> {
+        let (current, previous) = self.rollback_target(name)?;
+        let target = file_holding(plugins, &current.sha256)
+            .unwrap_or_else(|| plugins.join(format!("{name}.wasm")));
+        let source = self.component_path(name, &previous.sha256);
+        // Copy beside, then rename: the host never reads half a file.
+        let temporary = plugins.join(format!(".{name}.rollback"));
+        if let Err(error) =
+            std::fs::copy(&source, &temporary).and_then(|_| std::fs::rename(&temporary, &target))
+        {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(RestoreError::Io {
+                source_file: source.display().to_string(),
+                target: target.display().to_string(),
+                reason: error.to_string(),
+            });
+        }
+        Ok(Restored {
+            name: name.to_owned(),
+            from_version: current.version,
+            to_version: previous.version,
+            file: target,
+        })
+    }
+}
+
+/// What a rollback put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub name: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// The plugins-folder file that now holds the restored version.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("cannot put {source_file} in place of {target}: {reason}")]
+    Io {
+        source_file: String,
+        target: String,
+        reason: String,
+    },
+}
+
+/// The `*.wasm` file of `folder` whose contents have this sha256.
+fn file_holding(folder: &Path, sha256: &str) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
+        .find(|path| {
+            std::fs::read(path).is_ok_and(|bytes| hex::encode(Sha256::digest(&bytes)) == sha256)
+        })
 }
 
 #[cfg(test)]

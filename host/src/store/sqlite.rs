@@ -552,6 +552,7 @@ fn add_members(
             )?
             .execute(params![group_id, member.id, member.kind.as_str()])?;
         if inserted > 0 {
+            touch_user(transaction, &member.id)?;
             added.push(member.id.clone());
         }
     }
@@ -587,10 +588,20 @@ fn remove_members(
             .prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND member_id = ?2")?
             .execute(params![group_id, member])?;
         if deleted > 0 {
+            touch_user(transaction, member)?;
             removed.push(member.clone());
         }
     }
     Ok(removed)
+}
+
+/// A user's `groups` is part of the user: a membership change gives the
+/// user a new version (and ETag). A group id matches no user and is a no-op.
+fn touch_user(transaction: &Transaction<'_>, id: &str) -> StoreResult<()> {
+    transaction
+        .prepare_cached("UPDATE users SET version = version + 1, modified = ?2 WHERE id = ?1")?
+        .execute(params![id, now()])?;
+    Ok(())
 }
 
 fn record_membership_change(
@@ -895,6 +906,9 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
             transaction.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+            for member in &members {
+                touch_user(transaction, member)?;
+            }
             for parent in &parents {
                 bump_group(transaction, parent)?;
             }
