@@ -68,6 +68,15 @@ fn scim2_tester_finds_the_inbound_server_compliant() {
         "scim2-tester checks failed:\n{}",
         failed.join("\n")
     );
+    let skipped: Vec<&str> = report
+        .lines()
+        .filter(|line| line.starts_with("SKIP"))
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "scim2-tester skipped checks:\n{}",
+        skipped.join("\n")
+    );
     assert!(
         passed >= 100,
         "only {passed} checks passed:\n{report}{summary}"

@@ -132,12 +132,72 @@ async fn unknown_endpoint() -> ScimError {
     ScimError::not_found("no SCIM endpoint at this path")
 }
 
-async fn root_search() -> ScimError {
-    ScimError::new(
-        StatusCode::NOT_IMPLEMENTED,
+/// `POST /.search` (RFC 7644 §3.4.3): users and groups alike, users first.
+/// Sorting applies within each resource type.
+async fn root_search(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::parse(ListParams::from_search(&json_body(body).await?)?)?;
+    let base = base_url(&headers);
+    let (request, page, total) = blocking(&state.store, move |store| {
+        let mut users = Vec::new();
+        store.scan_users(&mut |user| {
+            users.push(user);
+            true
+        })?;
+        let mut groups = Vec::new();
+        store.scan_groups(&mut |group| {
+            groups.push(group);
+            true
+        })?;
+        let everything = ListRequest {
+            start_index: 1,
+            count: usize::MAX,
+            ..request.clone_without_paging()
+        };
+        let (matching_users, _) = select(
+            &USER_TYPE,
+            &everything,
+            users.iter().map(user_summary).collect(),
+        );
+        let (matching_groups, _) = select(
+            &GROUP_TYPE,
+            &everything,
+            groups.iter().map(|g| render_group(&base, g)).collect(),
+        );
+        let total = matching_users.len() + matching_groups.len();
+        let mut by_id: std::collections::HashMap<String, UserRecord> =
+            users.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let mut page = Vec::new();
+        for user in matching_users
+            .iter()
+            .skip(request.start_index - 1)
+            .take(request.count)
+        {
+            if let Some(record) = user["id"].as_str().and_then(|id| by_id.remove(id)) {
+                let groups = store.user_groups(&record.id)?;
+                page.push(
+                    request
+                        .projection
+                        .apply(&USER_TYPE, render_user(&base, &record, &groups)),
+                );
+            }
+        }
+        let skip_groups = (request.start_index - 1).saturating_sub(matching_users.len());
+        let room = request.count - page.len();
+        for group in matching_groups.into_iter().skip(skip_groups).take(room) {
+            page.push(request.projection.apply(&GROUP_TYPE, group));
+        }
+        Ok((request, page, total))
+    })
+    .await?;
+    Ok(scim_response(
+        StatusCode::OK,
+        &list_response(page, total, request.start_index),
         None,
-        "search across resource types is not supported; use /Users/.search or /Groups/.search",
-    )
+    ))
 }
 
 /// The base URL of this server as the client reached it, for `location`s.
@@ -659,6 +719,20 @@ struct ListRequest {
 }
 
 impl ListRequest {
+    /// The same filter, sort and projection.
+    fn clone_without_paging(&self) -> Self {
+        ListRequest {
+            filter: self.filter.clone(),
+            start_index: 1,
+            count: MAX_PAGE,
+            sort: self.sort.clone(),
+            projection: Projection {
+                only: self.projection.only.clone(),
+                excluded: self.projection.excluded.clone(),
+            },
+        }
+    }
+
     fn parse(params: ListParams) -> Result<Self, ScimError> {
         let filter = match params.filter.as_deref().map(str::trim) {
             None | Some("") => None,
