@@ -9,4 +9,8 @@ if ! command -v cargo >/dev/null && [[ -f "$HOME/.cargo/env" ]]; then
   source "$HOME/.cargo/env"
 fi
 ./scripts/build-plugins.sh
-exec cargo run --release --quiet -p scimlink -- serve "$@"
+# The whole workspace's binaries, so that dependencies are built with the
+# same features as the test suite's and a machine that ran the tests does
+# not compile them again.
+cargo build --release --quiet --workspace --bins
+exec "${CARGO_TARGET_DIR:-target}/release/scimlink" serve "$@"

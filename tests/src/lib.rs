@@ -246,7 +246,7 @@ impl Host {
             base,
             data: data.to_path_buf(),
             _folder: None,
-            http: reqwest::blocking::Client::builder()
+            http: http_client_builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client"),
@@ -332,4 +332,11 @@ pub fn peer_python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// An HTTP client builder for the tests: a TLS provider is installed first,
+/// as the workspace builds reqwest without one.
+pub fn http_client_builder() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
 }

@@ -269,7 +269,9 @@ fn bad_scim_input_is_a_4xx_with_a_scim_error_and_changes_nothing() {
         );
     }
     // Malformed JSON is refused as such.
-    let raw = reqwest::blocking::Client::new()
+    let raw = scimlink_e2e::http_client_builder()
+        .build()
+        .unwrap()
         .post(format!("{}/scim/v2/Users", host.base))
         .bearer_auth(SCIM_TOKEN)
         .body("{\"userName\": ")
