@@ -313,8 +313,9 @@ fn the_admin_api_lists_and_rolls_back_connectors() {
     host.process
         .expect_line(&["plugin versioned 1.0.0 → 2.0.0"], WITHIN);
     let listed = host.admin("GET", "/plugins", None);
-    assert_eq!(listed.body[0]["name"], "versioned");
-    assert_eq!(listed.body[0]["version"], "2.0.0");
+    assert_eq!(listed.body["total"], 1);
+    assert_eq!(listed.body["items"][0]["name"], "versioned");
+    assert_eq!(listed.body["items"][0]["version"], "2.0.0");
 
     let rolled = host.admin("POST", "/plugins/versioned/rollback", None);
     assert_eq!(rolled.status, 200, "{:?}", rolled.body);

@@ -6,6 +6,8 @@
 //! this view does not show are kept as they are.
 
 use axum::Json;
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,9 @@ pub struct UserFields {
     /// The work location (office or city).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Attributes outside the standard set, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_attributes: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -120,6 +125,8 @@ pub struct UserUpdate {
     pub organization: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub location: Option<Option<String>>,
+    /// Replaces every custom attribute.
+    pub custom_attributes: Option<BTreeMap<String, String>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -178,6 +185,22 @@ impl UserFields {
             department: owned(text_at(a, &[ENTERPRISE_USER_SCHEMA, "department"])),
             organization: owned(text_at(a, &[ENTERPRISE_USER_SCHEMA, "organization"])),
             location: owned(text_at(a, &[DIRECTORY_USER_SCHEMA, "location"])),
+            custom_attributes: a
+                .get(DIRECTORY_USER_SCHEMA)
+                .and_then(|ext| ext.get("customAttributes"))
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| {
+                            Some((
+                                item.get("name")?.as_str()?.to_string(),
+                                item.get("value")?.as_str()?.to_string(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -224,6 +247,26 @@ impl UserFields {
             &mut attributes,
             &[DIRECTORY_USER_SCHEMA, "location"],
             self.location,
+        );
+        if let Some(name) = self
+            .custom_attributes
+            .keys()
+            .find(|name| name.trim().is_empty())
+        {
+            return Err(ApiError::invalid(
+                "customAttributes",
+                format!("{name:?} is not a name"),
+            ));
+        }
+        let custom: Vec<Value> = self
+            .custom_attributes
+            .into_iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect();
+        set_value(
+            &mut attributes,
+            &[DIRECTORY_USER_SCHEMA, "customAttributes"],
+            (!custom.is_empty()).then_some(Value::Array(custom)),
         );
         let expired = self.password_expired.then_some(true);
         match expired {
@@ -274,6 +317,9 @@ impl UserFields {
             if let Some(change) = change {
                 *field = change;
             }
+        }
+        if let Some(custom) = update.custom_attributes {
+            self.custom_attributes = custom;
         }
         self
     }

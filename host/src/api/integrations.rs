@@ -528,40 +528,53 @@ pub struct SettingView {
     pub description: String,
 }
 
-/// The connectors this host serves.
-#[utoipa::path(get, path = "/plugins", tag = "connectors", responses((status = 200, body = Vec<PluginView>)))]
-async fn list_plugins(State(state): State<ApiState>) -> Json<Vec<PluginView>> {
-    let plugins = state
+/// The connectors this host serves, by name.
+#[utoipa::path(get, path = "/plugins", tag = "connectors", params(PageParams),
+    responses((status = 200, body = PageOf<PluginView>)))]
+async fn list_plugins(
+    State(state): State<ApiState>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<PluginView>>, ApiError> {
+    let page = page.page()?;
+    let mut plugins = state
         .plugins
         .as_ref()
         .map(|registry| registry.list())
         .unwrap_or_default();
-    Json(
-        plugins
-            .iter()
-            .map(|plugin| {
-                let identity = plugin.identity();
-                let manifest = plugin.manifest();
-                PluginView {
-                    name: identity.name.clone(),
-                    version: identity.version.clone(),
-                    contract: identity.contract.clone(),
-                    description: manifest.description.clone(),
-                    sha256: identity.sha256.clone(),
-                    base_url_template: manifest.base_url_template.clone(),
-                    settings: manifest
-                        .settings
-                        .iter()
-                        .map(|spec| SettingView {
-                            key: spec.key.clone(),
-                            required: spec.required,
-                            description: spec.description.clone(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-    )
+    plugins.sort_by(|a, b| a.name().cmp(b.name()));
+    let total = plugins.len() as u64;
+    let items = plugins
+        .iter()
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+        .map(|plugin| {
+            let identity = plugin.identity();
+            let manifest = plugin.manifest();
+            PluginView {
+                name: identity.name.clone(),
+                version: identity.version.clone(),
+                contract: identity.contract.clone(),
+                description: manifest.description.clone(),
+                sha256: identity.sha256.clone(),
+                base_url_template: manifest.base_url_template.clone(),
+                settings: manifest
+                    .settings
+                    .iter()
+                    .map(|spec| SettingView {
+                        key: spec.key.clone(),
+                        required: spec.required,
+                        description: spec.description.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(Json(PageOf {
+        items,
+        total,
+        offset: page.offset,
+        limit: page.limit,
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -340,6 +340,16 @@ pub static DIRECTORY_USER: Schema = Schema {
             "The user's password has expired: they are provisioned inactive.",
         ),
         string("location", "The user's work location (office or city)."),
+        attr(
+            "customAttributes",
+            Kind::Complex,
+            "Directory attributes outside the standard set, by name; connectors may map them.",
+        )
+        .multi()
+        .complex(&[
+            string("name", "The attribute's name.").case_exact(),
+            string("value", "The attribute's value."),
+        ]),
     ],
 };
 
