@@ -433,22 +433,10 @@ async fn list_bindings(
 ) -> Result<Json<PageOf<BindingView>>, ApiError> {
     let page = page.page()?;
     let groups = store_call(&state, move |store| store.bindings(&app)).await?;
-    let total = groups.len() as u64;
-    let items = groups
-        .into_iter()
-        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
-        .map(|g| BindingView {
-            group_id: g.id,
-            group: g.display_name,
-        })
-        .collect();
-    Ok(Json(PageOf {
-        items,
-        total,
-        offset: page.offset,
-        limit: page.limit,
-    }))
+    Ok(Json(PageOf::slice(groups, page, |g| BindingView {
+        group_id: g.id,
+        group: g.display_name,
+    })))
 }
 
 /// Bind a group to an application: its members come into scope.
@@ -495,18 +483,7 @@ async fn scope(
 ) -> Result<Json<PageOf<String>>, ApiError> {
     let page = page.page()?;
     let users = store_call(&state, move |store| store.users_in_scope(&app)).await?;
-    let total = users.len() as u64;
-    let items = users
-        .into_iter()
-        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
-        .collect();
-    Ok(Json(PageOf {
-        items,
-        total,
-        offset: page.offset,
-        limit: page.limit,
-    }))
+    Ok(Json(PageOf::slice(users, page, |id| id)))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -542,39 +519,27 @@ async fn list_plugins(
         .map(|registry| registry.list())
         .unwrap_or_default();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
-    let total = plugins.len() as u64;
-    let items = plugins
-        .iter()
-        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
-        .map(|plugin| {
-            let identity = plugin.identity();
-            let manifest = plugin.manifest();
-            PluginView {
-                name: identity.name.clone(),
-                version: identity.version.clone(),
-                contract: identity.contract.clone(),
-                description: manifest.description.clone(),
-                sha256: identity.sha256.clone(),
-                base_url_template: manifest.base_url_template.clone(),
-                settings: manifest
-                    .settings
-                    .iter()
-                    .map(|spec| SettingView {
-                        key: spec.key.clone(),
-                        required: spec.required,
-                        description: spec.description.clone(),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    Ok(Json(PageOf {
-        items,
-        total,
-        offset: page.offset,
-        limit: page.limit,
-    }))
+    Ok(Json(PageOf::slice(plugins, page, |plugin| {
+        let identity = plugin.identity();
+        let manifest = plugin.manifest();
+        PluginView {
+            name: identity.name.clone(),
+            version: identity.version.clone(),
+            contract: identity.contract.clone(),
+            description: manifest.description.clone(),
+            sha256: identity.sha256.clone(),
+            base_url_template: manifest.base_url_template.clone(),
+            settings: manifest
+                .settings
+                .iter()
+                .map(|spec| SettingView {
+                    key: spec.key.clone(),
+                    required: spec.required,
+                    description: spec.description.clone(),
+                })
+                .collect(),
+        }
+    })))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

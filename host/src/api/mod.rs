@@ -298,6 +298,26 @@ pub struct PageOf<T> {
     pub limit: u64,
 }
 
+impl<T> PageOf<T> {
+    /// The page `page` of a whole list held in memory, each item shown
+    /// through `view`.
+    pub fn slice<S>(all: Vec<S>, page: Page, view: impl FnMut(S) -> T) -> Self {
+        let total = all.len() as u64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+            .map(view)
+            .collect();
+        PageOf {
+            items,
+            total,
+            offset: page.offset,
+            limit: page.limit,
+        }
+    }
+}
+
 /// Runs a store call off the async workers, mapping its error.
 pub(crate) async fn store_call<T, F>(state: &ApiState, call: F) -> Result<T, ApiError>
 where
