@@ -11,10 +11,12 @@
 //! | [`store`] | the directory and the engine's durable state (SQLite by default) |
 //! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
+//! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;
 pub mod cli;
 pub mod runtime;
 pub mod scim;
+pub mod scim_client;
 pub mod store;

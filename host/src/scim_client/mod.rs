@@ -1,0 +1,480 @@
+//! The SCIM client: how the host talks to one application.
+//!
+//! One [`ScimClient`] per application owns everything between a SCIM
+//! request the engine wants sent and the application's answer:
+//! - the bearer token, injected here and nowhere else (connectors never see
+//!   it, logs and errors never show it);
+//! - connection reuse, HTTP/1.1 or HTTP/2 (ALPN) over rustls, a connect and
+//!   a total timeout per attempt;
+//! - retries with exponential backoff and full jitter on network errors,
+//!   5xx and 429, obeying `Retry-After` ([`retry`]);
+//! - a token bucket and a concurrency cap, and a rate that halves each time
+//!   the application answers 429 and recovers slowly as requests succeed
+//!   ([`rate`]);
+//! - a circuit breaker that stops sending after sustained failures and lets
+//!   one probe through after a cool-down ([`breaker`]).
+//!
+//! Which failures are retried: a 429 or 503 (the application did not do
+//! the work) and a connection that could not be opened, for every method; a
+//! 5xx, a timeout or a connection lost mid-request only for methods whose
+//! repetition cannot create a second account (everything but `POST`). The
+//! engine makes a retried create safe by looking the account up first.
+//! A 4xx other than 408/429 is permanent: [`ScimClientError::is_permanent`].
+
+pub mod breaker;
+pub mod rate;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::store::Secret;
+use breaker::{Admission, CircuitBreaker};
+use rate::AdaptiveRate;
+use retry::{Backoff, retry_after};
+
+/// How a client treats its application. Defaults suit a SaaS API.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientSettings {
+    /// Opening a connection, per attempt.
+    pub connect_timeout: Duration,
+    /// One attempt, from sending to the whole answer.
+    pub request_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; each retry doubles it, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` obeyed; a longer one fails the request
+    /// (its work waits in the queue instead of holding a worker).
+    pub max_retry_after: Duration,
+    /// Requests per second at most, and the burst above it.
+    pub requests_per_second: f64,
+    pub burst: u32,
+    /// Requests in flight at most.
+    pub concurrency: u32,
+    /// Consecutive failed requests that open the circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit waits before it lets a probe through.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            requests_per_second: 10.0,
+            burst: 10,
+            concurrency: 4,
+            breaker_threshold: 10,
+            breaker_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A request to the application, relative to its SCIM base URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimRequest {
+    pub method: Method,
+    /// `/Users`, `/Users/ID`, `/Users?filter=…` (already encoded).
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+impl ScimRequest {
+    pub fn get(path: impl Into<String>) -> Self {
+        ScimRequest {
+            method: Method::GET,
+            path: path.into(),
+            body: None,
+        }
+    }
+
+    pub fn with_body(method: Method, path: impl Into<String>, body: Value) -> Self {
+        ScimRequest {
+            method,
+            path: path.into(),
+            body: Some(body),
+        }
+    }
+
+    /// Whether sending it twice can do the work twice.
+    fn repeatable(&self) -> bool {
+        self.method != Method::POST
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimResponse {
+    pub status: StatusCode,
+    /// The JSON body; `Null` when there is none (204).
+    pub body: Value,
+    pub etag: Option<String>,
+    /// Attempts it took, the successful one included.
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+/// Why a request failed. Never holds the token.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScimClientError {
+    #[error("{method} {path}: HTTP {status} after {attempts} attempt(s): {detail}")]
+    Status {
+        method: String,
+        path: String,
+        status: u16,
+        /// The SCIM error's `detail` or the start of the body.
+        detail: String,
+        attempts: u32,
+    },
+    #[error("{method} {path}: {reason} after {attempts} attempt(s)")]
+    Network {
+        method: String,
+        path: String,
+        reason: String,
+        attempts: u32,
+    },
+    #[error("{method} {path}: asked to wait {wait:?} (Retry-After), longer than {limit:?}")]
+    WaitTooLong {
+        method: String,
+        path: String,
+        wait: Duration,
+        limit: Duration,
+    },
+    #[error("not sent: the circuit is open after {failures} consecutive failures ({last})")]
+    CircuitOpen { failures: u32, last: String },
+    #[error("the base URL {0:?} is not an http(s) URL")]
+    BadBaseUrl(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+impl ScimClientError {
+    /// A failure that another attempt will not cure: a 4xx other than 408
+    /// (timeout) and 429 (too many). 409 is the caller's to interpret.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ScimClientError::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            ScimClientError::BadBaseUrl(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status the application answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ScimClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The client of one application.
+pub struct ScimClient {
+    base_url: String,
+    http: reqwest::Client,
+    settings: ClientSettings,
+    authorization: HeaderValue,
+    in_flight: Semaphore,
+    rate: AdaptiveRate,
+    breaker: CircuitBreaker,
+}
+
+impl std::fmt::Debug for ScimClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimClient")
+            .field("base_url", &self.base_url)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Done(ScimResponse),
+    /// Worth another attempt after at least this long (a `Retry-After`).
+    Retry {
+        error: ScimClientError,
+        at_least: Option<Duration>,
+    },
+    Fail(ScimClientError),
+}
+
+impl ScimClient {
+    /// A client of the application at `base_url` (placeholders already
+    /// filled) with its bearer token.
+    pub fn new(
+        base_url: &str,
+        token: &Secret,
+        settings: ClientSettings,
+    ) -> Result<Arc<Self>, ScimClientError> {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        match reqwest::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => return Err(ScimClientError::BadBaseUrl(base_url)),
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .pool_max_idle_per_host(settings.concurrency.max(1) as usize)
+            .user_agent(concat!("scimlink/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| ScimClientError::Setup(error.to_string()))?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| ScimClientError::Setup("the token is not valid in a header".into()))?;
+        authorization.set_sensitive(true);
+        Ok(Arc::new(ScimClient {
+            base_url,
+            http,
+            authorization,
+            in_flight: Semaphore::new(settings.concurrency.max(1) as usize),
+            rate: AdaptiveRate::new(settings.requests_per_second, settings.burst),
+            breaker: CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cooldown),
+            settings,
+        }))
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The circuit breaker's view: open means nothing is being sent.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The rate the client sends at now, in requests per second.
+    pub fn current_rate(&self) -> f64 {
+        self.rate.current()
+    }
+
+    /// Sends a request, retrying as the module documentation says.
+    pub async fn send(&self, request: &ScimRequest) -> Result<ScimResponse, ScimClientError> {
+        let started = Instant::now();
+        let probe = match self.breaker.admit() {
+            Admission::Closed => false,
+            Admission::Probe => true,
+            Admission::Open { failures, last } => {
+                return Err(ScimClientError::CircuitOpen { failures, last });
+            }
+        };
+        let mut backoff = Backoff::new(self.settings.base_backoff, self.settings.max_backoff);
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            let result = self.attempt(request, attempts, started).await;
+            match result {
+                Attempt::Done(response) => break Ok(response),
+                Attempt::Fail(error) => break Err(error),
+                // A probe is one request: it tells whether the application
+                // is back, it does not wait for it.
+                Attempt::Retry { error, .. } if probe || attempts >= self.settings.max_attempts => {
+                    break Err(error);
+                }
+                Attempt::Retry { at_least, .. } => {
+                    let wait = backoff.next().max(at_least.unwrap_or_default());
+                    if wait > self.settings.max_retry_after {
+                        break Err(ScimClientError::WaitTooLong {
+                            method: request.method.to_string(),
+                            path: request.path.clone(),
+                            wait,
+                            limit: self.settings.max_retry_after,
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
+        match &outcome {
+            // A permanent failure is about the request, not the application.
+            Ok(_) => self.breaker.record_success(),
+            Err(error) if error.is_permanent() => self.breaker.record_success(),
+            Err(error) => {
+                if self.breaker.record_failure(&error.to_string()) {
+                    tracing::warn!(
+                        "{}: circuit opened after {} consecutive failures; last: {error}",
+                        self.base_url,
+                        self.settings.breaker_threshold
+                    );
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {
+        self.rate.acquire().await;
+        let Ok(_permit) = self.in_flight.acquire().await else {
+            return Attempt::Fail(ScimClientError::Setup("the client is shut down".into()));
+        };
+        let url = format!("{}{}", self.base_url, request.path);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &url)
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(header::ACCEPT, "application/scim+json, application/json");
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(header::CONTENT_TYPE, "application/scim+json")
+                .body(body.to_string());
+        }
+        let method = request.method.to_string();
+        let network = |reason: String| ScimClientError::Network {
+            method: method.clone(),
+            path: request.path.clone(),
+            reason,
+            attempts,
+        };
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let not_sent = error.is_connect();
+                let reason = describe(&error);
+                return if not_sent || request.repeatable() {
+                    Attempt::Retry {
+                        error: network(reason),
+                        at_least: None,
+                    }
+                } else {
+                    Attempt::Fail(network(reason))
+                };
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => {
+                let reason = describe(&error);
+                return if request.repeatable() {
+                    Attempt::Retry {
+                        error: network(reason),
+                        at_least: None,
+                    }
+                } else {
+                    Attempt::Fail(network(reason))
+                };
+            }
+        };
+        if status.is_success() {
+            self.rate.on_success();
+            let body = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_str(&text) {
+                    Ok(body) => body,
+                    Err(_) => {
+                        return Attempt::Fail(ScimClientError::Status {
+                            method,
+                            path: request.path.clone(),
+                            status: status.as_u16(),
+                            detail: format!("the answer is not JSON: {}", excerpt(&text)),
+                            attempts,
+                        });
+                    }
+                }
+            };
+            return Attempt::Done(ScimResponse {
+                status,
+                body,
+                etag: header_text(&headers, header::ETAG),
+                attempts,
+                elapsed: started.elapsed(),
+            });
+        }
+        let error = ScimClientError::Status {
+            method,
+            path: request.path.clone(),
+            status: status.as_u16(),
+            detail: error_detail(&text),
+            attempts,
+        };
+        let waited = retry_after(&headers, std::time::SystemTime::now());
+        match status.as_u16() {
+            429 => {
+                self.rate.on_throttled();
+                Attempt::Retry {
+                    error,
+                    at_least: waited,
+                }
+            }
+            503 => Attempt::Retry {
+                error,
+                at_least: waited,
+            },
+            500..=599 | 408 if request.repeatable() => Attempt::Retry {
+                error,
+                at_least: waited,
+            },
+            _ => Attempt::Fail(error),
+        }
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A network error in a sentence, without the URL's query (it may name a
+/// user) and never the request's headers.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer broke off"
+    } else {
+        "the request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    let mut innermost = None;
+    while let Some(cause) = source {
+        innermost = Some(cause.to_string());
+        source = cause.source();
+    }
+    match innermost {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
+/// The SCIM error's `detail`, else the start of the body.
+fn error_detail(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|body| {
+            body.get("detail")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| excerpt(text))
+}
+
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    let trimmed = text.trim();
+    match trimmed.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &trimmed[..cut]),
+        None => trimmed.to_string(),
+    }
+}

@@ -1,0 +1,396 @@
+//! The SCIM client against what applications do: throttle with
+//! `Retry-After`, fail with 5xx, hang, drop connections, refuse for good —
+//! played by a scripted HTTP server on loopback — and against a real SCIM
+//! server (scim2-server from PyPI) with a tenant path and a bearer token.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scimlink::scim_client::{ClientSettings, ScimClient, ScimClientError, ScimRequest};
+use scimlink::store::Secret;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted server does with one request.
+#[derive(Debug, Clone)]
+enum Play {
+    Status(u16, Option<&'static str>),
+    /// Answers 200 after this long.
+    Hang(Duration),
+    /// Closes the connection without answering.
+    Reset,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    request_line: String,
+    authorization: Option<String>,
+}
+
+struct Scripted {
+    address: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Scripted {
+    /// Plays `script` in order, then answers 200 to everything.
+    async fn start(script: Vec<Play>) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen_by_server = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(
+                    stream,
+                    Arc::clone(&script),
+                    Arc::clone(&seen_by_server),
+                ));
+            }
+        });
+        Scripted { address, seen }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/scim/v2", self.address)
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    script: Arc<Mutex<VecDeque<Play>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let mut buffer = Vec::new();
+    loop {
+        // Read one request: head, then the body its content-length names.
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buffer.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+        }
+        buffer.drain(..head_end + length);
+        seen.lock().unwrap().push(Seen {
+            request_line: head.lines().next().unwrap_or_default().to_string(),
+            authorization: head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("authorization")
+                    .then(|| value.trim().to_string())
+            }),
+        });
+        let play = script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Play::Status(200, None));
+        let (status, extra) = match play {
+            Play::Reset => return,
+            Play::Hang(time) => {
+                tokio::time::sleep(time).await;
+                (200, None)
+            }
+            Play::Status(status, retry_after) => (status, retry_after),
+        };
+        let body = if status < 300 {
+            json!({ "id": "42", "userName": "ada" }).to_string()
+        } else {
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": status.to_string(),
+                "detail": format!("scripted {status}"),
+            })
+            .to_string()
+        };
+        let retry = extra
+            .map(|value| format!("retry-after: {value}\r\n"))
+            .unwrap_or_default();
+        let answer = format!(
+            "HTTP/1.1 {status} Scripted\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n{retry}\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn settings() -> ClientSettings {
+    ClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        max_attempts: 4,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        requests_per_second: 1000.0,
+        burst: 100,
+        ..ClientSettings::default()
+    }
+}
+
+fn client(base: &str, settings: ClientSettings) -> Arc<ScimClient> {
+    ScimClient::new(base, &Secret::new("t0k-secret"), settings).unwrap()
+}
+
+fn post_user() -> ScimRequest {
+    ScimRequest::with_body(
+        reqwest::Method::POST,
+        "/Users",
+        json!({ "userName": "ada" }),
+    )
+}
+
+#[tokio::test]
+async fn retry_after_is_obeyed_and_the_pace_slows() {
+    let server = Scripted::start(vec![Play::Status(429, Some("1"))]).await;
+    let client = client(&server.base(), settings());
+    let started = Instant::now();
+    let response = client.send(&post_user()).await.unwrap();
+    assert_eq!(response.attempts, 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        client.current_rate() < 1000.0,
+        "a 429 slows the client down"
+    );
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "a throttled create is sent again"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_only_where_repeating_is_safe() {
+    let server = Scripted::start(vec![Play::Status(500, None), Play::Status(502, None)]).await;
+    let client = client(&server.base(), settings());
+    let response = client.send(&ScimRequest::get("/Users/42")).await.unwrap();
+    assert_eq!(response.attempts, 3);
+    assert_eq!(response.body["userName"], "ada");
+
+    let server = Scripted::start(vec![Play::Status(500, None)]).await;
+    let client = self::client(&server.base(), settings());
+    let error = client.send(&post_user()).await.unwrap_err();
+    assert_eq!(error.status(), Some(500));
+    assert!(!error.is_permanent());
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a create that may have happened is not repeated"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_and_dropped_connections_are_retried() {
+    let server = Scripted::start(vec![Play::Hang(Duration::from_secs(3)), Play::Reset]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            request_timeout: Duration::from_millis(300),
+            ..settings()
+        },
+    );
+    let response = client
+        .send(&ScimRequest::with_body(
+            reqwest::Method::PATCH,
+            "/Users/42",
+            json!({ "Operations": [] }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.attempts, 3);
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_not_retried_and_never_shows_the_token() {
+    let server = Scripted::start(vec![Play::Status(400, None)]).await;
+    let client = client(&server.base(), settings());
+    let error = client.send(&post_user()).await.unwrap_err();
+    assert!(error.is_permanent());
+    let text = error.to_string();
+    assert!(
+        text.contains("HTTP 400") && text.contains("scripted 400"),
+        "{text}"
+    );
+    assert!(!text.contains("t0k-secret") && !format!("{error:?}").contains("t0k-secret"));
+    assert!(!format!("{client:?}").contains("t0k-secret"));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some("Bearer t0k-secret")
+    );
+    assert_eq!(requests[0].request_line, "POST /scim/v2/Users HTTP/1.1");
+}
+
+#[tokio::test]
+async fn sustained_failures_open_the_circuit_until_a_probe_succeeds() {
+    let server = Scripted::start(vec![Play::Status(503, None), Play::Status(503, None)]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            max_attempts: 1,
+            breaker_threshold: 2,
+            breaker_cooldown: Duration::from_millis(300),
+            ..settings()
+        },
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .send(&ScimRequest::get("/Users"))
+                .await
+                .unwrap_err()
+                .status(),
+            Some(503)
+        );
+    }
+    let held = client.send(&ScimRequest::get("/Users")).await.unwrap_err();
+    assert!(
+        matches!(held, ScimClientError::CircuitOpen { failures: 2, .. }),
+        "{held}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "nothing is sent while the circuit is open"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    client.send(&ScimRequest::get("/Users")).await.unwrap();
+    assert!(!client.breaker().is_open());
+}
+
+#[tokio::test]
+async fn an_unreachable_application_fails_with_a_network_error() {
+    let vacant = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = vacant.local_addr().unwrap();
+    drop(vacant);
+    let client = client(
+        &format!("http://{address}/scim/v2"),
+        ClientSettings {
+            max_attempts: 2,
+            ..settings()
+        },
+    );
+    let error = client.send(&ScimRequest::get("/Users")).await.unwrap_err();
+    assert!(
+        matches!(error, ScimClientError::Network { attempts: 2, .. }),
+        "{error}"
+    );
+    assert!(ScimClient::new("ftp://x", &Secret::new("t"), settings()).is_err());
+}
+
+/// scim2-server from the test peers' environment, on a loopback port.
+struct Scim2Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers() -> PathBuf {
+    let folder = std::env::var_os("SCIMLINK_PYTHON_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/scimlink-py"));
+    assert!(
+        folder.join("bin/scim2-server").is_file(),
+        "{} has no scim2-server: scripts/test.sh installs the test peers",
+        folder.display()
+    );
+    folder
+}
+
+async fn scim2_server(token: &str, tenant: &str) -> Scim2Server {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let child = Command::new(peers().join("bin/scim2-server"))
+        .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--bearer-token", token, "--tenant", tenant])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Scim2Server {
+        child,
+        base: format!("http://127.0.0.1:{port}/{tenant}/v2"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "scim2-server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server
+}
+
+#[tokio::test]
+async fn a_real_scim_server_with_a_tenant_path_and_a_bearer_token() {
+    let server = scim2_server("app-token", "acme").await;
+    let client = ScimClient::new(&server.base, &Secret::new("app-token"), settings()).unwrap();
+    let created = client
+        .send(&ScimRequest::with_body(
+            reqwest::Method::POST,
+            "/Users",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ada@example.com",
+                "active": true,
+            }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.status.as_u16(), 201);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let found = client
+        .send(&ScimRequest::get(
+            "/Users?filter=userName%20eq%20%22ada%40example.com%22",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(found.body["totalResults"], 1);
+    assert_eq!(found.body["Resources"][0]["id"], id.as_str());
+
+    let wrong = ScimClient::new(&server.base, &Secret::new("not-the-token"), settings()).unwrap();
+    let error = wrong.send(&ScimRequest::get("/Users")).await.unwrap_err();
+    assert_eq!(error.status(), Some(401));
+    assert!(error.is_permanent());
+}
