@@ -288,7 +288,7 @@ impl ScimClient {
                     break Err(error);
                 }
                 Attempt::Retry { at_least, .. } => {
-                    let wait = backoff.next().max(at_least.unwrap_or_default());
+                    let wait = backoff.next_wait().max(at_least.unwrap_or_default());
                     if wait > self.settings.max_retry_after {
                         break Err(ScimClientError::WaitTooLong {
                             method: request.method.to_string(),

@@ -32,7 +32,7 @@ impl Backoff {
     }
 
     /// The next wait: uniform in [0, bound].
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let bound = self.bound();
         self.retries = self.retries.saturating_add(1);
         bound.mul_f64(unit_random())
@@ -71,11 +71,11 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         for expected in [100, 200, 400, 800, 1000, 1000] {
             assert_eq!(backoff.bound(), Duration::from_millis(expected));
-            assert!(backoff.next() <= Duration::from_millis(expected));
+            assert!(backoff.next_wait() <= Duration::from_millis(expected));
         }
         let mut many = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         for _ in 0..100 {
-            assert!(many.next() <= Duration::from_secs(60));
+            assert!(many.next_wait() <= Duration::from_secs(60));
         }
     }
 
