@@ -12,10 +12,12 @@
 //! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
+//! | [`engine`] | provisioning: so far the integration lifecycle and its events |
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod runtime;
 pub mod scim;
 pub mod scim_client;

@@ -340,3 +340,55 @@ pub fn http_client_builder() -> reqwest::blocking::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
 }
+
+/// scim2-server (PyPI) on a loopback port: a real SCIM service provider
+/// playing the application. Killed when dropped.
+pub struct Scim2Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Scim2Server {
+    /// Serves `/TENANT/v2`, accepting any of `tokens`.
+    pub fn start(tokens: &[&str], tenant: &str) -> Scim2Server {
+        let python = peer_python();
+        let server = python.with_file_name("scim2-server");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("its address").port()
+        };
+        let mut command = Command::new(server);
+        command.args([
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--tenant",
+            tenant,
+        ]);
+        for token in tokens {
+            command.args(["--bearer-token", token]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scim2-server starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "scim2-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Scim2Server { child, port }
+    }
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN, peer_python, repository};
+use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN, Scim2Server, peer_python, repository};
 use serde_json::{Value, json};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -477,6 +477,8 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
     let mut host = Host::start();
     let token = "app-bearer-0123456789-secret";
     let rotated = "app-bearer-rotated-9876543210";
+    let wrong = "not-the-application-token";
+    let application = Scim2Server::start(&[token, rotated], "acme");
     let folder = tempfile::tempdir().unwrap();
     let csv = folder.path().join("people.csv");
     std::fs::write(
@@ -487,6 +489,7 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
     let out = run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
     assert!(out.contains("2 created"), "{out}");
 
+    let template = format!("http://127.0.0.1:{}/{{tenantId}}/v2", application.port);
     let out = run_ok(
         &host,
         &[
@@ -496,34 +499,102 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
             "--connector",
             "custom-scim",
             "--base-url",
-            "https://crm.example.com/scim/{tenantId}/v2",
+            &template,
             "--token",
-            token,
+            wrong,
             "--setting",
             "tenantId=acme",
             "--manage-groups",
         ],
     );
     assert!(
-        out.contains("https://crm.example.com/scim/acme/v2"),
+        out.contains(&format!("http://127.0.0.1:{}/acme/v2", application.port)),
         "{out}"
     );
     run_ok(&host, &["app", "bind", "crm", "Engineering"]);
+
+    // A token the application refuses: activation fails, clearly.
+    let refused = host.cli(&["app", "activate", "crm"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("HTTP 401") && stderr.contains("refused the token"),
+        "{stderr}"
+    );
+    assert_eq!(
+        host.admin("GET", "/apps/crm", None).body["state"],
+        "inactive"
+    );
+
+    // The right token, then activation passes and keeps what the app supports.
+    run_ok(&host, &["app", "rotate-token", "crm", "--token", token]);
     run_ok(&host, &["app", "activate", "crm"]);
+    let app = host.admin("GET", "/apps/crm", None);
+    assert_eq!(app.body["state"], "active");
+    assert_eq!(app.body["capabilities"]["source"], "ServiceProviderConfig");
+    assert_eq!(app.body["capabilities"]["patch"], true);
     let list = run_ok(&host, &["app", "list"]);
     assert!(
         list.contains("crm") && list.contains("active") && list.contains("custom-scim"),
         "{list}"
     );
-
     let scope = host.admin("GET", "/apps/crm/scope", None);
     assert_eq!(scope.body["total"], 2, "{:?}", scope.body);
 
+    // Rotation while active: a refused token is not kept; a good one is,
+    // and the application stays active throughout.
+    let refused = host.cli(&["app", "rotate-token", "crm", "--token", wrong]);
+    assert!(!refused.status.success());
     run_ok(&host, &["app", "rotate-token", "crm", "--token", rotated]);
-    let app = host.admin("GET", "/apps/crm", None);
-    assert_eq!(app.body["state"], "active", "rotation does not deactivate");
+    assert_eq!(host.admin("GET", "/apps/crm", None).body["state"], "active");
     run_ok(&host, &["app", "unbind", "crm", "Engineering"]);
     run_ok(&host, &["app", "deactivate", "crm"]);
+
+    // Every step is in the audit trail.
+    let events: Value = serde_json::from_str(&run_ok(
+        &host,
+        &["events", "--app", "crm", "--format", "json"],
+    ))
+    .unwrap();
+    let trail: Vec<(String, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("idm_integration_activate", "failure"),
+        ("idm_integration_reauth", "success"),
+        ("idm_integration_activate", "success"),
+        ("idm_integration_reauth", "failure"),
+        ("idm_integration_reauth", "success"),
+        ("idm_integration_delete", "success"),
+    ];
+    assert_eq!(
+        trail,
+        expected.map(|(o, r)| (o.to_string(), r.to_string())),
+        "{events}"
+    );
+    let failures = run_ok(&host, &["events", "--app", "crm", "--outcome", "failure"]);
+    assert_eq!(failures.lines().count(), 2, "{failures}");
+    assert!(failures.contains("HTTP 401"), "{failures}");
+    let recent = run_ok(
+        &host,
+        &[
+            "events",
+            "--operation",
+            "idm_integration_activate",
+            "--since",
+            "1h",
+        ],
+    );
+    assert_eq!(recent.lines().count(), 2, "{recent}");
 
     // Clear errors for what cannot be done.
     let output = host.cli(&[
@@ -543,20 +614,24 @@ fn an_operator_adds_binds_activates_and_rotates_an_application() {
     );
     let output = host.cli(&["app", "bind", "crm", "No Such Group"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
+    let output = host.cli(&["events", "--since", "yesterday"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("since"));
 
-    // The token is never returned, logged, or stored in the clear.
+    // The tokens are never returned, logged, recorded or stored in the clear.
     let listing = host.admin("GET", "/apps", None).body.to_string();
+    let trail = events.to_string();
     std::thread::sleep(Duration::from_millis(100));
     host.process.drain();
     let log = host.process.output();
-    for secret in [token, rotated] {
+    for secret in [token, rotated, wrong] {
         assert!(!listing.contains(secret));
+        assert!(!trail.contains(secret));
         assert!(!log.contains(secret));
         for file in ["scimlink.db", "scimlink.db-wal"] {
             if let Ok(bytes) = std::fs::read(host.data.join(file)) {
                 assert!(
                     !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "{file} holds the token"
+                    "{file} holds a token"
                 );
             }
         }

@@ -18,7 +18,8 @@ use utoipa_axum::routes;
 
 use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
-use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, Secret};
+use crate::engine::lifecycle::{self, fill_placeholders};
+use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, Event, Outcome, Secret};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -50,6 +51,10 @@ pub struct AppView {
     pub manage_groups: bool,
     pub state: AppState,
     pub settings: BTreeMap<String, String>,
+    /// What the application said it supports when its connection was last
+    /// tested (empty before the first activation).
+    #[schema(value_type = Object)]
+    pub capabilities: serde_json::Value,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -69,6 +74,7 @@ impl From<AppRecord> for AppView {
             manage_groups: app.manage_groups,
             state: app.state,
             settings,
+            capabilities: app.capabilities,
             version: app.version,
             created: app.created,
             modified: app.modified,
@@ -76,8 +82,8 @@ impl From<AppRecord> for AppView {
     }
 }
 
-/// A new application.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A new application. (No `Debug`: it carries the token.)
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppInput {
     /// Unique, `[a-z0-9-]`, what the CLI names the application by.
@@ -108,34 +114,11 @@ pub struct AppChange {
     pub manage_groups: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A new bearer token. (No `Debug`: it is the token.)
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
     pub token: String,
-}
-
-/// `{key}` placeholders of a URL template, filled from settings.
-pub fn fill_placeholders(
-    template: &str,
-    settings: &BTreeMap<String, String>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('}') else {
-            return Err("an unclosed { in the base URL".into());
-        };
-        let key = &after[..end];
-        let value = settings
-            .get(key)
-            .ok_or_else(|| format!("the base URL needs the setting {key:?}"))?;
-        out.push_str(value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn check_url(url: &str) -> Result<(), ApiError> {
@@ -327,25 +310,61 @@ async fn update_app(
     Body(change): Body<AppChange>,
 ) -> Result<Json<AppView>, ApiError> {
     let current = load_app(&state, app).await?;
+    let current_settings: BTreeMap<String, String> = current.settings.iter().cloned().collect();
     let settings = change
         .settings
         .clone()
-        .unwrap_or_else(|| current.settings.iter().cloned().collect());
+        .unwrap_or_else(|| current_settings.clone());
     let base_url = change
         .base_url
         .clone()
         .unwrap_or_else(|| current.base_url.clone());
     let base_url = check_against_connector(&state, &current.connector, Some(&base_url), &settings)?;
+    // Only what differs is written, so an empty change records nothing.
     let update = AppUpdate {
-        label: change.label,
-        base_url: Some(base_url),
-        manage_groups: change.manage_groups,
-        settings: Some(settings.into_iter().collect()),
+        label: change.label.filter(|label| *label != current.label),
+        base_url: Some(base_url).filter(|url| *url != current.base_url),
+        manage_groups: change
+            .manage_groups
+            .filter(|manage| *manage != current.manage_groups),
+        settings: (settings != current_settings).then(|| settings.into_iter().collect()),
         ..AppUpdate::default()
     };
-    store_call(&state, move |store| store.update_app(&current.id, update))
-        .await
-        .map(|a| Json(a.into()))
+    let mut changed = Vec::new();
+    for (name, is_set) in [
+        ("label", update.label.is_some()),
+        ("base URL", update.base_url.is_some()),
+        ("group management", update.manage_groups.is_some()),
+        ("settings", update.settings.is_some()),
+    ] {
+        if is_set {
+            changed.push(name);
+        }
+    }
+    let id = current.id.clone();
+    let app = store_call(&state, move |store| store.update_app(&id, update)).await?;
+    if !changed.is_empty() {
+        record(
+            &state,
+            lifecycle::event(
+                &app,
+                lifecycle::UPDATE,
+                Outcome::Success,
+                None,
+                format!("changed: {}", changed.join(", ")),
+            ),
+        )
+        .await;
+    }
+    Ok(Json(app.into()))
+}
+
+/// Records an event; a failure to record is logged, not returned: the
+/// change it describes has happened.
+async fn record(state: &ApiState, event: Event) {
+    if let Err(error) = store_call(state, move |store| store.record_event(event)).await {
+        tracing::error!("cannot record an event: {error:?}");
+    }
 }
 
 /// Remove an application from scimlink (accounts in it are left as they are).
@@ -355,32 +374,80 @@ async fn delete_app(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    store_call(&state, move |store| store.delete_app(&app)).await?;
+    let current = load_app(&state, app).await?;
+    let id = current.id.clone();
+    store_call(&state, move |store| store.delete_app(&id)).await?;
+    record(
+        &state,
+        lifecycle::event(
+            &current,
+            lifecycle::DELETE,
+            Outcome::Success,
+            None,
+            "removed from scimlink",
+        ),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_state(state: &ApiState, app: String, to: AppState) -> Result<Json<AppView>, ApiError> {
-    store_call(state, move |store| {
-        store.update_app(
-            &app,
-            AppUpdate {
-                state: Some(to),
-                ..AppUpdate::default()
-            },
-        )
-    })
-    .await
-    .map(|a| Json(a.into()))
+fn connection_failed(app: &AppRecord, summary: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "connection_failed",
+        format!("the connection test of {} failed: {summary}", app.name),
+    )
 }
 
-/// Activate an application: provisioning starts.
+/// Activate an application: its connection is tested (what it supports is
+/// kept) and provisioning starts. A failed test leaves it inactive.
 #[utoipa::path(post, path = "/apps/{app}/activate", tag = "applications", params(("app" = String, Path, description = "name or id")),
-    responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody),
+        (status = 502, description = "the application did not pass the connection test", body = ApiErrorBody)))]
 async fn activate(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    set_state(&state, app, AppState::Active).await
+    let current = load_app(&state, app).await?;
+    let id = current.id.clone();
+    let token = store_call(&state, move |store| store.app_token(&id)).await?;
+    match lifecycle::test_connection(&current, &token).await {
+        Ok(tested) => {
+            let id = current.id.clone();
+            let update = AppUpdate {
+                state: Some(AppState::Active),
+                capabilities: Some(tested.capabilities),
+                ..AppUpdate::default()
+            };
+            let app = store_call(&state, move |store| store.update_app(&id, update)).await?;
+            record(
+                &state,
+                lifecycle::event(
+                    &app,
+                    lifecycle::ACTIVATE,
+                    Outcome::Success,
+                    Some(tested.http_status),
+                    tested.summary,
+                ),
+            )
+            .await;
+            Ok(Json(app.into()))
+        }
+        Err(untested) => {
+            record(
+                &state,
+                lifecycle::event(
+                    &current,
+                    lifecycle::ACTIVATE,
+                    Outcome::Failure,
+                    untested.http_status,
+                    untested.summary.clone(),
+                ),
+            )
+            .await;
+            Err(connection_failed(&current, &untested.summary))
+        }
+    }
 }
 
 /// Deactivate an application: nothing more is sent.
@@ -390,30 +457,93 @@ async fn deactivate(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    set_state(&state, app, AppState::Inactive).await
+    let app = store_call(&state, move |store| {
+        store.update_app(
+            &app,
+            AppUpdate {
+                state: Some(AppState::Inactive),
+                ..AppUpdate::default()
+            },
+        )
+    })
+    .await?;
+    record(
+        &state,
+        lifecycle::event(
+            &app,
+            lifecycle::DELETE,
+            Outcome::Success,
+            None,
+            "deactivated: nothing more is sent",
+        ),
+    )
+    .await;
+    Ok(Json(app.into()))
 }
 
-/// Replace the application's bearer token, without deactivating it.
+/// Replace the application's bearer token, without deactivating it. The
+/// new token is tested first; a token the application refuses is not kept.
 #[utoipa::path(post, path = "/apps/{app}/rotate-token", tag = "applications", request_body = TokenInput,
     params(("app" = String, Path, description = "name or id")),
-    responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+    responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody),
+        (status = 502, description = "the application refused the new token", body = ApiErrorBody)))]
 async fn rotate_token(
     State(state): State<ApiState>,
     Path(app): Path<String>,
     Body(input): Body<TokenInput>,
 ) -> Result<Json<AppView>, ApiError> {
     let token = check_token(&input.token)?;
-    store_call(&state, move |store| {
+    let current = load_app(&state, app).await?;
+    // An inactive application is not contacted: its token is tested when
+    // it is activated.
+    let tested = if current.state == AppState::Inactive {
+        None
+    } else {
+        match lifecycle::test_connection(&current, &token).await {
+            Ok(tested) => Some(tested),
+            Err(untested) => {
+                record(
+                    &state,
+                    lifecycle::event(
+                        &current,
+                        lifecycle::REAUTH,
+                        Outcome::Failure,
+                        untested.http_status,
+                        format!("new token refused, the old one stays: {}", untested.summary),
+                    ),
+                )
+                .await;
+                return Err(connection_failed(&current, &untested.summary));
+            }
+        }
+    };
+    let id = current.id.clone();
+    let app = store_call(&state, move |store| {
         store.update_app(
-            &app,
+            &id,
             AppUpdate {
                 token: Some(token),
                 ..AppUpdate::default()
             },
         )
     })
-    .await
-    .map(|a| Json(a.into()))
+    .await?;
+    let (status, summary) = match tested {
+        Some(tested) => (
+            Some(tested.http_status),
+            format!("token replaced; {}", tested.summary),
+        ),
+        None => (
+            None,
+            "token replaced; it is tested when the application is activated".to_string(),
+        ),
+    };
+    record(
+        &state,
+        lifecycle::event(&app, lifecycle::REAUTH, Outcome::Success, status, summary),
+    )
+    .await;
+    Ok(Json(app.into()))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -602,20 +732,4 @@ async fn rollback_plugin(
         from_version: restored.from_version,
         to_version: restored.to_version,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_filled_from_settings() {
-        let settings = BTreeMap::from([("tenantId".to_string(), "42".to_string())]);
-        assert_eq!(
-            fill_placeholders("https://x.example/org-{tenantId}/v2", &settings).unwrap(),
-            "https://x.example/org-42/v2"
-        );
-        assert!(fill_placeholders("https://x.example/{missing}", &settings).is_err());
-        assert!(fill_placeholders("https://x.example/{open", &settings).is_err());
-    }
 }

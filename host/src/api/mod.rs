@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub(crate) mod directory;
+pub mod events;
 mod integrations;
 
 use std::sync::Arc;
@@ -72,7 +73,12 @@ impl Modify for BearerAuth {
 /// The admin routes and their OpenAPI document.
 fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", directory::routes().merge(integrations::routes()))
+        .nest(
+            "/api/v1",
+            directory::routes()
+                .merge(integrations::routes())
+                .merge(events::routes()),
+        )
         .split_for_parts()
 }
 

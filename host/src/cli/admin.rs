@@ -91,6 +91,28 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `scimlink events`: the audit trail, newest first.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this application's events (name or id).
+    #[arg(long)]
+    app: Option<String>,
+    /// Only this operation (`idm_integration_activate`, `user_create_provision` …).
+    #[arg(long)]
+    operation: Option<String>,
+    /// Only successes or only failures.
+    #[arg(long, value_parser = ["success", "failure"])]
+    outcome: Option<String>,
+    /// Only events at or after: an RFC 3339 time or a span back (`30m`, `12h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    limit: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DirectoryCommand {
     /// Import users (and groups) from a CSV or JSON file.
@@ -306,6 +328,69 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 Some(json!({ "token": token_argument(token)? })),
             )?;
             println!("{name}: token replaced");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_events(connection: Connection, args: EventsArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let mut query = Vec::new();
+    for (key, value) in [
+        ("app", &args.app),
+        ("operation", &args.operation),
+        ("outcome", &args.outcome),
+        ("since", &args.since),
+    ] {
+        if let Some(value) = value {
+            query.push(format!("{key}={}", segment(value)));
+        }
+    }
+    let mut events = Vec::new();
+    while (events.len() as u64) < args.limit {
+        let limit = (args.limit - events.len() as u64).min(1000);
+        let mut page_query = query.clone();
+        page_query.push(format!("offset={}", events.len()));
+        page_query.push(format!("limit={limit}"));
+        let page = client.call(
+            Method::GET,
+            &format!("/events?{}", page_query.join("&")),
+            None,
+        )?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        events.extend(items);
+        if events.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
+            break;
+        }
+    }
+    match args.format {
+        Format::Json => println!("{}", Value::Array(events)),
+        Format::Text => {
+            if events.is_empty() {
+                println!("no events");
+            }
+            for event in &events {
+                let text = |key: &str| event[key].as_str().unwrap_or("-").to_string();
+                let status = event["http_status"]
+                    .as_u64()
+                    .map(|status| format!(" HTTP {status}"))
+                    .unwrap_or_default();
+                let rule = event["rule"]
+                    .as_str()
+                    .map(|rule| format!(" [{rule}]"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {:<16} {:<28} {:<7}{status}{rule}  {}",
+                    text("at"),
+                    text("app_name"),
+                    text("operation"),
+                    text("outcome"),
+                    text("summary"),
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::AppCommand,
     },
+    /// The audit trail of a running host (through its admin API).
+    Events {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        args: admin::EventsArgs,
+    },
     /// Change the directory of a running host (through its admin API).
     Directory {
         #[command(flatten)]
@@ -112,6 +119,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             connection,
             command,
         } => admin::run_app(connection, command),
+        Command::Events { connection, args } => admin::run_events(connection, args),
         Command::Directory {
             connection,
             command,

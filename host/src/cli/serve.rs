@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// {"NAME": {"memory_bytes": N, "call_deadline": MS, "output_bytes": N}}.
     #[arg(long)]
     limits: Option<PathBuf>,
+    /// Days audit events are kept.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    event_retention_days: u32,
     /// Address the admin API and the inbound SCIM server listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMLINK_LISTEN")]
     listen: SocketAddr,
@@ -79,6 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         BearerToken::establish(store.as_ref(), ADMIN_TOKEN_ENV, "admin_token_sha256")?;
     let (scim_token, scim_origin) =
         BearerToken::establish(store.as_ref(), SCIM_TOKEN_ENV, "scim_token_sha256")?;
+    let events_store = Arc::clone(&store);
     let app = crate::api::app(
         crate::api::ApiState {
             store,
@@ -101,6 +105,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .local_addr()
             .context("cannot read the listening address")?;
         announce(address, &admin_origin, &scim_origin);
+        tokio::spawn(prune_events(
+            Arc::clone(&events_store),
+            args.event_retention_days,
+        ));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
@@ -108,6 +116,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     tracing::info!("shutting down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes events older than the retention period, at start and every six
+/// hours.
+async fn prune_events(store: Arc<dyn Store>, retention_days: u32) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+    loop {
+        every.tick().await;
+        let Some(before) = crate::api::events::parse_since(
+            &format!("{retention_days}d"),
+            time::OffsetDateTime::now_utc(),
+        ) else {
+            return;
+        };
+        match crate::store::blocking(&store, move |store| store.prune_events(&before)).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!("deleted {pruned} events older than {retention_days} days")
+            }
+            Err(error) => tracing::warn!("cannot prune old events: {error}"),
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM from a service manager: requests in flight finish.

@@ -20,9 +20,9 @@ use serde_json::{Map, Value, json};
 
 use super::secrets::{Secret, TokenCipher};
 use super::{
-    AppRecord, AppState, AppUpdate, AppWrite, Change, GroupKey, GroupRecord, GroupRef, GroupWrite,
-    ImportBatch, ImportOutcome, Listing, Member, MemberKind, MemberView, Page, Store, StoreError,
-    StoreResult, UserKey, UserRecord, UserWrite,
+    AppRecord, AppState, AppUpdate, AppWrite, Change, Event, EventQuery, GroupKey, GroupRecord,
+    GroupRef, GroupWrite, ImportBatch, ImportOutcome, Listing, Member, MemberKind, MemberView,
+    Outcome, Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -51,7 +51,8 @@ impl std::fmt::Debug for SqliteStore {
 
 const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities";
+const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
 impl SqliteStore {
     /// Opens (creating if needed) `DATA/scimlink.db` and brings its schema
@@ -272,6 +273,29 @@ fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
         version: row.get(8)?,
         created: row.get(9)?,
         modified: row.get(10)?,
+        capabilities: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or(Value::Null),
+    }))
+}
+
+fn event_from_row(row: &Row<'_>) -> RowResult<Event> {
+    let outcome: String = row.get(7)?;
+    let Some(outcome) = Outcome::parse(&outcome) else {
+        return Ok(Err(StoreError::Backend(format!(
+            "unknown outcome {outcome:?}"
+        ))));
+    };
+    Ok(Ok(Event {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        app_id: row.get(2)?,
+        app_name: row.get(3)?,
+        object_kind: row.get(4)?,
+        object_id: row.get(5)?,
+        operation: row.get(6)?,
+        outcome,
+        rule: row.get(8)?,
+        http_status: row.get(9)?,
+        summary: row.get(10)?,
     }))
 }
 
@@ -1110,6 +1134,10 @@ impl Store for SqliteStore {
                     AppState::Quarantined => "quarantined",
                 });
             }
+            if let Some(capabilities) = update.capabilities {
+                app.capabilities = capabilities;
+                actions.push("tested");
+            }
             if let Some(token) = &update.token {
                 let (nonce, sealed) = self
                     .cipher
@@ -1129,7 +1157,8 @@ impl Store for SqliteStore {
                 .map_err(|error| StoreError::Backend(error.to_string()))?;
             transaction.execute(
                 "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
-                     settings = ?6, version = version + 1, modified = ?7 WHERE id = ?1",
+                     settings = ?6, version = version + 1, modified = ?7, capabilities = ?8
+                 WHERE id = ?1",
                 params![
                     app.id,
                     app.label,
@@ -1137,7 +1166,8 @@ impl Store for SqliteStore {
                     app.manage_groups,
                     app.state.as_str(),
                     settings,
-                    now()
+                    now(),
+                    app.capabilities.to_string()
                 ],
             )?;
             for action in actions {
@@ -1389,6 +1419,74 @@ impl Store for SqliteStore {
                 [],
                 |row| row.get(0),
             )?)
+        })
+    }
+
+    fn record_event(&self, mut event: Event) -> StoreResult<Event> {
+        if event.id.is_empty() {
+            event.id = new_id();
+        }
+        if event.at.is_empty() {
+            event.at = now();
+        }
+        self.write(|transaction| {
+            transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ))?
+                .execute(params![
+                    event.id,
+                    event.at,
+                    event.app_id,
+                    event.app_name,
+                    event.object_kind,
+                    event.object_id,
+                    event.operation,
+                    event.outcome.as_str(),
+                    event.rule,
+                    event.http_status,
+                    event.summary
+                ])?;
+            Ok(())
+        })?;
+        Ok(event)
+    }
+
+    fn events(&self, query: &EventQuery, page: Page) -> StoreResult<Listing<Event>> {
+        let (limit, offset) = page_clause(page);
+        // Each condition is inert when its parameter is NULL.
+        let filter = "(?1 IS NULL OR app_id = ?1) AND (?2 IS NULL OR operation = ?2)
+             AND (?3 IS NULL OR outcome = ?3) AND (?4 IS NULL OR at >= ?4)";
+        let outcome = query.outcome.map(Outcome::as_str);
+        self.read(|connection| {
+            let total: u64 = connection.query_row(
+                &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
+                params![query.app_id, query.operation, outcome, query.since],
+                |row| row.get(0),
+            )?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE {filter}
+                 ORDER BY at DESC, id LIMIT ?5 OFFSET ?6"
+            ))?;
+            let items = collect(
+                &mut statement,
+                params![
+                    query.app_id,
+                    query.operation,
+                    outcome,
+                    query.since,
+                    limit,
+                    offset
+                ],
+                event_from_row,
+            )?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn prune_events(&self, before: &str) -> StoreResult<u64> {
+        self.write(|transaction| {
+            Ok(transaction.execute("DELETE FROM events WHERE at < ?1", [before])? as u64)
         })
     }
 

@@ -424,3 +424,65 @@ fn names_are_unique_and_found_without_regard_to_unicode_case() {
         1
     );
 }
+
+#[test]
+fn events_are_listed_newest_first_filtered_and_pruned() {
+    use scimlink::store::{Event, EventQuery, Outcome};
+    let (_folder, store) = open();
+    let event = |at: &str, app: &str, operation: &str, outcome: Outcome| Event {
+        id: String::new(),
+        at: at.into(),
+        app_id: Some(app.into()),
+        app_name: Some(app.into()),
+        object_kind: Some("app".into()),
+        object_id: Some(app.into()),
+        operation: operation.into(),
+        outcome,
+        rule: None,
+        http_status: Some(200),
+        summary: "s".into(),
+    };
+    for recorded in [
+        event(
+            "2026-01-01T00:00:00.000Z",
+            "a",
+            "idm_integration_activate",
+            Outcome::Failure,
+        ),
+        event(
+            "2026-02-01T00:00:00.000Z",
+            "a",
+            "idm_integration_activate",
+            Outcome::Success,
+        ),
+        event(
+            "2026-03-01T00:00:00.000Z",
+            "b",
+            "idm_integration_reauth",
+            Outcome::Success,
+        ),
+    ] {
+        assert!(!store.record_event(recorded).unwrap().id.is_empty());
+    }
+    let page = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let all = store.events(&EventQuery::default(), page).unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(all.items[0].at, "2026-03-01T00:00:00.000Z", "newest first");
+    let query = EventQuery {
+        app_id: Some("a".into()),
+        outcome: Some(Outcome::Success),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&query, page).unwrap().total, 1);
+    let query = EventQuery {
+        since: Some("2026-01-15T00:00:00.000Z".into()),
+        operation: Some("idm_integration_activate".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&query, page).unwrap().total, 1);
+    assert_eq!(store.prune_events("2026-02-15T00:00:00.000Z").unwrap(), 2);
+    assert_eq!(store.events(&EventQuery::default(), page).unwrap().total, 1);
+}

@@ -54,6 +54,9 @@ CREATE TABLE applications (
     manage_groups INTEGER NOT NULL,
     state         TEXT NOT NULL CHECK (state IN ('inactive', 'active', 'quarantined')),
     settings      TEXT NOT NULL,
+    -- What the application said it supports when its connection was
+    -- last tested (ServiceProviderConfig), as JSON.
+    capabilities  TEXT NOT NULL DEFAULT '{}',
     version       INTEGER NOT NULL,
     created       TEXT NOT NULL,
     modified      TEXT NOT NULL
@@ -94,10 +97,12 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (done_at, seq);
 
+-- The audit trail. No foreign keys: an event outlives what it is about.
 CREATE TABLE events (
     id          TEXT PRIMARY KEY,
     at          TEXT NOT NULL,
     app_id      TEXT,
+    app_name    TEXT,
     object_kind TEXT,
     object_id   TEXT,
     operation   TEXT NOT NULL,

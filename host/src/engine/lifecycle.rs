@@ -1,0 +1,204 @@
+//! An application's integration lifecycle: activation, token rotation,
+//! update, deactivation — each an attempt that ends in an audit event.
+//!
+//! Testing a connection asks `GET /ServiceProviderConfig` (and keeps what
+//! the application says it supports; an application without that endpoint
+//! is tested all the same), then `GET /Users?count=1`, which proves the
+//! token: discovery often answers without one. A test makes at most two attempts
+//! and never waits long: the operator is waiting for the answer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::scim_client::{ClientSettings, ScimClient, ScimClientError, ScimRequest};
+use crate::store::{AppRecord, Event, Outcome, Secret};
+
+pub const ACTIVATE: &str = "idm_integration_activate";
+pub const UPDATE: &str = "idm_integration_update";
+pub const REAUTH: &str = "idm_integration_reauth";
+pub const DELETE: &str = "idm_integration_delete";
+
+/// `{key}` placeholders of a URL template, filled from settings.
+pub fn fill_placeholders(
+    template: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Err("an unclosed { in the base URL".into());
+        };
+        let key = &after[..end];
+        let value = settings
+            .get(key)
+            .ok_or_else(|| format!("the base URL needs the setting {key:?}"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The application's base URL with its placeholders filled.
+pub fn resolved_base_url(app: &AppRecord) -> Result<String, String> {
+    let settings: BTreeMap<String, String> = app.settings.iter().cloned().collect();
+    fill_placeholders(&app.base_url, &settings)
+}
+
+/// A connection test that passed: what the application supports, and a
+/// summary for the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tested {
+    pub capabilities: Value,
+    pub summary: String,
+    pub http_status: u16,
+}
+
+/// A connection test that failed, with what the event should say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Untested {
+    pub summary: String,
+    pub http_status: Option<u16>,
+}
+
+fn test_settings() -> ClientSettings {
+    ClientSettings {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(15),
+        max_attempts: 2,
+        max_retry_after: Duration::from_secs(5),
+        breaker_threshold: u32::MAX,
+        ..ClientSettings::default()
+    }
+}
+
+/// Tests the connection to `app` with `token`.
+pub async fn test_connection(app: &AppRecord, token: &Secret) -> Result<Tested, Untested> {
+    let base = resolved_base_url(app).map_err(|reason| Untested {
+        summary: reason,
+        http_status: None,
+    })?;
+    let client = ScimClient::new(&base, token, test_settings()).map_err(|error| Untested {
+        summary: error.to_string(),
+        http_status: None,
+    })?;
+    // What the application supports. Some applications (and RFC 7644
+    // §4) answer discovery without authentication, so this proves nothing
+    // about the token.
+    let (capabilities, discovery) = match client
+        .send(&ScimRequest::get("/ServiceProviderConfig"))
+        .await
+    {
+        Ok(answer) => {
+            let supported = |feature: &str| {
+                answer
+                    .body
+                    .pointer(&format!("/{feature}/supported"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
+            let features: Vec<&str> = ["patch", "filter", "sort", "etag", "bulk"]
+                .into_iter()
+                .filter(|feature| supported(feature))
+                .collect();
+            let capabilities = json!({
+                "source": "ServiceProviderConfig",
+                "patch": supported("patch"),
+                "bulk": supported("bulk"),
+                "filter": supported("filter"),
+                "sort": supported("sort"),
+                "etag": supported("etag"),
+                "changePassword": supported("changePassword"),
+                "maxResults": answer.body.pointer("/filter/maxResults").cloned().unwrap_or(Value::Null),
+            });
+            let declared = if features.is_empty() {
+                "nothing declared".to_string()
+            } else {
+                features.join(", ")
+            };
+            (
+                capabilities,
+                format!(
+                    "GET /ServiceProviderConfig → {}, supports {declared}",
+                    answer.status.as_u16()
+                ),
+            )
+        }
+        Err(error) if matches!(error.status(), Some(404 | 405 | 501)) => (
+            json!({ "source": "none" }),
+            format!(
+                "GET /ServiceProviderConfig → {} (no discovery)",
+                error.status().unwrap_or_default()
+            ),
+        ),
+        Err(error) => return Err(untested(&base, &error)),
+    };
+    // A one-result query proves the token.
+    let answer = client
+        .send(&ScimRequest::get("/Users?count=1"))
+        .await
+        .map_err(|error| untested(&base, &error))?;
+    Ok(Tested {
+        summary: format!(
+            "{base}: {discovery}; GET /Users?count=1 → {}",
+            answer.status.as_u16()
+        ),
+        http_status: answer.status.as_u16(),
+        capabilities,
+    })
+}
+
+fn untested(base: &str, error: &ScimClientError) -> Untested {
+    let hint = match error.status() {
+        Some(401 | 403) => "; the application refused the token",
+        _ => "",
+    };
+    Untested {
+        summary: format!("{base}: {error}{hint}"),
+        http_status: error.status(),
+    }
+}
+
+/// An event about an application as a whole.
+pub fn event(
+    app: &AppRecord,
+    operation: &str,
+    outcome: Outcome,
+    http_status: Option<u16>,
+    summary: impl Into<String>,
+) -> Event {
+    Event {
+        id: String::new(),
+        at: String::new(),
+        app_id: Some(app.id.clone()),
+        app_name: Some(app.name.clone()),
+        object_kind: Some("app".into()),
+        object_id: Some(app.id.clone()),
+        operation: operation.to_string(),
+        outcome,
+        rule: None,
+        http_status,
+        summary: summary.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_from_settings() {
+        let settings = BTreeMap::from([("tenantId".to_string(), "42".to_string())]);
+        assert_eq!(
+            fill_placeholders("https://x.example/org-{tenantId}/v2", &settings).unwrap(),
+            "https://x.example/org-42/v2"
+        );
+        assert!(fill_placeholders("https://x.example/{missing}", &settings).is_err());
+        assert!(fill_placeholders("https://x.example/{open", &settings).is_err());
+    }
+}
