@@ -12,7 +12,7 @@
 //! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
-//! | [`engine`] | provisioning: so far the integration lifecycle and its events |
+//! | [`engine`] | provisioning: the outbox consumer, user sync, integration lifecycle |
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;

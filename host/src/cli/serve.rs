@@ -83,6 +83,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (scim_token, scim_origin) =
         BearerToken::establish(store.as_ref(), SCIM_TOKEN_ENV, "scim_token_sha256")?;
     let events_store = Arc::clone(&store);
+    crate::engine::worker::Engine::start(Arc::clone(&store), Arc::clone(&registry))
+        .context("cannot start the provisioning engine")?;
     let app = crate::api::app(
         crate::api::ApiState {
             store,

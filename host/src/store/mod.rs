@@ -277,6 +277,21 @@ pub struct Change {
     pub detail: Value,
 }
 
+/// What an application holds of one directory object, as last accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub app_id: String,
+    /// `user` or `group`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// The object's id in the application.
+    pub remote_id: String,
+    /// sha256 of the last document the application accepted, or a marker
+    /// of a state without a document (`deactivated`).
+    pub doc_hash: String,
+    pub updated: String,
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -438,6 +453,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Change>>;
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
+
+    /// Whether the user is a member, directly or through nested groups, of
+    /// a group bound to the application.
+    fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+
+    // The ledger.
+    fn ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>>;
+    /// Every entry of one kind for an application.
+    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>>;
+    /// Writes an entry; `updated` is set to now.
+    fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
+    fn remove_ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<()>;
 
     // Audit events.
     /// Records an event; `id` and `at` are filled in when empty.

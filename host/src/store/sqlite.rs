@@ -21,8 +21,8 @@ use serde_json::{Map, Value, json};
 use super::secrets::{Secret, TokenCipher};
 use super::{
     AppRecord, AppState, AppUpdate, AppWrite, Change, Event, EventQuery, GroupKey, GroupRecord,
-    GroupRef, GroupWrite, ImportBatch, ImportOutcome, Listing, Member, MemberKind, MemberView,
-    Outcome, Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
+    GroupRef, GroupWrite, ImportBatch, ImportOutcome, LedgerEntry, Listing, Member, MemberKind,
+    MemberView, Outcome, Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -1419,6 +1419,107 @@ impl Store for SqliteStore {
                 [],
                 |row| row.get(0),
             )?)
+        })
+    }
+
+    fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "WITH RECURSIVE up(group_id) AS (
+                         SELECT group_id FROM memberships WHERE member_id = ?2
+                         UNION
+                         SELECT m.group_id FROM up CROSS JOIN memberships m ON m.member_id = up.group_id
+                     )
+                     SELECT 1 FROM up JOIN bindings b ON b.group_id = up.group_id WHERE b.app_id = ?1
+                     LIMIT 1",
+                )?
+                .exists(params![app_id, user_id])?)
+        })
+    }
+
+    fn ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT remote_id, doc_hash, updated FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+                )?
+                .query_row(params![app_id, object_kind, object_id], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: object_id.to_string(),
+                        remote_id: row.get(0)?,
+                        doc_hash: row.get(1)?,
+                        updated: row.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT object_id, remote_id, doc_hash, updated FROM ledger
+                 WHERE app_id = ?1 AND object_kind = ?2 ORDER BY object_id",
+            )?;
+            let entries = statement
+                .query_map(params![app_id, object_kind], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: row.get(0)?,
+                        remote_id: row.get(1)?,
+                        doc_hash: row.get(2)?,
+                        updated: row.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(entries)
+        })
+    }
+
+    fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
+        self.write(|transaction| {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (app_id, object_kind, object_id)
+                     DO UPDATE SET remote_id = excluded.remote_id, doc_hash = excluded.doc_hash,
+                                   updated = excluded.updated",
+                )?
+                .execute(params![
+                    entry.app_id,
+                    entry.object_kind,
+                    entry.object_id,
+                    entry.remote_id,
+                    entry.doc_hash,
+                    now()
+                ])?;
+            Ok(())
+        })
+    }
+
+    fn remove_ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<()> {
+        self.write(|transaction| {
+            transaction.execute(
+                "DELETE FROM ledger WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+                params![app_id, object_kind, object_id],
+            )?;
+            Ok(())
         })
     }
 

@@ -1,0 +1,427 @@
+//! Bringing one user's account in one application to the directory's
+//! desired state.
+//!
+//! [`sync_user`] is level-triggered: it reads what the directory wants now
+//! (in scope or not, the connector's document) and what the application
+//! holds (the ledger), and sends only the difference. Running it twice does
+//! nothing the second time, which is what makes a retried or replayed
+//! change safe:
+//! - no ledger entry and in scope: look the account up with the connector's
+//!   filters, in order; exactly one match is taken over (updated and
+//!   linked), none means create, more than one is refused as ambiguous;
+//! - a ledger entry whose document hash equals the new one: nothing is sent;
+//! - a changed document: the account is replaced (`PUT`); an account deleted
+//!   in the application is looked up and created again;
+//! - out of scope with a ledger entry: deactivated (`active` false) or
+//!   deleted, as the connector's manifest says.
+//!
+//! Every request that is sent ends in an audit event.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::directory_user::directory_user;
+use crate::runtime::LoadedPlugin;
+use crate::runtime::contract::{Offboarding, Setting};
+use crate::scim_client::{ScimClient, ScimClientError, ScimRequest};
+use crate::store::{AppRecord, Event, LedgerEntry, Outcome, Store, StoreError};
+
+pub const LOOKUP: &str = "user_lookup_provision";
+pub const CREATE: &str = "user_create_provision";
+pub const UPDATE: &str = "user_update_provision";
+pub const DEPROVISION: &str = "user_deprovision";
+pub const DELETE: &str = "user_delete_provision";
+
+/// The ledger's mark of an account deactivated for leaving scope.
+const DEACTIVATED: &str = "deactivated";
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    Unchanged,
+    Created,
+    TakenOver,
+    Updated,
+    Deactivated,
+    Deleted,
+    /// The connector refused to map the user, or the lookup was ambiguous:
+    /// an event says why; nothing was sent that could be wrong.
+    Refused,
+}
+
+/// Why a sync could not finish; the change that caused it is tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Application(#[from] ScimClientError),
+    #[error("connector {connector}: {reason}")]
+    Connector { connector: String, reason: String },
+}
+
+/// What one sync works with.
+pub struct Target<'a> {
+    pub store: &'a dyn Store,
+    pub app: &'a AppRecord,
+    pub plugin: &'a LoadedPlugin,
+    pub client: &'a ScimClient,
+}
+
+impl Target<'_> {
+    fn settings(&self) -> Vec<Setting> {
+        self.app
+            .settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
+    fn record(
+        &self,
+        user_id: &str,
+        operation: &str,
+        outcome: Outcome,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) {
+        let event = Event {
+            id: String::new(),
+            at: String::new(),
+            app_id: Some(self.app.id.clone()),
+            app_name: Some(self.app.name.clone()),
+            object_kind: Some("user".into()),
+            object_id: Some(user_id.to_string()),
+            operation: operation.to_string(),
+            outcome,
+            rule,
+            http_status: status,
+            summary,
+        };
+        if let Err(error) = self.store.record_event(event) {
+            tracing::error!("cannot record an event: {error}");
+        }
+    }
+
+    fn failed(
+        &self,
+        user_id: &str,
+        operation: &str,
+        rule: Option<String>,
+        error: &ScimClientError,
+    ) {
+        self.record(
+            user_id,
+            operation,
+            Outcome::Failure,
+            rule,
+            error.status(),
+            error.to_string(),
+        );
+    }
+
+    fn link(&self, user_id: &str, remote_id: &str, doc_hash: &str) -> Result<(), StoreError> {
+        self.store.put_ledger_entry(&LedgerEntry {
+            app_id: self.app.id.clone(),
+            object_kind: "user".into(),
+            object_id: user_id.to_string(),
+            remote_id: remote_id.to_string(),
+            doc_hash: doc_hash.to_string(),
+            updated: String::new(),
+        })
+    }
+}
+
+fn hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A query value, percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Brings `user_id`'s account in the target application to what the
+/// directory wants.
+pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
+    let store = target.store;
+    let user = store.get_user(user_id)?;
+    let in_scope = user.is_some() && store.user_in_scope(&target.app.id, user_id)?;
+    let entry = store.ledger_entry(&target.app.id, "user", user_id)?;
+    let Some(user) = user.filter(|_| in_scope) else {
+        return match entry {
+            Some(entry) => offboard(target, user_id, &entry).await,
+            None => Ok(Synced::Unchanged),
+        };
+    };
+    let record = directory_user(&user);
+    let settings = target.settings();
+    let document = match target.plugin.map_user(&record, &settings) {
+        Ok(called) => called.value,
+        Err(error) if !error.is_plugin_fault() => {
+            let operation = if entry.is_some() { UPDATE } else { CREATE };
+            target.record(
+                user_id,
+                operation,
+                Outcome::Failure,
+                Some("mapping".into()),
+                None,
+                format!("the connector refused {}: {error}", user.user_name),
+            );
+            return Ok(Synced::Refused);
+        }
+        Err(error) => {
+            return Err(SyncError::Connector {
+                connector: target.plugin.name().to_string(),
+                reason: error.to_string(),
+            });
+        }
+    };
+    let mut body: Value = document.value();
+    // The host's part of a document: a directory suspension or an expired
+    // password makes the account inactive whatever the connector wrote.
+    if record.suspended || record.password_expired {
+        body["active"] = Value::Bool(false);
+    }
+    let doc_hash = hash(&body.to_string());
+    if let Some(entry) = &entry {
+        if entry.doc_hash == doc_hash {
+            return Ok(Synced::Unchanged);
+        }
+        let request = ScimRequest::with_body(
+            reqwest::Method::PUT,
+            format!("/Users/{}", entry.remote_id),
+            body.clone(),
+        );
+        match target.client.send(&request).await {
+            Ok(answer) => {
+                target.link(user_id, &entry.remote_id, &doc_hash)?;
+                target.record(
+                    user_id,
+                    UPDATE,
+                    Outcome::Success,
+                    None,
+                    Some(answer.status.as_u16()),
+                    format!("PUT /Users/{} for {}", entry.remote_id, user.user_name),
+                );
+                return Ok(Synced::Updated);
+            }
+            // Deleted in the application: found again or created below.
+            Err(error) if error.status() == Some(404) => {
+                store.remove_ledger_entry(&target.app.id, "user", user_id)?;
+            }
+            Err(error) => {
+                target.failed(user_id, UPDATE, None, &error);
+                return Err(error.into());
+            }
+        }
+    }
+    let filters = match target.plugin.lookup_filters(&record, &settings) {
+        Ok(called) => called.value,
+        Err(error) => {
+            return Err(SyncError::Connector {
+                connector: target.plugin.name().to_string(),
+                reason: error.to_string(),
+            });
+        }
+    };
+    for filter in filters {
+        let request = ScimRequest::get(format!("/Users?filter={}", encode(&filter)));
+        let answer = match target.client.send(&request).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                target.failed(user_id, LOOKUP, Some(filter), &error);
+                return Err(error.into());
+            }
+        };
+        let found: Vec<&Value> = answer
+            .body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().collect())
+            .unwrap_or_default();
+        let remote_id = match found.as_slice() {
+            [] => continue,
+            [one] => one.get("id").and_then(Value::as_str).map(str::to_string),
+            many => {
+                target.record(
+                    user_id,
+                    LOOKUP,
+                    Outcome::Failure,
+                    Some(filter.clone()),
+                    Some(answer.status.as_u16()),
+                    format!("{} accounts match {filter}: none is taken over", many.len()),
+                );
+                return Ok(Synced::Refused);
+            }
+        };
+        let Some(remote_id) = remote_id else {
+            target.record(
+                user_id,
+                LOOKUP,
+                Outcome::Failure,
+                Some(filter.clone()),
+                Some(answer.status.as_u16()),
+                "the matching account has no id".to_string(),
+            );
+            return Ok(Synced::Refused);
+        };
+        let request = ScimRequest::with_body(
+            reqwest::Method::PUT,
+            format!("/Users/{remote_id}"),
+            body.clone(),
+        );
+        return match target.client.send(&request).await {
+            Ok(answer) => {
+                target.link(user_id, &remote_id, &doc_hash)?;
+                target.record(
+                    user_id,
+                    CREATE,
+                    Outcome::Success,
+                    Some(format!("takeover: {filter}")),
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "linked existing account {remote_id} for {} and updated it",
+                        user.user_name
+                    ),
+                );
+                Ok(Synced::TakenOver)
+            }
+            Err(error) => {
+                target.failed(user_id, CREATE, Some(format!("takeover: {filter}")), &error);
+                Err(error.into())
+            }
+        };
+    }
+    let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", body);
+    match target.client.send(&request).await {
+        Ok(answer) => {
+            let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
+                let error = ScimClientError::Status {
+                    method: "POST".into(),
+                    path: "/Users".into(),
+                    status: answer.status.as_u16(),
+                    detail: "the created account has no id".into(),
+                    attempts: answer.attempts,
+                };
+                target.failed(user_id, CREATE, Some("created".into()), &error);
+                return Err(error.into());
+            };
+            target.link(user_id, remote_id, &doc_hash)?;
+            target.record(
+                user_id,
+                CREATE,
+                Outcome::Success,
+                Some("created".into()),
+                Some(answer.status.as_u16()),
+                format!("POST /Users for {} → {remote_id}", user.user_name),
+            );
+            Ok(Synced::Created)
+        }
+        Err(error) => {
+            target.failed(user_id, CREATE, Some("created".into()), &error);
+            Err(error.into())
+        }
+    }
+}
+
+async fn offboard(
+    target: &Target<'_>,
+    user_id: &str,
+    entry: &LedgerEntry,
+) -> Result<Synced, SyncError> {
+    let path = format!("/Users/{}", entry.remote_id);
+    match target.plugin.manifest().capabilities.offboarding {
+        Offboarding::Delete => {
+            match target
+                .client
+                .send(&ScimRequest {
+                    method: reqwest::Method::DELETE,
+                    path: path.clone(),
+                    body: None,
+                })
+                .await
+            {
+                // Already gone is what was wanted.
+                Ok(_) => {}
+                Err(error) if error.status() == Some(404) => {}
+                Err(error) => {
+                    target.failed(user_id, DELETE, Some("out of scope".into()), &error);
+                    return Err(error.into());
+                }
+            }
+            target
+                .store
+                .remove_ledger_entry(&target.app.id, "user", user_id)?;
+            target.record(
+                user_id,
+                DELETE,
+                Outcome::Success,
+                Some("out of scope".into()),
+                None,
+                format!("DELETE {path}"),
+            );
+            Ok(Synced::Deleted)
+        }
+        Offboarding::Deactivate => {
+            if entry.doc_hash == DEACTIVATED {
+                return Ok(Synced::Unchanged);
+            }
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "path": "active", "value": false }],
+            });
+            match target
+                .client
+                .send(&ScimRequest::with_body(
+                    reqwest::Method::PATCH,
+                    path.clone(),
+                    body,
+                ))
+                .await
+            {
+                Ok(answer) => {
+                    target.link(user_id, &entry.remote_id, DEACTIVATED)?;
+                    target.record(
+                        user_id,
+                        DEPROVISION,
+                        Outcome::Success,
+                        Some("out of scope".into()),
+                        Some(answer.status.as_u16()),
+                        format!("PATCH {path} active=false"),
+                    );
+                    Ok(Synced::Deactivated)
+                }
+                Err(error) if error.status() == Some(404) => {
+                    target
+                        .store
+                        .remove_ledger_entry(&target.app.id, "user", user_id)?;
+                    target.record(
+                        user_id,
+                        DEPROVISION,
+                        Outcome::Success,
+                        Some("out of scope".into()),
+                        Some(404),
+                        format!("{path} no longer exists in the application"),
+                    );
+                    Ok(Synced::Deleted)
+                }
+                Err(error) => {
+                    target.failed(user_id, DEPROVISION, Some("out of scope".into()), &error);
+                    Err(error.into())
+                }
+            }
+        }
+    }
+}

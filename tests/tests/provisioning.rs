@@ -1,0 +1,202 @@
+//! Provisioning through a real SCIM server (scim2-server from PyPI, with a
+//! tenant path and a bearer token), checked by reading the server back:
+//! take over an existing account, create, update, deactivate on leaving
+//! scope, each with its audit event.
+
+use std::time::{Duration, Instant};
+
+use scimlink_e2e::{Host, Scim2Server, http_client_builder};
+use serde_json::{Value, json};
+
+const APP_TOKEN: &str = "crm-app-token-5f1e";
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// The application's side, read through its own SCIM API.
+struct Application {
+    server: Scim2Server,
+    http: reqwest::blocking::Client,
+}
+
+impl Application {
+    fn start() -> Application {
+        Application {
+            server: Scim2Server::start(&[APP_TOKEN], "acme"),
+            http: http_client_builder().build().unwrap(),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/acme/v2", self.server.port)
+    }
+
+    fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let text = self
+            .http
+            .get(format!(
+                "{}/Users?filter=userName%20eq%20%22{user_name}%22",
+                self.base()
+            ))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn create(&self, user: Value) -> String {
+        let text = self
+            .http
+            .post(format!("{}/Users", self.base()))
+            .header("content-type", "application/scim+json")
+            .bearer_auth(APP_TOKEN)
+            .body(user.to_string())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `user_name`'s single account satisfies `check`.
+    fn eventually(&self, user_name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let accounts = self.users_named(user_name);
+            assert!(
+                accounts.len() <= 1,
+                "{user_name} has {} accounts",
+                accounts.len()
+            );
+            if let Some(account) = accounts.first()
+                && check(account)
+            {
+                return account.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{user_name}: {what} never happened; now {accounts:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn run_ok(host: &Host, args: &[&str]) -> String {
+    let output = host.cli(args);
+    assert!(
+        output.status.success(),
+        "scimlink {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[test]
+fn the_directory_reaches_the_application_and_follows_its_changes() {
+    let application = Application::start();
+    // Grace already has an account in the application: it is taken over.
+    let graces_account = application.create(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "grace",
+        "active": true,
+    }));
+
+    let host = Host::start();
+    let folder = tempfile::tempdir().unwrap();
+    let csv = folder.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Engineering\n\
+         bob,bob@example.com,Bob,Builder,\n",
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
+    let template = format!(
+        "http://127.0.0.1:{}/{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=acme",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "crm", "Engineering"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+
+    let ada = application.eventually("ada", "creation", |account| {
+        account["name"]["familyName"] == "Lovelace" && account["active"] == true
+    });
+    let grace = application.eventually("grace", "takeover", |account| {
+        account["name"]["familyName"] == "Hopper"
+    });
+    assert_eq!(
+        grace["id"],
+        graces_account.as_str(),
+        "the existing account was linked, not duplicated"
+    );
+    assert!(
+        application.users_named("bob").is_empty(),
+        "bob is in no bound group"
+    );
+
+    // A change in the directory reaches the application.
+    let changed = host.admin("PATCH", "/users/ada", Some(&json!({ "title": "Countess" })));
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    application.eventually("ada", "the update", |account| {
+        account["title"] == "Countess"
+    });
+
+    // Leaving the bound group deactivates; joining it provisions.
+    let removed = host.admin("DELETE", "/groups/Engineering/members/ada", None);
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    application.eventually("ada", "deactivation", |account| account["active"] == false);
+    let added = host.admin("PUT", "/groups/Engineering/members/bob", None);
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    application.eventually("bob", "creation", |account| account["active"] == true);
+
+    // And back: rejoining reactivates the same account.
+    host.admin("PUT", "/groups/Engineering/members/ada", None);
+    let back = application.eventually("ada", "reactivation", |account| account["active"] == true);
+    assert_eq!(back["id"], ada["id"]);
+
+    // Every step is in the audit trail, with the rule that led to it.
+    let events: Value = serde_json::from_str(&run_ok(
+        &host,
+        &["events", "--app", "crm", "--format", "json"],
+    ))
+    .unwrap();
+    let has = |operation: &str, rule_prefix: &str| {
+        events.as_array().unwrap().iter().any(|event| {
+            event["operation"] == operation
+                && event["outcome"] == "success"
+                && event["rule"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(rule_prefix)
+        })
+    };
+    assert!(has("user_create_provision", "created"), "{events}");
+    assert!(
+        has("user_create_provision", "takeover: userName eq \"grace\""),
+        "{events}"
+    );
+    assert!(has("user_update_provision", ""), "{events}");
+    assert!(has("user_deprovision", "out of scope"), "{events}");
+    assert!(!events.to_string().contains(APP_TOKEN));
+}
