@@ -100,6 +100,7 @@ fn store_benchmark() {
             token: Secret::new("t"),
             manage_groups: true,
             settings: vec![],
+            pacing: Default::default(),
         })
         .expect("app");
     // A tenth of the groups are bound: a tenth of the users are in scope.

@@ -134,6 +134,8 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
             APP_TOKEN,
             "--setting",
             "tenantId=acme",
+            "--requests-per-second",
+            "1000",
         ],
     );
     run_ok(&host, &["app", "bind", "crm", "Engineering"]);
@@ -199,4 +201,121 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
     assert!(has("user_update_provision", ""), "{events}");
     assert!(has("user_deprovision", "out of scope"), "{events}");
     assert!(!events.to_string().contains(APP_TOKEN));
+}
+
+impl Application {
+    /// How many accounts the application holds.
+    fn total(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/Users?count=0", self.base()))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["totalResults"].as_u64().unwrap()
+    }
+
+    /// Every account's userName.
+    fn user_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        loop {
+            let text = self
+                .http
+                .get(format!(
+                    "{}/Users?startIndex={}&count=500&attributes=userName",
+                    self.base(),
+                    names.len() + 1
+                ))
+                .bearer_auth(APP_TOKEN)
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let page = body["Resources"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return names;
+            }
+            names.extend(
+                page.iter()
+                    .map(|user| user["userName"].as_str().unwrap().to_string()),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_host_killed_during_the_first_sync_finishes_it_after_restart_without_duplicates() {
+    const USERS: usize = 2000;
+    let application = Application::start();
+    let folder = tempfile::tempdir().unwrap();
+    let data = folder.path().join("data");
+    let host = Host::start_in(&data);
+    let csv = folder.path().join("everyone.csv");
+    let mut rows = String::from("userName,email,givenName,familyName,groups\n");
+    for index in 0..USERS {
+        rows.push_str(&format!(
+            "user{index:04},user{index:04}@example.com,User,{index},Everyone\n"
+        ));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
+    let template = format!(
+        "http://127.0.0.1:{}/{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=acme",
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "crm", "Everyone"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+
+    // Kill -9 in the middle of the first sync.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while application.total() < 200 {
+        assert!(Instant::now() < deadline, "the first sync did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(host);
+    let at_kill = application.total();
+    assert!(
+        at_kill < USERS as u64,
+        "the sync finished before the kill ({at_kill})"
+    );
+
+    let _restarted = Host::start_in(&data);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while application.total() < USERS as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "after the restart the application holds {} of {USERS}",
+            application.total()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Exactly the desired state: every user once, nobody twice.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut names = application.user_names();
+    assert_eq!(names.len(), USERS);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), USERS, "no account was created twice");
 }

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
-use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, Event, Outcome, Secret};
+use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, Event, Outcome, Pacing, Secret};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -55,6 +55,7 @@ pub struct AppView {
     /// tested (empty before the first activation).
     #[schema(value_type = Object)]
     pub capabilities: serde_json::Value,
+    pub pacing: Pacing,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -75,6 +76,7 @@ impl From<AppRecord> for AppView {
             state: app.state,
             settings,
             capabilities: app.capabilities,
+            pacing: app.pacing,
             version: app.version,
             created: app.created,
             modified: app.modified,
@@ -101,6 +103,8 @@ pub struct AppInput {
     /// Push groups and group membership.
     #[serde(default)]
     pub manage_groups: bool,
+    /// How fast the host may send; polite SaaS defaults when absent.
+    pub pacing: Option<Pacing>,
 }
 
 /// A change of an application's settings; absent fields stay.
@@ -112,6 +116,7 @@ pub struct AppChange {
     /// Replaces the settings.
     pub settings: Option<BTreeMap<String, String>>,
     pub manage_groups: Option<bool>,
+    pub pacing: Option<Pacing>,
 }
 
 /// A new bearer token. (No `Debug`: it is the token.)
@@ -205,6 +210,24 @@ fn check_against_connector(
     Ok(base_url)
 }
 
+fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
+    if !(pacing.requests_per_second.is_finite()
+        && (0.1..=10_000.0).contains(&pacing.requests_per_second))
+    {
+        return Err(ApiError::invalid(
+            "pacing.requestsPerSecond",
+            "requestsPerSecond must be between 0.1 and 10000",
+        ));
+    }
+    if !(1..=256).contains(&pacing.concurrency) {
+        return Err(ApiError::invalid(
+            "pacing.concurrency",
+            "concurrency must be between 1 and 256",
+        ));
+    }
+    Ok(pacing)
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -268,6 +291,7 @@ async fn create_app(
         token,
         manage_groups: input.manage_groups,
         settings: input.settings.into_iter().collect(),
+        pacing: check_pacing(input.pacing.unwrap_or_default())?,
     };
     let app = store_call(&state, move |store| store.create_app(write)).await?;
     Ok((StatusCode::CREATED, Json(app.into())))
@@ -328,6 +352,11 @@ async fn update_app(
             .manage_groups
             .filter(|manage| *manage != current.manage_groups),
         settings: (settings != current_settings).then(|| settings.into_iter().collect()),
+        pacing: change
+            .pacing
+            .map(check_pacing)
+            .transpose()?
+            .filter(|pacing| *pacing != current.pacing),
         ..AppUpdate::default()
     };
     let mut changed = Vec::new();
@@ -336,6 +365,7 @@ async fn update_app(
         ("base URL", update.base_url.is_some()),
         ("group management", update.manage_groups.is_some()),
         ("settings", update.settings.is_some()),
+        ("pacing", update.pacing.is_some()),
     ] {
         if is_set {
             changed.push(name);

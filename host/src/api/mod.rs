@@ -226,7 +226,17 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ApiErrorBody { error: self.detail })).into_response()
+        let too_large = self.status == StatusCode::PAYLOAD_TOO_LARGE;
+        let mut response = (self.status, Json(ApiErrorBody { error: self.detail })).into_response();
+        if too_large {
+            // The rest of the body was never read: the connection cannot
+            // carry another request.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

@@ -80,6 +80,12 @@ pub struct AppAdd {
     /// Shown to people; the name when absent.
     #[arg(long)]
     label: Option<String>,
+    /// Requests per second at most (default 10, polite to a SaaS API).
+    #[arg(long)]
+    requests_per_second: Option<f64>,
+    /// Requests in flight at most (default 4).
+    #[arg(long)]
+    concurrency: Option<u32>,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -237,6 +243,10 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                     "token": token_argument(add.token)?,
                     "settings": settings,
                     "manageGroups": add.manage_groups,
+                    "pacing": {
+                        "requestsPerSecond": add.requests_per_second.unwrap_or(10.0),
+                        "concurrency": add.concurrency.unwrap_or(4),
+                    },
                 })),
             )?;
             println!(

@@ -22,8 +22,11 @@ use crate::runtime::PluginRegistry;
 use crate::scim_client::{ClientSettings, ScimClient};
 use crate::store::{AppRecord, AppState, Change, Page, Store, StoreError};
 
-/// How long a claimed change is held before another consumer may take it.
-const LEASE_SECONDS: u32 = 120;
+/// How long a claimed change is held before another consumer may take it:
+/// after a crash, how long its changes wait. A long change renews its lease
+/// every [`RENEW_EVERY`].
+const LEASE_SECONDS: u32 = 20;
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Changes claimed at once.
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
@@ -34,6 +37,9 @@ pub struct Engine {
     plugins: Arc<PluginRegistry>,
     consumer: String,
     clients: HashMap<String, (i64, Arc<ScimClient>)>,
+    /// The changes claimed now, and when their leases were last renewed.
+    claimed: Vec<i64>,
+    renewed: std::time::Instant,
 }
 
 impl Engine {
@@ -60,6 +66,8 @@ impl Engine {
                     plugins,
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
                     clients: HashMap::new(),
+                    claimed: Vec::new(),
+                    renewed: std::time::Instant::now(),
                 };
                 runtime.block_on(engine.run());
             })
@@ -84,6 +92,8 @@ impl Engine {
             .store
             .claim_changes(&self.consumer, BATCH, LEASE_SECONDS)?;
         let claimed = changes.len();
+        self.claimed = changes.iter().map(|change| change.seq).collect();
+        self.renewed = std::time::Instant::now();
         let mut done = Vec::with_capacity(claimed);
         for change in changes {
             match self.apply(&change).await {
@@ -202,7 +212,13 @@ impl Engine {
                 reason,
             })?;
         let token = self.store.app_token(&app.id)?;
-        let client = ScimClient::new(&base, &token, ClientSettings::default())?;
+        let settings = ClientSettings {
+            requests_per_second: app.pacing.requests_per_second,
+            burst: app.pacing.requests_per_second.ceil().clamp(1.0, 1000.0) as u32,
+            concurrency: app.pacing.concurrency,
+            ..ClientSettings::default()
+        };
+        let client = ScimClient::new(&base, &token, settings)?;
         self.clients
             .insert(app.id.clone(), (app.version, Arc::clone(&client)));
         Ok(client)
@@ -224,6 +240,11 @@ impl Engine {
                 client: &client,
             };
             for user in &users {
+                if self.renewed.elapsed() >= RENEW_EVERY {
+                    self.store
+                        .renew_claims(&self.consumer, &self.claimed, LEASE_SECONDS)?;
+                    self.renewed = std::time::Instant::now();
+                }
                 match sync_user(&target, user).await {
                     Ok(_) => {}
                     // Failed for good: the event says so; another try

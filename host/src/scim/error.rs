@@ -121,6 +121,11 @@ impl IntoResponse for ScimError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(SCIM_CONTENT_TYPE),
         );
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: the connection cannot
+            // carry another request.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -219,6 +219,26 @@ impl AppState {
     }
 }
 
+/// How fast the host may send to an application.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Pacing {
+    /// Requests per second at most (halved by the host at each 429).
+    pub requests_per_second: f64,
+    /// Requests in flight at most.
+    pub concurrency: u32,
+}
+
+impl Default for Pacing {
+    /// Polite to a SaaS API.
+    fn default() -> Self {
+        Pacing {
+            requests_per_second: 10.0,
+            concurrency: 4,
+        }
+    }
+}
+
 /// An application integration. Its token is not part of it: see
 /// [`Store::app_token`].
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +254,7 @@ pub struct AppRecord {
     pub settings: Vec<(String, String)>,
     /// What the application said it supports when last tested.
     pub capabilities: Value,
+    pub pacing: Pacing,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -249,6 +270,7 @@ pub struct AppWrite {
     pub token: Secret,
     pub manage_groups: bool,
     pub settings: Vec<(String, String)>,
+    pub pacing: Pacing,
 }
 
 /// A change to an application; `None` leaves a field as it is.
@@ -261,6 +283,7 @@ pub struct AppUpdate {
     pub state: Option<AppState>,
     pub token: Option<Secret>,
     pub capabilities: Option<Value>,
+    pub pacing: Option<Pacing>,
 }
 
 /// What changed, as the outbox records it.
@@ -451,6 +474,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         lease_seconds: u32,
     ) -> StoreResult<Vec<Change>>;
+    /// Extends `consumer`'s leases on `seqs` (a long change stays its own).
+    fn renew_claims(&self, consumer: &str, seqs: &[i64], lease_seconds: u32) -> StoreResult<()>;
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
 

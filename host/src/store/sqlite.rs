@@ -51,7 +51,7 @@ impl std::fmt::Debug for SqliteStore {
 
 const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing";
 const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
 impl SqliteStore {
@@ -274,6 +274,7 @@ fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
         created: row.get(9)?,
         modified: row.get(10)?,
         capabilities: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or(Value::Null),
+        pacing: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
     }))
 }
 
@@ -1051,8 +1052,8 @@ impl Store for SqliteStore {
             let at = now();
             transaction.execute(
                 "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
-                     token_sealed, manage_groups, state, settings, version, created, modified)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10)",
+                     token_sealed, manage_groups, state, settings, version, created, modified, pacing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10, ?11)",
                 params![
                     id,
                     app.name,
@@ -1063,7 +1064,8 @@ impl Store for SqliteStore {
                     sealed,
                     app.manage_groups,
                     settings,
-                    at
+                    at,
+                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             append_change(
@@ -1134,6 +1136,12 @@ impl Store for SqliteStore {
                     AppState::Quarantined => "quarantined",
                 });
             }
+            if let Some(pacing) = update.pacing
+                && pacing != app.pacing
+            {
+                app.pacing = pacing;
+                actions.push("updated");
+            }
             if let Some(capabilities) = update.capabilities {
                 app.capabilities = capabilities;
                 actions.push("tested");
@@ -1157,7 +1165,8 @@ impl Store for SqliteStore {
                 .map_err(|error| StoreError::Backend(error.to_string()))?;
             transaction.execute(
                 "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
-                     settings = ?6, version = version + 1, modified = ?7, capabilities = ?8
+                     settings = ?6, version = version + 1, modified = ?7, capabilities = ?8,
+                     pacing = ?9
                  WHERE id = ?1",
                 params![
                     app.id,
@@ -1167,7 +1176,8 @@ impl Store for SqliteStore {
                     app.state.as_str(),
                     settings,
                     now(),
-                    app.capabilities.to_string()
+                    app.capabilities.to_string(),
+                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             for action in actions {
@@ -1396,6 +1406,20 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             changes.sort_by_key(|change| change.seq);
             Ok(changes)
+        })
+    }
+
+    fn renew_claims(&self, consumer: &str, seqs: &[i64], lease_seconds: u32) -> StoreResult<()> {
+        self.write(|transaction| {
+            let until = later_by(lease_seconds);
+            let mut statement = transaction.prepare_cached(
+                "UPDATE outbox SET claimed_until = ?3
+                 WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
+            )?;
+            for seq in seqs {
+                statement.execute(params![seq, consumer, until])?;
+            }
+            Ok(())
         })
     }
 

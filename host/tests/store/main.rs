@@ -62,6 +62,7 @@ fn app(store: &SqliteStore, name: &str) -> String {
             token: Secret::new(format!("token-of-{name}")),
             manage_groups: true,
             settings: vec![],
+            pacing: Default::default(),
         })
         .unwrap()
         .id

@@ -57,6 +57,8 @@ CREATE TABLE applications (
     -- What the application said it supports when its connection was
     -- last tested (ServiceProviderConfig), as JSON.
     capabilities  TEXT NOT NULL DEFAULT '{}',
+    -- How fast the host may send to it, as JSON (see store::Pacing).
+    pacing        TEXT NOT NULL DEFAULT '{}',
     version       INTEGER NOT NULL,
     created       TEXT NOT NULL,
     modified      TEXT NOT NULL
