@@ -199,6 +199,21 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
         "{events}"
     );
     assert!(has("user_update_provision", ""), "{events}");
+    // The connector updates with PATCH: only what changed is sent.
+    assert!(
+        events.as_array().unwrap().iter().any(|event| {
+            event["operation"] == "user_update_provision"
+                && event["summary"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("PATCH /Users/")
+                && event["summary"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("(title)")
+        }),
+        "{events}"
+    );
     assert!(has("user_deprovision", "out of scope"), "{events}");
     assert!(!events.to_string().contains(APP_TOKEN));
 }

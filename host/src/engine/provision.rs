@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::directory_user::directory_user;
 use crate::runtime::LoadedPlugin;
-use crate::runtime::contract::{Offboarding, Setting};
+use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest};
 use crate::store::{AppRecord, Event, LedgerEntry, Outcome, Store, StoreError};
 
@@ -124,13 +124,22 @@ impl Target<'_> {
         );
     }
 
-    fn link(&self, user_id: &str, remote_id: &str, doc_hash: &str) -> Result<(), StoreError> {
+    /// Records what the application now holds; `document` is what it
+    /// accepted, when the next update may be a PATCH against it.
+    fn link(
+        &self,
+        user_id: &str,
+        remote_id: &str,
+        doc_hash: &str,
+        document: Option<&Value>,
+    ) -> Result<(), StoreError> {
         self.store.put_ledger_entry(&LedgerEntry {
             app_id: self.app.id.clone(),
             object_kind: "user".into(),
             object_id: user_id.to_string(),
             remote_id: remote_id.to_string(),
             doc_hash: doc_hash.to_string(),
+            document: document.map(Value::to_string),
             updated: String::new(),
         })
     }
@@ -199,21 +208,45 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         if entry.doc_hash == doc_hash {
             return Ok(Synced::Unchanged);
         }
-        let request = ScimRequest::with_body(
-            reqwest::Method::PUT,
-            format!("/Users/{}", entry.remote_id),
-            body.clone(),
-        );
+        let path = format!("/Users/{}", entry.remote_id);
+        let previous = entry
+            .document
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let patch = match (
+            previous,
+            &target.plugin.manifest().capabilities.update_method,
+        ) {
+            (Some(previous), UpdateMethod::Patch) => changed_attributes(&previous, &body),
+            _ => None,
+        };
+        let (request, what) = match patch {
+            Some((operations, names)) => (
+                ScimRequest::with_body(
+                    reqwest::Method::PATCH,
+                    path.clone(),
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": operations,
+                    }),
+                ),
+                format!("PATCH {path} ({})", names.join(", ")),
+            ),
+            None => (
+                ScimRequest::with_body(reqwest::Method::PUT, path.clone(), body.clone()),
+                format!("PUT {path}"),
+            ),
+        };
         match target.client.send(&request).await {
             Ok(answer) => {
-                target.link(user_id, &entry.remote_id, &doc_hash)?;
+                target.link(user_id, &entry.remote_id, &doc_hash, Some(&body))?;
                 target.record(
                     user_id,
                     UPDATE,
                     Outcome::Success,
                     None,
                     Some(answer.status.as_u16()),
-                    format!("PUT /Users/{} for {}", entry.remote_id, user.user_name),
+                    format!("{what} for {}", user.user_name),
                 );
                 return Ok(Synced::Updated);
             }
@@ -284,7 +317,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         );
         return match target.client.send(&request).await {
             Ok(answer) => {
-                target.link(user_id, &remote_id, &doc_hash)?;
+                target.link(user_id, &remote_id, &doc_hash, Some(&body))?;
                 target.record(
                     user_id,
                     CREATE,
@@ -304,6 +337,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
             }
         };
     }
+    let document_sent = body.clone();
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", body);
     match target.client.send(&request).await {
         Ok(answer) => {
@@ -318,7 +352,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 target.failed(user_id, CREATE, Some("created".into()), &error);
                 return Err(error.into());
             };
-            target.link(user_id, remote_id, &doc_hash)?;
+            target.link(user_id, remote_id, &doc_hash, Some(&document_sent))?;
             target.record(
                 user_id,
                 CREATE,
@@ -334,6 +368,31 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
             Err(error.into())
         }
     }
+}
+
+/// The PATCH operations that turn `previous` into `next`, attribute by
+/// attribute (an extension counts as one attribute), with their names;
+/// `None` when nothing but bookkeeping differs.
+fn changed_attributes(previous: &Value, next: &Value) -> Option<(Vec<Value>, Vec<String>)> {
+    let (Value::Object(previous), Value::Object(next)) = (previous, next) else {
+        return None;
+    };
+    let bookkeeping = |key: &str| matches!(key, "schemas" | "id" | "meta");
+    let mut operations = Vec::new();
+    let mut names = Vec::new();
+    for (key, value) in next.iter().filter(|(key, _)| !bookkeeping(key)) {
+        if previous.get(key) != Some(value) {
+            operations.push(json!({ "op": "replace", "path": key, "value": value }));
+            names.push(key.clone());
+        }
+    }
+    for key in previous.keys().filter(|key| !bookkeeping(key)) {
+        if !next.contains_key(key) {
+            operations.push(json!({ "op": "remove", "path": key }));
+            names.push(key.clone());
+        }
+    }
+    (!operations.is_empty()).then_some((operations, names))
 }
 
 async fn offboard(
@@ -392,7 +451,9 @@ async fn offboard(
                 .await
             {
                 Ok(answer) => {
-                    target.link(user_id, &entry.remote_id, DEACTIVATED)?;
+                    // No document: the account is not what the last one
+                    // said, so coming back sends it whole.
+                    target.link(user_id, &entry.remote_id, DEACTIVATED, None)?;
                     target.record(
                         user_id,
                         DEPROVISION,
@@ -423,5 +484,32 @@ async fn offboard(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_attributes_are_patched() {
+        let previous = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada", "title": "Analyst", "nickName": "Ada",
+            "name": { "givenName": "Ada", "familyName": "Lovelace" }
+        });
+        let next = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "x"],
+            "userName": "ada", "title": "Countess",
+            "name": { "givenName": "Ada", "familyName": "King" }
+        });
+        let (operations, names) = changed_attributes(&previous, &next).unwrap();
+        // Changed attributes in the document's order, then removed ones.
+        assert_eq!(names, ["name", "title", "nickName"]);
+        assert!(
+            operations.contains(&json!({ "op": "replace", "path": "title", "value": "Countess" }))
+        );
+        assert_eq!(operations[2], json!({ "op": "remove", "path": "nickName" }));
+        assert_eq!(changed_attributes(&previous, &previous), None);
     }
 }

@@ -312,6 +312,8 @@ pub struct LedgerEntry {
     /// sha256 of the last document the application accepted, or a marker
     /// of a state without a document (`deactivated`).
     pub doc_hash: String,
+    /// The last document the application accepted, when one was sent.
+    pub document: Option<String>,
     pub updated: String,
 }
 

@@ -1471,7 +1471,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached(
-                    "SELECT remote_id, doc_hash, updated FROM ledger
+                    "SELECT remote_id, doc_hash, updated, doc FROM ledger
                      WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
                 )?
                 .query_row(params![app_id, object_kind, object_id], |row| {
@@ -1482,6 +1482,7 @@ impl Store for SqliteStore {
                         remote_id: row.get(0)?,
                         doc_hash: row.get(1)?,
                         updated: row.get(2)?,
+                        document: row.get(3)?,
                     })
                 })
                 .optional()?)
@@ -1491,7 +1492,7 @@ impl Store for SqliteStore {
     fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT object_id, remote_id, doc_hash, updated FROM ledger
+                "SELECT object_id, remote_id, doc_hash, updated, doc FROM ledger
                  WHERE app_id = ?1 AND object_kind = ?2 ORDER BY object_id",
             )?;
             let entries = statement
@@ -1503,6 +1504,7 @@ impl Store for SqliteStore {
                         remote_id: row.get(1)?,
                         doc_hash: row.get(2)?,
                         updated: row.get(3)?,
+                        document: row.get(4)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
@@ -1514,11 +1516,11 @@ impl Store for SqliteStore {
         self.write(|transaction| {
             transaction
                 .prepare_cached(
-                    "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (app_id, object_kind, object_id)
                      DO UPDATE SET remote_id = excluded.remote_id, doc_hash = excluded.doc_hash,
-                                   updated = excluded.updated",
+                                   updated = excluded.updated, doc = excluded.doc",
                 )?
                 .execute(params![
                     entry.app_id,
@@ -1526,7 +1528,8 @@ impl Store for SqliteStore {
                     entry.object_id,
                     entry.remote_id,
                     entry.doc_hash,
-                    now()
+                    now(),
+                    entry.document
                 ])?;
             Ok(())
         })

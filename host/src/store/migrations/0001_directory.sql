@@ -79,6 +79,8 @@ CREATE TABLE ledger (
     object_id   TEXT NOT NULL,
     remote_id   TEXT NOT NULL,
     doc_hash    TEXT NOT NULL,
+    -- The document itself, for sending only what changed (PATCH).
+    doc         TEXT,
     updated     TEXT NOT NULL,
     PRIMARY KEY (app_id, object_kind, object_id)
 ) WITHOUT ROWID;
