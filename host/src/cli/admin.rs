@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::serve::ADMIN_TOKEN_ENV;
 use super::{Format, shown};
+use crate::scim_client::percent_encode;
 
 #[derive(Debug, Args)]
 pub struct Connection {
@@ -199,18 +200,6 @@ impl AdminClient {
     }
 }
 
-fn segment(text: &str) -> String {
-    // Names travel in URL paths: escape what would change the path.
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
 /// The token as given, or read from standard input when given as `-`.
 fn token_argument(token: String) -> anyhow::Result<String> {
     if token != "-" {
@@ -302,7 +291,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::Bind { name, group } => {
             client.call(
                 Method::PUT,
-                &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)),
+                &format!(
+                    "/apps/{}/bindings/{}",
+                    percent_encode(&name),
+                    percent_encode(&group)
+                ),
                 None,
             )?;
             println!("bound group {group:?} to {name}");
@@ -310,7 +303,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::Unbind { name, group } => {
             client.call(
                 Method::DELETE,
-                &format!("/apps/{}/bindings/{}", segment(&name), segment(&group)),
+                &format!(
+                    "/apps/{}/bindings/{}",
+                    percent_encode(&name),
+                    percent_encode(&group)
+                ),
                 None,
             )?;
             println!("unbound group {group:?} from {name}");
@@ -318,7 +315,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::Activate { name } => {
             client.call(
                 Method::POST,
-                &format!("/apps/{}/activate", segment(&name)),
+                &format!("/apps/{}/activate", percent_encode(&name)),
                 None,
             )?;
             println!("{name} is active");
@@ -326,7 +323,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::Deactivate { name } => {
             client.call(
                 Method::POST,
-                &format!("/apps/{}/deactivate", segment(&name)),
+                &format!("/apps/{}/deactivate", percent_encode(&name)),
                 None,
             )?;
             println!("{name} is inactive");
@@ -334,7 +331,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::RotateToken { name, token } => {
             client.call(
                 Method::POST,
-                &format!("/apps/{}/rotate-token", segment(&name)),
+                &format!("/apps/{}/rotate-token", percent_encode(&name)),
                 Some(json!({ "token": token_argument(token)? })),
             )?;
             println!("{name}: token replaced");
@@ -353,7 +350,7 @@ pub fn run_events(connection: Connection, args: EventsArgs) -> anyhow::Result<Ex
         ("since", &args.since),
     ] {
         if let Some(value) = value {
-            query.push(format!("{key}={}", segment(value)));
+            query.push(format!("{key}={}", percent_encode(value)));
         }
     }
     let mut events = Vec::new();

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::directory_user::directory_user;
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
-use crate::scim_client::{ScimClient, ScimClientError, ScimRequest};
+use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode};
 use crate::store::{AppRecord, Event, LedgerEntry, Outcome, Store, StoreError};
 
 pub const LOOKUP: &str = "user_lookup_provision";
@@ -149,18 +149,6 @@ fn hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// A query value, percent-encoded.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
-}
-
 /// Brings `user_id`'s account in the target application to what the
 /// directory wants.
 pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
@@ -270,7 +258,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         }
     };
     for filter in filters {
-        let request = ScimRequest::get(format!("/Users?filter={}", encode(&filter)));
+        let request = ScimRequest::get(format!("/Users?filter={}", percent_encode(&filter)));
         let answer = match target.client.send(&request).await {
             Ok(answer) => answer,
             Err(error) => {

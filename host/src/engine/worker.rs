@@ -95,8 +95,13 @@ impl Engine {
         self.claimed = changes.iter().map(|change| change.seq).collect();
         self.renewed = std::time::Instant::now();
         let mut done = Vec::with_capacity(claimed);
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        // Read once a batch: a user's change goes to every active app.
+        let active = self.active_apps()?;
         for change in changes {
-            match self.apply(&change).await {
+            match self.apply(&change, &active).await {
                 Ok(()) => done.push(change.seq),
                 // Left to its lease: it is tried again when the lease ends.
                 Err(error) => tracing::warn!(
@@ -134,7 +139,11 @@ impl Engine {
     }
 
     /// The users a change touches, per application.
-    fn affected(&self, change: &Change) -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
+    fn affected(
+        &self,
+        change: &Change,
+        active: &[AppRecord],
+    ) -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
         let ids = |key: &str| -> BTreeSet<String> {
             change
                 .detail
@@ -148,10 +157,9 @@ impl Engine {
         };
         let everywhere =
             |users: BTreeSet<String>| -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
-                Ok(self
-                    .active_apps()?
-                    .into_iter()
-                    .map(|app| (app, users.clone()))
+                Ok(active
+                    .iter()
+                    .map(|app| (app.clone(), users.clone()))
                     .collect())
             };
         let one_app =
@@ -224,8 +232,8 @@ impl Engine {
         Ok(client)
     }
 
-    async fn apply(&mut self, change: &Change) -> Result<(), SyncError> {
-        for (app, users) in self.affected(change)? {
+    async fn apply(&mut self, change: &Change, active: &[AppRecord]) -> Result<(), SyncError> {
+        for (app, users) in self.affected(change, active)? {
             let Some(plugin) = self.plugins.get(&app.connector) else {
                 return Err(SyncError::Connector {
                     connector: app.connector.clone(),
