@@ -334,3 +334,87 @@ fn a_host_killed_during_the_first_sync_finishes_it_after_restart_without_duplica
     names.dedup();
     assert_eq!(names.len(), USERS, "no account was created twice");
 }
+
+#[test]
+fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
+    let application = Application::start();
+    let host = Host::start();
+    let folder = tempfile::tempdir().unwrap();
+    let csv = folder.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Engineering\n\
+         bob,bob@example.com,Bob,Builder,\n",
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
+    let template = format!(
+        "http://127.0.0.1:{}/{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=acme",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "crm", "Engineering"]);
+
+    let plan = run_ok(&host, &["plan", "crm"]);
+    assert!(
+        plan.contains("crm: 2 create_or_take_over; nothing was sent"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("ada") && plan.contains("grace") && !plan.contains("bob"),
+        "{plan}"
+    );
+    assert_eq!(application.total(), 0, "a plan sends nothing");
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    application.eventually("ada", "creation", |account| account["active"] == true);
+    application.eventually("grace", "creation", |account| account["active"] == true);
+    let deadline = Instant::now() + WITHIN;
+    while !run_ok(&host, &["plan", "crm"]).contains("nothing to send") {
+        assert!(Instant::now() < deadline, "the plan never emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // With the application inactive, changes wait; the plan shows them.
+    run_ok(&host, &["app", "deactivate", "crm"]);
+    host.admin("PATCH", "/users/ada", Some(&json!({ "title": "Countess" })));
+    host.admin("DELETE", "/groups/Engineering/members/grace", None);
+    let planned: Value =
+        serde_json::from_str(&run_ok(&host, &["plan", "crm", "--format", "json"])).unwrap();
+    let by_user = |name: &str| {
+        planned
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|operation| operation["user_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {planned}"))
+    };
+    assert_eq!(by_user("ada")["operation"], "update");
+    assert_eq!(by_user("ada")["attributes"], json!(["title"]));
+    assert_eq!(by_user("grace")["operation"], "deactivate");
+    assert_eq!(planned.as_array().unwrap().len(), 2, "{planned}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        application.users_named("ada")[0]["title"],
+        "Countess",
+        "nothing was sent"
+    );
+}

@@ -7,6 +7,7 @@
 //! token goes in and never comes out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -31,6 +32,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_bindings))
         .routes(routes!(bind, unbind))
         .routes(routes!(scope))
+        .routes(routes!(plan))
         .routes(routes!(list_plugins))
         .routes(routes!(rollback_plugin))
 }
@@ -644,6 +646,49 @@ async fn scope(
     let page = page.page()?;
     let users = store_call(&state, move |store| store.users_in_scope(&app)).await?;
     Ok(Json(PageOf::slice(users, page, |id| id)))
+}
+
+/// What a sync of every user of the application would send now, without
+/// sending anything (the application is not contacted).
+#[utoipa::path(get, path = "/apps/{app}/plan", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), PageParams),
+    responses((status = 200, body = PageOf<crate::engine::plan::Planned>), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application's connector is not served", body = ApiErrorBody)))]
+async fn plan(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<crate::engine::plan::Planned>>, ApiError> {
+    let page = page.page()?;
+    let app = load_app(&state, app).await?;
+    let plugin = state
+        .plugins
+        .as_ref()
+        .and_then(|plugins| plugins.get(&app.connector))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "connector_not_served",
+                format!("connector {} is not served by this host", app.connector),
+            )
+        })?;
+    let store = Arc::clone(&state.store);
+    let planned = tokio::task::spawn_blocking(move || {
+        crate::engine::plan::plan(store.as_ref(), &plugin, &app)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the plan task failed",
+        )
+    })?
+    .map_err(|error| match error {
+        crate::engine::provision::SyncError::Store(store) => ApiError::from(store),
+        other => ApiError::new(StatusCode::CONFLICT, "connector_failed", other.to_string()),
+    })?;
+    Ok(Json(PageOf::slice(planned, page, |operation| operation)))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -98,6 +98,15 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `scimlink plan APP`: what a sync would send, without sending it.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The application's name.
+    name: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
 /// `scimlink events`: the audit trail, newest first.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -335,6 +344,69 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 Some(json!({ "token": token_argument(token)? })),
             )?;
             println!("{name}: token replaced");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_plan(connection: Connection, args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let mut operations = Vec::new();
+    loop {
+        let page = client.call(
+            Method::GET,
+            &format!(
+                "/apps/{}/plan?offset={}&limit=1000",
+                percent_encode(&args.name),
+                operations.len()
+            ),
+            None,
+        )?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        operations.extend(items);
+        if operations.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
+            break;
+        }
+    }
+    match args.format {
+        Format::Json => println!("{}", Value::Array(operations)),
+        Format::Text => {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for operation in &operations {
+                let name = operation["operation"].as_str().unwrap_or("-").to_string();
+                let attributes: Vec<&str> = operation["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let attributes = if attributes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", attributes.join(", "))
+                };
+                println!(
+                    "{:<20} {:<28}{attributes}  {}",
+                    name,
+                    operation["user_name"]
+                        .as_str()
+                        .unwrap_or(operation["user_id"].as_str().unwrap_or("-")),
+                    operation["detail"].as_str().unwrap_or_default()
+                );
+                *counts.entry(name).or_default() += 1;
+            }
+            let summary: Vec<String> = counts
+                .iter()
+                .map(|(name, count)| format!("{count} {name}"))
+                .collect();
+            if summary.is_empty() {
+                println!("{}: nothing to send", args.name);
+            } else {
+                println!("{}: {}; nothing was sent", args.name, summary.join(", "));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::AppCommand,
     },
+    /// What a sync of an application would send, without sending it.
+    Plan {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        args: admin::PlanArgs,
+    },
     /// The audit trail of a running host (through its admin API).
     Events {
         #[command(flatten)]
@@ -120,6 +127,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             command,
         } => admin::run_app(connection, command),
         Command::Events { connection, args } => admin::run_events(connection, args),
+        Command::Plan { connection, args } => admin::run_plan(connection, args),
         Command::Directory {
             connection,
             command,

@@ -18,5 +18,6 @@
 
 pub mod directory_user;
 pub mod lifecycle;
+pub mod plan;
 pub mod provision;
 pub mod worker;

@@ -33,7 +33,7 @@ pub const DEPROVISION: &str = "user_deprovision";
 pub const DELETE: &str = "user_delete_provision";
 
 /// The ledger's mark of an account deactivated for leaving scope.
-const DEACTIVATED: &str = "deactivated";
+pub(crate) const DEACTIVATED: &str = "deactivated";
 
 /// What a sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +70,7 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn settings(&self) -> Vec<Setting> {
-        self.app
-            .settings
-            .iter()
-            .map(|(key, value)| Setting {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect()
+        settings_of(self.app)
     }
 
     fn record(
@@ -145,7 +138,7 @@ impl Target<'_> {
     }
 }
 
-fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
@@ -164,9 +157,9 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     };
     let record = directory_user(&user);
     let settings = target.settings();
-    let document = match target.plugin.map_user(&record, &settings) {
-        Ok(called) => called.value,
-        Err(error) if !error.is_plugin_fault() => {
+    let body = match desired_document(target.plugin, &record, &settings) {
+        Ok(body) => body,
+        Err(Desired::Refused(error)) => {
             let operation = if entry.is_some() { UPDATE } else { CREATE };
             target.record(
                 user_id,
@@ -178,19 +171,8 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
             );
             return Ok(Synced::Refused);
         }
-        Err(error) => {
-            return Err(SyncError::Connector {
-                connector: target.plugin.name().to_string(),
-                reason: error.to_string(),
-            });
-        }
+        Err(Desired::Failed(error)) => return Err(error),
     };
-    let mut body: Value = document.value();
-    // The host's part of a document: a directory suspension or an expired
-    // password makes the account inactive whatever the connector wrote.
-    if record.suspended || record.password_expired {
-        body["active"] = Value::Bool(false);
-    }
     let doc_hash = hash(&body.to_string());
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
@@ -358,10 +340,56 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     }
 }
 
+/// Why there is no document for a user.
+pub(crate) enum Desired {
+    /// The connector refused the user (a mapping error): nothing to send.
+    Refused(crate::runtime::PluginError),
+    /// The connector failed (trap, deadline, bad output).
+    Failed(SyncError),
+}
+
+/// The document the application should hold for `record`: the
+/// connector's, and the host's part of it — a directory suspension or an
+/// expired password makes the account inactive whatever the connector wrote.
+pub(crate) fn desired_document(
+    plugin: &LoadedPlugin,
+    record: &crate::runtime::contract::DirectoryUser,
+    settings: &[Setting],
+) -> Result<Value, Desired> {
+    let document = match plugin.map_user(record, settings) {
+        Ok(called) => called.value,
+        Err(error) if !error.is_plugin_fault() => return Err(Desired::Refused(error)),
+        Err(error) => {
+            return Err(Desired::Failed(SyncError::Connector {
+                connector: plugin.name().to_string(),
+                reason: error.to_string(),
+            }));
+        }
+    };
+    let mut body = document.value();
+    if record.suspended || record.password_expired {
+        body["active"] = Value::Bool(false);
+    }
+    Ok(body)
+}
+
+pub(crate) fn settings_of(app: &AppRecord) -> Vec<Setting> {
+    app.settings
+        .iter()
+        .map(|(key, value)| Setting {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
 /// The PATCH operations that turn `previous` into `next`, attribute by
 /// attribute (an extension counts as one attribute), with their names;
 /// `None` when nothing but bookkeeping differs.
-fn changed_attributes(previous: &Value, next: &Value) -> Option<(Vec<Value>, Vec<String>)> {
+pub(crate) fn changed_attributes(
+    previous: &Value,
+    next: &Value,
+) -> Option<(Vec<Value>, Vec<String>)> {
     let (Value::Object(previous), Value::Object(next)) = (previous, next) else {
         return None;
     };

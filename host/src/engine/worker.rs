@@ -173,12 +173,17 @@ impl Engine {
             };
         match (change.entity.as_str(), change.action.as_str()) {
             ("user", _) => everywhere(BTreeSet::from([change.entity_id.clone()])),
+            // A member may be a group: its users (nested included) are
+            // the ones whose scope may have changed.
             ("group", "members-changed") => {
-                let mut users = ids("added");
-                users.extend(ids("removed"));
-                everywhere(users)
+                let mut members: Vec<String> = ids("added").into_iter().collect();
+                members.extend(ids("removed"));
+                everywhere(self.store.users_of(&members)?.into_iter().collect())
             }
-            ("group", "deleted") => everywhere(ids("members")),
+            ("group", "deleted") => {
+                let members: Vec<String> = ids("members").into_iter().collect();
+                everywhere(self.store.users_of(&members)?.into_iter().collect())
+            }
             ("binding", "bound") => {
                 let users = self
                     .store
@@ -187,7 +192,10 @@ impl Engine {
                     .collect();
                 one_app(users)
             }
-            ("binding", "unbound") => one_app(ids("members")),
+            ("binding", "unbound") => {
+                let members: Vec<String> = ids("members").into_iter().collect();
+                one_app(self.store.users_of(&members)?.into_iter().collect())
+            }
             ("app", "activated") => {
                 // The first sync: everyone in scope, and every account the
                 // ledger knows (some may have left scope meanwhile).

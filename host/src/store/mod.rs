@@ -481,6 +481,9 @@ pub trait Store: Send + Sync + 'static {
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
 
+    /// The users among `ids`, and the users of the groups among them
+    /// (through nested groups), in id order.
+    fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>>;
     /// Whether the user is a member, directly or through nested groups, of
     /// a group bound to the application.
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;

@@ -1446,6 +1446,33 @@ impl Store for SqliteStore {
         })
     }
 
+    fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let mut users = std::collections::BTreeSet::new();
+            let mut is_user = connection.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
+            let mut nested = connection.prepare_cached(
+                "WITH RECURSIVE down(group_id) AS (
+                     SELECT ?1
+                     UNION
+                     SELECT m.member_id FROM down CROSS JOIN memberships m ON m.group_id = down.group_id
+                     WHERE m.member_kind = 'Group'
+                 )
+                 SELECT DISTINCT m.member_id FROM down CROSS JOIN memberships m ON m.group_id = down.group_id
+                 WHERE m.member_kind = 'User'",
+            )?;
+            for id in ids {
+                if is_user.exists([id])? {
+                    users.insert(id.clone());
+                    continue;
+                }
+                for user in nested.query_map([id], |row| row.get::<_, String>(0))? {
+                    users.insert(user?);
+                }
+            }
+            Ok(users.into_iter().collect())
+        })
+    }
+
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
         self.read(|connection| {
             Ok(connection

@@ -487,3 +487,23 @@ fn events_are_listed_newest_first_filtered_and_pruned() {
     assert_eq!(store.prune_events("2026-02-15T00:00:00.000Z").unwrap(), 2);
     assert_eq!(store.events(&EventQuery::default(), page).unwrap().total, 1);
 }
+
+#[test]
+fn the_users_of_a_group_include_those_of_nested_groups() {
+    let (_folder, store) = open();
+    let ada = store.create_user(user("ada")).unwrap().id;
+    let bob = store.create_user(user("bob")).unwrap().id;
+    let inner = store
+        .create_group(group("inner", Some(vec![user_member(&bob)])))
+        .unwrap();
+    let mut expected = vec![ada.clone(), bob.clone()];
+    expected.sort();
+    assert_eq!(
+        store.users_of(&[ada.clone(), inner.id.clone()]).unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.users_of(&["nobody".into()]).unwrap(),
+        Vec::<String>::new()
+    );
+}
