@@ -417,4 +417,17 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
         "Countess",
         "nothing was sent"
     );
+
+    // Provisioning on demand needs an active application, then does it now.
+    let refused = host.cli(&["provision", "crm", "ada"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("activate it first"));
+    host.admin("POST", "/apps/crm/activate", None);
+    let done = run_ok(&host, &["provision", "crm", "ada", "--format", "json"]);
+    let done: Value = serde_json::from_str(&done).unwrap();
+    // The engine may have been first: either way ada is up to date now.
+    assert!(
+        matches!(done["result"].as_str(), Some("updated" | "unchanged")),
+        "{done}"
+    );
+    assert_eq!(application.users_named("ada")[0]["title"], "Countess");
 }

@@ -33,6 +33,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(bind, unbind))
         .routes(routes!(scope))
         .routes(routes!(plan))
+        .routes(routes!(provision_user))
         .routes(routes!(list_plugins))
         .routes(routes!(rollback_plugin))
 }
@@ -689,6 +690,104 @@ async fn plan(
         other => ApiError::new(StatusCode::CONFLICT, "connector_failed", other.to_string()),
     })?;
     Ok(Json(PageOf::slice(planned, page, |operation| operation)))
+}
+
+/// The result of provisioning one user now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProvisionView {
+    pub user_id: String,
+    pub result: crate::engine::provision::Synced,
+    /// The events the attempt recorded, newest first.
+    pub events: Vec<Event>,
+}
+
+/// Provision one user in an active application now, and show what was done.
+#[utoipa::path(post, path = "/apps/{app}/provision/{user}", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), ("user" = String, Path, description = "id or userName")),
+    responses((status = 200, body = ProvisionView), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application is not active or its connector is not served", body = ApiErrorBody),
+        (status = 502, description = "the application failed the request", body = ApiErrorBody)))]
+async fn provision_user(
+    State(state): State<ApiState>,
+    Path((app, user)): Path<(String, String)>,
+) -> Result<Json<ProvisionView>, ApiError> {
+    use crate::engine::provision::{SyncError, Target, sync_user};
+    let app = load_app(&state, app).await?;
+    if app.state != AppState::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_active",
+            format!("{} is {}: activate it first", app.name, app.state.as_str()),
+        ));
+    }
+    let plugin = state
+        .plugins
+        .as_ref()
+        .and_then(|plugins| plugins.get(&app.connector))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "connector_not_served",
+                format!("connector {} is not served by this host", app.connector),
+            )
+        })?;
+    let (user_id, token) = {
+        let app_id = app.id.clone();
+        store_call(&state, move |store| {
+            let user = super::directory::find_user(store, &user)?;
+            Ok((user.id, store.app_token(&app_id)?))
+        })
+        .await?
+    };
+    let base = lifecycle::resolved_base_url(&app)
+        .map_err(|reason| ApiError::invalid("baseUrl", reason))?;
+    let settings = crate::scim_client::ClientSettings {
+        requests_per_second: app.pacing.requests_per_second,
+        concurrency: app.pacing.concurrency,
+        ..crate::scim_client::ClientSettings::default()
+    };
+    let client = crate::scim_client::ScimClient::new(&base, &token, settings)
+        .map_err(|error| connection_failed(&app, &error.to_string()))?;
+    let since = crate::store::sqlite::now();
+    let target = Target {
+        store: state.store.as_ref(),
+        app: &app,
+        plugin: &plugin,
+        client: &client,
+    };
+    let result = sync_user(&target, &user_id)
+        .await
+        .map_err(|error| match error {
+            SyncError::Store(error) => ApiError::from(error),
+            SyncError::Application(error) => connection_failed(&app, &error.to_string()),
+            SyncError::Connector { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
+            }
+        })?;
+    let query = crate::store::EventQuery {
+        app_id: Some(app.id.clone()),
+        since: Some(since),
+        ..crate::store::EventQuery::default()
+    };
+    let events = store_call(&state, move |store| {
+        store.events(
+            &query,
+            crate::store::Page {
+                offset: 0,
+                limit: 100,
+            },
+        )
+    })
+    .await?
+    .items
+    .into_iter()
+    .filter(|event| event.object_id.as_deref() == Some(user_id.as_str()))
+    .collect();
+    Ok(Json(ProvisionView {
+        user_id,
+        result,
+        events,
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

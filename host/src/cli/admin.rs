@@ -98,6 +98,17 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `scimlink provision APP USER`: one user, now.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The application's name.
+    name: String,
+    /// The user's userName or id.
+    user: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
 /// `scimlink plan APP`: what a sync would send, without sending it.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -344,6 +355,39 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 Some(json!({ "token": token_argument(token)? })),
             )?;
             println!("{name}: token replaced");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_provision(connection: Connection, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let done = client.call(
+        Method::POST,
+        &format!(
+            "/apps/{}/provision/{}",
+            percent_encode(&args.name),
+            percent_encode(&args.user)
+        ),
+        None,
+    )?;
+    match args.format {
+        Format::Json => println!("{done}"),
+        Format::Text => {
+            println!(
+                "{} in {}: {}",
+                args.user,
+                args.name,
+                done["result"].as_str().unwrap_or("-")
+            );
+            for event in done["events"].as_array().into_iter().flatten().rev() {
+                println!(
+                    "  {} {} {}",
+                    event["operation"].as_str().unwrap_or("-"),
+                    event["outcome"].as_str().unwrap_or("-"),
+                    event["summary"].as_str().unwrap_or_default()
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::AppCommand,
     },
+    /// Provision one user in an application now and show what was done.
+    Provision {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        args: admin::ProvisionArgs,
+    },
     /// What a sync of an application would send, without sending it.
     Plan {
         #[command(flatten)]
@@ -128,6 +135,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         } => admin::run_app(connection, command),
         Command::Events { connection, args } => admin::run_events(connection, args),
         Command::Plan { connection, args } => admin::run_plan(connection, args),
+        Command::Provision { connection, args } => admin::run_provision(connection, args),
         Command::Directory {
             connection,
             command,

@@ -36,7 +36,8 @@ pub const DELETE: &str = "user_delete_provision";
 pub(crate) const DEACTIVATED: &str = "deactivated";
 
 /// What a sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Synced {
     Unchanged,
     Created,
