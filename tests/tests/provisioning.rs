@@ -84,6 +84,38 @@ impl Application {
     }
 }
 
+/// Imports `people` (CSV), adds the application `crm` on `application`
+/// (paced for a local server) and binds `group` to it.
+fn connect(host: &Host, application: &Application, people: &str, group: &str) {
+    let folder = tempfile::tempdir().unwrap();
+    let csv = folder.path().join("people.csv");
+    std::fs::write(&csv, people).unwrap();
+    run_ok(host, &["directory", "import", csv.to_str().unwrap()]);
+    let template = format!(
+        "http://127.0.0.1:{}/{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=acme",
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(host, &["app", "bind", "crm", group]);
+}
+
 fn run_ok(host: &Host, args: &[&str]) -> String {
     let output = host.cli(args);
     assert!(
@@ -105,40 +137,15 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
     }));
 
     let host = Host::start();
-    let folder = tempfile::tempdir().unwrap();
-    let csv = folder.path().join("people.csv");
-    std::fs::write(
-        &csv,
+    connect(
+        &host,
+        &application,
         "userName,email,givenName,familyName,groups\n\
          ada,ada@example.com,Ada,Lovelace,Engineering\n\
          grace,grace@example.com,Grace,Hopper,Engineering\n\
          bob,bob@example.com,Bob,Builder,\n",
-    )
-    .unwrap();
-    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
-    let template = format!(
-        "http://127.0.0.1:{}/{{tenantId}}/v2",
-        application.server.port
+        "Engineering",
     );
-    run_ok(
-        &host,
-        &[
-            "app",
-            "add",
-            "crm",
-            "--connector",
-            "custom-scim",
-            "--base-url",
-            &template,
-            "--token",
-            APP_TOKEN,
-            "--setting",
-            "tenantId=acme",
-            "--requests-per-second",
-            "1000",
-        ],
-    );
-    run_ok(&host, &["app", "bind", "crm", "Engineering"]);
     run_ok(&host, &["app", "activate", "crm"]);
 
     let ada = application.eventually("ada", "creation", |account| {
@@ -269,38 +276,13 @@ fn a_host_killed_during_the_first_sync_finishes_it_after_restart_without_duplica
     let folder = tempfile::tempdir().unwrap();
     let data = folder.path().join("data");
     let host = Host::start_in(&data);
-    let csv = folder.path().join("everyone.csv");
     let mut rows = String::from("userName,email,givenName,familyName,groups\n");
     for index in 0..USERS {
         rows.push_str(&format!(
             "user{index:04},user{index:04}@example.com,User,{index},Everyone\n"
         ));
     }
-    std::fs::write(&csv, rows).unwrap();
-    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
-    let template = format!(
-        "http://127.0.0.1:{}/{{tenantId}}/v2",
-        application.server.port
-    );
-    run_ok(
-        &host,
-        &[
-            "app",
-            "add",
-            "crm",
-            "--connector",
-            "custom-scim",
-            "--base-url",
-            &template,
-            "--token",
-            APP_TOKEN,
-            "--setting",
-            "tenantId=acme",
-            "--requests-per-second",
-            "1000",
-        ],
-    );
-    run_ok(&host, &["app", "bind", "crm", "Everyone"]);
+    connect(&host, &application, &rows, "Everyone");
     run_ok(&host, &["app", "activate", "crm"]);
 
     // Kill -9 in the middle of the first sync.
@@ -339,38 +321,15 @@ fn a_host_killed_during_the_first_sync_finishes_it_after_restart_without_duplica
 fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
     let application = Application::start();
     let host = Host::start();
-    let folder = tempfile::tempdir().unwrap();
-    let csv = folder.path().join("people.csv");
-    std::fs::write(
-        &csv,
+    connect(
+        &host,
+        &application,
         "userName,email,givenName,familyName,groups\n\
          ada,ada@example.com,Ada,Lovelace,Engineering\n\
          grace,grace@example.com,Grace,Hopper,Engineering\n\
          bob,bob@example.com,Bob,Builder,\n",
-    )
-    .unwrap();
-    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
-    let template = format!(
-        "http://127.0.0.1:{}/{{tenantId}}/v2",
-        application.server.port
+        "Engineering",
     );
-    run_ok(
-        &host,
-        &[
-            "app",
-            "add",
-            "crm",
-            "--connector",
-            "custom-scim",
-            "--base-url",
-            &template,
-            "--token",
-            APP_TOKEN,
-            "--setting",
-            "tenantId=acme",
-        ],
-    );
-    run_ok(&host, &["app", "bind", "crm", "Engineering"]);
 
     let plan = run_ok(&host, &["plan", "crm"]);
     assert!(

@@ -649,6 +649,24 @@ async fn scope(
     Ok(Json(PageOf::slice(users, page, |id| id)))
 }
 
+/// The connector serving `app` on this host.
+fn served_plugin(
+    state: &ApiState,
+    app: &AppRecord,
+) -> Result<Arc<crate::runtime::LoadedPlugin>, ApiError> {
+    state
+        .plugins
+        .as_ref()
+        .and_then(|plugins| plugins.get(&app.connector))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "connector_not_served",
+                format!("connector {} is not served by this host", app.connector),
+            )
+        })
+}
+
 /// What a sync of every user of the application would send now, without
 /// sending anything (the application is not contacted).
 #[utoipa::path(get, path = "/apps/{app}/plan", tag = "applications",
@@ -662,17 +680,7 @@ async fn plan(
 ) -> Result<Json<PageOf<crate::engine::plan::Planned>>, ApiError> {
     let page = page.page()?;
     let app = load_app(&state, app).await?;
-    let plugin = state
-        .plugins
-        .as_ref()
-        .and_then(|plugins| plugins.get(&app.connector))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "connector_not_served",
-                format!("connector {} is not served by this host", app.connector),
-            )
-        })?;
+    let plugin = served_plugin(&state, &app)?;
     let store = Arc::clone(&state.store);
     let planned = tokio::task::spawn_blocking(move || {
         crate::engine::plan::plan(store.as_ref(), &plugin, &app)
@@ -720,17 +728,7 @@ async fn provision_user(
             format!("{} is {}: activate it first", app.name, app.state.as_str()),
         ));
     }
-    let plugin = state
-        .plugins
-        .as_ref()
-        .and_then(|plugins| plugins.get(&app.connector))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "connector_not_served",
-                format!("connector {} is not served by this host", app.connector),
-            )
-        })?;
+    let plugin = served_plugin(&state, &app)?;
     let (user_id, token) = {
         let app_id = app.id.clone();
         store_call(&state, move |store| {
@@ -741,11 +739,7 @@ async fn provision_user(
     };
     let base = lifecycle::resolved_base_url(&app)
         .map_err(|reason| ApiError::invalid("baseUrl", reason))?;
-    let settings = crate::scim_client::ClientSettings {
-        requests_per_second: app.pacing.requests_per_second,
-        concurrency: app.pacing.concurrency,
-        ..crate::scim_client::ClientSettings::default()
-    };
+    let settings = crate::scim_client::ClientSettings::paced(&app.pacing);
     let client = crate::scim_client::ScimClient::new(&base, &token, settings)
         .map_err(|error| connection_failed(&app, &error.to_string()))?;
     let since = crate::store::sqlite::now();

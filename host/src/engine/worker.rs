@@ -228,12 +228,7 @@ impl Engine {
                 reason,
             })?;
         let token = self.store.app_token(&app.id)?;
-        let settings = ClientSettings {
-            requests_per_second: app.pacing.requests_per_second,
-            burst: app.pacing.requests_per_second.ceil().clamp(1.0, 1000.0) as u32,
-            concurrency: app.pacing.concurrency,
-            ..ClientSettings::default()
-        };
+        let settings = ClientSettings::paced(&app.pacing);
         let client = ScimClient::new(&base, &token, settings)?;
         self.clients
             .insert(app.id.clone(), (app.version, Arc::clone(&client)));

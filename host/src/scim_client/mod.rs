@@ -84,6 +84,18 @@ impl Default for ClientSettings {
     }
 }
 
+impl ClientSettings {
+    /// The defaults, at an application's configured pace.
+    pub fn paced(pacing: &crate::store::Pacing) -> Self {
+        ClientSettings {
+            requests_per_second: pacing.requests_per_second,
+            burst: pacing.requests_per_second.ceil().clamp(1.0, 1000.0) as u32,
+            concurrency: pacing.concurrency,
+            ..ClientSettings::default()
+        }
+    }
+}
+
 /// A request to the application, relative to its SCIM base URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScimRequest {
