@@ -188,6 +188,30 @@ impl AdminClient {
         })
     }
 
+    /// Every item of a paginated list (`path` may carry a query), at most
+    /// `most`, fetched a thousand at a time.
+    fn all_items(&self, path: &str, most: u64) -> anyhow::Result<Vec<Value>> {
+        let joiner = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        while (items.len() as u64) < most {
+            let limit = (most - items.len() as u64).min(1000);
+            let page = self.call(
+                Method::GET,
+                &format!("{path}{joiner}offset={}&limit={limit}", items.len()),
+                None,
+            )?;
+            let page_items = page["items"].as_array().cloned().unwrap_or_default();
+            if page_items.is_empty() {
+                break;
+            }
+            items.extend(page_items);
+            if items.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let url = format!("{}/api/v1{path}", self.base);
         self.runtime.block_on(async {
@@ -267,24 +291,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             );
         }
         AppCommand::List { format } => {
-            let mut apps = Vec::new();
-            let mut offset = 0;
-            loop {
-                let page = client.call(
-                    Method::GET,
-                    &format!("/apps?offset={offset}&limit=1000"),
-                    None,
-                )?;
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                if items.is_empty() {
-                    break;
-                }
-                offset += items.len();
-                apps.extend(items);
-                if offset as u64 >= page["total"].as_u64().unwrap_or(0) {
-                    break;
-                }
-            }
+            let apps = client.all_items("/apps", u64::MAX)?;
             match format {
                 Format::Json => println!("{}", Value::Array(apps)),
                 Format::Text => {
@@ -395,26 +402,10 @@ pub fn run_provision(connection: Connection, args: ProvisionArgs) -> anyhow::Res
 
 pub fn run_plan(connection: Connection, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let client = AdminClient::new(&connection)?;
-    let mut operations = Vec::new();
-    loop {
-        let page = client.call(
-            Method::GET,
-            &format!(
-                "/apps/{}/plan?offset={}&limit=1000",
-                percent_encode(&args.name),
-                operations.len()
-            ),
-            None,
-        )?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if items.is_empty() {
-            break;
-        }
-        operations.extend(items);
-        if operations.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
-            break;
-        }
-    }
+    let operations = client.all_items(
+        &format!("/apps/{}/plan", percent_encode(&args.name)),
+        u64::MAX,
+    )?;
     match args.format {
         Format::Json => println!("{}", Value::Array(operations)),
         Format::Text => {
@@ -469,26 +460,12 @@ pub fn run_events(connection: Connection, args: EventsArgs) -> anyhow::Result<Ex
             query.push(format!("{key}={}", percent_encode(value)));
         }
     }
-    let mut events = Vec::new();
-    while (events.len() as u64) < args.limit {
-        let limit = (args.limit - events.len() as u64).min(1000);
-        let mut page_query = query.clone();
-        page_query.push(format!("offset={}", events.len()));
-        page_query.push(format!("limit={limit}"));
-        let page = client.call(
-            Method::GET,
-            &format!("/events?{}", page_query.join("&")),
-            None,
-        )?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if items.is_empty() {
-            break;
-        }
-        events.extend(items);
-        if events.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
-            break;
-        }
-    }
+    let path = if query.is_empty() {
+        "/events".to_string()
+    } else {
+        format!("/events?{}", query.join("&"))
+    };
+    let events = client.all_items(&path, args.limit)?;
     match args.format {
         Format::Json => println!("{}", Value::Array(events)),
         Format::Text => {
