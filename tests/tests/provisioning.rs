@@ -221,7 +221,11 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
         }),
         "{events}"
     );
-    assert!(has("user_deprovision", "out of scope"), "{events}");
+    // Leaving the group was ruled on by the connector, which names its rule.
+    assert!(
+        has("user_deprovision", "offboard-unless-other-group"),
+        "{events}"
+    );
     assert!(!events.to_string().contains(APP_TOKEN));
 }
 
@@ -389,4 +393,260 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
         "{done}"
     );
     assert_eq!(application.users_named("ada")[0]["title"], "Countess");
+}
+
+impl Application {
+    fn groups_named(&self, display_name: &str) -> Vec<Value> {
+        let filter = format!("displayName eq {}", json!(display_name));
+        let text = self
+            .http
+            .get(format!(
+                "{}/Groups?filter={}",
+                self.base(),
+                filter.replace(' ', "%20").replace('"', "%22")
+            ))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn create_group(&self, group: Value) -> String {
+        let text = self
+            .http
+            .post(format!("{}/Groups", self.base()))
+            .header("content-type", "application/scim+json")
+            .bearer_auth(APP_TOKEN)
+            .body(group.to_string())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// The remote ids of a group's members.
+    fn member_ids(group: &Value) -> Vec<String> {
+        let mut ids: Vec<String> = group["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|member| member["value"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until `display_name`'s single group satisfies `check`.
+    fn eventually_group(
+        &self,
+        display_name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let groups = self.groups_named(display_name);
+            assert!(
+                groups.len() <= 1,
+                "{display_name} exists {} times",
+                groups.len()
+            );
+            if let Some(group) = groups.first()
+                && check(group)
+            {
+                return group.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{display_name}: {what} never happened; now {groups:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn id_of(&self, user_name: &str) -> String {
+        self.users_named(user_name)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[test]
+fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
+    let application = Application::start();
+    // The application already has a Design group, with an account the
+    // directory does not manage: the group is taken over, the account left.
+    let outsider = application.create(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "outsider",
+    }));
+    let design_id = application.create_group(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Design",
+        "members": [{ "value": outsider }],
+    }));
+
+    let host = Host::start();
+    connect(
+        &host,
+        &application,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Engineering\n\
+         carol,carol@example.com,Carol,Shaw,Design\n\
+         bob,bob@example.com,Bob,Builder,\n",
+        "Engineering",
+    );
+    let created = host.admin("POST", "/groups", Some(&json!({ "name": "Empty" })));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    run_ok(&host, &["app", "bind", "crm", "Design"]);
+    run_ok(&host, &["app", "bind", "crm", "Empty"]);
+    let managed = host.admin("PATCH", "/apps/crm", Some(&json!({ "manageGroups": true })));
+    assert_eq!(managed.status, 200, "{:?}", managed.body);
+    run_ok(&host, &["app", "activate", "crm"]);
+
+    // Created with its members; taken over with the outsider left in it;
+    // the empty group is not created.
+    application.eventually("grace", "creation", |account| account["active"] == true);
+    let (ada, grace) = (application.id_of("ada"), application.id_of("grace"));
+    let engineering = application.eventually_group("Engineering", "creation", |group| {
+        Application::member_ids(group) == sorted(vec![ada.clone(), grace.clone()])
+    });
+    application.eventually("carol", "creation", |account| account["active"] == true);
+    let carol = application.id_of("carol");
+    let design = application.eventually_group("Design", "takeover", |group| {
+        Application::member_ids(group) == sorted(vec![carol.clone(), outsider.clone()])
+    });
+    assert_eq!(
+        design["id"],
+        design_id.as_str(),
+        "taken over, not duplicated"
+    );
+    assert!(application.groups_named("Empty").is_empty());
+
+    // A rename in the directory renames the same group in the application.
+    let renamed = host.admin(
+        "PATCH",
+        "/groups/Engineering",
+        Some(&json!({ "name": "Research" })),
+    );
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    let research = application.eventually_group("Research", "the rename", |_| true);
+    assert_eq!(research["id"], engineering["id"]);
+
+    // A user removed from the group leaves it and, in no other bound
+    // group, is deactivated (the connector's rule).
+    host.admin("DELETE", "/groups/Research/members/grace", None);
+    application.eventually_group("Research", "grace's removal", |group| {
+        Application::member_ids(group) == vec![ada.clone()]
+    });
+    application.eventually("grace", "deactivation", |account| {
+        account["active"] == false
+    });
+
+    // Group management off: groups and membership stay as they are while
+    // identities stay managed.
+    let off = host.admin(
+        "PATCH",
+        "/apps/crm",
+        Some(&json!({ "manageGroups": false })),
+    );
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    host.admin("PUT", "/groups/Research/members/bob", None);
+    application.eventually("bob", "creation", |account| account["active"] == true);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        Application::member_ids(&application.groups_named("Research")[0]),
+        vec![ada.clone()],
+        "membership is no longer pushed"
+    );
+    // On again: the group is found, taken over, and catches up.
+    host.admin("PATCH", "/apps/crm", Some(&json!({ "manageGroups": true })));
+    let bob = application.id_of("bob");
+    let caught_up = application.eventually_group("Research", "bob joining", |group| {
+        Application::member_ids(group) == sorted(vec![ada.clone(), bob.clone()])
+    });
+    assert_eq!(caught_up["id"], engineering["id"]);
+
+    // Unbinding leaves the group as it is and deactivates its members.
+    run_ok(&host, &["app", "unbind", "crm", "Design"]);
+    application.eventually("carol", "deactivation", |account| {
+        account["active"] == false
+    });
+    assert_eq!(
+        Application::member_ids(&application.groups_named("Design")[0]),
+        sorted(vec![carol.clone(), outsider.clone()])
+    );
+
+    // Deleting a group deletes it in the application; its members leave.
+    let deleted = host.admin("DELETE", "/groups/Research", None);
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let deadline = Instant::now() + WITHIN;
+    while !application.groups_named("Research").is_empty() {
+        assert!(Instant::now() < deadline, "Research was never deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    application.eventually("ada", "deactivation", |account| account["active"] == false);
+    application.eventually("bob", "deactivation", |account| account["active"] == false);
+
+    let events: Value = serde_json::from_str(&run_ok(
+        &host,
+        &["events", "--app", "crm", "--format", "json"],
+    ))
+    .unwrap();
+    let has = |operation: &str, rule_prefix: &str| {
+        events.as_array().unwrap().iter().any(|event| {
+            event["operation"] == operation
+                && event["outcome"] == "success"
+                && event["object_kind"] == "group"
+                && event["rule"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(rule_prefix)
+        })
+    };
+    assert!(has("group_create_provision", "created"), "{events}");
+    assert!(
+        has(
+            "group_create_provision",
+            "takeover: displayName eq \"Design\""
+        ),
+        "{events}"
+    );
+    assert!(has("group_update_provision", "renamed"), "{events}");
+    assert!(has("group_update_provision", "membership"), "{events}");
+    assert!(
+        has("group_update_provision", "unbind-leave-group"),
+        "{events}"
+    );
+    assert!(has("group_delete_provision", "delete-group"), "{events}");
+    let rule_of = |user: &str| {
+        let id = host.admin("GET", &format!("/users/{user}"), None).body["id"].clone();
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["object_id"] == id && event["operation"] == "user_deprovision")
+            .map(|event| event["rule"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rule_of("grace"),
+        ["remove-member-offboard-unless-other-group"]
+    );
+    assert_eq!(
+        rule_of("carol"),
+        ["unbind-leave-group-offboard-unless-other-group"]
+    );
 }

@@ -9,14 +9,15 @@
 //! - [`lifecycle`] is the integration's lifecycle: activation tests the
 //!   connection and records what the application supports, a token rotation
 //!   is tested before it replaces the old token;
+//! - [`groups`] pushes bound groups with their members, and follows the
+//!   connector's rules when a user leaves a group, a group is unbound or
+//!   deleted, or group management is turned off;
+//! - [`plan`] shows what a sync would send without sending it;
 //! - [`directory_user`] reads a directory user as the connector contract's
 //!   record.
-//!
-//! Groups pushed to applications, the group-management rules, the periodic
-//! reconcile, dead letters, plans and the deprovisioning guard are not built
-//! yet.
 
 pub mod directory_user;
+pub mod groups;
 pub mod lifecycle;
 pub mod plan;
 pub mod provision;

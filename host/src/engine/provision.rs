@@ -70,13 +70,29 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn settings(&self) -> Vec<Setting> {
+    pub(crate) fn settings(&self) -> Vec<Setting> {
         settings_of(self.app)
     }
 
-    fn record(
+    pub(crate) fn record(
         &self,
         user_id: &str,
+        operation: &str,
+        outcome: Outcome,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) {
+        self.record_object("user", user_id, operation, outcome, rule, status, summary);
+    }
+
+    /// Records an event about one object (`user` or `group`) of the
+    /// application; an event that cannot be recorded is logged.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_object(
+        &self,
+        object_kind: &str,
+        object_id: &str,
         operation: &str,
         outcome: Outcome,
         rule: Option<String>,
@@ -88,8 +104,8 @@ impl Target<'_> {
             at: String::new(),
             app_id: Some(self.app.id.clone()),
             app_name: Some(self.app.name.clone()),
-            object_kind: Some("user".into()),
-            object_id: Some(user_id.to_string()),
+            object_kind: Some(object_kind.to_string()),
+            object_id: Some(object_id.to_string()),
             operation: operation.to_string(),
             outcome,
             rule,
@@ -101,7 +117,7 @@ impl Target<'_> {
         }
     }
 
-    fn failed(
+    pub(crate) fn failed(
         &self,
         user_id: &str,
         operation: &str,
@@ -152,7 +168,10 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     let entry = store.ledger_entry(&target.app.id, "user", user_id)?;
     let Some(user) = user.filter(|_| in_scope) else {
         return match entry {
-            Some(entry) => offboard(target, user_id, &entry).await,
+            Some(entry) => {
+                let how = target.plugin.manifest().capabilities.offboarding;
+                offboard(target, user_id, &entry, how, "out of scope").await
+            }
             None => Ok(Synced::Unchanged),
         };
     };
@@ -412,13 +431,18 @@ pub(crate) fn changed_attributes(
     (!operations.is_empty()).then_some((operations, names))
 }
 
-async fn offboard(
+/// Deactivates or deletes the account of a user who left the
+/// application's scope; `rule` is what decided it, for the event.
+pub(crate) async fn offboard(
     target: &Target<'_>,
     user_id: &str,
     entry: &LedgerEntry,
+    how: Offboarding,
+    rule: &str,
 ) -> Result<Synced, SyncError> {
     let path = format!("/Users/{}", entry.remote_id);
-    match target.plugin.manifest().capabilities.offboarding {
+    let rule = || Some(rule.to_string());
+    match how {
         Offboarding::Delete => {
             match target
                 .client
@@ -433,7 +457,7 @@ async fn offboard(
                 Ok(_) => {}
                 Err(error) if error.status() == Some(404) => {}
                 Err(error) => {
-                    target.failed(user_id, DELETE, Some("out of scope".into()), &error);
+                    target.failed(user_id, DELETE, rule(), &error);
                     return Err(error.into());
                 }
             }
@@ -444,7 +468,7 @@ async fn offboard(
                 user_id,
                 DELETE,
                 Outcome::Success,
-                Some("out of scope".into()),
+                rule(),
                 None,
                 format!("DELETE {path}"),
             );
@@ -475,7 +499,7 @@ async fn offboard(
                         user_id,
                         DEPROVISION,
                         Outcome::Success,
-                        Some("out of scope".into()),
+                        rule(),
                         Some(answer.status.as_u16()),
                         format!("PATCH {path} active=false"),
                     );
@@ -489,14 +513,14 @@ async fn offboard(
                         user_id,
                         DEPROVISION,
                         Outcome::Success,
-                        Some("out of scope".into()),
+                        rule(),
                         Some(404),
                         format!("{path} no longer exists in the application"),
                     );
                     Ok(Synced::Deleted)
                 }
                 Err(error) => {
-                    target.failed(user_id, DEPROVISION, Some("out of scope".into()), &error);
+                    target.failed(user_id, DEPROVISION, rule(), &error);
                     Err(error.into())
                 }
             }

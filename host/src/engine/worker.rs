@@ -11,14 +11,16 @@
 //! The loop runs on a thread of its own with a single-threaded runtime: the
 //! store is synchronous, and its short calls then block nothing else.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::{SyncError, Target, sync_user};
-use crate::runtime::PluginRegistry;
+use crate::runtime::contract::{DirectoryGroup, GroupEvent};
+use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::{ClientSettings, ScimClient};
 use crate::store::{AppRecord, AppState, Change, Page, Store, StoreError};
 
@@ -87,6 +89,10 @@ impl Engine {
     }
 
     /// Claims a batch of changes and applies them; how many it claimed.
+    ///
+    /// Users are synced change by change; the groups the batch touched are
+    /// synced once, after every user (a group pushes the accounts its users
+    /// now have). A change completes when its users and its groups are done.
     pub async fn step(&mut self) -> Result<usize, StoreError> {
         let changes = self
             .store
@@ -94,15 +100,27 @@ impl Engine {
         let claimed = changes.len();
         self.claimed = changes.iter().map(|change| change.seq).collect();
         self.renewed = std::time::Instant::now();
-        let mut done = Vec::with_capacity(claimed);
         if changes.is_empty() {
             return Ok(0);
         }
         // Read once a batch: a user's change goes to every active app.
         let active = self.active_apps()?;
+        let mut done = BTreeSet::new();
+        let mut groups: BTreeMap<(String, String), (AppRecord, Vec<i64>)> = BTreeMap::new();
         for change in changes {
             match self.apply(&change, &active).await {
-                Ok(()) => done.push(change.seq),
+                Ok(touched) => {
+                    done.insert(change.seq);
+                    for (app, group_ids) in touched {
+                        for group_id in group_ids {
+                            groups
+                                .entry((app.id.clone(), group_id))
+                                .or_insert_with(|| (app.clone(), Vec::new()))
+                                .1
+                                .push(change.seq);
+                        }
+                    }
+                }
                 // Left to its lease: it is tried again when the lease ends.
                 Err(error) => tracing::warn!(
                     "change {} ({} {} {}) waits for another try: {error}",
@@ -113,8 +131,48 @@ impl Engine {
                 ),
             }
         }
+        for ((_, group_id), (app, seqs)) in groups {
+            if seqs.iter().all(|seq| !done.contains(seq)) {
+                continue;
+            }
+            if let Err(error) = self.sync_one_group(&app, &group_id).await {
+                tracing::warn!(
+                    "group {group_id} in {}: waits for another try: {error}",
+                    app.name
+                );
+                for seq in seqs {
+                    done.remove(&seq);
+                }
+            }
+        }
+        let done: Vec<i64> = done.into_iter().collect();
         self.store.complete_changes(&self.consumer, &done)?;
         Ok(claimed)
+    }
+
+    fn renew_if_due(&mut self) -> Result<(), StoreError> {
+        if self.renewed.elapsed() >= RENEW_EVERY {
+            self.store
+                .renew_claims(&self.consumer, &self.claimed, LEASE_SECONDS)?;
+            self.renewed = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn sync_one_group(&mut self, app: &AppRecord, group_id: &str) -> Result<(), SyncError> {
+        self.renew_if_due()?;
+        let (plugin, client) = self.connection(app)?;
+        let target = Target {
+            store: self.store.as_ref(),
+            app,
+            plugin: &plugin,
+            client: &client,
+        };
+        match sync_group(&target, group_id).await {
+            Ok(_) => Ok(()),
+            Err(SyncError::Application(error)) if error.is_permanent() => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
@@ -138,13 +196,10 @@ impl Engine {
         }
     }
 
-    /// The users a change touches, per application.
-    fn affected(
-        &self,
-        change: &Change,
-        active: &[AppRecord],
-    ) -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
-        let ids = |key: &str| -> BTreeSet<String> {
+    /// What a change asks of each active application it concerns.
+    fn affected(&self, change: &Change, active: &[AppRecord]) -> Result<Vec<Work>, StoreError> {
+        let store = self.store.as_ref();
+        let ids = |key: &str| -> Vec<String> {
             change
                 .detail
                 .get(key)
@@ -155,65 +210,170 @@ impl Engine {
                 .map(str::to_string)
                 .collect()
         };
-        let everywhere =
-            |users: BTreeSet<String>| -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
-                Ok(active
-                    .iter()
-                    .map(|app| (app.clone(), users.clone()))
-                    .collect())
+        let bound_holding =
+            |app: &AppRecord, members: &[String]| -> Result<BTreeSet<String>, StoreError> {
+                let mut groups = BTreeSet::new();
+                for member in members {
+                    groups.extend(store.bound_groups_containing(&app.id, member)?);
+                }
+                Ok(groups)
             };
-        let one_app =
-            |users: BTreeSet<String>| -> Result<Vec<(AppRecord, BTreeSet<String>)>, StoreError> {
-                Ok(self
-                    .store
-                    .get_app(&change.entity_id)?
-                    .filter(|app| app.state == AppState::Active)
-                    .map(|app| vec![(app, users)])
-                    .unwrap_or_default())
-            };
+        let this_app = active.iter().find(|app| app.id == change.entity_id);
+        let group_named = |group_id: &str| -> Result<DirectoryGroup, StoreError> {
+            Ok(match store.get_group(group_id)? {
+                Some(group) => directory_group(&group),
+                None => DirectoryGroup {
+                    id: group_id.to_string(),
+                    name: change
+                        .detail
+                        .get("displayName")
+                        .and_then(Value::as_str)
+                        .unwrap_or(group_id)
+                        .to_string(),
+                    description: None,
+                },
+            })
+        };
+        let mut work = Vec::new();
         match (change.entity.as_str(), change.action.as_str()) {
-            ("user", _) => everywhere(BTreeSet::from([change.entity_id.clone()])),
-            // A member may be a group: its users (nested included) are
-            // the ones whose scope may have changed.
+            ("user", _) => {
+                // A deleted user's groups are in the change: its memberships
+                // are gone from the directory.
+                let mut holders = ids("groups");
+                holders.push(change.entity_id.clone());
+                for app in active {
+                    let mut item = Work::new(app);
+                    item.users.insert(change.entity_id.clone());
+                    item.groups = bound_holding(app, &holders)?;
+                    work.push(item);
+                }
+            }
+            // A member may be a group: its users (nested included) are the
+            // ones whose scope may have changed.
             ("group", "members-changed") => {
-                let mut members: Vec<String> = ids("added").into_iter().collect();
-                members.extend(ids("removed"));
-                everywhere(self.store.users_of(&members)?.into_iter().collect())
+                let removed = ids("removed");
+                let mut members = ids("added");
+                members.extend(removed.iter().cloned());
+                let users = store.users_of(&members)?;
+                let removed_users = store.users_of(&removed)?;
+                for app in active {
+                    let mut item = Work::new(app);
+                    item.users.extend(users.iter().cloned());
+                    item.groups = bound_holding(app, std::slice::from_ref(&change.entity_id))?;
+                    if !item.groups.is_empty() && !removed_users.is_empty() {
+                        item.events.push((
+                            GroupEvent::UserRemovedFromGroup,
+                            group_named(&change.entity_id)?,
+                            removed_users.clone(),
+                        ));
+                    }
+                    work.push(item);
+                }
+            }
+            ("group", "created" | "updated" | "renamed") => {
+                for app in active {
+                    let mut item = Work::new(app);
+                    item.groups = bound_holding(app, std::slice::from_ref(&change.entity_id))?;
+                    work.push(item);
+                }
             }
             ("group", "deleted") => {
-                let members: Vec<String> = ids("members").into_iter().collect();
-                everywhere(self.store.users_of(&members)?.into_iter().collect())
+                let users = store.users_of(&ids("members"))?;
+                let bound_apps = ids("boundApps");
+                let parents = ids("parents");
+                for app in active {
+                    let mut item = Work::new(app);
+                    item.users.extend(users.iter().cloned());
+                    item.groups = bound_holding(app, &parents)?;
+                    if bound_apps.contains(&app.id) {
+                        item.events.push((
+                            GroupEvent::GroupDeleted,
+                            group_named(&change.entity_id)?,
+                            users.clone(),
+                        ));
+                    }
+                    work.push(item);
+                }
             }
             ("binding", "bound") => {
-                let users = self
-                    .store
-                    .users_in_scope(&change.entity_id)?
-                    .into_iter()
-                    .collect();
-                one_app(users)
+                if let Some(app) = this_app {
+                    let group_id = change.detail.get("group").and_then(Value::as_str);
+                    let mut item = Work::new(app);
+                    if let Some(group_id) = group_id {
+                        item.users.extend(store.users_of(&[group_id.to_string()])?);
+                        item.groups.insert(group_id.to_string());
+                    }
+                    work.push(item);
+                }
             }
             ("binding", "unbound") => {
-                let members: Vec<String> = ids("members").into_iter().collect();
-                one_app(self.store.users_of(&members)?.into_iter().collect())
+                if let Some(app) = this_app {
+                    let users = store.users_of(&ids("members"))?;
+                    let mut item = Work::new(app);
+                    item.users.extend(users.iter().cloned());
+                    if let Some(group_id) = change.detail.get("group").and_then(Value::as_str) {
+                        item.events
+                            .push((GroupEvent::GroupUnbound, group_named(group_id)?, users));
+                    }
+                    work.push(item);
+                }
             }
             ("app", "activated") => {
-                // The first sync: everyone in scope, and every account the
-                // ledger knows (some may have left scope meanwhile).
-                let mut users: BTreeSet<String> = self
-                    .store
-                    .users_in_scope(&change.entity_id)?
-                    .into_iter()
-                    .collect();
-                users.extend(
-                    self.store
-                        .ledger_entries(&change.entity_id, "user")?
-                        .into_iter()
-                        .map(|entry| entry.object_id),
-                );
-                one_app(users)
+                if let Some(app) = this_app {
+                    // The first sync: everyone in scope, and every account
+                    // the ledger knows (some may have left scope meanwhile).
+                    let mut item = Work::new(app);
+                    item.users.extend(store.users_in_scope(&app.id)?);
+                    item.users.extend(
+                        store
+                            .ledger_entries(&app.id, "user")?
+                            .into_iter()
+                            .map(|entry| entry.object_id),
+                    );
+                    item.groups
+                        .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
+                    work.push(item);
+                }
             }
-            _ => Ok(Vec::new()),
+            ("app", "group-management-enabled") => {
+                if let Some(app) = this_app {
+                    let mut item = Work::new(app);
+                    item.groups
+                        .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
+                    work.push(item);
+                }
+            }
+            ("app", "group-management-disabled") => {
+                if let Some(app) = this_app {
+                    let mut item = Work::new(app);
+                    for entry in store.ledger_entries(&app.id, "group")? {
+                        let users = store.users_of(std::slice::from_ref(&entry.object_id))?;
+                        item.events.push((
+                            GroupEvent::GroupManagementDisabled,
+                            group_named(&entry.object_id)?,
+                            users,
+                        ));
+                    }
+                    work.push(item);
+                }
+            }
+            _ => {}
         }
+        Ok(work)
+    }
+
+    /// The connector and the SCIM client an application is served by.
+    fn connection(
+        &mut self,
+        app: &AppRecord,
+    ) -> Result<(Arc<LoadedPlugin>, Arc<ScimClient>), SyncError> {
+        let Some(plugin) = self.plugins.get(&app.connector) else {
+            return Err(SyncError::Connector {
+                connector: app.connector.clone(),
+                reason: "not served by this host".into(),
+            });
+        };
+        Ok((plugin, self.client(app)?))
     }
 
     fn client(&mut self, app: &AppRecord) -> Result<Arc<ScimClient>, SyncError> {
@@ -235,27 +395,39 @@ impl Engine {
         Ok(client)
     }
 
-    async fn apply(&mut self, change: &Change, active: &[AppRecord]) -> Result<(), SyncError> {
-        for (app, users) in self.affected(change, active)? {
-            let Some(plugin) = self.plugins.get(&app.connector) else {
-                return Err(SyncError::Connector {
-                    connector: app.connector.clone(),
-                    reason: "not served by this host".into(),
-                });
-            };
-            let client = self.client(&app)?;
-            let target = Target {
-                store: self.store.as_ref(),
-                app: &app,
-                plugin: &plugin,
-                client: &client,
-            };
-            for user in &users {
-                if self.renewed.elapsed() >= RENEW_EVERY {
-                    self.store
-                        .renew_claims(&self.consumer, &self.claimed, LEASE_SECONDS)?;
-                    self.renewed = std::time::Instant::now();
+    /// Applies one change: the connector's rules for its group events, then
+    /// every user it touches. The groups it touches, per application, are
+    /// returned for the batch to sync once.
+    async fn apply(
+        &mut self,
+        change: &Change,
+        active: &[AppRecord],
+    ) -> Result<Vec<(AppRecord, BTreeSet<String>)>, SyncError> {
+        let mut touched = Vec::new();
+        for work in self.affected(change, active)? {
+            let (plugin, client) = self.connection(&work.app)?;
+            for (event, group, users) in &work.events {
+                self.renew_if_due()?;
+                let target = Target {
+                    store: self.store.as_ref(),
+                    app: &work.app,
+                    plugin: &plugin,
+                    client: &client,
+                };
+                match apply_group_event(&target, *event, group, users).await {
+                    Ok(()) => {}
+                    Err(SyncError::Application(error)) if error.is_permanent() => {}
+                    Err(error) => return Err(error),
                 }
+            }
+            for user in &work.users {
+                self.renew_if_due()?;
+                let target = Target {
+                    store: self.store.as_ref(),
+                    app: &work.app,
+                    plugin: &plugin,
+                    client: &client,
+                };
                 match sync_user(&target, user).await {
                     Ok(_) => {}
                     // Failed for good: the event says so; another try
@@ -264,7 +436,30 @@ impl Engine {
                     Err(error) => return Err(error),
                 }
             }
+            if !work.groups.is_empty() {
+                touched.push((work.app, work.groups));
+            }
         }
-        Ok(())
+        Ok(touched)
+    }
+}
+
+/// What one change asks of one application.
+struct Work {
+    app: AppRecord,
+    /// Group events for the connector's rules, applied before the users.
+    events: Vec<(GroupEvent, DirectoryGroup, Vec<String>)>,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
+impl Work {
+    fn new(app: &AppRecord) -> Self {
+        Work {
+            app: app.clone(),
+            events: Vec::new(),
+            users: BTreeSet::new(),
+            groups: BTreeSet::new(),
+        }
     }
 }

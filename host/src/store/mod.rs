@@ -487,6 +487,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the user is a member, directly or through nested groups, of
     /// a group bound to the application.
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// The groups bound to the application that hold `member_id` (a user or
+    /// a group) directly or through nested groups — `member_id` itself when
+    /// it is a bound group — in id order.
+    fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>>;
 
     // The ledger.
     fn ledger_entry(
@@ -497,6 +501,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<LedgerEntry>>;
     /// Every entry of one kind for an application.
     fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>>;
+    /// The remote ids the ledger holds for the objects among `object_ids`,
+    /// as (object id, remote id), in `object_ids` order.
+    fn remote_ids(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
     /// Writes an entry; `updated` is set to now.
     fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
     fn remove_ledger_entry(

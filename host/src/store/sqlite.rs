@@ -849,8 +849,8 @@ impl Store for SqliteStore {
             let version = current_version(transaction, "groups", "group", id, expected_version)?;
             ensure_unique(
                 transaction,
-                "SELECT id FROM groups WHERE display_name = ?1 AND id != ?2",
-                &group.display_name,
+                "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
+                &fold(&group.display_name),
                 id,
                 "group",
                 "displayName",
@@ -1486,6 +1486,48 @@ impl Store for SqliteStore {
                      LIMIT 1",
                 )?
                 .exists(params![app_id, user_id])?)
+        })
+    }
+
+    fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "WITH RECURSIVE up(group_id) AS (
+                     SELECT ?2
+                     UNION
+                     SELECT m.group_id FROM up CROSS JOIN memberships m ON m.member_id = up.group_id
+                 )
+                 SELECT b.group_id FROM up JOIN bindings b ON b.group_id = up.group_id
+                 WHERE b.app_id = ?1 ORDER BY b.group_id",
+            )?;
+            let groups = statement
+                .query_map(params![app_id, member_id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+
+    fn remote_ids(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT remote_id FROM ledger
+                 WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+            )?;
+            let mut found = Vec::with_capacity(object_ids.len());
+            for id in object_ids {
+                if let Some(remote) = statement
+                    .query_row(params![app_id, object_kind, id], |row| row.get(0))
+                    .optional()?
+                {
+                    found.push((id.clone(), remote));
+                }
+            }
+            Ok(found)
         })
     }
 

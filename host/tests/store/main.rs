@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use scimlink::store::{
-    AppState, AppUpdate, AppWrite, GroupWrite, ImportBatch, ImportGroup, Member, MemberKind, Page,
-    Secret, SqliteStore, Store, StoreError, TokenCipher, UserKey, UserWrite,
+    AppState, AppUpdate, AppWrite, GroupWrite, ImportBatch, ImportGroup, LedgerEntry, Member,
+    MemberKind, Page, Secret, SqliteStore, Store, StoreError, TokenCipher, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -224,12 +224,61 @@ fn scope_follows_bindings_through_nested_groups() {
     let mut expected = users[..3].to_vec();
     expected.sort();
     assert_eq!(store.users_in_scope("crm").unwrap(), expected);
+    // The bound groups that hold a member, through nesting, and the bound
+    // group itself.
+    assert_eq!(
+        store.bound_groups_containing(&crm, &users[0]).unwrap(),
+        [outer.id.clone()]
+    );
+    assert_eq!(
+        store.bound_groups_containing(&crm, &outer.id).unwrap(),
+        [outer.id.clone()]
+    );
+    assert!(
+        store
+            .bound_groups_containing(&crm, &users[3])
+            .unwrap()
+            .is_empty()
+    );
+    store.bind("crm", &inner.id).unwrap();
+    let mut both = vec![inner.id.clone(), outer.id.clone()];
+    both.sort();
+    assert_eq!(
+        store.bound_groups_containing(&crm, &users[0]).unwrap(),
+        both
+    );
+    store.unbind("crm", &inner.id).unwrap();
     store.unbind("crm", &outer.id).unwrap();
     assert!(store.users_in_scope("crm").unwrap().is_empty());
     assert!(matches!(
         store.unbind("crm", &outer.id),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+#[test]
+fn remote_ids_answer_only_for_what_the_ledger_holds() {
+    let (_folder, store) = open();
+    let crm = app(&store, "crm");
+    for (object, remote) in [("u1", "r1"), ("u3", "r3")] {
+        store
+            .put_ledger_entry(&LedgerEntry {
+                app_id: crm.clone(),
+                object_kind: "user".into(),
+                object_id: object.into(),
+                remote_id: remote.into(),
+                doc_hash: "h".into(),
+                document: None,
+                updated: String::new(),
+            })
+            .unwrap();
+    }
+    let asked: Vec<String> = ["u3", "u2", "u1"].map(String::from).to_vec();
+    assert_eq!(
+        store.remote_ids(&crm, "user", &asked).unwrap(),
+        [("u3".into(), "r3".into()), ("u1".into(), "r1".into())]
+    );
+    assert!(store.remote_ids(&crm, "group", &asked).unwrap().is_empty());
 }
 
 #[test]
@@ -417,6 +466,12 @@ fn names_are_unique_and_found_without_regard_to_unicode_case() {
     assert_eq!(store.find_users(UserKey::UserName, "zoë").unwrap().len(), 1);
     store.create_group(group("Équipe", None)).unwrap();
     assert!(store.create_group(group("ÉQUIPE", None)).is_err());
+    // A rename is held to the same rule.
+    let other = store.create_group(group("Autre", None)).unwrap();
+    assert!(matches!(
+        store.replace_group(&other.id, group("équipe", None), None),
+        Err(StoreError::Conflict { .. })
+    ));
     assert_eq!(
         store
             .find_groups(scimlink::store::GroupKey::DisplayName, "équipe")

@@ -1,0 +1,819 @@
+//! Groups pushed to an application, and the connector's group-management
+//! rules.
+//!
+//! [`sync_group`] is level-triggered, like [`super::provision::sync_user`]:
+//! it reads what the directory wants (the group's document and members) and
+//! what the application holds (the ledger), and sends only the difference.
+//! Its invariants:
+//! - a group is pushed only while "manage groups and group membership" is on
+//!   for the application, its connector supports groups, and the group is
+//!   bound to the application;
+//! - an empty group is never created; a group already pushed stays when it
+//!   empties;
+//! - an existing group of the same displayName is taken over, never
+//!   duplicated; more than one is refused as ambiguous;
+//! - the members pushed are the group's users (nested groups included) that
+//!   have an account in the application; a user whose account is created
+//!   later joins when it is;
+//! - the host removes only members it manages: those it added, and those of
+//!   a taken-over group that were already the directory's. An account the
+//!   application holds for someone else is never removed from a group;
+//! - membership changes go in chunks of the connector's
+//!   `max-members-per-patch`, and the ledger records each chunk once it is
+//!   accepted, so a retry after a crash resends at most one chunk (adding a
+//!   member twice or removing an absent one is harmless in SCIM).
+//!
+//! [`apply_group_event`] is how the connector's rules take part: for a user
+//! removed from a group, a group unbound or deleted, and group management
+//! disabled, the host gathers the facts, asks the connector's
+//! `on-group-event`, and follows the decision. A member decision applies to
+//! users the event took out of the application's scope; a user still in
+//! scope stays provisioned whatever the decision says, because scope is the
+//! directory's to decide. The decision's group action applies when the
+//! group stops being managed (unbound, deleted, management disabled); a
+//! group that is still managed keeps the directory's membership.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::provision::{SyncError, Synced, Target, changed_attributes, hash, offboard};
+use crate::runtime::contract::{
+    AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
+    Offboarding, UpdateMethod,
+};
+use crate::scim_client::{ScimClientError, ScimRequest, percent_encode};
+use crate::store::{GroupRecord, LedgerEntry, Outcome, StoreError};
+
+pub const GROUP_CREATE: &str = "group_create_provision";
+pub const GROUP_UPDATE: &str = "group_update_provision";
+pub const GROUP_DELETE: &str = "group_delete_provision";
+/// An account left as it is in the application and no longer managed.
+pub const USER_RELEASE: &str = "user_release";
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// What a group sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSynced {
+    /// Not pushed: group management is off, the connector has no groups,
+    /// or the group is not bound (or no longer exists).
+    NotManaged,
+    Unchanged,
+    /// An empty group that was never pushed: nothing to create.
+    Empty,
+    Created,
+    TakenOver,
+    Updated,
+    /// The connector refused the group or the lookup was ambiguous; an
+    /// event says why.
+    Refused,
+}
+
+/// What the ledger holds for a pushed group: the document last accepted and
+/// the remote ids of the members the host manages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PushedGroup {
+    resource: Value,
+    members: BTreeSet<String>,
+}
+
+/// A directory group as the connector contract's record.
+pub fn directory_group(group: &GroupRecord) -> DirectoryGroup {
+    DirectoryGroup {
+        id: group.id.clone(),
+        name: group.display_name.clone(),
+        description: group
+            .attributes
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+/// Whether groups are pushed to the target application at all.
+pub fn groups_managed(target: &Target<'_>) -> bool {
+    target.app.manage_groups && target.plugin.manifest().capabilities.groups
+}
+
+fn chunk_size(target: &Target<'_>) -> usize {
+    usize::try_from(target.plugin.manifest().capabilities.max_members_per_patch)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+fn member_values<S: AsRef<str>>(remote_ids: &[S]) -> Value {
+    Value::Array(
+        remote_ids
+            .iter()
+            .map(|id| json!({ "value": id.as_ref() }))
+            .collect(),
+    )
+}
+
+/// The members a SCIM Group document lists, by remote id.
+fn listed_members(group: &Value) -> BTreeSet<String> {
+    group
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|member| member.get("value").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A SCIM string literal: JSON's escaping is SCIM's.
+fn literal(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
+}
+
+impl Target<'_> {
+    fn record_group(
+        &self,
+        group_id: &str,
+        operation: &str,
+        outcome: Outcome,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) {
+        self.record_object("group", group_id, operation, outcome, rule, status, summary);
+    }
+
+    fn group_failed(
+        &self,
+        group_id: &str,
+        operation: &str,
+        rule: Option<String>,
+        error: &ScimClientError,
+    ) {
+        self.record_group(
+            group_id,
+            operation,
+            Outcome::Failure,
+            rule,
+            error.status(),
+            error.to_string(),
+        );
+    }
+
+    fn link_group(
+        &self,
+        group_id: &str,
+        remote_id: &str,
+        doc_hash: &str,
+        pushed: &PushedGroup,
+    ) -> Result<(), StoreError> {
+        let document = serde_json::to_string(pushed)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.store.put_ledger_entry(&LedgerEntry {
+            app_id: self.app.id.clone(),
+            object_kind: "group".into(),
+            object_id: group_id.to_string(),
+            remote_id: remote_id.to_string(),
+            doc_hash: doc_hash.to_string(),
+            document: Some(document),
+            updated: String::new(),
+        })
+    }
+}
+
+fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
+    entry
+        .document
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
+/// Brings the target application's copy of `group_id` to what the
+/// directory wants.
+pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
+    match sync_group_once(target, group_id).await {
+        // Deleted in the application meanwhile: the ledger forgot it, and
+        // the group is found or created again.
+        Err(SyncError::Application(error)) if error.status() == Some(404) => {
+            sync_group_once(target, group_id).await
+        }
+        other => other,
+    }
+}
+
+async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
+    if !groups_managed(target) {
+        return Ok(GroupSynced::NotManaged);
+    }
+    let store = target.store;
+    let Some(group) = store.get_group(group_id)? else {
+        return Ok(GroupSynced::NotManaged);
+    };
+    let bound = store
+        .bound_groups_containing(&target.app.id, group_id)?
+        .iter()
+        .any(|bound| bound == group_id);
+    if !bound {
+        return Ok(GroupSynced::NotManaged);
+    }
+    let entry = store.ledger_entry(&target.app.id, "group", group_id)?;
+    let resource = match target
+        .plugin
+        .map_group(&directory_group(&group), &target.settings())
+    {
+        Ok(called) => called.value.value(),
+        Err(error) if !error.is_plugin_fault() => {
+            let operation = if entry.is_some() {
+                GROUP_UPDATE
+            } else {
+                GROUP_CREATE
+            };
+            target.record_group(
+                group_id,
+                operation,
+                Outcome::Failure,
+                Some("mapping".into()),
+                None,
+                format!("the connector refused {}: {error}", group.display_name),
+            );
+            return Ok(GroupSynced::Refused);
+        }
+        Err(error) => {
+            return Err(SyncError::Connector {
+                connector: target.plugin.name().to_string(),
+                reason: error.to_string(),
+            });
+        }
+    };
+    let users = store.users_of(&[group_id.to_string()])?;
+    let desired: BTreeSet<String> = store
+        .remote_ids(&target.app.id, "user", &users)?
+        .into_iter()
+        .map(|(_, remote)| remote)
+        .collect();
+    let doc_hash = hash(&resource.to_string());
+
+    let (remote_id, mut pushed, mut outcome) = match entry {
+        Some(entry) => (entry.remote_id.clone(), pushed_of(&entry), None),
+        None if desired.is_empty() => return Ok(GroupSynced::Empty),
+        None => match find_or_create(target, &group, &resource, &doc_hash, &desired).await? {
+            Found::Linked {
+                remote_id,
+                pushed,
+                synced,
+            } => (remote_id, pushed, Some(synced)),
+            Found::Refused => return Ok(GroupSynced::Refused),
+        },
+    };
+    let current_hash = hash(&pushed.resource.to_string());
+    if current_hash != doc_hash || pushed.members != desired {
+        let put = matches!(
+            target.plugin.manifest().capabilities.update_method,
+            UpdateMethod::Put
+        );
+        let sent = if put {
+            put_group(target, &group, &remote_id, &resource, &mut pushed, &desired).await
+        } else {
+            patch_group(target, &group, &remote_id, &resource, &mut pushed, &desired).await
+        };
+        match sent {
+            Ok(true) => {
+                outcome.get_or_insert(GroupSynced::Updated);
+            }
+            Ok(false) => {}
+            Err(error) if error.status() == Some(404) => {
+                store.remove_ledger_entry(&target.app.id, "group", group_id)?;
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(outcome.unwrap_or(GroupSynced::Unchanged))
+}
+
+enum Found {
+    Linked {
+        remote_id: String,
+        pushed: PushedGroup,
+        synced: GroupSynced,
+    },
+    Refused,
+}
+
+/// Looks the group up by displayName; takes over the one match or creates
+/// the group (without members: they follow in chunks).
+async fn find_or_create(
+    target: &Target<'_>,
+    group: &GroupRecord,
+    resource: &Value,
+    doc_hash: &str,
+    desired: &BTreeSet<String>,
+) -> Result<Found, SyncError> {
+    let filter = format!("displayName eq {}", literal(&group.display_name));
+    let request = ScimRequest::get(format!("/Groups?filter={}", percent_encode(&filter)));
+    let answer = match target.client.send(&request).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            target.group_failed(&group.id, GROUP_CREATE, Some(filter), &error);
+            return Err(error.into());
+        }
+    };
+    let found: Vec<&Value> = answer
+        .body
+        .get("Resources")
+        .and_then(Value::as_array)
+        .map(|resources| resources.iter().collect())
+        .unwrap_or_default();
+    match found.as_slice() {
+        [] => {}
+        [one] => {
+            let Some(remote_id) = one.get("id").and_then(Value::as_str) else {
+                target.record_group(
+                    &group.id,
+                    GROUP_CREATE,
+                    Outcome::Failure,
+                    Some(format!("takeover: {filter}")),
+                    Some(answer.status.as_u16()),
+                    "the matching group has no id".into(),
+                );
+                return Ok(Found::Refused);
+            };
+            // The members already there that the directory wants are
+            // managed from now on; the others are left alone.
+            let listed = if one.get("members").is_some() {
+                listed_members(one)
+            } else {
+                let path = format!("/Groups/{remote_id}");
+                match target.client.send(&ScimRequest::get(path)).await {
+                    Ok(read) => listed_members(&read.body),
+                    Err(error) => {
+                        target.group_failed(
+                            &group.id,
+                            GROUP_CREATE,
+                            Some(format!("takeover: {filter}")),
+                            &error,
+                        );
+                        return Err(error.into());
+                    }
+                }
+            };
+            let pushed = PushedGroup {
+                // Nothing of ours was sent yet: the update that follows
+                // sends every attribute of the directory's document.
+                resource: json!({}),
+                members: listed.intersection(desired).cloned().collect(),
+            };
+            target.link_group(&group.id, remote_id, "", &pushed)?;
+            target.record_group(
+                &group.id,
+                GROUP_CREATE,
+                Outcome::Success,
+                Some(format!("takeover: {filter}")),
+                Some(answer.status.as_u16()),
+                format!(
+                    "linked existing group {remote_id} for {}",
+                    group.display_name
+                ),
+            );
+            return Ok(Found::Linked {
+                remote_id: remote_id.to_string(),
+                pushed,
+                synced: GroupSynced::TakenOver,
+            });
+        }
+        many => {
+            target.record_group(
+                &group.id,
+                GROUP_CREATE,
+                Outcome::Failure,
+                Some(filter.clone()),
+                Some(answer.status.as_u16()),
+                format!("{} groups match {filter}: none is taken over", many.len()),
+            );
+            return Ok(Found::Refused);
+        }
+    }
+    let request = ScimRequest::with_body(reqwest::Method::POST, "/Groups", resource.clone());
+    let answer = match target.client.send(&request).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            target.group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error);
+            return Err(error.into());
+        }
+    };
+    let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
+        let error = ScimClientError::Status {
+            method: "POST".into(),
+            path: "/Groups".into(),
+            status: answer.status.as_u16(),
+            detail: "the created group has no id".into(),
+            attempts: answer.attempts,
+        };
+        target.group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error);
+        return Err(error.into());
+    };
+    let pushed = PushedGroup {
+        resource: resource.clone(),
+        members: BTreeSet::new(),
+    };
+    target.link_group(&group.id, remote_id, doc_hash, &pushed)?;
+    target.record_group(
+        &group.id,
+        GROUP_CREATE,
+        Outcome::Success,
+        Some("created".into()),
+        Some(answer.status.as_u16()),
+        format!("POST /Groups for {} → {remote_id}", group.display_name),
+    );
+    Ok(Found::Linked {
+        remote_id: remote_id.to_string(),
+        pushed,
+        synced: GroupSynced::Created,
+    })
+}
+
+fn rename_rule(previous: &Value, next: &Value) -> String {
+    match (previous.get("displayName"), next.get("displayName")) {
+        (Some(before), Some(after)) if before != after => "renamed".into(),
+        _ => "updated".into(),
+    }
+}
+
+/// Updates the group by PATCH: the attributes that changed, then members
+/// added and removed in chunks. Whether anything was sent.
+async fn patch_group(
+    target: &Target<'_>,
+    group: &GroupRecord,
+    remote_id: &str,
+    resource: &Value,
+    pushed: &mut PushedGroup,
+    desired: &BTreeSet<String>,
+) -> Result<bool, ScimClientError> {
+    let path = format!("/Groups/{remote_id}");
+    let mut sent = false;
+    let ledger_error = |error: StoreError| ScimClientError::Setup(error.to_string());
+    if let Some((operations, names)) = changed_attributes(&pushed.resource, resource) {
+        let rule = rename_rule(&pushed.resource, resource);
+        let request = ScimRequest::with_body(
+            reqwest::Method::PATCH,
+            path.clone(),
+            json!({ "schemas": [PATCH_OP], "Operations": operations }),
+        );
+        match target.client.send(&request).await {
+            Ok(answer) => {
+                pushed.resource = resource.clone();
+                target
+                    .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                    .map_err(ledger_error)?;
+                target.record_group(
+                    &group.id,
+                    GROUP_UPDATE,
+                    Outcome::Success,
+                    Some(rule),
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "PATCH {path} ({}) for {}",
+                        names.join(", "),
+                        group.display_name
+                    ),
+                );
+                sent = true;
+            }
+            Err(error) => {
+                target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
+                return Err(error);
+            }
+        }
+    }
+    let doc_hash = hash(&pushed.resource.to_string());
+    let to_add: Vec<String> = desired.difference(&pushed.members).cloned().collect();
+    let to_remove: Vec<String> = pushed.members.difference(desired).cloned().collect();
+    let (added, removed) = (to_add.len(), to_remove.len());
+    let chunk = chunk_size(target);
+    let mut last_status = None;
+    for ids in to_add.chunks(chunk) {
+        let operations = json!([{ "op": "add", "path": "members", "value": member_values(ids) }]);
+        let answer = send_membership(target, group, &path, operations, "members added").await?;
+        last_status = Some(answer);
+        pushed.members.extend(ids.iter().cloned());
+        target
+            .link_group(&group.id, remote_id, &doc_hash, pushed)
+            .map_err(ledger_error)?;
+    }
+    for ids in to_remove.chunks(chunk) {
+        let operations: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({ "op": "remove", "path": format!("members[value eq {}]", literal(id)) }))
+            .collect();
+        let answer = send_membership(
+            target,
+            group,
+            &path,
+            Value::Array(operations),
+            "members removed",
+        )
+        .await?;
+        last_status = Some(answer);
+        for id in ids {
+            pushed.members.remove(id);
+        }
+        target
+            .link_group(&group.id, remote_id, &doc_hash, pushed)
+            .map_err(ledger_error)?;
+    }
+    if added + removed > 0 {
+        target.record_group(
+            &group.id,
+            GROUP_UPDATE,
+            Outcome::Success,
+            Some("membership".into()),
+            last_status,
+            format!(
+                "PATCH {path}: {added} member(s) added, {removed} removed for {} (chunks of {chunk})",
+                group.display_name
+            ),
+        );
+        sent = true;
+    }
+    Ok(sent)
+}
+
+async fn send_membership(
+    target: &Target<'_>,
+    group: &GroupRecord,
+    path: &str,
+    operations: Value,
+    what: &str,
+) -> Result<u16, ScimClientError> {
+    let request = ScimRequest::with_body(
+        reqwest::Method::PATCH,
+        path.to_string(),
+        json!({ "schemas": [PATCH_OP], "Operations": operations }),
+    );
+    match target.client.send(&request).await {
+        Ok(answer) => Ok(answer.status.as_u16()),
+        Err(error) => {
+            target.group_failed(&group.id, GROUP_UPDATE, Some(what.to_string()), &error);
+            Err(error)
+        }
+    }
+}
+
+/// Updates the group by PUT, for applications without PATCH: the whole
+/// document with every member, the ones the host does not manage kept as
+/// the application lists them.
+async fn put_group(
+    target: &Target<'_>,
+    group: &GroupRecord,
+    remote_id: &str,
+    resource: &Value,
+    pushed: &mut PushedGroup,
+    desired: &BTreeSet<String>,
+) -> Result<bool, ScimClientError> {
+    let path = format!("/Groups/{remote_id}");
+    let current = match target.client.send(&ScimRequest::get(path.clone())).await {
+        Ok(answer) => listed_members(&answer.body),
+        Err(error) => {
+            target.group_failed(&group.id, GROUP_UPDATE, None, &error);
+            return Err(error);
+        }
+    };
+    let unmanaged = current.difference(&pushed.members);
+    let members: Vec<&String> = unmanaged.chain(desired.iter()).collect();
+    let mut body = resource.clone();
+    body["members"] = member_values(&members);
+    let rule = if hash(&pushed.resource.to_string()) != hash(&resource.to_string()) {
+        rename_rule(&pushed.resource, resource)
+    } else {
+        "membership".into()
+    };
+    match target
+        .client
+        .send(&ScimRequest::with_body(
+            reqwest::Method::PUT,
+            path.clone(),
+            body,
+        ))
+        .await
+    {
+        Ok(answer) => {
+            let added = desired.difference(&pushed.members).count();
+            let removed = pushed.members.difference(desired).count();
+            pushed.resource = resource.clone();
+            pushed.members = desired.clone();
+            target
+                .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                .map_err(|error| ScimClientError::Setup(error.to_string()))?;
+            target.record_group(
+                &group.id,
+                GROUP_UPDATE,
+                Outcome::Success,
+                Some(rule),
+                Some(answer.status.as_u16()),
+                format!(
+                    "PUT {path}: {added} member(s) added, {removed} removed for {}",
+                    group.display_name
+                ),
+            );
+            Ok(true)
+        }
+        Err(error) => {
+            target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
+            Err(error)
+        }
+    }
+}
+
+/// Asks the connector's rule for a group event and follows it. `users` are
+/// the directory users the event concerns (the removed user, or the users
+/// of the unbound or deleted group).
+pub async fn apply_group_event(
+    target: &Target<'_>,
+    event: GroupEvent,
+    group: &DirectoryGroup,
+    users: &[String],
+) -> Result<(), SyncError> {
+    let store = target.store;
+    let app_id = &target.app.id;
+    let mut members = Vec::new();
+    for (user_id, _) in store.remote_ids(app_id, "user", users)? {
+        let other_managed_groups = store
+            .bound_groups_containing(app_id, &user_id)?
+            .into_iter()
+            .filter(|other| *other != group.id)
+            .collect();
+        members.push(MemberFacts {
+            user_id,
+            other_managed_groups,
+            directly_assigned: false,
+        });
+    }
+    let group_entry = store.ledger_entry(app_id, "group", &group.id)?;
+    if members.is_empty() && group_entry.is_none() {
+        return Ok(());
+    }
+    let facts = GroupEventFacts {
+        event,
+        group: group.clone(),
+        members,
+        group_management: groups_managed(target),
+    };
+    let decision = target
+        .plugin
+        .on_group_event(&facts, &target.settings())
+        .map_err(|error| SyncError::Connector {
+            connector: target.plugin.name().to_string(),
+            reason: error.to_string(),
+        })?
+        .value;
+    let rule = decision.rule.clone();
+    if event != GroupEvent::UserRemovedFromGroup
+        && let Some(entry) = group_entry
+    {
+        release_group(target, group, &entry, decision.group, &facts, &rule).await?;
+    }
+    for member in decision.members {
+        // Still in scope through another group: provisioned as before.
+        if store.user_in_scope(app_id, &member.user_id)? {
+            continue;
+        }
+        let Some(entry) = store.ledger_entry(app_id, "user", &member.user_id)? else {
+            continue;
+        };
+        match member.action {
+            AccountAction::Keep => {
+                release_user(target, &member.user_id, &entry, &rule)?;
+            }
+            AccountAction::Deactivate => {
+                offboard(
+                    target,
+                    &member.user_id,
+                    &entry,
+                    Offboarding::Deactivate,
+                    &rule,
+                )
+                .await?;
+            }
+            AccountAction::Delete => {
+                offboard(target, &member.user_id, &entry, Offboarding::Delete, &rule).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops managing an account the rule keeps as it is: the ledger forgets
+/// it, so nothing later deactivates it; should the user come back into
+/// scope, the account is looked up and taken over again.
+fn release_user(
+    target: &Target<'_>,
+    user_id: &str,
+    entry: &LedgerEntry,
+    rule: &str,
+) -> Result<Synced, SyncError> {
+    target
+        .store
+        .remove_ledger_entry(&target.app.id, "user", user_id)?;
+    target.record(
+        user_id,
+        USER_RELEASE,
+        Outcome::Success,
+        Some(rule.to_string()),
+        None,
+        format!(
+            "account {} left as it is in the application; no longer managed",
+            entry.remote_id
+        ),
+    );
+    Ok(Synced::Unchanged)
+}
+
+/// Follows the rule's action for a group that stops being managed, then
+/// forgets it.
+async fn release_group(
+    target: &Target<'_>,
+    group: &DirectoryGroup,
+    entry: &LedgerEntry,
+    action: GroupAction,
+    facts: &GroupEventFacts,
+    rule: &str,
+) -> Result<(), SyncError> {
+    let path = format!("/Groups/{}", entry.remote_id);
+    let pushed = pushed_of(entry);
+    let (operation, request, summary) = match action {
+        GroupAction::LeaveAsIs => (
+            GROUP_UPDATE,
+            None,
+            format!("{path} left as it is; no longer managed"),
+        ),
+        GroupAction::RemoveMembers => {
+            let concerned: Vec<String> = facts.members.iter().map(|m| m.user_id.clone()).collect();
+            let remote: Vec<String> = target
+                .store
+                .remote_ids(&target.app.id, "user", &concerned)?
+                .into_iter()
+                .map(|(_, remote)| remote)
+                .filter(|remote| pushed.members.contains(remote))
+                .collect();
+            let operations: Vec<Value> = remote
+                .iter()
+                .map(|id| json!({ "op": "remove", "path": format!("members[value eq {}]", literal(id)) }))
+                .collect();
+            let count = operations.len();
+            (
+                GROUP_UPDATE,
+                (!operations.is_empty()).then(|| {
+                    ScimRequest::with_body(
+                        reqwest::Method::PATCH,
+                        path.clone(),
+                        json!({ "schemas": [PATCH_OP], "Operations": operations }),
+                    )
+                }),
+                format!("PATCH {path}: {count} member(s) removed; no longer managed"),
+            )
+        }
+        GroupAction::ClearMembers => (
+            GROUP_UPDATE,
+            Some(ScimRequest::with_body(
+                reqwest::Method::PATCH,
+                path.clone(),
+                json!({ "schemas": [PATCH_OP], "Operations": [{ "op": "remove", "path": "members" }] }),
+            )),
+            format!("PATCH {path}: every member removed; the group stays"),
+        ),
+        GroupAction::DeleteGroup => (
+            GROUP_DELETE,
+            Some(ScimRequest {
+                method: reqwest::Method::DELETE,
+                path: path.clone(),
+                body: None,
+            }),
+            format!("DELETE {path}"),
+        ),
+    };
+    let mut status = None;
+    if let Some(request) = request {
+        match target.client.send(&request).await {
+            Ok(answer) => status = Some(answer.status.as_u16()),
+            // Already gone: nothing left to change.
+            Err(error) if error.status() == Some(404) => status = Some(404),
+            Err(error) => {
+                target.group_failed(&group.id, operation, Some(rule.to_string()), &error);
+                return Err(error.into());
+            }
+        }
+    }
+    target
+        .store
+        .remove_ledger_entry(&target.app.id, "group", &group.id)?;
+    target.record_group(
+        &group.id,
+        operation,
+        Outcome::Success,
+        Some(rule.to_string()),
+        status,
+        format!("{summary} ({})", group.name),
+    );
+    Ok(())
+}
