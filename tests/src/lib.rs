@@ -1,6 +1,8 @@
 //! Helpers for scimlink's end-to-end tests: the `scimlink` binary and the
 //! built components, and a child process whose log lines can be awaited.
 
+pub mod fault_proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -87,14 +87,16 @@ impl Application {
 /// Imports `people` (CSV), adds the application `crm` on `application`
 /// (paced for a local server) and binds `group` to it.
 fn connect(host: &Host, application: &Application, people: &str, group: &str) {
+    connect_through(host, application.server.port, people, group);
+}
+
+/// [`connect`] with the application reached through `port` (a proxy).
+fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
     let folder = tempfile::tempdir().unwrap();
     let csv = folder.path().join("people.csv");
     std::fs::write(&csv, people).unwrap();
     run_ok(host, &["directory", "import", csv.to_str().unwrap()]);
-    let template = format!(
-        "http://127.0.0.1:{}/{{tenantId}}/v2",
-        application.server.port
-    );
+    let template = format!("http://127.0.0.1:{port}/{{tenantId}}/v2");
     run_ok(
         host,
         &[
@@ -649,4 +651,304 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
         rule_of("carol"),
         ["unbind-leave-group-offboard-unless-other-group"]
     );
+}
+
+fn people(count: usize, group: &str) -> String {
+    let mut rows = String::from("userName,email,givenName,familyName,groups\n");
+    for index in 0..count {
+        rows.push_str(&format!(
+            "user{index:02},user{index:02}@example.com,User,{index},{group}\n"
+        ));
+    }
+    rows
+}
+
+/// Waits until the application holds `count` accounts, every one once.
+fn wait_for_accounts(application: &Application, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        // One page, so that accounts created meanwhile cannot shift it.
+        let text = application
+            .http
+            .get(format!(
+                "{}/Users?count=1000&attributes=userName",
+                application.base()
+            ))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let mut names: Vec<String> = body["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|user| user["userName"].as_str().unwrap().to_string())
+            .collect();
+        let total = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), total, "an account was created twice");
+        if total == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the application holds {total} accounts, not {count}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn app_state(host: &Host) -> String {
+    host.admin("GET", "/apps/crm", None).body["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn throttling_server_errors_resets_and_timeouts_are_survived() {
+    use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
+    let application = Application::start();
+    let proxy = FaultProxy::start(application.server.port);
+    let host = Host::start();
+    connect_through(&host, proxy.port, &people(30, "Everyone"), "Everyone");
+    let paced = host.admin(
+        "PATCH",
+        "/apps/crm",
+        Some(&json!({
+            "manageGroups": true,
+            "pacing": { "requestsPerSecond": 1000, "concurrency": 4,
+                        "timeoutSeconds": 2, "maxAttempts": 10, "quarantineAfter": 50 },
+        })),
+    );
+    assert_eq!(paced.status, 200, "{:?}", paced.body);
+    run_ok(&host, &["app", "activate", "crm"]);
+    // Once the connection test passed, the sync meets every fault in turn.
+    proxy.set(Faults {
+        resets: 2,
+        too_many: Some((1, 2)),
+        server_errors: 2,
+        delays: Some((1, Duration::from_secs(4))),
+        ..Faults::default()
+    });
+
+    wait_for_accounts(&application, 30, Duration::from_secs(90));
+    let everyone = application.eventually_group("Everyone", "every member", |group| {
+        Application::member_ids(group).len() == 30
+    });
+    assert_eq!(Application::member_ids(&everyone).len(), 30);
+
+    let log = proxy.log();
+    let injected: Vec<Option<u16>> = log
+        .iter()
+        .filter(|logged| logged.injected)
+        .map(|logged| logged.status)
+        .collect();
+    assert_eq!(injected, [None, None, Some(429), Some(500), Some(500)]);
+    // Retry-After: 2 was obeyed.
+    let throttled = log
+        .iter()
+        .position(|logged| logged.status == Some(429))
+        .unwrap();
+    let waited = log[throttled + 1].at - log[throttled].at;
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "the next request came {waited:?} after a Retry-After of 2 s"
+    );
+}
+
+#[test]
+fn a_refused_user_is_a_dead_letter_until_replayed_and_a_failing_application_is_quarantined() {
+    use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
+    let application = Application::start();
+    let proxy = FaultProxy::start(application.server.port);
+    let folder = tempfile::tempdir().unwrap();
+    let host = Host::start_with(
+        &folder.path().join("data"),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", scimlink_e2e::ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN),
+            ("SCIMLINK_QUARANTINE_PROBE_SECONDS", "1"),
+        ],
+    );
+    proxy.set(Faults {
+        refuse_containing: Some(("mallory".into(), 400)),
+        ..Faults::default()
+    });
+    connect_through(
+        &host,
+        proxy.port,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Everyone\n\
+         mallory,mallory@example.com,Mallory,Mal,Everyone\n\
+         grace,grace@example.com,Grace,Hopper,Everyone\n",
+        "Everyone",
+    );
+    let paced = host.admin(
+        "PATCH",
+        "/apps/crm",
+        Some(&json!({
+            "pacing": { "requestsPerSecond": 1000, "concurrency": 4,
+                        "timeoutSeconds": 2, "maxAttempts": 2, "quarantineAfter": 1 },
+        })),
+    );
+    assert_eq!(paced.status, 200, "{:?}", paced.body);
+    run_ok(&host, &["app", "activate", "crm"]);
+    application.eventually("ada", "creation", |account| account["active"] == true);
+    application.eventually("grace", "creation", |account| account["active"] == true);
+
+    // The application refused mallory for good: listed, not retried.
+    let deadline = Instant::now() + WITHIN;
+    let letters = loop {
+        let letters: Value =
+            serde_json::from_str(&run_ok(&host, &["dead-letters", "crm", "--format", "json"]))
+                .unwrap();
+        if !letters.as_array().unwrap().is_empty() {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "no dead letter appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(letters.as_array().unwrap().len(), 1, "{letters}");
+    assert_eq!(letters[0]["http_status"], 400);
+    assert_eq!(letters[0]["operation"], "user_create_provision");
+    let refusals = proxy
+        .log()
+        .iter()
+        .filter(|logged| logged.status == Some(400))
+        .count();
+    assert_eq!(refusals, 1, "a permanent refusal is not retried");
+    assert!(application.users_named("mallory").is_empty());
+
+    // Once the application accepts it, a replay provisions it.
+    proxy.set(Faults::default());
+    let replayed = run_ok(&host, &["dead-letters", "crm", "--replay"]);
+    assert!(replayed.contains("1 queued"), "{replayed}");
+    application.eventually("mallory", "creation", |account| account["active"] == true);
+    let letters = run_ok(&host, &["dead-letters", "crm"]);
+    assert!(letters.contains("no dead letters"), "{letters}");
+
+    // An application that keeps failing is quarantined; its changes wait.
+    proxy.set(Faults {
+        status_for_all: Some(503),
+        ..Faults::default()
+    });
+    host.admin("PATCH", "/users/ada", Some(&json!({ "title": "Countess" })));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app_state(&host) != "quarantined" {
+        assert!(Instant::now() < deadline, "never quarantined");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.admin(
+        "PATCH",
+        "/users/grace",
+        Some(&json!({ "title": "Admiral" })),
+    );
+
+    // It answers again: a probe resumes it and the waiting changes land.
+    proxy.set(Faults::default());
+    application.eventually("ada", "the held update", |account| {
+        account["title"] == "Countess"
+    });
+    application.eventually("grace", "the held update", |account| {
+        account["title"] == "Admiral"
+    });
+    assert_eq!(app_state(&host), "active");
+    let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
+    assert!(events.contains("idm_integration_quarantine"), "{events}");
+    assert!(events.contains("idm_integration_resume"), "{events}");
+}
+
+#[test]
+fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
+    let application = Application::start();
+    let host = Host::start();
+    connect(&host, &application, &people(30, "Everyone"), "Everyone");
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 30, WITHIN);
+    let active = || {
+        (0..30)
+            .filter(|index| {
+                application.users_named(&format!("user{index:02}"))[0]["active"] == true
+            })
+            .count()
+    };
+    application.eventually("user29", "creation", |account| account["active"] == true);
+
+    // Unbinding would deactivate all 30: more than max(20, 10%).
+    run_ok(&host, &["app", "unbind", "crm", "Everyone"]);
+    let deadline = Instant::now() + WITHIN;
+    let held = loop {
+        let held: Value = serde_json::from_str(&run_ok(
+            &host,
+            &["held", "list", "--app", "crm", "--format", "json"],
+        ))
+        .unwrap();
+        if let Some(first) = held.as_array().unwrap().first() {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "the change was not held");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(held["state"], "held");
+    assert_eq!(held["offboarding"], 30);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(active(), 30, "nothing was sent while held");
+
+    // Approved, it is applied as it was.
+    let approved = run_ok(&host, &["held", "approve", held["id"].as_str().unwrap()]);
+    assert!(approved.contains("approved"), "{approved}");
+    let deadline = Instant::now() + WITHIN;
+    while active() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the approved change was not applied"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Decided once.
+    let again = host.cli(&["held", "approve", held["id"].as_str().unwrap()]);
+    assert!(!again.status.success());
+
+    // Rejected, nothing is sent.
+    run_ok(&host, &["app", "bind", "crm", "Everyone"]);
+    let deadline = Instant::now() + WITHIN;
+    while active() < 30 {
+        assert!(Instant::now() < deadline, "rebinding did not reactivate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deleted = host.admin("DELETE", "/groups/Everyone", None);
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let deadline = Instant::now() + WITHIN;
+    let second = loop {
+        let held: Value = serde_json::from_str(&run_ok(
+            &host,
+            &["held", "list", "--app", "crm", "--format", "json"],
+        ))
+        .unwrap();
+        if let Some(newest) = held
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|held| held["state"] == "held")
+        {
+            break newest.clone();
+        }
+        assert!(Instant::now() < deadline, "the deletion was not held");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    run_ok(&host, &["held", "reject", second["id"].as_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(active(), 30, "a rejected change sends nothing");
+    let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
+    for operation in [
+        "deprovision_held",
+        "deprovision_approved",
+        "deprovision_rejected",
+    ] {
+        assert!(events.contains(operation), "{operation}: {events}");
+    }
 }

@@ -228,6 +228,23 @@ fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
             "concurrency must be between 1 and 256",
         ));
     }
+    for (field, value, range) in [
+        ("pacing.timeoutSeconds", pacing.timeout_seconds, 1..=600),
+        ("pacing.maxAttempts", pacing.max_attempts, 1..=20),
+        ("pacing.quarantineAfter", pacing.quarantine_after, 1..=1000),
+    ] {
+        if !range.contains(&value) {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "{} must be between {} and {}",
+                    field.trim_start_matches("pacing."),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
     Ok(pacing)
 }
 
@@ -319,7 +336,7 @@ async fn get_app(
     }
 }
 
-async fn load_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
+pub(super) async fn load_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
     let (found, name) = store_call(state, move |store| {
         store.get_app(&app).map(|found| (found, app))
     })
@@ -394,7 +411,7 @@ async fn update_app(
 
 /// Records an event; a failure to record is logged, not returned: the
 /// change it describes has happened.
-async fn record(state: &ApiState, event: Event) {
+pub(super) async fn record(state: &ApiState, event: Event) {
     if let Err(error) = store_call(state, move |store| store.record_event(event)).await {
         tracing::error!("cannot record an event: {error:?}");
     }

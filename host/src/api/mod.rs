@@ -13,6 +13,7 @@ pub mod auth;
 pub(crate) mod directory;
 pub mod events;
 mod integrations;
+mod safety;
 
 use std::sync::Arc;
 
@@ -77,7 +78,8 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             directory::routes()
                 .merge(integrations::routes())
-                .merge(events::routes()),
+                .merge(events::routes())
+                .merge(safety::routes()),
         )
         .split_for_parts()
 }

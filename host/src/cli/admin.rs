@@ -553,3 +553,123 @@ pub fn run_directory(
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `scimlink dead-letters APP`: what an application refused for good.
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    /// The application's name.
+    name: String,
+    /// Replay them (or only the users and groups named by id with
+    /// `--object`): they leave the list and are synced again.
+    #[arg(long)]
+    replay: bool,
+    /// With `--replay`: only this user or group id; repeatable.
+    #[arg(long = "object", requires = "replay")]
+    objects: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+pub fn run_dead_letters(connection: Connection, args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let app = percent_encode(&args.name);
+    if args.replay {
+        let objects = (!args.objects.is_empty()).then_some(&args.objects);
+        let done = client.call(
+            Method::POST,
+            &format!("/apps/{app}/dead-letters/replay"),
+            Some(json!({ "objects": objects })),
+        )?;
+        match args.format {
+            Format::Json => println!("{done}"),
+            Format::Text => println!(
+                "{}: {} queued for another sync",
+                args.name,
+                done["replayed"].as_u64().unwrap_or(0)
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let letters = client.all_items(&format!("/apps/{app}/dead-letters"), u64::MAX)?;
+    match args.format {
+        Format::Json => println!("{}", Value::Array(letters)),
+        Format::Text => {
+            if letters.is_empty() {
+                println!("{}: no dead letters", args.name);
+            }
+            for letter in &letters {
+                println!(
+                    "{} {} {:<24} {} failure(s) since {}  {}",
+                    letter["object_kind"].as_str().unwrap_or("-"),
+                    letter["object_id"].as_str().unwrap_or("-"),
+                    letter["operation"].as_str().unwrap_or("-"),
+                    letter["failures"].as_u64().unwrap_or(0),
+                    letter["first_failed"].as_str().unwrap_or("-"),
+                    letter["reason"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scimlink held`: changes the deprovisioning guard held.
+#[derive(Debug, Subcommand)]
+pub enum HeldCommand {
+    /// List held changes, newest first (decided ones included).
+    List {
+        /// Only this application's.
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Apply a held change as it was.
+    Approve { id: String },
+    /// Drop a held change: nothing of it is sent.
+    Reject { id: String },
+}
+
+pub fn run_held(connection: Connection, command: HeldCommand) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let (id, verb) = match command {
+        HeldCommand::List { app, format } => {
+            let path = match app {
+                Some(app) => format!("/held-changes?app={}", percent_encode(&app)),
+                None => "/held-changes".to_string(),
+            };
+            let held = client.all_items(&path, u64::MAX)?;
+            match format {
+                Format::Json => println!("{}", Value::Array(held)),
+                Format::Text => {
+                    if held.is_empty() {
+                        println!("no held changes");
+                    }
+                    for change in &held {
+                        println!(
+                            "{} {:<8} {} {} {} {}: {} of {} accounts",
+                            change["id"].as_str().unwrap_or("-"),
+                            change["state"].as_str().unwrap_or("-"),
+                            change["held_at"].as_str().unwrap_or("-"),
+                            change["change"]["entity"].as_str().unwrap_or("-"),
+                            change["change"]["entity_id"].as_str().unwrap_or("-"),
+                            change["change"]["action"].as_str().unwrap_or("-"),
+                            change["offboarding"].as_u64().unwrap_or(0),
+                            change["active_accounts"].as_u64().unwrap_or(0)
+                        );
+                    }
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        HeldCommand::Approve { id } => (id, "approve"),
+        HeldCommand::Reject { id } => (id, "reject"),
+    };
+    let held = client.call(
+        Method::POST,
+        &format!("/held-changes/{}/{verb}", percent_encode(&id)),
+        None,
+    )?;
+    println!("{id}: {}", held["state"].as_str().unwrap_or("-"));
+    Ok(ExitCode::SUCCESS)
+}

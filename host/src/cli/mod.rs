@@ -64,6 +64,20 @@ enum Command {
         #[command(flatten)]
         args: admin::EventsArgs,
     },
+    /// What an application refused for good; `--replay` syncs it again.
+    DeadLetters {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        args: admin::DeadLettersArgs,
+    },
+    /// Changes the deprovisioning guard held: list, approve, reject.
+    Held {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::HeldCommand,
+    },
     /// Change the directory of a running host (through its admin API).
     Directory {
         #[command(flatten)]
@@ -136,6 +150,11 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Events { connection, args } => admin::run_events(connection, args),
         Command::Plan { connection, args } => admin::run_plan(connection, args),
         Command::Provision { connection, args } => admin::run_provision(connection, args),
+        Command::DeadLetters { connection, args } => admin::run_dead_letters(connection, args),
+        Command::Held {
+            connection,
+            command,
+        } => admin::run_held(connection, command),
         Command::Directory {
             connection,
             command,

@@ -40,6 +40,17 @@ pub struct ServeArgs {
     /// Address the admin API and the inbound SCIM server listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SCIMLINK_LISTEN")]
     listen: SocketAddr,
+    /// Seconds between connection tests of a quarantined application.
+    #[arg(long, default_value_t = 30, env = "SCIMLINK_QUARANTINE_PROBE_SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    quarantine_probe_seconds: u64,
+    /// The deprovisioning guard holds a change that would deactivate or
+    /// delete more than this percentage of an application's active accounts…
+    #[arg(long, default_value_t = 10.0)]
+    guard_percent: f64,
+    /// …and more than this many of them.
+    #[arg(long, default_value_t = 20)]
+    guard_minimum: u64,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -83,8 +94,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (scim_token, scim_origin) =
         BearerToken::establish(store.as_ref(), SCIM_TOKEN_ENV, "scim_token_sha256")?;
     let events_store = Arc::clone(&store);
-    crate::engine::worker::Engine::start(Arc::clone(&store), Arc::clone(&registry))
-        .context("cannot start the provisioning engine")?;
+    anyhow::ensure!(
+        args.guard_percent.is_finite() && (0.0..=100.0).contains(&args.guard_percent),
+        "--guard-percent must be between 0 and 100, not {}",
+        args.guard_percent
+    );
+    let engine_settings = crate::engine::worker::EngineSettings {
+        quarantine_probe: std::time::Duration::from_secs(args.quarantine_probe_seconds),
+        guard_percent: args.guard_percent,
+        guard_minimum: args.guard_minimum,
+    };
+    crate::engine::worker::Engine::start(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        engine_settings,
+    )
+    .context("cannot start the provisioning engine")?;
     let app = crate::api::app(
         crate::api::ApiState {
             store,

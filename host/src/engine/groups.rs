@@ -150,6 +150,15 @@ impl Target<'_> {
         rule: Option<String>,
         error: &ScimClientError,
     ) {
+        if error.is_permanent() {
+            self.dead_letter(
+                "group",
+                group_id,
+                operation,
+                error.to_string(),
+                error.status(),
+            );
+        }
         self.record_group(
             group_id,
             operation,
@@ -229,13 +238,15 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
             } else {
                 GROUP_CREATE
             };
+            let reason = format!("the connector refused {}: {error}", group.display_name);
+            target.dead_letter("group", group_id, operation, reason.clone(), None);
             target.record_group(
                 group_id,
                 operation,
                 Outcome::Failure,
                 Some("mapping".into()),
                 None,
-                format!("the connector refused {}: {error}", group.display_name),
+                reason,
             );
             return Ok(GroupSynced::Refused);
         }
@@ -383,13 +394,15 @@ async fn find_or_create(
             });
         }
         many => {
+            let reason = format!("{} groups match {filter}: none is taken over", many.len());
+            target.dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None);
             target.record_group(
                 &group.id,
                 GROUP_CREATE,
                 Outcome::Failure,
                 Some(filter.clone()),
                 Some(answer.status.as_u16()),
-                format!("{} groups match {filter}: none is taken over", many.len()),
+                reason,
             );
             return Ok(Found::Refused);
         }

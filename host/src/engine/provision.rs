@@ -124,6 +124,15 @@ impl Target<'_> {
         rule: Option<String>,
         error: &ScimClientError,
     ) {
+        if error.is_permanent() {
+            self.dead_letter(
+                "user",
+                user_id,
+                operation,
+                error.to_string(),
+                error.status(),
+            );
+        }
         self.record(
             user_id,
             operation,
@@ -132,6 +141,32 @@ impl Target<'_> {
             error.status(),
             error.to_string(),
         );
+    }
+
+    /// Lists an object as failed for a reason another attempt will not
+    /// cure, for an operator to see and replay.
+    pub(crate) fn dead_letter(
+        &self,
+        object_kind: &str,
+        object_id: &str,
+        operation: &str,
+        reason: String,
+        http_status: Option<u16>,
+    ) {
+        let letter = crate::store::DeadLetter {
+            app_id: self.app.id.clone(),
+            object_kind: object_kind.to_string(),
+            object_id: object_id.to_string(),
+            operation: operation.to_string(),
+            reason,
+            http_status,
+            first_failed: String::new(),
+            last_failed: String::new(),
+            failures: 0,
+        };
+        if let Err(error) = self.store.put_dead_letter(&letter) {
+            tracing::error!("cannot list a dead letter: {error}");
+        }
     }
 
     /// Records what the application now holds; `document` is what it
@@ -181,13 +216,15 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         Ok(body) => body,
         Err(Desired::Refused(error)) => {
             let operation = if entry.is_some() { UPDATE } else { CREATE };
+            let reason = format!("the connector refused {}: {error}", user.user_name);
+            target.dead_letter("user", user_id, operation, reason.clone(), None);
             target.record(
                 user_id,
                 operation,
                 Outcome::Failure,
                 Some("mapping".into()),
                 None,
-                format!("the connector refused {}: {error}", user.user_name),
+                reason,
             );
             return Ok(Synced::Refused);
         }
@@ -278,13 +315,15 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
             [] => continue,
             [one] => one.get("id").and_then(Value::as_str).map(str::to_string),
             many => {
+                let reason = format!("{} accounts match {filter}: none is taken over", many.len());
+                target.dead_letter("user", user_id, LOOKUP, reason.clone(), None);
                 target.record(
                     user_id,
                     LOOKUP,
                     Outcome::Failure,
                     Some(filter.clone()),
                     Some(answer.status.as_u16()),
-                    format!("{} accounts match {filter}: none is taken over", many.len()),
+                    reason,
                 );
                 return Ok(Synced::Refused);
             }

@@ -18,11 +18,14 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::groups::{apply_group_event, directory_group, sync_group};
+use super::provision::DEACTIVATED;
 use super::provision::{SyncError, Target, sync_user};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::{ClientSettings, ScimClient};
-use crate::store::{AppRecord, AppState, Change, Page, Store, StoreError};
+use crate::store::{
+    AppRecord, AppState, AppUpdate, Change, HeldChange, HeldState, Outcome, Page, Store, StoreError,
+};
 
 /// How long a claimed change is held before another consumer may take it:
 /// after a crash, how long its changes wait. A long change renews its lease
@@ -34,9 +37,46 @@ const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// What an operator may tune in the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineSettings {
+    /// How often a quarantined application is probed for recovery.
+    pub quarantine_probe: Duration,
+    /// The deprovisioning guard: a change that would deactivate or delete
+    /// more than `guard_percent` of an application's active accounts, and
+    /// more than `guard_minimum` of them, is held for an operator.
+    pub guard_percent: f64,
+    pub guard_minimum: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            quarantine_probe: Duration::from_secs(30),
+            guard_percent: 10.0,
+            guard_minimum: 20,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// The most accounts one change may offboard without being held.
+    pub fn guard_threshold(&self, active_accounts: u64) -> u64 {
+        let share = (active_accounts as f64 * self.guard_percent / 100.0).ceil() as u64;
+        share.max(self.guard_minimum)
+    }
+}
+
+pub const QUARANTINE: &str = "idm_integration_quarantine";
+pub const RESUME: &str = "idm_integration_resume";
+pub const HELD: &str = "deprovision_held";
+
 pub struct Engine {
     store: Arc<dyn Store>,
     plugins: Arc<PluginRegistry>,
+    settings: EngineSettings,
+    /// When each quarantined application was last probed.
+    probed: HashMap<String, std::time::Instant>,
     consumer: String,
     clients: HashMap<String, (i64, Arc<ScimClient>)>,
     /// The changes claimed now, and when their leases were last renewed.
@@ -49,6 +89,7 @@ impl Engine {
     pub fn start(
         store: Arc<dyn Store>,
         plugins: Arc<PluginRegistry>,
+        settings: EngineSettings,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("scimlink-engine".into())
@@ -66,6 +107,8 @@ impl Engine {
                 let mut engine = Engine {
                     store,
                     plugins,
+                    settings,
+                    probed: HashMap::new(),
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
                     clients: HashMap::new(),
                     claimed: Vec::new(),
@@ -77,6 +120,9 @@ impl Engine {
 
     async fn run(&mut self) {
         loop {
+            if let Err(error) = self.probe_quarantined().await {
+                tracing::warn!("provisioning engine: {error}");
+            }
             match self.step().await {
                 Ok(0) => tokio::time::sleep(IDLE_POLL).await,
                 Ok(_) => {}
@@ -147,7 +193,79 @@ impl Engine {
         }
         let done: Vec<i64> = done.into_iter().collect();
         self.store.complete_changes(&self.consumer, &done)?;
+        self.quarantine_open_circuits(&active)?;
         Ok(claimed)
+    }
+
+    /// Quarantines every active application whose circuit opened: its
+    /// changes stop waiting on it, and when it resumes a full sync (the
+    /// activation's) brings it up to date, so nothing is lost.
+    fn quarantine_open_circuits(&mut self, active: &[AppRecord]) -> Result<(), StoreError> {
+        for app in active {
+            let Some((_, client)) = self.clients.get(&app.id) else {
+                continue;
+            };
+            let crate::scim_client::breaker::BreakerState::Open { failures, last, .. } =
+                client.breaker().state()
+            else {
+                continue;
+            };
+            let update = AppUpdate {
+                state: Some(AppState::Quarantined),
+                ..AppUpdate::default()
+            };
+            let app = self.store.update_app(&app.id, update)?;
+            self.probed
+                .insert(app.id.clone(), std::time::Instant::now());
+            self.store.record_event(super::lifecycle::event(
+                &app,
+                QUARANTINE,
+                Outcome::Failure,
+                None,
+                format!(
+                    "quarantined after {failures} consecutive failures (last: {last}); \
+                     changes wait and are applied when it resumes"
+                ),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Tests the connection of each quarantined application once every
+    /// probe interval; one that answers is resumed, which syncs it whole.
+    async fn probe_quarantined(&mut self) -> Result<(), StoreError> {
+        let due: Vec<AppRecord> = self
+            .all_apps()?
+            .into_iter()
+            .filter(|app| app.state == AppState::Quarantined)
+            .filter(|app| {
+                self.probed
+                    .get(&app.id)
+                    .is_none_or(|at| at.elapsed() >= self.settings.quarantine_probe)
+            })
+            .collect();
+        for app in due {
+            self.probed
+                .insert(app.id.clone(), std::time::Instant::now());
+            let token = self.store.app_token(&app.id)?;
+            let Ok(tested) = super::lifecycle::test_connection(&app, &token).await else {
+                continue;
+            };
+            let update = AppUpdate {
+                state: Some(AppState::Active),
+                ..AppUpdate::default()
+            };
+            let resumed = self.store.update_app(&app.id, update)?;
+            self.probed.remove(&app.id);
+            self.store.record_event(super::lifecycle::event(
+                &resumed,
+                RESUME,
+                Outcome::Success,
+                Some(tested.http_status),
+                format!("resumed: {}", tested.summary),
+            ))?;
+        }
+        Ok(())
     }
 
     fn renew_if_due(&mut self) -> Result<(), StoreError> {
@@ -176,6 +294,14 @@ impl Engine {
     }
 
     fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        Ok(self
+            .all_apps()?
+            .into_iter()
+            .filter(|app| app.state == AppState::Active)
+            .collect())
+    }
+
+    fn all_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         let mut apps = Vec::new();
         let mut offset = 0;
         loop {
@@ -184,11 +310,7 @@ impl Engine {
                 limit: 1000,
             })?;
             let count = page.items.len() as u64;
-            apps.extend(
-                page.items
-                    .into_iter()
-                    .filter(|app| app.state == AppState::Active),
-            );
+            apps.extend(page.items);
             offset += count;
             if count == 0 || offset >= page.total {
                 return Ok(apps);
@@ -343,6 +465,29 @@ impl Engine {
                     work.push(item);
                 }
             }
+            ("app", "replay") => {
+                if let Some(app) = this_app {
+                    let mut item = Work::new(app);
+                    item.users.extend(ids("users"));
+                    item.groups.extend(ids("groups"));
+                    work.push(item);
+                }
+            }
+            // An operator approved a change the guard held: that change,
+            // for that application, past the guard.
+            ("guard", "approved") => {
+                let original = change
+                    .detail
+                    .get("change")
+                    .cloned()
+                    .and_then(|original| serde_json::from_value::<Change>(original).ok());
+                if let (Some(original), Some(app)) = (original, this_app) {
+                    for mut item in self.affected(&original, std::slice::from_ref(app))? {
+                        item.past_guard = true;
+                        work.push(item);
+                    }
+                }
+            }
             ("app", "group-management-disabled") => {
                 if let Some(app) = this_app {
                     let mut item = Work::new(app);
@@ -405,6 +550,9 @@ impl Engine {
     ) -> Result<Vec<(AppRecord, BTreeSet<String>)>, SyncError> {
         let mut touched = Vec::new();
         for work in self.affected(change, active)? {
+            if !work.past_guard && self.held_by_guard(change, &work)? {
+                continue;
+            }
             let (plugin, client) = self.connection(&work.app)?;
             for (event, group, users) in &work.events {
                 self.renew_if_due()?;
@@ -444,6 +592,64 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Whether the deprovisioning guard holds this work: it would
+    /// deactivate or delete more accounts than the threshold. A held change
+    /// is recorded (once) with an event, and nothing of it is sent.
+    fn held_by_guard(&self, change: &Change, work: &Work) -> Result<bool, StoreError> {
+        let store = self.store.as_ref();
+        let app = &work.app;
+        if (work.users.len() as u64) <= self.settings.guard_minimum {
+            return Ok(false);
+        }
+        let mut offboarding = 0u64;
+        for user in &work.users {
+            let Some(entry) = store.ledger_entry(&app.id, "user", user)? else {
+                continue;
+            };
+            if entry.doc_hash != DEACTIVATED
+                && (store.get_user(user)?.is_none() || !store.user_in_scope(&app.id, user)?)
+            {
+                offboarding += 1;
+            }
+        }
+        let active_accounts = store.count_ledger_entries(&app.id, "user", DEACTIVATED)?;
+        let threshold = self.settings.guard_threshold(active_accounts);
+        if offboarding <= threshold {
+            return Ok(false);
+        }
+        let already = store
+            .held_changes(Some(&app.id))?
+            .into_iter()
+            .any(|held| held.change.seq == change.seq);
+        if !already {
+            let held = store.hold_change(HeldChange {
+                id: String::new(),
+                app_id: app.id.clone(),
+                change: change.clone(),
+                offboarding,
+                active_accounts,
+                state: HeldState::Held,
+                held_at: String::new(),
+                decided_at: None,
+            })?;
+            store.record_event(super::lifecycle::event(
+                app,
+                HELD,
+                Outcome::Failure,
+                None,
+                format!(
+                    "{} {} {} would deactivate or delete {offboarding} of {active_accounts} \
+                     active accounts (more than {threshold}): held as {} until an operator \
+                     approves or rejects it",
+                    change.entity, change.entity_id, change.action, held.id
+                ),
+            ))?;
+        }
+        Ok(true)
+    }
+}
+
 /// What one change asks of one application.
 struct Work {
     app: AppRecord,
@@ -451,6 +657,8 @@ struct Work {
     events: Vec<(GroupEvent, DirectoryGroup, Vec<String>)>,
     users: BTreeSet<String>,
     groups: BTreeSet<String>,
+    /// An operator approved it: the deprovisioning guard lets it through.
+    past_guard: bool,
 }
 
 impl Work {
@@ -460,6 +668,7 @@ impl Work {
             events: Vec::new(),
             users: BTreeSet::new(),
             groups: BTreeSet::new(),
+            past_guard: false,
         }
     }
 }

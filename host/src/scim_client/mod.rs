@@ -91,6 +91,9 @@ impl ClientSettings {
             requests_per_second: pacing.requests_per_second,
             burst: pacing.requests_per_second.ceil().clamp(1.0, 1000.0) as u32,
             concurrency: pacing.concurrency,
+            request_timeout: Duration::from_secs(u64::from(pacing.timeout_seconds.max(1))),
+            max_attempts: pacing.max_attempts.max(1),
+            breaker_threshold: pacing.quarantine_after.max(1),
             ..ClientSettings::default()
         }
     }

@@ -227,14 +227,23 @@ pub struct Pacing {
     pub requests_per_second: f64,
     /// Requests in flight at most.
     pub concurrency: u32,
+    /// Seconds one attempt may take, from sending to the whole answer.
+    pub timeout_seconds: u32,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Consecutive failed requests that quarantine the application.
+    pub quarantine_after: u32,
 }
 
 impl Default for Pacing {
-    /// Polite to a SaaS API.
+    /// Polite to a SaaS API, patient with a slow one.
     fn default() -> Self {
         Pacing {
             requests_per_second: 10.0,
             concurrency: 4,
+            timeout_seconds: 30,
+            max_attempts: 6,
+            quarantine_after: 10,
         }
     }
 }
@@ -374,6 +383,73 @@ pub struct EventQuery {
     pub since: Option<String>,
 }
 
+/// An object an application refused for a reason another attempt will not
+/// cure. It stays listed until a sync of the object succeeds or an operator
+/// replays it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    pub app_id: String,
+    /// `user` or `group`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// The operation that failed (`user_create_provision` …).
+    pub operation: String,
+    pub reason: String,
+    pub http_status: Option<u16>,
+    pub first_failed: String,
+    pub last_failed: String,
+    /// How many times it failed since it was first listed.
+    pub failures: u32,
+}
+
+/// Where a held change stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldState {
+    /// Waiting for an operator.
+    Held,
+    /// Applied by an operator's approval.
+    Approved,
+    /// Dropped by an operator: nothing was sent.
+    Rejected,
+}
+
+impl HeldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldState::Held => "held",
+            HeldState::Approved => "approved",
+            HeldState::Rejected => "rejected",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "held" => Some(HeldState::Held),
+            "approved" => Some(HeldState::Approved),
+            "rejected" => Some(HeldState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A change the deprovisioning guard held for one application because it
+/// would deactivate or delete too many accounts at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeldChange {
+    pub id: String,
+    pub app_id: String,
+    #[schema(value_type = Object)]
+    pub change: Change,
+    /// Accounts the change would deactivate or delete.
+    pub offboarding: u64,
+    /// Accounts the application held active when the change was held.
+    pub active_accounts: u64,
+    pub state: HeldState,
+    pub held_at: String,
+    pub decided_at: Option<String>,
+}
+
 /// Users and groups written together by an import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportBatch {
@@ -509,6 +585,14 @@ pub trait Store: Send + Sync + 'static {
         object_kind: &str,
         object_ids: &[String],
     ) -> StoreResult<Vec<(String, String)>>;
+    /// How many entries of one kind an application has, those whose
+    /// `doc_hash` is `excluding_hash` left out.
+    fn count_ledger_entries(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        excluding_hash: &str,
+    ) -> StoreResult<u64>;
     /// Writes an entry; `updated` is set to now.
     fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
     fn remove_ledger_entry(
@@ -517,6 +601,29 @@ pub trait Store: Send + Sync + 'static {
         object_kind: &str,
         object_id: &str,
     ) -> StoreResult<()>;
+
+    // Dead letters.
+    /// Lists an object as failed for good, or counts one more failure of an
+    /// object already listed. (Writing the object's ledger entry, or
+    /// removing it, takes it off the list: it succeeded.)
+    fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()>;
+    /// An application's dead letters, oldest first.
+    fn dead_letters(&self, app_id: &str) -> StoreResult<Vec<DeadLetter>>;
+    /// Takes dead letters of an application off the list (those of
+    /// `object_ids`, or all) and queues their objects for another sync, in
+    /// one transaction. How many were replayed.
+    fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64>;
+
+    // The deprovisioning guard.
+    /// Holds a change for one application; `id`, `state` and `held_at` are
+    /// set by the store.
+    fn hold_change(&self, held: HeldChange) -> StoreResult<HeldChange>;
+    /// Held changes, newest first, of one application or all.
+    fn held_changes(&self, app_id: Option<&str>) -> StoreResult<Vec<HeldChange>>;
+    /// An operator's decision on a held change. Approval queues the change
+    /// again for its application, past the guard, in the same transaction.
+    /// A change already decided is refused as a conflict.
+    fn decide_held_change(&self, id: &str, approve: bool) -> StoreResult<HeldChange>;
 
     // Audit events.
     /// Records an event; `id` and `at` are filled in when empty.

@@ -20,9 +20,10 @@ use serde_json::{Map, Value, json};
 
 use super::secrets::{Secret, TokenCipher};
 use super::{
-    AppRecord, AppState, AppUpdate, AppWrite, Change, Event, EventQuery, GroupKey, GroupRecord,
-    GroupRef, GroupWrite, ImportBatch, ImportOutcome, LedgerEntry, Listing, Member, MemberKind,
-    MemberView, Outcome, Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
+    AppRecord, AppState, AppUpdate, AppWrite, Change, DeadLetter, Event, EventQuery, GroupKey,
+    GroupRecord, GroupRef, GroupWrite, HeldChange, HeldState, ImportBatch, ImportOutcome,
+    LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome, Page, Store, StoreError,
+    StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -30,7 +31,13 @@ pub const DATABASE_FILE: &str = "scimlink.db";
 
 /// Schema migrations, in order. A released migration is never edited: a
 /// change to the schema is a new file.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_directory.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_directory.sql")),
+    (
+        2,
+        include_str!("migrations/0002_dead_letters_and_guard.sql"),
+    ),
+];
 
 const READER_POOL: usize = 4;
 
@@ -346,6 +353,51 @@ fn append_change(
         )?
         .execute(params![now(), entity, entity_id, action, detail.to_string()])?;
     Ok(())
+}
+
+fn clear_dead_letter(
+    transaction: &Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> StoreResult<()> {
+    transaction
+        .prepare_cached(
+            "DELETE FROM dead_letters WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+        )?
+        .execute(params![app_id, object_kind, object_id])?;
+    Ok(())
+}
+
+const HELD_COLUMNS: &str =
+    "id, app_id, change, offboarding, active_accounts, state, held_at, decided_at";
+
+fn held_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<HeldChange>> {
+    let change: String = row.get(2)?;
+    let state: String = row.get(5)?;
+    let change = match serde_json::from_str(&change) {
+        Ok(change) => change,
+        Err(error) => {
+            return Ok(Err(StoreError::Backend(format!(
+                "a held change is unreadable: {error}"
+            ))));
+        }
+    };
+    let Some(state) = HeldState::parse(&state) else {
+        return Ok(Err(StoreError::Backend(format!(
+            "a held change has the unknown state {state:?}"
+        ))));
+    };
+    Ok(Ok(HeldChange {
+        id: row.get(0)?,
+        app_id: row.get(1)?,
+        change,
+        offboarding: row.get(3)?,
+        active_accounts: row.get(4)?,
+        state,
+        held_at: row.get(6)?,
+        decided_at: row.get(7)?,
+    }))
 }
 
 fn to_json(map: &Map<String, Value>) -> String {
@@ -1600,7 +1652,7 @@ impl Store for SqliteStore {
                     now(),
                     entry.document
                 ])?;
-            Ok(())
+            clear_dead_letter(transaction, &entry.app_id, &entry.object_kind, &entry.object_id)
         })
     }
 
@@ -1615,7 +1667,193 @@ impl Store for SqliteStore {
                 "DELETE FROM ledger WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
                 params![app_id, object_kind, object_id],
             )?;
+            clear_dead_letter(transaction, app_id, object_kind, object_id)
+        })
+    }
+
+    fn count_ledger_entries(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        excluding_hash: &str,
+    ) -> StoreResult<u64> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND doc_hash != ?3",
+                )?
+                .query_row(params![app_id, object_kind, excluding_hash], |row| {
+                    row.get(0)
+                })?)
+        })
+    }
+
+    fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()> {
+        self.write(|transaction| {
+            let at = now();
+            transaction
+                .prepare_cached(
+                    "INSERT INTO dead_letters (app_id, object_kind, object_id, operation, reason,
+                         http_status, first_failed, last_failed, failures)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
+                     ON CONFLICT (app_id, object_kind, object_id)
+                     DO UPDATE SET operation = excluded.operation, reason = excluded.reason,
+                         http_status = excluded.http_status, last_failed = excluded.last_failed,
+                         failures = failures + 1",
+                )?
+                .execute(params![
+                    letter.app_id,
+                    letter.object_kind,
+                    letter.object_id,
+                    letter.operation,
+                    letter.reason,
+                    letter.http_status,
+                    at
+                ])?;
             Ok(())
+        })
+    }
+
+    fn dead_letters(&self, app_id: &str) -> StoreResult<Vec<DeadLetter>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT object_kind, object_id, operation, reason, http_status, first_failed,
+                     last_failed, failures
+                 FROM dead_letters WHERE app_id = ?1 ORDER BY first_failed, object_id",
+            )?;
+            let letters = statement
+                .query_map([app_id], |row| {
+                    Ok(DeadLetter {
+                        app_id: app_id.to_string(),
+                        object_kind: row.get(0)?,
+                        object_id: row.get(1)?,
+                        operation: row.get(2)?,
+                        reason: row.get(3)?,
+                        http_status: row.get(4)?,
+                        first_failed: row.get(5)?,
+                        last_failed: row.get(6)?,
+                        failures: row.get(7)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(letters)
+        })
+    }
+
+    fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64> {
+        self.write(|transaction| {
+            let mut statement = transaction.prepare_cached(
+                "SELECT object_kind, object_id FROM dead_letters WHERE app_id = ?1",
+            )?;
+            let listed: Vec<(String, String)> = statement
+                .query_map([app_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let chosen: Vec<(String, String)> = listed
+                .into_iter()
+                .filter(|(_, id)| object_ids.is_none_or(|ids| ids.contains(id)))
+                .collect();
+            if chosen.is_empty() {
+                return Ok(0);
+            }
+            let mut users = Vec::new();
+            let mut groups = Vec::new();
+            for (kind, id) in &chosen {
+                clear_dead_letter(transaction, app_id, kind, id)?;
+                match kind.as_str() {
+                    "group" => groups.push(id.clone()),
+                    _ => users.push(id.clone()),
+                }
+            }
+            append_change(
+                transaction,
+                "app",
+                app_id,
+                "replay",
+                json!({ "users": users, "groups": groups }),
+            )?;
+            Ok(chosen.len() as u64)
+        })
+    }
+
+    fn hold_change(&self, mut held: HeldChange) -> StoreResult<HeldChange> {
+        held.id = new_id();
+        held.state = HeldState::Held;
+        held.held_at = now();
+        held.decided_at = None;
+        let change = serde_json::to_string(&held.change)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT INTO held_changes (id, app_id, change, offboarding, active_accounts, state, held_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6)",
+                params![
+                    held.id,
+                    held.app_id,
+                    change,
+                    held.offboarding,
+                    held.active_accounts,
+                    held.held_at
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok(held)
+    }
+
+    fn held_changes(&self, app_id: Option<&str>) -> StoreResult<Vec<HeldChange>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {HELD_COLUMNS} FROM held_changes
+                 WHERE ?1 IS NULL OR app_id = ?1 ORDER BY held_at DESC, id"
+            ))?;
+            let held = statement
+                .query_map([app_id], held_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            held.into_iter().collect()
+        })
+    }
+
+    fn decide_held_change(&self, id: &str, approve: bool) -> StoreResult<HeldChange> {
+        self.write(|transaction| {
+            let held = transaction
+                .prepare_cached(&format!(
+                    "SELECT {HELD_COLUMNS} FROM held_changes WHERE id = ?1"
+                ))?
+                .query_row([id], held_from_row)
+                .optional()?
+                .ok_or_else(|| not_found("held change", id))??;
+            if held.state != HeldState::Held {
+                return Err(StoreError::Conflict {
+                    entity: "held change",
+                    field: "state",
+                    value: held.state.as_str().to_string(),
+                });
+            }
+            let state = if approve {
+                HeldState::Approved
+            } else {
+                HeldState::Rejected
+            };
+            let at = now();
+            transaction.execute(
+                "UPDATE held_changes SET state = ?2, decided_at = ?3 WHERE id = ?1",
+                params![id, state.as_str(), at],
+            )?;
+            if approve {
+                append_change(
+                    transaction,
+                    "guard",
+                    &held.app_id,
+                    "approved",
+                    json!({ "held": held.id, "change": held.change }),
+                )?;
+            }
+            Ok(HeldChange {
+                state,
+                decided_at: Some(at),
+                ..held
+            })
         })
     }
 

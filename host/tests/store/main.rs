@@ -228,11 +228,11 @@ fn scope_follows_bindings_through_nested_groups() {
     // group itself.
     assert_eq!(
         store.bound_groups_containing(&crm, &users[0]).unwrap(),
-        [outer.id.clone()]
+        std::slice::from_ref(&outer.id)
     );
     assert_eq!(
         store.bound_groups_containing(&crm, &outer.id).unwrap(),
-        [outer.id.clone()]
+        std::slice::from_ref(&outer.id)
     );
     assert!(
         store

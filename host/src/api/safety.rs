@@ -1,0 +1,173 @@
+//! The engine's safety nets, for operators: dead letters (objects an
+//! application refused for good) with replay, and the changes the
+//! deprovisioning guard held, with approval and rejection.
+//!
+//! Each decision ends in an audit event naming who it concerned.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::integrations::{load_app, record};
+use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
+use crate::engine::lifecycle;
+use crate::store::{DeadLetter, HeldChange, Outcome};
+
+pub const REPLAY: &str = "dead_letter_replay";
+pub const APPROVED: &str = "deprovision_approved";
+pub const REJECTED: &str = "deprovision_rejected";
+
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay_dead_letters))
+        .routes(routes!(list_held_changes))
+        .routes(routes!(approve_held_change))
+        .routes(routes!(reject_held_change))
+}
+
+/// The objects an application refused for a reason another attempt will not
+/// cure, oldest first.
+#[utoipa::path(get, path = "/apps/{app}/dead-letters", tag = "safety",
+    params(("app" = String, Path, description = "name or id"), PageParams),
+    responses((status = 200, body = PageOf<DeadLetter>), (status = 404, body = ApiErrorBody)))]
+async fn list_dead_letters(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<DeadLetter>>, ApiError> {
+    let page = page.page()?;
+    let app = load_app(&state, app).await?;
+    let letters = store_call(&state, move |store| store.dead_letters(&app.id)).await?;
+    Ok(Json(PageOf::slice(letters, page, |letter| letter)))
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayInput {
+    /// Ids of the users and groups to replay; all when absent.
+    pub objects: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Replayed {
+    /// How many objects were queued for another sync.
+    pub replayed: u64,
+}
+
+/// Replay dead letters: they leave the list and their objects are synced
+/// again. One that fails again is listed again.
+#[utoipa::path(post, path = "/apps/{app}/dead-letters/replay", tag = "safety",
+    params(("app" = String, Path, description = "name or id")), request_body = ReplayInput,
+    responses((status = 200, body = Replayed), (status = 404, body = ApiErrorBody)))]
+async fn replay_dead_letters(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Body(input): Body<ReplayInput>,
+) -> Result<Json<Replayed>, ApiError> {
+    let app = load_app(&state, app).await?;
+    let id = app.id.clone();
+    let replayed = store_call(&state, move |store| {
+        store.replay_dead_letters(&id, input.objects.as_deref())
+    })
+    .await?;
+    if replayed > 0 {
+        record(
+            &state,
+            lifecycle::event(
+                &app,
+                REPLAY,
+                Outcome::Success,
+                None,
+                format!("{replayed} dead letter(s) queued for another sync"),
+            ),
+        )
+        .await;
+    }
+    Ok(Json(Replayed { replayed }))
+}
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HeldFilter {
+    /// An application's name or id.
+    pub app: Option<String>,
+}
+
+/// The changes the deprovisioning guard held, newest first, decided ones
+/// included.
+#[utoipa::path(get, path = "/held-changes", tag = "safety", params(HeldFilter, PageParams),
+    responses((status = 200, body = PageOf<HeldChange>), (status = 404, body = ApiErrorBody)))]
+async fn list_held_changes(
+    State(state): State<ApiState>,
+    Query(filter): Query<HeldFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<HeldChange>>, ApiError> {
+    let page = page.page()?;
+    let app_id = match filter.app {
+        Some(app) => Some(load_app(&state, app).await?.id),
+        None => None,
+    };
+    let held = store_call(&state, move |store| store.held_changes(app_id.as_deref())).await?;
+    Ok(Json(PageOf::slice(held, page, |held| held)))
+}
+
+/// Approve a held change: it is applied to its application as it was.
+#[utoipa::path(post, path = "/held-changes/{id}/approve", tag = "safety",
+    params(("id" = String, Path, description = "the held change's id")),
+    responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "already decided", body = ApiErrorBody)))]
+async fn approve_held_change(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<HeldChange>, ApiError> {
+    decide(state, id, true).await
+}
+
+/// Reject a held change: nothing of it is sent, and the accounts stay as
+/// they are. (The directory still says what it says: correct it, or a
+/// later sync of those users may offboard them.)
+#[utoipa::path(post, path = "/held-changes/{id}/reject", tag = "safety",
+    params(("id" = String, Path, description = "the held change's id")),
+    responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "already decided", body = ApiErrorBody)))]
+async fn reject_held_change(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<HeldChange>, ApiError> {
+    decide(state, id, false).await
+}
+
+async fn decide(state: ApiState, id: String, approve: bool) -> Result<Json<HeldChange>, ApiError> {
+    let held = store_call(&state, move |store| store.decide_held_change(&id, approve)).await?;
+    let app = load_app(&state, held.app_id.clone()).await?;
+    let (operation, verb) = if approve {
+        (APPROVED, "approved: applying it")
+    } else {
+        (REJECTED, "rejected: nothing was sent")
+    };
+    record(
+        &state,
+        lifecycle::event(
+            &app,
+            operation,
+            Outcome::Success,
+            None,
+            format!(
+                "held change {} ({} {} {}, {} of {} accounts) {verb}",
+                held.id,
+                held.change.entity,
+                held.change.entity_id,
+                held.change.action,
+                held.offboarding,
+                held.active_accounts
+            ),
+        ),
+    )
+    .await;
+    Ok(Json(held))
+}
