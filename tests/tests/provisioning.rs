@@ -952,3 +952,101 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
         assert!(events.contains(operation), "{operation}: {events}");
     }
 }
+
+impl Application {
+    fn patch_user(&self, id: &str, operations: Value) {
+        let status = self
+            .http
+            .patch(format!("{}/Users/{id}", self.base()))
+            .header("content-type", "application/scim+json")
+            .bearer_auth(APP_TOKEN)
+            .body(
+                json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": operations,
+                })
+                .to_string(),
+            )
+            .send()
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "PATCH {id}: {status}");
+    }
+
+    fn delete_user(&self, id: &str) {
+        let status = self
+            .http
+            .delete(format!("{}/Users/{id}", self.base()))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "DELETE {id}: {status}");
+    }
+}
+
+#[test]
+fn drift_in_the_application_is_repaired_by_the_reconcile() {
+    let application = Application::start();
+    let folder = tempfile::tempdir().unwrap();
+    let host = Host::start_with(
+        &folder.path().join("data"),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", scimlink_e2e::ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN),
+            ("SCIMLINK_RECONCILE_SECONDS", "1"),
+        ],
+    );
+    connect(
+        &host,
+        &application,
+        "userName,email,givenName,familyName,title,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Countess,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Admiral,Engineering\n\
+         bob,bob@example.com,Bob,Builder,Builder,Engineering\n",
+        "Engineering",
+    );
+    run_ok(&host, &["app", "activate", "crm"]);
+    for name in ["ada", "grace", "bob"] {
+        application.eventually(name, "creation", |account| account["active"] == true);
+    }
+    host.admin("DELETE", "/groups/Engineering/members/bob", None);
+    application.eventually("bob", "deactivation", |account| account["active"] == false);
+
+    // Changed, deleted and reactivated directly in the application.
+    let ada = application.id_of("ada");
+    application.patch_user(
+        &ada,
+        json!([{ "op": "replace", "path": "title", "value": "Intern" }]),
+    );
+    application.delete_user(&application.id_of("grace"));
+    application.patch_user(
+        &application.id_of("bob"),
+        json!([{ "op": "replace", "path": "active", "value": true }]),
+    );
+
+    // The periodic reconcile puts each back.
+    application.eventually("ada", "the title restored", |account| {
+        account["title"] == "Countess"
+    });
+    application.eventually("grace", "recreation", |account| account["active"] == true);
+    application.eventually("bob", "deactivation again", |account| {
+        account["active"] == false
+    });
+    assert_eq!(application.id_of("ada"), ada, "restored in place");
+
+    // Unchanged, a reconcile sends nothing but the listing.
+    let done: Value =
+        serde_json::from_str(&run_ok(&host, &["reconcile", "crm", "--format", "json"])).unwrap();
+    assert_eq!(
+        done,
+        json!({ "listed": 3, "repaired": 0, "recreated": 0, "provisioned": 0 })
+    );
+    let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
+    for repair in [
+        "drift: changed in the application",
+        "drift: deleted in the application",
+    ] {
+        assert!(events.contains(repair), "{repair}: {events}");
+    }
+}

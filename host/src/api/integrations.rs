@@ -34,6 +34,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(scope))
         .routes(routes!(plan))
         .routes(routes!(provision_user))
+        .routes(routes!(reconcile))
         .routes(routes!(list_plugins))
         .routes(routes!(rollback_plugin))
 }
@@ -717,6 +718,63 @@ async fn plan(
     Ok(Json(PageOf::slice(planned, page, |operation| operation)))
 }
 
+/// An application that is active, or a conflict saying what it is.
+async fn active_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
+    let app = load_app(state, app).await?;
+    if app.state != AppState::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_active",
+            format!("{} is {}: activate it first", app.name, app.state.as_str()),
+        ));
+    }
+    Ok(app)
+}
+
+/// A SCIM client of the application, with its token.
+async fn app_client(
+    state: &ApiState,
+    app: &AppRecord,
+) -> Result<Arc<crate::scim_client::ScimClient>, ApiError> {
+    let app_id = app.id.clone();
+    let token = store_call(state, move |store| store.app_token(&app_id)).await?;
+    let base =
+        lifecycle::resolved_base_url(app).map_err(|reason| ApiError::invalid("baseUrl", reason))?;
+    let settings = crate::scim_client::ClientSettings::paced(&app.pacing);
+    crate::scim_client::ScimClient::new(&base, &token, settings)
+        .map_err(|error| connection_failed(app, &error.to_string()))
+}
+
+/// Reconcile an application now: read it back, repair every drift, and
+/// show what was found.
+#[utoipa::path(post, path = "/apps/{app}/reconcile", tag = "applications",
+    params(("app" = String, Path, description = "name or id")),
+    responses((status = 200, body = crate::engine::reconcile::Reconciled), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application is not active or its connector is not served", body = ApiErrorBody),
+        (status = 502, description = "the application failed the listing", body = ApiErrorBody)))]
+async fn reconcile(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+) -> Result<Json<crate::engine::reconcile::Reconciled>, ApiError> {
+    use crate::engine::provision::Target;
+    let app = active_app(&state, app).await?;
+    let plugin = served_plugin(&state, &app)?;
+    let client = app_client(&state, &app).await?;
+    let target = Target {
+        store: state.store.as_ref(),
+        app: &app,
+        plugin: &plugin,
+        client: &client,
+    };
+    let result = crate::engine::reconcile::reconcile_users(&target).await;
+    let failure = result.as_ref().err().map(ToString::to_string);
+    let done = crate::engine::worker::record_reconcile(&target, result)?;
+    match failure {
+        Some(reason) => Err(connection_failed(&app, &reason)),
+        None => Ok(Json(done)),
+    }
+}
+
 /// The result of provisioning one user now.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProvisionView {
@@ -737,28 +795,13 @@ async fn provision_user(
     Path((app, user)): Path<(String, String)>,
 ) -> Result<Json<ProvisionView>, ApiError> {
     use crate::engine::provision::{SyncError, Target, sync_user};
-    let app = load_app(&state, app).await?;
-    if app.state != AppState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_active",
-            format!("{} is {}: activate it first", app.name, app.state.as_str()),
-        ));
-    }
+    let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
-    let (user_id, token) = {
-        let app_id = app.id.clone();
-        store_call(&state, move |store| {
-            let user = super::directory::find_user(store, &user)?;
-            Ok((user.id, store.app_token(&app_id)?))
-        })
-        .await?
-    };
-    let base = lifecycle::resolved_base_url(&app)
-        .map_err(|reason| ApiError::invalid("baseUrl", reason))?;
-    let settings = crate::scim_client::ClientSettings::paced(&app.pacing);
-    let client = crate::scim_client::ScimClient::new(&base, &token, settings)
-        .map_err(|error| connection_failed(&app, &error.to_string()))?;
+    let user_id = store_call(&state, move |store| {
+        Ok(super::directory::find_user(store, &user)?.id)
+    })
+    .await?;
+    let client = app_client(&state, &app).await?;
     let since = crate::store::sqlite::now();
     let target = Target {
         store: state.store.as_ref(),

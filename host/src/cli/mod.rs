@@ -64,6 +64,13 @@ enum Command {
         #[command(flatten)]
         args: admin::EventsArgs,
     },
+    /// Read an application back now and repair what changed there.
+    Reconcile {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(flatten)]
+        args: admin::ReconcileArgs,
+    },
     /// What an application refused for good; `--replay` syncs it again.
     DeadLetters {
         #[command(flatten)]
@@ -150,6 +157,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Events { connection, args } => admin::run_events(connection, args),
         Command::Plan { connection, args } => admin::run_plan(connection, args),
         Command::Provision { connection, args } => admin::run_provision(connection, args),
+        Command::Reconcile { connection, args } => admin::run_reconcile(connection, args),
         Command::DeadLetters { connection, args } => admin::run_dead_letters(connection, args),
         Command::Held {
             connection,

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// …and more than this many of them.
     #[arg(long, default_value_t = 20)]
     guard_minimum: u64,
+    /// Seconds between reads of each application to repair drift.
+    #[arg(long, default_value_t = 3600, env = "SCIMLINK_RECONCILE_SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    reconcile_seconds: u64,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -103,6 +107,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quarantine_probe: std::time::Duration::from_secs(args.quarantine_probe_seconds),
         guard_percent: args.guard_percent,
         guard_minimum: args.guard_minimum,
+        reconcile_every: std::time::Duration::from_secs(args.reconcile_seconds),
     };
     crate::engine::worker::Engine::start(
         Arc::clone(&store),

@@ -12,6 +12,8 @@
 //! - [`groups`] pushes bound groups with their members, and follows the
 //!   connector's rules when a user leaves a group, a group is unbound or
 //!   deleted, or group management is turned off;
+//! - [`reconcile`] reads an application back periodically and repairs what
+//!   changed there;
 //! - [`plan`] shows what a sync would send without sending it;
 //! - [`directory_user`] reads a directory user as the connector contract's
 //!   record.
@@ -21,4 +23,5 @@ pub mod groups;
 pub mod lifecycle;
 pub mod plan;
 pub mod provision;
+pub mod reconcile;
 pub mod worker;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::DEACTIVATED;
 use super::provision::{SyncError, Target, sync_user};
+use super::reconcile::{RECONCILE, Reconciled, reconcile_users};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::{ClientSettings, ScimClient};
@@ -47,6 +48,9 @@ pub struct EngineSettings {
     /// more than `guard_minimum` of them, is held for an operator.
     pub guard_percent: f64,
     pub guard_minimum: u64,
+    /// How often each active application is read back and its drift
+    /// repaired.
+    pub reconcile_every: Duration,
 }
 
 impl Default for EngineSettings {
@@ -55,6 +59,7 @@ impl Default for EngineSettings {
             quarantine_probe: Duration::from_secs(30),
             guard_percent: 10.0,
             guard_minimum: 20,
+            reconcile_every: Duration::from_secs(3600),
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Engine {
     settings: EngineSettings,
     /// When each quarantined application was last probed.
     probed: HashMap<String, std::time::Instant>,
+    /// When each active application was last reconciled (or first seen).
+    reconciled: HashMap<String, std::time::Instant>,
     consumer: String,
     clients: HashMap<String, (i64, Arc<ScimClient>)>,
     /// The changes claimed now, and when their leases were last renewed.
@@ -109,6 +116,7 @@ impl Engine {
                     plugins,
                     settings,
                     probed: HashMap::new(),
+                    reconciled: HashMap::new(),
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
                     clients: HashMap::new(),
                     claimed: Vec::new(),
@@ -121,6 +129,9 @@ impl Engine {
     async fn run(&mut self) {
         loop {
             if let Err(error) = self.probe_quarantined().await {
+                tracing::warn!("provisioning engine: {error}");
+            }
+            if let Err(error) = self.reconcile_due().await {
                 tracing::warn!("provisioning engine: {error}");
             }
             match self.step().await {
@@ -227,6 +238,35 @@ impl Engine {
                      changes wait and are applied when it resumes"
                 ),
             ))?;
+        }
+        Ok(())
+    }
+
+    /// Reconciles each active application whose interval has passed since
+    /// it was last reconciled (or first seen by this engine).
+    async fn reconcile_due(&mut self) -> Result<(), StoreError> {
+        let now = std::time::Instant::now();
+        let every = self.settings.reconcile_every;
+        for app in self.active_apps()? {
+            let last = *self.reconciled.entry(app.id.clone()).or_insert(now);
+            if last.elapsed() < every {
+                continue;
+            }
+            self.reconciled.insert(app.id.clone(), now);
+            let (plugin, client) = match self.connection(&app) {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!("cannot reconcile {}: {error}", app.name);
+                    continue;
+                }
+            };
+            let target = Target {
+                store: self.store.as_ref(),
+                app: &app,
+                plugin: &plugin,
+                client: &client,
+            };
+            record_reconcile(&target, reconcile_users(&target).await)?;
         }
         Ok(())
     }
@@ -590,6 +630,32 @@ impl Engine {
         }
         Ok(touched)
     }
+}
+
+/// Records how a reconcile ended, as one event about the application.
+pub fn record_reconcile(
+    target: &Target<'_>,
+    result: Result<Reconciled, SyncError>,
+) -> Result<Reconciled, StoreError> {
+    let (outcome, summary, done) = match result {
+        Ok(done) => (
+            Outcome::Success,
+            format!(
+                "listed {} accounts: {} repaired, {} recreated, {} provisioned",
+                done.listed, done.repaired, done.recreated, done.provisioned
+            ),
+            done,
+        ),
+        Err(error) => (
+            Outcome::Failure,
+            format!("stopped without repairing: {error}"),
+            Reconciled::default(),
+        ),
+    };
+    target.store.record_event(super::lifecycle::event(
+        target.app, RECONCILE, outcome, None, summary,
+    ))?;
+    Ok(done)
 }
 
 impl Engine {
