@@ -35,6 +35,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(plan))
         .routes(routes!(provision_user))
         .routes(routes!(reconcile))
+        .routes(routes!(list_importable, import_from_app))
         .routes(routes!(list_plugins))
         .routes(routes!(rollback_plugin))
 }
@@ -773,6 +774,81 @@ async fn reconcile(
         Some(reason) => Err(connection_failed(&app, &reason)),
         None => Ok(Json(done)),
     }
+}
+
+/// The application's accounts, each `new` (only there) or `imported`
+/// (linked to a directory user). Nothing is written.
+#[utoipa::path(get, path = "/apps/{app}/import", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), PageParams),
+    responses((status = 200, body = PageOf<crate::engine::import::RemoteUser>), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application is not active or its connector is not served", body = ApiErrorBody),
+        (status = 502, description = "the application failed the listing", body = ApiErrorBody)))]
+async fn list_importable(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<crate::engine::import::RemoteUser>>, ApiError> {
+    let page = page.page()?;
+    let app = active_app(&state, app).await?;
+    let plugin = served_plugin(&state, &app)?;
+    let client = app_client(&state, &app).await?;
+    let target = crate::engine::provision::Target {
+        store: state.store.as_ref(),
+        app: &app,
+        plugin: &plugin,
+        client: &client,
+    };
+    let users = crate::engine::import::remote_users(&target)
+        .await
+        .map_err(|error| connection_failed(&app, &error.to_string()))?;
+    Ok(Json(PageOf::slice(users, page, |user| user)))
+}
+
+/// Which accounts to import, and where.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportInput {
+    /// Remote ids of the accounts to import; every new one when absent.
+    pub users: Option<Vec<String>>,
+    /// The group the imported users join, bound to the application
+    /// (created and bound when missing). `APP-imported` when absent.
+    pub group: Option<String>,
+}
+
+/// Import accounts that exist only in the application: each becomes a
+/// directory user (or is linked to the one of the same userName) in a
+/// group bound to the application.
+#[utoipa::path(post, path = "/apps/{app}/import", tag = "applications",
+    params(("app" = String, Path, description = "name or id")), request_body = ImportInput,
+    responses((status = 200, body = crate::engine::import::Imported), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application is not active or its connector is not served", body = ApiErrorBody),
+        (status = 502, description = "the application failed the listing", body = ApiErrorBody)))]
+async fn import_from_app(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Body(input): Body<ImportInput>,
+) -> Result<Json<crate::engine::import::Imported>, ApiError> {
+    use crate::engine::provision::SyncError;
+    let app = active_app(&state, app).await?;
+    let plugin = served_plugin(&state, &app)?;
+    let client = app_client(&state, &app).await?;
+    let group = input
+        .group
+        .filter(|group| !group.trim().is_empty())
+        .unwrap_or_else(|| format!("{}-imported", app.name));
+    let target = crate::engine::provision::Target {
+        store: state.store.as_ref(),
+        app: &app,
+        plugin: &plugin,
+        client: &client,
+    };
+    let done = crate::engine::import::import_users(&target, input.users.as_deref(), &group)
+        .await
+        .map_err(|error| match error {
+            SyncError::Store(error) => ApiError::from(error),
+            other => connection_failed(&app, &other.to_string()),
+        })?;
+    Ok(Json(done))
 }
 
 /// The result of provisioning one user now.

@@ -55,6 +55,32 @@ pub enum AppCommand {
         #[arg(long)]
         token: String,
     },
+    /// Turn "manage groups and group membership" on or off.
+    ManageGroups {
+        name: String,
+        #[arg(action = clap::ArgAction::Set)]
+        enabled: bool,
+    },
+    /// List the application's accounts as new or imported; with --apply,
+    /// import the new ones into the directory.
+    Import(AppImport),
+}
+
+#[derive(Debug, Args)]
+pub struct AppImport {
+    /// The application's name.
+    name: String,
+    /// Import (without it, only list).
+    #[arg(long)]
+    apply: bool,
+    /// Only this account (remote id); repeatable.
+    #[arg(long = "user", requires = "apply")]
+    users: Vec<String>,
+    /// The bound group imported users join (NAME-imported by default).
+    #[arg(long, requires = "apply")]
+    group: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +289,16 @@ fn token_argument(token: String) -> anyhow::Result<String> {
 pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<ExitCode> {
     let client = AdminClient::new(&connection)?;
     match command {
+        AppCommand::ManageGroups { name, enabled } => {
+            client.call(
+                Method::PATCH,
+                &format!("/apps/{}", percent_encode(&name)),
+                Some(json!({ "manageGroups": enabled })),
+            )?;
+            let state = if enabled { "on" } else { "off" };
+            println!("{name}: group management {state}");
+        }
+        AppCommand::Import(import) => return run_app_import(&client, import),
         AppCommand::Add(add) => {
             let settings: BTreeMap<String, String> = add.settings.into_iter().collect();
             let app = client.call(
@@ -700,6 +736,55 @@ pub fn run_reconcile(connection: Connection, args: ReconcileArgs) -> anyhow::Res
             done["recreated"].as_u64().unwrap_or(0),
             done["provisioned"].as_u64().unwrap_or(0)
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_app_import(client: &AdminClient, args: AppImport) -> anyhow::Result<ExitCode> {
+    let app = percent_encode(&args.name);
+    if args.apply {
+        let users = (!args.users.is_empty()).then_some(&args.users);
+        let done = client.call(
+            Method::POST,
+            &format!("/apps/{app}/import"),
+            Some(json!({ "users": users, "group": args.group })),
+        )?;
+        match args.format {
+            Format::Json => println!("{done}"),
+            Format::Text => println!(
+                "{}: {} created, {} linked, {} failed; in group {}",
+                args.name,
+                done["created"].as_u64().unwrap_or(0),
+                done["linked"].as_u64().unwrap_or(0),
+                done["failed"].as_u64().unwrap_or(0),
+                done["group"].as_str().unwrap_or("-")
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let accounts = client.all_items(&format!("/apps/{app}/import"), u64::MAX)?;
+    match args.format {
+        Format::Json => println!("{}", Value::Array(accounts)),
+        Format::Text => {
+            for account in &accounts {
+                println!(
+                    "{:<9} {:<34} {}",
+                    account["status"].as_str().unwrap_or("-"),
+                    account["remote_id"].as_str().unwrap_or("-"),
+                    account["user_name"].as_str().unwrap_or("-")
+                );
+            }
+            let new = accounts
+                .iter()
+                .filter(|account| account["status"] == "new")
+                .count();
+            println!(
+                "{}: {} accounts, {new} new; `scimlink app import {} --apply` imports them",
+                args.name,
+                accounts.len(),
+                args.name
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

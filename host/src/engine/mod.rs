@@ -14,12 +14,15 @@
 //!   deleted, or group management is turned off;
 //! - [`reconcile`] reads an application back periodically and repairs what
 //!   changed there;
+//! - [`import`] brings accounts that exist only in an application into the
+//!   directory;
 //! - [`plan`] shows what a sync would send without sending it;
 //! - [`directory_user`] reads a directory user as the connector contract's
 //!   record.
 
 pub mod directory_user;
 pub mod groups;
+pub mod import;
 pub mod lifecycle;
 pub mod plan;
 pub mod provision;
