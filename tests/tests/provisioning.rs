@@ -559,12 +559,8 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
 
     // Group management off: groups and membership stay as they are while
     // identities stay managed.
-    let off = host.admin(
-        "PATCH",
-        "/apps/crm",
-        Some(&json!({ "manageGroups": false })),
-    );
-    assert_eq!(off.status, 200, "{:?}", off.body);
+    let off = run_ok(&host, &["app", "manage-groups", "crm", "false"]);
+    assert!(off.contains("group management off"), "{off}");
     host.admin("PUT", "/groups/Research/members/bob", None);
     application.eventually("bob", "creation", |account| account["active"] == true);
     std::thread::sleep(Duration::from_millis(500));
