@@ -61,7 +61,10 @@ impl FaultProxy {
         let shared = (Arc::clone(&faults), Arc::clone(&log), Arc::clone(&stop));
         std::thread::spawn(move || {
             let (faults, log, stop) = shared;
+            // A fresh connection per request: a pooled one the server
+            // closed meanwhile would fail a request for a fault nobody set.
             let upstream = crate::http_client_builder()
+                .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client");

@@ -14,6 +14,7 @@ pub(crate) mod directory;
 pub mod events;
 mod integrations;
 mod safety;
+mod status;
 
 use std::sync::Arc;
 
@@ -79,7 +80,8 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             directory::routes()
                 .merge(integrations::routes())
                 .merge(events::routes())
-                .merge(safety::routes()),
+                .merge(safety::routes())
+                .merge(status::routes()),
         )
         .split_for_parts()
 }

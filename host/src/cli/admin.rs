@@ -788,3 +788,25 @@ fn run_app_import(client: &AdminClient, args: AppImport) -> anyhow::Result<ExitC
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `scimlink status`: work waiting in the engine and what needs an operator.
+pub fn run_status(connection: Connection, format: Format) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&connection)?;
+    let status = client.call(Method::GET, "/status", None)?;
+    match format {
+        Format::Json => println!("{status}"),
+        Format::Text => {
+            let count = |key: &str| status[key].as_u64().unwrap_or(0);
+            println!("pending changes   {}", count("pendingChanges"));
+            println!(
+                "applications      {} active, {} inactive, {} quarantined",
+                count("activeApps"),
+                count("inactiveApps"),
+                count("quarantinedApps")
+            );
+            println!("held changes      {}", count("heldChanges"));
+            println!("dead letters      {}", count("deadLetters"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -64,6 +64,13 @@ enum Command {
         #[command(flatten)]
         args: admin::EventsArgs,
     },
+    /// Work waiting in the engine, and what needs an operator.
+    Status {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Read an application back now and repair what changed there.
     Reconcile {
         #[command(flatten)]
@@ -157,6 +164,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Events { connection, args } => admin::run_events(connection, args),
         Command::Plan { connection, args } => admin::run_plan(connection, args),
         Command::Provision { connection, args } => admin::run_provision(connection, args),
+        Command::Status { connection, format } => admin::run_status(connection, format),
         Command::Reconcile { connection, args } => admin::run_reconcile(connection, args),
         Command::DeadLetters { connection, args } => admin::run_dead_letters(connection, args),
         Command::Held {

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::groups::{apply_group_event, directory_group, sync_group};
@@ -35,6 +36,8 @@ const LEASE_SECONDS: u32 = 20;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Changes claimed at once.
 const BATCH: u32 = 100;
+/// Users synced between two lease renewals.
+const SYNC_CHUNK: usize = 256;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
@@ -608,7 +611,14 @@ impl Engine {
                     Err(error) => return Err(error),
                 }
             }
-            for user in &work.users {
+            // Different users in parallel, within the application's
+            // concurrency; each user once, so one object's work stays in
+            // order. Chunks let the leases be renewed between them.
+            let in_flight = usize::try_from(work.app.pacing.concurrency)
+                .unwrap_or(1)
+                .max(1);
+            let users: Vec<&String> = work.users.iter().collect();
+            for chunk in users.chunks(SYNC_CHUNK) {
                 self.renew_if_due()?;
                 let target = Target {
                     store: self.store.as_ref(),
@@ -616,12 +626,19 @@ impl Engine {
                     plugin: &plugin,
                     client: &client,
                 };
-                match sync_user(&target, user).await {
-                    Ok(_) => {}
-                    // Failed for good: the event says so; another try
-                    // would fail the same way.
-                    Err(SyncError::Application(error)) if error.is_permanent() => {}
-                    Err(error) => return Err(error),
+                let results: Vec<Result<_, SyncError>> =
+                    futures_util::stream::iter(chunk.iter().map(|user| sync_user(&target, user)))
+                        .buffer_unordered(in_flight)
+                        .collect()
+                        .await;
+                for result in results {
+                    match result {
+                        Ok(_) => {}
+                        // Failed for good: the event and the dead letter
+                        // say so; another try would fail the same way.
+                        Err(SyncError::Application(error)) if error.is_permanent() => {}
+                        Err(error) => return Err(error),
+                    }
                 }
             }
             if !work.groups.is_empty() {

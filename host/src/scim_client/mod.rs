@@ -421,6 +421,9 @@ impl ScimClient {
             attempts,
         };
         let waited = retry_after(&headers, std::time::SystemTime::now());
+        if let Some(wait) = waited.filter(|_| matches!(status.as_u16(), 429 | 503)) {
+            self.rate.pause_for(wait.min(self.settings.max_retry_after));
+        }
         match status.as_u16() {
             429 => {
                 self.rate.on_throttled();

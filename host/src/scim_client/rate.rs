@@ -6,7 +6,8 @@
 //! the configured maximum, halves at every 429 (down to a floor) and climbs
 //! back by a fiftieth of the maximum per success: an application that keeps
 //! throttling is asked less and less, one that recovers gets its pace back
-//! within a few dozen requests.
+//! within a few dozen requests. A `Retry-After` pauses the whole bucket:
+//! the application asked for quiet, not only the request it refused.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ struct Bucket {
     tokens: f64,
     refilled: Instant,
     rate: f64,
+    /// No request leaves before this (a Retry-After).
+    paused_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -43,6 +46,7 @@ impl AdaptiveRate {
                 tokens: burst,
                 refilled: Instant::now(),
                 rate: max_rate,
+                paused_until: None,
             }),
         }
     }
@@ -65,6 +69,12 @@ impl AdaptiveRate {
         let burst = self.burst;
         self.with_bucket(|bucket| {
             let now = Instant::now();
+            if let Some(until) = bucket.paused_until {
+                if until > now {
+                    return Some(until - now);
+                }
+                bucket.paused_until = None;
+            }
             let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
             bucket.tokens = (bucket.tokens + elapsed * bucket.rate).min(burst);
             bucket.refilled = now;
@@ -92,6 +102,18 @@ impl AdaptiveRate {
         });
     }
 
+    /// The application asked for `wait` of quiet: nothing leaves until then.
+    pub fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        self.with_bucket(|bucket| {
+            bucket.paused_until = Some(
+                bucket
+                    .paused_until
+                    .map_or(until, |current| current.max(until)),
+            );
+        });
+    }
+
     /// A request succeeded: climb back towards the maximum.
     pub fn on_success(&self) {
         let (step, max) = (self.max_rate / 50.0, self.max_rate);
@@ -102,6 +124,15 @@ impl AdaptiveRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_holds_every_request() {
+        let rate = AdaptiveRate::new(1000.0, 100);
+        assert_eq!(rate.try_take(), None);
+        rate.pause_for(Duration::from_secs(2));
+        let wait = rate.try_take().expect("paused");
+        assert!(wait > Duration::from_millis(1900), "{wait:?}");
+    }
 
     #[test]
     fn throttling_halves_the_rate_and_successes_restore_it() {

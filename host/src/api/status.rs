@@ -1,0 +1,68 @@
+//! The engine at a glance: how much work waits, and what needs an operator.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiError, ApiState, store_call};
+use crate::store::{AppState, HeldState, Page};
+
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(status))
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Directory changes not yet applied to every application.
+    pub pending_changes: u64,
+    pub active_apps: u64,
+    pub inactive_apps: u64,
+    /// Applications held after sustained failures.
+    pub quarantined_apps: u64,
+    /// Changes the deprovisioning guard holds for an operator.
+    pub held_changes: u64,
+    /// Objects applications refused for good, all applications together.
+    pub dead_letters: u64,
+}
+
+/// Work waiting in the engine, and what needs an operator.
+#[utoipa::path(get, path = "/status", tag = "safety", responses((status = 200, body = Status)))]
+async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError> {
+    let status = store_call(&state, |store| {
+        let mut status = Status {
+            pending_changes: store.pending_changes()?,
+            ..Status::default()
+        };
+        let mut offset = 0;
+        loop {
+            let page = store.list_apps(Page {
+                offset,
+                limit: 1000,
+            })?;
+            for app in &page.items {
+                match app.state {
+                    AppState::Active => status.active_apps += 1,
+                    AppState::Inactive => status.inactive_apps += 1,
+                    AppState::Quarantined => status.quarantined_apps += 1,
+                }
+                status.dead_letters += store.dead_letters(&app.id)?.len() as u64;
+            }
+            offset += page.items.len() as u64;
+            if page.items.is_empty() || offset >= page.total {
+                break;
+            }
+        }
+        status.held_changes = store
+            .held_changes(None)?
+            .iter()
+            .filter(|held| held.state == HeldState::Held)
+            .count() as u64;
+        Ok(status)
+    })
+    .await?;
+    Ok(Json(status))
+}
