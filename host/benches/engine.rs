@@ -257,7 +257,10 @@ async fn load_generator(http: Arc<Http>, base: String, users: usize, groups: usi
                         })),
                     )
                     .await;
-                (index, created["id"].as_str().unwrap_or_default().to_string())
+                (
+                    index,
+                    created["id"].as_str().unwrap_or_default().to_string(),
+                )
             }
         })
         .buffer_unordered(CONCURRENCY)

@@ -138,7 +138,12 @@ impl Engine {
                 tracing::warn!("provisioning engine: {error}");
             }
             match self.step().await {
-                Ok(0) => tokio::time::sleep(IDLE_POLL).await,
+                Ok(0) => match self.store.outbox_signal() {
+                    Some(signal) => {
+                        let _ = tokio::time::timeout(IDLE_POLL, signal.notified()).await;
+                    }
+                    None => tokio::time::sleep(IDLE_POLL).await,
+                },
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!("provisioning engine: {error}");

@@ -556,6 +556,12 @@ pub trait Store: Send + Sync + 'static {
     fn renew_claims(&self, consumer: &str, seqs: &[i64], lease_seconds: u32) -> StoreResult<()>;
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
+    /// Woken when a commit of this process appended to the outbox, so that
+    /// a consumer need not poll to learn of it (it still polls for other
+    /// processes sharing the database).
+    fn outbox_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// The users among `ids`, and the users of the groups among them
     /// (through nested groups), in id order.

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
@@ -46,6 +46,13 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     cipher: TokenCipher,
+    /// Woken after a commit that appended to the outbox.
+    appended: Arc<tokio::sync::Notify>,
+}
+
+thread_local! {
+    /// Set by [`append_change`] within the write running on this thread.
+    static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -76,6 +83,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             cipher,
+            appended: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -89,8 +97,12 @@ impl SqliteStore {
         // IMMEDIATE takes the write lock up front: a transaction that reads
         // before it writes cannot be invalidated by another process's commit.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        APPENDED.with(|appended| appended.set(false));
         let value = work(&transaction)?;
         transaction.commit()?;
+        if APPENDED.with(|appended| appended.replace(false)) {
+            self.appended.notify_one();
+        }
         Ok(value)
     }
 
@@ -352,6 +364,7 @@ fn append_change(
             "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![now(), entity, entity_id, action, detail.to_string()])?;
+    APPENDED.with(|appended| appended.set(true));
     Ok(())
 }
 
@@ -768,6 +781,10 @@ fn page_clause(page: Page) -> (i64, i64) {
 }
 
 impl Store for SqliteStore {
+    fn outbox_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.appended))
+    }
+
     fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
         self.write(|transaction| insert_user(transaction, &user))
     }
