@@ -24,7 +24,7 @@ use super::directory_user::directory_user;
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode};
-use crate::store::{AppRecord, Event, LedgerEntry, Outcome, Store, StoreError};
+use crate::store::{AppRecord, Event, LedgerChange, LedgerEntry, Outcome, Store, StoreError};
 
 pub const LOOKUP: &str = "user_lookup_provision";
 pub const CREATE: &str = "user_create_provision";
@@ -99,7 +99,33 @@ impl Target<'_> {
         status: Option<u16>,
         summary: String,
     ) {
-        let event = Event {
+        let event = self.event(
+            object_kind,
+            object_id,
+            operation,
+            outcome,
+            rule,
+            status,
+            summary,
+        );
+        if let Err(error) = self.store.record_event(event) {
+            tracing::error!("cannot record an event: {error}");
+        }
+    }
+
+    /// An event about one object of the application.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        object_kind: &str,
+        object_id: &str,
+        operation: &str,
+        outcome: Outcome,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) -> Event {
+        Event {
             id: String::new(),
             at: String::new(),
             app_id: Some(self.app.id.clone()),
@@ -111,9 +137,6 @@ impl Target<'_> {
             rule,
             http_status: status,
             summary,
-        };
-        if let Err(error) = self.store.record_event(event) {
-            tracing::error!("cannot record an event: {error}");
         }
     }
 
@@ -169,16 +192,22 @@ impl Target<'_> {
         }
     }
 
-    /// Records what the application now holds; `document` is what it
+    /// Records what the application now holds, and the event of the
+    /// request it accepted, in one transaction; `document` is what it
     /// accepted, when the next update may be a PATCH against it.
-    fn link(
+    #[allow(clippy::too_many_arguments)]
+    fn link_recorded(
         &self,
         user_id: &str,
         remote_id: &str,
         doc_hash: &str,
         document: Option<&Value>,
+        operation: &str,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
     ) -> Result<(), StoreError> {
-        self.store.put_ledger_entry(&LedgerEntry {
+        let entry = LedgerEntry {
             app_id: self.app.id.clone(),
             object_kind: "user".into(),
             object_id: user_id.to_string(),
@@ -186,7 +215,47 @@ impl Target<'_> {
             doc_hash: doc_hash.to_string(),
             document: document.map(Value::to_string),
             updated: String::new(),
-        })
+        };
+        let event = self.event(
+            "user",
+            user_id,
+            operation,
+            Outcome::Success,
+            rule,
+            status,
+            summary,
+        );
+        self.store
+            .record_with_ledger(LedgerChange::Put(&entry), event)
+    }
+
+    /// Forgets the user's account (it is gone from the application) and
+    /// records why, in one transaction.
+    fn forget_recorded(
+        &self,
+        user_id: &str,
+        operation: &str,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) -> Result<(), StoreError> {
+        let event = self.event(
+            "user",
+            user_id,
+            operation,
+            Outcome::Success,
+            rule,
+            status,
+            summary,
+        );
+        self.store.record_with_ledger(
+            LedgerChange::Remove {
+                app_id: &self.app.id,
+                object_kind: "user",
+                object_id: user_id,
+            },
+            event,
+        )
     }
 }
 
@@ -266,15 +335,16 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         };
         match target.client.send(&request).await {
             Ok(answer) => {
-                target.link(user_id, &entry.remote_id, &doc_hash, Some(&body))?;
-                target.record(
+                target.link_recorded(
                     user_id,
+                    &entry.remote_id,
+                    &doc_hash,
+                    Some(&body),
                     UPDATE,
-                    Outcome::Success,
                     None,
                     Some(answer.status.as_u16()),
                     format!("{what} for {}", user.user_name),
-                );
+                )?;
                 return Ok(Synced::Updated);
             }
             // Deleted in the application: found again or created below.
@@ -346,18 +416,19 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         );
         return match target.client.send(&request).await {
             Ok(answer) => {
-                target.link(user_id, &remote_id, &doc_hash, Some(&body))?;
-                target.record(
+                target.link_recorded(
                     user_id,
+                    &remote_id,
+                    &doc_hash,
+                    Some(&body),
                     CREATE,
-                    Outcome::Success,
                     Some(format!("takeover: {filter}")),
                     Some(answer.status.as_u16()),
                     format!(
                         "linked existing account {remote_id} for {} and updated it",
                         user.user_name
                     ),
-                );
+                )?;
                 Ok(Synced::TakenOver)
             }
             Err(error) => {
@@ -381,15 +452,16 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 target.failed(user_id, CREATE, Some("created".into()), &error);
                 return Err(error.into());
             };
-            target.link(user_id, remote_id, &doc_hash, Some(&document_sent))?;
-            target.record(
+            target.link_recorded(
                 user_id,
+                remote_id,
+                &doc_hash,
+                Some(&document_sent),
                 CREATE,
-                Outcome::Success,
                 Some("created".into()),
                 Some(answer.status.as_u16()),
                 format!("POST /Users for {} → {remote_id}", user.user_name),
-            );
+            )?;
             Ok(Synced::Created)
         }
         Err(error) => {
@@ -500,17 +572,7 @@ pub(crate) async fn offboard(
                     return Err(error.into());
                 }
             }
-            target
-                .store
-                .remove_ledger_entry(&target.app.id, "user", user_id)?;
-            target.record(
-                user_id,
-                DELETE,
-                Outcome::Success,
-                rule(),
-                None,
-                format!("DELETE {path}"),
-            );
+            target.forget_recorded(user_id, DELETE, rule(), None, format!("DELETE {path}"))?;
             Ok(Synced::Deleted)
         }
         Offboarding::Deactivate => {
@@ -533,29 +595,26 @@ pub(crate) async fn offboard(
                 Ok(answer) => {
                     // No document: the account is not what the last one
                     // said, so coming back sends it whole.
-                    target.link(user_id, &entry.remote_id, DEACTIVATED, None)?;
-                    target.record(
+                    target.link_recorded(
                         user_id,
+                        &entry.remote_id,
+                        DEACTIVATED,
+                        None,
                         DEPROVISION,
-                        Outcome::Success,
                         rule(),
                         Some(answer.status.as_u16()),
                         format!("PATCH {path} active=false"),
-                    );
+                    )?;
                     Ok(Synced::Deactivated)
                 }
                 Err(error) if error.status() == Some(404) => {
-                    target
-                        .store
-                        .remove_ledger_entry(&target.app.id, "user", user_id)?;
-                    target.record(
+                    target.forget_recorded(
                         user_id,
                         DEPROVISION,
-                        Outcome::Success,
                         rule(),
                         Some(404),
                         format!("{path} no longer exists in the application"),
-                    );
+                    )?;
                     Ok(Synced::Deleted)
                 }
                 Err(error) => {

@@ -326,6 +326,17 @@ pub struct LedgerEntry {
     pub updated: String,
 }
 
+/// A change to the ledger made together with the event that records it.
+#[derive(Debug, Clone, Copy)]
+pub enum LedgerChange<'a> {
+    Put(&'a LedgerEntry),
+    Remove {
+        app_id: &'a str,
+        object_kind: &'a str,
+        object_id: &'a str,
+    },
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -634,6 +645,20 @@ pub trait Store: Send + Sync + 'static {
     // Audit events.
     /// Records an event; `id` and `at` are filled in when empty.
     fn record_event(&self, event: Event) -> StoreResult<Event>;
+    /// Changes the ledger and records the event that says why, in one
+    /// transaction: what the application accepted and its audit entry land
+    /// together or not at all.
+    fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
+        match change {
+            LedgerChange::Put(entry) => self.put_ledger_entry(entry)?,
+            LedgerChange::Remove {
+                app_id,
+                object_kind,
+                object_id,
+            } => self.remove_ledger_entry(app_id, object_kind, object_id)?,
+        }
+        self.record_event(event).map(|_| ())
+    }
     /// Events, newest first.
     fn events(&self, query: &EventQuery, page: Page) -> StoreResult<Listing<Event>>;
     /// Deletes the events older than `before` (RFC 3339 UTC); how many.

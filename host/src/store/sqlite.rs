@@ -22,8 +22,8 @@ use super::secrets::{Secret, TokenCipher};
 use super::{
     AppRecord, AppState, AppUpdate, AppWrite, Change, DeadLetter, Event, EventQuery, GroupKey,
     GroupRecord, GroupRef, GroupWrite, HeldChange, HeldState, ImportBatch, ImportOutcome,
-    LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome, Page, Store, StoreError,
-    StoreResult, UserKey, UserRecord, UserWrite,
+    LedgerChange, LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome, Page, Store,
+    StoreError, StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -366,6 +366,72 @@ fn append_change(
         .execute(params![now(), entity, entity_id, action, detail.to_string()])?;
     APPENDED.with(|appended| appended.set(true));
     Ok(())
+}
+
+fn upsert_ledger_entry(transaction: &Transaction<'_>, entry: &LedgerEntry) -> StoreResult<()> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (app_id, object_kind, object_id)
+             DO UPDATE SET remote_id = excluded.remote_id, doc_hash = excluded.doc_hash,
+                           updated = excluded.updated, doc = excluded.doc",
+        )?
+        .execute(params![
+            entry.app_id,
+            entry.object_kind,
+            entry.object_id,
+            entry.remote_id,
+            entry.doc_hash,
+            now(),
+            entry.document
+        ])?;
+    clear_dead_letter(
+        transaction,
+        &entry.app_id,
+        &entry.object_kind,
+        &entry.object_id,
+    )
+}
+
+fn delete_ledger_entry(
+    transaction: &Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> StoreResult<()> {
+    transaction.execute(
+        "DELETE FROM ledger WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+        params![app_id, object_kind, object_id],
+    )?;
+    clear_dead_letter(transaction, app_id, object_kind, object_id)
+}
+
+fn insert_event(transaction: &Transaction<'_>, mut event: Event) -> StoreResult<Event> {
+    if event.id.is_empty() {
+        event.id = new_id();
+    }
+    if event.at.is_empty() {
+        event.at = now();
+    }
+    transaction
+        .prepare_cached(&format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))?
+        .execute(params![
+            event.id,
+            event.at,
+            event.app_id,
+            event.app_name,
+            event.object_kind,
+            event.object_id,
+            event.operation,
+            event.outcome.as_str(),
+            event.rule,
+            event.http_status,
+            event.summary
+        ])?;
+    Ok(event)
 }
 
 fn clear_dead_letter(
@@ -1651,26 +1717,7 @@ impl Store for SqliteStore {
     }
 
     fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
-        self.write(|transaction| {
-            transaction
-                .prepare_cached(
-                    "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (app_id, object_kind, object_id)
-                     DO UPDATE SET remote_id = excluded.remote_id, doc_hash = excluded.doc_hash,
-                                   updated = excluded.updated, doc = excluded.doc",
-                )?
-                .execute(params![
-                    entry.app_id,
-                    entry.object_kind,
-                    entry.object_id,
-                    entry.remote_id,
-                    entry.doc_hash,
-                    now(),
-                    entry.document
-                ])?;
-            clear_dead_letter(transaction, &entry.app_id, &entry.object_kind, &entry.object_id)
-        })
+        self.write(|transaction| upsert_ledger_entry(transaction, entry))
     }
 
     fn remove_ledger_entry(
@@ -1679,13 +1726,7 @@ impl Store for SqliteStore {
         object_kind: &str,
         object_id: &str,
     ) -> StoreResult<()> {
-        self.write(|transaction| {
-            transaction.execute(
-                "DELETE FROM ledger WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
-                params![app_id, object_kind, object_id],
-            )?;
-            clear_dead_letter(transaction, app_id, object_kind, object_id)
-        })
+        self.write(|transaction| delete_ledger_entry(transaction, app_id, object_kind, object_id))
     }
 
     fn count_ledger_entries(
@@ -1874,34 +1915,22 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_event(&self, mut event: Event) -> StoreResult<Event> {
-        if event.id.is_empty() {
-            event.id = new_id();
-        }
-        if event.at.is_empty() {
-            event.at = now();
-        }
+    fn record_event(&self, event: Event) -> StoreResult<Event> {
+        self.write(|transaction| insert_event(transaction, event))
+    }
+
+    fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
         self.write(|transaction| {
-            transaction
-                .prepare_cached(&format!(
-                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ))?
-                .execute(params![
-                    event.id,
-                    event.at,
-                    event.app_id,
-                    event.app_name,
-                    event.object_kind,
-                    event.object_id,
-                    event.operation,
-                    event.outcome.as_str(),
-                    event.rule,
-                    event.http_status,
-                    event.summary
-                ])?;
-            Ok(())
-        })?;
-        Ok(event)
+            match change {
+                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+                LedgerChange::Remove {
+                    app_id,
+                    object_kind,
+                    object_id,
+                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
+            }
+            insert_event(transaction, event).map(|_| ())
+        })
     }
 
     fn events(&self, query: &EventQuery, page: Page) -> StoreResult<Listing<Event>> {
