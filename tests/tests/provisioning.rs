@@ -1156,3 +1156,45 @@ fn accounts_only_in_the_application_are_listed_as_new_and_imported() {
     assert!(events.contains("created in the directory"), "{events}");
     assert!(events.contains("linked to the directory user"), "{events}");
 }
+
+#[test]
+fn a_group_is_provisioned_on_demand_with_its_members() {
+    let application = Application::start();
+    let host = Host::start();
+    connect(
+        &host,
+        &application,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Engineering\n",
+        "Engineering",
+    );
+    run_ok(&host, &["app", "manage-groups", "crm", "true"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+    let done: Value = serde_json::from_str(&run_ok(
+        &host,
+        &[
+            "provision",
+            "crm",
+            "--group",
+            "Engineering",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    // The engine may have been first for some of it: either way, when the
+    // command returns, the application holds the group with both members.
+    assert_eq!(done["members"].as_array().unwrap().len(), 2, "{done}");
+    let group = application.groups_named("Engineering");
+    assert_eq!(group.len(), 1);
+    assert_eq!(
+        Application::member_ids(&group[0]),
+        sorted(vec![application.id_of("ada"), application.id_of("grace")])
+    );
+    let text = run_ok(&host, &["provision", "crm", "--group", "Engineering"]);
+    assert!(
+        text.contains("group unchanged; members: 2 unchanged"),
+        "{text}"
+    );
+}

@@ -34,6 +34,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(scope))
         .routes(routes!(plan))
         .routes(routes!(provision_user))
+        .routes(routes!(provision_group))
         .routes(routes!(reconcile))
         .routes(routes!(list_importable, import_from_app))
         .routes(routes!(list_plugins))
@@ -1035,5 +1036,91 @@ async fn rollback_plugin(
         name: restored.name,
         from_version: restored.from_version,
         to_version: restored.to_version,
+    }))
+}
+
+/// One user of a group provisioned on demand.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProvisionedMember {
+    pub user_id: String,
+    pub result: crate::engine::provision::Synced,
+}
+
+/// The result of provisioning one group and its members now.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProvisionGroupView {
+    pub group_id: String,
+    /// Its users (nested groups' included), each with what was done.
+    pub members: Vec<ProvisionedMember>,
+    /// What was done to the group itself.
+    pub group: crate::engine::groups::GroupSynced,
+    /// The events the attempt recorded, newest first.
+    pub events: Vec<Event>,
+}
+
+/// Provision one group now: each of its users, then the group with its
+/// membership (when groups are managed); and show what was done.
+#[utoipa::path(post, path = "/apps/{app}/provision-group/{group}", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), ("group" = String, Path, description = "id or name")),
+    responses((status = 200, body = ProvisionGroupView), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the application is not active or its connector is not served", body = ApiErrorBody),
+        (status = 502, description = "the application failed a request", body = ApiErrorBody)))]
+async fn provision_group(
+    State(state): State<ApiState>,
+    Path((app, group)): Path<(String, String)>,
+) -> Result<Json<ProvisionGroupView>, ApiError> {
+    use crate::engine::provision::{SyncError, Target, sync_user};
+    let app = active_app(&state, app).await?;
+    let plugin = served_plugin(&state, &app)?;
+    let (group_id, users) = store_call(&state, move |store| {
+        let group = find_group(store, &group)?;
+        let users = store.users_of(std::slice::from_ref(&group.id))?;
+        Ok((group.id, users))
+    })
+    .await?;
+    let client = app_client(&state, &app).await?;
+    let since = crate::store::sqlite::now();
+    let target = Target {
+        store: state.store.as_ref(),
+        app: &app,
+        plugin: &plugin,
+        client: &client,
+    };
+    let failed = |error: SyncError| match error {
+        SyncError::Store(error) => ApiError::from(error),
+        SyncError::Application(error) => connection_failed(&app, &error.to_string()),
+        SyncError::Connector { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
+        }
+    };
+    let mut members = Vec::with_capacity(users.len());
+    for user_id in users {
+        let result = sync_user(&target, &user_id).await.map_err(failed)?;
+        members.push(ProvisionedMember { user_id, result });
+    }
+    let group = crate::engine::groups::sync_group(&target, &group_id)
+        .await
+        .map_err(failed)?;
+    let query = crate::store::EventQuery {
+        app_id: Some(app.id.clone()),
+        since: Some(since),
+        ..crate::store::EventQuery::default()
+    };
+    let events = store_call(&state, move |store| {
+        store.events(
+            &query,
+            crate::store::Page {
+                offset: 0,
+                limit: 1000,
+            },
+        )
+    })
+    .await?
+    .items;
+    Ok(Json(ProvisionGroupView {
+        group_id,
+        members,
+        group,
+        events,
     }))
 }

@@ -124,13 +124,18 @@ fn parse_setting(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `scimlink provision APP USER`: one user, now.
+/// `scimlink provision APP USER` or `scimlink provision APP --group GROUP`:
+/// one user, or one group with its members, now.
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
     /// The application's name.
     name: String,
     /// The user's userName or id.
-    user: String,
+    #[arg(required_unless_present = "group")]
+    user: Option<String>,
+    /// A group (name or id): its users, then the group with its members.
+    #[arg(long, conflicts_with = "user")]
+    group: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -405,24 +410,58 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
 
 pub fn run_provision(connection: Connection, args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let client = AdminClient::new(&connection)?;
-    let done = client.call(
-        Method::POST,
-        &format!(
-            "/apps/{}/provision/{}",
-            percent_encode(&args.name),
-            percent_encode(&args.user)
+    let (path, what) = match (&args.group, &args.user) {
+        (Some(group), _) => (
+            format!(
+                "/apps/{}/provision-group/{}",
+                percent_encode(&args.name),
+                percent_encode(group)
+            ),
+            format!("group {group}"),
         ),
-        None,
-    )?;
+        (None, Some(user)) => (
+            format!(
+                "/apps/{}/provision/{}",
+                percent_encode(&args.name),
+                percent_encode(user)
+            ),
+            user.clone(),
+        ),
+        (None, None) => bail!("name a user, or a group with --group"),
+    };
+    let done = client.call(Method::POST, &path, None)?;
     match args.format {
         Format::Json => println!("{done}"),
         Format::Text => {
-            println!(
-                "{} in {}: {}",
-                args.user,
-                args.name,
-                done["result"].as_str().unwrap_or("-")
-            );
+            match done.get("members").and_then(Value::as_array) {
+                Some(members) => {
+                    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                    for member in members {
+                        *counts
+                            .entry(member["result"].as_str().unwrap_or("-"))
+                            .or_default() += 1;
+                    }
+                    let counts: Vec<String> = counts
+                        .iter()
+                        .map(|(result, count)| format!("{count} {result}"))
+                        .collect();
+                    println!(
+                        "{what} in {}: group {}; members: {}",
+                        args.name,
+                        done["group"].as_str().unwrap_or("-"),
+                        if counts.is_empty() {
+                            "none".to_string()
+                        } else {
+                            counts.join(", ")
+                        }
+                    );
+                }
+                None => println!(
+                    "{what} in {}: {}",
+                    args.name,
+                    done["result"].as_str().unwrap_or("-")
+                ),
+            }
             for event in done["events"].as_array().into_iter().flatten().rev() {
                 println!(
                     "  {} {} {}",

@@ -201,6 +201,7 @@ fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
 /// Brings the target application's copy of `group_id` to what the
 /// directory wants.
 pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
+    let _one_at_a_time = super::locks::lock_object(&target.app.id, "group", group_id).await;
     match sync_group_once(target, group_id).await {
         // Deleted in the application meanwhile: the ledger forgot it, and
         // the group is found or created again.

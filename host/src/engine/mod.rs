@@ -24,6 +24,7 @@ pub mod directory_user;
 pub mod groups;
 pub mod import;
 pub mod lifecycle;
+pub mod locks;
 pub mod plan;
 pub mod provision;
 pub mod reconcile;

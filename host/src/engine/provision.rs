@@ -266,6 +266,7 @@ pub(crate) fn hash(text: &str) -> String {
 /// Brings `user_id`'s account in the target application to what the
 /// directory wants.
 pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
+    let _one_at_a_time = super::locks::lock_object(&target.app.id, "user", user_id).await;
     let store = target.store;
     let user = store.get_user(user_id)?;
     let in_scope = user.is_some() && store.user_in_scope(&target.app.id, user_id)?;
