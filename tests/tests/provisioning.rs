@@ -368,7 +368,7 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|operation| operation["user_name"] == name)
+            .find(|operation| operation["name"] == name)
             .cloned()
             .unwrap_or_else(|| panic!("{name} not in {planned}"))
     };
@@ -1170,6 +1170,12 @@ fn a_group_is_provisioned_on_demand_with_its_members() {
         "Engineering",
     );
     run_ok(&host, &["app", "manage-groups", "crm", "true"]);
+    // The plan shows the group too.
+    let plan = run_ok(&host, &["plan", "crm"]);
+    assert!(
+        plan.contains("crm: 2 create_or_take_over, 1 create_or_take_over_group;"),
+        "{plan}"
+    );
     run_ok(&host, &["app", "activate", "crm"]);
     let done: Value = serde_json::from_str(&run_ok(
         &host,
@@ -1197,4 +1203,16 @@ fn a_group_is_provisioned_on_demand_with_its_members() {
         text.contains("group unchanged; members: 2 unchanged"),
         "{text}"
     );
+    let plan = run_ok(&host, &["plan", "crm"]);
+    assert!(plan.contains("nothing to send"), "{plan}");
+    // A rename waits in the plan while the application is inactive.
+    run_ok(&host, &["app", "deactivate", "crm"]);
+    host.admin(
+        "PATCH",
+        "/groups/Engineering",
+        Some(&json!({ "name": "Research" })),
+    );
+    let plan = run_ok(&host, &["plan", "crm"]);
+    assert!(plan.contains("1 update_group"), "{plan}");
+    assert!(plan.contains("(displayName)"), "{plan}");
 }

@@ -501,9 +501,9 @@ pub fn run_plan(connection: Connection, args: PlanArgs) -> anyhow::Result<ExitCo
                 println!(
                     "{:<20} {:<28}{attributes}  {}",
                     name,
-                    operation["user_name"]
+                    operation["name"]
                         .as_str()
-                        .unwrap_or(operation["user_id"].as_str().unwrap_or("-")),
+                        .unwrap_or(operation["object_id"].as_str().unwrap_or("-")),
                     operation["detail"].as_str().unwrap_or_default()
                 );
                 *counts.entry(name).or_default() += 1;

@@ -190,6 +190,13 @@ impl Target<'_> {
     }
 }
 
+/// What the ledger says a pushed group holds: its document and the remote
+/// ids of the members the host manages.
+pub(crate) fn pushed_group(entry: &LedgerEntry) -> (Value, BTreeSet<String>) {
+    let pushed = pushed_of(entry);
+    (pushed.resource, pushed.members)
+}
+
 fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
     entry
         .document

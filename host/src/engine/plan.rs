@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::directory_user::directory_user;
+use super::groups::{directory_group, pushed_group};
 use super::provision::{
     DEACTIVATED, Desired, SyncError, changed_attributes, desired_document, hash, settings_of,
 };
@@ -22,10 +23,14 @@ use crate::store::{AppRecord, Store};
 /// One operation a sync would send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Planned {
-    pub user_id: String,
-    /// userName, when the user still exists.
-    pub user_name: Option<String>,
-    /// `create_or_take_over`, `update`, `deactivate`, `delete`, `refused`.
+    /// `user` or `group`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// userName or displayName, when the object still exists.
+    pub name: Option<String>,
+    /// For users `create_or_take_over`, `update`, `deactivate`, `delete`,
+    /// `refused`; for groups `create_or_take_over_group`, `update_group`,
+    /// `add_members`, `remove_members`.
     pub operation: String,
     /// For an update, the attributes that would change (empty: the whole
     /// document would be sent).
@@ -56,8 +61,9 @@ pub fn plan(
         let entry = ledger.get(user_id);
         let user_name = user.as_ref().map(|user| user.user_name.clone());
         let operation = |operation: &str, attributes: Vec<String>, detail: String| Planned {
-            user_id: user_id.clone(),
-            user_name: user_name.clone(),
+            object_kind: "user".into(),
+            object_id: user_id.clone(),
+            name: user_name.clone(),
             operation: operation.to_string(),
             attributes,
             detail,
@@ -123,5 +129,99 @@ pub fn plan(
             }
         }
     }
+    if app.manage_groups && capabilities.groups {
+        plan_groups(store, plugin, app, &in_scope, &mut planned)?;
+    }
     Ok(planned)
+}
+
+/// The group operations a sync would send: the bound groups, their
+/// documents and their membership.
+fn plan_groups(
+    store: &dyn Store,
+    plugin: &LoadedPlugin,
+    app: &AppRecord,
+    in_scope: &BTreeSet<String>,
+    planned: &mut Vec<Planned>,
+) -> Result<(), SyncError> {
+    let settings = settings_of(app);
+    for bound in store.bindings(&app.id)? {
+        let Some(group) = store.get_group(&bound.id)? else {
+            continue;
+        };
+        let operation = |operation: &str, attributes: Vec<String>, detail: String| Planned {
+            object_kind: "group".into(),
+            object_id: group.id.clone(),
+            name: Some(group.display_name.clone()),
+            operation: operation.to_string(),
+            attributes,
+            detail,
+        };
+        let users: Vec<String> = store
+            .users_of(std::slice::from_ref(&group.id))?
+            .into_iter()
+            .filter(|user| in_scope.contains(user))
+            .collect();
+        let linked: BTreeSet<String> = store
+            .remote_ids(&app.id, "user", &users)?
+            .into_iter()
+            .map(|(_, remote)| remote)
+            .collect();
+        let waiting = users.len() - linked.len();
+        let Some(entry) = store.ledger_entry(&app.id, "group", &group.id)? else {
+            if !users.is_empty() {
+                planned.push(operation(
+                    "create_or_take_over_group",
+                    Vec::new(),
+                    format!(
+                        "looked up by displayName, else created; then {} member(s) added",
+                        users.len()
+                    ),
+                ));
+            }
+            continue;
+        };
+        let (pushed, members) = pushed_group(&entry);
+        let resource = match plugin.map_group(&directory_group(&group), &settings) {
+            Ok(called) => called.value.value(),
+            Err(error) => {
+                planned.push(operation(
+                    "refused",
+                    Vec::new(),
+                    format!("the connector refused the group: {error}"),
+                ));
+                continue;
+            }
+        };
+        if hash(&pushed.to_string()) != hash(&resource.to_string()) {
+            let names = changed_attributes(&pushed, &resource)
+                .map(|(_, names)| names)
+                .unwrap_or_default();
+            planned.push(operation(
+                "update_group",
+                names,
+                format!("/Groups/{}", entry.remote_id),
+            ));
+        }
+        let adding = linked.difference(&members).count() + waiting;
+        let removing = members.difference(&linked).count();
+        if adding > 0 {
+            planned.push(operation(
+                "add_members",
+                Vec::new(),
+                format!("{adding} member(s) added to /Groups/{}", entry.remote_id),
+            ));
+        }
+        if removing > 0 {
+            planned.push(operation(
+                "remove_members",
+                Vec::new(),
+                format!(
+                    "{removing} member(s) removed from /Groups/{}",
+                    entry.remote_id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
