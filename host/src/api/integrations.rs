@@ -871,7 +871,7 @@ async fn provision_user(
     State(state): State<ApiState>,
     Path((app, user)): Path<(String, String)>,
 ) -> Result<Json<ProvisionView>, ApiError> {
-    use crate::engine::provision::{SyncError, Target, sync_user};
+    use crate::engine::provision::{SyncError, Target, sync_user_now};
     let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
     let user_id = store_call(&state, move |store| {
@@ -886,15 +886,25 @@ async fn provision_user(
         plugin: &plugin,
         client: &client,
     };
-    let result = sync_user(&target, &user_id)
-        .await
-        .map_err(|error| match error {
-            SyncError::Store(error) => ApiError::from(error),
-            SyncError::Application(error) => connection_failed(&app, &error.to_string()),
-            SyncError::Connector { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
-            }
-        })?;
+    let failed = |error: SyncError| match error {
+        SyncError::Store(error) => ApiError::from(error),
+        SyncError::Application(error) => connection_failed(&app, &error.to_string()),
+        SyncError::Connector { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
+        }
+    };
+    let result = sync_user_now(&target, &user_id).await.map_err(failed)?;
+    // A new account joins its groups in the application now, too.
+    if matches!(
+        result,
+        crate::engine::provision::Synced::Created | crate::engine::provision::Synced::TakenOver
+    ) {
+        for group_id in state.store.bound_groups_containing(&app.id, &user_id)? {
+            crate::engine::groups::sync_group_now(&target, &group_id)
+                .await
+                .map_err(failed)?;
+        }
+    }
     let query = crate::store::EventQuery {
         app_id: Some(app.id.clone()),
         since: Some(since),
@@ -1069,7 +1079,7 @@ async fn provision_group(
     State(state): State<ApiState>,
     Path((app, group)): Path<(String, String)>,
 ) -> Result<Json<ProvisionGroupView>, ApiError> {
-    use crate::engine::provision::{SyncError, Target, sync_user};
+    use crate::engine::provision::{SyncError, Target, sync_user_now};
     let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
     let (group_id, users) = store_call(&state, move |store| {
@@ -1095,10 +1105,10 @@ async fn provision_group(
     };
     let mut members = Vec::with_capacity(users.len());
     for user_id in users {
-        let result = sync_user(&target, &user_id).await.map_err(failed)?;
+        let result = sync_user_now(&target, &user_id).await.map_err(failed)?;
         members.push(ProvisionedMember { user_id, result });
     }
-    let group = crate::engine::groups::sync_group(&target, &group_id)
+    let group = crate::engine::groups::sync_group_now(&target, &group_id)
         .await
         .map_err(failed)?;
     let query = crate::store::EventQuery {

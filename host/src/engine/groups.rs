@@ -219,6 +219,17 @@ pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSync
     }
 }
 
+/// [`sync_group`] for a caller waiting on the answer: a transient failure
+/// is tried once more at once (lookup-before-create makes that safe).
+pub async fn sync_group_now(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
+    match sync_group(target, group_id).await {
+        Err(SyncError::Application(error)) if !error.is_permanent() => {
+            sync_group(target, group_id).await
+        }
+        other => other,
+    }
+}
+
 async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
     if !groups_managed(target) {
         return Ok(GroupSynced::NotManaged);

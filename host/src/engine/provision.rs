@@ -472,6 +472,20 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     }
 }
 
+/// [`sync_user`] for a caller waiting on the answer (provisioning on
+/// demand): a transient failure — a request lost on a connection the
+/// application had just closed, say — is tried once more at once, which
+/// lookup-before-create makes safe. (The engine instead leaves the change
+/// to its lease.)
+pub async fn sync_user_now(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
+    match sync_user(target, user_id).await {
+        Err(SyncError::Application(error)) if !error.is_permanent() => {
+            sync_user(target, user_id).await
+        }
+        other => other,
+    }
+}
+
 /// Why there is no document for a user.
 pub(crate) enum Desired {
     /// The connector refused the user (a mapping error): nothing to send.

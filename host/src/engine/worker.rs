@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::DEACTIVATED;
-use super::provision::{SyncError, Target, sync_user};
+use super::provision::{SyncError, Synced, Target, sync_user};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_users};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
@@ -414,7 +414,10 @@ impl Engine {
                 for app in active {
                     let mut item = Work::new(app);
                     item.users.insert(change.entity_id.clone());
-                    item.groups = bound_holding(app, &holders)?;
+                    // Only when the account appears or goes does its
+                    // groups' membership change: an attribute change
+                    // leaves the groups alone.
+                    item.groups_on_link = bound_holding(app, &holders)?;
                     work.push(item);
                 }
             }
@@ -623,6 +626,7 @@ impl Engine {
                 .unwrap_or(1)
                 .max(1);
             let users: Vec<&String> = work.users.iter().collect();
+            let mut linked_or_unlinked = false;
             for chunk in users.chunks(SYNC_CHUNK) {
                 self.renew_if_due()?;
                 let target = Target {
@@ -638,6 +642,12 @@ impl Engine {
                         .await;
                 for result in results {
                     match result {
+                        Ok(
+                            Synced::Created
+                            | Synced::TakenOver
+                            | Synced::Deactivated
+                            | Synced::Deleted,
+                        ) => linked_or_unlinked = true,
                         Ok(_) => {}
                         // Failed for good: the event and the dead letter
                         // say so; another try would fail the same way.
@@ -646,8 +656,12 @@ impl Engine {
                     }
                 }
             }
-            if !work.groups.is_empty() {
-                touched.push((work.app, work.groups));
+            let mut groups = work.groups;
+            if linked_or_unlinked {
+                groups.extend(work.groups_on_link);
+            }
+            if !groups.is_empty() {
+                touched.push((work.app, groups));
             }
         }
         Ok(touched)
@@ -745,6 +759,9 @@ struct Work {
     events: Vec<(GroupEvent, DirectoryGroup, Vec<String>)>,
     users: BTreeSet<String>,
     groups: BTreeSet<String>,
+    /// Groups to sync only if one of the users' accounts was created, taken
+    /// over, deactivated or deleted (their membership changed).
+    groups_on_link: BTreeSet<String>,
     /// An operator approved it: the deprovisioning guard lets it through.
     past_guard: bool,
 }
@@ -756,6 +773,7 @@ impl Work {
             events: Vec::new(),
             users: BTreeSet::new(),
             groups: BTreeSet::new(),
+            groups_on_link: BTreeSet::new(),
             past_guard: false,
         }
     }
