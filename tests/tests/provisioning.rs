@@ -1216,3 +1216,96 @@ fn a_group_is_provisioned_on_demand_with_its_members() {
     assert!(plan.contains("1 update_group"), "{plan}");
     assert!(plan.contains("(displayName)"), "{plan}");
 }
+
+#[test]
+fn accounts_are_deleted_when_the_connector_says_so_and_members_go_one_per_patch() {
+    let application = Application::start();
+    let folder = tempfile::tempdir().unwrap();
+    let plugins = folder.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        scimlink_e2e::fixture_component("deleting"),
+        plugins.join("deleting.wasm"),
+    )
+    .unwrap();
+    let host = Host::start_serving(
+        &folder.path().join("data"),
+        &plugins,
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", scimlink_e2e::ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN),
+        ],
+    );
+    let people = folder.path().join("people.csv");
+    std::fs::write(
+        &people,
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Engineering\n\
+         alan,alan@example.com,Alan,Turing,Engineering\n",
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", people.to_str().unwrap()]);
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "deleting",
+            "--base-url",
+            &application.base(),
+            "--token",
+            APP_TOKEN,
+            "--manage-groups",
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "crm", "Engineering"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+    for name in ["ada", "grace", "alan"] {
+        application.eventually(name, "creation", |account| account["active"] == true);
+    }
+    application.eventually_group("Engineering", "three members", |group| {
+        Application::member_ids(group).len() == 3
+    });
+
+    // Leaving the group deletes the account (the connector's offboarding);
+    // so does leaving the directory.
+    host.admin("DELETE", "/groups/Engineering/members/grace", None);
+    host.admin("DELETE", "/users/alan", None);
+    let deadline = Instant::now() + WITHIN;
+    while !(application.users_named("grace").is_empty()
+        && application.users_named("alan").is_empty())
+    {
+        assert!(Instant::now() < deadline, "the accounts were not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ada = application.id_of("ada");
+    application.eventually_group("Engineering", "only ada left", |group| {
+        Application::member_ids(group) == vec![ada.clone()]
+    });
+
+    let events: Value = serde_json::from_str(&run_ok(
+        &host,
+        &["events", "--app", "crm", "--format", "json"],
+    ))
+    .unwrap();
+    let deletions = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| {
+            event["operation"] == "user_delete_provision" && event["outcome"] == "success"
+        })
+        .count();
+    assert_eq!(deletions, 2, "{events}");
+    assert!(
+        events
+            .to_string()
+            .contains("3 member(s) added, 0 removed for Engineering (chunks of 1)"),
+        "{events}"
+    );
+}
