@@ -31,6 +31,8 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(rotate_token))
         .routes(routes!(list_bindings))
         .routes(routes!(bind, unbind))
+        .routes(routes!(list_assignments))
+        .routes(routes!(assign, unassign))
         .routes(routes!(scope))
         .routes(routes!(plan))
         .routes(routes!(provision_user))
@@ -1133,4 +1135,83 @@ async fn provision_group(
         group,
         events,
     }))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssignmentView {
+    pub user_id: String,
+    pub user_name: String,
+}
+
+/// The users assigned to an application directly.
+#[utoipa::path(get, path = "/apps/{app}/assignments", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), PageParams),
+    responses((status = 200, body = PageOf<AssignmentView>), (status = 404, body = ApiErrorBody)))]
+async fn list_assignments(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PageOf<AssignmentView>>, ApiError> {
+    let page = page.page()?;
+    let assigned = store_call(&state, move |store| {
+        let mut assigned = Vec::new();
+        for user_id in store.assignments(&app)? {
+            if let Some(user) = store.get_user(&user_id)? {
+                assigned.push(AssignmentView {
+                    user_id,
+                    user_name: user.user_name,
+                });
+            }
+        }
+        Ok(assigned)
+    })
+    .await?;
+    Ok(Json(PageOf::slice(assigned, page, |view| view)))
+}
+
+/// Assign a user to an application directly: in scope without a bound
+/// group. Only for connectors whose manifest allows direct assignment.
+#[utoipa::path(put, path = "/apps/{app}/assignments/{user}", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), ("user" = String, Path, description = "id or userName")),
+    responses((status = 204), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "the connector assigns users only through groups, or is not served", body = ApiErrorBody)))]
+async fn assign(
+    State(state): State<ApiState>,
+    Path((app, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = load_app(&state, app).await?;
+    let plugin = served_plugin(&state, &app)?;
+    if !plugin.manifest().capabilities.direct_assignment {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "group_assignment_only",
+            format!(
+                "connector {} assigns users to {} only through bound groups",
+                app.connector, app.name
+            ),
+        ));
+    }
+    store_call(&state, move |store| {
+        let user = super::directory::find_user(store, &user)?;
+        store.assign(&app.id, &user.id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unassign a user assigned directly; a user still in a bound group stays
+/// in scope.
+#[utoipa::path(delete, path = "/apps/{app}/assignments/{user}", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), ("user" = String, Path, description = "id or userName")),
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+async fn unassign(
+    State(state): State<ApiState>,
+    Path((app, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    store_call(&state, move |store| {
+        let user = super::directory::find_user(store, &user)?;
+        store.unassign(&app, &user.id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -44,6 +44,10 @@ pub enum AppCommand {
     Bind { name: String, group: String },
     /// Unbind a group from an application.
     Unbind { name: String, group: String },
+    /// Assign a user (userName or id) to an application directly.
+    Assign { name: String, user: String },
+    /// Remove a user's direct assignment.
+    Unassign { name: String, user: String },
     /// Start provisioning to an application.
     Activate { name: String },
     /// Stop provisioning to an application.
@@ -294,6 +298,30 @@ fn token_argument(token: String) -> anyhow::Result<String> {
 pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<ExitCode> {
     let client = AdminClient::new(&connection)?;
     match command {
+        AppCommand::Assign { name, user } => {
+            client.call(
+                Method::PUT,
+                &format!(
+                    "/apps/{}/assignments/{}",
+                    percent_encode(&name),
+                    percent_encode(&user)
+                ),
+                None,
+            )?;
+            println!("assigned {user} to {name}");
+        }
+        AppCommand::Unassign { name, user } => {
+            client.call(
+                Method::DELETE,
+                &format!(
+                    "/apps/{}/assignments/{}",
+                    percent_encode(&name),
+                    percent_encode(&user)
+                ),
+                None,
+            )?;
+            println!("unassigned {user} from {name}");
+        }
         AppCommand::ManageGroups { name, enabled } => {
             client.call(
                 Method::PATCH,

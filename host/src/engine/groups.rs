@@ -668,6 +668,7 @@ pub async fn apply_group_event(
 ) -> Result<(), SyncError> {
     let store = target.store;
     let app_id = &target.app.id;
+    let assigned: BTreeSet<String> = store.assignments(app_id)?.into_iter().collect();
     let mut members = Vec::new();
     for (user_id, _) in store.remote_ids(app_id, "user", users)? {
         let other_managed_groups = store
@@ -676,9 +677,9 @@ pub async fn apply_group_event(
             .filter(|other| *other != group.id)
             .collect();
         members.push(MemberFacts {
+            directly_assigned: assigned.contains(&user_id),
             user_id,
             other_managed_groups,
-            directly_assigned: false,
         });
     }
     let group_entry = store.ledger_entry(app_id, "group", &group.id)?;

@@ -479,6 +479,16 @@ impl Engine {
                     work.push(item);
                 }
             }
+            ("assignment", "assigned" | "unassigned") => {
+                if let (Some(app), Some(user)) =
+                    (this_app, change.detail.get("user").and_then(Value::as_str))
+                {
+                    let mut item = Work::new(app);
+                    item.users.insert(user.to_string());
+                    item.groups_on_link = bound_holding(app, &[user.to_string()])?;
+                    work.push(item);
+                }
+            }
             ("binding", "unbound") => {
                 if let Some(app) = this_app {
                     let users = store.users_of(&ids("members"))?;

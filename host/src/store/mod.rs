@@ -547,8 +547,15 @@ pub trait Store: Send + Sync + 'static {
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()>;
     fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()>;
     fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>>;
-    /// Ids of the users who are members, directly or through nested groups,
-    /// of a group bound to the application, in id order.
+    /// Assigns a user to the application directly (in scope without a
+    /// bound group). Assigning twice is assigning once.
+    fn assign(&self, app: &str, user_id: &str) -> StoreResult<()>;
+    fn unassign(&self, app: &str, user_id: &str) -> StoreResult<()>;
+    /// Ids of the users assigned directly, in id order.
+    fn assignments(&self, app: &str) -> StoreResult<Vec<String>>;
+    /// Ids of the users in the application's scope — members, directly or
+    /// through nested groups, of a group bound to it, and users assigned to
+    /// it directly — in id order.
     fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>>;
 
     // Bulk.
@@ -577,8 +584,9 @@ pub trait Store: Send + Sync + 'static {
     /// The users among `ids`, and the users of the groups among them
     /// (through nested groups), in id order.
     fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>>;
-    /// Whether the user is a member, directly or through nested groups, of
-    /// a group bound to the application.
+    /// Whether the user is in the application's scope: assigned to it
+    /// directly, or a member, directly or through nested groups, of a group
+    /// bound to it.
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
     /// The groups bound to the application that hold `member_id` (a user or
     /// a group) directly or through nested groups — `member_id` itself when

@@ -35,7 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_directory.sql")),
     (
         2,
-        include_str!("migrations/0002_dead_letters_and_guard.sql"),
+        include_str!("migrations/0002_engine_safety_and_assignments.sql"),
     ),
 ];
 
@@ -1402,6 +1402,60 @@ impl Store for SqliteStore {
         })
     }
 
+    fn assign(&self, app: &str, user_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            current_version(transaction, "users", "user", user_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT OR IGNORE INTO assignments (app_id, user_id, created) VALUES (?1, ?2, ?3)",
+                params![app.id, user_id, now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    "assignment",
+                    &app.id,
+                    "assigned",
+                    json!({ "user": user_id }),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unassign(&self, app: &str, user_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM assignments WHERE app_id = ?1 AND user_id = ?2",
+                params![app.id, user_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("assignment", user_id));
+            }
+            append_change(
+                transaction,
+                "assignment",
+                &app.id,
+                "unassigned",
+                json!({ "user": user_id }),
+            )
+        })
+    }
+
+    fn assignments(&self, app: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            let mut statement = connection.prepare_cached(
+                "SELECT user_id FROM assignments WHERE app_id = ?1 ORDER BY user_id",
+            )?;
+            let users = statement
+                .query_map([&app.id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+    }
+
     fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>> {
         self.read(|connection| {
             let app = self.app_in(connection, app)?;
@@ -1433,8 +1487,11 @@ impl Store for SqliteStore {
                      SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
                      WHERE m.member_kind = 'Group'
                  )
-                 SELECT DISTINCT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
-                 WHERE m.member_kind = 'User' ORDER BY 1",
+                 SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
+                 WHERE m.member_kind = 'User'
+                 UNION
+                 SELECT user_id FROM assignments WHERE app_id = ?1
+                 ORDER BY 1",
             )?;
             let users = statement
                 .query_map([&app.id], |row| row.get(0))?
@@ -1610,7 +1667,11 @@ impl Store for SqliteStore {
 
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
         self.read(|connection| {
-            Ok(connection
+            let assigned = connection
+                .prepare_cached("SELECT 1 FROM assignments WHERE app_id = ?1 AND user_id = ?2")?
+                .exists(params![app_id, user_id])?;
+            Ok(assigned
+                || connection
                 .prepare_cached(
                     "WITH RECURSIVE up(group_id) AS (
                          SELECT group_id FROM memberships WHERE member_id = ?2

@@ -250,6 +250,18 @@ fn scope_follows_bindings_through_nested_groups() {
     store.unbind("crm", &inner.id).unwrap();
     store.unbind("crm", &outer.id).unwrap();
     assert!(store.users_in_scope("crm").unwrap().is_empty());
+    // A user assigned directly is in scope without a group.
+    store.assign("crm", &users[3]).unwrap();
+    store.assign("crm", &users[3]).unwrap();
+    assert_eq!(store.users_in_scope("crm").unwrap(), [users[3].clone()]);
+    assert!(store.user_in_scope(&crm, &users[3]).unwrap());
+    assert_eq!(store.assignments("crm").unwrap(), [users[3].clone()]);
+    store.unassign("crm", &users[3]).unwrap();
+    assert!(!store.user_in_scope(&crm, &users[3]).unwrap());
+    assert!(matches!(
+        store.unassign("crm", &users[3]),
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         store.unbind("crm", &outer.id),
         Err(StoreError::NotFound { .. })

@@ -28,3 +28,13 @@ CREATE TABLE held_changes (
     decided_at      TEXT
 );
 CREATE INDEX held_changes_app ON held_changes (app_id, held_at);
+
+-- Users assigned to an application directly, not through a bound group
+-- (for connectors whose manifest allows it).
+CREATE TABLE assignments (
+    app_id  TEXT NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created TEXT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX assignments_user ON assignments (user_id);
