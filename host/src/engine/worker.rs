@@ -1,12 +1,26 @@
-//! The engine's loop: it consumes the outbox and syncs every user a change
-//! touches in every active application.
+//! The engine's loop: it consumes the outbox and syncs every user and group
+//! a change touches in every active application.
 //!
 //! The outbox is the durable queue. A change is claimed with a lease and
 //! completed only after every sync it caused has finished (or failed for
-//! good, which an event records); a host killed in between leaves the lease
-//! to expire and the change to be claimed again. Because a sync is
-//! level-triggered ([`super::provision`]), running a change twice, or
-//! changes out of order, converges on the same state.
+//! good, which an event and a dead letter record); a host killed in between
+//! leaves the lease to expire and the change to be claimed again. Because a
+//! sync is level-triggered ([`super::provision`], [`super::groups`]),
+//! running a change twice, or changes out of order, converges on the same
+//! state.
+//!
+//! For each change and application, in this order:
+//! 1. the deprovisioning guard: a change that would offboard too many
+//!    accounts is held for an operator and nothing of it is sent;
+//! 2. the connector's group-management rules, for the group events the
+//!    change carries;
+//! 3. the users it touches, in parallel up to the application's concurrency;
+//! 4. the groups it touches, once per batch, after every user (a group
+//!    pushes the accounts its users now have).
+//!
+//! Between batches the loop quarantines applications whose circuit opened,
+//! probes quarantined ones (a probe that passes resumes the application and
+//! syncs it whole), and reconciles applications whose interval has passed.
 //!
 //! The loop runs on a thread of its own with a single-threaded runtime: the
 //! store is synchronous, and its short calls then block nothing else.
