@@ -1343,3 +1343,130 @@ fn users_assigned_directly_are_in_scope_without_a_group() {
     let again = host.cli(&["app", "unassign", "crm", "bob"]);
     assert!(!again.status.success(), "not assigned any more");
 }
+
+#[test]
+fn coda_gets_users_only_with_its_five_attributes() {
+    let application = Application {
+        server: Scim2Server::start(&[APP_TOKEN], "org-4242"),
+        http: http_client_builder().build().unwrap(),
+    };
+    let zoe = {
+        let text = application
+            .http
+            .post(format!(
+                "http://127.0.0.1:{}/org-4242/v2/Users",
+                application.server.port
+            ))
+            .header("content-type", "application/scim+json")
+            .bearer_auth(APP_TOKEN)
+            .body(
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": "zoe", "active": true,
+                    "name": { "givenName": "Zoe", "familyName": "Ng" },
+                })
+                .to_string(),
+            )
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let host = Host::start();
+    let folder = tempfile::tempdir().unwrap();
+    let csv = folder.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "userName,email,givenName,familyName,title,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Countess,Docs\n\
+         grace,grace@example.com,Grace,Hopper,Admiral,Docs\n",
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
+    // Coda's own URL with the tenant placeholder, here pointed at loopback.
+    let template = format!(
+        "http://127.0.0.1:{}/org-{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "docs",
+            "--connector",
+            "coda",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=4242",
+            "--manage-groups",
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "docs", "Docs"]);
+    run_ok(&host, &["app", "activate", "docs"]);
+
+    // Tenant path, the five attributes, nothing else (no title).
+    let base = |path: &str| {
+        format!(
+            "http://127.0.0.1:{}/org-4242/v2{path}",
+            application.server.port
+        )
+    };
+    let read = |path: &str| -> Value {
+        let text = application
+            .http
+            .get(base(path))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let deadline = Instant::now() + WITHIN;
+    let ada = loop {
+        let found = read("/Users?filter=userName%20eq%20%22ada%22");
+        if let Some(account) = found["Resources"].get(0) {
+            break account.clone();
+        }
+        assert!(Instant::now() < deadline, "ada was not created");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ada["name"]["familyName"], "Lovelace");
+    assert_eq!(ada["emails"][0]["value"], "ada@example.com");
+    assert_eq!(ada["active"], true);
+    assert!(
+        ada.get("title").is_none(),
+        "Coda does not get a title: {ada}"
+    );
+    assert!(ada.get("externalId").is_none(), "{ada}");
+
+    // Users only: group management on, still no group is pushed.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read("/Groups")["totalResults"], 0);
+
+    // Offboarding deactivates.
+    host.admin("DELETE", "/groups/Docs/members/ada", None);
+    let deadline = Instant::now() + WITHIN;
+    while read("/Users?filter=userName%20eq%20%22ada%22")["Resources"][0]["active"] != false {
+        assert!(Instant::now() < deadline, "ada was not deactivated");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Import of a user that exists only in Coda.
+    let listed = run_ok(&host, &["app", "import", "docs"]);
+    assert!(listed.contains("new") && listed.contains("zoe"), "{listed}");
+    let done = run_ok(&host, &["app", "import", "docs", "--apply", "--user", &zoe]);
+    assert!(done.contains("1 created"), "{done}");
+    let imported = host.admin("GET", "/users/zoe", None);
+    assert_eq!(imported.body["familyName"], "Ng");
+}
