@@ -1470,3 +1470,113 @@ fn coda_gets_users_only_with_its_five_attributes() {
     let imported = host.admin("GET", "/users/zoe", None);
     assert_eq!(imported.body["familyName"], "Ng");
 }
+
+#[test]
+fn cinode_gets_its_attribute_table_and_its_group_rules() {
+    let application = Application {
+        server: Scim2Server::start(&[APP_TOKEN], "77"),
+        http: http_client_builder().build().unwrap(),
+    };
+    let base = |path: &str| format!("http://127.0.0.1:{}/77/v2{path}", application.server.port);
+    let read = |path: &str| -> Value {
+        let text = application
+            .http
+            .get(base(path))
+            .bearer_auth(APP_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let host = Host::start();
+    let folder = tempfile::tempdir().unwrap();
+    let json_file = folder.path().join("people.json");
+    std::fs::write(
+        &json_file,
+        json!({
+            "users": [
+                { "userName": "ada", "givenName": "Ada", "familyName": "Lovelace",
+                  "title": "Consultant", "employeeNumber": "E-1", "location": "Göteborg" },
+                { "userName": "grace", "givenName": "Grace", "familyName": "Hopper",
+                  "title": "Architect", "employeeNumber": "E-2" },
+            ],
+            "groups": [
+                { "name": "Consultants", "members": ["ada", "grace"] },
+                { "name": "Architects", "members": ["grace"] },
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", json_file.to_str().unwrap()]);
+    let template = format!(
+        "http://127.0.0.1:{}/{{tenantId}}/v2",
+        application.server.port
+    );
+    run_ok(
+        &host,
+        &[
+            "app",
+            "add",
+            "cinode",
+            "--connector",
+            "cinode",
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            "tenantId=77",
+            "--manage-groups",
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(&host, &["app", "bind", "cinode", "Consultants"]);
+    run_ok(&host, &["app", "bind", "cinode", "Architects"]);
+    run_ok(&host, &["app", "activate", "cinode"]);
+
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let groups = read("/Groups");
+        let members = |name: &str| {
+            groups["Resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|group| group["displayName"] == name)
+                .map(|group| group["members"].as_array().map_or(0, Vec::len))
+        };
+        if members("Consultants") == Some(2) && members("Architects") == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "groups not pushed: {groups}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ada = &read("/Users?filter=userName%20eq%20%22ada%22")["Resources"][0];
+    assert_eq!(ada["externalId"], "E-1");
+    assert_eq!(ada["title"], "Consultant");
+    assert_eq!(ada["addresses"][0]["formatted"], "Göteborg");
+
+    // Unbinding Consultants: the group stays as it is; ada, in no other
+    // managed group, is deactivated; grace, still an Architect, is not.
+    run_ok(&host, &["app", "unbind", "cinode", "Consultants"]);
+    let deadline = Instant::now() + WITHIN;
+    while read("/Users?filter=userName%20eq%20%22ada%22")["Resources"][0]["active"] != false {
+        assert!(Instant::now() < deadline, "ada was not deactivated");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        read("/Users?filter=userName%20eq%20%22grace%22")["Resources"][0]["active"],
+        true
+    );
+    let consultants = read("/Groups?filter=displayName%20eq%20%22Consultants%22");
+    assert_eq!(
+        consultants["Resources"][0]["members"]
+            .as_array()
+            .map_or(0, Vec::len),
+        2,
+        "left as it is: {consultants}"
+    );
+}
