@@ -92,6 +92,11 @@ fn connect(host: &Host, application: &Application, people: &str, group: &str) {
 
 /// [`connect`] with the application reached through `port` (a proxy).
 fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
+    connect_with(host, port, "custom-scim", people, group);
+}
+
+/// [`connect`] through `port`, with `connector`.
+fn connect_with(host: &Host, port: u16, connector: &str, people: &str, group: &str) {
     let folder = tempfile::tempdir().unwrap();
     let csv = folder.path().join("people.csv");
     std::fs::write(&csv, people).unwrap();
@@ -104,7 +109,7 @@ fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
             "add",
             "crm",
             "--connector",
-            "custom-scim",
+            connector,
             "--base-url",
             &template,
             "--token",
@@ -1578,5 +1583,51 @@ fn cinode_gets_its_attribute_table_and_its_group_rules() {
             .map_or(0, Vec::len),
         2,
         "left as it is: {consultants}"
+    );
+}
+
+#[test]
+fn scalekit_unassigns_every_member_of_an_unbound_group_and_keeps_it() {
+    let application = Application::start();
+    let host = Host::start();
+    connect_with(
+        &host,
+        application.server.port,
+        "scalekit",
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,YourApp Users\n\
+         grace,grace@example.com,Grace,Hopper,YourApp Users\n",
+        "YourApp Users",
+    );
+    run_ok(&host, &["app", "manage-groups", "crm", "true"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+    application.eventually_group("YourApp Users", "both members", |group| {
+        Application::member_ids(group).len() == 2
+    });
+    // Users are assigned through groups only.
+    let refused = host.admin("PUT", "/apps/crm/assignments/ada", None);
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+
+    run_ok(&host, &["app", "unbind", "crm", "YourApp Users"]);
+    application.eventually_group("YourApp Users", "every member unassigned", |group| {
+        Application::member_ids(group).is_empty()
+    });
+    application.eventually("ada", "deactivation", |account| account["active"] == false);
+    application.eventually("grace", "deactivation", |account| {
+        account["active"] == false
+    });
+    let events = run_ok(
+        &host,
+        &[
+            "events",
+            "--app",
+            "crm",
+            "--operation",
+            "group_update_provision",
+        ],
+    );
+    assert!(
+        events.contains("every member removed; the group stays"),
+        "{events}"
     );
 }
