@@ -13,7 +13,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 out=$target_dir/wasm32-wasip2/wasm
 build() { cargo build --quiet --profile wasm --target wasm32-wasip2 "$@"; }
 
-bundled=(custom-scim coda cinode scalekit)
+bundled=(custom-scim coda cinode scalekit swimlane-turbine)
 mkdir -p dist/plugins
 build $(printf -- '-p %s ' "${bundled[@]}")
 for name in "${bundled[@]}"; do

@@ -1631,3 +1631,70 @@ fn scalekit_unassigns_every_member_of_an_unbound_group_and_keeps_it() {
         "{events}"
     );
 }
+
+#[test]
+fn swimlane_keys_users_by_email_and_deletes_them_with_their_last_group() {
+    let application = Application::start();
+    let host = Host::start();
+    connect_with(
+        &host,
+        application.server.port,
+        "swimlane-turbine",
+        "userName,email,givenName,familyName,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Analysts;Responders\n\
+         grace,grace@example.com,Grace,Hopper,Analysts\n\
+         nomail,,No,Mail,Analysts\n",
+        "Analysts",
+    );
+    run_ok(&host, &["app", "bind", "crm", "Responders"]);
+    run_ok(&host, &["app", "manage-groups", "crm", "true"]);
+    run_ok(&host, &["app", "activate", "crm"]);
+
+    // The email is the userName; the email-less user is refused, nothing sent.
+    application.eventually("ada@example.com", "creation", |account| {
+        account["displayName"] == "Ada Lovelace"
+    });
+    application.eventually("grace@example.com", "creation", |account| {
+        account["active"] == true
+    });
+    let analysts = application.eventually_group("Analysts", "two members", |group| {
+        Application::member_ids(group).len() == 2
+    });
+    assert!(application.users_named("nomail").is_empty());
+    let letters = run_ok(&host, &["dead-letters", "crm"]);
+    assert!(letters.contains("emails"), "{letters}");
+
+    // Removed from her last group, grace is deleted; ada, still a
+    // Responder, only leaves Analysts.
+    host.admin("DELETE", "/groups/Analysts/members/grace", None);
+    let deadline = Instant::now() + WITHIN;
+    while !application.users_named("grace@example.com").is_empty() {
+        assert!(Instant::now() < deadline, "grace was not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Re-added, grace is created again and her association restored.
+    host.admin("PUT", "/groups/Analysts/members/grace", None);
+    application.eventually("grace@example.com", "re-creation", |account| {
+        account["active"] == true
+    });
+    let grace = application.id_of("grace@example.com");
+    application.eventually_group("Analysts", "grace's association restored", |group| {
+        Application::member_ids(group).contains(&grace)
+    });
+
+    // Deleting the group deletes it; grace (only there) is deleted, ada stays.
+    let deleted = host.admin("DELETE", "/groups/Analysts", None);
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let deadline = Instant::now() + WITHIN;
+    while !(application.groups_named("Analysts").is_empty()
+        && application.users_named("grace@example.com").is_empty())
+    {
+        assert!(Instant::now() < deadline, "the group or grace remain");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        application.users_named("ada@example.com")[0]["active"],
+        true
+    );
+    assert_ne!(analysts["id"], Value::Null);
+}
