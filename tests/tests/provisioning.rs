@@ -1459,6 +1459,20 @@ fn coda_gets_users_only_with_its_five_attributes() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(read("/Groups")["totalResults"], 0);
 
+    // An update reaches Coda.
+    host.admin(
+        "PATCH",
+        "/users/ada",
+        Some(&json!({ "familyName": "King" })),
+    );
+    let deadline = Instant::now() + WITHIN;
+    while read("/Users?filter=userName%20eq%20%22ada%22")["Resources"][0]["name"]["familyName"]
+        != "King"
+    {
+        assert!(Instant::now() < deadline, "the update did not reach Coda");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Offboarding deactivates.
     host.admin("DELETE", "/groups/Docs/members/ada", None);
     let deadline = Instant::now() + WITHIN;
@@ -1584,6 +1598,58 @@ fn cinode_gets_its_attribute_table_and_its_group_rules() {
         2,
         "left as it is: {consultants}"
     );
+
+    // A rename is followed, in place.
+    let architects =
+        read("/Groups?filter=displayName%20eq%20%22Architects%22")["Resources"][0]["id"].clone();
+    host.admin(
+        "PATCH",
+        "/groups/Architects",
+        Some(&json!({ "name": "Arkitekter" })),
+    );
+    let deadline = Instant::now() + WITHIN;
+    while read("/Groups?filter=displayName%20eq%20%22Arkitekter%22")["Resources"][0]["id"]
+        != architects
+    {
+        assert!(Instant::now() < deadline, "the rename did not reach Cinode");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Group management off: membership is no longer pushed, identities are.
+    run_ok(&host, &["app", "manage-groups", "cinode", "false"]);
+    host.admin("PUT", "/groups/Arkitekter/members/ada", None);
+    let deadline = Instant::now() + WITHIN;
+    while read("/Users?filter=userName%20eq%20%22ada%22")["Resources"][0]["active"] != true {
+        assert!(Instant::now() < deadline, "ada was not reactivated");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let members = |name: &str| {
+        read(&format!("/Groups?filter=displayName%20eq%20%22{name}%22"))["Resources"][0]["members"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(members("Arkitekter"), 1, "membership left as it is");
+
+    // On again, then the group deleted: deleted in Cinode, its members
+    // deactivated.
+    run_ok(&host, &["app", "manage-groups", "cinode", "true"]);
+    let deadline = Instant::now() + WITHIN;
+    while members("Arkitekter") != 2 {
+        assert!(Instant::now() < deadline, "membership did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.admin("DELETE", "/groups/Arkitekter", None);
+    let deadline = Instant::now() + WITHIN;
+    while read("/Groups?filter=displayName%20eq%20%22Arkitekter%22")["totalResults"] != 0
+        || read("/Users?filter=userName%20eq%20%22grace%22")["Resources"][0]["active"] != false
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the group was not deleted, or grace stays active"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -1697,4 +1763,19 @@ fn swimlane_keys_users_by_email_and_deletes_them_with_their_last_group() {
         true
     );
     assert_ne!(analysts["id"], Value::Null);
+
+    // Group management off: groups and identities stay.
+    run_ok(&host, &["app", "manage-groups", "crm", "false"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(application.groups_named("Responders").len(), 1);
+    run_ok(&host, &["app", "manage-groups", "crm", "true"]);
+
+    // Unbinding Responders: the group stays, ada (only there) is deleted.
+    run_ok(&host, &["app", "unbind", "crm", "Responders"]);
+    let deadline = Instant::now() + WITHIN;
+    while !application.users_named("ada@example.com").is_empty() {
+        assert!(Instant::now() < deadline, "ada was not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(application.groups_named("Responders").len(), 1);
 }
