@@ -312,11 +312,11 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
                 outcome.get_or_insert(GroupSynced::Updated);
             }
             Ok(false) => {}
-            Err(error) if error.status() == Some(404) => {
+            Err(SyncError::Application(error)) if error.status() == Some(404) => {
                 store.remove_ledger_entry(&target.app.id, "group", group_id)?;
                 return Err(error.into());
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
     }
     Ok(outcome.unwrap_or(GroupSynced::Unchanged))
@@ -481,10 +481,9 @@ async fn patch_group(
     resource: &Value,
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
-) -> Result<bool, ScimClientError> {
+) -> Result<bool, SyncError> {
     let path = format!("/Groups/{remote_id}");
     let mut sent = false;
-    let ledger_error = |error: StoreError| ScimClientError::Setup(error.to_string());
     if let Some((operations, names)) = changed_attributes(&pushed.resource, resource) {
         let rule = rename_rule(&pushed.resource, resource);
         let request = ScimRequest::with_body(
@@ -495,9 +494,7 @@ async fn patch_group(
         match target.client.send(&request).await {
             Ok(answer) => {
                 pushed.resource = resource.clone();
-                target
-                    .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
-                    .map_err(ledger_error)?;
+                target.link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)?;
                 target.record_group(
                     &group.id,
                     GROUP_UPDATE,
@@ -514,7 +511,7 @@ async fn patch_group(
             }
             Err(error) => {
                 target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
-                return Err(error);
+                return Err(error.into());
             }
         }
     }
@@ -529,9 +526,7 @@ async fn patch_group(
         let answer = send_membership(target, group, &path, operations, "members added").await?;
         last_status = Some(answer);
         pushed.members.extend(ids.iter().cloned());
-        target
-            .link_group(&group.id, remote_id, &doc_hash, pushed)
-            .map_err(ledger_error)?;
+        target.link_group(&group.id, remote_id, &doc_hash, pushed)?;
     }
     for ids in to_remove.chunks(chunk) {
         let operations: Vec<Value> = ids
@@ -550,9 +545,7 @@ async fn patch_group(
         for id in ids {
             pushed.members.remove(id);
         }
-        target
-            .link_group(&group.id, remote_id, &doc_hash, pushed)
-            .map_err(ledger_error)?;
+        target.link_group(&group.id, remote_id, &doc_hash, pushed)?;
     }
     if added + removed > 0 {
         target.record_group(
@@ -602,13 +595,13 @@ async fn put_group(
     resource: &Value,
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
-) -> Result<bool, ScimClientError> {
+) -> Result<bool, SyncError> {
     let path = format!("/Groups/{remote_id}");
     let current = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => listed_members(&answer.body),
         Err(error) => {
             target.group_failed(&group.id, GROUP_UPDATE, None, &error);
-            return Err(error);
+            return Err(error.into());
         }
     };
     let unmanaged = current.difference(&pushed.members);
@@ -634,9 +627,7 @@ async fn put_group(
             let removed = pushed.members.difference(desired).count();
             pushed.resource = resource.clone();
             pushed.members = desired.clone();
-            target
-                .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
-                .map_err(|error| ScimClientError::Setup(error.to_string()))?;
+            target.link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)?;
             target.record_group(
                 &group.id,
                 GROUP_UPDATE,
@@ -652,7 +643,7 @@ async fn put_group(
         }
         Err(error) => {
             target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
-            Err(error)
+            Err(error.into())
         }
     }
 }
