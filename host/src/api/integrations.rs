@@ -722,6 +722,27 @@ async fn plan(
     Ok(Json(PageOf::slice(planned, page, |operation| operation)))
 }
 
+/// The events recorded for `app` since `since` (RFC 3339), newest first:
+/// what an operation done on demand shows of itself. At most 1,000.
+async fn events_since(
+    state: &ApiState,
+    app: &AppRecord,
+    since: String,
+) -> Result<Vec<Event>, ApiError> {
+    let query = crate::store::EventQuery {
+        app_id: Some(app.id.clone()),
+        since: Some(since),
+        ..crate::store::EventQuery::default()
+    };
+    let page = crate::store::Page {
+        offset: 0,
+        limit: 1000,
+    };
+    Ok(store_call(state, move |store| store.events(&query, page))
+        .await?
+        .items)
+}
+
 /// An application that is active, or a conflict saying what it is.
 async fn active_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
     let app = load_app(state, app).await?;
@@ -907,25 +928,11 @@ async fn provision_user(
                 .map_err(failed)?;
         }
     }
-    let query = crate::store::EventQuery {
-        app_id: Some(app.id.clone()),
-        since: Some(since),
-        ..crate::store::EventQuery::default()
-    };
-    let events = store_call(&state, move |store| {
-        store.events(
-            &query,
-            crate::store::Page {
-                offset: 0,
-                limit: 100,
-            },
-        )
-    })
-    .await?
-    .items
-    .into_iter()
-    .filter(|event| event.object_id.as_deref() == Some(user_id.as_str()))
-    .collect();
+    let events = events_since(&state, &app, since)
+        .await?
+        .into_iter()
+        .filter(|event| event.object_id.as_deref() == Some(user_id.as_str()))
+        .collect();
     Ok(Json(ProvisionView {
         user_id,
         result,
@@ -1113,22 +1120,7 @@ async fn provision_group(
     let group = crate::engine::groups::sync_group_now(&target, &group_id)
         .await
         .map_err(failed)?;
-    let query = crate::store::EventQuery {
-        app_id: Some(app.id.clone()),
-        since: Some(since),
-        ..crate::store::EventQuery::default()
-    };
-    let events = store_call(&state, move |store| {
-        store.events(
-            &query,
-            crate::store::Page {
-                offset: 0,
-                limit: 1000,
-            },
-        )
-    })
-    .await?
-    .items;
+    let events = events_since(&state, &app, since).await?;
     Ok(Json(ProvisionGroupView {
         group_id,
         members,

@@ -26,7 +26,6 @@ use utoipa::ToSchema;
 
 use super::directory_user::directory_attributes;
 use super::provision::{SyncError, Target};
-use crate::scim_client::ScimRequest;
 use crate::store::{
     GroupKey, GroupWrite, LedgerEntry, Member, MemberKind, Outcome, StoreError, UserKey, UserWrite,
 };
@@ -80,23 +79,8 @@ pub async fn remote_users(target: &Target<'_>) -> Result<Vec<RemoteUser>, SyncEr
         .map(|entry| (entry.remote_id, entry.object_id))
         .collect();
     let mut users = Vec::new();
-    let mut start = 1usize;
-    loop {
-        let request = ScimRequest::get(format!("/Users?startIndex={start}&count={PAGE}"));
-        let answer = target.client.send(&request).await?;
-        let resources = answer
-            .body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let total = answer
-            .body
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let count = resources.len();
-        start += count;
+    let mut pages = target.client.pages("/Users", PAGE);
+    while let Some(resources) = pages.next().await? {
         for resource in resources {
             let (Some(remote_id), Some(user_name)) = (
                 resource.get("id").and_then(Value::as_str),
@@ -120,9 +104,6 @@ pub async fn remote_users(target: &Target<'_>) -> Result<Vec<RemoteUser>, SyncEr
                 directory_user_id,
                 document: resource,
             });
-        }
-        if count == 0 || start as u64 > total {
-            break;
         }
     }
     Ok(users)

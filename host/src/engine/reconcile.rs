@@ -61,21 +61,8 @@ pub async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncErro
         .collect();
     let mut done = Reconciled::default();
     let mut seen: HashSet<String> = HashSet::with_capacity(ledger.len());
-    let mut start = 1usize;
-    loop {
-        let request = ScimRequest::get(format!("/Users?startIndex={start}&count={PAGE}"));
-        let answer = target.client.send(&request).await?;
-        let resources = answer
-            .body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let total = answer
-            .body
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+    let mut pages = target.client.pages("/Users", PAGE);
+    while let Some(resources) = pages.next().await? {
         for resource in &resources {
             done.listed += 1;
             let Some(remote_id) = resource.get("id").and_then(Value::as_str) else {
@@ -88,10 +75,6 @@ pub async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncErro
             if repair(target, entry, resource).await? {
                 done.repaired += 1;
             }
-        }
-        start += resources.len();
-        if resources.is_empty() || start as u64 > total {
-            break;
         }
     }
     for entry in ledger

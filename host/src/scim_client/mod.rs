@@ -445,6 +445,56 @@ impl ScimClient {
     }
 }
 
+impl ScimClient {
+    /// The resources of a list (`/Users`, `/Groups`), page by page.
+    pub fn pages<'a>(&'a self, path: &'a str, page_size: usize) -> Pages<'a> {
+        Pages {
+            client: self,
+            path,
+            page_size: page_size.max(1),
+            start: 1,
+            done: false,
+        }
+    }
+}
+
+/// A walk through a SCIM list with `startIndex` and `count`. It ends at an
+/// empty page or once `totalResults` are read, whichever comes first, so a
+/// server that miscounts cannot make it loop.
+pub struct Pages<'a> {
+    client: &'a ScimClient,
+    path: &'a str,
+    page_size: usize,
+    start: usize,
+    done: bool,
+}
+
+impl Pages<'_> {
+    /// The next page's resources, or `None` after the last one.
+    pub async fn next(&mut self) -> Result<Option<Vec<Value>>, ScimClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let request = ScimRequest::get(format!(
+            "{}?startIndex={}&count={}",
+            self.path, self.start, self.page_size
+        ));
+        let answer = self.client.send(&request).await?;
+        let resources = match answer.body.get("Resources") {
+            Some(Value::Array(resources)) => resources.clone(),
+            _ => Vec::new(),
+        };
+        let total = answer
+            .body
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        self.start += resources.len();
+        self.done = resources.is_empty() || self.start as u64 > total;
+        Ok((!resources.is_empty()).then_some(resources))
+    }
+}
+
 /// `text` as one URL path segment or query value: everything but the
 /// unreserved characters of RFC 3986 percent-encoded.
 pub fn percent_encode(text: &str) -> String {
