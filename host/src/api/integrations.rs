@@ -743,6 +743,19 @@ async fn events_since(
         .items)
 }
 
+/// How an operation done on demand answers a failed sync: the store's own
+/// error, 502 when the application failed, 409 when the connector did.
+fn sync_failed(app: &AppRecord, error: crate::engine::provision::SyncError) -> ApiError {
+    use crate::engine::provision::SyncError;
+    match error {
+        SyncError::Store(error) => ApiError::from(error),
+        SyncError::Application(error) => connection_failed(app, &error.to_string()),
+        SyncError::Connector { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
+        }
+    }
+}
+
 /// An application that is active, or a conflict saying what it is.
 async fn active_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
     let app = load_app(state, app).await?;
@@ -852,7 +865,6 @@ async fn import_from_app(
     Path(app): Path<String>,
     Body(input): Body<ImportInput>,
 ) -> Result<Json<crate::engine::import::Imported>, ApiError> {
-    use crate::engine::provision::SyncError;
     let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
     let client = app_client(&state, &app).await?;
@@ -868,10 +880,7 @@ async fn import_from_app(
     };
     let done = crate::engine::import::import_users(&target, input.users.as_deref(), &group)
         .await
-        .map_err(|error| match error {
-            SyncError::Store(error) => ApiError::from(error),
-            other => connection_failed(&app, &other.to_string()),
-        })?;
+        .map_err(|error| sync_failed(&app, error))?;
     Ok(Json(done))
 }
 
@@ -894,7 +903,7 @@ async fn provision_user(
     State(state): State<ApiState>,
     Path((app, user)): Path<(String, String)>,
 ) -> Result<Json<ProvisionView>, ApiError> {
-    use crate::engine::provision::{SyncError, Target, sync_user_now};
+    use crate::engine::provision::{Target, sync_user_now};
     let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
     let user_id = store_call(&state, move |store| {
@@ -909,13 +918,7 @@ async fn provision_user(
         plugin: &plugin,
         client: &client,
     };
-    let failed = |error: SyncError| match error {
-        SyncError::Store(error) => ApiError::from(error),
-        SyncError::Application(error) => connection_failed(&app, &error.to_string()),
-        SyncError::Connector { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
-        }
-    };
+    let failed = |error| sync_failed(&app, error);
     let result = sync_user_now(&target, &user_id).await.map_err(failed)?;
     // A new account joins its groups in the application now, too.
     if matches!(
@@ -1088,7 +1091,7 @@ async fn provision_group(
     State(state): State<ApiState>,
     Path((app, group)): Path<(String, String)>,
 ) -> Result<Json<ProvisionGroupView>, ApiError> {
-    use crate::engine::provision::{SyncError, Target, sync_user_now};
+    use crate::engine::provision::{Target, sync_user_now};
     let app = active_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
     let (group_id, users) = store_call(&state, move |store| {
@@ -1105,13 +1108,7 @@ async fn provision_group(
         plugin: &plugin,
         client: &client,
     };
-    let failed = |error: SyncError| match error {
-        SyncError::Store(error) => ApiError::from(error),
-        SyncError::Application(error) => connection_failed(&app, &error.to_string()),
-        SyncError::Connector { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
-        }
-    };
+    let failed = |error| sync_failed(&app, error);
     let mut members = Vec::with_capacity(users.len());
     for user_id in users {
         let result = sync_user_now(&target, &user_id).await.map_err(failed)?;
