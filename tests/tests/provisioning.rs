@@ -14,34 +14,43 @@ const WITHIN: Duration = Duration::from_secs(20);
 /// The application's side, read through its own SCIM API.
 struct Application {
     server: Scim2Server,
+    tenant: String,
     http: reqwest::blocking::Client,
 }
 
 impl Application {
     fn start() -> Application {
+        Self::serving("acme")
+    }
+
+    /// An application whose SCIM API is at `/TENANT/v2`.
+    fn serving(tenant: &str) -> Application {
         Application {
-            server: Scim2Server::start(&[APP_TOKEN], "acme"),
+            server: Scim2Server::start(&[APP_TOKEN], tenant),
+            tenant: tenant.to_string(),
             http: http_client_builder().build().unwrap(),
         }
     }
 
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/acme/v2", self.server.port)
+        format!("http://127.0.0.1:{}/{}/v2", self.server.port, self.tenant)
     }
 
-    fn users_named(&self, user_name: &str) -> Vec<Value> {
+    /// `GET` of a path under the base URL, as JSON.
+    fn read(&self, path: &str) -> Value {
         let text = self
             .http
-            .get(format!(
-                "{}/Users?filter=userName%20eq%20%22{user_name}%22",
-                self.base()
-            ))
+            .get(format!("{}{path}", self.base()))
             .bearer_auth(APP_TOKEN)
             .send()
             .unwrap()
             .text()
             .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let body = self.read(&format!("/Users?filter=userName%20eq%20%22{user_name}%22"));
         body["Resources"].as_array().cloned().unwrap_or_default()
     }
 
@@ -239,16 +248,9 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
 impl Application {
     /// How many accounts the application holds.
     fn total(&self) -> u64 {
-        let text = self
-            .http
-            .get(format!("{}/Users?count=0", self.base()))
-            .bearer_auth(APP_TOKEN)
-            .send()
+        self.read("/Users?count=0")["totalResults"]
+            .as_u64()
             .unwrap()
-            .text()
-            .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
-        body["totalResults"].as_u64().unwrap()
     }
 
     /// Every account's userName.
@@ -405,19 +407,10 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
 impl Application {
     fn groups_named(&self, display_name: &str) -> Vec<Value> {
         let filter = format!("displayName eq {}", json!(display_name));
-        let text = self
-            .http
-            .get(format!(
-                "{}/Groups?filter={}",
-                self.base(),
-                filter.replace(' ', "%20").replace('"', "%22")
-            ))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
+        let body = self.read(&format!(
+            "/Groups?filter={}",
+            filter.replace(' ', "%20").replace('"', "%22")
+        ));
         body["Resources"].as_array().cloned().unwrap_or_default()
     }
 
@@ -669,18 +662,7 @@ fn wait_for_accounts(application: &Application, count: usize, within: Duration) 
     let deadline = Instant::now() + within;
     loop {
         // One page, so that accounts created meanwhile cannot shift it.
-        let text = application
-            .http
-            .get(format!(
-                "{}/Users?count=1000&attributes=userName",
-                application.base()
-            ))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
+        let body = application.read("/Users?count=1000&attributes=userName");
         let mut names: Vec<String> = body["Resources"]
             .as_array()
             .into_iter()
@@ -1351,36 +1333,12 @@ fn users_assigned_directly_are_in_scope_without_a_group() {
 
 #[test]
 fn coda_gets_users_only_with_its_five_attributes() {
-    let application = Application {
-        server: Scim2Server::start(&[APP_TOKEN], "org-4242"),
-        http: http_client_builder().build().unwrap(),
-    };
-    let zoe = {
-        let text = application
-            .http
-            .post(format!(
-                "http://127.0.0.1:{}/org-4242/v2/Users",
-                application.server.port
-            ))
-            .header("content-type", "application/scim+json")
-            .bearer_auth(APP_TOKEN)
-            .body(
-                json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": "zoe", "active": true,
-                    "name": { "givenName": "Zoe", "familyName": "Ng" },
-                })
-                .to_string(),
-            )
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        serde_json::from_str::<Value>(&text).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let application = Application::serving("org-4242");
+    let zoe = application.create(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "zoe", "active": true,
+        "name": { "givenName": "Zoe", "familyName": "Ng" },
+    }));
     let host = Host::start();
     let folder = tempfile::tempdir().unwrap();
     let csv = folder.path().join("people.csv");
@@ -1420,23 +1378,7 @@ fn coda_gets_users_only_with_its_five_attributes() {
     run_ok(&host, &["app", "activate", "docs"]);
 
     // Tenant path, the five attributes, nothing else (no title).
-    let base = |path: &str| {
-        format!(
-            "http://127.0.0.1:{}/org-4242/v2{path}",
-            application.server.port
-        )
-    };
-    let read = |path: &str| -> Value {
-        let text = application
-            .http
-            .get(base(path))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
+    let read = |path: &str| application.read(path);
     let deadline = Instant::now() + WITHIN;
     let ada = loop {
         let found = read("/Users?filter=userName%20eq%20%22ada%22");
@@ -1492,22 +1434,8 @@ fn coda_gets_users_only_with_its_five_attributes() {
 
 #[test]
 fn cinode_gets_its_attribute_table_and_its_group_rules() {
-    let application = Application {
-        server: Scim2Server::start(&[APP_TOKEN], "77"),
-        http: http_client_builder().build().unwrap(),
-    };
-    let base = |path: &str| format!("http://127.0.0.1:{}/77/v2{path}", application.server.port);
-    let read = |path: &str| -> Value {
-        let text = application
-            .http
-            .get(base(path))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
+    let application = Application::serving("77");
+    let read = |path: &str| application.read(path);
     let host = Host::start();
     let folder = tempfile::tempdir().unwrap();
     let json_file = folder.path().join("people.json");
