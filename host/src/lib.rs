@@ -13,12 +13,14 @@
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
 //! | [`engine`] | provisioning: the outbox consumer, user sync, integration lifecycle |
+//! | [`sandbox`] | the connector sandbox: simulated application, lifecycle test, scaffold |
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod runtime;
+pub mod sandbox;
 pub mod scim;
 pub mod scim_client;
 pub mod store;

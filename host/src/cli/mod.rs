@@ -9,6 +9,7 @@ mod admin;
 mod check;
 mod import;
 mod rollback;
+mod sandbox;
 pub(crate) mod serve;
 
 use std::path::PathBuf;
@@ -92,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         command: admin::HeldCommand,
     },
+    /// A simulated SCIM application, with switchable quirks, to provision
+    /// into and to test connectors against.
+    SandboxSp(sandbox::SandboxSpArgs),
     /// Change the directory of a running host (through its admin API).
     Directory {
         #[command(flatten)]
@@ -175,6 +179,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
             connection,
             command,
         } => admin::run_directory(connection, command),
+        Command::SandboxSp(args) => sandbox::run(args),
     }
 }
 

@@ -26,7 +26,7 @@ use super::contract;
 use super::engine::Runtime;
 use super::events::EventSink;
 use super::limits::PluginLimits;
-use super::plugin::{LoadedPlugin, PluginIdentity};
+use super::plugin::{LoadedPlugin, PluginIdentity, ReceiptTap};
 use super::validate;
 
 /// Why a file did not become a serving version: one line naming the file
@@ -52,6 +52,7 @@ pub struct Loader {
     cache: Option<PrecompileCache>,
     limits: BTreeMap<String, PluginLimits>,
     events: EventSink,
+    receipts: Option<ReceiptTap>,
 }
 
 impl Loader {
@@ -63,7 +64,14 @@ impl Loader {
             cache: None,
             limits: BTreeMap::new(),
             events: EventSink::default(),
+            receipts: None,
         }
+    }
+
+    /// Copies the receipt of every call of the plugins it loads to `tap`.
+    pub fn with_receipt_tap(mut self, tap: ReceiptTap) -> Self {
+        self.receipts = Some(tap);
+        self
     }
 
     /// Reports loads and failed calls of the plugins it loads to `events`.
@@ -162,6 +170,9 @@ impl Loader {
         validate::manifest(plugin.manifest(), &exported).map_err(fail)?;
         smoke_test(&plugin).map_err(fail)?;
         plugin.report_to(self.events.clone());
+        if let Some(tap) = &self.receipts {
+            plugin.tap_receipts(tap.clone());
+        }
         Ok((
             plugin,
             LoadReport {

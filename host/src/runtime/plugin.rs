@@ -77,6 +77,28 @@ fn micros<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok
     serializer.serialize_u64(value.as_micros().try_into().unwrap_or(u64::MAX))
 }
 
+/// Where the receipt of every successful call of a plugin is copied, for a
+/// tool that reports what each step of its work cost (the sandbox test).
+/// The serving host does not use one: the copy costs a lock per call.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptTap(Arc<Mutex<Vec<CallReceipt>>>);
+
+impl ReceiptTap {
+    fn push(&self, receipt: CallReceipt) {
+        if let Ok(mut receipts) = self.0.lock() {
+            receipts.push(receipt);
+        }
+    }
+
+    /// The receipts copied since the last take, oldest first.
+    pub fn take(&self) -> Vec<CallReceipt> {
+        self.0
+            .lock()
+            .map(|mut receipts| std::mem::take(&mut *receipts))
+            .unwrap_or_default()
+    }
+}
+
 /// A call's result with what it cost.
 #[derive(Debug, Clone)]
 pub struct Called<T> {
@@ -158,6 +180,7 @@ pub struct LoadedPlugin {
     /// Where a call that fails through the plugin's fault is reported;
     /// none while the loader validates it (a failure then is a rejection).
     events: Option<EventSink>,
+    receipts: Option<ReceiptTap>,
 }
 
 /// The instances of one version and the machinery of a call.
@@ -229,12 +252,26 @@ impl LoadedPlugin {
             identity,
             manifest,
             events: None,
+            receipts: None,
         })
     }
 
     /// Reports failed calls to `events` from now on.
     pub(crate) fn report_to(&mut self, events: EventSink) {
         self.events = Some(events);
+    }
+
+    /// Copies the receipt of every successful call to `tap` from now on.
+    pub(crate) fn tap_receipts(&mut self, tap: ReceiptTap) {
+        self.receipts = Some(tap);
+    }
+
+    /// Hands a successful call's result back, its receipt copied to the tap.
+    fn tapped<T>(&self, called: Called<T>) -> Called<T> {
+        if let Some(tap) = &self.receipts {
+            tap.push(called.receipt);
+        }
+        called
     }
 
     pub fn identity(&self) -> &PluginIdentity {
@@ -374,13 +411,13 @@ impl LoadedPlugin {
                     .map_err(|e| self.error("map-users", e.into()))
             })
             .collect();
-        Ok(Called {
+        Ok(self.tapped(Called {
             value: documents,
             receipt: CallReceipt {
                 output_bytes,
                 ..called.receipt
             },
-        })
+        }))
     }
 
     /// The SCIM Group for a directory group.
@@ -406,7 +443,7 @@ impl LoadedPlugin {
         })?;
         validate::lookup_filters(&called.value)
             .map_err(|e| self.error("lookup-filters", e.into()))?;
-        Ok(called)
+        Ok(self.tapped(called))
     }
 
     /// The connector's group-management decision for an event.
@@ -420,7 +457,7 @@ impl LoadedPlugin {
         })?;
         validate::group_decision(facts, &called.value)
             .map_err(|e| self.error("on-group-event", e.into()))?;
-        Ok(called)
+        Ok(self.tapped(called))
     }
 
     /// A SCIM User from the application as a directory user.
@@ -438,10 +475,10 @@ impl LoadedPlugin {
                 "read-user",
                 OutputError::Inconsistent("the user read back has no username".to_owned()).into(),
             )),
-            Ok(user) => Ok(Called {
+            Ok(user) => Ok(self.tapped(Called {
                 value: user,
                 receipt,
-            }),
+            })),
             Err(refusal) => Err(self.error("read-user", PluginErrorKind::Refused(refusal))),
         }
     }
@@ -457,13 +494,13 @@ impl LoadedPlugin {
         let output_bytes = text.len();
         let document = validate::scim_document(text, kind, self.pool.limits.output_bytes)
             .map_err(|e| self.error(call, e.into()))?;
-        Ok(Called {
+        Ok(self.tapped(Called {
             value: document,
             receipt: CallReceipt {
                 output_bytes,
                 ..receipt
             },
-        })
+        }))
     }
 }
 

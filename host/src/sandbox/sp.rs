@@ -1,0 +1,1121 @@
+//! A simulated SCIM 2.0 application: an in-memory service provider with the
+//! quirks real applications have, switchable one by one.
+//!
+//! It serves `scimlink sandbox-sp` and the sandbox test (`scimlink plugin
+//! test`), and is what the engine's tests and benchmarks can provision into
+//! when they need a misbehaving application on demand.
+//!
+//! Invariants:
+//! - every path ending in `/Users`, `/Users/{id}`, `/Groups`,
+//!   `/Groups/{id}`, `/ServiceProviderConfig`, `/ResourceTypes` or
+//!   `/Schemas` is served; what comes before that segment is the tenant,
+//!   and each tenant's data is its own (so any base URL template works);
+//! - every request is logged (method, path, status, both bodies), up to
+//!   [`Quirks::log_limit`] entries, the oldest dropped first; the log is
+//!   read at `GET /_sandbox/requests` and cleared by `DELETE` there;
+//! - the data lives in one mutex that is never held across an await: a
+//!   request's work is a few map operations, so the simulator is not what
+//!   limits a benchmark;
+//! - injected faults (429, 5xx) are drawn from a seeded generator: the same
+//!   seed and the same requests give the same faults.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::scim::error::{ERROR_SCHEMA, SCIM_CONTENT_TYPE, ScimError};
+use crate::scim::filter::{AttrPath, AttributeRules, Filter, matches, parse_filter_with};
+use crate::scim::patch::{self, Op};
+use crate::scim::schema::{ENTERPRISE_USER, GROUP, ResourceType, USER, check_resource, schemas_of};
+
+/// The users an application holds: the standard schema and the enterprise
+/// extension (no scimlink-specific extension: this is somebody else's app).
+static APP_USER: ResourceType = ResourceType {
+    name: "User",
+    endpoint: "/Users",
+    description: "User Account",
+    core: &USER,
+    extensions: &[&ENTERPRISE_USER],
+};
+
+static APP_GROUP: ResourceType = ResourceType {
+    name: "Group",
+    endpoint: "/Groups",
+    description: "Group",
+    core: &GROUP,
+    extensions: &[],
+};
+
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const MAX_PAGE: usize = 1000;
+
+/// The behaviour of the simulated application. The default is a
+/// well-behaved SCIM 2.0 service provider that accepts any token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Quirks {
+    /// PATCH is refused (405): updates must be PUTs.
+    pub put_only: bool,
+    /// PATCH is accepted only when every operation sets `active`.
+    pub patch_active_only: bool,
+    /// The most member values one group PATCH may carry.
+    pub max_members_per_patch: Option<usize>,
+    /// Filters compare strings case-sensitively, whatever the schema says.
+    pub case_sensitive_filters: bool,
+    /// Fraction of requests answered 429 with `Retry-After`.
+    pub too_many_requests_rate: f64,
+    /// The `Retry-After` of those answers, in seconds.
+    pub retry_after_seconds: u64,
+    /// Fraction of requests answered 503.
+    pub server_error_rate: f64,
+    /// Added to every answer.
+    #[serde(with = "millis")]
+    pub latency: Duration,
+    /// Answers the way Entra ID-era applications do: PATCH answers 204
+    /// with no body, list answers carry neither `startIndex` nor
+    /// `itemsPerPage`, resources carry no `meta`, and errors come as
+    /// `{"error": {"code", "message"}}`.
+    pub entra_style: bool,
+    /// The tenants served (the path before the resource segment, e.g.
+    /// `acme/scim/v2`); any tenant when empty.
+    pub tenants: Vec<String>,
+    /// Bearer tokens accepted; any request when empty.
+    pub tokens: Vec<String>,
+    /// Seed of the fault draws.
+    pub seed: u64,
+    /// Requests kept in the log.
+    pub log_limit: usize,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            put_only: false,
+            patch_active_only: false,
+            max_members_per_patch: None,
+            case_sensitive_filters: false,
+            too_many_requests_rate: 0.0,
+            retry_after_seconds: 1,
+            server_error_rate: 0.0,
+            latency: Duration::ZERO,
+            entra_style: false,
+            tenants: Vec::new(),
+            tokens: Vec::new(),
+            seed: 0,
+            log_limit: 10_000,
+        }
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Why a set of quirks cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum QuirksError {
+    #[error("{0} must be a fraction between 0 and 1")]
+    Rate(&'static str),
+    #[error("a tenant path must not be empty or start with _sandbox")]
+    Tenant,
+}
+
+impl Quirks {
+    pub fn check(&self) -> Result<(), QuirksError> {
+        for (name, rate) in [
+            ("the 429 rate", self.too_many_requests_rate),
+            ("the 5xx rate", self.server_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(QuirksError::Rate(name));
+            }
+        }
+        if self
+            .tenants
+            .iter()
+            .any(|t| t.trim_matches('/').is_empty() || t.trim_matches('/').starts_with("_sandbox"))
+        {
+            return Err(QuirksError::Tenant);
+        }
+        Ok(())
+    }
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoggedRequest {
+    /// Position since the simulator started (not reset by clearing).
+    pub seq: u64,
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    pub status: u16,
+    /// The request body, when it was JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    /// The response body, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    /// The fault injected instead of an answer, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// A running simulator on a loopback (or any) address.
+pub struct SandboxSp {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl SandboxSp {
+    /// Listens on `listen` and serves until dropped.
+    pub async fn start(listen: SocketAddr, quirks: Quirks) -> std::io::Result<SandboxSp> {
+        quirks
+            .check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let address = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(quirks));
+        let app = router(Arc::clone(&shared));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(SandboxSp {
+            address,
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The base URL of `tenant` (a path such as `acme/scim/v2`).
+    pub fn base_url(&self, tenant: &str) -> String {
+        format!("http://{}/{}", self.address, tenant.trim_matches('/'))
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log_snapshot()
+    }
+
+    /// Empties the request log.
+    pub fn clear_requests(&self) {
+        self.shared.clear_log();
+    }
+}
+
+impl Drop for SandboxSp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The simulator as a router, for embedding in another server.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+/// The simulator's state: its quirks, its tenants' data, its log.
+pub struct Shared {
+    quirks: Quirks,
+    world: Mutex<World>,
+    log: Mutex<Log>,
+}
+
+#[derive(Default)]
+struct Log {
+    entries: VecDeque<LoggedRequest>,
+    next_seq: u64,
+}
+
+struct World {
+    tenants: HashMap<String, Tenant>,
+    faults: StdRng,
+}
+
+#[derive(Default)]
+struct Tenant {
+    users: Resources,
+    groups: Resources,
+    next_id: u64,
+}
+
+/// One kind of resource of a tenant. Ids sort in creation order, so pages
+/// are stable while nothing changes.
+#[derive(Default)]
+struct Resources {
+    by_id: BTreeMap<String, Stored>,
+    /// Lower-cased userName (users) or displayName (groups) → id.
+    by_name: HashMap<String, String>,
+}
+
+struct Stored {
+    attributes: Map<String, Value>,
+    created: String,
+    modified: String,
+    version: u64,
+}
+
+impl Shared {
+    pub fn new(quirks: Quirks) -> Shared {
+        let faults = StdRng::seed_from_u64(quirks.seed);
+        Shared {
+            quirks,
+            world: Mutex::new(World {
+                tenants: HashMap::new(),
+                faults,
+            }),
+            log: Mutex::new(Log::default()),
+        }
+    }
+
+    fn log_snapshot(&self) -> Vec<LoggedRequest> {
+        self.log
+            .lock()
+            .map(|log| log.entries.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn clear_log(&self) {
+        if let Ok(mut log) = self.log.lock() {
+            log.entries.clear();
+        }
+    }
+
+    fn record(&self, mut entry: LoggedRequest) {
+        if self.quirks.log_limit == 0 {
+            return;
+        }
+        if let Ok(mut log) = self.log.lock() {
+            entry.seq = log.next_seq;
+            log.next_seq += 1;
+            if log.entries.len() >= self.quirks.log_limit {
+                log.entries.pop_front();
+            }
+            log.entries.push_back(entry);
+        }
+    }
+}
+
+/// What one request asks for, from its path.
+enum Target {
+    Users(Option<String>),
+    Groups(Option<String>),
+    ServiceProviderConfig,
+    ResourceTypes,
+    Schemas,
+}
+
+/// The tenant and target of a path, or `None` when it names no SCIM
+/// endpoint.
+fn route(path: &str) -> Option<(String, Target)> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let tenant = |end: usize| segments[..end].join("/");
+    let last = segments.len().checked_sub(1)?;
+    let target = match segments[last] {
+        "Users" => Some((tenant(last), Target::Users(None))),
+        "Groups" => Some((tenant(last), Target::Groups(None))),
+        "ServiceProviderConfig" => Some((tenant(last), Target::ServiceProviderConfig)),
+        "ResourceTypes" => Some((tenant(last), Target::ResourceTypes)),
+        "Schemas" => Some((tenant(last), Target::Schemas)),
+        _ => None,
+    };
+    if target.is_some() {
+        return target;
+    }
+    let id = segments[last].to_string();
+    match segments.get(last.checked_sub(1)?) {
+        Some(&"Users") => Some((tenant(last - 1), Target::Users(Some(id)))),
+        Some(&"Groups") => Some((tenant(last - 1), Target::Groups(Some(id)))),
+        _ => None,
+    }
+}
+
+/// An answer before it is rendered: status, body, extra headers.
+struct Answer {
+    status: StatusCode,
+    body: Option<Value>,
+    retry_after: Option<u64>,
+    fault: Option<String>,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: Value) -> Answer {
+        Answer {
+            status,
+            body: Some(body),
+            retry_after: None,
+            fault: None,
+        }
+    }
+
+    fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            body: None,
+            retry_after: None,
+            fault: None,
+        }
+    }
+
+    fn error(error: ScimError, entra_style: bool) -> Answer {
+        let body = if entra_style {
+            json!({"error": {"code": error.scim_type.unwrap_or("error"), "message": error.detail}})
+        } else {
+            let mut body = json!({
+                "schemas": [ERROR_SCHEMA],
+                "status": error.status.as_u16().to_string(),
+                "detail": error.detail,
+            });
+            if let (Some(scim_type), Some(map)) = (error.scim_type, body.as_object_mut()) {
+                map.insert("scimType".into(), scim_type.into());
+            }
+            body
+        };
+        Answer::json(error.status, body)
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path();
+    let shown = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.to_string());
+    if path.trim_start_matches('/').starts_with("_sandbox/requests") {
+        return log_endpoint(&shared, &method);
+    }
+    let request: Option<Value> = serde_json::from_slice(&body).ok();
+    let started = Instant::now();
+    let answer = answer(&shared, &method, &uri, &headers, &body, request.as_ref());
+    let latency = shared.quirks.latency.saturating_sub(started.elapsed());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    shared.record(LoggedRequest {
+        seq: 0,
+        method: method.to_string(),
+        path: shown,
+        status: answer.status.as_u16(),
+        request,
+        response: answer.body.clone(),
+        fault: answer.fault.clone(),
+    });
+    render(answer)
+}
+
+fn render(answer: Answer) -> Response {
+    let mut response = match &answer.body {
+        Some(body) => (answer.status, body.to_string()).into_response(),
+        None => answer.status.into_response(),
+    };
+    let headers = response.headers_mut();
+    if answer.body.is_some() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(SCIM_CONTENT_TYPE),
+        );
+    }
+    if let Some(seconds) = answer.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if answer.status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"scimlink sandbox\""),
+        );
+    }
+    response
+}
+
+fn log_endpoint(shared: &Shared, method: &Method) -> Response {
+    match *method {
+        Method::GET => {
+            let entries = shared.log_snapshot();
+            let body = serde_json::to_string(&entries).unwrap_or_else(|_| "[]".to_string());
+            let mut response = (StatusCode::OK, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Method::DELETE => {
+            shared.clear_log();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+fn answer(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request: Option<&Value>,
+) -> Answer {
+    let quirks = &shared.quirks;
+    let entra = quirks.entra_style;
+    if !quirks.tokens.is_empty() && !authorized(headers, &quirks.tokens) {
+        return Answer::error(ScimError::unauthorized(), entra);
+    }
+    let Some((tenant, target)) = route(uri.path()) else {
+        return Answer::error(ScimError::not_found("no SCIM endpoint at this path"), entra);
+    };
+    if !quirks.tenants.is_empty() && !quirks.tenants.iter().any(|t| t.trim_matches('/') == tenant)
+    {
+        return Answer::error(ScimError::not_found(format!("no tenant {tenant:?}")), entra);
+    }
+    let Ok(mut world) = shared.world.lock() else {
+        return Answer::error(
+            ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "state poisoned"),
+            entra,
+        );
+    };
+    let world = &mut *world;
+    if let Some(fault) = draw_fault(&mut world.faults, quirks) {
+        return fault;
+    }
+    if !body.is_empty() && request.is_none() {
+        return Answer::error(
+            ScimError::invalid_syntax("the body is not valid JSON"),
+            entra,
+        );
+    }
+    let query = Query::parse(uri.query().unwrap_or(""));
+    let data = world.tenants.entry(tenant.clone()).or_default();
+    let context = Context {
+        quirks,
+        base: format!("/{tenant}"),
+    };
+    let result = match (target, method.clone()) {
+        (Target::ServiceProviderConfig, Method::GET) => Ok(service_provider_config(quirks)),
+        (Target::ResourceTypes, Method::GET) => Ok(list(
+            [&APP_USER, &APP_GROUP]
+                .iter()
+                .map(|rt| rt.to_json(&context.base))
+                .collect(),
+            2,
+            1,
+            entra,
+        )),
+        (Target::Schemas, Method::GET) => Ok(list(
+            [&USER, &ENTERPRISE_USER, &GROUP]
+                .iter()
+                .map(|s| s.to_json(&context.base))
+                .collect(),
+            3,
+            1,
+            entra,
+        )),
+        (Target::Users(None), Method::GET) => context.search(data, Kind::User, &query),
+        (Target::Groups(None), Method::GET) => context.search(data, Kind::Group, &query),
+        (Target::Users(None), Method::POST) => context.create(data, Kind::User, request),
+        (Target::Groups(None), Method::POST) => context.create(data, Kind::Group, request),
+        (Target::Users(Some(id)), m) => context.one(data, Kind::User, &id, &m, request, &query),
+        (Target::Groups(Some(id)), m) => context.one(data, Kind::Group, &id, &m, request, &query),
+        _ => Err(ScimError::method_not_allowed()),
+    };
+    result.unwrap_or_else(|error| Answer::error(error, entra))
+}
+
+fn authorized(headers: &HeaderMap, tokens: &[String]) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer") && tokens.iter().any(|t| t == token.trim())
+}
+
+fn draw_fault(faults: &mut StdRng, quirks: &Quirks) -> Option<Answer> {
+    if quirks.too_many_requests_rate > 0.0 && faults.random::<f64>() < quirks.too_many_requests_rate
+    {
+        let mut answer = Answer::error(
+            ScimError::new(StatusCode::TOO_MANY_REQUESTS, None, "slow down"),
+            quirks.entra_style,
+        );
+        answer.retry_after = Some(quirks.retry_after_seconds);
+        answer.fault = Some("429".into());
+        return Some(answer);
+    }
+    if quirks.server_error_rate > 0.0 && faults.random::<f64>() < quirks.server_error_rate {
+        let mut answer = Answer::error(
+            ScimError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the application is unavailable",
+            ),
+            quirks.entra_style,
+        );
+        answer.fault = Some("503".into());
+        return Some(answer);
+    }
+    None
+}
+
+fn service_provider_config(quirks: &Quirks) -> Answer {
+    Answer::json(
+        StatusCode::OK,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": { "supported": !quirks.put_only },
+            "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+            "filter": { "supported": true, "maxResults": MAX_PAGE },
+            "changePassword": { "supported": false },
+            "sort": { "supported": false },
+            "etag": { "supported": false },
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "Bearer token",
+                "description": "Authorization: Bearer TOKEN",
+            }],
+        }),
+    )
+}
+
+fn list(resources: Vec<Value>, total: usize, start_index: usize, entra_style: bool) -> Answer {
+    let mut body = json!({
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "Resources": resources,
+    });
+    if !entra_style && let Some(map) = body.as_object_mut() {
+        map.insert("startIndex".into(), start_index.into());
+        map.insert("itemsPerPage".into(), resources_len(&map["Resources"]).into());
+    }
+    Answer::json(StatusCode::OK, body)
+}
+
+fn resources_len(resources: &Value) -> usize {
+    resources.as_array().map_or(0, Vec::len)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    fn resource_type(self) -> &'static ResourceType {
+        match self {
+            Kind::User => &APP_USER,
+            Kind::Group => &APP_GROUP,
+        }
+    }
+
+    /// The attribute that names a resource and must be unique.
+    fn name_attribute(self) -> &'static str {
+        match self {
+            Kind::User => "userName",
+            Kind::Group => "displayName",
+        }
+    }
+
+    fn resources(self, tenant: &mut Tenant) -> &mut Resources {
+        match self {
+            Kind::User => &mut tenant.users,
+            Kind::Group => &mut tenant.groups,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Query {
+    filter: Option<String>,
+    start_index: usize,
+    count: Option<usize>,
+    excluded: Vec<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut parsed = Query {
+            start_index: 1,
+            ..Query::default()
+        };
+        for (key, value) in form_pairs(query) {
+            match key.as_str() {
+                "filter" => parsed.filter = Some(value),
+                "startIndex" => parsed.start_index = value.parse().unwrap_or(1).max(1),
+                "count" => parsed.count = value.parse().ok(),
+                "excludedAttributes" => {
+                    parsed.excluded = value.split(',').map(|s| s.trim().to_string()).collect();
+                }
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs, percent-decoded.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Every comparison is case-exact: the "case-sensitive filters" quirk.
+struct CaseExact;
+
+impl AttributeRules for CaseExact {
+    fn case_exact(&self, _path: &AttrPath) -> bool {
+        true
+    }
+}
+
+struct Context<'q> {
+    quirks: &'q Quirks,
+    /// The tenant's path, for `meta.location`.
+    base: String,
+}
+
+impl Context<'_> {
+    fn rules(&self, kind: Kind) -> &'static dyn AttributeRules {
+        if self.quirks.case_sensitive_filters {
+            &CaseExact
+        } else {
+            kind.resource_type()
+        }
+    }
+
+    fn render(&self, kind: Kind, id: &str, stored: &Stored, excluded: &[String]) -> Value {
+        let resource_type = kind.resource_type();
+        let mut resource = stored.attributes.clone();
+        for name in excluded {
+            resource.retain(|key, _| !key.eq_ignore_ascii_case(name));
+        }
+        resource.insert("id".into(), id.into());
+        resource.insert(
+            "schemas".into(),
+            Value::Array(schemas_of(resource_type, &stored.attributes)),
+        );
+        if !self.quirks.entra_style {
+            resource.insert(
+                "meta".into(),
+                json!({
+                    "resourceType": resource_type.name,
+                    "created": stored.created,
+                    "lastModified": stored.modified,
+                    "location": format!("{}{}/{id}", self.base, resource_type.endpoint),
+                    "version": format!("W/\"{}\"", stored.version),
+                }),
+            );
+        }
+        Value::Object(resource)
+    }
+
+    fn search(&self, tenant: &mut Tenant, kind: Kind, query: &Query) -> Result<Answer, ScimError> {
+        let resources = kind.resources(tenant);
+        let filter = match &query.filter {
+            Some(text) => Some(
+                parse_filter_with(text, &[ENTERPRISE_USER.id])
+                    .map_err(|e| ScimError::invalid_filter(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let rules = self.rules(kind);
+        let candidates: Vec<(&String, &Stored)> = match filter
+            .as_ref()
+            .and_then(|f| name_equality(f, kind.name_attribute()))
+        {
+            // The common lookup (`userName eq "…"`) reads the name index; the
+            // filter is still evaluated, for the case-sensitivity quirk.
+            Some(name) => resources
+                .by_name
+                .get(&name.to_lowercase())
+                .and_then(|id| resources.by_id.get_key_value(id))
+                .into_iter()
+                .collect(),
+            None => resources.by_id.iter().collect(),
+        };
+        let mut matching = Vec::new();
+        for (id, stored) in candidates {
+            let resource = self.render(kind, id, stored, &[]);
+            if filter
+                .as_ref()
+                .is_none_or(|filter| matches(filter, &resource, rules))
+            {
+                matching.push((id, stored));
+            }
+        }
+        let total = matching.len();
+        let count = query.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let page: Vec<Value> = matching
+            .into_iter()
+            .skip(query.start_index - 1)
+            .take(count)
+            .map(|(id, stored)| self.render(kind, id, stored, &query.excluded))
+            .collect();
+        Ok(list(page, total, query.start_index, self.quirks.entra_style))
+    }
+
+    fn create(
+        &self,
+        tenant: &mut Tenant,
+        kind: Kind,
+        request: Option<&Value>,
+    ) -> Result<Answer, ScimError> {
+        let request = request.ok_or_else(|| ScimError::invalid_syntax("a body is required"))?;
+        let attributes = checked(kind, request)?;
+        if kind == Kind::Group {
+            check_members(tenant, &attributes)?;
+        }
+        let name = name_of(kind, &attributes)?;
+        tenant.next_id += 1;
+        let id = format!(
+            "{}-{:06}",
+            if kind == Kind::User { "u" } else { "g" },
+            tenant.next_id
+        );
+        let resources = kind.resources(tenant);
+        if resources.by_name.contains_key(&name.to_lowercase()) {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                format!("{} {name:?} exists", kind.name_attribute()),
+            ));
+        }
+        let now = now();
+        resources.by_name.insert(name.to_lowercase(), id.clone());
+        let stored = Stored {
+            attributes,
+            created: now.clone(),
+            modified: now,
+            version: 1,
+        };
+        let body = self.render(kind, &id, &stored, &[]);
+        resources.by_id.insert(id, stored);
+        Ok(Answer::json(StatusCode::CREATED, body))
+    }
+
+    fn one(
+        &self,
+        tenant: &mut Tenant,
+        kind: Kind,
+        id: &str,
+        method: &Method,
+        request: Option<&Value>,
+        query: &Query,
+    ) -> Result<Answer, ScimError> {
+        if !kind.resources(tenant).by_id.contains_key(id) {
+            return Err(ScimError::not_found(format!(
+                "no {} {id:?}",
+                kind.resource_type().name
+            )));
+        }
+        match *method {
+            Method::GET => {
+                let resources = kind.resources(tenant);
+                let stored = &resources.by_id[id];
+                Ok(Answer::json(
+                    StatusCode::OK,
+                    self.render(kind, id, stored, &query.excluded),
+                ))
+            }
+            Method::PUT => {
+                let request =
+                    request.ok_or_else(|| ScimError::invalid_syntax("a body is required"))?;
+                let attributes = checked(kind, request)?;
+                if kind == Kind::Group {
+                    check_members(tenant, &attributes)?;
+                }
+                self.replace(tenant, kind, id, attributes)
+                    .map(|body| Answer::json(StatusCode::OK, body))
+            }
+            Method::PATCH => {
+                if self.quirks.put_only {
+                    return Err(ScimError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        None,
+                        "this application does not support PATCH; send PUT",
+                    ));
+                }
+                let request =
+                    request.ok_or_else(|| ScimError::invalid_syntax("a body is required"))?;
+                let operations = patch::parse_request(request)?;
+                self.check_patch(&operations)?;
+                let mut attributes = kind.resources(tenant).by_id[id].attributes.clone();
+                patch::apply(kind.resource_type(), &mut attributes, &operations)?;
+                let attributes = checked(kind, &Value::Object(attributes))?;
+                if kind == Kind::Group {
+                    check_members(tenant, &attributes)?;
+                }
+                let body = self.replace(tenant, kind, id, attributes)?;
+                if self.quirks.entra_style {
+                    Ok(Answer::empty(StatusCode::NO_CONTENT))
+                } else {
+                    Ok(Answer::json(StatusCode::OK, body))
+                }
+            }
+            Method::DELETE => {
+                let resources = kind.resources(tenant);
+                if let Some(stored) = resources.by_id.remove(id)
+                    && let Ok(name) = name_of(kind, &stored.attributes)
+                {
+                    resources.by_name.remove(&name.to_lowercase());
+                }
+                if kind == Kind::User {
+                    // A deleted user leaves every group, as in real applications.
+                    for stored in tenant.groups.by_id.values_mut() {
+                        if let Some(Value::Array(members)) = stored.attributes.get_mut("members") {
+                            members.retain(|m| m["value"].as_str() != Some(id));
+                        }
+                    }
+                }
+                Ok(Answer::empty(StatusCode::NO_CONTENT))
+            }
+            _ => Err(ScimError::method_not_allowed()),
+        }
+    }
+
+    fn check_patch(&self, operations: &[patch::Operation]) -> Result<(), ScimError> {
+        if self.quirks.patch_active_only {
+            let only_active = operations.iter().all(|operation| match &operation.path {
+                Some(path) => path.attr.attr.eq_ignore_ascii_case("active") && path.filter.is_none(),
+                None => operation.value.as_ref().and_then(Value::as_object).is_some_and(|v| {
+                    v.keys().all(|k| k.eq_ignore_ascii_case("active"))
+                }),
+            });
+            if !only_active {
+                return Err(ScimError::invalid_value(
+                    "this application accepts PATCH only for `active`; send PUT",
+                ));
+            }
+        }
+        if let Some(most) = self.quirks.max_members_per_patch {
+            let members: usize = operations
+                .iter()
+                .filter(|o| {
+                    o.path
+                        .as_ref()
+                        .is_some_and(|p| p.attr.attr.eq_ignore_ascii_case("members"))
+                        && matches!(o.op, Op::Add | Op::Remove | Op::Replace)
+                })
+                .map(|o| match &o.value {
+                    Some(Value::Array(values)) => values.len(),
+                    Some(_) => 1,
+                    None => 1,
+                })
+                .sum();
+            if members > most {
+                return Err(ScimError::invalid_value(format!(
+                    "{members} members in one PATCH; this application takes at most {most}"
+                ))
+                .with_type("tooMany"));
+            }
+        }
+        Ok(())
+    }
+
+    fn replace(
+        &self,
+        tenant: &mut Tenant,
+        kind: Kind,
+        id: &str,
+        attributes: Map<String, Value>,
+    ) -> Result<Value, ScimError> {
+        let name = name_of(kind, &attributes)?;
+        let resources = kind.resources(tenant);
+        if let Some(holder) = resources.by_name.get(&name.to_lowercase())
+            && holder != id
+        {
+            return Err(ScimError::new(
+                StatusCode::CONFLICT,
+                Some("uniqueness"),
+                format!("{} {name:?} exists", kind.name_attribute()),
+            ));
+        }
+        let Some(stored) = resources.by_id.get_mut(id) else {
+            return Err(ScimError::not_found(format!("no resource {id:?}")));
+        };
+        let old_name = name_of(kind, &stored.attributes).ok();
+        stored.attributes = attributes;
+        stored.modified = now();
+        stored.version += 1;
+        if let Some(old) = old_name {
+            resources.by_name.remove(&old.to_lowercase());
+        }
+        resources.by_name.insert(name.to_lowercase(), id.to_string());
+        let stored = &resources.by_id[id];
+        Ok(self.render(kind, id, stored, &[]))
+    }
+}
+
+/// The attributes of a resource a client sent, checked against the schema.
+/// Extension objects the application does not know are kept as sent (an
+/// application keeps what it was given under a schema it lists).
+fn checked(kind: Kind, request: &Value) -> Result<Map<String, Value>, ScimError> {
+    let Some(object) = request.as_object() else {
+        return Err(ScimError::invalid_syntax(
+            "the resource must be a JSON object",
+        ));
+    };
+    let resource_type = kind.resource_type();
+    let (unknown_extensions, known): (Map<String, Value>, Map<String, Value>) =
+        object.clone().into_iter().partition(|(key, _)| {
+            key.to_ascii_lowercase().starts_with("urn:") && resource_type.extension(key).is_none()
+        });
+    let mut attributes = check_resource(resource_type, &Value::Object(known))?;
+    attributes.extend(unknown_extensions);
+    if kind == Kind::Group
+        && let Some(Value::Array(members)) = attributes.get_mut("members")
+    {
+        // The reference form; only the id identifies a member.
+        for member in members.iter_mut() {
+            if let Some(member) = member.as_object_mut() {
+                member.retain(|k, _| k == "value" || k == "display");
+            }
+        }
+    }
+    Ok(attributes)
+}
+
+fn name_of(kind: Kind, attributes: &Map<String, Value>) -> Result<String, ScimError> {
+    attributes
+        .get(kind.name_attribute())
+        .and_then(Value::as_str)
+        .filter(|name| !name.trim().is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ScimError::invalid_value(format!("{} is required", kind.name_attribute()))
+        })
+}
+
+fn check_members(tenant: &Tenant, attributes: &Map<String, Value>) -> Result<(), ScimError> {
+    let Some(Value::Array(members)) = attributes.get("members") else {
+        return Ok(());
+    };
+    for member in members {
+        let Some(id) = member["value"].as_str() else {
+            return Err(ScimError::invalid_value("a member needs a value"));
+        };
+        if !tenant.users.by_id.contains_key(id) && !tenant.groups.by_id.contains_key(id) {
+            return Err(ScimError::invalid_value(format!(
+                "member {id:?} is no user or group of this application"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `NAME eq "value"` at the top of a filter (alone or in an `and`).
+fn name_equality<'f>(filter: &'f Filter, name: &'static str) -> Option<&'f str> {
+    crate::scim::filter::equality_key(filter, &[name]).map(|(_, value)| value)
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_any_tenant_path() {
+        let (tenant, target) = route("/org-1/scim/v2/Users/u-000001").unwrap();
+        assert_eq!(tenant, "org-1/scim/v2");
+        assert!(matches!(target, Target::Users(Some(id)) if id == "u-000001"));
+        let (tenant, target) = route("/Groups").unwrap();
+        assert_eq!(tenant, "");
+        assert!(matches!(target, Target::Groups(None)));
+        assert!(route("/org-1/scim/v2/Things").is_none());
+    }
+
+    #[test]
+    fn decodes_form_values() {
+        let pairs = form_pairs("filter=userName%20eq%20%22a%2Bb%22&count=2");
+        assert_eq!(pairs[0].1, "userName eq \"a+b\"");
+        assert_eq!(pairs[1], ("count".into(), "2".into()));
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn rejects_rates_outside_zero_to_one() {
+        let quirks = Quirks {
+            server_error_rate: 1.5,
+            ..Quirks::default()
+        };
+        assert!(quirks.check().is_err());
+    }
+}
