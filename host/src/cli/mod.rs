@@ -8,6 +8,7 @@
 mod admin;
 mod check;
 mod import;
+mod plugin_test;
 mod rollback;
 mod sandbox;
 pub(crate) mod serve;
@@ -113,6 +114,10 @@ enum PluginCommand {
     /// Put back the version of a connector that served before the current
     /// one; a running host serves it within moments.
     Rollback(rollback::RollbackArgs),
+    /// Drive a connector through the whole provisioning lifecycle in a
+    /// throwaway host, against the simulated application or your own
+    /// endpoint, and report every step; exits non-zero on any failure.
+    Test(plugin_test::TestArgs),
 }
 
 /// Output format of commands that report.
@@ -161,6 +166,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Check(args)) => check::run(args),
         Command::Plugin(PluginCommand::Rollback(args)) => rollback::run(args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::App {
             connection,
             command,

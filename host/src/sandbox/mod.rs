@@ -11,4 +11,7 @@
 //! - [`report`] renders a run as text, JSON or JUnit XML;
 //! - [`scaffold`] writes a new connector crate (`scimlink plugin new`).
 
+pub mod harness;
+pub mod report;
 pub mod sp;
+pub mod tape;

@@ -1,0 +1,1636 @@
+//! The sandbox test: one connector driven through the whole provisioning
+//! lifecycle its manifest claims, inside a throwaway host, with every step
+//! checked by reading the application back.
+//!
+//! Invariants:
+//! - the host is the production host (store, engine, admin API, runtime
+//!   under production limits), started in this process on a temporary
+//!   folder and a loopback port; nothing of a real deployment is read or
+//!   written;
+//! - every user and group the test touches in the application is one it
+//!   made up for this run (names carry the run id), and every account or
+//!   group created in the application during the run is deleted at the end,
+//!   whatever failed before;
+//! - a step passes only on what the application answers, never on what
+//!   the host believes; the host's belief (the ledger) is only used to find
+//!   which remote object to read;
+//! - every step is reported, with the requests the host sent and what each
+//!   connector call cost; a step that cannot run because an earlier one
+//!   failed is reported as skipped, with the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::sp::{Quirks, SandboxSp};
+use super::tape::{self, CHECK_HEADER, Exchange, Sender, Tape, Upstream};
+use crate::engine::directory_user::directory_user;
+use crate::engine::reconcile::differing_attributes;
+use crate::runtime::contract::Setting;
+use crate::runtime::{
+    CallReceipt, LoadedPlugin, Loader, PluginIdentity, PluginLimits, PluginRegistry, ReceiptTap,
+    Runtime, RuntimeConfig,
+};
+use crate::store::{SqliteStore, Store, TokenCipher};
+
+/// The tenant path of the simulated application.
+const SANDBOX_TENANT: &str = "sandbox/scim/v2";
+/// The name of the application in the throwaway host.
+const APP: &str = "sandbox-app";
+/// The file of a recording that names its run.
+const RUN_FILE: &str = "run.json";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// What to test and against what.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub component: PathBuf,
+    /// The application's base URL and token; the simulator when absent.
+    pub against: Option<(String, String)>,
+    pub settings: BTreeMap<String, String>,
+    pub limits: PluginLimits,
+    /// Write the exchanges here as fixtures.
+    pub record: Option<PathBuf>,
+    /// Answer from these fixtures instead of an application.
+    pub replay: Option<PathBuf>,
+    /// The simulated application's behaviour.
+    pub quirks: Quirks,
+    /// How long the engine may take to apply one step.
+    pub step_timeout: Duration,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One step of the lifecycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: &'static str,
+    /// What the step does, in a sentence.
+    pub purpose: &'static str,
+    pub outcome: Outcome,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What a reader should know even when it passed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The requests the host sent, in order.
+    pub requests: Vec<Exchange>,
+    /// The test's own reads and writes of the application.
+    pub checks: Vec<Exchange>,
+    /// The connector calls the step made, with their cost.
+    pub calls: Vec<CallReceipt>,
+    pub millis: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub connector: Option<PluginIdentity>,
+    /// What the connector was tested against.
+    pub application: String,
+    pub run_id: String,
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|step| step.outcome != Outcome::Fail)
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.steps.iter().filter(|s| s.outcome == outcome).count()
+    }
+}
+
+/// Why the test could not run at all (as opposed to a failed step).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("cannot prepare the throwaway host: {0}")]
+    Host(String),
+    #[error(transparent)]
+    Tape(#[from] tape::TapeError),
+    #[error("the recording in {0} names no run (run.json is missing or invalid)")]
+    RunFile(String),
+}
+
+/// A synthetic person of this run.
+#[derive(Debug, Clone)]
+struct Person {
+    user_name: String,
+    given: &'static str,
+    family: &'static str,
+    title: &'static str,
+    employee_number: String,
+}
+
+impl Person {
+    fn new(run: &str, given: &'static str, family: &'static str, n: u32) -> Person {
+        Person {
+            user_name: format!(
+                "{}.{}.{run}@sandbox.example",
+                given.to_lowercase(),
+                family.to_lowercase()
+            ),
+            given,
+            family,
+            title: "Engineer",
+            employee_number: format!("{run}-{n}"),
+        }
+    }
+
+    fn fields(&self) -> Value {
+        json!({
+            "userName": self.user_name,
+            "givenName": self.given,
+            "familyName": self.family,
+            "displayName": format!("{} {}", self.given, self.family),
+            "email": self.user_name,
+            "title": self.title,
+            "employeeNumber": self.employee_number,
+            "department": "Sandbox",
+            "organization": "Sandbox Inc",
+        })
+    }
+}
+
+/// Runs the whole lifecycle and reports it.
+pub async fn run(options: Options) -> Result<Report, HarnessError> {
+    let run_id = match &options.replay {
+        Some(folder) => read_run_id(folder)?,
+        None => uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+    };
+    let host_error = |e: &dyn std::fmt::Display| HarnessError::Host(e.to_string());
+    let folder = tempfile::tempdir().map_err(|e| host_error(&e))?;
+
+    // The simulator lives as long as the run.
+    let mut simulator = None;
+    let (upstream, application, token) = match (&options.replay, &options.against) {
+        (Some(folder), _) => (
+            Upstream::Replay(tape::load(folder)?),
+            format!("the recording in {}", folder.display()),
+            "replayed".to_string(),
+        ),
+        (None, Some((url, token))) => (Upstream::Forward(url.clone()), url.clone(), token.clone()),
+        (None, None) => {
+            let token = format!("sandbox-{}", uuid::Uuid::new_v4().simple());
+            let quirks = Quirks {
+                tokens: vec![token.clone()],
+                ..options.quirks.clone()
+            };
+            let sp = SandboxSp::start(([127, 0, 0, 1], 0).into(), quirks)
+                .await
+                .map_err(|e| host_error(&e))?;
+            let base = sp.base_url(SANDBOX_TENANT);
+            simulator = Some(sp);
+            (
+                Upstream::Forward(base.clone()),
+                format!("the simulated application at {base}"),
+                token,
+            )
+        }
+    };
+    let tape = Tape::start(upstream).await.map_err(|e| host_error(&e))?;
+
+    let mut run = Run {
+        steps: Vec::new(),
+        tape,
+        tap: ReceiptTap::default(),
+        admin: None,
+        http: reqwest::Client::new(),
+        app_token: token,
+        plugin: None,
+        store: None,
+        run_id: run_id.clone(),
+        timeout: options.step_timeout,
+        created: Vec::new(),
+        directory: BTreeMap::new(),
+        app_id: String::new(),
+        step_from: 0,
+    };
+    run.lifecycle(&options, folder.path()).await;
+    run.cleanup().await;
+
+    if let Some(record) = &options.record {
+        run.tape.save(record)?;
+        let text = json!({ "runId": run_id }).to_string();
+        std::fs::write(record.join(RUN_FILE), text).map_err(|source| tape::TapeError::Write {
+            path: record.display().to_string(),
+            source,
+        })?;
+    }
+    drop(simulator);
+    Ok(Report {
+        connector: run.plugin.as_ref().map(|p| p.identity().clone()),
+        application,
+        run_id,
+        steps: run.steps,
+    })
+}
+
+fn read_run_id(folder: &Path) -> Result<String, HarnessError> {
+    let missing = || HarnessError::RunFile(folder.display().to_string());
+    let text = std::fs::read_to_string(folder.join(RUN_FILE)).map_err(|_| missing())?;
+    let value: Value = serde_json::from_str(&text).map_err(|_| missing())?;
+    value["runId"]
+        .as_str()
+        .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()) && !id.is_empty())
+        .map(str::to_string)
+        .ok_or_else(missing)
+}
+
+/// A step's result before it is timed and filed.
+enum Ended {
+    Passed(Vec<String>),
+    Skipped(String),
+}
+
+type StepResult = Result<Ended, String>;
+
+fn passed() -> StepResult {
+    Ok(Ended::Passed(Vec::new()))
+}
+
+struct Admin {
+    base: String,
+    token: String,
+}
+
+struct Run {
+    steps: Vec<Step>,
+    tape: Tape,
+    tap: ReceiptTap,
+    admin: Option<Admin>,
+    http: reqwest::Client,
+    app_token: String,
+    plugin: Option<Arc<LoadedPlugin>>,
+    store: Option<Arc<dyn Store>>,
+    run_id: String,
+    timeout: Duration,
+    /// Remote objects created during the run: (`Users` or `Groups`, id).
+    created: Vec<(&'static str, String)>,
+    /// Directory ids by userName or group name.
+    directory: BTreeMap<String, String>,
+    app_id: String,
+    /// Where the current step's exchanges start in the tape.
+    step_from: usize,
+}
+
+/// The steps, in order: (name, purpose).
+const LOAD: (&str, &str) = (
+    "load",
+    "validate the component under production limits, as the host does before serving it",
+);
+const CONNECT: (&str, &str) = (
+    "connect",
+    "add the application and activate it: the host tests the connection",
+);
+const TAKEOVER: (&str, &str) = (
+    "lookup-takeover",
+    "an account that exists already is found by the connector's lookup and taken over, not duplicated",
+);
+const CREATE: (&str, &str) = (
+    "create",
+    "a user granted access gets an account holding the directory's values",
+);
+const UPDATE: (&str, &str) = (
+    "update",
+    "a change in the directory reaches the account",
+);
+const READ_BACK: (&str, &str) = (
+    "read-back",
+    "a reconcile reads every account back and finds nothing to repair",
+);
+const DEACTIVATE: (&str, &str) = (
+    "deactivate",
+    "a user who loses access has no active account",
+);
+const DELETE: (&str, &str) = (
+    "delete",
+    "a user deleted from the directory has no active account",
+);
+const GROUP_CREATE: (&str, &str) = (
+    "group-create",
+    "turning group management on pushes the bound group with its members",
+);
+const GROUP_TAKEOVER: (&str, &str) = (
+    "group-takeover",
+    "a bound group whose name exists in the application takes that group over",
+);
+const GROUP_MEMBERSHIP: (&str, &str) = (
+    "group-membership",
+    "members added and removed in the directory are added and removed in the application; the removed user has no active account",
+);
+const GROUP_RENAME: (&str, &str) = (
+    "group-rename",
+    "renaming a group renames the same group in the application",
+);
+const GROUP_MANAGEMENT_OFF: (&str, &str) = (
+    "group-management-disabled",
+    "turning group management off changes no group and no account",
+);
+const GROUP_UNBIND: (&str, &str) = (
+    "group-unbind",
+    "unbinding a group: members it alone gave access have no active account, the others keep theirs",
+);
+const GROUP_DELETE: (&str, &str) = (
+    "group-delete",
+    "deleting a bound group: its members without other access have no active account",
+);
+const IMPORT: (&str, &str) = (
+    "import",
+    "an account that exists only in the application is listed and imported into the directory",
+);
+const CLEANUP: (&str, &str) = (
+    "cleanup",
+    "every account and group the test created in the application is deleted",
+);
+
+const GROUP_STEPS: [(&str, &str); 7] = [
+    GROUP_CREATE,
+    GROUP_TAKEOVER,
+    GROUP_MEMBERSHIP,
+    GROUP_RENAME,
+    GROUP_MANAGEMENT_OFF,
+    GROUP_UNBIND,
+    GROUP_DELETE,
+];
+
+impl Run {
+    async fn lifecycle(&mut self, options: &Options, folder: &Path) {
+        let mark = self.begin();
+        let loaded = self.load(options, folder).await;
+        let loaded_ok = loaded.is_ok();
+        self.end(LOAD, mark, loaded);
+        if !loaded_ok {
+            return self.skip_rest(&[CONNECT], "the connector did not load");
+        }
+        let mark = self.begin();
+        let connected = self.connect(options).await;
+        let connected_ok = connected.is_ok();
+        self.end(CONNECT, mark, connected);
+        if !connected_ok {
+            return self.skip_rest(&[TAKEOVER], "the application could not be activated");
+        }
+
+        let run = self.run_id.clone();
+        let ada = Person::new(&run, "Ada", "Lovelace", 1);
+        let grace = Person::new(&run, "Grace", "Hopper", 2);
+        let alan = Person::new(&run, "Alan", "Turing", 3);
+        let access = format!("sandbox-{run}-access");
+
+        // Users are in scope through a bound group: the one way every
+        // connector's application is reached (direct assignment is optional).
+        let mark = self.begin();
+        let result = self.takeover(&alan, &access).await;
+        self.end(TAKEOVER, mark, result);
+        let mark = self.begin();
+        let result = self.create(&ada, &access).await;
+        let created = result.is_ok();
+        self.end(CREATE, mark, result);
+        if created {
+            let mark = self.begin();
+            let result = self.update(&ada).await;
+            self.end(UPDATE, mark, result);
+            let mark = self.begin();
+            let result = self.read_back().await;
+            self.end(READ_BACK, mark, result);
+            let mark = self.begin();
+            let result = self.leave_scope(&ada, &access).await;
+            self.end(DEACTIVATE, mark, result);
+        } else {
+            self.skip_rest(&[UPDATE, READ_BACK, DEACTIVATE], "create failed");
+        }
+        let mark = self.begin();
+        let result = self.delete(&alan).await;
+        self.end(DELETE, mark, result);
+
+        let groups = self
+            .plugin
+            .as_ref()
+            .is_some_and(|p| p.manifest().capabilities.groups);
+        if groups {
+            self.groups(&access, &ada, &grace).await;
+        } else {
+            for step in GROUP_STEPS {
+                self.file(step, Instant::now(), 0, Ok(Ended::Skipped(
+                    "the connector's manifest says its application has no groups".into(),
+                )));
+            }
+        }
+        let mark = self.begin();
+        let result = self.import().await;
+        self.end(IMPORT, mark, result);
+    }
+
+    async fn groups(&mut self, access: &str, ada: &Person, grace: &Person) {
+        let run = self.run_id.clone();
+        let mark = self.begin();
+        let result = self.group_create(access, grace).await;
+        let ok = result.is_ok();
+        self.end(GROUP_CREATE, mark, result);
+        if !ok {
+            return self.skip_rest(&GROUP_STEPS[1..], "group-create failed");
+        }
+        let team = format!("sandbox-{run}-team");
+        let mark = self.begin();
+        let result = self.group_takeover(&team, ada).await;
+        let ok = result.is_ok();
+        self.end(GROUP_TAKEOVER, mark, result);
+        if !ok {
+            return self.skip_rest(&GROUP_STEPS[2..], "group-takeover failed");
+        }
+        let mark = self.begin();
+        let result = self.group_membership(&team, ada, grace).await;
+        self.end(GROUP_MEMBERSHIP, mark, result);
+        let renamed = format!("sandbox-{run}-crew");
+        let mark = self.begin();
+        let result = self.group_rename(&team, &renamed).await;
+        let ok = result.is_ok();
+        self.end(GROUP_RENAME, mark, result);
+        let team = if ok { renamed } else { team };
+        let mark = self.begin();
+        let result = self.group_management_off(&[access, &team], grace).await;
+        self.end(GROUP_MANAGEMENT_OFF, mark, result);
+        let katherine = Person::new(&run, "Katherine", "Johnson", 4);
+        let mark = self.begin();
+        let result = self.group_unbind(&team, grace, &katherine).await;
+        self.end(GROUP_UNBIND, mark, result);
+        let mark = self.begin();
+        let result = self.group_delete(access, grace).await;
+        self.end(GROUP_DELETE, mark, result);
+    }
+
+    // ---- the steps -------------------------------------------------------
+
+    async fn load(&mut self, options: &Options, folder: &Path) -> StepResult {
+        let runtime = Runtime::new(RuntimeConfig {
+            default_limits: options.limits,
+            // Metered: every receipt shows the instructions a call cost.
+            metering: true,
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let loader = Loader::new(runtime).with_receipt_tap(self.tap.clone());
+        let (plugin, report) = loader
+            .load_path(&options.component)
+            .map_err(|e| e.reason)?;
+        let manifest = plugin.manifest().clone();
+        let plugins = folder.join("plugins");
+        std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
+        std::fs::copy(&options.component, plugins.join(format!("{}.wasm", manifest.name)))
+            .map_err(|e| format!("cannot copy the component: {e}"))?;
+        let registry = Arc::new(PluginRegistry::new(loader, &plugins));
+        registry.sync();
+        let plugin = registry
+            .get(&manifest.name)
+            .ok_or_else(|| "the host did not serve the component".to_string())?;
+        let capabilities = &manifest.capabilities;
+        let notes = vec![
+            format!(
+                "{} (contract {}), loaded in {} ms",
+                plugin.identity(),
+                plugin.identity().contract,
+                report.elapsed.as_millis()
+            ),
+            format!(
+                "limits: {} MiB memory, {} ms CPU per call, {} KiB output",
+                options.limits.memory_bytes >> 20,
+                options.limits.call_deadline.as_millis(),
+                options.limits.output_bytes >> 10
+            ),
+            format!(
+                "claims: groups {}, direct assignment {}, offboarding {:?}, updates by {:?}, {} members per PATCH",
+                capabilities.groups,
+                capabilities.direct_assignment,
+                capabilities.offboarding,
+                capabilities.update_method,
+                capabilities.max_members_per_patch
+            ),
+        ];
+        drop(plugin);
+        self.plugin = registry.get(&manifest.name);
+
+        let data = folder.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let cipher = TokenCipher::for_data_folder(&data).map_err(|e| e.to_string())?;
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open_in(&data, cipher).map_err(|e| e.to_string())?);
+        crate::engine::worker::Engine::start(
+            Arc::clone(&store),
+            Arc::clone(&registry),
+            crate::engine::worker::EngineSettings {
+                quarantine_probe: Duration::from_secs(1),
+                // Never hold a change: a test deprovisions a third of its
+                // accounts at a time.
+                guard_percent: 100.0,
+                guard_minimum: u64::MAX,
+                reconcile_every: Duration::from_secs(86_400),
+            },
+        )
+        .map_err(|e| format!("cannot start the engine: {e}"))?;
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        let api = crate::api::app(
+            crate::api::ApiState {
+                store: Arc::clone(&store),
+                admin_token: crate::api::auth::BearerToken::from_plain(&admin_token),
+                plugins: Some(registry),
+                plugin_history: None,
+            },
+            crate::api::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, api).await;
+        });
+        self.admin = Some(Admin {
+            base: format!("http://{address}/api/v1"),
+            token: admin_token,
+        });
+        self.store = Some(store);
+        Ok(Ended::Passed(notes))
+    }
+
+    async fn connect(&mut self, options: &Options) -> StepResult {
+        let plugin = self.plugin()?;
+        let mut settings = options.settings.clone();
+        let mut notes = Vec::new();
+        for spec in &plugin.manifest().settings {
+            if spec.required && !settings.contains_key(&spec.key) {
+                settings.insert(spec.key.clone(), "sandbox".into());
+                notes.push(format!(
+                    "setting {} is required and was not given: it is \"sandbox\"",
+                    spec.key
+                ));
+            }
+        }
+        let connector = plugin.name().to_string();
+        let body = json!({
+            "name": APP,
+            "connector": connector,
+            "baseUrl": self.tape.base_url(),
+            "token": self.app_token,
+            "settings": settings,
+            "pacing": {"requestsPerSecond": 200.0, "concurrency": 4, "timeoutSeconds": 30,
+                       "maxAttempts": 3, "quarantineAfter": 1000},
+        });
+        let app = self.admin("POST", "/apps", Some(body)).await?;
+        self.app_id = app["id"].as_str().unwrap_or_default().to_string();
+        self.admin("POST", &format!("/apps/{APP}/activate"), None)
+            .await?;
+        Ok(Ended::Passed(notes))
+    }
+
+    async fn takeover(&mut self, alan: &Person, access: &str) -> StepResult {
+        let plugin = self.plugin()?;
+        let alan_id = self.directory_user(alan).await?;
+        self.directory_group(access).await?;
+        self.admin("PUT", &format!("/apps/{APP}/bindings/{access}"), None)
+            .await?;
+        // The account as the connector would create it, made by hand first.
+        let record = self
+            .store()?
+            .get_user(&alan_id)
+            .map_err(|e| e.to_string())?
+            .ok_or("the directory lost the user")?;
+        let settings = self.settings()?;
+        let document = plugin
+            .map_user(&directory_user(&record), &settings)
+            .map_err(|e| format!("map-user refused the user: {e}"))?
+            .value;
+        let existing = self.remote_create("Users", document.value()).await?;
+        self.add_member(access, alan).await?;
+        let linked = self.linked("user", &alan_id)?;
+        if linked != existing {
+            return Err(format!(
+                "the host linked the user to {linked}, not to the existing account {existing}"
+            ));
+        }
+        let posts = self
+            .host_requests()
+            .iter()
+            .filter(|e| e.method == "POST" && e.path.starts_with("/Users"))
+            .count();
+        if posts > 0 {
+            return Err(format!(
+                "the host created an account ({posts} POST /Users) although one existed"
+            ));
+        }
+        let account = self.remote_user(&existing).await?;
+        if !is_active(&account) {
+            return Err("the taken-over account is not active".into());
+        }
+        passed()
+    }
+
+    async fn create(&mut self, ada: &Person, access: &str) -> StepResult {
+        self.directory_user(ada).await?;
+        self.add_member(access, ada).await?;
+        let id = self.linked("user", &self.directory[&ada.user_name].clone())?;
+        let sent = self
+            .host_requests()
+            .into_iter()
+            .find(|e| e.method == "POST" && e.path.starts_with("/Users") && e.status < 300)
+            .and_then(|e| e.request)
+            .ok_or("the host sent no successful POST /Users")?;
+        let mut problems = mapping_problems(&sent, ada);
+        let account = self.remote_user(&id).await?;
+        if !is_active(&account) {
+            problems.push("the new account is not active".into());
+        }
+        let lost = differing_attributes(&sent, &account);
+        if !lost.is_empty() {
+            problems.push(format!(
+                "the application does not hold {} as sent",
+                lost.join(", ")
+            ));
+        }
+        fail_on(problems)
+    }
+
+    async fn update(&mut self, ada: &Person) -> StepResult {
+        let user_id = self.directory[&ada.user_name].clone();
+        let before = self.mapped(&user_id)?;
+        self.admin(
+            "PATCH",
+            &format!("/users/{user_id}"),
+            Some(json!({"title": "Principal Engineer", "familyName": "Byron"})),
+        )
+        .await?;
+        self.settle().await?;
+        let after = self.mapped(&user_id)?;
+        let writes: Vec<Exchange> = self
+            .host_requests()
+            .into_iter()
+            .filter(|e| matches!(e.method.as_str(), "PATCH" | "PUT"))
+            .collect();
+        if before == after {
+            return match writes.first() {
+                Some(write) => Err(format!(
+                    "the connector maps neither title nor familyName, yet the host sent {}",
+                    write.line()
+                )),
+                None => Ok(Ended::Passed(vec![
+                    "the connector maps neither title nor familyName: nothing to send".into(),
+                ])),
+            };
+        }
+        let Some(write) = writes.iter().find(|e| e.status < 300) else {
+            return Err(match writes.first() {
+                Some(write) => format!("the application refused the update: {}", answer(write)),
+                None => "the directory changed, the host sent no update".into(),
+            });
+        };
+        let mut problems = Vec::new();
+        if write.method == "PUT"
+            && let Some(body) = &write.request
+        {
+            problems.extend(mapping_problems(
+                body,
+                &Person {
+                    title: "Principal Engineer",
+                    family: "Byron",
+                    ..ada.clone()
+                },
+            ));
+        }
+        let id = self.linked("user", &user_id)?;
+        let account = self.remote_user(&id).await?;
+        let lost = differing_attributes(&after, &account);
+        if !lost.is_empty() {
+            problems.push(format!(
+                "after the update the application does not hold {}",
+                lost.join(", ")
+            ));
+        }
+        fail_on(problems)
+    }
+
+    async fn read_back(&mut self) -> StepResult {
+        let done = self
+            .admin("POST", &format!("/apps/{APP}/reconcile"), None)
+            .await?;
+        let repairs = ["repaired", "recreated", "provisioned"]
+            .iter()
+            .filter_map(|key| {
+                let n = done[*key].as_u64().unwrap_or(0);
+                (n > 0).then(|| format!("{n} {key}"))
+            })
+            .collect::<Vec<_>>();
+        if repairs.is_empty() {
+            return Ok(Ended::Passed(vec![format!(
+                "{} accounts listed",
+                done["listed"].as_u64().unwrap_or(0)
+            )]));
+        }
+        let drift = self.events_with_rule("drift").await;
+        Err(format!(
+            "the application does not hold what the host sent: {}{}",
+            repairs.join(", "),
+            if drift.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", drift.join("; "))
+            }
+        ))
+    }
+
+    async fn leave_scope(&mut self, ada: &Person, access: &str) -> StepResult {
+        let user_id = self.directory[&ada.user_name].clone();
+        let remote = self.linked("user", &user_id)?;
+        self.admin(
+            "DELETE",
+            &format!("/groups/{access}/members/{}", ada.user_name),
+            None,
+        )
+        .await?;
+        self.settle().await?;
+        self.no_active_account(&remote, "the user removed from the application's only group")
+            .await
+    }
+
+    async fn delete(&mut self, alan: &Person) -> StepResult {
+        let user_id = self
+            .directory
+            .get(&alan.user_name)
+            .cloned()
+            .ok_or("lookup-takeover did not create the user")?;
+        let remote = self.linked("user", &user_id)?;
+        self.admin("DELETE", &format!("/users/{user_id}"), None)
+            .await?;
+        self.settle().await?;
+        self.no_active_account(&remote, "the user deleted from the directory")
+            .await
+    }
+
+    async fn group_create(&mut self, access: &str, grace: &Person) -> StepResult {
+        self.directory_user(grace).await?;
+        self.add_member(access, grace).await?;
+        self.set_group_management(true).await?;
+        let group = self.remote_group_named(access).await?.ok_or_else(|| {
+            format!("no group {access:?} in the application after group management was turned on")
+        })?;
+        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        expect_members(&group, access, &[&grace_remote], &[])
+    }
+
+    async fn group_takeover(&mut self, team: &str, ada: &Person) -> StepResult {
+        let existing = self
+            .remote_create(
+                "Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": team}),
+            )
+            .await?;
+        self.directory_group(team).await?;
+        self.add_member(team, ada).await?;
+        self.admin("PUT", &format!("/apps/{APP}/bindings/{team}"), None)
+            .await?;
+        self.settle().await?;
+        let posts = self
+            .host_requests()
+            .iter()
+            .filter(|e| e.method == "POST" && e.path.starts_with("/Groups"))
+            .count();
+        if posts > 0 {
+            return Err(format!(
+                "the host created a group ({posts} POST /Groups) although {team:?} existed"
+            ));
+        }
+        let group = self.remote_group(&existing).await?;
+        let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
+        expect_members(&group, team, &[&ada_remote], &[])?;
+        let account = self.remote_user(&ada_remote).await?;
+        if !is_active(&account) {
+            return Err("the member given access again has no active account".into());
+        }
+        passed()
+    }
+
+    async fn group_membership(&mut self, team: &str, ada: &Person, grace: &Person) -> StepResult {
+        let group_id = self.linked("group", &self.directory[team].clone())?;
+        self.add_member(team, grace).await?;
+        let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
+        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let group = self.remote_group(&group_id).await?;
+        expect_members(&group, team, &[&ada_remote, &grace_remote], &[])?;
+        self.admin(
+            "DELETE",
+            &format!("/groups/{team}/members/{}", ada.user_name),
+            None,
+        )
+        .await?;
+        self.settle().await?;
+        let rules = self.events_with_rule("").await;
+        let rule = rules.first().cloned().unwrap_or_default();
+        let group = match self.remote_read(&format!("/Groups/{group_id}")).await? {
+            (200, Some(group)) => group,
+            (404, _) => {
+                return Err(format!(
+                    "removing one member deleted the group {team:?} in the application{}",
+                    rule_named(&rule)
+                ));
+            }
+            (status, body) => return Err(unexpected("the group", status, body.as_ref())),
+        };
+        expect_members(&group, team, &[&grace_remote], &[&ada_remote])
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
+        self.no_active_account(&ada_remote, "the member removed from the group")
+            .await
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))
+    }
+
+    async fn group_rename(&mut self, team: &str, renamed: &str) -> StepResult {
+        let directory_id = self.directory[team].clone();
+        let group_id = self.linked("group", &directory_id)?;
+        self.admin(
+            "PATCH",
+            &format!("/groups/{directory_id}"),
+            Some(json!({"name": renamed})),
+        )
+        .await?;
+        self.directory.insert(renamed.to_string(), directory_id);
+        self.settle().await?;
+        let group = self.remote_group(&group_id).await?;
+        match group["displayName"].as_str() {
+            Some(name) if name == renamed => passed(),
+            other => Err(format!(
+                "the group {group_id} is named {other:?} in the application, not {renamed:?}"
+            )),
+        }
+    }
+
+    async fn group_management_off(&mut self, groups: &[&str], grace: &Person) -> StepResult {
+        let mut before = Vec::new();
+        for name in groups {
+            let id = self.linked("group", &self.directory[*name].clone())?;
+            before.push((id.clone(), member_ids(&self.remote_group(&id).await?)));
+        }
+        self.set_group_management(false).await?;
+        let writes: Vec<String> = self
+            .host_requests()
+            .iter()
+            .filter(|e| e.method != "GET")
+            .map(Exchange::line)
+            .collect();
+        let mut problems = Vec::new();
+        for (id, members) in before {
+            match self.remote_read(&format!("/Groups/{id}")).await? {
+                (200, Some(group)) if member_ids(&group) == members => {}
+                (200, Some(_)) => problems.push(format!("the members of group {id} changed")),
+                (status, _) => problems.push(format!("group {id} answers {status}")),
+            }
+        }
+        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        if !is_active(&self.remote_user(&grace_remote).await?) {
+            problems.push("a member still in scope lost its active account".into());
+        }
+        self.set_group_management(true).await?;
+        if !problems.is_empty() && !writes.is_empty() {
+            problems.push(format!("the host sent {}", writes.join(", ")));
+        }
+        fail_on(problems)
+    }
+
+    async fn group_unbind(&mut self, team: &str, grace: &Person, katherine: &Person) -> StepResult {
+        self.directory_user(katherine).await?;
+        self.add_member(team, katherine).await?;
+        let katherine_remote =
+            self.linked("user", &self.directory[&katherine.user_name].clone())?;
+        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let group_id = self.linked("group", &self.directory[team].clone())?;
+        let team_directory_id = self.directory[team].clone();
+        self.admin(
+            "DELETE",
+            &format!("/apps/{APP}/bindings/{team_directory_id}"),
+            None,
+        )
+        .await?;
+        self.settle().await?;
+        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
+        let mut notes = vec![format!(
+            "the group is {} in the application{}",
+            match self.remote_read(&format!("/Groups/{group_id}")).await? {
+                (200, Some(group)) => format!("kept with {} members", member_ids(&group).len()),
+                (404, _) => "deleted".into(),
+                (status, _) => format!("answering {status}"),
+            },
+            rule_named(&rule)
+        )];
+        if let Err(e) = self
+            .no_active_account(&katherine_remote, "the member only the unbound group gave access")
+            .await
+        {
+            return Err(format!("{e}{}", rule_named(&rule)));
+        }
+        if !is_active(&self.remote_user(&grace_remote).await?) {
+            return Err(format!(
+                "a member another bound group still gives access lost its active account{}",
+                rule_named(&rule)
+            ));
+        }
+        notes.push("members keep or lose their accounts by their remaining access".into());
+        Ok(Ended::Passed(notes))
+    }
+
+    async fn group_delete(&mut self, access: &str, grace: &Person) -> StepResult {
+        let directory_id = self.directory[access].clone();
+        let group_id = self.linked("group", &directory_id)?;
+        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        self.admin("DELETE", &format!("/groups/{directory_id}"), None)
+            .await?;
+        self.settle().await?;
+        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
+        self.no_active_account(&grace_remote, "the member of the deleted group")
+            .await
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
+        let fate = match self.remote_read(&format!("/Groups/{group_id}")).await? {
+            (404, _) => "deleted".to_string(),
+            (200, Some(group)) => format!("kept with {} members", member_ids(&group).len()),
+            (status, _) => format!("answering {status}"),
+        };
+        Ok(Ended::Passed(vec![format!(
+            "the group is {fate} in the application{}",
+            rule_named(&rule)
+        )]))
+    }
+
+    async fn import(&mut self) -> StepResult {
+        let run = self.run_id.clone();
+        let user_name = format!("mary.jackson.{run}@sandbox.example");
+        let remote = self
+            .remote_create(
+                "Users",
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "name": {"givenName": "Mary", "familyName": "Jackson"},
+                    "displayName": "Mary Jackson",
+                    "emails": [{"value": user_name, "type": "work", "primary": true}],
+                    "active": true,
+                }),
+            )
+            .await?;
+        let listed = self
+            .admin("GET", &format!("/apps/{APP}/import?limit=1000"), None)
+            .await?;
+        let entry = listed["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|item| item["remoteId"].as_str() == Some(remote.as_str()))
+            .cloned()
+            .ok_or_else(|| format!("the import listing does not show the account {remote}"))?;
+        if entry["status"].as_str() != Some("new") {
+            return Err(format!(
+                "the account {remote} is listed as {}, not new",
+                entry["status"]
+            ));
+        }
+        self.admin(
+            "POST",
+            &format!("/apps/{APP}/import"),
+            Some(json!({"users": [remote]})),
+        )
+        .await?;
+        let imported = self
+            .admin("GET", &format!("/users/{user_name}"), None)
+            .await
+            .map_err(|e| format!("the imported account is not in the directory: {e}"))?;
+        let mut problems = Vec::new();
+        if imported["givenName"].as_str() != Some("Mary") {
+            problems.push(format!(
+                "read-user gave the directory user givenName {}, the account says \"Mary\"",
+                imported["givenName"]
+            ));
+        }
+        fail_on(problems)
+    }
+
+    async fn cleanup(&mut self) {
+        if self.created.is_empty() && self.steps.iter().all(|s| s.name != CONNECT.0) {
+            return;
+        }
+        let mark = self.begin();
+        let mut problems = Vec::new();
+        // Everything created in the application, by the host or by the
+        // test; groups first, so no membership points at a deleted user.
+        let mut created: Vec<(&'static str, String)> = self
+            .tape
+            .since(0)
+            .into_iter()
+            .filter(|e| e.method == "POST" && (200..300).contains(&e.status))
+            .filter_map(|e| {
+                let kind = if e.path.starts_with("/Groups") {
+                    "Groups"
+                } else if e.path.starts_with("/Users") {
+                    "Users"
+                } else {
+                    return None;
+                };
+                Some((kind, e.response?["id"].as_str()?.to_string()))
+            })
+            .collect();
+        created.extend(self.created.drain(..));
+        created.sort_by_key(|(kind, _)| *kind != "Groups");
+        created.dedup();
+        let mut deleted = 0;
+        for (kind, id) in &created {
+            match self.remote("DELETE", &format!("/{kind}/{id}"), None).await {
+                Ok((status, _)) if status < 300 => deleted += 1,
+                Ok((404, _)) => {}
+                Ok((status, body)) => problems.push(unexpected(
+                    &format!("DELETE /{kind}/{id}"),
+                    status,
+                    body.as_ref(),
+                )),
+                Err(e) => problems.push(e),
+            }
+        }
+        let result = fail_on(problems).map(|_| {
+            Ended::Passed(vec![format!(
+                "{deleted} of {} created objects deleted (the rest were gone already)",
+                created.len()
+            )])
+        });
+        self.end(CLEANUP, mark, result);
+    }
+
+    // ---- bookkeeping -----------------------------------------------------
+
+    fn begin(&mut self) -> (usize, Instant) {
+        // Calls made between steps belong to no step.
+        self.tap.take();
+        self.step_from = self.tape.len();
+        (self.step_from, Instant::now())
+    }
+
+    fn end(&mut self, step: (&'static str, &'static str), mark: (usize, Instant), result: StepResult) {
+        self.file(step, mark.1, mark.0, result);
+    }
+
+    fn file(
+        &mut self,
+        (name, purpose): (&'static str, &'static str),
+        started: Instant,
+        from: usize,
+        result: StepResult,
+    ) {
+        let (outcome, reason, notes) = match result {
+            Ok(Ended::Passed(notes)) => (Outcome::Pass, None, notes),
+            Ok(Ended::Skipped(reason)) => (Outcome::Skip, Some(reason), Vec::new()),
+            Err(reason) => (Outcome::Fail, Some(reason), Vec::new()),
+        };
+        let (mut requests, mut checks) = (Vec::new(), Vec::new());
+        for exchange in self.tape.since(from) {
+            match exchange.by {
+                Sender::Host => requests.push(exchange),
+                Sender::Check => checks.push(exchange),
+            }
+        }
+        let mut reason = reason;
+        if outcome != Outcome::Skip {
+            // What the application refused explains most failures.
+            let unmatched: Vec<String> = requests
+                .iter()
+                .filter(|e| e.unmatched)
+                .map(Exchange::line)
+                .collect();
+            let schema: Vec<String> = requests.iter().filter_map(schema_problem).collect();
+            let extra: Vec<String> = schema
+                .into_iter()
+                .chain((!unmatched.is_empty()).then(|| {
+                    format!("the recording has no answer for {}", unmatched.join(", "))
+                }))
+                .collect();
+            if !extra.is_empty() {
+                reason = Some(
+                    reason
+                        .into_iter()
+                        .chain(extra)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+        }
+        let outcome = if outcome == Outcome::Pass && reason.is_some() {
+            Outcome::Fail
+        } else {
+            outcome
+        };
+        self.steps.push(Step {
+            name,
+            purpose,
+            outcome,
+            reason,
+            notes,
+            requests,
+            checks,
+            calls: self.tap.take(),
+            millis: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+        });
+    }
+
+    fn skip_rest(&mut self, steps: &[(&'static str, &'static str)], why: &str) {
+        for step in steps {
+            self.file(*step, Instant::now(), self.tape.len(), Ok(Ended::Skipped(why.into())));
+        }
+    }
+
+    fn plugin(&self) -> Result<Arc<LoadedPlugin>, String> {
+        self.plugin.clone().ok_or_else(|| "no connector loaded".into())
+    }
+
+    fn store(&self) -> Result<Arc<dyn Store>, String> {
+        self.store.clone().ok_or_else(|| "no host started".into())
+    }
+
+    fn settings(&self) -> Result<Vec<Setting>, String> {
+        let app = self
+            .store()?
+            .get_app(APP)
+            .map_err(|e| e.to_string())?
+            .ok_or("the application is gone")?;
+        Ok(crate::engine::provision::settings_of(&app))
+    }
+
+    /// What the connector maps a directory user to now.
+    fn mapped(&self, user_id: &str) -> Result<Value, String> {
+        let record = self
+            .store()?
+            .get_user(user_id)
+            .map_err(|e| e.to_string())?
+            .ok_or("the directory lost the user")?;
+        let document = self
+            .plugin()?
+            .map_user(&directory_user(&record), &self.settings()?)
+            .map_err(|e| e.to_string())?;
+        Ok(document.value.value())
+    }
+
+    /// The remote id the host linked a directory object to.
+    fn linked(&self, kind: &str, object_id: &str) -> Result<String, String> {
+        let entry = self
+            .store()?
+            .ledger_entry(&self.app_id, kind, object_id)
+            .map_err(|e| e.to_string())?;
+        match entry {
+            Some(entry) => Ok(entry.remote_id),
+            None => Err(self.failure_explained(kind)),
+        }
+    }
+
+    /// Why the host holds no account: the last failure event, if any.
+    fn failure_explained(&self, kind: &str) -> String {
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(e) => return e,
+        };
+        let query = crate::store::EventQuery {
+            app_id: Some(self.app_id.clone()),
+            outcome: Some(crate::store::Outcome::Failure),
+            ..Default::default()
+        };
+        let last = store
+            .events(&query, crate::store::Page { offset: 0, limit: 1 })
+            .ok()
+            .and_then(|listing| listing.items.into_iter().next());
+        match last {
+            Some(event) => format!("the host holds no {kind} in the application: {}", event.summary),
+            None => format!("the host holds no {kind} in the application"),
+        }
+    }
+
+    /// The requests the host sent in the current step.
+    fn host_requests(&self) -> Vec<Exchange> {
+        self.tape
+            .since(self.step_from)
+            .into_iter()
+            .filter(|e| e.by == Sender::Host)
+            .collect()
+    }
+
+    async fn events_with_rule(&self, containing: &str) -> Vec<String> {
+        let Ok(store) = self.store() else {
+            return Vec::new();
+        };
+        let query = crate::store::EventQuery {
+            app_id: Some(self.app_id.clone()),
+            ..Default::default()
+        };
+        store
+            .events(&query, crate::store::Page { offset: 0, limit: 20 })
+            .map(|listing| {
+                listing
+                    .items
+                    .into_iter()
+                    .filter_map(|e| e.rule)
+                    .filter(|rule| rule.contains(containing))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    // ---- the host --------------------------------------------------------
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let admin = self.admin.as_ref().ok_or("no host started")?;
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", admin.base))
+            .bearer_auth(&admin.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| format!("the host's API failed: {e}"))?;
+        let status = answer.status();
+        let value: Value = answer.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let why = value["message"]
+                .as_str()
+                .or_else(|| value["detail"].as_str())
+                .unwrap_or("");
+            return Err(format!("the host answered {method} {path} with {status}: {why}"));
+        }
+        Ok(value)
+    }
+
+    /// Waits until the engine has applied every change.
+    async fn settle(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let status = self.admin("GET", "/status", None).await?;
+            let pending = status["pendingChanges"].as_u64().unwrap_or(0);
+            if pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the engine did not apply the change within {} s ({pending} pending)",
+                    self.timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn directory_user(&mut self, person: &Person) -> Result<String, String> {
+        let user = self.admin("POST", "/users", Some(person.fields())).await?;
+        let id = user["id"].as_str().ok_or("the host returned no user id")?;
+        self.directory.insert(person.user_name.clone(), id.to_string());
+        Ok(id.to_string())
+    }
+
+    async fn directory_group(&mut self, name: &str) -> Result<String, String> {
+        let group = self
+            .admin("POST", "/groups", Some(json!({"name": name})))
+            .await?;
+        let id = group["id"].as_str().ok_or("the host returned no group id")?;
+        self.directory.insert(name.to_string(), id.to_string());
+        Ok(id.to_string())
+    }
+
+    async fn add_member(&self, group: &str, person: &Person) -> Result<(), String> {
+        self.admin(
+            "PUT",
+            &format!("/groups/{group}/members/{}", person.user_name),
+            None,
+        )
+        .await?;
+        self.settle().await
+    }
+
+    async fn set_group_management(&self, on: bool) -> Result<(), String> {
+        self.admin("PATCH", &format!("/apps/{APP}"), Some(json!({"manageGroups": on})))
+            .await?;
+        self.settle().await
+    }
+
+    // ---- the application -------------------------------------------------
+
+    async fn remote(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Option<Value>), String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.tape.base_url()))
+            .bearer_auth(&self.app_token)
+            .header(CHECK_HEADER, "1");
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the application: {e}"))?;
+        let status = answer.status().as_u16();
+        let body = answer.json::<Value>().await.ok();
+        Ok((status, body))
+    }
+
+    async fn remote_read(&self, path: &str) -> Result<(u16, Option<Value>), String> {
+        self.remote("GET", path, None).await
+    }
+
+    async fn remote_create(&mut self, kind: &'static str, body: Value) -> Result<String, String> {
+        let (status, answer) = self.remote("POST", &format!("/{kind}"), Some(body)).await?;
+        if !(200..300).contains(&status) {
+            return Err(unexpected(&format!("POST /{kind}"), status, answer.as_ref()));
+        }
+        let id = answer
+            .as_ref()
+            .and_then(|a| a["id"].as_str())
+            .ok_or_else(|| format!("POST /{kind} answered without an id"))?
+            .to_string();
+        self.created.push((kind, id.clone()));
+        Ok(id)
+    }
+
+    async fn remote_user(&self, id: &str) -> Result<Value, String> {
+        match self.remote_read(&format!("/Users/{id}")).await? {
+            (200, Some(user)) => Ok(user),
+            (status, body) => Err(unexpected(&format!("the account {id}"), status, body.as_ref())),
+        }
+    }
+
+    async fn remote_group(&self, id: &str) -> Result<Value, String> {
+        match self.remote_read(&format!("/Groups/{id}")).await? {
+            (200, Some(group)) => Ok(group),
+            (status, body) => Err(unexpected(&format!("the group {id}"), status, body.as_ref())),
+        }
+    }
+
+    async fn remote_group_named(&self, name: &str) -> Result<Option<Value>, String> {
+        let filter = format!("displayName eq \"{name}\"");
+        let path = format!("/Groups?filter={}", encode(&filter));
+        match self.remote_read(&path).await? {
+            (200, Some(list)) => Ok(list["Resources"]
+                .as_array()
+                .and_then(|r| r.first())
+                .cloned()),
+            (status, body) => Err(unexpected("the group search", status, body.as_ref())),
+        }
+    }
+
+    async fn no_active_account(&self, remote: &str, who: &str) -> StepResult {
+        match self.remote_read(&format!("/Users/{remote}")).await? {
+            (404, _) => Ok(Ended::Passed(vec![format!("{who}: account {remote} deleted")])),
+            (200, Some(account)) if !is_active(&account) => Ok(Ended::Passed(vec![format!(
+                "{who}: account {remote} deactivated"
+            )])),
+            (200, Some(_)) => Err(format!("{who} still has an active account ({remote})")),
+            (status, body) => Err(unexpected(&format!("the account {remote}"), status, body.as_ref())),
+        }
+    }
+}
+
+/// Passed when nothing is wrong, else every problem in one reason.
+fn fail_on(problems: Vec<String>) -> StepResult {
+    if problems.is_empty() {
+        passed()
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn rule_named(rule: &str) -> String {
+    if rule.is_empty() {
+        String::new()
+    } else {
+        format!(" (the connector's rule: {rule})")
+    }
+}
+
+fn unexpected(what: &str, status: u16, body: Option<&Value>) -> String {
+    let detail = body
+        .map(|b| {
+            b["detail"]
+                .as_str()
+                .or_else(|| b["error"]["message"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| b.to_string())
+        })
+        .unwrap_or_default();
+    format!("{what} answers {status} {detail}").trim_end().to_string()
+}
+
+fn answer(exchange: &Exchange) -> String {
+    unexpected(
+        &format!("{} {}", exchange.method, exchange.path),
+        exchange.status,
+        exchange.response.as_ref(),
+    )
+}
+
+fn is_active(account: &Value) -> bool {
+    match &account["active"] {
+        Value::Bool(active) => *active,
+        Value::String(text) => !text.eq_ignore_ascii_case("false"),
+        // SCIM's default: an account without the attribute is active.
+        _ => true,
+    }
+}
+
+fn member_ids(group: &Value) -> BTreeSet<String> {
+    group["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["value"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn expect_members(group: &Value, name: &str, present: &[&str], absent: &[&str]) -> StepResult {
+    let members = member_ids(group);
+    let missing: Vec<&str> = present
+        .iter()
+        .copied()
+        .filter(|id| !members.contains(*id))
+        .collect();
+    let extra: Vec<&str> = absent
+        .iter()
+        .copied()
+        .filter(|id| members.contains(*id))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "group {name:?} lacks the member(s) {}",
+            missing.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        problems.push(format!(
+            "group {name:?} still has the removed member(s) {}",
+            extra.join(", ")
+        ));
+    }
+    fail_on(problems)
+}
+
+/// The values a connector sends must be the directory's: a standard
+/// attribute holding another attribute's value is a wrong mapping.
+fn mapping_problems(document: &Value, person: &Person) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |path: &str, found: &Value, wanted: &str| {
+        if let Some(found) = found.as_str()
+            && found != wanted
+        {
+            problems.push(format!(
+                "{path} is {found:?}, the directory's {path} is {wanted:?}"
+            ));
+        }
+    };
+    expect("name.givenName", &document["name"]["givenName"], person.given);
+    expect("name.familyName", &document["name"]["familyName"], person.family);
+    expect("title", &document["title"], person.title);
+    let enterprise = &document[ENTERPRISE];
+    expect(
+        "employeeNumber",
+        &enterprise["employeeNumber"],
+        &person.employee_number,
+    );
+    expect("department", &enterprise["department"], "Sandbox");
+    expect("organization", &enterprise["organization"], "Sandbox Inc");
+    for email in document["emails"].as_array().into_iter().flatten() {
+        if let Some(value) = email["value"].as_str()
+            && !value.eq_ignore_ascii_case(&person.user_name)
+        {
+            problems.push(format!(
+                "emails holds {value:?}, the directory's email is {:?}",
+                person.user_name
+            ));
+        }
+    }
+    match document["userName"].as_str() {
+        Some(name)
+            if name.eq_ignore_ascii_case(&person.user_name) || name == person.employee_number => {}
+        Some(name) => problems.push(format!(
+            "userName is {name:?}; the directory's userName (and email) is {:?}",
+            person.user_name
+        )),
+        None => problems.push("the document has no userName".into()),
+    }
+    problems
+}
+
+/// What in a request body breaks the SCIM schema, if anything.
+fn schema_problem(exchange: &Exchange) -> Option<String> {
+    let body = exchange.request.as_ref()?;
+    let kind = if exchange.path.starts_with("/Users") {
+        &crate::scim::schema::USER_TYPE
+    } else if exchange.path.starts_with("/Groups") {
+        &crate::scim::schema::GROUP_TYPE
+    } else {
+        return None;
+    };
+    let problem = match exchange.method.as_str() {
+        "POST" | "PUT" => {
+            // Extensions of the application's own are its business.
+            let known: serde_json::Map<String, Value> = body
+                .as_object()?
+                .iter()
+                .filter(|(key, _)| {
+                    !key.to_ascii_lowercase().starts_with("urn:") || kind.extension(key).is_some()
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            crate::scim::schema::check_resource(kind, &Value::Object(known)).err()
+        }
+        "PATCH" => crate::scim::patch::parse_request(body).err(),
+        _ => None,
+    }?;
+    Some(format!(
+        "{} {} breaks the SCIM schema: {}",
+        exchange.method, exchange.path, problem.detail
+    ))
+}
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> Person {
+        Person::new("r1", "Ada", "Lovelace", 1)
+    }
+
+    #[test]
+    fn a_faithful_mapping_has_no_problems() {
+        let document = json!({
+            "userName": "ada.lovelace.r1@sandbox.example",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": "ada.lovelace.r1@sandbox.example"}],
+            "title": "Engineer",
+        });
+        assert!(mapping_problems(&document, &ada()).is_empty());
+    }
+
+    #[test]
+    fn swapped_names_are_named() {
+        let document = json!({
+            "userName": "ada.lovelace.r1@sandbox.example",
+            "name": {"givenName": "Lovelace", "familyName": "Ada"},
+        });
+        let problems = mapping_problems(&document, &ada());
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].contains("name.givenName is \"Lovelace\""));
+    }
+
+    #[test]
+    fn a_schema_breaking_body_is_named() {
+        let exchange = Exchange {
+            by: Sender::Host,
+            method: "POST".into(),
+            path: "/Users".into(),
+            status: 201,
+            request: Some(json!({"userName": "x", "active": "yes"})),
+            response: None,
+            retry_after: None,
+            unmatched: false,
+        };
+        assert!(schema_problem(&exchange).is_some());
+    }
+
+    #[test]
+    fn active_reads_strings_and_absence() {
+        assert!(!is_active(&json!({"active": "False"})));
+        assert!(is_active(&json!({})));
+        assert!(!is_active(&json!({"active": false})));
+    }
+}

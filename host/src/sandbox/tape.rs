@@ -1,0 +1,331 @@
+//! The sandbox test's window on the application: a loopback proxy that
+//! logs every exchange, and either forwards it (to the simulator or to the
+//! vendor's endpoint) or answers it from a recording.
+//!
+//! Invariants:
+//! - the host under test and the test's own read-backs both go through the
+//!   proxy, so a recording holds everything a replay needs;
+//! - a read-back is marked by the [`CHECK_HEADER`] header, which is never
+//!   forwarded;
+//! - a replay answers each request with the first unused recorded exchange
+//!   of the same method and path (bodies are not compared: they may carry
+//!   ids the throwaway host makes up per run); a request with none is
+//!   answered 502 and logged as unmatched.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The header that marks the test's own read-backs.
+pub const CHECK_HEADER: &str = "x-scimlink-sandbox-check";
+
+/// The file a recording's exchanges are kept in.
+pub const EXCHANGES_FILE: &str = "exchanges.json";
+
+/// Who sent a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sender {
+    /// The host, provisioning through the connector.
+    Host,
+    /// The sandbox test, reading back or preparing the application.
+    Check,
+}
+
+/// One request and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exchange {
+    pub by: Sender,
+    pub method: String,
+    /// Path and query, relative to the application's base URL.
+    pub path: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+    /// A replayed request the recording had no answer for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmatched: bool,
+}
+
+impl Exchange {
+    /// `METHOD PATH STATUS`, as a report shows it.
+    pub fn line(&self) -> String {
+        format!("{} {} {}", self.method, self.path, self.status)
+    }
+}
+
+/// Where the proxy gets its answers.
+pub enum Upstream {
+    /// The application at this base URL.
+    Forward(String),
+    /// A recording, read from a folder written by [`Tape::save`].
+    Replay(Vec<Exchange>),
+}
+
+/// Why a recording cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TapeError {
+    #[error("cannot read the recording {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the recording {path} is not valid: {source}")]
+    Invalid {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot write the recording in {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads the exchanges of a recording folder.
+pub fn load(folder: &Path) -> Result<Vec<Exchange>, TapeError> {
+    let path = folder.join(EXCHANGES_FILE);
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| TapeError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TapeError::Invalid {
+        path: shown,
+        source,
+    })
+}
+
+/// A running proxy.
+pub struct Tape {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Shared {
+    upstream: Upstream,
+    http: reqwest::Client,
+    log: Mutex<Vec<Exchange>>,
+    /// Which recorded exchanges a replay has used.
+    used: Mutex<Vec<bool>>,
+}
+
+impl Tape {
+    /// Listens on a loopback port and serves until dropped.
+    pub async fn start(upstream: Upstream) -> std::io::Result<Tape> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let recorded = match &upstream {
+            Upstream::Replay(exchanges) => exchanges.len(),
+            Upstream::Forward(_) => 0,
+        };
+        let shared = Arc::new(Shared {
+            upstream,
+            http,
+            log: Mutex::new(Vec::new()),
+            used: Mutex::new(vec![false; recorded]),
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let address = listener.local_addr()?;
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Tape {
+            address,
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    /// The base URL the host and the checks use.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// How many exchanges have been logged.
+    pub fn len(&self) -> usize {
+        self.shared.log.lock().map(|log| log.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The exchanges logged from position `from` on.
+    pub fn since(&self, from: usize) -> Vec<Exchange> {
+        self.shared
+            .log
+            .lock()
+            .map(|log| log.get(from..).map(<[Exchange]>::to_vec).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Writes every exchange logged so far into `folder`.
+    pub fn save(&self, folder: &Path) -> Result<(), TapeError> {
+        let failed = |source| TapeError::Write {
+            path: folder.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(folder).map_err(failed)?;
+        let text = serde_json::to_string_pretty(&self.since(0))
+            .map_err(|e| failed(std::io::Error::other(e)))?;
+        let path = folder.join(EXCHANGES_FILE);
+        let partial = folder.join(format!(".{EXCHANGES_FILE}.tmp"));
+        std::fs::write(&partial, text).map_err(failed)?;
+        std::fs::rename(&partial, &path).map_err(failed)
+    }
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string());
+    let by = if headers.contains_key(CHECK_HEADER) {
+        Sender::Check
+    } else {
+        Sender::Host
+    };
+    let request: Option<Value> = serde_json::from_slice(&body).ok();
+    let mut exchange = match &shared.upstream {
+        Upstream::Forward(base) => forward(&shared, base, &method, &path, &headers, body).await,
+        Upstream::Replay(recorded) => replay(&shared, recorded, &method, &path),
+    };
+    exchange.by = by;
+    exchange.request = request;
+    let response = render(&exchange);
+    if let Ok(mut log) = shared.log.lock() {
+        log.push(exchange);
+    }
+    response
+}
+
+async fn forward(
+    shared: &Shared,
+    base: &str,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Exchange {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut request = shared.http.request(method.clone(), &url).body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_MATCH] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let mut exchange = Exchange {
+        by: Sender::Host,
+        method: method.to_string(),
+        path: path.to_string(),
+        status: 502,
+        request: None,
+        response: None,
+        retry_after: None,
+        unmatched: false,
+    };
+    match request.send().await {
+        Ok(answer) => {
+            exchange.status = answer.status().as_u16();
+            exchange.retry_after = answer
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = answer.bytes().await.unwrap_or_default();
+            exchange.response = serde_json::from_slice(&bytes).ok().or_else(|| {
+                (!bytes.is_empty()).then(|| Value::String(String::from_utf8_lossy(&bytes).into()))
+            });
+        }
+        Err(error) => {
+            exchange.response = Some(json!({
+                "detail": format!("the sandbox could not reach the application: {error}")
+            }));
+        }
+    }
+    exchange
+}
+
+fn replay(shared: &Shared, recorded: &[Exchange], method: &Method, path: &str) -> Exchange {
+    let found = shared.used.lock().ok().and_then(|mut used| {
+        let index = recorded.iter().enumerate().position(|(i, e)| {
+            !used[i] && e.method.eq_ignore_ascii_case(method.as_str()) && e.path == path
+        })?;
+        used[index] = true;
+        Some(recorded[index].clone())
+    });
+    found.unwrap_or_else(|| Exchange {
+        by: Sender::Host,
+        method: method.to_string(),
+        path: path.to_string(),
+        status: 502,
+        request: None,
+        response: Some(json!({
+            "detail": format!("the recording has no answer for {method} {path}")
+        })),
+        retry_after: None,
+        unmatched: true,
+    })
+}
+
+fn render(exchange: &Exchange) -> Response {
+    let status = StatusCode::from_u16(exchange.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = match &exchange.response {
+        Some(Value::String(text)) => (status, text.clone()).into_response(),
+        Some(body) => (status, body.to_string()).into_response(),
+        None => status.into_response(),
+    };
+    if exchange.response.is_some() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/scim+json"),
+        );
+    }
+    if let Some(value) = exchange
+        .retry_after
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
