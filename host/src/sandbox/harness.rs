@@ -496,7 +496,6 @@ impl Run {
         let plugin = registry
             .get(&manifest.name)
             .ok_or_else(|| "the host did not serve the component".to_string())?;
-        let capabilities = &manifest.capabilities;
         let notes = vec![
             format!(
                 "{} (contract {}), loaded in {} ms",
@@ -510,14 +509,18 @@ impl Run {
                 options.limits.call_deadline.as_millis(),
                 options.limits.output_bytes >> 10
             ),
-            format!(
-                "claims: groups {}, direct assignment {}, offboarding {:?}, updates by {:?}, {} members per PATCH",
-                capabilities.groups,
-                capabilities.direct_assignment,
-                capabilities.offboarding,
-                capabilities.update_method,
-                capabilities.max_members_per_patch
-            ),
+            {
+                let claims = crate::runtime::contract::manifest_json(&manifest);
+                let c = &claims["capabilities"];
+                format!(
+                    "claims: groups {}, direct assignment {}, offboarding by {}, updates by {}, {} members per PATCH",
+                    c["groups"],
+                    c["direct_assignment"],
+                    c["offboarding"].as_str().unwrap_or("?"),
+                    c["update_method"].as_str().unwrap_or("?"),
+                    c["max_members_per_patch"]
+                )
+            },
         ];
         drop(plugin);
         self.plugin = registry.get(&manifest.name);
@@ -991,7 +994,7 @@ impl Run {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|item| item["remoteId"].as_str() == Some(remote.as_str()))
+            .find(|item| item["remote_id"].as_str() == Some(remote.as_str()))
             .cloned()
             .ok_or_else(|| format!("the import listing does not show the account {remote}"))?;
         if entry["status"].as_str() != Some("new") {
