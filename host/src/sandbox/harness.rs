@@ -167,9 +167,12 @@ impl Person {
 
 /// Runs the whole lifecycle and reports it.
 pub async fn run(options: Options) -> Result<Report, HarnessError> {
-    let run_id = match &options.replay {
-        Some(folder) => read_run_id(folder)?,
-        None => uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+    let (run_id, recorded_directory) = match &options.replay {
+        Some(folder) => read_run(folder)?,
+        None => (
+            uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            BTreeMap::new(),
+        ),
     };
     let host_error = |e: &dyn std::fmt::Display| HarnessError::Host(e.to_string());
     let folder = tempfile::tempdir().map_err(|e| host_error(&e))?;
@@ -216,6 +219,7 @@ pub async fn run(options: Options) -> Result<Report, HarnessError> {
         timeout: options.step_timeout,
         created: Vec::new(),
         directory: BTreeMap::new(),
+        recorded_directory,
         app_id: String::new(),
         step_from: 0,
     };
@@ -224,7 +228,7 @@ pub async fn run(options: Options) -> Result<Report, HarnessError> {
 
     if let Some(record) = &options.record {
         run.tape.save(record)?;
-        let text = json!({ "runId": run_id }).to_string();
+        let text = json!({ "runId": run_id, "directory": run.directory }).to_string();
         std::fs::write(record.join(RUN_FILE), text).map_err(|source| tape::TapeError::Write {
             path: record.display().to_string(),
             source,
@@ -239,15 +243,18 @@ pub async fn run(options: Options) -> Result<Report, HarnessError> {
     })
 }
 
-fn read_run_id(folder: &Path) -> Result<String, HarnessError> {
+/// The run id and directory ids of a recording.
+fn read_run(folder: &Path) -> Result<(String, BTreeMap<String, String>), HarnessError> {
     let missing = || HarnessError::RunFile(folder.display().to_string());
     let text = std::fs::read_to_string(folder.join(RUN_FILE)).map_err(|_| missing())?;
     let value: Value = serde_json::from_str(&text).map_err(|_| missing())?;
-    value["runId"]
+    let run_id = value["runId"]
         .as_str()
         .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()) && !id.is_empty())
         .map(str::to_string)
-        .ok_or_else(missing)
+        .ok_or_else(missing)?;
+    let directory = serde_json::from_value(value["directory"].clone()).unwrap_or_default();
+    Ok((run_id, directory))
 }
 
 /// A step's result before it is timed and filed.
@@ -282,6 +289,8 @@ struct Run {
     created: Vec<(&'static str, String)>,
     /// Directory ids by userName or group name.
     directory: BTreeMap<String, String>,
+    /// The same, of the recorded run a replay answers from.
+    recorded_directory: BTreeMap<String, String>,
     app_id: String,
     /// Where the current step's exchanges start in the tape.
     step_from: usize,
@@ -1003,12 +1012,15 @@ impl Run {
                 entry["status"]
             ));
         }
+        // A group of this run: the import binds it, and the engine pushes it.
+        let group = format!("sandbox-{run}-imported");
         self.admin(
             "POST",
             &format!("/apps/{APP}/import"),
-            Some(json!({"users": [remote]})),
+            Some(json!({"users": [remote], "group": group})),
         )
         .await?;
+        self.settle().await?;
         let imported = self
             .admin("GET", &format!("/users/{user_name}"), None)
             .await
@@ -1029,6 +1041,9 @@ impl Run {
         }
         let mark = self.begin();
         let mut problems = Vec::new();
+        if let Err(e) = self.settle().await {
+            problems.push(e);
+        }
         // Everything created in the application, by the host or by the
         // test; groups first, so no membership points at a deleted user.
         let mut created: Vec<(&'static str, String)> = self
@@ -1297,7 +1312,7 @@ impl Run {
     async fn directory_user(&mut self, person: &Person) -> Result<String, String> {
         let user = self.admin("POST", "/users", Some(person.fields())).await?;
         let id = user["id"].as_str().ok_or("the host returned no user id")?;
-        self.directory.insert(person.user_name.clone(), id.to_string());
+        self.remember(&person.user_name, id);
         Ok(id.to_string())
     }
 
@@ -1306,8 +1321,17 @@ impl Run {
             .admin("POST", "/groups", Some(json!({"name": name})))
             .await?;
         let id = group["id"].as_str().ok_or("the host returned no group id")?;
-        self.directory.insert(name.to_string(), id.to_string());
+        self.remember(name, id);
         Ok(id.to_string())
+    }
+
+    /// Keeps a directory object's id, and tells a replay which recorded id
+    /// it stands for.
+    fn remember(&mut self, name: &str, id: &str) {
+        if let Some(recorded) = self.recorded_directory.get(name) {
+            self.tape.substitute(recorded, id);
+        }
+        self.directory.insert(name.to_string(), id.to_string());
     }
 
     async fn add_member(&self, group: &str, person: &Person) -> Result<(), String> {

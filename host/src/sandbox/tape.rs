@@ -8,9 +8,13 @@
 //! - a read-back is marked by the [`CHECK_HEADER`] header, which is never
 //!   forwarded;
 //! - a replay answers each request with the first unused recorded exchange
-//!   of the same method and path (bodies are not compared: they may carry
-//!   ids the throwaway host makes up per run); a request with none is
-//!   answered 502 and logged as unmatched.
+//!   of the same sender, method and path; a request with none is answered
+//!   502 and logged as unmatched;
+//! - the throwaway host makes up new directory ids on every run, and
+//!   connectors send them (as `externalId`, in filters): a replay is told
+//!   which recorded id each new one stands for ([`Tape::substitute`]), reads
+//!   paths with the recorded ids and answers with the new ones. Request
+//!   bodies are not compared.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -121,6 +125,8 @@ struct Shared {
     log: Mutex<Vec<Exchange>>,
     /// Which recorded exchanges a replay has used.
     used: Mutex<Vec<bool>>,
+    /// (recorded id, id of this run) pairs a replay translates.
+    substitutions: Mutex<Vec<(String, String)>>,
 }
 
 impl Tape {
@@ -140,6 +146,7 @@ impl Tape {
             http,
             log: Mutex::new(Vec::new()),
             used: Mutex::new(vec![false; recorded]),
+            substitutions: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let address = listener.local_addr()?;
@@ -182,6 +189,15 @@ impl Tape {
             .lock()
             .map(|log| log.get(from..).map(<[Exchange]>::to_vec).unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// Tells a replay that `now` stands for `recorded` in this run.
+    pub fn substitute(&self, recorded: &str, now: &str) {
+        if recorded != now
+            && let Ok(mut pairs) = self.shared.substitutions.lock()
+        {
+            pairs.push((recorded.to_string(), now.to_string()));
+        }
     }
 
     /// Writes every exchange logged so far into `folder`.
@@ -227,7 +243,7 @@ async fn handle(
     let request: Option<Value> = serde_json::from_slice(&body).ok();
     let mut exchange = match &shared.upstream {
         Upstream::Forward(base) => forward(&shared, base, &method, &path, &headers, body).await,
-        Upstream::Replay(recorded) => replay(&shared, recorded, &method, &path),
+        Upstream::Replay(recorded) => replay(&shared, recorded, by, &method, &path),
     };
     exchange.by = by;
     exchange.request = request;
@@ -285,26 +301,68 @@ async fn forward(
     exchange
 }
 
-fn replay(shared: &Shared, recorded: &[Exchange], method: &Method, path: &str) -> Exchange {
+fn replay(
+    shared: &Shared,
+    recorded: &[Exchange],
+    by: Sender,
+    method: &Method,
+    path: &str,
+) -> Exchange {
+    let pairs = shared
+        .substitutions
+        .lock()
+        .map(|pairs| pairs.clone())
+        .unwrap_or_default();
+    let recorded_path = pairs
+        .iter()
+        .fold(path.to_string(), |path, (old, new)| path.replace(new, old));
     let found = shared.used.lock().ok().and_then(|mut used| {
         let index = recorded.iter().enumerate().position(|(i, e)| {
-            !used[i] && e.method.eq_ignore_ascii_case(method.as_str()) && e.path == path
+            !used[i]
+                && e.by == by
+                && e.method.eq_ignore_ascii_case(method.as_str())
+                && e.path == recorded_path
         })?;
         used[index] = true;
         Some(recorded[index].clone())
     });
-    found.unwrap_or_else(|| Exchange {
-        by: Sender::Host,
-        method: method.to_string(),
-        path: path.to_string(),
-        status: 502,
-        request: None,
-        response: Some(json!({
-            "detail": format!("the recording has no answer for {method} {path}")
-        })),
-        retry_after: None,
-        unmatched: true,
-    })
+    match found {
+        Some(mut exchange) => {
+            exchange.path = path.to_string();
+            if let Some(body) = exchange.response.as_mut() {
+                translate(body, &pairs);
+            }
+            exchange
+        }
+        None => Exchange {
+            by,
+            method: method.to_string(),
+            path: path.to_string(),
+            status: 502,
+            request: None,
+            response: Some(json!({
+                "detail": format!("the recording has no answer for {method} {path}")
+            })),
+            retry_after: None,
+            unmatched: true,
+        },
+    }
+}
+
+/// Puts this run's ids where the recording has its own.
+fn translate(value: &mut Value, pairs: &[(String, String)]) {
+    match value {
+        Value::String(text) => {
+            for (old, new) in pairs {
+                if text.contains(old.as_str()) {
+                    *text = text.replace(old.as_str(), new);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| translate(v, pairs)),
+        Value::Object(map) => map.values_mut().for_each(|v| translate(v, pairs)),
+        _ => {}
+    }
 }
 
 fn render(exchange: &Exchange) -> Response {
