@@ -25,7 +25,7 @@ done
 
 if [[ "${1:-}" == "--fixtures" ]]; then
   mkdir -p dist/test-plugins
-  fixtures=(minimal hostile contract-v0-1 missing-export incompatible-major deleting)
+  fixtures=(minimal hostile contract-v0-1 missing-export incompatible-major deleting wrong)
   build $(printf -- '-p fixture-%s ' "${fixtures[@]}")
   for name in "${fixtures[@]}"; do
     cp "$out/fixture_${name//-/_}.wasm" "dist/test-plugins/$name.wasm"

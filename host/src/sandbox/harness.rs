@@ -222,6 +222,7 @@ pub async fn run(options: Options) -> Result<Report, HarnessError> {
         recorded_directory,
         app_id: String::new(),
         step_from: 0,
+        step_started_at: String::new(),
     };
     run.lifecycle(&options, folder.path()).await;
     run.cleanup().await;
@@ -294,6 +295,8 @@ struct Run {
     app_id: String,
     /// Where the current step's exchanges start in the tape.
     step_from: usize,
+    /// When the current step began, RFC 3339.
+    step_started_at: String,
 }
 
 /// The steps, in order: (name, purpose).
@@ -406,8 +409,13 @@ impl Run {
         self.end(TAKEOVER, mark, result);
         let mark = self.begin();
         let result = self.create(&ada, &access).await;
-        let created = result.is_ok();
         self.end(CREATE, mark, result);
+        // A create whose checks failed still made an account: the steps
+        // after it run on that account.
+        let created = self
+            .directory
+            .get(&ada.user_name)
+            .is_some_and(|id| self.linked("user", id).is_ok());
         if created {
             let mark = self.begin();
             let result = self.update(&ada).await;
@@ -419,7 +427,7 @@ impl Run {
             let result = self.leave_scope(&ada, &access).await;
             self.end(DEACTIVATE, mark, result);
         } else {
-            self.skip_rest(&[UPDATE, READ_BACK, DEACTIVATE], "create failed");
+            self.skip_rest(&[UPDATE, READ_BACK, DEACTIVATE], "create made no account");
         }
         let mark = self.begin();
         let result = self.delete(&alan).await;
@@ -461,7 +469,7 @@ impl Run {
             return self.skip_rest(&GROUP_STEPS[2..], "group-takeover failed");
         }
         let mark = self.begin();
-        let result = self.group_membership(&team, ada, grace).await;
+        let result = self.group_membership(access, &team, ada, grace).await;
         self.end(GROUP_MEMBERSHIP, mark, result);
         let renamed = format!("sandbox-{run}-crew");
         let mark = self.begin();
@@ -771,8 +779,10 @@ impl Run {
         )
         .await?;
         self.settle().await?;
+        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
         self.no_active_account(&remote, "the user removed from the application's only group")
             .await
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))
     }
 
     async fn delete(&mut self, alan: &Person) -> StepResult {
@@ -785,8 +795,10 @@ impl Run {
         self.admin("DELETE", &format!("/users/{user_id}"), None)
             .await?;
         self.settle().await?;
+        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
         self.no_active_account(&remote, "the user deleted from the directory")
             .await
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))
     }
 
     async fn group_create(&mut self, access: &str, grace: &Person) -> StepResult {
@@ -832,7 +844,23 @@ impl Run {
         passed()
     }
 
-    async fn group_membership(&mut self, team: &str, ada: &Person, grace: &Person) -> StepResult {
+    async fn group_membership(
+        &mut self,
+        access: &str,
+        team: &str,
+        ada: &Person,
+        grace: &Person,
+    ) -> StepResult {
+        // The removed member must lose its last access; a failed
+        // deactivate step may have left it in the access group.
+        let _ = self
+            .admin(
+                "DELETE",
+                &format!("/groups/{access}/members/{}", ada.user_name),
+                None,
+            )
+            .await;
+        self.settle().await?;
         let group_id = self.linked("group", &self.directory[team].clone())?;
         self.add_member(team, grace).await?;
         let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
@@ -1093,6 +1121,7 @@ impl Run {
         // Calls made between steps belong to no step.
         self.tap.take();
         self.step_from = self.tape.len();
+        self.step_started_at = crate::store::sqlite::now();
         (self.step_from, Instant::now())
     }
 
@@ -1241,22 +1270,32 @@ impl Run {
             .collect()
     }
 
+    /// The rule names recorded since the step began, newest first: the
+    /// connector's own rules when `containing` is empty, else the rules
+    /// containing it.
     async fn events_with_rule(&self, containing: &str) -> Vec<String> {
         let Ok(store) = self.store() else {
             return Vec::new();
         };
         let query = crate::store::EventQuery {
             app_id: Some(self.app_id.clone()),
+            since: Some(self.step_started_at.clone()),
             ..Default::default()
         };
         store
-            .events(&query, crate::store::Page { offset: 0, limit: 20 })
+            .events(&query, crate::store::Page { offset: 0, limit: 100 })
             .map(|listing| {
                 listing
                     .items
                     .into_iter()
                     .filter_map(|e| e.rule)
-                    .filter(|rule| rule.contains(containing))
+                    .filter(|rule| {
+                        if containing.is_empty() {
+                            is_connector_rule(rule)
+                        } else {
+                            rule.contains(containing)
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -1432,6 +1471,20 @@ impl Run {
             (status, body) => Err(unexpected(&format!("the account {remote}"), status, body.as_ref())),
         }
     }
+}
+
+/// Whether an event's rule was named by the connector (an `on-group-event`
+/// decision) rather than by the engine's own bookkeeping.
+fn is_connector_rule(rule: &str) -> bool {
+    const ENGINE_RULES: [&str; 6] = [
+        "mapping",
+        "created",
+        "membership",
+        "renamed",
+        "updated",
+        "read-user",
+    ];
+    !ENGINE_RULES.contains(&rule) && !rule.starts_with("drift") && !rule.contains(" eq ")
 }
 
 /// Passed when nothing is wrong, else every problem in one reason.
