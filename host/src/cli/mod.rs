@@ -8,6 +8,7 @@
 mod admin;
 mod check;
 mod import;
+mod plugin_new;
 mod plugin_test;
 mod rollback;
 mod sandbox;
@@ -118,6 +119,9 @@ enum PluginCommand {
     /// throwaway host, against the simulated application or your own
     /// endpoint, and report every step; exits non-zero on any failure.
     Test(plugin_test::TestArgs),
+    /// Create a connector crate: builds to a component with one command and
+    /// passes `plugin test` as it is.
+    New(plugin_new::NewArgs),
 }
 
 /// Output format of commands that report.
@@ -167,6 +171,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Plugin(PluginCommand::Check(args)) => check::run(args),
         Command::Plugin(PluginCommand::Rollback(args)) => rollback::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::App {
             connection,
             command,

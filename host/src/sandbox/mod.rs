@@ -13,5 +13,6 @@
 
 pub mod harness;
 pub mod report;
+pub mod scaffold;
 pub mod sp;
 pub mod tape;
