@@ -41,8 +41,14 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         println!("  workspace    a member of {}", shown(workspace));
     }
     println!("  edit         {}", shown(&folder.join("src/lib.rs")));
-    println!("  build        (cd {} && cargo build --release --target wasm32-wasip2)", shown(&folder));
-    println!("  component    target/{} (under the cargo target folder)", made.component);
+    println!(
+        "  build        (cd {} && cargo build --release --target wasm32-wasip2)",
+        shown(&folder)
+    );
+    println!(
+        "  component    target/{} (under the cargo target folder)",
+        made.component
+    );
     println!("  test         scimlink plugin test <component>");
     Ok(ExitCode::SUCCESS)
 }

@@ -38,7 +38,9 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use events::{EventSink, RuntimeEvent};
 pub use limits::PluginLimits;
 pub use loader::{LoadError, LoadReport, Loader};
-pub use plugin::{CallReceipt, Called, ReceiptTap, LoadedPlugin, PluginError, PluginErrorKind, PluginIdentity};
+pub use plugin::{
+    CallReceipt, Called, LoadedPlugin, PluginError, PluginErrorKind, PluginIdentity, ReceiptTap,
+};
 pub use registry::{PluginRegistry, SyncReport};
 pub use watcher::FolderWatcher;
 

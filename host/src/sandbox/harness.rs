@@ -316,10 +316,7 @@ const CREATE: (&str, &str) = (
     "create",
     "a user granted access gets an account holding the directory's values",
 );
-const UPDATE: (&str, &str) = (
-    "update",
-    "a change in the directory reaches the account",
-);
+const UPDATE: (&str, &str) = ("update", "a change in the directory reaches the account");
 const READ_BACK: (&str, &str) = (
     "read-back",
     "a reconcile reads every account back and finds nothing to repair",
@@ -441,9 +438,14 @@ impl Run {
             self.groups(&access, &ada, &grace).await;
         } else {
             for step in GROUP_STEPS {
-                self.file(step, Instant::now(), 0, Ok(Ended::Skipped(
-                    "the connector's manifest says its application has no groups".into(),
-                )));
+                self.file(
+                    step,
+                    Instant::now(),
+                    0,
+                    Ok(Ended::Skipped(
+                        "the connector's manifest says its application has no groups".into(),
+                    )),
+                );
             }
         }
         let mark = self.begin();
@@ -500,14 +502,15 @@ impl Run {
         })
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let loader = Loader::new(runtime).with_receipt_tap(self.tap.clone());
-        let (plugin, report) = loader
-            .load_path(&options.component)
-            .map_err(|e| e.reason)?;
+        let (plugin, report) = loader.load_path(&options.component).map_err(|e| e.reason)?;
         let manifest = plugin.manifest().clone();
         let plugins = folder.join("plugins");
         std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
-        std::fs::copy(&options.component, plugins.join(format!("{}.wasm", manifest.name)))
-            .map_err(|e| format!("cannot copy the component: {e}"))?;
+        std::fs::copy(
+            &options.component,
+            plugins.join(format!("{}.wasm", manifest.name)),
+        )
+        .map_err(|e| format!("cannot copy the component: {e}"))?;
         let registry = Arc::new(PluginRegistry::new(loader, &plugins));
         registry.sync();
         let plugin = registry
@@ -779,10 +782,18 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
-        self.no_active_account(&remote, "the user removed from the application's only group")
+        let rule = self
+            .events_with_rule("")
             .await
-            .map_err(|e| format!("{e}{}", rule_named(&rule)))
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        self.no_active_account(
+            &remote,
+            "the user removed from the application's only group",
+        )
+        .await
+        .map_err(|e| format!("{e}{}", rule_named(&rule)))
     }
 
     async fn delete(&mut self, alan: &Person) -> StepResult {
@@ -795,7 +806,12 @@ impl Run {
         self.admin("DELETE", &format!("/users/{user_id}"), None)
             .await?;
         self.settle().await?;
-        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
+        let rule = self
+            .events_with_rule("")
+            .await
+            .first()
+            .cloned()
+            .unwrap_or_default();
         self.no_active_account(&remote, "the user deleted from the directory")
             .await
             .map_err(|e| format!("{e}{}", rule_named(&rule)))
@@ -960,7 +976,12 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
+        let rule = self
+            .events_with_rule("")
+            .await
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let mut notes = vec![format!(
             "the group is {} in the application{}",
             match self.remote_read(&format!("/Groups/{group_id}")).await? {
@@ -971,7 +992,10 @@ impl Run {
             rule_named(&rule)
         )];
         if let Err(e) = self
-            .no_active_account(&katherine_remote, "the member only the unbound group gave access")
+            .no_active_account(
+                &katherine_remote,
+                "the member only the unbound group gave access",
+            )
             .await
         {
             return Err(format!("{e}{}", rule_named(&rule)));
@@ -993,7 +1017,12 @@ impl Run {
         self.admin("DELETE", &format!("/groups/{directory_id}"), None)
             .await?;
         self.settle().await?;
-        let rule = self.events_with_rule("").await.first().cloned().unwrap_or_default();
+        let rule = self
+            .events_with_rule("")
+            .await
+            .first()
+            .cloned()
+            .unwrap_or_default();
         self.no_active_account(&grace_remote, "the member of the deleted group")
             .await
             .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
@@ -1090,7 +1119,7 @@ impl Run {
                 Some((kind, e.response?["id"].as_str()?.to_string()))
             })
             .collect();
-        created.extend(self.created.drain(..));
+        created.append(&mut self.created);
         created.sort_by_key(|(kind, _)| *kind != "Groups");
         created.dedup();
         let mut deleted = 0;
@@ -1125,7 +1154,12 @@ impl Run {
         (self.step_from, Instant::now())
     }
 
-    fn end(&mut self, step: (&'static str, &'static str), mark: (usize, Instant), result: StepResult) {
+    fn end(
+        &mut self,
+        step: (&'static str, &'static str),
+        mark: (usize, Instant),
+        result: StepResult,
+    ) {
         self.file(step, mark.1, mark.0, result);
     }
 
@@ -1157,12 +1191,13 @@ impl Run {
                 .map(Exchange::line)
                 .collect();
             let schema: Vec<String> = requests.iter().filter_map(schema_problem).collect();
-            let extra: Vec<String> = schema
-                .into_iter()
-                .chain((!unmatched.is_empty()).then(|| {
-                    format!("the recording has no answer for {}", unmatched.join(", "))
-                }))
-                .collect();
+            let extra: Vec<String> =
+                schema
+                    .into_iter()
+                    .chain((!unmatched.is_empty()).then(|| {
+                        format!("the recording has no answer for {}", unmatched.join(", "))
+                    }))
+                    .collect();
             if !extra.is_empty() {
                 reason = Some(
                     reason
@@ -1193,12 +1228,19 @@ impl Run {
 
     fn skip_rest(&mut self, steps: &[(&'static str, &'static str)], why: &str) {
         for step in steps {
-            self.file(*step, Instant::now(), self.tape.len(), Ok(Ended::Skipped(why.into())));
+            self.file(
+                *step,
+                Instant::now(),
+                self.tape.len(),
+                Ok(Ended::Skipped(why.into())),
+            );
         }
     }
 
     fn plugin(&self) -> Result<Arc<LoadedPlugin>, String> {
-        self.plugin.clone().ok_or_else(|| "no connector loaded".into())
+        self.plugin
+            .clone()
+            .ok_or_else(|| "no connector loaded".into())
     }
 
     fn store(&self) -> Result<Arc<dyn Store>, String> {
@@ -1252,11 +1294,20 @@ impl Run {
             ..Default::default()
         };
         let last = store
-            .events(&query, crate::store::Page { offset: 0, limit: 1 })
+            .events(
+                &query,
+                crate::store::Page {
+                    offset: 0,
+                    limit: 1,
+                },
+            )
             .ok()
             .and_then(|listing| listing.items.into_iter().next());
         match last {
-            Some(event) => format!("the host holds no {kind} in the application: {}", event.summary),
+            Some(event) => format!(
+                "the host holds no {kind} in the application: {}",
+                event.summary
+            ),
             None => format!("the host holds no {kind} in the application"),
         }
     }
@@ -1283,7 +1334,13 @@ impl Run {
             ..Default::default()
         };
         store
-            .events(&query, crate::store::Page { offset: 0, limit: 100 })
+            .events(
+                &query,
+                crate::store::Page {
+                    offset: 0,
+                    limit: 100,
+                },
+            )
             .map(|listing| {
                 listing
                     .items
@@ -1324,7 +1381,9 @@ impl Run {
                 .as_str()
                 .or_else(|| value["detail"].as_str())
                 .unwrap_or("");
-            return Err(format!("the host answered {method} {path} with {status}: {why}"));
+            return Err(format!(
+                "the host answered {method} {path} with {status}: {why}"
+            ));
         }
         Ok(value)
     }
@@ -1359,7 +1418,9 @@ impl Run {
         let group = self
             .admin("POST", "/groups", Some(json!({"name": name})))
             .await?;
-        let id = group["id"].as_str().ok_or("the host returned no group id")?;
+        let id = group["id"]
+            .as_str()
+            .ok_or("the host returned no group id")?;
         self.remember(name, id);
         Ok(id.to_string())
     }
@@ -1384,8 +1445,12 @@ impl Run {
     }
 
     async fn set_group_management(&self, on: bool) -> Result<(), String> {
-        self.admin("PATCH", &format!("/apps/{APP}"), Some(json!({"manageGroups": on})))
-            .await?;
+        self.admin(
+            "PATCH",
+            &format!("/apps/{APP}"),
+            Some(json!({"manageGroups": on})),
+        )
+        .await?;
         self.settle().await
     }
 
@@ -1424,7 +1489,11 @@ impl Run {
     async fn remote_create(&mut self, kind: &'static str, body: Value) -> Result<String, String> {
         let (status, answer) = self.remote("POST", &format!("/{kind}"), Some(body)).await?;
         if !(200..300).contains(&status) {
-            return Err(unexpected(&format!("POST /{kind}"), status, answer.as_ref()));
+            return Err(unexpected(
+                &format!("POST /{kind}"),
+                status,
+                answer.as_ref(),
+            ));
         }
         let id = answer
             .as_ref()
@@ -1438,14 +1507,22 @@ impl Run {
     async fn remote_user(&self, id: &str) -> Result<Value, String> {
         match self.remote_read(&format!("/Users/{id}")).await? {
             (200, Some(user)) => Ok(user),
-            (status, body) => Err(unexpected(&format!("the account {id}"), status, body.as_ref())),
+            (status, body) => Err(unexpected(
+                &format!("the account {id}"),
+                status,
+                body.as_ref(),
+            )),
         }
     }
 
     async fn remote_group(&self, id: &str) -> Result<Value, String> {
         match self.remote_read(&format!("/Groups/{id}")).await? {
             (200, Some(group)) => Ok(group),
-            (status, body) => Err(unexpected(&format!("the group {id}"), status, body.as_ref())),
+            (status, body) => Err(unexpected(
+                &format!("the group {id}"),
+                status,
+                body.as_ref(),
+            )),
         }
     }
 
@@ -1463,12 +1540,18 @@ impl Run {
 
     async fn no_active_account(&self, remote: &str, who: &str) -> StepResult {
         match self.remote_read(&format!("/Users/{remote}")).await? {
-            (404, _) => Ok(Ended::Passed(vec![format!("{who}: account {remote} deleted")])),
+            (404, _) => Ok(Ended::Passed(vec![format!(
+                "{who}: account {remote} deleted"
+            )])),
             (200, Some(account)) if !is_active(&account) => Ok(Ended::Passed(vec![format!(
                 "{who}: account {remote} deactivated"
             )])),
             (200, Some(_)) => Err(format!("{who} still has an active account ({remote})")),
-            (status, body) => Err(unexpected(&format!("the account {remote}"), status, body.as_ref())),
+            (status, body) => Err(unexpected(
+                &format!("the account {remote}"),
+                status,
+                body.as_ref(),
+            )),
         }
     }
 }
@@ -1514,7 +1597,9 @@ fn unexpected(what: &str, status: u16, body: Option<&Value>) -> String {
                 .unwrap_or_else(|| b.to_string())
         })
         .unwrap_or_default();
-    format!("{what} answers {status} {detail}").trim_end().to_string()
+    format!("{what} answers {status} {detail}")
+        .trim_end()
+        .to_string()
 }
 
 fn answer(exchange: &Exchange) -> String {
@@ -1584,8 +1669,16 @@ fn mapping_problems(document: &Value, person: &Person) -> Vec<String> {
             ));
         }
     };
-    expect("name.givenName", &document["name"]["givenName"], person.given);
-    expect("name.familyName", &document["name"]["familyName"], person.family);
+    expect(
+        "name.givenName",
+        &document["name"]["givenName"],
+        person.given,
+    );
+    expect(
+        "name.familyName",
+        &document["name"]["familyName"],
+        person.family,
+    );
     expect("title", &document["title"], person.title);
     let enterprise = &document[ENTERPRISE];
     expect(

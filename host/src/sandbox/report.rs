@@ -22,7 +22,11 @@ pub fn text(report: &Report, verbose: bool) -> String {
             Outcome::Fail => "FAIL",
             Outcome::Skip => "SKIP",
         };
-        let _ = writeln!(out, "{mark}  {:<26} {:>6} ms  {}", step.name, step.millis, step.purpose);
+        let _ = writeln!(
+            out,
+            "{mark}  {:<26} {:>6} ms  {}",
+            step.name, step.millis, step.purpose
+        );
         if let Some(reason) = &step.reason {
             let _ = writeln!(out, "      why: {reason}");
         }
@@ -54,7 +58,9 @@ fn details(out: &mut String, step: &Step) {
             "      $ {:<15} {:>7} µs  {:>11} fuel  {:>6} KiB peak  {:>6} B out",
             call.call,
             call.wall_time.as_micros(),
-            call.fuel.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+            call.fuel
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into()),
             call.peak_memory_bytes >> 10,
             call.output_bytes
         );
@@ -139,6 +145,9 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;\u{fffd}");
+        assert_eq!(
+            escape("a<b & \"c\"\u{1}"),
+            "a&lt;b &amp; &quot;c&quot;\u{fffd}"
+        );
     }
 }

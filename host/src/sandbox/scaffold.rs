@@ -59,7 +59,11 @@ pub fn local_sdk() -> Option<PathBuf> {
 }
 
 /// Writes the crate `name` into `folder`.
-pub fn scaffold(name: &str, folder: &Path, sdk: Option<&Path>) -> Result<Scaffolded, ScaffoldError> {
+pub fn scaffold(
+    name: &str,
+    folder: &Path,
+    sdk: Option<&Path>,
+) -> Result<Scaffolded, ScaffoldError> {
     if !valid_name(name) {
         return Err(ScaffoldError::Name(name.to_string()));
     }
@@ -100,10 +104,17 @@ pub fn scaffold(name: &str, folder: &Path, sdk: Option<&Path>) -> Result<Scaffol
                 .replace("{sdk}", &sdk_dependency)
                 .replace("{workspace}", &own_workspace),
         ),
-        ("src/lib.rs", LIB_RS.replace("{name}", name).replace("{Type}", &type_name(name))),
+        (
+            "src/lib.rs",
+            LIB_RS
+                .replace("{name}", name)
+                .replace("{Type}", &type_name(name)),
+        ),
         (
             "README.md",
-            README.replace("{name}", name).replace("{crate}", &crate_name),
+            README
+                .replace("{name}", name)
+                .replace("{crate}", &crate_name),
         ),
         (".gitignore", "/target\n".to_string()),
     ];

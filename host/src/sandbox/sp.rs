@@ -418,7 +418,10 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.to_string());
-    if path.trim_start_matches('/').starts_with("_sandbox/requests") {
+    if path
+        .trim_start_matches('/')
+        .starts_with("_sandbox/requests")
+    {
         return log_endpoint(&shared, &method);
     }
     let request: Option<Value> = serde_json::from_slice(&body).ok();
@@ -500,8 +503,7 @@ fn answer(
     let Some((tenant, target)) = route(uri.path()) else {
         return Answer::error(ScimError::not_found("no SCIM endpoint at this path"), entra);
     };
-    if !quirks.tenants.is_empty() && !quirks.tenants.iter().any(|t| t.trim_matches('/') == tenant)
-    {
+    if !quirks.tenants.is_empty() && !quirks.tenants.iter().any(|t| t.trim_matches('/') == tenant) {
         return Answer::error(ScimError::not_found(format!("no tenant {tenant:?}")), entra);
     }
     let Ok(mut world) = shared.world.lock() else {
@@ -624,7 +626,10 @@ fn list(resources: Vec<Value>, total: usize, start_index: usize, entra_style: bo
     });
     if !entra_style && let Some(map) = body.as_object_mut() {
         map.insert("startIndex".into(), start_index.into());
-        map.insert("itemsPerPage".into(), resources_len(&map["Resources"]).into());
+        map.insert(
+            "itemsPerPage".into(),
+            resources_len(&map["Resources"]).into(),
+        );
     }
     Answer::json(StatusCode::OK, body)
 }
@@ -823,7 +828,12 @@ impl Context<'_> {
             .take(count)
             .map(|(id, stored)| self.render(kind, id, stored, &query.excluded))
             .collect();
-        Ok(list(page, total, query.start_index, self.quirks.entra_style))
+        Ok(list(
+            page,
+            total,
+            query.start_index,
+            self.quirks.entra_style,
+        ))
     }
 
     fn create(
@@ -948,10 +958,14 @@ impl Context<'_> {
     fn check_patch(&self, operations: &[patch::Operation]) -> Result<(), ScimError> {
         if self.quirks.patch_active_only {
             let only_active = operations.iter().all(|operation| match &operation.path {
-                Some(path) => path.attr.attr.eq_ignore_ascii_case("active") && path.filter.is_none(),
-                None => operation.value.as_ref().and_then(Value::as_object).is_some_and(|v| {
-                    v.keys().all(|k| k.eq_ignore_ascii_case("active"))
-                }),
+                Some(path) => {
+                    path.attr.attr.eq_ignore_ascii_case("active") && path.filter.is_none()
+                }
+                None => operation
+                    .value
+                    .as_ref()
+                    .and_then(Value::as_object)
+                    .is_some_and(|v| v.keys().all(|k| k.eq_ignore_ascii_case("active"))),
             });
             if !only_active {
                 return Err(ScimError::invalid_value(
@@ -1012,7 +1026,9 @@ impl Context<'_> {
         if let Some(old) = old_name {
             resources.by_name.remove(&old.to_lowercase());
         }
-        resources.by_name.insert(name.to_lowercase(), id.to_string());
+        resources
+            .by_name
+            .insert(name.to_lowercase(), id.to_string());
         let stored = &resources.by_id[id];
         Ok(self.render(kind, id, stored, &[]))
     }
@@ -1053,9 +1069,7 @@ fn name_of(kind: Kind, attributes: &Map<String, Value>) -> Result<String, ScimEr
         .and_then(Value::as_str)
         .filter(|name| !name.trim().is_empty())
         .map(str::to_string)
-        .ok_or_else(|| {
-            ScimError::invalid_value(format!("{} is required", kind.name_attribute()))
-        })
+        .ok_or_else(|| ScimError::invalid_value(format!("{} is required", kind.name_attribute())))
 }
 
 fn check_members(tenant: &Tenant, attributes: &Map<String, Value>) -> Result<(), ScimError> {
@@ -1108,6 +1122,249 @@ mod tests {
         assert_eq!(pairs[1], ("count".into(), "2".into()));
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");
+    }
+
+    /// The simulator on a loopback port, and a client of its tenant.
+    async fn started(quirks: Quirks) -> (SandboxSp, reqwest::Client, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sp = SandboxSp::start(([127, 0, 0, 1], 0).into(), quirks)
+            .await
+            .unwrap();
+        let base = sp.base_url("t/scim/v2");
+        (sp, reqwest::Client::new(), base)
+    }
+
+    async fn send(
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> (u16, Option<Value>, Option<String>) {
+        let mut request = http.request(method, url);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let retry_after = answer
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, answer.json().await.ok(), retry_after)
+    }
+
+    fn user(name: &str) -> Value {
+        json!({"schemas": [USER.id], "userName": name, "active": true})
+    }
+
+    fn patch(operations: Value) -> Value {
+        json!({"schemas": [patch::PATCH_SCHEMA], "Operations": operations})
+    }
+
+    #[tokio::test]
+    async fn case_sensitive_filters_miss_what_the_schema_would_match() {
+        for (case_sensitive, found) in [(false, 1), (true, 0)] {
+            let (_sp, http, base) = started(Quirks {
+                case_sensitive_filters: case_sensitive,
+                ..Quirks::default()
+            })
+            .await;
+            send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user("Ada")),
+            )
+            .await;
+            let (_, list, _) = send(
+                &http,
+                Method::GET,
+                &format!("{base}/Users?filter=userName%20eq%20%22ada%22"),
+                None,
+            )
+            .await;
+            assert_eq!(list.unwrap()["totalResults"], found);
+        }
+    }
+
+    #[tokio::test]
+    async fn patch_only_for_active_refuses_other_attributes() {
+        let (_sp, http, base) = started(Quirks {
+            patch_active_only: true,
+            ..Quirks::default()
+        })
+        .await;
+        let (_, created, _) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/Users"),
+            Some(user("ada")),
+        )
+        .await;
+        let url = format!("{base}/Users/{}", created.unwrap()["id"].as_str().unwrap());
+        let active = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(active)).await.0, 200);
+        let title = patch(json!([{"op": "replace", "path": "title", "value": "CEO"}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(title)).await.0, 400);
+        // A PUT still changes anything.
+        let mut whole = user("ada");
+        whole["title"] = json!("CEO");
+        let (status, body, _) = send(&http, Method::PUT, &url, Some(whole)).await;
+        assert_eq!((status, &body.unwrap()["title"]), (200, &json!("CEO")));
+    }
+
+    #[tokio::test]
+    async fn group_patches_carry_at_most_the_members_allowed() {
+        let (_sp, http, base) = started(Quirks {
+            max_members_per_patch: Some(1),
+            ..Quirks::default()
+        })
+        .await;
+        let mut ids = Vec::new();
+        for name in ["a", "b"] {
+            let (_, created, _) = send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user(name)),
+            )
+            .await;
+            ids.push(created.unwrap()["id"].as_str().unwrap().to_string());
+        }
+        let group = json!({"schemas": [GROUP.id], "displayName": "staff"});
+        let (status, created, _) =
+            send(&http, Method::POST, &format!("{base}/Groups"), Some(group)).await;
+        assert_eq!(status, 201);
+        let url = format!("{base}/Groups/{}", created.unwrap()["id"].as_str().unwrap());
+        let both = patch(json!([{"op": "add", "path": "members",
+            "value": [{"value": ids[0]}, {"value": ids[1]}]}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(both)).await.0, 400);
+        let one = patch(json!([{"op": "add", "path": "members", "value": [{"value": ids[0]}]}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(one)).await.0, 200);
+        let unknown =
+            patch(json!([{"op": "add", "path": "members", "value": [{"value": "nobody"}]}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(unknown)).await.0, 400);
+        // Deleting a user takes it out of its groups.
+        send(
+            &http,
+            Method::DELETE,
+            &format!("{base}/Users/{}", ids[0]),
+            None,
+        )
+        .await;
+        let (_, group, _) = send(&http, Method::GET, &url, None).await;
+        assert_eq!(group.unwrap()["members"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn faults_come_at_their_rates_with_retry_after() {
+        let (sp, http, base) = started(Quirks {
+            too_many_requests_rate: 1.0,
+            retry_after_seconds: 7,
+            ..Quirks::default()
+        })
+        .await;
+        let (status, _, retry_after) =
+            send(&http, Method::GET, &format!("{base}/Users"), None).await;
+        assert_eq!((status, retry_after.as_deref()), (429, Some("7")));
+        assert_eq!(sp.requests()[0].fault.as_deref(), Some("429"));
+
+        let (_sp, http, base) = started(Quirks {
+            server_error_rate: 0.5,
+            seed: 3,
+            ..Quirks::default()
+        })
+        .await;
+        let mut failures = 0;
+        for _ in 0..200 {
+            if send(&http, Method::GET, &format!("{base}/Users"), None)
+                .await
+                .0
+                == 503
+            {
+                failures += 1;
+            }
+        }
+        assert!((60..140).contains(&failures), "{failures} of 200");
+    }
+
+    #[tokio::test]
+    async fn entra_style_answers_patch_with_no_content() {
+        let (_sp, http, base) = started(Quirks {
+            entra_style: true,
+            ..Quirks::default()
+        })
+        .await;
+        let (_, created, _) = send(
+            &http,
+            Method::POST,
+            &format!("{base}/Users"),
+            Some(user("ada")),
+        )
+        .await;
+        let created = created.unwrap();
+        assert!(created.get("meta").is_none());
+        let url = format!("{base}/Users/{}", created["id"].as_str().unwrap());
+        let active = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+        let (status, body, _) = send(&http, Method::PATCH, &url, Some(active)).await;
+        assert_eq!((status, body), (204, None));
+        let (status, body, _) =
+            send(&http, Method::GET, &format!("{base}/Users/nobody"), None).await;
+        assert_eq!(status, 404);
+        assert!(body.unwrap()["error"]["message"].is_string());
+        let (_, list, _) = send(&http, Method::GET, &format!("{base}/Users"), None).await;
+        assert!(list.unwrap().get("startIndex").is_none());
+    }
+
+    #[tokio::test]
+    async fn tenants_are_apart_and_names_unique() {
+        let (sp, http, base) = started(Quirks::default()).await;
+        let other = sp.base_url("other/scim/v2");
+        assert_eq!(
+            send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user("ada"))
+            )
+            .await
+            .0,
+            201
+        );
+        assert_eq!(
+            send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user("ADA"))
+            )
+            .await
+            .0,
+            409
+        );
+        assert_eq!(
+            send(
+                &http,
+                Method::POST,
+                &format!("{other}/Users"),
+                Some(user("ada"))
+            )
+            .await
+            .0,
+            201
+        );
+        let (_, list, _) = send(&http, Method::GET, &format!("{other}/Users"), None).await;
+        assert_eq!(list.unwrap()["totalResults"], 1);
+        // A body that breaks the schema is refused, as a strict app would.
+        let wrong = json!({"schemas": [USER.id], "userName": "x", "active": "yes"});
+        assert_eq!(
+            send(&http, Method::POST, &format!("{base}/Users"), Some(wrong))
+                .await
+                .0,
+            400
+        );
     }
 
     #[test]

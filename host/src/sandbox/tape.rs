@@ -9,7 +9,8 @@
 //!   forwarded;
 //! - a replay answers each request with the first unused recorded exchange
 //!   of the same sender, method and path; a request with none is answered
-//!   502 and logged as unmatched;
+//!   400 (a permanent refusal: the host must not retry what can never be
+//!   answered) and logged as unmatched;
 //! - the throwaway host makes up new directory ids on every run, and
 //!   connectors send them (as `externalId`, in filters): a replay is told
 //!   which recorded id each new one stands for ([`Tape::substitute`]), reads
@@ -187,7 +188,11 @@ impl Tape {
         self.shared
             .log
             .lock()
-            .map(|log| log.get(from..).map(<[Exchange]>::to_vec).unwrap_or_default())
+            .map(|log| {
+                log.get(from..)
+                    .map(<[Exchange]>::to_vec)
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 
@@ -264,7 +269,12 @@ async fn forward(
 ) -> Exchange {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = shared.http.request(method.clone(), &url).body(body);
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_MATCH] {
+    for name in [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+        header::IF_MATCH,
+    ] {
         if let Some(value) = headers.get(&name) {
             request = request.header(name, value);
         }
@@ -338,7 +348,7 @@ fn replay(
             by,
             method: method.to_string(),
             path: path.to_string(),
-            status: 502,
+            status: 400,
             request: None,
             response: Some(json!({
                 "detail": format!("the recording has no answer for {method} {path}")
