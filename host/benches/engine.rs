@@ -13,10 +13,11 @@
 //!   each from its commit (the user's `modified`) to the application's
 //!   answer (the event's time); p50 and p99.
 //!
-//! Both the host and the application are `scimlink serve` processes on
-//! loopback (the application is the host's own inbound SCIM server on a
-//! store of its own), so that the host's memory is its own. Needs the
-//! bundled connectors built (`scripts/build-plugins.sh`).
+//! The host is a `scimlink serve` process and the application a `scimlink
+//! sandbox-sp` process (the in-memory simulated application, request log
+//! off), both on loopback, so that the host's memory is its own and the
+//! application is not what limits the run. Needs the bundled connectors
+//! built (`scripts/build-plugins.sh`).
 //!
 //! `SCIMLINK_BENCH_USERS` (default 10000) and `SCIMLINK_BENCH_GROUPS`
 //! (default 100) change the size.
@@ -111,6 +112,44 @@ impl Served {
     }
 }
 
+/// A `scimlink sandbox-sp` process: the application; killed when dropped.
+struct Simulated {
+    child: Child,
+    base: String,
+}
+
+impl Simulated {
+    fn start() -> Simulated {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimlink"))
+            .args(["sandbox-sp", "--listen", "127.0.0.1:0", "--log-limit", "0"])
+            .args(["--token", APP_TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scimlink sandbox-sp starts");
+        let stdout = child.stdout.take().expect("its output");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("scimlink sandbox-sp says where it listens")
+                .expect("a line");
+            if let Some(address) = line.strip_prefix("sandbox SCIM application listening on ") {
+                break address.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Simulated { child, base }
+    }
+}
+
+impl Drop for Simulated {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -156,8 +195,8 @@ impl Http {
 
 fn directory_csv(users: usize, groups: usize) -> String {
     // No email: the connector's lookup is then the userName filter alone
-    // (an email lookup is a scan in the application server used here, which
-    // would measure the server, not the engine).
+    // (the simulated application indexes userName only; an email lookup
+    // would be a scan, which would measure the application, not the engine).
     let mut rows = String::from("userName,givenName,familyName,title,groups\n");
     for index in 0..users {
         rows.push_str(&format!(
@@ -183,7 +222,7 @@ fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
 async fn wait_until_synced(
     http: &Http,
     host: &Served,
-    application: &Served,
+    application: &Simulated,
     users: usize,
     groups: usize,
 ) {
@@ -324,8 +363,6 @@ fn main() {
         "build the bundled connectors first: scripts/build-plugins.sh"
     );
     let folder = tempfile::tempdir().expect("a temporary folder");
-    let empty_plugins = folder.path().join("no-plugins");
-    std::fs::create_dir_all(&empty_plugins).expect("a folder");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -333,7 +370,7 @@ fn main() {
     let http = Arc::new(Http::new());
 
     // The baseline: a plain client against a fresh application.
-    let baseline_app = Served::start(&folder.path().join("baseline"), &empty_plugins);
+    let baseline_app = Simulated::start();
     let baseline = runtime.block_on(load_generator(
         Arc::clone(&http),
         baseline_app.base.clone(),
@@ -342,7 +379,7 @@ fn main() {
     ));
     drop(baseline_app);
 
-    let application = Served::start(&folder.path().join("application"), &empty_plugins);
+    let application = Simulated::start();
     let host = Served::start(&folder.path().join("host"), &plugins);
     let csv = folder.path().join("directory.csv");
     std::fs::write(&csv, directory_csv(users, groups)).expect("the directory file");
