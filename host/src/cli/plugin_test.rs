@@ -3,6 +3,7 @@
 //! the vendor's own endpoint.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -98,7 +99,18 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = tokio.block_on(harness::run(options))?;
+    // A person at a terminal sees each step as it ends; the report follows.
+    let progress: Option<harness::Progress> = std::io::stderr().is_terminal().then(|| {
+        Box::new(|step: &harness::Step| {
+            eprintln!(
+                "{}  {} ({} ms)",
+                step.outcome.label(),
+                step.name,
+                step.millis
+            );
+        }) as harness::Progress
+    });
+    let report = tokio.block_on(harness::run(options, progress))?;
     let shown_report = match args.format {
         ReportFormat::Text => report::text(&report, args.verbose),
         ReportFormat::Json => report::json(&report),
@@ -108,7 +120,6 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     if let Some(folder) = &args.record {
         eprintln!("recorded the exchanges in {}", shown(folder));
     }
-    // The engine thread of the throwaway host ends with the process.
     tokio.shutdown_timeout(Duration::from_millis(200));
     Ok(if report.passed() {
         ExitCode::SUCCESS

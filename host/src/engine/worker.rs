@@ -109,11 +109,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine on its own thread.
+    /// Starts the engine on its own thread, for the life of the process.
     pub fn start(
         store: Arc<dyn Store>,
         plugins: Arc<PluginRegistry>,
         settings: EngineSettings,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        Self::start_until(store, plugins, settings, Arc::default())
+    }
+
+    /// Starts the engine on its own thread; it ends once `stop` is set,
+    /// after the batch in hand (a throwaway host ends with its test).
+    pub fn start_until(
+        store: Arc<dyn Store>,
+        plugins: Arc<PluginRegistry>,
+        settings: EngineSettings,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("scimlink-engine".into())
@@ -139,12 +150,12 @@ impl Engine {
                     claimed: Vec::new(),
                     renewed: std::time::Instant::now(),
                 };
-                runtime.block_on(engine.run());
+                runtime.block_on(engine.run(&stop));
             })
     }
 
-    async fn run(&mut self) {
-        loop {
+    async fn run(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
             if let Err(error) = self.probe_quarantined().await {
                 tracing::warn!("provisioning engine: {error}");
             }

@@ -72,6 +72,17 @@ pub enum Outcome {
     Skip,
 }
 
+impl Outcome {
+    /// How a report marks it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skip => "SKIP",
+        }
+    }
+}
+
 /// One step of the lifecycle.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -165,8 +176,9 @@ impl Person {
     }
 }
 
-/// Runs the whole lifecycle and reports it.
-pub async fn run(options: Options) -> Result<Report, HarnessError> {
+/// Runs the whole lifecycle and reports it; `progress` hears of each step
+/// as it ends.
+pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report, HarnessError> {
     let (run_id, recorded_directory) = match &options.replay {
         Some(folder) => read_run(folder)?,
         None => (
@@ -223,9 +235,17 @@ pub async fn run(options: Options) -> Result<Report, HarnessError> {
         app_id: String::new(),
         step_from: 0,
         step_started_at: String::new(),
+        stop_engine: Arc::default(),
+        stop_api: None,
+        progress,
     };
     run.lifecycle(&options, folder.path()).await;
     run.cleanup().await;
+    run.stop_engine
+        .store(true, std::sync::atomic::Ordering::Release);
+    if let Some(stop) = run.stop_api.take() {
+        let _ = stop.send(());
+    }
 
     if let Some(record) = &options.record {
         run.tape.save(record)?;
@@ -297,7 +317,14 @@ struct Run {
     step_from: usize,
     /// When the current step began, RFC 3339.
     step_started_at: String,
+    /// Ends the throwaway host's engine thread, and its admin API.
+    stop_engine: Arc<std::sync::atomic::AtomicBool>,
+    stop_api: Option<tokio::sync::oneshot::Sender<()>>,
+    progress: Option<Progress>,
 }
+
+/// Told of every step as it is filed, for a long run to show progress.
+pub type Progress = Box<dyn Fn(&Step) + Send + Sync>;
 
 /// The steps, in order: (name, purpose).
 const LOAD: (&str, &str) = (
@@ -550,7 +577,7 @@ impl Run {
         let cipher = TokenCipher::for_data_folder(&data).map_err(|e| e.to_string())?;
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open_in(&data, cipher).map_err(|e| e.to_string())?);
-        crate::engine::worker::Engine::start(
+        crate::engine::worker::Engine::start_until(
             Arc::clone(&store),
             Arc::clone(&registry),
             crate::engine::worker::EngineSettings {
@@ -561,6 +588,7 @@ impl Run {
                 guard_minimum: u64::MAX,
                 reconcile_every: Duration::from_secs(86_400),
             },
+            Arc::clone(&self.stop_engine),
         )
         .map_err(|e| format!("cannot start the engine: {e}"))?;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
@@ -577,9 +605,15 @@ impl Run {
             .await
             .map_err(|e| e.to_string())?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, api).await;
+            let _ = axum::serve(listener, api)
+                .with_graceful_shutdown(async {
+                    let _ = api_stopped.await;
+                })
+                .await;
         });
+        self.stop_api = Some(stop_api);
         self.admin = Some(Admin {
             base: format!("http://{address}/api/v1"),
             token: admin_token,
@@ -1213,7 +1247,7 @@ impl Run {
         } else {
             outcome
         };
-        self.steps.push(Step {
+        let step = Step {
             name,
             purpose,
             outcome,
@@ -1223,7 +1257,11 @@ impl Run {
             checks,
             calls: self.tap.take(),
             millis: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
-        });
+        };
+        if let Some(progress) = &self.progress {
+            progress(&step);
+        }
+        self.steps.push(step);
     }
 
     fn skip_rest(&mut self, steps: &[(&'static str, &'static str)], why: &str) {

@@ -17,11 +17,7 @@ pub fn text(report: &Report, verbose: bool) -> String {
     let _ = writeln!(out, "{connector} against {}", report.application);
     let _ = writeln!(out, "run {}\n", report.run_id);
     for step in &report.steps {
-        let mark = match step.outcome {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Skip => "SKIP",
-        };
+        let mark = step.outcome.label();
         let _ = writeln!(
             out,
             "{mark}  {:<26} {:>6} ms  {}",
