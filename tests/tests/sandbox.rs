@@ -381,3 +381,19 @@ fn a_scaffolded_connector_builds_and_passes_unchanged() {
     assert_passed(&component, &output, &report);
     assert_eq!(report["connector"]["name"], "acme-hr");
 }
+
+#[test]
+fn a_component_that_does_not_load_fails_the_first_step_and_skips_the_rest() {
+    let component = fixture_component("missing-export");
+    let (output, report) = plugin_test(&component, &[]);
+    assert!(!output.status.success());
+    let load = step(&report, "load");
+    assert_eq!(load["outcome"], "fail");
+    assert!(
+        load["reason"].as_str().unwrap().contains("export"),
+        "{load:#}"
+    );
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 17, "every step is reported");
+    assert!(steps[1..].iter().all(|s| s["outcome"] == "skip"));
+}

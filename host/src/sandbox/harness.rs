@@ -393,6 +393,26 @@ const CLEANUP: (&str, &str) = (
     "every account and group the test created in the application is deleted",
 );
 
+/// Every step after `connect`, in order: what a failed load or connection
+/// skips.
+const AFTER_CONNECT: [(&str, &str); 15] = [
+    TAKEOVER,
+    CREATE,
+    UPDATE,
+    READ_BACK,
+    DEACTIVATE,
+    DELETE,
+    GROUP_CREATE,
+    GROUP_TAKEOVER,
+    GROUP_MEMBERSHIP,
+    GROUP_RENAME,
+    GROUP_MANAGEMENT_OFF,
+    GROUP_UNBIND,
+    GROUP_DELETE,
+    IMPORT,
+    CLEANUP,
+];
+
 const GROUP_STEPS: [(&str, &str); 7] = [
     GROUP_CREATE,
     GROUP_TAKEOVER,
@@ -410,14 +430,15 @@ impl Run {
         let loaded_ok = loaded.is_ok();
         self.end(LOAD, mark, loaded);
         if !loaded_ok {
-            return self.skip_rest(&[CONNECT], "the connector did not load");
+            self.skip_rest(&[CONNECT], "the connector did not load");
+            return self.skip_rest(&AFTER_CONNECT, "the connector did not load");
         }
         let mark = self.begin();
         let connected = self.connect(options).await;
         let connected_ok = connected.is_ok();
         self.end(CONNECT, mark, connected);
         if !connected_ok {
-            return self.skip_rest(&[TAKEOVER], "the application could not be activated");
+            return self.skip_rest(&AFTER_CONNECT, "the application could not be activated");
         }
 
         let run = self.run_id.clone();
@@ -1127,7 +1148,9 @@ impl Run {
     }
 
     async fn cleanup(&mut self) {
-        if self.created.is_empty() && self.steps.iter().all(|s| s.name != CONNECT.0) {
+        // Without a connection nothing was created, and the step is
+        // filed as skipped already.
+        if self.steps.iter().any(|s| s.name == CLEANUP.0) {
             return;
         }
         let mark = self.begin();

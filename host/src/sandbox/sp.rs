@@ -524,9 +524,18 @@ fn answer(
     }
     let query = Query::parse(uri.query().unwrap_or(""));
     let data = world.tenants.entry(tenant.clone()).or_default();
+    let origin = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("http://{host}"))
+        .unwrap_or_default();
     let context = Context {
         quirks,
-        base: format!("/{tenant}"),
+        base: if tenant.is_empty() {
+            origin
+        } else {
+            format!("{origin}/{tenant}")
+        },
     };
     let result = match (target, method.clone()) {
         (Target::ServiceProviderConfig, Method::GET) => Ok(service_provider_config(quirks)),
@@ -747,7 +756,7 @@ impl AttributeRules for CaseExact {
 
 struct Context<'q> {
     quirks: &'q Quirks,
-    /// The tenant's path, for `meta.location`.
+    /// The tenant's base URL, for `meta.location`.
     base: String,
 }
 
@@ -810,16 +819,13 @@ impl Context<'_> {
                 .collect(),
             None => resources.by_id.iter().collect(),
         };
-        let mut matching = Vec::new();
-        for (id, stored) in candidates {
-            let resource = self.render(kind, id, stored, &[]);
-            if filter
-                .as_ref()
-                .is_none_or(|filter| matches(filter, &resource, rules))
-            {
-                matching.push((id, stored));
-            }
-        }
+        let matching: Vec<(&String, &Stored)> = match &filter {
+            None => candidates,
+            Some(filter) => candidates
+                .into_iter()
+                .filter(|(id, stored)| matches(filter, &self.render(kind, id, stored, &[]), rules))
+                .collect(),
+        };
         let total = matching.len();
         let count = query.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
         let page: Vec<Value> = matching
