@@ -14,7 +14,9 @@ use scimlink::runtime::{Loader, PluginRegistry, Runtime, RuntimeConfig};
 const SWAPS: usize = 10;
 
 fn fixture(version: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
         .join(format!("../dist/test-plugins/versioned-{version}.wasm"));
     assert!(
         path.is_file(),

@@ -9,9 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The repository root.
+/// The repository root: from the environment cargo runs tests in, so that
+/// a test built by another checkout sharing the target folder (whose
+/// compile-time path may be gone) still finds this one.
 pub fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..")
 }
 
 /// The `scimlink` binary of this build: `SCIMLINK_BIN`, else the one cargo

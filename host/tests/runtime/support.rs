@@ -6,8 +6,13 @@ use std::sync::Arc;
 use scimlink::runtime::contract::{DirectoryUser, Email};
 use scimlink::runtime::{LoadedPlugin, Loader, Runtime, RuntimeConfig};
 
+/// The built components, found from the environment cargo runs tests in
+/// (the compile-time path may be another checkout's).
 fn dist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../dist")
 }
 
 fn existing(path: PathBuf) -> PathBuf {
