@@ -203,6 +203,17 @@ fn a_recording_replays_offline() {
     {
         let server = Scim2Server::start(&[TOKEN], "vendor");
         let base = format!("http://127.0.0.1:{}/vendor/v2", server.port);
+        // Somebody the run did not make: listed, never recorded.
+        let created = http_client_builder()
+            .build()
+            .unwrap()
+            .post(format!("{base}/Users"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"someone.else@corp.example","title":"CFO"}"#)
+            .send()
+            .unwrap();
+        assert_eq!(created.status(), 201);
         let record = recording.to_str().unwrap();
         let (output, report) = plugin_test(
             &component,
@@ -210,7 +221,13 @@ fn a_recording_replays_offline() {
         );
         assert_passed(&component, &output, &report);
     }
-    assert!(recording.join("exchanges.json").is_file());
+    let recorded = std::fs::read_to_string(recording.join("exchanges.json")).unwrap();
+    assert!(recorded.contains("redacted"), "the listing was recorded");
+    assert!(
+        !recorded.contains("someone.else"),
+        "another account was recorded"
+    );
+    assert!(!recorded.contains("CFO"));
 
     // The server is gone: every answer comes from the recording.
     let replay = recording.to_str().unwrap();
@@ -297,8 +314,15 @@ fn the_simulated_application_shows_its_quirks() {
         .unwrap();
     assert_eq!(found["totalResults"], 1, "userName is caseExact false");
 
+    // The log holds request bodies: the application's token guards it.
+    let anonymous = http
+        .get(format!("{origin}/_sandbox/requests"))
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let log: Value = http
         .get(format!("{origin}/_sandbox/requests"))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap()
         .text()

@@ -52,9 +52,11 @@ pub struct TestArgs {
     /// Answer from a folder written by --record: no network at all.
     #[arg(long)]
     replay: Option<PathBuf>,
-    /// The simulated application's quirks, as JSON (see `scimlink
-    /// sandbox-sp --help`; e.g. {"putOnly": true, "maxMembersPerPatch": 1}).
-    #[arg(long, value_name = "JSON")]
+    /// The simulated application's quirks, as JSON: putOnly,
+    /// patchActiveOnly, maxMembersPerPatch, caseSensitiveFilters,
+    /// tooManyRequestsRate, retryAfterSeconds, serverErrorRate, latencyMs,
+    /// entraStyle, tenants, seed; e.g. {"putOnly": true}.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["against", "replay"])]
     quirks: Option<String>,
     /// Seconds the engine may take to apply one step.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]

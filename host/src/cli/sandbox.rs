@@ -35,7 +35,7 @@ pub struct SandboxSpArgs {
     /// Fraction of requests answered 503 (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     server_error_rate: f64,
-    /// Milliseconds added to every answer.
+    /// The least time, in milliseconds, every answer takes.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
     /// Answer like Entra ID-era applications: PATCH answers 204 without a

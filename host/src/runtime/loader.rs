@@ -68,7 +68,8 @@ impl Loader {
         }
     }
 
-    /// Copies the receipt of every call of the plugins it loads to `tap`.
+    /// Copies the receipt of every successful call of the plugins it loads
+    /// to `tap`.
     pub fn with_receipt_tap(mut self, tap: ReceiptTap) -> Self {
         self.receipts = Some(tap);
         self

@@ -77,7 +77,8 @@ fn micros<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok
     serializer.serialize_u64(value.as_micros().try_into().unwrap_or(u64::MAX))
 }
 
-/// Where the receipt of every successful call of a plugin is copied, for a
+/// Where the receipt of every successful call of a plugin is copied (a
+/// failed call has an error, not a receipt), for a
 /// tool that reports what each step of its work cost (the sandbox test).
 /// The serving host does not use one: the copy costs a lock per call.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +88,14 @@ impl ReceiptTap {
     fn push(&self, receipt: CallReceipt) {
         if let Ok(mut receipts) = self.0.lock() {
             receipts.push(receipt);
+        }
+    }
+
+    /// Puts receipts taken earlier back in front of those copied since.
+    pub fn restore(&self, mut earlier: Vec<CallReceipt>) {
+        if let Ok(mut receipts) = self.0.lock() {
+            earlier.append(&mut receipts);
+            *receipts = earlier;
         }
     }
 

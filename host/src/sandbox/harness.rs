@@ -11,9 +11,10 @@
 //!   made up for this run (names carry the run id), and every account or
 //!   group created in the application during the run is deleted at the end,
 //!   whatever failed before;
-//! - a step passes only on what the application answers, never on what
-//!   the host believes; the host's belief (the ledger) is only used to find
-//!   which remote object to read;
+//! - a step passes only on what the application answers — read back by
+//!   the test, or by the host's own reconcile, which lists the application —
+//!   never on what the host believes; the host's belief (the ledger) is
+//!   only used to find which remote object to read;
 //! - every step is reported, with the requests the host sent and what each
 //!   connector call cost; a step that cannot run because an earlier one
 //!   failed is reported as skipped, with the reason.
@@ -43,7 +44,6 @@ const SANDBOX_TENANT: &str = "sandbox/scim/v2";
 const APP: &str = "sandbox-app";
 /// The file of a recording that names its run.
 const RUN_FILE: &str = "run.json";
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// What to test and against what.
 #[derive(Debug, Clone)]
@@ -191,6 +191,12 @@ pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report,
 
     // The simulator lives as long as the run.
     let mut simulator = None;
+    let tenant = options
+        .quirks
+        .tenants
+        .first()
+        .map(|t| t.trim_matches('/').to_string())
+        .unwrap_or_else(|| SANDBOX_TENANT.to_string());
     let (upstream, application, token) = match (&options.replay, &options.against) {
         (Some(folder), _) => (
             Upstream::Replay(tape::load(folder)?),
@@ -207,7 +213,7 @@ pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report,
             let sp = SandboxSp::start(([127, 0, 0, 1], 0).into(), quirks)
                 .await
                 .map_err(|e| host_error(&e))?;
-            let base = sp.base_url(SANDBOX_TENANT);
+            let base = sp.base_url(&tenant);
             simulator = Some(sp);
             (
                 Upstream::Forward(base.clone()),
@@ -238,6 +244,7 @@ pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report,
         stop_engine: Arc::default(),
         stop_api: None,
         progress,
+        simulator,
     };
     run.lifecycle(&options, folder.path()).await;
     run.cleanup().await;
@@ -248,14 +255,17 @@ pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report,
     }
 
     if let Some(record) = &options.record {
-        run.tape.save(record)?;
+        // Listings show the application's other accounts too: a recording
+        // keeps only their ids.
+        let ours = |resource: &Value| resource.to_string().contains(&run_id);
+        run.tape.save(record, &ours)?;
         let text = json!({ "runId": run_id, "directory": run.directory }).to_string();
         std::fs::write(record.join(RUN_FILE), text).map_err(|source| tape::TapeError::Write {
             path: record.display().to_string(),
             source,
         })?;
     }
-    drop(simulator);
+    drop(run.simulator.take());
     Ok(Report {
         connector: run.plugin.as_ref().map(|p| p.identity().clone()),
         application,
@@ -321,6 +331,8 @@ struct Run {
     stop_engine: Arc<std::sync::atomic::AtomicBool>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
     progress: Option<Progress>,
+    /// The simulated application, unless the test runs against another.
+    simulator: Option<SandboxSp>,
 }
 
 /// Told of every step as it is filed, for a long run to show progress.
@@ -592,6 +604,19 @@ impl Run {
         ];
         drop(plugin);
         self.plugin = registry.get(&manifest.name);
+        let mut notes = notes;
+        if let Some(sp) = &self.simulator {
+            // The simulated application holds the connector to its word.
+            let mut quirks = sp.quirks();
+            if quirks.max_members_per_patch.is_none() {
+                let most = manifest.capabilities.max_members_per_patch.max(1) as usize;
+                quirks.max_members_per_patch = Some(most);
+                notes.push(format!(
+                    "the simulated application refuses group PATCHes of more than {most} members, as the manifest says"
+                ));
+            }
+            sp.set_quirks(quirks).map_err(|e| e.to_string())?;
+        }
 
         let data = folder.join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
@@ -686,8 +711,8 @@ impl Run {
             .map_err(|e| e.to_string())?
             .ok_or("the directory lost the user")?;
         let settings = self.settings()?;
-        let document = plugin
-            .map_user(&directory_user(&record), &settings)
+        let document = self.quietly(|| plugin.map_user(&directory_user(&record), &settings));
+        let document = document
             .map_err(|e| format!("map-user refused the user: {e}"))?
             .value;
         let existing = self.remote_create("Users", document.value()).await?;
@@ -701,14 +726,14 @@ impl Run {
         let posts = self
             .host_requests()
             .iter()
-            .filter(|e| e.method == "POST" && e.path.starts_with("/Users"))
+            .filter(|e| e.method == "POST" && e.path == "/Users" && e.status < 300)
             .count();
         if posts > 0 {
             return Err(format!(
                 "the host created an account ({posts} POST /Users) although one existed"
             ));
         }
-        let account = self.remote_user(&existing).await?;
+        let account = self.remote_object("Users", &existing).await?;
         if !is_active(&account) {
             return Err("the taken-over account is not active".into());
         }
@@ -726,7 +751,7 @@ impl Run {
             .and_then(|e| e.request)
             .ok_or("the host sent no successful POST /Users")?;
         let mut problems = mapping_problems(&sent, ada);
-        let account = self.remote_user(&id).await?;
+        let account = self.remote_object("Users", &id).await?;
         if !is_active(&account) {
             problems.push("the new account is not active".into());
         }
@@ -787,7 +812,7 @@ impl Run {
             ));
         }
         let id = self.linked("user", &user_id)?;
-        let account = self.remote_user(&id).await?;
+        let account = self.remote_object("Users", &id).await?;
         let lost = differing_attributes(&after, &account);
         if !lost.is_empty() {
             problems.push(format!(
@@ -837,12 +862,7 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let rule = self
-            .events_with_rule("")
-            .await
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let rule = self.last_rule().await;
         self.no_active_account(
             &remote,
             "the user removed from the application's only group",
@@ -861,12 +881,7 @@ impl Run {
         self.admin("DELETE", &format!("/users/{user_id}"), None)
             .await?;
         self.settle().await?;
-        let rule = self
-            .events_with_rule("")
-            .await
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let rule = self.last_rule().await;
         self.no_active_account(&remote, "the user deleted from the directory")
             .await
             .map_err(|e| format!("{e}{}", rule_named(&rule)))
@@ -898,17 +913,17 @@ impl Run {
         let posts = self
             .host_requests()
             .iter()
-            .filter(|e| e.method == "POST" && e.path.starts_with("/Groups"))
+            .filter(|e| e.method == "POST" && e.path == "/Groups" && e.status < 300)
             .count();
         if posts > 0 {
             return Err(format!(
                 "the host created a group ({posts} POST /Groups) although {team:?} existed"
             ));
         }
-        let group = self.remote_group(&existing).await?;
+        let group = self.remote_object("Groups", &existing).await?;
         let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
         expect_members(&group, team, &[&ada_remote], &[])?;
-        let account = self.remote_user(&ada_remote).await?;
+        let account = self.remote_object("Users", &ada_remote).await?;
         if !is_active(&account) {
             return Err("the member given access again has no active account".into());
         }
@@ -936,7 +951,7 @@ impl Run {
         self.add_member(team, grace).await?;
         let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
         let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
-        let group = self.remote_group(&group_id).await?;
+        let group = self.remote_object("Groups", &group_id).await?;
         expect_members(&group, team, &[&ada_remote, &grace_remote], &[])?;
         self.admin(
             "DELETE",
@@ -945,18 +960,13 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let rules = self.events_with_rule("").await;
-        let rule = rules.first().cloned().unwrap_or_default();
-        let group = match self.remote_read(&format!("/Groups/{group_id}")).await? {
-            (200, Some(group)) => group,
-            (404, _) => {
-                return Err(format!(
-                    "removing one member deleted the group {team:?} in the application{}",
-                    rule_named(&rule)
-                ));
-            }
-            (status, body) => return Err(unexpected("the group", status, body.as_ref())),
-        };
+        let rule = self.last_rule().await;
+        // The host never deletes a group for one member's removal, whatever
+        // the rule asks: a group gone here is the application's doing.
+        let group = self
+            .remote_object("Groups", &group_id)
+            .await
+            .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
         expect_members(&group, team, &[&grace_remote], &[&ada_remote])
             .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
         self.no_active_account(&ada_remote, "the member removed from the group")
@@ -975,7 +985,7 @@ impl Run {
         .await?;
         self.directory.insert(renamed.to_string(), directory_id);
         self.settle().await?;
-        let group = self.remote_group(&group_id).await?;
+        let group = self.remote_object("Groups", &group_id).await?;
         match group["displayName"].as_str() {
             Some(name) if name == renamed => passed(),
             other => Err(format!(
@@ -988,7 +998,10 @@ impl Run {
         let mut before = Vec::new();
         for name in groups {
             let id = self.linked("group", &self.directory[*name].clone())?;
-            before.push((id.clone(), member_ids(&self.remote_group(&id).await?)));
+            before.push((
+                id.clone(),
+                member_ids(&self.remote_object("Groups", &id).await?),
+            ));
         }
         self.set_group_management(false).await?;
         let writes: Vec<String> = self
@@ -1006,7 +1019,7 @@ impl Run {
             }
         }
         let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
-        if !is_active(&self.remote_user(&grace_remote).await?) {
+        if !is_active(&self.remote_object("Users", &grace_remote).await?) {
             problems.push("a member still in scope lost its active account".into());
         }
         self.set_group_management(true).await?;
@@ -1031,12 +1044,7 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let rule = self
-            .events_with_rule("")
-            .await
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let rule = self.last_rule().await;
         let mut notes = vec![format!(
             "the group is {} in the application{}",
             match self.remote_read(&format!("/Groups/{group_id}")).await? {
@@ -1055,7 +1063,7 @@ impl Run {
         {
             return Err(format!("{e}{}", rule_named(&rule)));
         }
-        if !is_active(&self.remote_user(&grace_remote).await?) {
+        if !is_active(&self.remote_object("Users", &grace_remote).await?) {
             return Err(format!(
                 "a member another bound group still gives access lost its active account{}",
                 rule_named(&rule)
@@ -1072,12 +1080,7 @@ impl Run {
         self.admin("DELETE", &format!("/groups/{directory_id}"), None)
             .await?;
         self.settle().await?;
-        let rule = self
-            .events_with_rule("")
-            .await
-            .first()
-            .cloned()
-            .unwrap_or_default();
+        let rule = self.last_rule().await;
         self.no_active_account(&grace_remote, "the member of the deleted group")
             .await
             .map_err(|e| format!("{e}{}", rule_named(&rule)))?;
@@ -1108,16 +1111,30 @@ impl Run {
                 }),
             )
             .await?;
-        let listed = self
-            .admin("GET", &format!("/apps/{APP}/import?limit=1000"), None)
-            .await?;
-        let entry = listed["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|item| item["remote_id"].as_str() == Some(remote.as_str()))
-            .cloned()
-            .ok_or_else(|| format!("the import listing does not show the account {remote}"))?;
+        // The application may hold many accounts: page until ours shows.
+        let mut offset = 0;
+        let entry = loop {
+            let page = self
+                .admin(
+                    "GET",
+                    &format!("/apps/{APP}/import?limit=1000&offset={offset}"),
+                    None,
+                )
+                .await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if let Some(entry) = items
+                .iter()
+                .find(|item| item["remote_id"].as_str() == Some(remote.as_str()))
+            {
+                break entry.clone();
+            }
+            offset += items.len() as u64;
+            if items.is_empty() || offset >= page["total"].as_u64().unwrap_or(0) {
+                return Err(format!(
+                    "the import listing does not show the account {remote}"
+                ));
+            }
+        };
         if entry["status"].as_str() != Some("new") {
             return Err(format!(
                 "the account {remote} is listed as {}, not new",
@@ -1177,10 +1194,13 @@ impl Run {
             })
             .collect();
         created.append(&mut self.created);
-        created.sort_by_key(|(kind, _)| *kind != "Groups");
-        created.dedup();
+        // Groups first (false sorts first), each object once.
+        let created: BTreeSet<(bool, &'static str, String)> = created
+            .into_iter()
+            .map(|(kind, id)| (kind != "Groups", kind, id))
+            .collect();
         let mut deleted = 0;
-        for (kind, id) in &created {
+        for (_, kind, id) in &created {
             match self.remote("DELETE", &format!("/{kind}/{id}"), None).await {
                 Ok((status, _)) if status < 300 => deleted += 1,
                 Ok((404, _)) => {}
@@ -1324,11 +1344,21 @@ impl Run {
             .get_user(user_id)
             .map_err(|e| e.to_string())?
             .ok_or("the directory lost the user")?;
+        let (plugin, settings) = (self.plugin()?, self.settings()?);
         let document = self
-            .plugin()?
-            .map_user(&directory_user(&record), &self.settings()?)
+            .quietly(|| plugin.map_user(&directory_user(&record), &settings))
             .map_err(|e| e.to_string())?;
         Ok(document.value.value())
+    }
+
+    /// Runs a connector call of the test's own, keeping it out of the
+    /// step's receipts (they show what the host's work cost).
+    fn quietly<T>(&self, call: impl FnOnce() -> T) -> T {
+        let before = self.tap.take();
+        let result = call();
+        self.tap.take();
+        self.tap.restore(before);
+        result
     }
 
     /// The remote id the host linked a directory object to.
@@ -1380,6 +1410,15 @@ impl Run {
             .into_iter()
             .filter(|e| e.by == Sender::Host)
             .collect()
+    }
+
+    /// The connector's rule recorded last in this step, or nothing.
+    async fn last_rule(&self) -> String {
+        self.events_with_rule("")
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_default()
     }
 
     /// The rule names recorded since the step began, newest first: the
@@ -1565,25 +1604,11 @@ impl Run {
         Ok(id)
     }
 
-    async fn remote_user(&self, id: &str) -> Result<Value, String> {
-        match self.remote_read(&format!("/Users/{id}")).await? {
-            (200, Some(user)) => Ok(user),
-            (status, body) => Err(unexpected(
-                &format!("the account {id}"),
-                status,
-                body.as_ref(),
-            )),
-        }
-    }
-
-    async fn remote_group(&self, id: &str) -> Result<Value, String> {
-        match self.remote_read(&format!("/Groups/{id}")).await? {
-            (200, Some(group)) => Ok(group),
-            (status, body) => Err(unexpected(
-                &format!("the group {id}"),
-                status,
-                body.as_ref(),
-            )),
+    /// A user (`Users`) or group (`Groups`) as the application holds it.
+    async fn remote_object(&self, kind: &str, id: &str) -> Result<Value, String> {
+        match self.remote_read(&format!("/{kind}/{id}")).await? {
+            (200, Some(object)) => Ok(object),
+            (status, body) => Err(unexpected(&format!("{kind}/{id}"), status, body.as_ref())),
         }
     }
 
@@ -1741,7 +1766,7 @@ fn mapping_problems(document: &Value, person: &Person) -> Vec<String> {
         person.family,
     );
     expect("title", &document["title"], person.title);
-    let enterprise = &document[ENTERPRISE];
+    let enterprise = &document[crate::scim::schema::ENTERPRISE_USER.id];
     expect(
         "employeeNumber",
         &enterprise["employeeNumber"],
@@ -1774,24 +1799,18 @@ fn mapping_problems(document: &Value, person: &Person) -> Vec<String> {
 /// What in a request body breaks the SCIM schema, if anything.
 fn schema_problem(exchange: &Exchange) -> Option<String> {
     let body = exchange.request.as_ref()?;
-    let kind = if exchange.path.starts_with("/Users") {
-        &crate::scim::schema::USER_TYPE
-    } else if exchange.path.starts_with("/Groups") {
-        &crate::scim::schema::GROUP_TYPE
-    } else {
-        return None;
+    let path = exchange.path.split('?').next().unwrap_or_default();
+    let kind = match path.split('/').nth(1) {
+        // `/Users/.search` is a query, not a resource.
+        _ if path.contains("/.") => return None,
+        Some("Users") => &crate::scim::schema::USER_TYPE,
+        Some("Groups") => &crate::scim::schema::GROUP_TYPE,
+        _ => return None,
     };
     let problem = match exchange.method.as_str() {
         "POST" | "PUT" => {
             // Extensions of the application's own are its business.
-            let known: serde_json::Map<String, Value> = body
-                .as_object()?
-                .iter()
-                .filter(|(key, _)| {
-                    !key.to_ascii_lowercase().starts_with("urn:") || kind.extension(key).is_some()
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let (known, _) = super::sp::split_foreign_extensions(kind, body.as_object()?);
             crate::scim::schema::check_resource(kind, &Value::Object(known)).err()
         }
         "PATCH" => crate::scim::patch::parse_request(body).err(),
@@ -1855,10 +1874,17 @@ mod tests {
             status: 201,
             request: Some(json!({"userName": "x", "active": "yes"})),
             response: None,
+            response_text: None,
             retry_after: None,
             unmatched: false,
         };
         assert!(schema_problem(&exchange).is_some());
+        // A search is a query, not a resource.
+        let search = Exchange {
+            path: "/Users/.search".into(),
+            ..exchange
+        };
+        assert!(schema_problem(&search).is_none());
     }
 
     #[test]

@@ -16,3 +16,32 @@ pub mod report;
 pub mod scaffold;
 pub mod sp;
 pub mod tape;
+
+/// A server the sandbox started on a task of the current runtime; it stops
+/// (after the requests in flight) when this is dropped.
+pub struct Served {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Served {
+    /// Serves `app` on `listener` until the returned value is dropped.
+    pub fn spawn(listener: tokio::net::TcpListener, app: axum::Router) -> Served {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Served { stop: Some(stop) }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -7,9 +7,11 @@
 //!   crate under a workspace root that is not a member does not build),
 //!   one made elsewhere declares an empty workspace of its own, so a
 //!   workspace further up cannot claim it;
-//! - the SDK is a path dependency when its sources are found (beside the
-//!   `scimlink` that runs, or given), the project's git repository
-//!   otherwise.
+//! - the SDK is a path dependency when its sources are found (given, or
+//!   the source tree this `scimlink` was built from, if it still exists),
+//!   else the project's git repository at this `scimlink`'s version tag;
+//! - the workspace manifest is checked before anything is written, so a
+//!   crate that could not become a member is not left half made.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -82,18 +84,33 @@ pub fn scaffold(
     std::fs::create_dir_all(folder.join("src")).map_err(write_error(folder))?;
     let folder = normalize(&absolute(folder));
     let workspace = enclosing_workspace(&folder);
+    // The member entry, worked out before anything is written.
+    let membership = match &workspace {
+        Some(manifest) => with_member(manifest, &folder).map_err(write_error(manifest))?,
+        None => None,
+    };
 
     let sdk_dependency = match sdk {
         Some(sdk) => format!(
             "{{ path = \"{}\" }}",
             toml_path(&relative(&folder, &normalize(&absolute(sdk))))
         ),
-        None => format!("{{ git = \"{SDK_GIT}\", package = \"scimlink-sdk\" }}"),
+        None => format!(
+            "{{ git = \"{SDK_GIT}\", tag = \"v{}\", package = \"scimlink-sdk\" }}",
+            env!("CARGO_PKG_VERSION")
+        ),
     };
+    // A workspace member takes its profiles from the workspace; a crate of
+    // its own says how its component is built, and that it is a workspace.
     let own_workspace = if workspace.is_some() {
         String::new()
     } else {
-        "\n# A crate of its own, whatever workspace is above it.\n[workspace]\n".to_string()
+        OWN_PROFILE_AND_WORKSPACE.to_string()
+    };
+    let target = if workspace.is_some() {
+        "the workspace's `target/wasm32-wasip2/release/{crate}.wasm`"
+    } else {
+        "`target/wasm32-wasip2/release/{crate}.wasm`"
     };
     let crate_name = name.replace('-', "_");
     let files = [
@@ -113,6 +130,7 @@ pub fn scaffold(
         (
             "README.md",
             README
+                .replace("{component}", target)
                 .replace("{name}", name)
                 .replace("{crate}", &crate_name),
         ),
@@ -122,16 +140,12 @@ pub fn scaffold(
         let path = folder.join(file);
         std::fs::write(&path, text).map_err(write_error(&path))?;
     }
-    let added_to = match workspace {
-        Some(manifest) => {
-            add_member(&manifest, &folder).map_err(write_error(&manifest))?;
-            Some(manifest)
-        }
-        None => None,
-    };
+    if let (Some(manifest), Some(updated)) = (&workspace, membership) {
+        std::fs::write(manifest, updated).map_err(write_error(manifest))?;
+    }
     Ok(Scaffolded {
         folder,
-        workspace: added_to,
+        workspace,
         component: format!("wasm32-wasip2/release/{crate_name}.wasm"),
     })
 }
@@ -205,18 +219,32 @@ fn enclosing_workspace(folder: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Adds `folder` to the `members` list of a workspace manifest, unless a
-/// member entry (or a glob such as `plugins/*`) covers it already.
-fn add_member(manifest: &Path, folder: &Path) -> std::io::Result<()> {
+/// The workspace manifest with `folder` added to its `members` list, or
+/// `None` when an entry (or a glob such as `plugins/*`) covers it already.
+fn with_member(manifest: &Path, folder: &Path) -> std::io::Result<Option<String>> {
     let root = manifest.parent().unwrap_or(Path::new("."));
     let member = toml_path(&relative(root, folder));
     let text = std::fs::read_to_string(manifest)?;
-    let Some(start) = text.find("members = [") else {
+    // The `members` key itself, not `default-members`.
+    let mut offset = 0;
+    let mut list_start = None;
+    for line in text.split_inclusive('\n') {
+        let key = line.trim_start();
+        if let Some(rest) = key.strip_prefix("members")
+            && let Some(rest) = rest.trim_start().strip_prefix('=')
+            && rest.trim_start().starts_with('[')
+            && let Some(bracket) = line.find('[')
+        {
+            list_start = Some(offset + bracket + 1);
+            break;
+        }
+        offset += line.len();
+    }
+    let Some(list_start) = list_start else {
         return Err(std::io::Error::other(format!(
             "it has no `members = [` list; add \"{member}\" to it by hand"
         )));
     };
-    let list_start = start + "members = [".len();
     let list_end = text[list_start..]
         .find(']')
         .map(|end| list_start + end)
@@ -231,11 +259,11 @@ fn add_member(manifest: &Path, folder: &Path) -> std::io::Result<()> {
                     .is_some_and(|parent| Path::new(&member).parent() == Some(Path::new(parent)))
         });
     if covered {
-        return Ok(());
+        return Ok(None);
     }
     let mut updated = text.clone();
     updated.insert_str(list_start, &format!("\n    \"{member}\","));
-    std::fs::write(manifest, updated)
+    Ok(Some(updated))
 }
 
 const CARGO_TOML: &str = r#"[package]
@@ -250,14 +278,19 @@ crate-type = ["cdylib", "rlib"]
 
 [dependencies]
 scimlink-sdk = {sdk}
+{workspace}"#;
 
+const OWN_PROFILE_AND_WORKSPACE: &str = r#"
 [profile.release]
 # Small, fast components.
 opt-level = 3
 lto = true
 codegen-units = 1
 strip = "debuginfo"
-{workspace}"#;
+
+# A crate of its own, whatever workspace is above it.
+[workspace]
+"#;
 
 const LIB_RS: &str = r#"//! The {name} connector for scimlink.
 //!
@@ -324,7 +357,7 @@ groups into {name} over SCIM 2.0.
     rustup target add wasm32-wasip2   # once
     cargo build --release --target wasm32-wasip2
 
-The component is `target/wasm32-wasip2/release/{crate}.wasm`.
+The component is {component}.
 
 ## Test
 
@@ -393,13 +426,17 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(
             root.path().join("Cargo.toml"),
-            "[workspace]\nresolver = \"3\"\nmembers = [\n    \"plugins/*\",\n]\n",
+            "[workspace]\nresolver = \"3\"\ndefault-members = [\"plugins/*\"]\nmembers = [\n    \"plugins/*\",\n]\n",
         )
         .unwrap();
         let made = scaffold("acme", &root.path().join("connectors/acme"), None).unwrap();
         assert!(made.workspace.is_some());
         let manifest = std::fs::read_to_string(root.path().join("Cargo.toml")).unwrap();
         assert!(manifest.contains("\"connectors/acme\","), "{manifest}");
+        assert!(
+            !manifest.contains("default-members = [\n    \"connectors"),
+            "{manifest}"
+        );
         let own = std::fs::read_to_string(made.folder.join("Cargo.toml")).unwrap();
         assert!(!own.contains("[workspace]"));
         // A glob that covers the folder already adds nothing.

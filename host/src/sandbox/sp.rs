@@ -33,6 +33,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::Served;
 use crate::scim::error::{ERROR_SCHEMA, SCIM_CONTENT_TYPE, ScimError};
 use crate::scim::filter::{AttrPath, AttributeRules, Filter, matches, parse_filter_with};
 use crate::scim::patch::{self, Op};
@@ -62,7 +63,7 @@ const MAX_PAGE: usize = 1000;
 /// The behaviour of the simulated application. The default is a
 /// well-behaved SCIM 2.0 service provider that accepts any token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Quirks {
     /// PATCH is refused (405): updates must be PUTs.
     pub put_only: bool,
@@ -78,8 +79,8 @@ pub struct Quirks {
     pub retry_after_seconds: u64,
     /// Fraction of requests answered 503.
     pub server_error_rate: f64,
-    /// Added to every answer.
-    #[serde(with = "millis")]
+    /// The least time every answer takes, in milliseconds.
+    #[serde(rename = "latencyMs", with = "millis")]
     pub latency: Duration,
     /// Answers the way Entra ID-era applications do: PATCH answers 204
     /// with no body, list answers carry neither `startIndex` nor
@@ -137,6 +138,8 @@ pub enum QuirksError {
     Rate(&'static str),
     #[error("a tenant path must not be empty or start with _sandbox")]
     Tenant,
+    #[error("the most members per PATCH must be at least 1")]
+    MembersPerPatch,
 }
 
 impl Quirks {
@@ -148,6 +151,9 @@ impl Quirks {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(QuirksError::Rate(name));
             }
+        }
+        if self.max_members_per_patch == Some(0) {
+            return Err(QuirksError::MembersPerPatch);
         }
         if self
             .tenants
@@ -184,7 +190,7 @@ pub struct LoggedRequest {
 pub struct SandboxSp {
     address: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _served: Served,
 }
 
 impl SandboxSp {
@@ -196,19 +202,11 @@ impl SandboxSp {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared::new(quirks));
-        let app = router(Arc::clone(&shared));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let served = Served::spawn(listener, router(Arc::clone(&shared)));
         Ok(SandboxSp {
             address,
             shared,
-            stop: Some(stop),
+            _served: served,
         })
     }
 
@@ -230,13 +228,20 @@ impl SandboxSp {
     pub fn clear_requests(&self) {
         self.shared.clear_log();
     }
-}
 
-impl Drop for SandboxSp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// The quirks now in force.
+    pub fn quirks(&self) -> Quirks {
+        self.shared.quirks()
+    }
+
+    /// Changes the application's behaviour from the next request on (the
+    /// fault seed is kept: faults go on from where they were).
+    pub fn set_quirks(&self, quirks: Quirks) -> Result<(), QuirksError> {
+        quirks.check()?;
+        if let Ok(mut current) = self.shared.quirks.write() {
+            *current = quirks;
         }
+        Ok(())
     }
 }
 
@@ -247,7 +252,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// The simulator's state: its quirks, its tenants' data, its log.
 pub struct Shared {
-    quirks: Quirks,
+    /// Read once per request: a change applies from the next request on.
+    quirks: std::sync::RwLock<Quirks>,
     world: Mutex<World>,
     log: Mutex<Log>,
 }
@@ -290,13 +296,21 @@ impl Shared {
     pub fn new(quirks: Quirks) -> Shared {
         let faults = StdRng::seed_from_u64(quirks.seed);
         Shared {
-            quirks,
+            quirks: std::sync::RwLock::new(quirks),
             world: Mutex::new(World {
                 tenants: HashMap::new(),
                 faults,
             }),
             log: Mutex::new(Log::default()),
         }
+    }
+
+    /// The quirks now in force.
+    pub fn quirks(&self) -> Quirks {
+        self.quirks
+            .read()
+            .map(|quirks| quirks.clone())
+            .unwrap_or_default()
     }
 
     fn log_snapshot(&self) -> Vec<LoggedRequest> {
@@ -312,14 +326,14 @@ impl Shared {
         }
     }
 
-    fn record(&self, mut entry: LoggedRequest) {
-        if self.quirks.log_limit == 0 {
+    fn record(&self, mut entry: LoggedRequest, log_limit: usize) {
+        if log_limit == 0 {
             return;
         }
         if let Ok(mut log) = self.log.lock() {
             entry.seq = log.next_seq;
             log.next_seq += 1;
-            if log.entries.len() >= self.quirks.log_limit {
+            if log.entries.len() >= log_limit {
                 log.entries.pop_front();
             }
             log.entries.push_back(entry);
@@ -422,24 +436,41 @@ async fn handle(
         .trim_start_matches('/')
         .starts_with("_sandbox/requests")
     {
+        // The log holds request bodies: the same token guards it.
+        let tokens = shared.quirks().tokens;
+        if !tokens.is_empty() && !authorized(&headers, &tokens) {
+            return render(Answer::error(ScimError::unauthorized(), false));
+        }
         return log_endpoint(&shared, &method);
     }
     let request: Option<Value> = serde_json::from_slice(&body).ok();
     let started = Instant::now();
-    let answer = answer(&shared, &method, &uri, &headers, &body, request.as_ref());
-    let latency = shared.quirks.latency.saturating_sub(started.elapsed());
+    let quirks = shared.quirks();
+    let answer = answer(
+        &shared,
+        &quirks,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        request.as_ref(),
+    );
+    let latency = quirks.latency.saturating_sub(started.elapsed());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    shared.record(LoggedRequest {
-        seq: 0,
-        method: method.to_string(),
-        path: shown,
-        status: answer.status.as_u16(),
-        request,
-        response: answer.body.clone(),
-        fault: answer.fault.clone(),
-    });
+    shared.record(
+        LoggedRequest {
+            seq: 0,
+            method: method.to_string(),
+            path: shown,
+            status: answer.status.as_u16(),
+            request,
+            response: answer.body.clone(),
+            fault: answer.fault.clone(),
+        },
+        quirks.log_limit,
+    );
     render(answer)
 }
 
@@ -489,13 +520,13 @@ fn log_endpoint(shared: &Shared, method: &Method) -> Response {
 
 fn answer(
     shared: &Shared,
+    quirks: &Quirks,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
     request: Option<&Value>,
 ) -> Answer {
-    let quirks = &shared.quirks;
     let entra = quirks.entra_style;
     if !quirks.tokens.is_empty() && !authorized(headers, &quirks.tokens) {
         return Answer::error(ScimError::unauthorized(), entra);
@@ -854,20 +885,25 @@ impl Context<'_> {
             check_members(tenant, &attributes)?;
         }
         let name = name_of(kind, &attributes)?;
-        tenant.next_id += 1;
-        let id = format!(
-            "{}-{:06}",
-            if kind == Kind::User { "u" } else { "g" },
-            tenant.next_id
-        );
-        let resources = kind.resources(tenant);
-        if resources.by_name.contains_key(&name.to_lowercase()) {
+        if kind
+            .resources(tenant)
+            .by_name
+            .contains_key(&name.to_lowercase())
+        {
             return Err(ScimError::new(
                 StatusCode::CONFLICT,
                 Some("uniqueness"),
                 format!("{} {name:?} exists", kind.name_attribute()),
             ));
         }
+        tenant.next_id += 1;
+        // Nine digits: ids sort in creation order up to a billion.
+        let id = format!(
+            "{}-{:09}",
+            if kind == Kind::User { "u" } else { "g" },
+            tenant.next_id
+        );
+        let resources = kind.resources(tenant);
         let now = now();
         resources.by_name.insert(name.to_lowercase(), id.clone());
         let stored = Stored {
@@ -980,18 +1016,25 @@ impl Context<'_> {
             }
         }
         if let Some(most) = self.quirks.max_members_per_patch {
+            let count = |value: Option<&Value>| match value {
+                Some(Value::Array(values)) => values.len(),
+                Some(_) | None => 1,
+            };
             let members: usize = operations
                 .iter()
-                .filter(|o| {
-                    o.path
+                .filter(|o| matches!(o.op, Op::Add | Op::Remove | Op::Replace))
+                .map(|o| match &o.path {
+                    Some(path) if path.attr.attr.eq_ignore_ascii_case("members") => {
+                        count(o.value.as_ref())
+                    }
+                    Some(_) => 0,
+                    // `{"op": "add", "value": {"members": [...]}}`
+                    None => o
+                        .value
                         .as_ref()
-                        .is_some_and(|p| p.attr.attr.eq_ignore_ascii_case("members"))
-                        && matches!(o.op, Op::Add | Op::Remove | Op::Replace)
-                })
-                .map(|o| match &o.value {
-                    Some(Value::Array(values)) => values.len(),
-                    Some(_) => 1,
-                    None => 1,
+                        .and_then(Value::as_object)
+                        .and_then(|v| v.iter().find(|(k, _)| k.eq_ignore_ascii_case("members")))
+                        .map_or(0, |(_, members)| count(Some(members))),
                 })
                 .sum();
             if members > most {
@@ -1050,10 +1093,7 @@ fn checked(kind: Kind, request: &Value) -> Result<Map<String, Value>, ScimError>
         ));
     };
     let resource_type = kind.resource_type();
-    let (unknown_extensions, known): (Map<String, Value>, Map<String, Value>) =
-        object.clone().into_iter().partition(|(key, _)| {
-            key.to_ascii_lowercase().starts_with("urn:") && resource_type.extension(key).is_none()
-        });
+    let (known, unknown_extensions) = split_foreign_extensions(resource_type, object);
     let mut attributes = check_resource(resource_type, &Value::Object(known))?;
     attributes.extend(unknown_extensions);
     if kind == Kind::Group
@@ -1067,6 +1107,17 @@ fn checked(kind: Kind, request: &Value) -> Result<Map<String, Value>, ScimError>
         }
     }
     Ok(attributes)
+}
+
+/// A resource's attributes the schema knows, and the extension objects
+/// under URNs it does not (an application's own, which it alone judges).
+pub(crate) fn split_foreign_extensions(
+    resource_type: &ResourceType,
+    object: &Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    object.clone().into_iter().partition(|(key, _)| {
+        !(key.to_ascii_lowercase().starts_with("urn:") && resource_type.extension(key).is_none())
+    })
 }
 
 fn name_of(kind: Kind, attributes: &Map<String, Value>) -> Result<String, ScimError> {
@@ -1112,9 +1163,9 @@ mod tests {
 
     #[test]
     fn routes_any_tenant_path() {
-        let (tenant, target) = route("/org-1/scim/v2/Users/u-000001").unwrap();
+        let (tenant, target) = route("/org-1/scim/v2/Users/u-000000001").unwrap();
         assert_eq!(tenant, "org-1/scim/v2");
-        assert!(matches!(target, Target::Users(Some(id)) if id == "u-000001"));
+        assert!(matches!(target, Target::Users(Some(id)) if id == "u-000000001"));
         let (tenant, target) = route("/Groups").unwrap();
         assert_eq!(tenant, "");
         assert!(matches!(target, Target::Groups(None)));
@@ -1249,6 +1300,13 @@ mod tests {
         assert_eq!(send(&http, Method::PATCH, &url, Some(both)).await.0, 400);
         let one = patch(json!([{"op": "add", "path": "members", "value": [{"value": ids[0]}]}]));
         assert_eq!(send(&http, Method::PATCH, &url, Some(one)).await.0, 200);
+        // A path-less add counts its members all the same.
+        let pathless = patch(json!([{"op": "add",
+            "value": {"members": [{"value": ids[0]}, {"value": ids[1]}]}}]));
+        assert_eq!(
+            send(&http, Method::PATCH, &url, Some(pathless)).await.0,
+            400
+        );
         let unknown =
             patch(json!([{"op": "add", "path": "members", "value": [{"value": "nobody"}]}]));
         assert_eq!(send(&http, Method::PATCH, &url, Some(unknown)).await.0, 400);

@@ -29,6 +29,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Served;
+use crate::scim::error::SCIM_CONTENT_TYPE;
+
 /// The header that marks the test's own read-backs.
 pub const CHECK_HEADER: &str = "x-scimlink-sandbox-check";
 
@@ -55,8 +58,12 @@ pub struct Exchange {
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,
+    /// The response body, when it was JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
+    /// The response body, when it was not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<String>,
     /// A replayed request the recording had no answer for.
@@ -117,7 +124,7 @@ pub fn load(folder: &Path) -> Result<Vec<Exchange>, TapeError> {
 pub struct Tape {
     address: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _served: Served,
 }
 
 struct Shared {
@@ -154,18 +161,10 @@ impl Tape {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Ok(Tape {
             address,
             shared,
-            stop: Some(stop),
+            _served: Served::spawn(listener, app),
         })
     }
 
@@ -205,27 +204,34 @@ impl Tape {
         }
     }
 
-    /// Writes every exchange logged so far into `folder`.
-    pub fn save(&self, folder: &Path) -> Result<(), TapeError> {
+    /// Writes every exchange logged so far into `folder`. A resource in a
+    /// list answer that `keep` refuses is written as its id and schemas
+    /// alone (its name `redacted`): a recording holds no data of accounts
+    /// the run did not make, yet answers the same listings.
+    pub fn save(&self, folder: &Path, keep: &dyn Fn(&Value) -> bool) -> Result<(), TapeError> {
         let failed = |source| TapeError::Write {
             path: folder.display().to_string(),
             source,
         };
         std::fs::create_dir_all(folder).map_err(failed)?;
-        let text = serde_json::to_string_pretty(&self.since(0))
+        let mut exchanges = self.since(0);
+        for exchange in &mut exchanges {
+            if let Some(Value::Array(resources)) = exchange
+                .response
+                .as_mut()
+                .and_then(|body| body.get_mut("Resources"))
+            {
+                for resource in resources.iter_mut().filter(|r| !keep(r)) {
+                    *resource = redacted(resource);
+                }
+            }
+        }
+        let text = serde_json::to_string_pretty(&exchanges)
             .map_err(|e| failed(std::io::Error::other(e)))?;
         let path = folder.join(EXCHANGES_FILE);
         let partial = folder.join(format!(".{EXCHANGES_FILE}.tmp"));
         std::fs::write(&partial, text).map_err(failed)?;
         std::fs::rename(&partial, &path).map_err(failed)
-    }
-}
-
-impl Drop for Tape {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -286,6 +292,7 @@ async fn forward(
         status: 502,
         request: None,
         response: None,
+        response_text: None,
         retry_after: None,
         unmatched: false,
     };
@@ -298,9 +305,13 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let bytes = answer.bytes().await.unwrap_or_default();
-            exchange.response = serde_json::from_slice(&bytes).ok().or_else(|| {
-                (!bytes.is_empty()).then(|| Value::String(String::from_utf8_lossy(&bytes).into()))
-            });
+            match serde_json::from_slice(&bytes) {
+                Ok(body) => exchange.response = Some(body),
+                Err(_) if !bytes.is_empty() => {
+                    exchange.response_text = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                Err(_) => {}
+            }
         }
         Err(error) => {
             exchange.response = Some(json!({
@@ -353,10 +364,28 @@ fn replay(
             response: Some(json!({
                 "detail": format!("the recording has no answer for {method} {path}")
             })),
+            response_text: None,
             retry_after: None,
             unmatched: true,
         },
     }
+}
+
+/// What a recording keeps of a resource the run did not make.
+fn redacted(resource: &Value) -> Value {
+    let mut kept = serde_json::Map::new();
+    for key in ["id", "schemas"] {
+        if let Some(value) = resource.get(key) {
+            kept.insert(key.into(), value.clone());
+        }
+    }
+    let name = if resource.get("displayName").is_some() && resource.get("userName").is_none() {
+        "displayName"
+    } else {
+        "userName"
+    };
+    kept.insert(name.into(), Value::String("redacted".into()));
+    Value::Object(kept)
 }
 
 /// Puts this run's ids where the recording has its own.
@@ -377,16 +406,21 @@ fn translate(value: &mut Value, pairs: &[(String, String)]) {
 
 fn render(exchange: &Exchange) -> Response {
     let status = StatusCode::from_u16(exchange.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = match &exchange.response {
-        Some(Value::String(text)) => (status, text.clone()).into_response(),
-        Some(body) => (status, body.to_string()).into_response(),
-        None => status.into_response(),
+    let (mut response, content_type) = match (&exchange.response, &exchange.response_text) {
+        (Some(body), _) => (
+            (status, body.to_string()).into_response(),
+            Some(SCIM_CONTENT_TYPE),
+        ),
+        (None, Some(text)) => (
+            (status, text.clone()).into_response(),
+            Some("text/plain; charset=utf-8"),
+        ),
+        (None, None) => (status.into_response(), None),
     };
-    if exchange.response.is_some() {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/scim+json"),
-        );
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     if let Some(value) = exchange
         .retry_after

@@ -1,8 +1,9 @@
 //! A connector that builds, loads and passes `plugin check`, yet is wrong
 //! twice, the way real connectors go wrong:
 //! - its mapping swaps the given and the family name;
-//! - its rule for a user removed from a group deletes the whole group and
-//!   keeps the removed user's account active.
+//! - its rule for a user removed from a group asks to delete the whole
+//!   group (the host never does that for one member's removal) and keeps
+//!   the removed user's account active, although the user has no access.
 //!
 //! `scimlink plugin test` must fail it at `create` and at
 //! `group-membership`, saying why.
