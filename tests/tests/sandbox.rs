@@ -352,6 +352,28 @@ fn a_patch_connector_fails_against_a_put_only_application() {
     assert!(reason.contains("does not support PATCH"), "{reason}");
 }
 
+#[test]
+fn the_lifecycle_holds_against_an_application_that_refuses_and_fails_now_and_then() {
+    // One request in ten refused with 429 (retry at once), one in ten a
+    // 503: the engine retries through both, and every step still holds.
+    let component = bundled_components()
+        .into_iter()
+        .find(|c| name_of(c) == "scalekit")
+        .unwrap();
+    let quirks = r#"{"tooManyRequestsRate": 0.1, "retryAfterSeconds": 0,
+                     "serverErrorRate": 0.1, "seed": 7, "entraStyle": true}"#;
+    let (output, report) = plugin_test(&component, &["--quirks", quirks]);
+    assert_passed(&component, &output, &report);
+    let refused = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["requests"].as_array().unwrap().iter())
+        .filter(|r| r["status"] == 429 || r["status"] == 503)
+        .count();
+    assert!(refused > 0, "no fault was injected");
+}
+
 /// The cargo target folder the scaffolded crate builds into: the
 /// workspace's own, so the SDK's dependencies are compiled once.
 fn target_folder() -> PathBuf {

@@ -1556,30 +1556,52 @@ impl Run {
 
     // ---- the application -------------------------------------------------
 
+    /// One request of the test's own. A 429 is retried (the application
+    /// did nothing), and so is a 5xx of a GET or DELETE (doing it twice is
+    /// harmless), a few times, after the `Retry-After` asked for: the
+    /// test reads back through the same limits the host works under.
     async fn remote(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Option<Value>), String> {
+        const ATTEMPTS: u32 = 6;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.tape.base_url()))
-            .bearer_auth(&self.app_token)
-            .header(CHECK_HEADER, "1");
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/scim+json")
-                .body(body.to_string());
+        let idempotent = matches!(method, reqwest::Method::GET | reqwest::Method::DELETE);
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.tape.base_url()))
+                .bearer_auth(&self.app_token)
+                .header(CHECK_HEADER, "1");
+            if let Some(body) = &body {
+                request = request
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_string());
+            }
+            let answer = request
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the application: {e}"))?;
+            let status = answer.status().as_u16();
+            let again = status == 429 || (idempotent && status >= 500);
+            if again && attempt < ATTEMPTS {
+                let wait = answer
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_millis(100 << attempt), Duration::from_secs)
+                    .min(Duration::from_secs(10));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            let body = answer.json::<Value>().await.ok();
+            return Ok((status, body));
         }
-        let answer = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the application: {e}"))?;
-        let status = answer.status().as_u16();
-        let body = answer.json::<Value>().await.ok();
-        Ok((status, body))
     }
 
     async fn remote_read(&self, path: &str) -> Result<(u16, Option<Value>), String> {
