@@ -35,6 +35,18 @@ fn plugin_test(component: &Path, extra: &[&str]) -> (Output, Value) {
     (output, report)
 }
 
+/// A GET of the application, with its token, as JSON.
+fn get_json(http: &reqwest::blocking::Client, url: impl reqwest::IntoUrl) -> Value {
+    let text = http
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["steps"]
         .as_array()
@@ -138,14 +150,7 @@ fn every_bundled_connector_passes_against_scim2_server_and_leaves_nothing_behind
     // Only synthetic objects were made, and every one was deleted.
     let http = http_client_builder().build().unwrap();
     for list in ["Users", "Groups"] {
-        let body: Value = http
-            .get(format!("{base}/{list}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .map(|text| serde_json::from_str(&text).unwrap())
-            .unwrap();
+        let body: Value = get_json(&http, format!("{base}/{list}"));
         assert_eq!(body["totalResults"], 0, "{list} left behind: {body:#}");
     }
 }
@@ -307,14 +312,10 @@ fn the_simulated_application_shows_its_quirks() {
         .send()
         .unwrap();
     assert_eq!(patch.status(), 405);
-    let found: Value = http
-        .get(format!("{base}/Users?filter=userName%20eq%20%22ada%22"))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap()
-        .text()
-        .map(|text| serde_json::from_str(&text).unwrap())
-        .unwrap();
+    let found: Value = get_json(
+        &http,
+        format!("{base}/Users?filter=userName%20eq%20%22ada%22"),
+    );
     assert_eq!(found["totalResults"], 1, "userName is caseExact false");
 
     // The log holds request bodies: the application's token guards it.
@@ -323,14 +324,7 @@ fn the_simulated_application_shows_its_quirks() {
         .send()
         .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let log: Value = http
-        .get(format!("{origin}/_sandbox/requests"))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap()
-        .text()
-        .map(|text| serde_json::from_str(&text).unwrap())
-        .unwrap();
+    let log: Value = get_json(&http, format!("{origin}/_sandbox/requests"));
     let statuses: Vec<u64> = log
         .as_array()
         .unwrap()

@@ -719,11 +719,7 @@ impl Run {
                 "the host linked the user to {linked}, not to the existing account {existing}"
             ));
         }
-        let posts = self
-            .host_requests()
-            .iter()
-            .filter(|e| e.method == "POST" && e.path == "/Users" && e.status < 300)
-            .count();
+        let posts = self.host_created("/Users");
         if posts > 0 {
             return Err(format!(
                 "the host created an account ({posts} POST /Users) although one existed"
@@ -906,11 +902,7 @@ impl Run {
         self.admin("PUT", &format!("/apps/{APP}/bindings/{team}"), None)
             .await?;
         self.settle().await?;
-        let posts = self
-            .host_requests()
-            .iter()
-            .filter(|e| e.method == "POST" && e.path == "/Groups" && e.status < 300)
-            .count();
+        let posts = self.host_created("/Groups");
         if posts > 0 {
             return Err(format!(
                 "the host created a group ({posts} POST /Groups) although {team:?} existed"
@@ -1402,6 +1394,14 @@ impl Run {
             ),
             None => format!("the host holds no {kind} in the application"),
         }
+    }
+
+    /// How many objects the host created at `endpoint` in the current step.
+    fn host_created(&self, endpoint: &str) -> usize {
+        self.host_requests()
+            .iter()
+            .filter(|e| e.method == "POST" && e.path == endpoint && e.status < 300)
+            .count()
     }
 
     /// The requests the host sent in the current step.
