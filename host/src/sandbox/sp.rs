@@ -231,7 +231,7 @@ impl SandboxSp {
 
     /// The quirks now in force.
     pub fn quirks(&self) -> Quirks {
-        self.shared.quirks()
+        Quirks::clone(&self.shared.quirks())
     }
 
     /// Changes the application's behaviour from the next request on (the
@@ -239,7 +239,7 @@ impl SandboxSp {
     pub fn set_quirks(&self, quirks: Quirks) -> Result<(), QuirksError> {
         quirks.check()?;
         if let Ok(mut current) = self.shared.quirks.write() {
-            *current = quirks;
+            *current = Arc::new(quirks);
         }
         Ok(())
     }
@@ -253,7 +253,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// The simulator's state: its quirks, its tenants' data, its log.
 pub struct Shared {
     /// Read once per request: a change applies from the next request on.
-    quirks: std::sync::RwLock<Quirks>,
+    quirks: std::sync::RwLock<Arc<Quirks>>,
     world: Mutex<World>,
     log: Mutex<Log>,
 }
@@ -296,7 +296,7 @@ impl Shared {
     pub fn new(quirks: Quirks) -> Shared {
         let faults = StdRng::seed_from_u64(quirks.seed);
         Shared {
-            quirks: std::sync::RwLock::new(quirks),
+            quirks: std::sync::RwLock::new(Arc::new(quirks)),
             world: Mutex::new(World {
                 tenants: HashMap::new(),
                 faults,
@@ -305,11 +305,12 @@ impl Shared {
         }
     }
 
-    /// The quirks now in force.
-    pub fn quirks(&self) -> Quirks {
+    /// The quirks now in force: shared, so a request pays a reference
+    /// count, not a copy.
+    pub fn quirks(&self) -> Arc<Quirks> {
         self.quirks
             .read()
-            .map(|quirks| quirks.clone())
+            .map(|quirks| Arc::clone(&quirks))
             .unwrap_or_default()
     }
 
@@ -437,8 +438,8 @@ async fn handle(
         .starts_with("_sandbox/requests")
     {
         // The log holds request bodies: the same token guards it.
-        let tokens = shared.quirks().tokens;
-        if !tokens.is_empty() && !authorized(&headers, &tokens) {
+        let tokens = &shared.quirks().tokens;
+        if !tokens.is_empty() && !authorized(&headers, tokens) {
             return render(Answer::error(ScimError::unauthorized(), false));
         }
         return log_endpoint(&shared, &method);
