@@ -441,3 +441,27 @@ fn a_component_that_does_not_load_fails_the_first_step_and_skips_the_rest() {
     assert_eq!(steps.len(), 17, "every step is reported");
     assert!(steps[1..].iter().all(|s| s["outcome"] == "skip"));
 }
+
+#[test]
+fn an_unreachable_endpoint_fails_connect_saying_why() {
+    let component = bundled_components()
+        .into_iter()
+        .find(|c| name_of(c) == "custom-scim")
+        .unwrap();
+    // A loopback port nobody listens on.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/scim/v2");
+    let (output, report) = plugin_test(&component, &["--against", &url, "--token", TOKEN]);
+    assert!(!output.status.success());
+    let connect = step(&report, "connect");
+    assert_eq!(connect["outcome"], "fail");
+    let reason = connect["reason"].as_str().unwrap();
+    // The host's own words, not only a status.
+    let (_, why) = reason.split_once("502 Bad Gateway: ").expect(reason);
+    assert!(!why.trim().is_empty(), "{reason}");
+    assert_eq!(step(&report, "create")["outcome"], "skip");
+    assert_eq!(step(&report, "cleanup")["outcome"], "skip");
+}

@@ -1478,10 +1478,8 @@ impl Run {
         let status = answer.status();
         let value: Value = answer.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let why = value["message"]
-                .as_str()
-                .or_else(|| value["detail"].as_str())
-                .unwrap_or("");
+            // The admin API's error body: {"error": {"code", "message"}}.
+            let why = value["error"]["message"].as_str().unwrap_or("");
             return Err(format!(
                 "the host answered {method} {path} with {status}: {why}"
             ));
