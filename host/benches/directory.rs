@@ -203,6 +203,7 @@ fn scim_benchmark() {
                 admin_token: BearerToken::from_plain("admin"),
                 plugins: None,
                 plugin_history: None,
+                clients: scimlink::engine::connections::Clients::new(),
             },
             BearerToken::from_plain(SCIM_TOKEN),
         );

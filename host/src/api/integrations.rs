@@ -464,9 +464,8 @@ async fn activate(
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
     let current = load_app(&state, app).await?;
-    let id = current.id.clone();
-    let token = store_call(&state, move |store| store.app_token(&id)).await?;
-    match lifecycle::test_connection(&current, &token).await {
+    let client = app_client(&state, &current).await?;
+    match lifecycle::test_with(&client).await {
         Ok(tested) => {
             let id = current.id.clone();
             let update = AppUpdate {
@@ -753,6 +752,9 @@ fn sync_failed(app: &AppRecord, error: crate::engine::provision::SyncError) -> A
         SyncError::Connector { .. } => {
             ApiError::new(StatusCode::CONFLICT, "connector_failed", error.to_string())
         }
+        SyncError::Unavailable(_) => {
+            ApiError::new(StatusCode::CONFLICT, "unavailable", error.to_string())
+        }
     }
 }
 
@@ -769,18 +771,32 @@ async fn active_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError
     Ok(app)
 }
 
-/// A SCIM client of the application, with its token.
+/// The application's SCIM client: the one the engine sends through, so
+/// that its rate limit, circuit breaker and `Retry-After` pause hold for
+/// work done on demand too.
 async fn app_client(
     state: &ApiState,
     app: &AppRecord,
 ) -> Result<Arc<crate::scim_client::ScimClient>, ApiError> {
-    let app_id = app.id.clone();
-    let token = store_call(state, move |store| store.app_token(&app_id)).await?;
-    let base =
-        lifecycle::resolved_base_url(app).map_err(|reason| ApiError::invalid("baseUrl", reason))?;
-    let settings = crate::scim_client::ClientSettings::paced(&app.pacing);
-    crate::scim_client::ScimClient::new(&base, &token, settings)
-        .map_err(|error| connection_failed(app, &error.to_string()))
+    let clients = Arc::clone(&state.clients);
+    let store = Arc::clone(&state.store);
+    let record = app.clone();
+    let built = tokio::task::spawn_blocking(move || clients.client(store.as_ref(), &record))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the client task failed",
+            )
+        })?;
+    built.map_err(|error| match error {
+        crate::engine::provision::SyncError::Store(error) => ApiError::from(error),
+        crate::engine::provision::SyncError::Unavailable(
+            crate::engine::connections::Unavailable::BaseUrl(reason),
+        ) => ApiError::invalid("baseUrl", reason),
+        other => connection_failed(app, &other.to_string()),
+    })
 }
 
 /// Reconcile an application now: read it back, repair every drift, and

@@ -47,6 +47,9 @@ pub struct ApiState {
     /// The serving history of the connectors (`DATA/plugin-history`), for
     /// rollbacks.
     pub plugin_history: Option<crate::runtime::history::History>,
+    /// The applications' SCIM clients, shared with the engine: one token
+    /// bucket, breaker and `Retry-After` pause per application.
+    pub clients: Arc<crate::engine::connections::Clients>,
 }
 
 #[derive(OpenApi)]
@@ -216,6 +219,9 @@ impl From<StoreError> for ApiError {
                 "invalid_membership",
                 error.to_string(),
             ),
+            StoreError::LinkedElsewhere { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "linked_elsewhere", error.to_string())
+            }
             StoreError::Secret(_) | StoreError::Backend(_) => {
                 tracing::error!("admin API: {error}");
                 ApiError::new(

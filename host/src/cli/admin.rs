@@ -819,11 +819,12 @@ fn run_app_import(client: &AdminClient, args: AppImport) -> anyhow::Result<ExitC
         match args.format {
             Format::Json => println!("{done}"),
             Format::Text => println!(
-                "{}: {} created, {} linked, {} failed; in group {}",
+                "{}: {} created, {} linked, {} failed, {} refused (already linked); in group {}",
                 args.name,
                 done["created"].as_u64().unwrap_or(0),
                 done["linked"].as_u64().unwrap_or(0),
                 done["failed"].as_u64().unwrap_or(0),
+                done["refused"].as_u64().unwrap_or(0),
                 done["group"].as_str().unwrap_or("-")
             ),
         }

@@ -55,6 +55,17 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3600, env = "SCIMLINK_RECONCILE_SECONDS",
         value_parser = clap::value_parser!(u64).range(1..))]
     reconcile_seconds: u64,
+    /// Attempts at one change in one application before the objects that
+    /// still fail (a persistent 5xx for one user, a connector that traps on
+    /// one user's data) are dead-lettered.
+    #[arg(long, default_value_t = 8, env = "SCIMLINK_RETRY_ATTEMPTS",
+        value_parser = clap::value_parser!(u32).range(1..=100))]
+    retry_attempts: u32,
+    /// Seconds to wait after the first failed attempt; each further one
+    /// doubles the wait, up to ten minutes.
+    #[arg(long, default_value_t = 5, env = "SCIMLINK_RETRY_BACKOFF_SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=600))]
+    retry_backoff_seconds: u64,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -108,10 +119,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         guard_percent: args.guard_percent,
         guard_minimum: args.guard_minimum,
         reconcile_every: std::time::Duration::from_secs(args.reconcile_seconds),
+        retry_attempts: args.retry_attempts,
+        retry_backoff: std::time::Duration::from_secs(args.retry_backoff_seconds),
     };
+    let clients = crate::engine::connections::Clients::new();
     crate::engine::worker::Engine::start(
         Arc::clone(&store),
         Arc::clone(&registry),
+        Arc::clone(&clients),
         engine_settings,
     )
     .context("cannot start the provisioning engine")?;
@@ -121,6 +136,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             admin_token,
             plugins: Some(Arc::clone(&registry)),
             plugin_history: Some(History::new(args.data.join("plugin-history"))),
+            clients,
         },
         scim_token,
     );

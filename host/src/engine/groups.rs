@@ -11,7 +11,9 @@
 //! - an empty group is never created; a group already pushed stays when it
 //!   empties;
 //! - an existing group of the same displayName is taken over, never
-//!   duplicated; more than one is refused as ambiguous;
+//!   duplicated; more than one, one that does not carry that displayName,
+//!   or one another directory group holds is refused
+//!   ([`super::takeover`]);
 //! - the members pushed are the group's users (nested groups included) that
 //!   have an account in the application; a user whose account is created
 //!   later joins when it is;
@@ -38,7 +40,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::locks::{HeldUser, hold_user};
 use super::provision::{SyncError, Synced, Target, changed_attributes, hash, offboard};
+use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::contract::{
     AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
     Offboarding, UpdateMethod,
@@ -349,26 +353,37 @@ async fn find_or_create(
             return Err(error.into());
         }
     };
-    let found: Vec<&Value> = answer
-        .body
-        .get("Resources")
-        .and_then(Value::as_array)
-        .map(|resources| resources.iter().collect())
-        .unwrap_or_default();
-    match found.as_slice() {
-        [] => {}
-        [one] => {
-            let Some(remote_id) = one.get("id").and_then(Value::as_str) else {
-                target.record_group(
-                    &group.id,
-                    GROUP_CREATE,
-                    Outcome::Failure,
-                    Some(format!("takeover: {filter}")),
-                    Some(answer.status.as_u16()),
-                    "the matching group has no id".into(),
-                );
-                return Ok(Found::Refused);
-            };
+    let found = resources(&answer.body);
+    let refuse = |reason: String| {
+        target.dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None);
+        target.record_group(
+            &group.id,
+            GROUP_CREATE,
+            Outcome::Failure,
+            Some(filter.clone()),
+            Some(answer.status.as_u16()),
+            reason,
+        );
+        Ok(Found::Refused)
+    };
+    match vet(LookupKind::Group, &filter, &found) {
+        Candidate::None => {}
+        Candidate::Refused(reason) => return refuse(reason),
+        Candidate::One(remote_id) => {
+            let _group =
+                super::locks::lock_object(&target.app.id, "group account", &remote_id).await;
+            if let Some(holder) = target
+                .store
+                .ledger_holder(&target.app.id, "group", &remote_id)?
+                .filter(|holder| holder.object_id != group.id)
+            {
+                return refuse(format!(
+                    "group {remote_id} is already linked to directory group {}; it is not \
+                     taken over for {}",
+                    holder.object_id, group.display_name
+                ));
+            }
+            let one = found.first().copied().unwrap_or(&Value::Null);
             // The members already there that the directory wants are
             // managed from now on; the others are left alone.
             let listed = if one.get("members").is_some() {
@@ -394,7 +409,17 @@ async fn find_or_create(
                 resource: json!({}),
                 members: listed.intersection(desired).cloned().collect(),
             };
-            target.link_group(&group.id, remote_id, "", &pushed)?;
+            match target.link_group(&group.id, &remote_id, "", &pushed) {
+                Ok(()) => {}
+                Err(StoreError::LinkedElsewhere { holder, .. }) => {
+                    return refuse(format!(
+                        "group {remote_id} is already linked to directory group {holder}; it \
+                         is not taken over for {}",
+                        group.display_name
+                    ));
+                }
+                Err(error) => return Err(error.into()),
+            }
             target.record_group(
                 &group.id,
                 GROUP_CREATE,
@@ -407,23 +432,10 @@ async fn find_or_create(
                 ),
             );
             return Ok(Found::Linked {
-                remote_id: remote_id.to_string(),
+                remote_id,
                 pushed,
                 synced: GroupSynced::TakenOver,
             });
-        }
-        many => {
-            let reason = format!("{} groups match {filter}: none is taken over", many.len());
-            target.dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None);
-            target.record_group(
-                &group.id,
-                GROUP_CREATE,
-                Outcome::Failure,
-                Some(filter.clone()),
-                Some(answer.status.as_u16()),
-                reason,
-            );
-            return Ok(Found::Refused);
         }
     }
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Groups", resource.clone());
@@ -692,35 +704,37 @@ pub async fn apply_group_event(
         })?
         .value;
     let rule = decision.rule.clone();
-    if event != GroupEvent::UserRemovedFromGroup
-        && let Some(entry) = group_entry
-    {
-        release_group(target, group, &entry, decision.group, &facts, &rule).await?;
+    if event != GroupEvent::UserRemovedFromGroup && group_entry.is_some() {
+        // Under the group's lock, on its entry as it is now: a sync of the
+        // group may have changed it since the facts were gathered.
+        let _one_at_a_time = super::locks::lock_object(app_id, "group", &group.id).await;
+        let bound_again = event == GroupEvent::GroupUnbound
+            && store
+                .bound_groups_containing(app_id, &group.id)?
+                .contains(&group.id);
+        if let Some(entry) = store
+            .ledger_entry(app_id, "group", &group.id)?
+            .filter(|_| !bound_again)
+        {
+            release_group(target, group, &entry, decision.group, &facts, &rule).await?;
+        }
     }
     for member in decision.members {
-        // Still in scope through another group: provisioned as before.
-        if store.user_in_scope(app_id, &member.user_id)? {
+        // Scope and account as they are now, not as they were when the
+        // facts were gathered: a user who came back meanwhile keeps it.
+        let held = hold_user(store, app_id, &member.user_id).await?;
+        if held.in_scope || held.entry.is_none() {
             continue;
         }
-        let Some(entry) = store.ledger_entry(app_id, "user", &member.user_id)? else {
-            continue;
-        };
         match member.action {
             AccountAction::Keep => {
-                release_user(target, &member.user_id, &entry, &rule)?;
+                release_user(target, &held, &rule)?;
             }
             AccountAction::Deactivate => {
-                offboard(
-                    target,
-                    &member.user_id,
-                    &entry,
-                    Offboarding::Deactivate,
-                    &rule,
-                )
-                .await?;
+                offboard(target, &held, Offboarding::Deactivate, &rule).await?;
             }
             AccountAction::Delete => {
-                offboard(target, &member.user_id, &entry, Offboarding::Delete, &rule).await?;
+                offboard(target, &held, Offboarding::Delete, &rule).await?;
             }
         }
     }
@@ -730,12 +744,11 @@ pub async fn apply_group_event(
 /// Stops managing an account the rule keeps as it is: the ledger forgets
 /// it, so nothing later deactivates it; should the user come back into
 /// scope, the account is looked up and taken over again.
-fn release_user(
-    target: &Target<'_>,
-    user_id: &str,
-    entry: &LedgerEntry,
-    rule: &str,
-) -> Result<Synced, SyncError> {
+fn release_user(target: &Target<'_>, held: &HeldUser, rule: &str) -> Result<Synced, SyncError> {
+    let (Some(entry), false) = (&held.entry, held.in_scope) else {
+        return Ok(Synced::Unchanged);
+    };
+    let user_id = held.user_id.as_str();
     target
         .store
         .remove_ledger_entry(&target.app.id, "user", user_id)?;

@@ -6,8 +6,10 @@
 //! is written. [`import_users`] then, for the chosen new accounts:
 //! - reads each through the connector's `read-user` (the connector owns the
 //!   mapping both ways);
-//! - links it to the directory user of the same userName when there is one,
-//!   or creates that user;
+//! - links it to the directory user of the same userName when there is one
+//!   and that user holds no account of the application yet (one that does
+//!   is refused with a dead letter: relinking would orphan its account), or
+//!   creates that user;
 //! - adds the user to a group bound to the application (created and bound
 //!   when missing), so that the account stays in scope: an imported account
 //!   is never deactivated for being outside every bound group;
@@ -66,6 +68,10 @@ pub struct Imported {
     pub linked: u64,
     /// Accounts the connector could not read (an event says why).
     pub failed: u64,
+    /// Accounts refused because the directory user of their userName is
+    /// already linked to another account of the application (an event and
+    /// a dead letter say which): linking it would orphan that account.
+    pub refused: u64,
     /// The bound group the imported users were added to.
     pub group: String,
 }
@@ -164,8 +170,23 @@ pub async fn import_users(
             }
         };
         let existing = store.find_users(UserKey::UserName, &read.username)?.pop();
+        // The user's lock, so that no sync links it meanwhile; a user just
+        // created cannot be reached by one yet.
+        let mut _one_at_a_time = None;
         let (user_id, rule) = match existing {
             Some(user) => {
+                _one_at_a_time =
+                    Some(super::locks::lock_object(&target.app.id, "user", &user.id).await);
+                if let Some(held) = store.ledger_entry(&target.app.id, "user", &user.id)? {
+                    done.refused += 1;
+                    let why = format!(
+                        "the directory user {} already holds account {}; linking would \
+                         leave that account unmanaged",
+                        user.id, held.remote_id
+                    );
+                    refuse(target, &user.id, &account, why);
+                    continue;
+                }
                 done.linked += 1;
                 (user.id, "linked to the directory user of the same userName")
             }
@@ -189,7 +210,17 @@ pub async fn import_users(
             }],
             &[],
         )?;
-        link(target, &user_id, &account.remote_id)?;
+        match link(target, &user_id, &account.remote_id) {
+            Ok(()) => {}
+            // Linked by another host between the listing and now.
+            Err(StoreError::LinkedElsewhere { holder, .. }) => {
+                done.refused += 1;
+                let why = format!("it is already linked to {holder}");
+                refuse(target, &user_id, &account, why);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
         target.record(
             &user_id,
             IMPORT,
@@ -203,6 +234,24 @@ pub async fn import_users(
         );
     }
     Ok(done)
+}
+
+/// Records why an account was not imported, as a failure event and a dead
+/// letter of the directory user it would have been linked to.
+fn refuse(target: &Target<'_>, user_id: &str, account: &RemoteUser, why: String) {
+    let reason = format!(
+        "account {} ({}) not imported: {why}",
+        account.remote_id, account.user_name
+    );
+    target.dead_letter("user", user_id, IMPORT, reason.clone(), None);
+    target.record(
+        user_id,
+        IMPORT,
+        Outcome::Failure,
+        Some("already linked".into()),
+        None,
+        reason,
+    );
 }
 
 fn link(target: &Target<'_>, user_id: &str, remote_id: &str) -> Result<(), StoreError> {

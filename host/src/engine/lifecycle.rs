@@ -4,8 +4,12 @@
 //! Testing a connection asks `GET /ServiceProviderConfig` (and keeps what
 //! the application says it supports; an application without that endpoint
 //! is tested all the same), then `GET /Users?count=1`, which proves the
-//! token: discovery often answers without one. A test makes at most two attempts
-//! and never waits long: the operator is waiting for the answer.
+//! token: discovery often answers without one. Each request is sent once:
+//! someone is waiting for the answer. A test of the application's own
+//! token ([`test_with`]) goes through its shared client
+//! ([`super::connections::Clients`]), so its rate limit and `Retry-After`
+//! pause hold for the test too; a new token not yet kept
+//! ([`test_connection`]) is tested through a client of its own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,7 +81,7 @@ fn test_settings() -> ClientSettings {
     }
 }
 
-/// Tests the connection to `app` with `token`.
+/// Tests the connection to `app` with a `token` it does not hold yet.
 pub async fn test_connection(app: &AppRecord, token: &Secret) -> Result<Tested, Untested> {
     let base = resolved_base_url(app).map_err(|reason| Untested {
         summary: reason,
@@ -87,11 +91,17 @@ pub async fn test_connection(app: &AppRecord, token: &Secret) -> Result<Tested, 
         summary: error.to_string(),
         http_status: None,
     })?;
+    test_with(&client).await
+}
+
+/// Tests the connection through `client`.
+pub async fn test_with(client: &ScimClient) -> Result<Tested, Untested> {
+    let base = client.base_url().to_string();
     // What the application supports. Some applications (and RFC 7644
     // §4) answer discovery without authentication, so this proves nothing
     // about the token.
     let (capabilities, discovery) = match client
-        .send(&ScimRequest::get("/ServiceProviderConfig"))
+        .probe(&ScimRequest::get("/ServiceProviderConfig"))
         .await
     {
         Ok(answer) => {
@@ -140,7 +150,7 @@ pub async fn test_connection(app: &AppRecord, token: &Secret) -> Result<Tested, 
     };
     // A one-result query proves the token.
     let answer = client
-        .send(&ScimRequest::get("/Users?count=1"))
+        .probe(&ScimRequest::get("/Users?count=1"))
         .await
         .map_err(|error| untested(&base, &error))?;
     Ok(Tested {

@@ -1,17 +1,28 @@
-//! One sync of an object at a time, within this process.
+//! One write to an object at a time, within this process, decided on what
+//! holds now.
 //!
-//! The engine's worker, provisioning on demand and an operator's reconcile
-//! may reach the same account at once; two lookups that both find nothing
-//! would then both create it. Every sync of an object of an application
-//! holds that object's lock for its duration, so the second waits and then
-//! sees the first one's ledger entry. (Hosts sharing one database do not
-//! share these locks; they share the outbox leases instead, which keep a
-//! change with one host at a time.)
+//! The engine's worker, provisioning on demand, the connector's group rules
+//! and an operator's reconcile may reach the same account at once; two
+//! lookups that both find nothing would both create it, and a rule deciding
+//! on scope read a moment ago would delete the account of a user who has
+//! just come back. So every write to an application for a user goes
+//! through [`hold_user`]: it takes the object's lock and only then reads
+//! the directory user, its scope and its ledger entry. A [`HeldUser`] is the
+//! only way to reach the offboarding paths
+//! ([`super::provision::offboard`]), so a decision cannot be made on a
+//! read taken before the lock. Groups are locked the same way by
+//! [`lock_object`] with kind `group`, and a takeover also locks the remote
+//! account itself, so that two objects cannot take one account at once.
+//! (Hosts sharing one database do not share these locks; they share the
+//! outbox leases instead, which keep a change with one host at a time, and
+//! the store refuses a second link to one account.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use crate::store::{LedgerEntry, Store, StoreError, UserRecord};
 
 type Key = (String, &'static str, String);
 
@@ -46,6 +57,39 @@ pub async fn lock_object(
         }
     };
     lock.lock_owned().await
+}
+
+/// One user of one application, locked while this lives, with what the
+/// directory and the ledger say of it, read under the lock.
+pub struct HeldUser {
+    pub user_id: String,
+    /// The directory user, `None` once deleted.
+    pub user: Option<UserRecord>,
+    /// Whether the user is in the application's scope.
+    pub in_scope: bool,
+    /// What the application holds for the user, as the ledger says.
+    pub entry: Option<LedgerEntry>,
+    _lock: OwnedMutexGuard<()>,
+}
+
+/// Waits for the user's lock in the application, then reads the user, its
+/// scope and its ledger entry.
+pub async fn hold_user(
+    store: &dyn Store,
+    app_id: &str,
+    user_id: &str,
+) -> Result<HeldUser, StoreError> {
+    let lock = lock_object(app_id, "user", user_id).await;
+    let user = store.get_user(user_id)?;
+    let in_scope = user.is_some() && store.user_in_scope(app_id, user_id)?;
+    let entry = store.ledger_entry(app_id, "user", user_id)?;
+    Ok(HeldUser {
+        user_id: user_id.to_string(),
+        user,
+        in_scope,
+        entry,
+        _lock: lock,
+    })
 }
 
 #[cfg(test)]

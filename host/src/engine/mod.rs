@@ -20,6 +20,7 @@
 //! - [`directory_user`] reads a directory user as the connector contract's
 //!   record.
 
+pub mod connections;
 pub mod directory_user;
 pub mod groups;
 pub mod import;
@@ -28,4 +29,5 @@ pub mod locks;
 pub mod plan;
 pub mod provision;
 pub mod reconcile;
+pub mod takeover;
 pub mod worker;

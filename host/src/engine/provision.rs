@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::directory_user::directory_user;
+use super::locks::{HeldUser, hold_user};
+use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode};
@@ -59,6 +61,10 @@ pub enum SyncError {
     Application(#[from] ScimClientError),
     #[error("connector {connector}: {reason}")]
     Connector { connector: String, reason: String },
+    /// The application cannot be served at all (its connector, settings or
+    /// token): nothing of any object can be sent until the cause is gone.
+    #[error(transparent)]
+    Unavailable(#[from] super::connections::Unavailable),
 }
 
 /// What one sync works with.
@@ -166,6 +172,27 @@ impl Target<'_> {
         );
     }
 
+    /// Records a lookup whose answer may not be taken over: a dead letter
+    /// and a failure event, with `filter` as the rule; nothing is sent.
+    pub(crate) fn refuse(
+        &self,
+        user_id: &str,
+        operation: &str,
+        filter: &str,
+        status: Option<u16>,
+        reason: String,
+    ) {
+        self.dead_letter("user", user_id, operation, reason.clone(), None);
+        self.record(
+            user_id,
+            operation,
+            Outcome::Failure,
+            Some(filter.to_string()),
+            status,
+            reason,
+        );
+    }
+
     /// Lists an object as failed for a reason another attempt will not
     /// cure, for an operator to see and replay.
     pub(crate) fn dead_letter(
@@ -266,20 +293,13 @@ pub(crate) fn hash(text: &str) -> String {
 /// Brings `user_id`'s account in the target application to what the
 /// directory wants.
 pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
-    let _one_at_a_time = super::locks::lock_object(&target.app.id, "user", user_id).await;
+    let held = hold_user(target.store, &target.app.id, user_id).await?;
     let store = target.store;
-    let user = store.get_user(user_id)?;
-    let in_scope = user.is_some() && store.user_in_scope(&target.app.id, user_id)?;
-    let entry = store.ledger_entry(&target.app.id, "user", user_id)?;
-    let Some(user) = user.filter(|_| in_scope) else {
-        return match entry {
-            Some(entry) => {
-                let how = target.plugin.manifest().capabilities.offboarding;
-                offboard(target, user_id, &entry, how, "out of scope").await
-            }
-            None => Ok(Synced::Unchanged),
-        };
+    let Some(user) = held.user.clone().filter(|_| held.in_scope) else {
+        let how = target.plugin.manifest().capabilities.offboarding;
+        return offboard(target, &held, how, "out of scope").await;
     };
+    let entry = held.entry.clone();
     let record = directory_user(&user);
     let settings = target.settings();
     let body = match desired_document(target.plugin, &record, &settings) {
@@ -376,67 +396,21 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 return Err(error.into());
             }
         };
-        let found: Vec<&Value> = answer
-            .body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().collect())
-            .unwrap_or_default();
-        let remote_id = match found.as_slice() {
-            [] => continue,
-            [one] => one.get("id").and_then(Value::as_str).map(str::to_string),
-            many => {
-                let reason = format!("{} accounts match {filter}: none is taken over", many.len());
-                target.dead_letter("user", user_id, LOOKUP, reason.clone(), None);
-                target.record(
+        let remote_id = match vet(LookupKind::User, &filter, &resources(&answer.body)) {
+            Candidate::None => continue,
+            Candidate::One(remote_id) => remote_id,
+            Candidate::Refused(reason) => {
+                target.refuse(
                     user_id,
                     LOOKUP,
-                    Outcome::Failure,
-                    Some(filter.clone()),
+                    &filter,
                     Some(answer.status.as_u16()),
                     reason,
                 );
                 return Ok(Synced::Refused);
             }
         };
-        let Some(remote_id) = remote_id else {
-            target.record(
-                user_id,
-                LOOKUP,
-                Outcome::Failure,
-                Some(filter.clone()),
-                Some(answer.status.as_u16()),
-                "the matching account has no id".to_string(),
-            );
-            return Ok(Synced::Refused);
-        };
-        let request = ScimRequest::with_body(
-            reqwest::Method::PUT,
-            format!("/Users/{remote_id}"),
-            body.clone(),
-        );
-        return match target.client.send(&request).await {
-            Ok(answer) => {
-                target.link_recorded(
-                    user_id,
-                    &remote_id,
-                    &doc_hash,
-                    Some(&body),
-                    CREATE,
-                    Some(format!("takeover: {filter}")),
-                    Some(answer.status.as_u16()),
-                    format!(
-                        "linked existing account {remote_id} for {} and updated it",
-                        user.user_name
-                    ),
-                )?;
-                Ok(Synced::TakenOver)
-            }
-            Err(error) => {
-                target.failed(user_id, CREATE, Some(format!("takeover: {filter}")), &error);
-                Err(error.into())
-            }
-        };
+        return take_over(target, &user, &remote_id, &filter, &body, &doc_hash).await;
     }
     let document_sent = body.clone();
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", body);
@@ -453,7 +427,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 target.failed(user_id, CREATE, Some("created".into()), &error);
                 return Err(error.into());
             };
-            target.link_recorded(
+            let linked = target.link_recorded(
                 user_id,
                 remote_id,
                 &doc_hash,
@@ -462,14 +436,98 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 Some("created".into()),
                 Some(answer.status.as_u16()),
                 format!("POST /Users for {} → {remote_id}", user.user_name),
-            )?;
-            Ok(Synced::Created)
+            );
+            match linked {
+                Ok(()) => Ok(Synced::Created),
+                // The application answered the create with an account it
+                // already had (some upsert on POST): it belongs to another.
+                Err(StoreError::LinkedElsewhere { holder, .. }) => {
+                    let reason = format!(
+                        "the application answered POST /Users with account {remote_id}, {}",
+                        already_linked(store, remote_id, &holder, &user.user_name)
+                    );
+                    target.refuse(user_id, CREATE, "created", None, reason);
+                    Ok(Synced::Refused)
+                }
+                Err(error) => Err(error.into()),
+            }
         }
         Err(error) => {
             target.failed(user_id, CREATE, Some("created".into()), &error);
             Err(error.into())
         }
     }
+}
+
+/// Takes over the account a lookup found for `user`: refused when another
+/// directory user holds it, else updated with the directory's document and
+/// linked. The account's own lock is held throughout, so that two users
+/// cannot take the same account at once.
+async fn take_over(
+    target: &Target<'_>,
+    user: &crate::store::UserRecord,
+    remote_id: &str,
+    filter: &str,
+    body: &Value,
+    doc_hash: &str,
+) -> Result<Synced, SyncError> {
+    let _account = super::locks::lock_object(&target.app.id, "user account", remote_id).await;
+    let rule = format!("takeover: {filter}");
+    let holder = target
+        .store
+        .ledger_holder(&target.app.id, "user", remote_id)?;
+    if let Some(holder) = holder.filter(|holder| holder.object_id != user.id) {
+        let reason = already_linked(target.store, remote_id, &holder.object_id, &user.user_name);
+        target.refuse(&user.id, LOOKUP, filter, None, reason);
+        return Ok(Synced::Refused);
+    }
+    let request = ScimRequest::with_body(
+        reqwest::Method::PUT,
+        format!("/Users/{remote_id}"),
+        body.clone(),
+    );
+    let answer = match target.client.send(&request).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            target.failed(&user.id, CREATE, Some(rule), &error);
+            return Err(error.into());
+        }
+    };
+    let linked = target.link_recorded(
+        &user.id,
+        remote_id,
+        doc_hash,
+        Some(body),
+        CREATE,
+        Some(rule),
+        Some(answer.status.as_u16()),
+        format!(
+            "linked existing account {remote_id} for {} and updated it",
+            user.user_name
+        ),
+    );
+    match linked {
+        Ok(()) => Ok(Synced::TakenOver),
+        // Linked by another host between the check and now.
+        Err(StoreError::LinkedElsewhere { holder, .. }) => {
+            let reason = already_linked(target.store, remote_id, &holder, &user.user_name);
+            target.refuse(&user.id, LOOKUP, filter, None, reason);
+            Ok(Synced::Refused)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Why an account is not taken over for `user_name`: `holder` has it.
+fn already_linked(store: &dyn Store, remote_id: &str, holder: &str, user_name: &str) -> String {
+    let holder_name = store.get_user(holder).ok().flatten().map_or_else(
+        || "deleted from the directory".to_string(),
+        |user| user.user_name,
+    );
+    format!(
+        "account {remote_id} is already linked to user {holder} ({holder_name}); \
+         it is not taken over for {user_name}"
+    )
 }
 
 /// [`sync_user`] for a caller waiting on the answer (provisioning on
@@ -557,15 +615,19 @@ pub(crate) fn changed_attributes(
     (!operations.is_empty()).then_some((operations, names))
 }
 
-/// Deactivates or deletes the account of a user who left the
-/// application's scope; `rule` is what decided it, for the event.
+/// Deactivates or deletes the account of a user who is out of the
+/// application's scope, as read under its lock; `rule` is what decided it,
+/// for the event. A user in scope, or without an account, is left alone.
 pub(crate) async fn offboard(
     target: &Target<'_>,
-    user_id: &str,
-    entry: &LedgerEntry,
+    held: &HeldUser,
     how: Offboarding,
     rule: &str,
 ) -> Result<Synced, SyncError> {
+    let (Some(entry), false) = (&held.entry, held.in_scope) else {
+        return Ok(Synced::Unchanged);
+    };
+    let user_id = held.user_id.as_str();
     let path = format!("/Users/{}", entry.remote_id);
     let rule = || Some(rule.to_string());
     match how {

@@ -1,13 +1,32 @@
 //! The engine's loop: it consumes the outbox and syncs every user and group
 //! a change touches in every active application.
 //!
-//! The outbox is the durable queue. A change is claimed with a lease and
-//! completed only after every sync it caused has finished (or failed for
-//! good, which an event and a dead letter record); a host killed in between
-//! leaves the lease to expire and the change to be claimed again. Because a
-//! sync is level-triggered ([`super::provision`], [`super::groups`]),
-//! running a change twice, or changes out of order, converges on the same
-//! state.
+//! The outbox is the durable queue. A batch of changes is claimed with a
+//! lease, renewed on a timer for as long as the batch is in hand; a renewal
+//! that finds a claim taken by another consumer (this one was paused past
+//! its lease) stops the work at once, and nothing more of it is written. A
+//! host killed in between leaves the lease to expire and the change to be
+//! claimed again. Because a sync is level-triggered ([`super::provision`],
+//! [`super::groups`]), running a change twice, or changes out of order,
+//! converges on the same state.
+//!
+//! Progress is tracked per (change, application), so that one application
+//! never holds the others back:
+//! - each application's share of a batch runs beside the others', its
+//!   changes in order;
+//! - an application that cannot be served at all — its connector is not
+//!   loaded, a setting its base URL needs is missing, its token no longer
+//!   opens — or whose circuit opened is quarantined with the reason (shown
+//!   by `status` and `app list`, and in an event); its share of the changes
+//!   is done with, since the full sync that resumes it brings it up to
+//!   date. A probe resumes it by itself once the cause is gone;
+//! - an object that fails in one application (a 5xx for one user, a
+//!   connector that traps on one user's data) fails only that pair, which is
+//!   tried again after a backoff that doubles each time
+//!   ([`EngineSettings::retry_backoff`]); after
+//!   [`EngineSettings::retry_attempts`] the objects that still fail are
+//!   dead-lettered with the reason, and the pair is done with;
+//! - a change completes when every application it concerns is done with it.
 //!
 //! For each change and application, in this order:
 //! 1. the deprovisioning guard: a change that would offboard too many
@@ -18,9 +37,9 @@
 //! 4. the groups it touches, once per batch, after every user (a group
 //!    pushes the accounts its users now have).
 //!
-//! Between batches the loop quarantines applications whose circuit opened,
-//! probes quarantined ones (a probe that passes resumes the application and
-//! syncs it whole), and reconciles applications whose interval has passed.
+//! Between batches the loop probes quarantined applications (a probe that
+//! passes resumes the application and syncs it whole) and reconciles
+//! applications whose interval has passed.
 //!
 //! The loop runs on a thread of its own with a single-threaded runtime: the
 //! store is synchronous, and its short calls then block nothing else.
@@ -32,26 +51,26 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::DEACTIVATED;
 use super::provision::{SyncError, Synced, Target, sync_user};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_users};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
-use crate::scim_client::{ClientSettings, ScimClient};
+use crate::scim_client::ScimClient;
 use crate::store::{
-    AppRecord, AppState, AppUpdate, Change, HeldChange, HeldState, Outcome, Page, Store, StoreError,
+    AppRecord, AppState, AppUpdate, Change, ChangeProgress, HeldChange, HeldState, Outcome, Page,
+    Store, StoreError,
 };
 
 /// How long a claimed change is held before another consumer may take it:
-/// after a crash, how long its changes wait. A long change renews its lease
-/// every [`RENEW_EVERY`].
+/// after a crash, how long its changes wait. The lease is renewed every
+/// [`RENEW_EVERY`] while the batch is in hand.
 const LEASE_SECONDS: u32 = 20;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Changes claimed at once.
 const BATCH: u32 = 100;
-/// Users synced between two lease renewals.
-const SYNC_CHUNK: usize = 256;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
@@ -68,7 +87,16 @@ pub struct EngineSettings {
     /// How often each active application is read back and its drift
     /// repaired.
     pub reconcile_every: Duration,
+    /// Attempts at one change in one application before the objects that
+    /// still fail are dead-lettered.
+    pub retry_attempts: u32,
+    /// The wait after the first failed attempt; it doubles with each
+    /// further one, up to [`MAX_RETRY_BACKOFF`].
+    pub retry_backoff: Duration,
 }
+
+/// The longest wait between two attempts at one change in one application.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(600);
 
 impl Default for EngineSettings {
     fn default() -> Self {
@@ -77,6 +105,8 @@ impl Default for EngineSettings {
             guard_percent: 10.0,
             guard_minimum: 20,
             reconcile_every: Duration::from_secs(3600),
+            retry_attempts: 8,
+            retry_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -87,35 +117,84 @@ impl EngineSettings {
         let share = (active_accounts as f64 * self.guard_percent / 100.0).ceil() as u64;
         share.max(self.guard_minimum)
     }
+
+    /// How long to wait after the `attempts`th failed attempt.
+    pub fn backoff_after(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(16);
+        self.retry_backoff
+            .saturating_mul(1 << doublings)
+            .min(MAX_RETRY_BACKOFF)
+    }
 }
 
 pub const QUARANTINE: &str = "idm_integration_quarantine";
 pub const RESUME: &str = "idm_integration_resume";
 pub const HELD: &str = "deprovision_held";
+/// An object given up on in one application after its last attempt.
+pub const GAVE_UP: &str = "sync_gave_up";
+/// One failed attempt at an object that no other event records.
+pub const SYNC_FAILED: &str = "sync_failed";
 
 pub struct Engine {
     store: Arc<dyn Store>,
     plugins: Arc<PluginRegistry>,
+    clients: Arc<Clients>,
     settings: EngineSettings,
     /// When each quarantined application was last probed.
     probed: HashMap<String, std::time::Instant>,
     /// When each active application was last reconciled (or first seen).
     reconciled: HashMap<String, std::time::Instant>,
     consumer: String,
-    clients: HashMap<String, (i64, Arc<ScimClient>)>,
-    /// The changes claimed now, and when their leases were last renewed.
-    claimed: Vec<i64>,
-    renewed: std::time::Instant,
+}
+
+/// One failed object of one pair.
+struct Failure {
+    object_kind: &'static str,
+    object_id: String,
+    reason: String,
+    http_status: Option<u16>,
+    /// Whether an event already records it (the application's refusals).
+    recorded: bool,
+}
+
+impl Failure {
+    fn of(object_kind: &'static str, object_id: &str, error: &SyncError) -> Self {
+        let (http_status, recorded) = match error {
+            SyncError::Application(error) => (error.status(), true),
+            _ => (None, false),
+        };
+        Failure {
+            object_kind,
+            object_id: object_id.to_string(),
+            reason: error.to_string(),
+            http_status,
+            recorded,
+        }
+    }
+}
+
+/// What one application made of one change.
+struct PairOutcome {
+    seq: i64,
+    app: AppRecord,
+    /// Failed attempts before this one.
+    attempts: u32,
+    failures: Vec<Failure>,
+    /// The application was quarantined: done with, whatever failed.
+    quarantined: bool,
 }
 
 impl Engine {
     /// Starts the engine on its own thread, for the life of the process.
+    /// `clients` are the applications' SCIM clients, shared with every
+    /// other path that sends to them.
     pub fn start(
         store: Arc<dyn Store>,
         plugins: Arc<PluginRegistry>,
+        clients: Arc<Clients>,
         settings: EngineSettings,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        Self::start_until(store, plugins, settings, Arc::default())
+        Self::start_until(store, plugins, clients, settings, Arc::default())
     }
 
     /// Starts the engine on its own thread; it ends once `stop` is set,
@@ -123,6 +202,7 @@ impl Engine {
     pub fn start_until(
         store: Arc<dyn Store>,
         plugins: Arc<PluginRegistry>,
+        clients: Arc<Clients>,
         settings: EngineSettings,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -142,13 +222,11 @@ impl Engine {
                 let mut engine = Engine {
                     store,
                     plugins,
+                    clients,
                     settings,
                     probed: HashMap::new(),
                     reconciled: HashMap::new(),
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
-                    clients: HashMap::new(),
-                    claimed: Vec::new(),
-                    renewed: std::time::Instant::now(),
                 };
                 runtime.block_on(engine.run(&stop));
             })
@@ -180,98 +258,315 @@ impl Engine {
 
     /// Claims a batch of changes and applies them; how many it claimed.
     ///
-    /// Users are synced change by change; the groups the batch touched are
-    /// synced once, after every user (a group pushes the accounts its users
-    /// now have). A change completes when its users and its groups are done.
+    /// The batch's leases are renewed on a timer while it is applied; if a
+    /// renewal finds a claim taken, the work stops where it is and records
+    /// nothing more (the consumer that took the claim does it again).
     pub async fn step(&mut self) -> Result<usize, StoreError> {
         let changes = self
             .store
             .claim_changes(&self.consumer, BATCH, LEASE_SECONDS)?;
-        let claimed = changes.len();
-        self.claimed = changes.iter().map(|change| change.seq).collect();
-        self.renewed = std::time::Instant::now();
         if changes.is_empty() {
             return Ok(0);
         }
-        // Read once a batch: a user's change goes to every active app.
-        let active = self.active_apps()?;
-        let mut done = BTreeSet::new();
-        let mut groups: BTreeMap<(String, String), (AppRecord, Vec<i64>)> = BTreeMap::new();
-        for change in changes {
-            match self.apply(&change, &active).await {
-                Ok(touched) => {
-                    done.insert(change.seq);
-                    for (app, group_ids) in touched {
-                        for group_id in group_ids {
-                            groups
-                                .entry((app.id.clone(), group_id))
-                                .or_insert_with(|| (app.clone(), Vec::new()))
-                                .1
-                                .push(change.seq);
-                        }
-                    }
-                }
-                // Left to its lease: it is tried again when the lease ends.
-                Err(error) => tracing::warn!(
-                    "change {} ({} {} {}) waits for another try: {error}",
-                    change.seq,
-                    change.entity,
-                    change.entity_id,
-                    change.action
-                ),
-            }
-        }
-        for ((_, group_id), (app, seqs)) in groups {
-            if seqs.iter().all(|seq| !done.contains(seq)) {
-                continue;
-            }
-            if let Err(error) = self.sync_one_group(&app, &group_id).await {
+        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+        let renewal = keep_claims(Arc::clone(&self.store), self.consumer.clone(), seqs);
+        let outcomes = tokio::select! {
+            lost = renewal => {
                 tracing::warn!(
-                    "group {group_id} in {}: waits for another try: {error}",
-                    app.name
+                    "provisioning engine: {lost}; the batch stops here and is left to the \
+                     consumer that holds it now"
                 );
-                for seq in seqs {
-                    done.remove(&seq);
-                }
+                return Ok(changes.len());
             }
-        }
-        let done: Vec<i64> = done.into_iter().collect();
-        self.store.complete_changes(&self.consumer, &done)?;
-        self.quarantine_open_circuits(&active)?;
-        Ok(claimed)
+            outcomes = self.apply_batch(&changes) => outcomes?,
+        };
+        self.settle(&changes, outcomes)?;
+        Ok(changes.len())
     }
 
-    /// Quarantines every active application whose circuit opened: its
-    /// changes stop waiting on it, and when it resumes a full sync (the
-    /// activation's) brings it up to date, so nothing is lost.
-    fn quarantine_open_circuits(&mut self, active: &[AppRecord]) -> Result<(), StoreError> {
-        for app in active {
-            let Some((_, client)) = self.clients.get(&app.id) else {
+    /// Applies a batch: each application's share beside the others', and
+    /// what each (change, application) pair came to.
+    async fn apply_batch(&self, changes: &[Change]) -> Result<Vec<PairOutcome>, StoreError> {
+        let active = self.active_apps()?;
+        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+        let recorded: HashMap<(i64, String), ChangeProgress> = self
+            .store
+            .change_progress(&seqs)?
+            .into_iter()
+            .map(|progress| ((progress.seq, progress.app_id.clone()), progress))
+            .collect();
+        let now = crate::store::sqlite::now();
+        let mut shares: BTreeMap<String, Vec<(&Change, u32, Work)>> = BTreeMap::new();
+        for change in changes {
+            for work in self.affected(change, &active)? {
+                let attempts = match recorded.get(&(change.seq, work.app.id.clone())) {
+                    Some(progress) if progress.done => continue,
+                    // Waits for its retry; settle() keeps the change open.
+                    Some(progress) if progress.retry_at.as_deref() > Some(now.as_str()) => {
+                        continue;
+                    }
+                    Some(progress) => progress.attempts,
+                    None => 0,
+                };
+                shares
+                    .entry(work.app.id.clone())
+                    .or_default()
+                    .push((change, attempts, work));
+            }
+        }
+        let per_app = shares.into_values().map(|share| self.apply_share(share));
+        let mut outcomes = Vec::new();
+        for share in futures_util::future::join_all(per_app).await {
+            outcomes.extend(share?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies one application's share of a batch, its changes in order,
+    /// then the groups they touched, once each.
+    async fn apply_share(
+        &self,
+        share: Vec<(&Change, u32, Work)>,
+    ) -> Result<Vec<PairOutcome>, StoreError> {
+        let Some(app) = share.first().map(|(_, _, work)| work.app.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut outcomes: Vec<PairOutcome> = share
+            .iter()
+            .map(|(change, attempts, _)| PairOutcome {
+                seq: change.seq,
+                app: app.clone(),
+                attempts: *attempts,
+                failures: Vec::new(),
+                quarantined: false,
+            })
+            .collect();
+        let (plugin, client) =
+            match self
+                .clients
+                .connection(self.store.as_ref(), &self.plugins, &app)
+            {
+                Ok(connection) => connection,
+                Err(SyncError::Unavailable(why)) => {
+                    self.quarantine(&app, &why.to_string())?;
+                    for outcome in &mut outcomes {
+                        outcome.quarantined = true;
+                    }
+                    return Ok(outcomes);
+                }
+                Err(SyncError::Store(error)) => return Err(error),
+                Err(error) => {
+                    // Not expected from building a connection; the pairs
+                    // are tried again like any failure.
+                    for outcome in &mut outcomes {
+                        outcome.failures.push(Failure::of("app", &app.id, &error));
+                    }
+                    return Ok(outcomes);
+                }
+            };
+        let target = Target {
+            store: self.store.as_ref(),
+            app: &app,
+            plugin: &plugin,
+            client: &client,
+        };
+        let mut touched: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, (change, _, work)) in share.into_iter().enumerate() {
+            if !work.past_guard && self.held_by_guard(change, &work)? {
                 continue;
-            };
-            let crate::scim_client::breaker::BreakerState::Open { failures, last, .. } =
-                client.breaker().state()
-            else {
-                continue;
-            };
-            let update = AppUpdate {
-                state: Some(AppState::Quarantined),
-                ..AppUpdate::default()
-            };
-            let app = self.store.update_app(&app.id, update)?;
-            self.probed
-                .insert(app.id.clone(), std::time::Instant::now());
-            self.store.record_event(super::lifecycle::event(
+            }
+            let (failures, groups) = apply_work(&target, work).await;
+            outcomes[index].failures.extend(failures);
+            for group in groups {
+                touched.entry(group).or_default().push(index);
+            }
+        }
+        for (group_id, indexes) in touched {
+            match sync_group(&target, &group_id).await {
+                Ok(_) => {}
+                Err(SyncError::Application(error)) if error.is_permanent() => {}
+                Err(error) => {
+                    for index in indexes {
+                        outcomes[index]
+                            .failures
+                            .push(Failure::of("group", &group_id, &error));
+                    }
+                }
+            }
+        }
+        if let crate::scim_client::breaker::BreakerState::Open { failures, last, .. } =
+            client.breaker().state()
+        {
+            // Its changes stop waiting on it: the full sync that resumes it
+            // brings it up to date, so nothing is lost.
+            self.quarantine(
                 &app,
-                QUARANTINE,
-                Outcome::Failure,
-                None,
+                &format!("{failures} consecutive failed requests (last: {last})"),
+            )?;
+            for outcome in &mut outcomes {
+                outcome.quarantined = true;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Records what each pair came to, and completes the changes every
+    /// application is done with; the others wait for their next retry.
+    fn settle(&self, changes: &[Change], outcomes: Vec<PairOutcome>) -> Result<(), StoreError> {
+        let mut progress = Vec::with_capacity(outcomes.len());
+        let mut waiting: BTreeMap<i64, String> = BTreeMap::new();
+        for outcome in outcomes {
+            let pair = self.pair_progress(outcome)?;
+            if let (false, Some(retry_at)) = (pair.done, &pair.retry_at) {
+                let until = waiting.entry(pair.seq).or_insert_with(|| retry_at.clone());
+                if retry_at < until {
+                    *until = retry_at.clone();
+                }
+            }
+            progress.push(pair);
+        }
+        self.store.record_progress(&self.consumer, &progress)?;
+        // Pairs not tried in this batch (their retry is not due) keep their
+        // change open too.
+        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+        let recorded = self.store.change_progress(&seqs)?;
+        for pair in recorded.iter().filter(|pair| !pair.done) {
+            if let Some(retry_at) = &pair.retry_at {
+                let until = waiting.entry(pair.seq).or_insert_with(|| retry_at.clone());
+                if retry_at < until {
+                    *until = retry_at.clone();
+                }
+            }
+        }
+        let done: Vec<i64> = seqs
+            .into_iter()
+            .filter(|seq| !waiting.contains_key(seq))
+            .collect();
+        self.store.complete_changes(&self.consumer, &done)?;
+        let deferred: Vec<(i64, String)> = waiting.into_iter().collect();
+        self.store.defer_changes(&self.consumer, &deferred)
+    }
+
+    /// Where a pair stands after an attempt: done, waiting for a retry, or
+    /// given up on with its failed objects dead-lettered.
+    fn pair_progress(&self, outcome: PairOutcome) -> Result<ChangeProgress, StoreError> {
+        let PairOutcome {
+            seq,
+            app,
+            attempts,
+            failures,
+            quarantined,
+        } = outcome;
+        let done = |attempts| ChangeProgress {
+            seq,
+            app_id: app.id.clone(),
+            done: true,
+            attempts,
+            retry_at: None,
+            last_error: None,
+        };
+        if quarantined || failures.is_empty() {
+            return Ok(done(attempts));
+        }
+        let attempts = attempts + 1;
+        let last_error = failures
+            .iter()
+            .map(|failure| {
                 format!(
-                    "quarantined after {failures} consecutive failures (last: {last}); \
-                     changes wait and are applied when it resumes"
+                    "{} {}: {}",
+                    failure.object_kind, failure.object_id, failure.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if attempts >= self.settings.retry_attempts.max(1) {
+            for failure in &failures {
+                self.give_up(&app, seq, attempts, failure)?;
+            }
+            return Ok(ChangeProgress {
+                last_error: Some(last_error),
+                ..done(attempts)
+            });
+        }
+        let wait = self.settings.backoff_after(attempts);
+        for failure in failures.iter().filter(|failure| !failure.recorded) {
+            // An application's refusal has its event already; a connector
+            // or store failure is said here.
+            self.store.record_event(object_event(
+                &app,
+                failure,
+                SYNC_FAILED,
+                format!(
+                    "attempt {attempts} of {} failed: {}; next try in {}s",
+                    self.settings.retry_attempts,
+                    failure.reason,
+                    wait.as_secs()
                 ),
             ))?;
         }
+        tracing::warn!(
+            "change {seq} in {}: attempt {attempts} failed ({last_error}); next try in {}s",
+            app.name,
+            wait.as_secs()
+        );
+        Ok(ChangeProgress {
+            seq,
+            app_id: app.id.clone(),
+            done: false,
+            attempts,
+            retry_at: Some(crate::store::sqlite::later(wait)),
+            last_error: Some(last_error),
+        })
+    }
+
+    /// Dead-letters an object that still fails after the last attempt.
+    fn give_up(
+        &self,
+        app: &AppRecord,
+        seq: i64,
+        attempts: u32,
+        failure: &Failure,
+    ) -> Result<(), StoreError> {
+        let reason = format!(
+            "gave up after {attempts} attempts at change {seq}: {}",
+            failure.reason
+        );
+        self.store.put_dead_letter(&crate::store::DeadLetter {
+            app_id: app.id.clone(),
+            object_kind: failure.object_kind.to_string(),
+            object_id: failure.object_id.clone(),
+            operation: GAVE_UP.to_string(),
+            reason: reason.clone(),
+            http_status: failure.http_status,
+            first_failed: String::new(),
+            last_failed: String::new(),
+            failures: 0,
+        })?;
+        self.store
+            .record_event(object_event(app, failure, GAVE_UP, reason))?;
+        Ok(())
+    }
+
+    /// Quarantines an application for `reason`: its changes stop waiting on
+    /// it until a probe (or an operator) resumes it with a full sync.
+    fn quarantine(&self, app: &AppRecord, reason: &str) -> Result<(), StoreError> {
+        let update = AppUpdate {
+            state: Some(AppState::Quarantined),
+            state_reason: Some(reason.to_string()),
+            ..AppUpdate::default()
+        };
+        let app = self.store.update_app(&app.id, update)?;
+        tracing::warn!("{} is quarantined: {reason}", app.name);
+        self.store.record_event(super::lifecycle::event(
+            &app,
+            QUARANTINE,
+            Outcome::Failure,
+            None,
+            format!(
+                "quarantined: {reason}; changes wait and are applied when it resumes, \
+                 which it does by itself once the cause is gone"
+            ),
+        ))?;
         Ok(())
     }
 
@@ -286,12 +581,9 @@ impl Engine {
                 continue;
             }
             self.reconciled.insert(app.id.clone(), now);
-            let (plugin, client) = match self.connection(&app) {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tracing::warn!("cannot reconcile {}: {error}", app.name);
-                    continue;
-                }
+            let (plugin, client) = match self.connection(&app)? {
+                Some(connection) => connection,
+                None => continue,
             };
             let target = Target {
                 store: self.store.as_ref(),
@@ -304,8 +596,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Tests the connection of each quarantined application once every
-    /// probe interval; one that answers is resumed, which syncs it whole.
+    /// The connector and client of an active application, or `None` once
+    /// it is quarantined because it cannot be served.
+    #[allow(clippy::type_complexity)]
+    fn connection(
+        &self,
+        app: &AppRecord,
+    ) -> Result<Option<(Arc<LoadedPlugin>, Arc<ScimClient>)>, StoreError> {
+        match self
+            .clients
+            .connection(self.store.as_ref(), &self.plugins, app)
+        {
+            Ok(connection) => Ok(Some(connection)),
+            Err(SyncError::Unavailable(why)) => {
+                self.quarantine(app, &why.to_string())?;
+                Ok(None)
+            }
+            Err(SyncError::Store(error)) => Err(error),
+            Err(error) => {
+                tracing::warn!("{}: {error}", app.name);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Probes each quarantined application once every probe interval: it
+    /// must be servable (connector, settings, token) and answer a
+    /// connection test. One that passes is resumed, which syncs it whole.
     async fn probe_quarantined(&mut self) -> Result<(), StoreError> {
         let due: Vec<AppRecord> = self
             .all_apps()?
@@ -320,8 +637,24 @@ impl Engine {
         for app in due {
             self.probed
                 .insert(app.id.clone(), std::time::Instant::now());
-            let token = self.store.app_token(&app.id)?;
-            let Ok(tested) = super::lifecycle::test_connection(&app, &token).await else {
+            let client = match self
+                .clients
+                .connection(self.store.as_ref(), &self.plugins, &app)
+            {
+                Ok((_, client)) => client,
+                Err(SyncError::Store(error)) => return Err(error),
+                Err(why) => {
+                    // Still unservable; say so if the cause changed.
+                    let reason = why.to_string();
+                    if matches!(why, SyncError::Unavailable(_))
+                        && app.state_reason.as_deref() != Some(reason.as_str())
+                    {
+                        self.quarantine(&app, &reason)?;
+                    }
+                    continue;
+                }
+            };
+            let Ok(tested) = super::lifecycle::test_with(&client).await else {
                 continue;
             };
             let update = AppUpdate {
@@ -330,6 +663,7 @@ impl Engine {
             };
             let resumed = self.store.update_app(&app.id, update)?;
             self.probed.remove(&app.id);
+            tracing::info!("{} resumed", resumed.name);
             self.store.record_event(super::lifecycle::event(
                 &resumed,
                 RESUME,
@@ -339,31 +673,6 @@ impl Engine {
             ))?;
         }
         Ok(())
-    }
-
-    fn renew_if_due(&mut self) -> Result<(), StoreError> {
-        if self.renewed.elapsed() >= RENEW_EVERY {
-            self.store
-                .renew_claims(&self.consumer, &self.claimed, LEASE_SECONDS)?;
-            self.renewed = std::time::Instant::now();
-        }
-        Ok(())
-    }
-
-    async fn sync_one_group(&mut self, app: &AppRecord, group_id: &str) -> Result<(), SyncError> {
-        self.renew_if_due()?;
-        let (plugin, client) = self.connection(app)?;
-        let target = Target {
-            store: self.store.as_ref(),
-            app,
-            plugin: &plugin,
-            client: &client,
-        };
-        match sync_group(&target, group_id).await {
-            Ok(_) => Ok(()),
-            Err(SyncError::Application(error)) if error.is_permanent() => Ok(()),
-            Err(error) => Err(error),
-        }
     }
 
     fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
@@ -592,115 +901,6 @@ impl Engine {
         }
         Ok(work)
     }
-
-    /// The connector and the SCIM client an application is served by.
-    fn connection(
-        &mut self,
-        app: &AppRecord,
-    ) -> Result<(Arc<LoadedPlugin>, Arc<ScimClient>), SyncError> {
-        let Some(plugin) = self.plugins.get(&app.connector) else {
-            return Err(SyncError::Connector {
-                connector: app.connector.clone(),
-                reason: "not served by this host".into(),
-            });
-        };
-        Ok((plugin, self.client(app)?))
-    }
-
-    fn client(&mut self, app: &AppRecord) -> Result<Arc<ScimClient>, SyncError> {
-        if let Some((version, client)) = self.clients.get(&app.id)
-            && *version == app.version
-        {
-            return Ok(Arc::clone(client));
-        }
-        let base =
-            super::lifecycle::resolved_base_url(app).map_err(|reason| SyncError::Connector {
-                connector: app.connector.clone(),
-                reason,
-            })?;
-        let token = self.store.app_token(&app.id)?;
-        let settings = ClientSettings::paced(&app.pacing);
-        let client = ScimClient::new(&base, &token, settings)?;
-        self.clients
-            .insert(app.id.clone(), (app.version, Arc::clone(&client)));
-        Ok(client)
-    }
-
-    /// Applies one change: the connector's rules for its group events, then
-    /// every user it touches. The groups it touches, per application, are
-    /// returned for the batch to sync once.
-    async fn apply(
-        &mut self,
-        change: &Change,
-        active: &[AppRecord],
-    ) -> Result<Vec<(AppRecord, BTreeSet<String>)>, SyncError> {
-        let mut touched = Vec::new();
-        for work in self.affected(change, active)? {
-            if !work.past_guard && self.held_by_guard(change, &work)? {
-                continue;
-            }
-            let (plugin, client) = self.connection(&work.app)?;
-            for (event, group, users) in &work.events {
-                self.renew_if_due()?;
-                let target = Target {
-                    store: self.store.as_ref(),
-                    app: &work.app,
-                    plugin: &plugin,
-                    client: &client,
-                };
-                match apply_group_event(&target, *event, group, users).await {
-                    Ok(()) => {}
-                    Err(SyncError::Application(error)) if error.is_permanent() => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            // Different users in parallel, within the application's
-            // concurrency; each user once, so one object's work stays in
-            // order. Chunks let the leases be renewed between them.
-            let in_flight = usize::try_from(work.app.pacing.concurrency)
-                .unwrap_or(1)
-                .max(1);
-            let users: Vec<&String> = work.users.iter().collect();
-            let mut linked_or_unlinked = false;
-            for chunk in users.chunks(SYNC_CHUNK) {
-                self.renew_if_due()?;
-                let target = Target {
-                    store: self.store.as_ref(),
-                    app: &work.app,
-                    plugin: &plugin,
-                    client: &client,
-                };
-                let results: Vec<Result<_, SyncError>> =
-                    futures_util::stream::iter(chunk.iter().map(|user| sync_user(&target, user)))
-                        .buffer_unordered(in_flight)
-                        .collect()
-                        .await;
-                for result in results {
-                    match result {
-                        Ok(
-                            Synced::Created
-                            | Synced::TakenOver
-                            | Synced::Deactivated
-                            | Synced::Deleted,
-                        ) => linked_or_unlinked = true,
-                        Ok(_) => {}
-                        // Failed for good: the event and the dead letter
-                        // say so; another try would fail the same way.
-                        Err(SyncError::Application(error)) if error.is_permanent() => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-            }
-            let mut groups = work.groups;
-            if linked_or_unlinked {
-                groups.extend(work.groups_on_link);
-            }
-            if !groups.is_empty() {
-                touched.push((work.app, groups));
-            }
-        }
-        Ok(touched)
-    }
 }
 
 /// Records how a reconcile ended, as one event about the application.
@@ -811,5 +1011,99 @@ impl Work {
             groups_on_link: BTreeSet::new(),
             past_guard: false,
         }
+    }
+}
+
+/// Applies one change's work in one application: the connector's rules for
+/// its group events, then every user it touches, in parallel up to the
+/// application's concurrency (each user once, so one object's work stays in
+/// order). What failed, and the groups to sync once the batch's users are
+/// done.
+async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<String>) {
+    let mut failures = Vec::new();
+    for (event, group, users) in &work.events {
+        match apply_group_event(target, *event, group, users).await {
+            Ok(()) => {}
+            // Failed for good: the event and the dead letter say so.
+            Err(SyncError::Application(error)) if error.is_permanent() => {}
+            Err(error) => failures.push(Failure::of("group", &group.id, &error)),
+        }
+    }
+    let in_flight = usize::try_from(work.app.pacing.concurrency)
+        .unwrap_or(1)
+        .max(1);
+    let results: Vec<(&String, Result<Synced, SyncError>)> = futures_util::stream::iter(
+        work.users
+            .iter()
+            .map(|user| async move { (user, sync_user(target, user).await) }),
+    )
+    .buffer_unordered(in_flight)
+    .collect()
+    .await;
+    let mut linked_or_unlinked = false;
+    for (user, result) in results {
+        match result {
+            Ok(Synced::Created | Synced::TakenOver | Synced::Deactivated | Synced::Deleted) => {
+                linked_or_unlinked = true;
+            }
+            Ok(_) => {}
+            // Failed for good: the event and the dead letter say so;
+            // another try would fail the same way.
+            Err(SyncError::Application(error)) if error.is_permanent() => {}
+            Err(error) => failures.push(Failure::of("user", user, &error)),
+        }
+    }
+    let mut groups = work.groups;
+    if linked_or_unlinked {
+        groups.extend(work.groups_on_link);
+    }
+    (failures, groups)
+}
+
+/// Renews `consumer`'s leases on `seqs` every [`RENEW_EVERY`] for as long
+/// as it is polled; it returns only when a renewal finds a claim taken (or
+/// cannot be written), which is when the work on them must stop.
+async fn keep_claims(store: Arc<dyn Store>, consumer: String, seqs: Vec<i64>) -> String {
+    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    // The first tick is immediate; the claim was just made.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match store.renew_claims(&consumer, &seqs, LEASE_SECONDS) {
+            Ok(held) if held.len() == seqs.len() => {}
+            Ok(held) => {
+                let lost: Vec<i64> = seqs
+                    .iter()
+                    .filter(|seq| !held.contains(seq))
+                    .copied()
+                    .collect();
+                return format!(
+                    "the lease on changes {lost:?} ran out and another consumer took them"
+                );
+            }
+            Err(error) => return format!("the lease on the batch cannot be renewed: {error}"),
+        }
+    }
+}
+
+/// An event about one object of an application, from the engine itself.
+fn object_event(
+    app: &AppRecord,
+    failure: &Failure,
+    operation: &str,
+    summary: String,
+) -> crate::store::Event {
+    crate::store::Event {
+        id: String::new(),
+        at: String::new(),
+        app_id: Some(app.id.clone()),
+        app_name: Some(app.name.clone()),
+        object_kind: Some(failure.object_kind.to_string()),
+        object_id: Some(failure.object_id.clone()),
+        operation: operation.to_string(),
+        outcome: Outcome::Failure,
+        rule: None,
+        http_status: failure.http_status,
+        summary,
     }
 }

@@ -566,6 +566,7 @@ impl Run {
         )
         .map_err(|e| format!("cannot copy the component: {e}"))?;
         let registry = Arc::new(PluginRegistry::new(loader, &plugins));
+        let clients = crate::engine::connections::Clients::new();
         registry.sync();
         let plugin = registry
             .get(&manifest.name)
@@ -620,6 +621,7 @@ impl Run {
         crate::engine::worker::Engine::start_until(
             Arc::clone(&store),
             Arc::clone(&registry),
+            Arc::clone(&clients),
             crate::engine::worker::EngineSettings {
                 quarantine_probe: Duration::from_secs(1),
                 // Never hold a change: a test deprovisions a third of its
@@ -627,6 +629,7 @@ impl Run {
                 guard_percent: 100.0,
                 guard_minimum: u64::MAX,
                 reconcile_every: Duration::from_secs(86_400),
+                ..crate::engine::worker::EngineSettings::default()
             },
             Arc::clone(&self.stop_engine),
         )
@@ -638,6 +641,7 @@ impl Run {
                 admin_token: crate::api::auth::BearerToken::from_plain(&admin_token),
                 plugins: Some(registry),
                 plugin_history: None,
+                clients,
             },
             crate::api::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
         );

@@ -93,6 +93,9 @@ impl From<StoreError> for ScimError {
                 ScimError::new(StatusCode::PRECONDITION_FAILED, None, error.to_string())
             }
             StoreError::InvalidMembership(_) => ScimError::invalid_value(error.to_string()),
+            StoreError::LinkedElsewhere { .. } => {
+                ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), error.to_string())
+            }
             StoreError::Secret(_) | StoreError::Backend(_) => {
                 tracing::error!("inbound SCIM: {error}");
                 ScimError::new(

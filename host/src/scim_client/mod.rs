@@ -316,7 +316,27 @@ impl ScimClient {
                 }
             }
         };
-        match &outcome {
+        self.settle(&outcome);
+        outcome
+    }
+
+    /// Sends a request once, as a connection test: through the
+    /// application's token bucket, concurrency cap and `Retry-After` pause
+    /// like any request, but past an open circuit (a test is how one learns
+    /// that the application is back) and without retries (someone waits for
+    /// the answer). Its outcome counts for the breaker as any request's.
+    pub async fn probe(&self, request: &ScimRequest) -> Result<ScimResponse, ScimClientError> {
+        let outcome = match self.attempt(request, 1, Instant::now()).await {
+            Attempt::Done(response) => Ok(response),
+            Attempt::Fail(error) | Attempt::Retry { error, .. } => Err(error),
+        };
+        self.settle(&outcome);
+        outcome
+    }
+
+    /// Tells the breaker how a request ended.
+    fn settle(&self, outcome: &Result<ScimResponse, ScimClientError>) {
+        match outcome {
             // A permanent failure is about the request, not the application.
             Ok(_) => self.breaker.record_success(),
             Err(error) if error.is_permanent() => self.breaker.record_success(),
@@ -330,7 +350,6 @@ impl ScimClient {
                 }
             }
         }
-        outcome
     }
 
     async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {

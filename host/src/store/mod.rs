@@ -11,6 +11,9 @@
 //! - `userName` and group `displayName` are unique without regard to case.
 //! - Group membership never references a missing user or group and never
 //!   forms a cycle: a write that would is refused whole.
+//! - A remote account is linked (in the ledger) to at most one directory
+//!   object of a kind per application: a write that would link it to a
+//!   second is refused with [`StoreError::LinkedElsewhere`].
 //! - Application bearer tokens are sealed before they reach storage
 //!   ([`secrets::TokenCipher`]); only [`Store::app_token`] opens them.
 //!
@@ -49,6 +52,10 @@ pub enum StoreError {
     /// A membership change that names a missing member or forms a cycle.
     #[error("{0}")]
     InvalidMembership(String),
+    /// A ledger write would link a remote account that another directory
+    /// object of the same application already holds.
+    #[error("account {remote_id} is already linked to {holder}")]
+    LinkedElsewhere { remote_id: String, holder: String },
     #[error("sealed token cannot be opened: {0}")]
     Secret(String),
     #[error("storage failure: {0}")]
@@ -264,6 +271,8 @@ pub struct AppRecord {
     /// What the application said it supports when last tested.
     pub capabilities: Value,
     pub pacing: Pacing,
+    /// Why the application is quarantined (`None` in any other state).
+    pub state_reason: Option<String>,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -293,6 +302,8 @@ pub struct AppUpdate {
     pub token: Option<Secret>,
     pub capabilities: Option<Value>,
     pub pacing: Option<Pacing>,
+    /// Why, with `state` quarantined; any other state clears the reason.
+    pub state_reason: Option<String>,
 }
 
 /// What changed, as the outbox records it.
@@ -310,6 +321,20 @@ pub struct Change {
 }
 
 /// What an application holds of one directory object, as last accepted.
+/// Where one change stands for one application it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeProgress {
+    pub seq: i64,
+    pub app_id: String,
+    /// Done with: applied, or given up on with its objects dead-lettered.
+    pub done: bool,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When a failed pair may be tried again (RFC 3339 UTC).
+    pub retry_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub app_id: String,
@@ -570,9 +595,28 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         lease_seconds: u32,
     ) -> StoreResult<Vec<Change>>;
-    /// Extends `consumer`'s leases on `seqs` (a long change stays its own).
-    fn renew_claims(&self, consumer: &str, seqs: &[i64], lease_seconds: u32) -> StoreResult<()>;
+    /// Extends `consumer`'s leases on `seqs` (a long change stays its own);
+    /// the seqs it still held and extended. One missing was taken by
+    /// another consumer after the lease ran out: its work must stop.
+    fn renew_claims(
+        &self,
+        consumer: &str,
+        seqs: &[i64],
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<i64>>;
+    /// Marks `consumer`'s changes among `seqs` done and forgets their
+    /// per-application progress.
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
+    /// Lets `consumer`'s claim on each change run until the given time
+    /// (RFC 3339 UTC), when it may be claimed again: a change waiting for a
+    /// failed application's retry is not claimed before it is due.
+    fn defer_changes(&self, consumer: &str, until: &[(i64, String)]) -> StoreResult<()>;
+    /// The per-application progress recorded for `seqs`.
+    fn change_progress(&self, seqs: &[i64]) -> StoreResult<Vec<ChangeProgress>>;
+    /// Records where changes stand for applications (replacing what was
+    /// recorded for the same pairs), for those still claimed by `consumer`:
+    /// a consumer whose lease ran out records nothing.
+    fn record_progress(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
     /// Woken when a commit of this process appended to the outbox, so that
     /// a consumer need not poll to learn of it (it still polls for other
@@ -610,6 +654,16 @@ pub trait Store: Send + Sync + 'static {
         object_kind: &str,
         object_ids: &[String],
     ) -> StoreResult<Vec<(String, String)>>;
+    /// The entry that links the remote account `remote_id`, whichever
+    /// object holds it: a remote account is linked to at most one object of
+    /// a kind per application, and a write that would link it to a second
+    /// is refused with [`StoreError::LinkedElsewhere`].
+    fn ledger_holder(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        remote_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>>;
     /// How many entries of one kind an application has, those whose
     /// `doc_hash` is `excluding_hash` left out.
     fn count_ledger_entries(

@@ -20,10 +20,10 @@ use serde_json::{Map, Value, json};
 
 use super::secrets::{Secret, TokenCipher};
 use super::{
-    AppRecord, AppState, AppUpdate, AppWrite, Change, DeadLetter, Event, EventQuery, GroupKey,
-    GroupRecord, GroupRef, GroupWrite, HeldChange, HeldState, ImportBatch, ImportOutcome,
-    LedgerChange, LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome, Page, Store,
-    StoreError, StoreResult, UserKey, UserRecord, UserWrite,
+    AppRecord, AppState, AppUpdate, AppWrite, Change, ChangeProgress, DeadLetter, Event,
+    EventQuery, GroupKey, GroupRecord, GroupRef, GroupWrite, HeldChange, HeldState, ImportBatch,
+    ImportOutcome, LedgerChange, LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome,
+    Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("migrations/0002_engine_safety_and_assignments.sql"),
+    ),
+    (
+        3,
+        include_str!("migrations/0003_account_links_and_change_progress.sql"),
     ),
 ];
 
@@ -65,7 +69,7 @@ impl std::fmt::Debug for SqliteStore {
 
 const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason";
 const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
 impl SqliteStore {
@@ -203,6 +207,17 @@ pub fn now() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
 }
 
+/// The time `after` from now, as [`now`] writes times.
+pub fn later(after: std::time::Duration) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let after = time::Duration::try_from(after).unwrap_or(time::Duration::DAY);
+    (time::OffsetDateTime::now_utc() + after)
+        .format(&format)
+        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
+}
+
 fn later_by(seconds: u32) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -294,6 +309,7 @@ fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
         modified: row.get(10)?,
         capabilities: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or(Value::Null),
         pacing: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
+        state_reason: row.get(13)?,
     }))
 }
 
@@ -369,6 +385,29 @@ fn append_change(
 }
 
 fn upsert_ledger_entry(transaction: &Transaction<'_>, entry: &LedgerEntry) -> StoreResult<()> {
+    // The unique index on (app, kind, remote id) refuses a link to an
+    // account another object holds; the caller hears which account.
+    let holder: Option<String> = transaction
+        .prepare_cached(
+            "SELECT object_id FROM ledger
+             WHERE app_id = ?1 AND object_kind = ?2 AND remote_id = ?3 AND object_id != ?4",
+        )?
+        .query_row(
+            params![
+                entry.app_id,
+                entry.object_kind,
+                entry.remote_id,
+                entry.object_id
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(holder) = holder {
+        return Err(StoreError::LinkedElsewhere {
+            remote_id: entry.remote_id.clone(),
+            holder,
+        });
+    }
     transaction
         .prepare_cached(
             "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
@@ -1271,6 +1310,15 @@ impl Store for SqliteStore {
                     AppState::Quarantined => "quarantined",
                 });
             }
+            // A reason only ever explains a quarantine.
+            let reason = match app.state {
+                AppState::Quarantined => update.state_reason.or(app.state_reason.take()),
+                _ => None,
+            };
+            if reason != app.state_reason {
+                app.state_reason = reason;
+                actions.push("updated");
+            }
             if let Some(pacing) = update.pacing
                 && pacing != app.pacing
             {
@@ -1301,7 +1349,7 @@ impl Store for SqliteStore {
             transaction.execute(
                 "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
                      settings = ?6, version = version + 1, modified = ?7, capabilities = ?8,
-                     pacing = ?9
+                     pacing = ?9, state_reason = ?10
                  WHERE id = ?1",
                 params![
                     app.id,
@@ -1312,7 +1360,8 @@ impl Store for SqliteStore {
                     settings,
                     now(),
                     app.capabilities.to_string(),
-                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into())
+                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
+                    app.state_reason
                 ],
             )?;
             for action in actions {
@@ -1601,17 +1650,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn renew_claims(&self, consumer: &str, seqs: &[i64], lease_seconds: u32) -> StoreResult<()> {
+    fn renew_claims(
+        &self,
+        consumer: &str,
+        seqs: &[i64],
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<i64>> {
         self.write(|transaction| {
             let until = later_by(lease_seconds);
             let mut statement = transaction.prepare_cached(
                 "UPDATE outbox SET claimed_until = ?3
                  WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
             )?;
+            let mut held = Vec::with_capacity(seqs.len());
             for seq in seqs {
-                statement.execute(params![seq, consumer, until])?;
+                if statement.execute(params![seq, consumer, until])? == 1 {
+                    held.push(*seq);
+                }
             }
-            Ok(())
+            Ok(held)
         })
     }
 
@@ -1621,8 +1678,78 @@ impl Store for SqliteStore {
             let mut statement = transaction.prepare_cached(
                 "UPDATE outbox SET done_at = ?3 WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
             )?;
+            let mut forget = transaction.prepare_cached(
+                "DELETE FROM change_progress WHERE seq = ?1",
+            )?;
             for seq in seqs {
+                if statement.execute(params![seq, consumer, at])? == 1 {
+                    forget.execute(params![seq])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn defer_changes(&self, consumer: &str, until: &[(i64, String)]) -> StoreResult<()> {
+        self.write(|transaction| {
+            let mut statement = transaction.prepare_cached(
+                "UPDATE outbox SET claimed_until = ?3
+                 WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
+            )?;
+            for (seq, at) in until {
                 statement.execute(params![seq, consumer, at])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn change_progress(&self, seqs: &[i64]) -> StoreResult<Vec<ChangeProgress>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT app_id, done, attempts, retry_at, last_error FROM change_progress
+                 WHERE seq = ?1 ORDER BY app_id",
+            )?;
+            let mut progress = Vec::new();
+            for seq in seqs {
+                let rows = statement.query_map(params![seq], |row| {
+                    Ok(ChangeProgress {
+                        seq: *seq,
+                        app_id: row.get(0)?,
+                        done: row.get(1)?,
+                        attempts: row.get(2)?,
+                        retry_at: row.get(3)?,
+                        last_error: row.get(4)?,
+                    })
+                })?;
+                for row in rows {
+                    progress.push(row?);
+                }
+            }
+            Ok(progress)
+        })
+    }
+
+    fn record_progress(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()> {
+        self.write(|transaction| {
+            let mut statement = transaction.prepare_cached(
+                "INSERT INTO change_progress (seq, app_id, done, attempts, retry_at, last_error)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE EXISTS (SELECT 1 FROM outbox
+                               WHERE seq = ?1 AND claimed_by = ?7 AND done_at IS NULL)
+                 ON CONFLICT (seq, app_id) DO UPDATE SET done = excluded.done,
+                     attempts = excluded.attempts, retry_at = excluded.retry_at,
+                     last_error = excluded.last_error",
+            )?;
+            for pair in progress {
+                statement.execute(params![
+                    pair.seq,
+                    pair.app_id,
+                    pair.done,
+                    pair.attempts,
+                    pair.retry_at,
+                    pair.last_error,
+                    consumer
+                ])?;
             }
             Ok(())
         })
@@ -1774,6 +1901,33 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(entries)
+        })
+    }
+
+    fn ledger_holder(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        remote_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT object_id, doc_hash, updated, doc FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND remote_id = ?3",
+                )?
+                .query_row(params![app_id, object_kind, remote_id], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: row.get(0)?,
+                        remote_id: remote_id.to_string(),
+                        doc_hash: row.get(1)?,
+                        updated: row.get(2)?,
+                        document: row.get(3)?,
+                    })
+                })
+                .optional()?)
         })
     }
 
