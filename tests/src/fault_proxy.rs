@@ -29,6 +29,9 @@ pub struct Faults {
     pub delays: Option<(u32, Duration)>,
     /// Answer requests whose body contains the text with the status.
     pub refuse_containing: Option<(String, u16)>,
+    /// Forward requests without their `filter` query parameter, as an
+    /// application that ignores filters does: a lookup gets every account.
+    pub ignore_filters: bool,
 }
 
 /// One request as the proxy saw it.
@@ -228,11 +231,13 @@ fn serve(
         Some(Fault::Delay(delay)) => std::thread::sleep(delay),
         None => {}
     }
+    let path = if faults.lock().unwrap().ignore_filters {
+        without_filter(&request.path)
+    } else {
+        request.path.clone()
+    };
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
-    let mut forwarded = upstream.request(
-        method,
-        format!("http://127.0.0.1:{upstream_port}{}", request.path),
-    );
+    let mut forwarded = upstream.request(method, format!("http://127.0.0.1:{upstream_port}{path}"));
     for (name, value) in &request.headers {
         if ["authorization", "content-type", "accept"]
             .iter()
@@ -267,4 +272,20 @@ fn serve(
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
+}
+
+/// `path` without its `filter` query parameter.
+fn without_filter(path: &str) -> String {
+    let Some((resource, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.starts_with("filter="))
+        .collect();
+    if kept.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}?{}", kept.join("&"))
+    }
 }

@@ -1,6 +1,7 @@
 //! Helpers for scimlink's end-to-end tests: the `scimlink` binary and the
 //! built components, and a child process whose log lines can be awaited.
 
+pub mod application;
 pub mod fault_proxy;
 
 use std::io::{BufRead, BufReader};

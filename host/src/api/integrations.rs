@@ -58,6 +58,9 @@ pub struct AppView {
     pub resolved_base_url: String,
     pub manage_groups: bool,
     pub state: AppState,
+    /// Why the application is quarantined; absent in any other state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     pub settings: BTreeMap<String, String>,
     /// What the application said it supports when its connection was last
     /// tested (empty before the first activation).
@@ -82,6 +85,7 @@ impl From<AppRecord> for AppView {
             base_url: app.base_url,
             manage_groups: app.manage_groups,
             state: app.state,
+            state_reason: app.state_reason,
             settings,
             capabilities: app.capabilities,
             pacing: app.pacing,

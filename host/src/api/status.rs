@@ -21,12 +21,23 @@ pub struct Status {
     pub pending_changes: u64,
     pub active_apps: u64,
     pub inactive_apps: u64,
-    /// Applications held after sustained failures.
+    /// Applications held after sustained failures, or because they cannot
+    /// be served (their connector, settings or token).
     pub quarantined_apps: u64,
+    /// Each quarantined application and why: it resumes by itself once the
+    /// cause is gone.
+    pub quarantined: Vec<Quarantined>,
     /// Changes the deprovisioning guard holds for an operator.
     pub held_changes: u64,
     /// Objects applications refused for good, all applications together.
     pub dead_letters: u64,
+}
+
+/// A quarantined application and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Quarantined {
+    pub name: String,
+    pub reason: Option<String>,
 }
 
 /// Work waiting in the engine, and what needs an operator.
@@ -47,7 +58,13 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
                 match app.state {
                     AppState::Active => status.active_apps += 1,
                     AppState::Inactive => status.inactive_apps += 1,
-                    AppState::Quarantined => status.quarantined_apps += 1,
+                    AppState::Quarantined => {
+                        status.quarantined_apps += 1;
+                        status.quarantined.push(Quarantined {
+                            name: app.name.clone(),
+                            reason: app.state_reason.clone(),
+                        });
+                    }
                 }
                 status.dead_letters += store.dead_letters(&app.id)?.len() as u64;
             }

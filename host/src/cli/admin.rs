@@ -380,6 +380,9 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                             },
                             app["resolvedBaseUrl"].as_str().unwrap_or_default(),
                         );
+                        if let Some(reason) = app["stateReason"].as_str() {
+                            println!("    quarantined: {reason}");
+                        }
                     }
                 }
             }
@@ -872,6 +875,13 @@ pub fn run_status(connection: Connection, format: Format) -> anyhow::Result<Exit
                 count("inactiveApps"),
                 count("quarantinedApps")
             );
+            for app in status["quarantined"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} is quarantined: {}",
+                    app["name"].as_str().unwrap_or("-"),
+                    app["reason"].as_str().unwrap_or("no reason recorded")
+                );
+            }
             println!("held changes      {}", count("heldChanges"));
             println!("dead letters      {}", count("deadLetters"));
         }

@@ -1107,3 +1107,56 @@ fn object_event(
         summary,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, TokenCipher, UserWrite};
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_ceiling() {
+        let settings = EngineSettings {
+            retry_backoff: Duration::from_secs(5),
+            ..EngineSettings::default()
+        };
+        assert_eq!(settings.backoff_after(1), Duration::from_secs(5));
+        assert_eq!(settings.backoff_after(2), Duration::from_secs(10));
+        assert_eq!(settings.backoff_after(4), Duration::from_secs(40));
+        assert_eq!(settings.backoff_after(30), MAX_RETRY_BACKOFF);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_go_on_until_a_claim_is_taken() {
+        let folder = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[1; 32])).unwrap());
+        store
+            .create_user(UserWrite {
+                user_name: "ada".into(),
+                external_id: None,
+                active: true,
+                attributes: serde_json::Map::new(),
+            })
+            .unwrap();
+        let seqs: Vec<i64> = store
+            .claim_changes("paused", 10, 0)
+            .unwrap()
+            .iter()
+            .map(|change| change.seq)
+            .collect();
+        // Held: renewals keep the claim, and the work goes on.
+        let renewing = keep_claims(Arc::clone(&store), "paused".into(), seqs.clone());
+        let kept = tokio::time::timeout(RENEW_EVERY * 3, renewing).await;
+        assert!(kept.is_err(), "renewals stop only when a claim is lost");
+        assert!(
+            store.claim_changes("other", 10, 60).unwrap().is_empty(),
+            "the renewed lease holds"
+        );
+        // Taken after a pause past the lease: the next renewal says so.
+        store.renew_claims("paused", &seqs, 0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(store.claim_changes("other", 10, 60).unwrap().len(), 1);
+        let lost = keep_claims(Arc::clone(&store), "paused".into(), seqs).await;
+        assert!(lost.contains("another consumer took them"), "{lost}");
+    }
+}

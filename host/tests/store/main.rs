@@ -574,3 +574,198 @@ fn the_users_of_a_group_include_those_of_nested_groups() {
         Vec::<String>::new()
     );
 }
+
+fn link(app_id: &str, object: &str, remote: &str) -> LedgerEntry {
+    LedgerEntry {
+        app_id: app_id.into(),
+        object_kind: "user".into(),
+        object_id: object.into(),
+        remote_id: remote.into(),
+        doc_hash: "h".into(),
+        document: None,
+        updated: String::new(),
+    }
+}
+
+#[test]
+fn a_remote_account_is_linked_to_one_object_at_most() {
+    let (_folder, store) = open();
+    let crm = app(&store, "crm");
+    let other = app(&store, "other");
+    store.put_ledger_entry(&link(&crm, "ann", "r1")).unwrap();
+    // Rewriting one's own link is fine; taking another's is refused.
+    store.put_ledger_entry(&link(&crm, "ann", "r1")).unwrap();
+    let error = store
+        .put_ledger_entry(&link(&crm, "dave", "r1"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::LinkedElsewhere { remote_id, holder } if remote_id == "r1" && holder == "ann"),
+        "{error}"
+    );
+    assert!(store.ledger_entry(&crm, "user", "dave").unwrap().is_none());
+    // The same remote id in another application, or of another kind, is
+    // another account.
+    store.put_ledger_entry(&link(&other, "dave", "r1")).unwrap();
+    let mut group = link(&crm, "g1", "r1");
+    group.object_kind = "group".into();
+    store.put_ledger_entry(&group).unwrap();
+    assert_eq!(
+        store
+            .ledger_holder(&crm, "user", "r1")
+            .unwrap()
+            .map(|entry| entry.object_id),
+        Some("ann".into())
+    );
+    assert!(store.ledger_holder(&crm, "user", "r2").unwrap().is_none());
+    // Moving a link: once released, the account may be linked again.
+    store.remove_ledger_entry(&crm, "user", "ann").unwrap();
+    store.put_ledger_entry(&link(&crm, "dave", "r1")).unwrap();
+}
+
+#[test]
+fn links_that_shared_an_account_before_the_upgrade_keep_the_newest() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("scimlink.db");
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
+    // A database as the previous release left it: two users linked to r1.
+    let script = format!(
+        "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+         c.executescript(open(sys.argv[2]).read()); c.executescript(open(sys.argv[3]).read()); \
+         c.execute(\"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)\"); \
+         c.execute(\"INSERT INTO schema_migrations VALUES (1, 'x'), (2, 'x')\"); \
+         c.execute(\"INSERT INTO applications (id, name, label, connector, base_url, token_nonce, token_sealed, manage_groups, state, settings, version, created, modified) VALUES ('app', 'crm', 'crm', 'custom-scim', 'https://x', x'00', x'00', 0, 'active', '[]', 1, 'now', 'now')\"); \
+         c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'old', 'r1', 'deactivated', NULL, '2026-01-01T00:00:00.000Z')\"); \
+         c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'new', 'r1', 'h', NULL, '2026-06-01T00:00:00.000Z')\"); \
+         c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'other', 'r2', 'h', NULL, '2026-06-01T00:00:00.000Z')\"); \
+         c.commit()"
+    );
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&database)
+        .arg(migrations.join("0001_directory.sql"))
+        .arg(migrations.join("0002_engine_safety_and_assignments.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[3; 32])).unwrap();
+    let holder = store.ledger_holder("app", "user", "r1").unwrap().unwrap();
+    assert_eq!(holder.object_id, "new");
+    assert!(store.ledger_entry("app", "user", "old").unwrap().is_none());
+    assert!(
+        store
+            .ledger_entry("app", "user", "other")
+            .unwrap()
+            .is_some()
+    );
+    let letters = store.dead_letters("app").unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].object_id, "old");
+    assert!(
+        letters[0]
+            .reason
+            .contains("account r1 was also linked to user new"),
+        "{}",
+        letters[0].reason
+    );
+}
+
+#[test]
+fn a_renewal_says_which_claims_are_still_held() {
+    let (_folder, store) = open();
+    store.create_user(user("ada")).unwrap();
+    store.create_user(user("bob")).unwrap();
+    let mine = store.claim_changes("paused", 10, 0).unwrap();
+    assert_eq!(mine.len(), 2);
+    let seqs: Vec<i64> = mine.iter().map(|change| change.seq).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The lease ran out while the consumer was paused; another took one.
+    let taken = store.claim_changes("other", 1, 60).unwrap();
+    assert_eq!(taken.len(), 1);
+    let held = store.renew_claims("paused", &seqs, 60).unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(!held.contains(&taken[0].seq));
+    assert_eq!(
+        store.renew_claims("other", &seqs, 60).unwrap(),
+        [taken[0].seq]
+    );
+}
+
+#[test]
+fn progress_is_kept_per_change_and_application_until_the_change_completes() {
+    use scimlink::store::ChangeProgress;
+    let (_folder, store) = open();
+    store.create_user(user("ada")).unwrap();
+    let claimed = store.claim_changes("a", 10, 60).unwrap();
+    let seq = claimed[0].seq;
+    let pair = |app: &str, done: bool| ChangeProgress {
+        seq,
+        app_id: app.into(),
+        done,
+        attempts: u32::from(!done),
+        retry_at: (!done).then(|| "2999-01-01T00:00:00.000Z".to_string()),
+        last_error: (!done).then(|| "user ada: 500".to_string()),
+    };
+    store
+        .record_progress("a", &[pair("crm", true), pair("hr", false)])
+        .unwrap();
+    // A consumer that does not hold the change records nothing.
+    store.record_progress("b", &[pair("wiki", true)]).unwrap();
+    let progress = store.change_progress(&[seq]).unwrap();
+    assert_eq!(progress, [pair("crm", true), pair("hr", false)]);
+    // Deferred: not claimed again before it is due.
+    store
+        .defer_changes("a", &[(seq, "2999-01-01T00:00:00.000Z".into())])
+        .unwrap();
+    assert!(store.claim_changes("b", 10, 60).unwrap().is_empty());
+    store.complete_changes("a", &[seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 0);
+    assert!(store.change_progress(&[seq]).unwrap().is_empty());
+}
+
+#[test]
+fn a_quarantine_keeps_its_reason_and_any_other_state_clears_it() {
+    let (_folder, store) = open();
+    let crm = app(&store, "crm");
+    let quarantined = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state: Some(AppState::Quarantined),
+                state_reason: Some("connector coda is not served by this host".into()),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        quarantined.state_reason.as_deref(),
+        Some("connector coda is not served by this host")
+    );
+    let resumed = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state: Some(AppState::Active),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(resumed.state_reason, None);
+    let active = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state_reason: Some("ignored".into()),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        active.state_reason, None,
+        "a reason explains a quarantine only"
+    );
+}

@@ -1,0 +1,156 @@
+//! The application's side of an end-to-end test: scim2-server (PyPI) on a
+//! loopback port with a tenant path and a bearer token, read and changed
+//! through its own SCIM API, and the admin commands that connect a host to
+//! it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{Host, Scim2Server, http_client_builder};
+
+/// The bearer token the test applications accept.
+pub const APP_TOKEN: &str = "crm-app-token-5f1e";
+/// How long a test waits for the engine to reach the application.
+pub const WITHIN: Duration = Duration::from_secs(20);
+
+pub struct Application {
+    pub server: Scim2Server,
+    pub tenant: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Application {
+    pub fn start() -> Application {
+        Self::serving("acme")
+    }
+
+    /// An application whose SCIM API is at `/TENANT/v2`.
+    pub fn serving(tenant: &str) -> Application {
+        Application {
+            server: Scim2Server::start(&[APP_TOKEN], tenant),
+            tenant: tenant.to_string(),
+            http: http_client_builder().build().expect("an HTTP client"),
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/{}/v2", self.server.port, self.tenant)
+    }
+
+    /// Sends a request under the base URL; the JSON answer (Null if none).
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base()))
+            .bearer_auth(APP_TOKEN);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let response = request.send().expect("the application answers");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `GET` of a path under the base URL, as JSON.
+    pub fn read(&self, path: &str) -> Value {
+        self.call("GET", path, None).1
+    }
+
+    pub fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let body = self.read(&format!("/Users?filter=userName%20eq%20%22{user_name}%22"));
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Creates an account; its id.
+    pub fn create(&self, user: Value) -> String {
+        let (status, body) = self.call("POST", "/Users", Some(&user));
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("an id").to_string()
+    }
+
+    /// Waits until `user_name`'s single account satisfies `check`.
+    pub fn eventually(&self, user_name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let accounts = self.users_named(user_name);
+            assert!(
+                accounts.len() <= 1,
+                "{user_name} has {} accounts",
+                accounts.len()
+            );
+            if let Some(account) = accounts.first()
+                && check(account)
+            {
+                return account.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{user_name}: {what} never happened; now {accounts:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs an admin command that must succeed; its standard output.
+pub fn run_ok(host: &Host, args: &[&str]) -> String {
+    let output = host.cli(args);
+    assert!(
+        output.status.success(),
+        "scimlink {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Imports `people` (CSV) into the directory.
+pub fn import_people(host: &Host, people: &str) {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let csv = folder.path().join("people.csv");
+    std::fs::write(&csv, people).expect("the CSV is written");
+    run_ok(
+        host,
+        &["directory", "import", csv.to_str().expect("a UTF-8 path")],
+    );
+}
+
+/// Adds the application `name` with `connector`, reached on loopback
+/// `port` under tenant `tenant` (paced for a local server), and binds
+/// `group` to it.
+pub fn add_app(host: &Host, name: &str, connector: &str, port: u16, tenant: &str, group: &str) {
+    let template = format!("http://127.0.0.1:{port}/{{tenantId}}/v2");
+    let tenant_setting = format!("tenantId={tenant}");
+    run_ok(
+        host,
+        &[
+            "app",
+            "add",
+            name,
+            "--connector",
+            connector,
+            "--base-url",
+            &template,
+            "--token",
+            APP_TOKEN,
+            "--setting",
+            &tenant_setting,
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(host, &["app", "bind", name, group]);
+}
+
+/// The events of application `app` as JSON, newest first.
+pub fn events_of(host: &Host, app: &str) -> Vec<Value> {
+    let text = run_ok(host, &["events", "--app", app, "--format", "json"]);
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|events| events.as_array().cloned())
+        .unwrap_or_default()
+}
