@@ -173,6 +173,13 @@ impl Failure {
     }
 }
 
+/// What a batch came to: each pair tried, and the pairs whose retry was not
+/// due yet (change, when).
+struct Applied {
+    outcomes: Vec<PairOutcome>,
+    waiting: Vec<(i64, String)>,
+}
+
 /// What one application made of one change.
 struct PairOutcome {
     seq: i64,
@@ -270,7 +277,7 @@ impl Engine {
         }
         let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
         let renewal = keep_claims(Arc::clone(&self.store), self.consumer.clone(), seqs);
-        let outcomes = tokio::select! {
+        let Applied { outcomes, waiting } = tokio::select! {
             lost = renewal => {
                 tracing::warn!(
                     "provisioning engine: {lost}; the batch stops here and is left to the \
@@ -278,15 +285,15 @@ impl Engine {
                 );
                 return Ok(changes.len());
             }
-            outcomes = self.apply_batch(&changes) => outcomes?,
+            applied = self.apply_batch(&changes) => applied?,
         };
-        self.settle(&changes, outcomes)?;
+        self.settle(&changes, outcomes, waiting)?;
         Ok(changes.len())
     }
 
     /// Applies a batch: each application's share beside the others', and
     /// what each (change, application) pair came to.
-    async fn apply_batch(&self, changes: &[Change]) -> Result<Vec<PairOutcome>, StoreError> {
+    async fn apply_batch(&self, changes: &[Change]) -> Result<Applied, StoreError> {
         let active = self.active_apps()?;
         let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
         let recorded: HashMap<(i64, String), ChangeProgress> = self
@@ -297,12 +304,17 @@ impl Engine {
             .collect();
         let now = crate::store::sqlite::now();
         let mut shares: BTreeMap<String, Vec<(&Change, u32, Work)>> = BTreeMap::new();
+        let mut waiting = Vec::new();
         for change in changes {
             for work in self.affected(change, &active)? {
                 let attempts = match recorded.get(&(change.seq, work.app.id.clone())) {
                     Some(progress) if progress.done => continue,
-                    // Waits for its retry; settle() keeps the change open.
-                    Some(progress) if progress.retry_at.as_deref() > Some(now.as_str()) => {
+                    // Waits for its retry, and keeps its change open.
+                    Some(progress)
+                        if let Some(retry_at) = &progress.retry_at
+                            && *retry_at > now =>
+                    {
+                        waiting.push((change.seq, retry_at.clone()));
                         continue;
                     }
                     Some(progress) => progress.attempts,
@@ -319,7 +331,7 @@ impl Engine {
         for share in futures_util::future::join_all(per_app).await {
             outcomes.extend(share?);
         }
-        Ok(outcomes)
+        Ok(Applied { outcomes, waiting })
     }
 
     /// Applies one application's share of a batch, its changes in order,
@@ -411,39 +423,40 @@ impl Engine {
     }
 
     /// Records what each pair came to, and completes the changes every
-    /// application is done with; the others wait for their next retry.
-    fn settle(&self, changes: &[Change], outcomes: Vec<PairOutcome>) -> Result<(), StoreError> {
+    /// application is done with; the others are left until their earliest
+    /// retry. `waiting` are the pairs whose retry was not due yet.
+    fn settle(
+        &self,
+        changes: &[Change],
+        outcomes: Vec<PairOutcome>,
+        waiting: Vec<(i64, String)>,
+    ) -> Result<(), StoreError> {
+        let mut open: BTreeMap<i64, String> = BTreeMap::new();
+        let mut keep_open = |seq: i64, retry_at: &String| {
+            let until = open.entry(seq).or_insert_with(|| retry_at.clone());
+            if retry_at < until {
+                *until = retry_at.clone();
+            }
+        };
+        for (seq, retry_at) in &waiting {
+            keep_open(*seq, retry_at);
+        }
         let mut progress = Vec::with_capacity(outcomes.len());
-        let mut waiting: BTreeMap<i64, String> = BTreeMap::new();
         for outcome in outcomes {
             let pair = self.pair_progress(outcome)?;
             if let (false, Some(retry_at)) = (pair.done, &pair.retry_at) {
-                let until = waiting.entry(pair.seq).or_insert_with(|| retry_at.clone());
-                if retry_at < until {
-                    *until = retry_at.clone();
-                }
+                keep_open(pair.seq, retry_at);
             }
             progress.push(pair);
         }
         self.store.record_progress(&self.consumer, &progress)?;
-        // Pairs not tried in this batch (their retry is not due) keep their
-        // change open too.
-        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
-        let recorded = self.store.change_progress(&seqs)?;
-        for pair in recorded.iter().filter(|pair| !pair.done) {
-            if let Some(retry_at) = &pair.retry_at {
-                let until = waiting.entry(pair.seq).or_insert_with(|| retry_at.clone());
-                if retry_at < until {
-                    *until = retry_at.clone();
-                }
-            }
-        }
-        let done: Vec<i64> = seqs
-            .into_iter()
-            .filter(|seq| !waiting.contains_key(seq))
+        let done: Vec<i64> = changes
+            .iter()
+            .map(|change| change.seq)
+            .filter(|seq| !open.contains_key(seq))
             .collect();
         self.store.complete_changes(&self.consumer, &done)?;
-        let deferred: Vec<(i64, String)> = waiting.into_iter().collect();
+        let deferred: Vec<(i64, String)> = open.into_iter().collect();
         self.store.defer_changes(&self.consumer, &deferred)
     }
 

@@ -109,7 +109,7 @@ async fn a_rule_does_not_offboard_a_user_who_came_back_while_it_waited() {
     // ada leaves the group; the connector's rule for it would deactivate
     // her. While the rule waits for her lock, she is added back.
     store
-        .change_members(&sales.id, &[], &[ada.id.clone()])
+        .change_members(&sales.id, &[], std::slice::from_ref(&ada.id))
         .unwrap();
     let held = lock_object(&app.id, "user", &ada.id).await;
     let group = directory_group(&store.get_group(&sales.id).unwrap().unwrap());

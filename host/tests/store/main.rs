@@ -628,8 +628,7 @@ fn links_that_shared_an_account_before_the_upgrade_keep_the_newest() {
     let database = folder.path().join("scimlink.db");
     let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
     // A database as the previous release left it: two users linked to r1.
-    let script = format!(
-        "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+    let script = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
          c.executescript(open(sys.argv[2]).read()); c.executescript(open(sys.argv[3]).read()); \
          c.execute(\"CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)\"); \
          c.execute(\"INSERT INTO schema_migrations VALUES (1, 'x'), (2, 'x')\"); \
@@ -637,8 +636,7 @@ fn links_that_shared_an_account_before_the_upgrade_keep_the_newest() {
          c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'old', 'r1', 'deactivated', NULL, '2026-01-01T00:00:00.000Z')\"); \
          c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'new', 'r1', 'h', NULL, '2026-06-01T00:00:00.000Z')\"); \
          c.execute(\"INSERT INTO ledger VALUES ('app', 'user', 'other', 'r2', 'h', NULL, '2026-06-01T00:00:00.000Z')\"); \
-         c.commit()"
-    );
+         c.commit()";
     let output = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
