@@ -410,3 +410,48 @@ fn a_user_an_application_keeps_failing_is_dead_lettered_and_holds_up_no_one() {
     assert!(application.users_named("carl").is_empty());
     assert_eq!(state_of(&host, "crm")["state"], "active");
 }
+
+#[test]
+fn work_done_on_demand_waits_out_the_pause_the_application_asked_the_engine_for() {
+    let application = Application::start();
+    let proxy = FaultProxy::start(application.server.port);
+    let (host, _folder) = host_with(&[], None);
+    import_people(&host, SALES);
+    add_app(&host, "crm", "custom-scim", proxy.port, "acme", "Sales");
+    run_ok(&host, &["app", "activate", "crm"]);
+    application.eventually("carl", "creation", |account| account["active"] == true);
+    wait_until_idle(&host, WITHIN);
+
+    // The application asks the engine to wait 3 s...
+    proxy.set(Faults {
+        too_many: Some((1, 3)),
+        ..Faults::default()
+    });
+    let changed = host.admin("PATCH", "/users/ann", Some(&json!({ "title": "Chief" })));
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    let deadline = Instant::now() + WITHIN;
+    let throttled = loop {
+        if let Some(logged) = proxy
+            .log()
+            .into_iter()
+            .find(|logged| logged.status == Some(429))
+        {
+            break logged.at;
+        }
+        assert!(Instant::now() < deadline, "the engine sent nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // ...and a reconcile asked for meanwhile waits with it: one client,
+    // one pause.
+    run_ok(&host, &["reconcile", "crm"]);
+    let early: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|logged| {
+            logged.at > throttled && logged.at < throttled + Duration::from_millis(2500)
+        })
+        .map(|logged| format!("{} {}", logged.method, logged.path))
+        .collect();
+    assert!(early.is_empty(), "sent during the pause: {early:?}");
+    application.eventually("ann", "the update", |account| account["title"] == "Chief");
+}
