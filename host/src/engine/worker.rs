@@ -276,7 +276,12 @@ impl Engine {
             return Ok(0);
         }
         let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
-        let renewal = keep_claims(Arc::clone(&self.store), self.consumer.clone(), seqs);
+        let renewal = keep_claims(
+            Arc::clone(&self.store),
+            self.consumer.clone(),
+            seqs,
+            RENEW_EVERY,
+        );
         let Applied { outcomes, waiting } = tokio::select! {
             lost = renewal => {
                 tracing::warn!(
@@ -1073,11 +1078,17 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
     (failures, groups)
 }
 
-/// Renews `consumer`'s leases on `seqs` every [`RENEW_EVERY`] for as long
-/// as it is polled; it returns only when a renewal finds a claim taken (or
-/// cannot be written), which is when the work on them must stop.
-async fn keep_claims(store: Arc<dyn Store>, consumer: String, seqs: Vec<i64>) -> String {
-    let mut ticks = tokio::time::interval(RENEW_EVERY);
+/// Renews `consumer`'s leases on `seqs` `every` so often (the engine:
+/// [`RENEW_EVERY`]) for as long as it is polled; it returns only when a
+/// renewal finds a claim taken (or cannot be written), which is when the
+/// work on them must stop.
+async fn keep_claims(
+    store: Arc<dyn Store>,
+    consumer: String,
+    seqs: Vec<i64>,
+    every: Duration,
+) -> String {
+    let mut ticks = tokio::time::interval(every);
     // The first tick is immediate; the claim was just made.
     ticks.tick().await;
     loop {
@@ -1138,7 +1149,7 @@ mod tests {
         assert_eq!(settings.backoff_after(30), MAX_RETRY_BACKOFF);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn renewals_go_on_until_a_claim_is_taken() {
         let folder = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
@@ -1158,8 +1169,9 @@ mod tests {
             .map(|change| change.seq)
             .collect();
         // Held: renewals keep the claim, and the work goes on.
-        let renewing = keep_claims(Arc::clone(&store), "paused".into(), seqs.clone());
-        let kept = tokio::time::timeout(RENEW_EVERY * 3, renewing).await;
+        let every = Duration::from_millis(20);
+        let renewing = keep_claims(Arc::clone(&store), "paused".into(), seqs.clone(), every);
+        let kept = tokio::time::timeout(every * 5, renewing).await;
         assert!(kept.is_err(), "renewals stop only when a claim is lost");
         assert!(
             store.claim_changes("other", 10, 60).unwrap().is_empty(),
@@ -1169,7 +1181,7 @@ mod tests {
         store.renew_claims("paused", &seqs, 0).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(store.claim_changes("other", 10, 60).unwrap().len(), 1);
-        let lost = keep_claims(Arc::clone(&store), "paused".into(), seqs).await;
+        let lost = keep_claims(Arc::clone(&store), "paused".into(), seqs, every).await;
         assert!(lost.contains("another consumer took them"), "{lost}");
     }
 }
