@@ -1111,7 +1111,7 @@ fn accounts_only_in_the_application_are_listed_as_new_and_imported() {
     .unwrap();
     assert_eq!(
         done,
-        json!({ "created": 1, "linked": 1, "failed": 0, "group": "crm-imported" })
+        json!({ "created": 1, "linked": 1, "failed": 0, "refused": 0, "group": "crm-imported" })
     );
     // The connector read the account into the directory.
     let imported = host.admin("GET", "/users/zoë", None);
