@@ -4,8 +4,8 @@
 //! Testing a connection asks `GET /ServiceProviderConfig` (and keeps what
 //! the application says it supports; an application without that endpoint
 //! is tested all the same), then `GET /Users?count=1`, which proves the
-//! token: discovery often answers without one. Each request is sent once:
-//! someone is waiting for the answer. A test of the application's own
+//! token: discovery often answers without one. Each request is tried at
+//! most twice, with a short wait: someone is waiting for the answer. A test of the application's own
 //! token ([`test_with`]) goes through its shared client
 //! ([`super::connections::Clients`]), so its rate limit and `Retry-After`
 //! pause hold for the test too; a new token not yet kept

@@ -99,6 +99,11 @@ impl ClientSettings {
     }
 }
 
+/// Attempts of a connection test ([`ScimClient::probe`]).
+pub const PROBE_ATTEMPTS: u32 = 2;
+/// The longest wait between a connection test's attempts.
+pub const PROBE_LONGEST_WAIT: Duration = Duration::from_secs(5);
+
 /// A request to the application, relative to its SCIM base URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScimRequest {
@@ -281,54 +286,58 @@ impl ScimClient {
 
     /// Sends a request, retrying as the module documentation says.
     pub async fn send(&self, request: &ScimRequest) -> Result<ScimResponse, ScimClientError> {
-        let started = Instant::now();
-        let probe = match self.breaker.admit() {
-            Admission::Closed => false,
-            Admission::Probe => true,
+        let attempts = match self.breaker.admit() {
+            Admission::Closed => self.settings.max_attempts,
+            // A probe is one request: it tells whether the application is
+            // back, it does not wait for it.
+            Admission::Probe => 1,
             Admission::Open { failures, last } => {
                 return Err(ScimClientError::CircuitOpen { failures, last });
             }
         };
+        self.send_attempts(request, attempts, self.settings.max_retry_after)
+            .await
+    }
+
+    /// Sends a request as a connection test: through the application's
+    /// token bucket, concurrency cap and `Retry-After` pause like any
+    /// request, but past an open circuit (a test is how one learns that the
+    /// application is back), and with at most [`PROBE_ATTEMPTS`] attempts
+    /// and a short wait between them (someone waits for the answer). Its
+    /// outcome counts for the breaker as any request's.
+    pub async fn probe(&self, request: &ScimRequest) -> Result<ScimResponse, ScimClientError> {
+        self.send_attempts(request, PROBE_ATTEMPTS, PROBE_LONGEST_WAIT)
+            .await
+    }
+
+    async fn send_attempts(
+        &self,
+        request: &ScimRequest,
+        max_attempts: u32,
+        longest_wait: Duration,
+    ) -> Result<ScimResponse, ScimClientError> {
+        let started = Instant::now();
         let mut backoff = Backoff::new(self.settings.base_backoff, self.settings.max_backoff);
         let mut attempts = 0;
         let outcome = loop {
             attempts += 1;
-            let result = self.attempt(request, attempts, started).await;
-            match result {
+            match self.attempt(request, attempts, started).await {
                 Attempt::Done(response) => break Ok(response),
                 Attempt::Fail(error) => break Err(error),
-                // A probe is one request: it tells whether the application
-                // is back, it does not wait for it.
-                Attempt::Retry { error, .. } if probe || attempts >= self.settings.max_attempts => {
-                    break Err(error);
-                }
+                Attempt::Retry { error, .. } if attempts >= max_attempts => break Err(error),
                 Attempt::Retry { at_least, .. } => {
                     let wait = backoff.next_wait().max(at_least.unwrap_or_default());
-                    if wait > self.settings.max_retry_after {
+                    if wait > longest_wait {
                         break Err(ScimClientError::WaitTooLong {
                             method: request.method.to_string(),
                             path: request.path.clone(),
                             wait,
-                            limit: self.settings.max_retry_after,
+                            limit: longest_wait,
                         });
                     }
                     tokio::time::sleep(wait).await;
                 }
             }
-        };
-        self.settle(&outcome);
-        outcome
-    }
-
-    /// Sends a request once, as a connection test: through the
-    /// application's token bucket, concurrency cap and `Retry-After` pause
-    /// like any request, but past an open circuit (a test is how one learns
-    /// that the application is back) and without retries (someone waits for
-    /// the answer). Its outcome counts for the breaker as any request's.
-    pub async fn probe(&self, request: &ScimRequest) -> Result<ScimResponse, ScimClientError> {
-        let outcome = match self.attempt(request, 1, Instant::now()).await {
-            Attempt::Done(response) => Ok(response),
-            Attempt::Fail(error) | Attempt::Retry { error, .. } => Err(error),
         };
         self.settle(&outcome);
         outcome
