@@ -176,6 +176,9 @@ pub enum ScimClientError {
     },
     #[error("not sent: the circuit is open after {failures} consecutive failures ({last})")]
     CircuitOpen { failures: u32, last: String },
+    /// A list whose pages cannot be trusted to be the whole list.
+    #[error("GET {path}: the list cannot be trusted: {fault}")]
+    Listing { path: String, fault: ListingFault },
     #[error("the base URL {0:?} is not an http(s) URL")]
     BadBaseUrl(String),
     #[error("cannot set up the HTTP client: {0}")]
@@ -474,51 +477,168 @@ impl ScimClient {
 }
 
 impl ScimClient {
-    /// The resources of a list (`/Users`, `/Groups`), page by page.
+    /// The resources of a list (`/Users`, `/Groups`), page by page, checked
+    /// as [`Pages`] says.
     pub fn pages<'a>(&'a self, path: &'a str, page_size: usize) -> Pages<'a> {
         Pages {
             client: self,
             path,
             page_size: page_size.max(1),
-            start: 1,
-            done: false,
+            listing: Listing::default(),
         }
     }
 }
 
-/// A walk through a SCIM list with `startIndex` and `count`. It ends at an
-/// empty page or once `totalResults` are read, whichever comes first, so a
-/// server that miscounts cannot make it loop.
+/// A walk through a SCIM list with `startIndex` and `count`, trusted only
+/// when it is complete and consistent. A caller that acts on what a listing
+/// does *not* hold (the reconcile forgets accounts missing from it) must be
+/// able to tell a complete listing from a partial one, so every page is
+/// checked by [`Listing`] and the walk fails with
+/// [`ScimClientError::Listing`] as soon as one rule is broken:
+/// - every page says how many resources there are (`totalResults`, which
+///   RFC 7644 requires): without it the end of the list cannot be known;
+/// - no resource id appears twice: a repeat means the application ignores
+///   `startIndex` (it serves the same page again) or reorders the list
+///   under the walk;
+/// - every resource has an id;
+/// - `totalResults` stays within [`Listing::slack`] of the first page's:
+///   accounts created or deleted during the walk move it a little, a count
+///   that jumps means the pages do not describe one list;
+/// - the walk ends at an empty page or once the resources read reach the
+///   count; it must then have read at least the last page's count less the
+///   slack (a list that ends early is partial).
+///
+/// A page shorter than `count` is not the end (applications cap their page
+/// size); the next page starts after the resources actually read. The walk
+/// never loops: each page must bring ids not seen before, and it stops once
+/// the count is reached.
 pub struct Pages<'a> {
     client: &'a ScimClient,
     path: &'a str,
     page_size: usize,
-    start: usize,
-    done: bool,
+    listing: Listing,
 }
 
 impl Pages<'_> {
     /// The next page's resources, or `None` after the last one.
     pub async fn next(&mut self) -> Result<Option<Vec<Value>>, ScimClientError> {
-        if self.done {
+        if self.listing.done {
             return Ok(None);
         }
         let request = ScimRequest::get(format!(
             "{}?startIndex={}&count={}",
-            self.path, self.start, self.page_size
+            self.path,
+            self.listing.read + 1,
+            self.page_size
         ));
         let answer = self.client.send(&request).await?;
-        let resources = match answer.body.get("Resources") {
-            Some(Value::Array(resources)) => resources.clone(),
+        self.listing
+            .take(answer.body)
+            .map_err(|fault| ScimClientError::Listing {
+                path: self.path.to_string(),
+                fault,
+            })
+    }
+}
+
+/// Why a listing is not trusted, in the words of an operator reading the
+/// reconcile's event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListingFault {
+    #[error(
+        "page {page} does not say how many entries there are (no totalResults), \
+         so a partial list cannot be told from a complete one"
+    )]
+    NoTotal { page: u64 },
+    #[error(
+        "page {page} lists {id} again, already listed on an earlier page: \
+         the application ignores startIndex (paging) or reorders the list"
+    )]
+    Repeated { page: u64, id: String },
+    #[error("an entry on page {page} has no id")]
+    NoId { page: u64 },
+    #[error(
+        "the count changed from {first} on page 1 to {now} on page {page}, \
+         more than changes during a listing explain"
+    )]
+    CountChanged { page: u64, first: u64, now: u64 },
+    #[error("the application counts {total} entries but listed only {read}")]
+    Short { read: u64, total: u64 },
+    /// Found by the reconcile, which compares a list that kept every rule
+    /// above with the ledger: so many absences are not believed.
+    #[error(
+        "{missing} of the {managed} accounts the host manages are missing from it, \
+         more than the {limit} a reconcile confirms one by one"
+    )]
+    TooManyMissing {
+        missing: u64,
+        managed: u64,
+        limit: u64,
+    },
+}
+
+/// The rules of [`Pages`], applied to one answer at a time; no I/O, so they
+/// are tested on their own.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Pages taken.
+    page: u64,
+    /// The first page's `totalResults`.
+    first_total: Option<u64>,
+    /// Resources read, which is also where the next page starts.
+    read: u64,
+    ids: std::collections::HashSet<String>,
+    done: bool,
+}
+
+impl Listing {
+    /// How far `totalResults` may move during a walk: accounts created or
+    /// deleted meanwhile. 1% of the count, and never less than 5.
+    pub fn slack(total: u64) -> u64 {
+        (total / 100).max(5)
+    }
+
+    /// Checks one answer; its resources, or `None` once the list has ended.
+    pub fn take(&mut self, body: Value) -> Result<Option<Vec<Value>>, ListingFault> {
+        self.page += 1;
+        let page = self.page;
+        let Some(total) = body.get("totalResults").and_then(Value::as_u64) else {
+            return Err(ListingFault::NoTotal { page });
+        };
+        let first = *self.first_total.get_or_insert(total);
+        if total.abs_diff(first) > Self::slack(first) {
+            return Err(ListingFault::CountChanged {
+                page,
+                first,
+                now: total,
+            });
+        }
+        let resources = match body {
+            Value::Object(mut body) => match body.remove("Resources") {
+                Some(Value::Array(resources)) => resources,
+                _ => Vec::new(),
+            },
             _ => Vec::new(),
         };
-        let total = answer
-            .body
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        self.start += resources.len();
-        self.done = resources.is_empty() || self.start as u64 > total;
+        for resource in &resources {
+            let Some(id) = resource.get("id").and_then(Value::as_str) else {
+                return Err(ListingFault::NoId { page });
+            };
+            if !self.ids.insert(id.to_string()) {
+                return Err(ListingFault::Repeated {
+                    page,
+                    id: id.to_string(),
+                });
+            }
+        }
+        self.read += resources.len() as u64;
+        self.done = resources.is_empty() || self.read >= total;
+        if self.done && self.read + Self::slack(total) < total {
+            return Err(ListingFault::Short {
+                read: self.read,
+                total,
+            });
+        }
         Ok((!resources.is_empty()).then_some(resources))
     }
 }
@@ -585,5 +705,110 @@ fn excerpt(text: &str) -> String {
     match trimmed.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &trimmed[..cut]),
         None => trimmed.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page(total: Option<u64>, ids: &[&str]) -> Value {
+        let mut body = json!({
+            "Resources": ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>(),
+        });
+        if let Some(total) = total {
+            body["totalResults"] = total.into();
+        }
+        body
+    }
+
+    fn ids(resources: Option<Vec<Value>>) -> Vec<String> {
+        resources
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_complete_list_ends_at_its_count_even_with_short_pages() {
+        let mut listing = Listing::default();
+        // The application caps its pages at 2 whatever `count` asked.
+        assert_eq!(
+            ids(listing.take(page(Some(5), &["a", "b"])).unwrap()),
+            ["a", "b"]
+        );
+        assert!(!listing.done);
+        assert_eq!(
+            listing.read + 1,
+            3,
+            "the next page starts after what was read"
+        );
+        listing.take(page(Some(5), &["c", "d"])).unwrap();
+        assert_eq!(ids(listing.take(page(Some(5), &["e"])).unwrap()), ["e"]);
+        assert!(listing.done);
+
+        let mut empty = Listing::default();
+        assert_eq!(empty.take(json!({ "totalResults": 0 })).unwrap(), None);
+        assert!(empty.done);
+    }
+
+    #[test]
+    fn a_page_without_a_count_fails_the_listing() {
+        let mut listing = Listing::default();
+        let fault = listing.take(page(None, &["a", "b"])).unwrap_err();
+        assert_eq!(fault, ListingFault::NoTotal { page: 1 });
+        assert!(fault.to_string().contains("totalResults"), "{fault}");
+    }
+
+    #[test]
+    fn a_page_that_repeats_an_id_fails_the_listing() {
+        // An application that ignores startIndex serves page 1 again.
+        let mut listing = Listing::default();
+        listing.take(page(Some(4), &["a", "b"])).unwrap();
+        let fault = listing.take(page(Some(4), &["a", "b"])).unwrap_err();
+        assert_eq!(
+            fault,
+            ListingFault::Repeated {
+                page: 2,
+                id: "a".into()
+            }
+        );
+        assert!(fault.to_string().contains("startIndex"), "{fault}");
+        // A zero-based startIndex repeats the last id of the page before.
+        let mut listing = Listing::default();
+        listing.take(page(Some(4), &["a", "b"])).unwrap();
+        assert!(listing.take(page(Some(4), &["b", "c"])).is_err());
+        assert!(matches!(
+            Listing::default().take(json!({ "totalResults": 1, "Resources": [{}] })),
+            Err(ListingFault::NoId { page: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_list_that_ends_early_or_miscounts_fails() {
+        let mut listing = Listing::default();
+        listing.take(page(Some(20), &["a", "b"])).unwrap();
+        assert_eq!(
+            listing.take(page(Some(20), &[])).unwrap_err(),
+            ListingFault::Short { read: 2, total: 20 }
+        );
+        // Within the slack: accounts deleted during the walk.
+        let mut listing = Listing::default();
+        listing.take(page(Some(6), &["a", "b"])).unwrap();
+        assert_eq!(listing.take(page(Some(6), &[])).unwrap(), None);
+        // A count that jumps between pages.
+        let mut listing = Listing::default();
+        listing.take(page(Some(1000), &["a", "b"])).unwrap();
+        listing.take(page(Some(1010), &["c"])).unwrap();
+        assert_eq!(
+            listing.take(page(Some(2), &["d"])).unwrap_err(),
+            ListingFault::CountChanged {
+                page: 3,
+                first: 1000,
+                now: 2
+            }
+        );
     }
 }
