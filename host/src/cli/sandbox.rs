@@ -43,6 +43,17 @@ pub struct SandboxSpArgs {
     /// errors are {"error": {"code", "message"}}.
     #[arg(long)]
     entra_style: bool,
+    /// Hold at most this many resources in one list page, whatever
+    /// `count` asks.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    page_size_limit: Option<u32>,
+    /// Leave totalResults out of list answers.
+    #[arg(long)]
+    omit_total_results: bool,
+    /// Start every list page at the first resource, whatever startIndex
+    /// asks.
+    #[arg(long)]
+    ignore_start_index: bool,
     /// Serve only this tenant path (e.g. `acme/scim/v2`); repeatable. Any
     /// path is a tenant of its own when none is given.
     #[arg(long = "tenant")]
@@ -71,6 +82,9 @@ impl SandboxSpArgs {
             server_error_rate: self.server_error_rate,
             latency: Duration::from_millis(self.latency_ms),
             entra_style: self.entra_style,
+            page_size_limit: self.page_size_limit.map(|n| n as usize),
+            omit_total_results: self.omit_total_results,
+            ignore_start_index: self.ignore_start_index,
             tenants: self.tenants.clone(),
             tokens: self.tokens.clone(),
             seed: self.seed,

@@ -87,6 +87,15 @@ pub struct Quirks {
     /// `itemsPerPage`, resources carry no `meta`, and errors come as
     /// `{"error": {"code", "message"}}`.
     pub entra_style: bool,
+    /// The most resources one list page holds, whatever `count` asks (real
+    /// applications cap their pages, often at 100 or fewer).
+    pub page_size_limit: Option<usize>,
+    /// List answers carry no `totalResults` (which RFC 7644 requires), so
+    /// a client cannot tell a partial list from a whole one.
+    pub omit_total_results: bool,
+    /// Lists always start at the first resource, whatever `startIndex`
+    /// asks: every page is the first page again.
+    pub ignore_start_index: bool,
     /// The tenants served (the path before the resource segment, e.g.
     /// `acme/scim/v2`); any tenant when empty.
     pub tenants: Vec<String>,
@@ -110,6 +119,9 @@ impl Default for Quirks {
             server_error_rate: 0.0,
             latency: Duration::ZERO,
             entra_style: false,
+            page_size_limit: None,
+            omit_total_results: false,
+            ignore_start_index: false,
             tenants: Vec::new(),
             tokens: Vec::new(),
             seed: 0,
@@ -140,6 +152,8 @@ pub enum QuirksError {
     Tenant,
     #[error("the most members per PATCH must be at least 1")]
     MembersPerPatch,
+    #[error("the page size limit must be at least 1")]
+    PageSize,
 }
 
 impl Quirks {
@@ -154,6 +168,9 @@ impl Quirks {
         }
         if self.max_members_per_patch == Some(0) {
             return Err(QuirksError::MembersPerPatch);
+        }
+        if self.page_size_limit == Some(0) {
+            return Err(QuirksError::PageSize);
         }
         if self
             .tenants
@@ -578,7 +595,7 @@ fn answer(
                 .collect(),
             2,
             1,
-            entra,
+            quirks,
         )),
         (Target::Schemas, Method::GET) => Ok(list(
             [&USER, &ENTERPRISE_USER, &GROUP]
@@ -587,7 +604,7 @@ fn answer(
                 .collect(),
             3,
             1,
-            entra,
+            quirks,
         )),
         (Target::Users(None), Method::GET) => context.search(data, Kind::User, &query),
         (Target::Groups(None), Method::GET) => context.search(data, Kind::Group, &query),
@@ -659,13 +676,20 @@ fn service_provider_config(quirks: &Quirks) -> Answer {
     )
 }
 
-fn list(resources: Vec<Value>, total: usize, start_index: usize, entra_style: bool) -> Answer {
+fn list(resources: Vec<Value>, total: usize, start_index: usize, quirks: &Quirks) -> Answer {
     let mut body = json!({
         "schemas": [LIST_SCHEMA],
         "totalResults": total,
         "Resources": resources,
     });
-    if !entra_style && let Some(map) = body.as_object_mut() {
+    if quirks.omit_total_results
+        && let Some(map) = body.as_object_mut()
+    {
+        map.remove("totalResults");
+    }
+    if !quirks.entra_style
+        && let Some(map) = body.as_object_mut()
+    {
         map.insert("startIndex".into(), start_index.into());
         map.insert(
             "itemsPerPage".into(),
@@ -859,19 +883,23 @@ impl Context<'_> {
                 .collect(),
         };
         let total = matching.len();
-        let count = query.count.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let count = query
+            .count
+            .unwrap_or(MAX_PAGE)
+            .min(self.quirks.page_size_limit.unwrap_or(MAX_PAGE))
+            .min(MAX_PAGE);
+        let start_index = if self.quirks.ignore_start_index {
+            1
+        } else {
+            query.start_index
+        };
         let page: Vec<Value> = matching
             .into_iter()
-            .skip(query.start_index - 1)
+            .skip(start_index - 1)
             .take(count)
             .map(|(id, stored)| self.render(kind, id, stored, &query.excluded))
             .collect();
-        Ok(list(
-            page,
-            total,
-            query.start_index,
-            self.quirks.entra_style,
-        ))
+        Ok(list(page, total, start_index, self.quirks))
     }
 
     fn create(
@@ -1429,6 +1457,57 @@ mod tests {
                 .await
                 .0,
             400
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_can_be_capped_uncounted_and_deaf_to_start_index() {
+        let (sp, http, base) = started(Quirks {
+            page_size_limit: Some(2),
+            ..Quirks::default()
+        })
+        .await;
+        for name in ["a", "b", "c"] {
+            send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user(name)),
+            )
+            .await;
+        }
+        let page = |body: Option<Value>| {
+            let body = body.unwrap();
+            let names: Vec<String> = body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["userName"].as_str().unwrap().to_string())
+                .collect();
+            (body.get("totalResults").cloned(), names)
+        };
+        let url = format!("{base}/Users?startIndex=3&count=10");
+        let (_, body, _) = send(&http, Method::GET, &format!("{base}/Users?count=10"), None).await;
+        assert_eq!(page(body), (Some(json!(3)), vec!["a".into(), "b".into()]));
+        let (_, body, _) = send(&http, Method::GET, &url, None).await;
+        assert_eq!(page(body), (Some(json!(3)), vec!["c".into()]));
+
+        sp.set_quirks(Quirks {
+            page_size_limit: Some(2),
+            omit_total_results: true,
+            ignore_start_index: true,
+            ..Quirks::default()
+        })
+        .unwrap();
+        let (_, body, _) = send(&http, Method::GET, &url, None).await;
+        assert_eq!(page(body), (None, vec!["a".into(), "b".into()]));
+        assert!(
+            Quirks {
+                page_size_limit: Some(0),
+                ..Quirks::default()
+            }
+            .check()
+            .is_err()
         );
     }
 
