@@ -445,7 +445,7 @@ fn main() {
     let reconciled: Value =
         serde_json::from_str(&host.cli(&["reconcile", "crm", "--format", "json"])).expect("JSON");
     let took = started.elapsed();
-    let writes = ["repaired", "recreated", "provisioned"]
+    let writes = ["repaired", "recreated", "provisioned", "groups_repaired"]
         .iter()
         .map(|key| reconciled[key].as_u64().unwrap_or(0))
         .sum::<u64>();

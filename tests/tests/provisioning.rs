@@ -1046,7 +1046,7 @@ fn drift_in_the_application_is_repaired_by_the_reconcile() {
         serde_json::from_str(&run_ok(&host, &["reconcile", "crm", "--format", "json"])).unwrap();
     assert_eq!(
         done,
-        json!({ "listed": 3, "repaired": 0, "recreated": 0, "provisioned": 0 })
+        json!({ "listed": 3, "repaired": 0, "recreated": 0, "provisioned": 0, "groups_repaired": 0 })
     );
     let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
     for repair in [

@@ -824,11 +824,15 @@ async fn reconcile(
         plugin: &plugin,
         client: &client,
     };
-    let result = crate::engine::reconcile::reconcile_users(&target).await;
+    let result = crate::engine::reconcile::reconcile_app(&target).await;
     let failure = result.as_ref().err().map(ToString::to_string);
     let done = crate::engine::worker::record_reconcile(&target, result)?;
     match failure {
-        Some(reason) => Err(connection_failed(&app, &reason)),
+        Some(reason) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "reconcile_failed",
+            format!("the reconcile of {} stopped: {reason}", app.name),
+        )),
         None => Ok(Json(done)),
     }
 }

@@ -799,12 +799,13 @@ pub fn run_reconcile(connection: Connection, args: ReconcileArgs) -> anyhow::Res
     match args.format {
         Format::Json => println!("{done}"),
         Format::Text => println!(
-            "{}: listed {} accounts; {} repaired, {} recreated, {} provisioned",
+            "{}: listed {} accounts; {} repaired, {} recreated, {} provisioned; {} groups repaired",
             args.name,
             done["listed"].as_u64().unwrap_or(0),
             done["repaired"].as_u64().unwrap_or(0),
             done["recreated"].as_u64().unwrap_or(0),
-            done["provisioned"].as_u64().unwrap_or(0)
+            done["provisioned"].as_u64().unwrap_or(0),
+            done["groups_repaired"].as_u64().unwrap_or(0)
         ),
     }
     Ok(ExitCode::SUCCESS)

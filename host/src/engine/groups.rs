@@ -134,6 +134,30 @@ fn literal(text: &str) -> String {
     Value::String(text.to_string()).to_string()
 }
 
+/// The PATCH bodies that add `add` to a group and remove `remove` from it,
+/// in chunks of the connector's `max-members-per-patch`, as a sync sends
+/// them: for the reconcile, which restores membership changed in the
+/// application.
+pub(crate) fn membership_patches(
+    target: &Target<'_>,
+    add: &[String],
+    remove: &[String],
+) -> Vec<Value> {
+    let chunk = chunk_size(target);
+    let added = add.chunks(chunk).map(|ids| {
+        json!({ "schemas": [PATCH_OP],
+            "Operations": [{ "op": "add", "path": "members", "value": member_values(ids) }] })
+    });
+    let removed = remove.chunks(chunk).map(|ids| {
+        let operations: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({ "op": "remove", "path": format!("members[value eq {}]", literal(id)) }))
+            .collect();
+        json!({ "schemas": [PATCH_OP], "Operations": operations })
+    });
+    added.chain(removed).collect()
+}
+
 impl Target<'_> {
     fn record_group(
         &self,

@@ -12,30 +12,87 @@
 //! - an account deleted there: it is provisioned again (lookup, then
 //!   create), as any user in scope without an account is;
 //! - a user in scope who has no account (a create that failed for good
-//!   earlier, say): provisioned.
+//!   earlier, say): provisioned;
+//! - a group the host pushed, renamed there or whose managed members were
+//!   changed there: restored (see "Groups" below).
 //!
-//! An unchanged application costs the listing and nothing else: no write
-//! request, no store write. A listing that fails part-way ends the
-//! reconcile without repairing anything, since an account missing from a
-//! partial listing is not known to be gone.
+//! An unchanged application costs the listing (and one read per pushed
+//! group) and nothing else: no write request, no store write.
+//!
+//! # What is believed
+//!
+//! An account missing from the listing is about to be forgotten (or, if
+//! active, created again), so the listing must be the whole list. It is
+//! walked by [`crate::scim_client::Pages`], which fails the listing — and
+//! with it the reconcile, before anything is repaired or forgotten, with an
+//! event saying why — when a page has no `totalResults`, when an id comes
+//! twice (the application ignores `startIndex`), when the count moves more
+//! than accounts created or deleted during a walk explain, or when the list
+//! ends short of its count. A complete list missing more than
+//! [`absent_limit`] of the accounts the host manages is not believed
+//! either. Then every account still missing is read on its own: only a
+//! `GET /Users/{id}` answering 404 makes it gone; a 200 means the listing
+//! left it out (it is compared like a listed one), and any other answer
+//! leaves the ledger as it is.
+//!
+//! # Acting on fresh reads
+//!
+//! The listing is long; the worker goes on meanwhile. Every repair takes the
+//! object's lock ([`super::locks::lock_object`]), which every sync holds,
+//! re-reads the ledger entry under it and acts only if the entry is still
+//! the one the listing was compared with (same remote id and document
+//! hash); otherwise the worker has moved the account on and the reconcile
+//! leaves it. Scope is re-read there too: an account is not deactivated
+//! again for a user back in scope, nor restored for a user who left it
+//! (the worker's change does either).
+//!
+//! # Groups
+//!
+//! Each group in the ledger is read with `GET /Groups/{id}` under the
+//! group's lock, rather than through a `/Groups` listing: many applications
+//! leave members out of listings, a group read alone answers 404 for
+//! certain when it is gone, and the host pushes far fewer groups than
+//! users. The group is compared with what the ledger says was pushed:
+//! - attributes of the pushed document that differ (a rename): sent again;
+//! - a member the host manages for the group (and the directory still
+//!   wants) missing: added again;
+//! - an account the host manages in this application (its remote id is in
+//!   the ledger) present in the group though the host never put it there
+//!   and the directory does not want it: removed.
+//!
+//! Any other member is the application's own and is never removed. The
+//! repair is a PATCH of the difference, or for connectors that update by
+//! PUT the whole group: the application's document with the pushed
+//! attributes over it and its members less the removed plus the added — and
+//! no PUT at all when the application's answer does not show the members,
+//! since the ones it holds for others would be lost. A group deleted in the
+//! application is forgotten and synced again (found or created). The ledger
+//! is not changed by a repair: it already says what the application holds
+//! now.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::groups::{
+    GROUP_UPDATE, GroupSynced, groups_managed, membership_patches, pushed_group, sync_group,
+};
+use super::locks::lock_object;
 use super::provision::{
     CREATE, DEACTIVATED, DEPROVISION, SyncError, Synced, Target, UPDATE, sync_user,
 };
 use crate::runtime::contract::UpdateMethod;
-use crate::scim_client::ScimRequest;
-use crate::store::{LedgerEntry, Outcome};
+use crate::scim_client::{ListingFault, ScimClientError, ScimRequest, percent_encode};
+use crate::store::{Event, LedgerChange, LedgerEntry, Outcome};
 
 /// Accounts asked for per listing request.
 const PAGE: usize = 500;
 
 pub const RECONCILE: &str = "reconcile";
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// What a reconcile found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
@@ -48,79 +105,117 @@ pub struct Reconciled {
     pub recreated: u64,
     /// Users in scope without an account, provisioned.
     pub provisioned: u64,
+    /// Groups renamed, changed, stripped of managed members or deleted in
+    /// the application, restored.
+    pub groups_repaired: u64,
 }
 
-/// Reads the target application's users back and repairs every drift.
-pub async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
+impl Reconciled {
+    /// The reconcile's event summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "listed {} accounts: {} repaired, {} recreated, {} provisioned; {} groups repaired",
+            self.listed, self.repaired, self.recreated, self.provisioned, self.groups_repaired
+        )
+    }
+}
+
+/// How many of the accounts the host manages may be missing from a
+/// complete listing before the listing is not believed: 10% of them, and
+/// never fewer than 10. Each missing account costs a read to confirm, and
+/// an application that suddenly lists a fraction of what it held (another
+/// tenant, a filter applied by its admin) is more likely wrong than empty.
+pub fn absent_limit(managed: usize) -> usize {
+    (managed / 10).max(10)
+}
+
+/// Reads the target application's users and groups back and repairs every
+/// drift.
+pub async fn reconcile_app(target: &Target<'_>) -> Result<Reconciled, SyncError> {
+    let mut done = reconcile_users(target).await?;
+    done.groups_repaired = reconcile_groups(target).await?;
+    Ok(done)
+}
+
+async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     let store = target.store;
     let app_id = &target.app.id;
-    let ledger: HashMap<String, LedgerEntry> = store
+    // What the listing is compared with; every action re-reads its entry
+    // under the object's lock and acts only if it is still this one.
+    let snapshot: HashMap<String, LedgerEntry> = store
         .ledger_entries(app_id, "user")?
         .into_iter()
         .map(|entry| (entry.remote_id.clone(), entry))
         .collect();
     let mut done = Reconciled::default();
-    let mut seen: HashSet<String> = HashSet::with_capacity(ledger.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(snapshot.len());
+    // Only the accounts that differ are kept, so memory follows the drift,
+    // not the size of the application.
+    let mut drifted: Vec<(&LedgerEntry, Value)> = Vec::new();
     let mut pages = target.client.pages("/Users", PAGE);
     while let Some(resources) = pages.next().await? {
-        for resource in &resources {
+        for resource in resources {
             done.listed += 1;
             let Some(remote_id) = resource.get("id").and_then(Value::as_str) else {
                 continue;
             };
-            let Some(entry) = ledger.get(remote_id) else {
+            let Some((remote_id, entry)) = snapshot.get_key_value(remote_id) else {
                 continue;
             };
-            seen.insert(remote_id.to_string());
-            if repair(target, entry, resource).await? {
-                done.repaired += 1;
+            seen.insert(remote_id);
+            if drift(entry, &resource).is_some() {
+                drifted.push((entry, resource));
             }
         }
     }
-    for entry in ledger
+    let absent: Vec<&LedgerEntry> = snapshot
         .values()
-        .filter(|entry| !seen.contains(&entry.remote_id))
-    {
-        store.remove_ledger_entry(app_id, "user", &entry.object_id)?;
-        if entry.doc_hash == DEACTIVATED {
-            // Out of scope already: gone is as good as deactivated.
-            target.record(
-                &entry.object_id,
-                DEPROVISION,
-                Outcome::Success,
-                Some("drift: deleted in the application".into()),
-                None,
-                format!(
-                    "deactivated account {} was deleted in the application; forgotten",
-                    entry.remote_id
-                ),
-            );
-            continue;
+        .filter(|entry| !seen.contains(entry.remote_id.as_str()))
+        .collect();
+    let limit = absent_limit(snapshot.len());
+    if absent.len() > limit {
+        return Err(ScimClientError::Listing {
+            path: "/Users".into(),
+            fault: ListingFault::TooManyMissing {
+                missing: absent.len() as u64,
+                managed: snapshot.len() as u64,
+                limit: limit as u64,
+            },
         }
-        target.record(
-            &entry.object_id,
-            CREATE,
-            Outcome::Success,
-            Some("drift: deleted in the application".into()),
-            None,
-            format!(
-                "account {} no longer exists in the application: provisioning it again",
-                entry.remote_id
-            ),
-        );
-        if matches!(
-            sync_user(target, &entry.object_id).await,
-            Ok(Synced::Created | Synced::TakenOver)
-        ) {
-            done.recreated += 1;
+        .into());
+    }
+    for (entry, resource) in drifted {
+        let _one_at_a_time = lock_object(app_id, "user", &entry.object_id).await;
+        if let Some(current) = still_current(target, entry)?
+            && repair(target, &current, &resource).await?
+        {
+            done.repaired += 1;
         }
     }
-    let linked: HashSet<&str> = ledger
-        .values()
-        .map(|entry| entry.object_id.as_str())
+    for entry in absent {
+        match confirm_absent(target, entry).await? {
+            Absence::Repaired => done.repaired += 1,
+            // The lock is released: the sync takes it.
+            Absence::Gone => {
+                if matches!(
+                    sync_user(target, &entry.object_id).await,
+                    Ok(Synced::Created | Synced::TakenOver)
+                ) {
+                    done.recreated += 1;
+                }
+            }
+            Absence::Present | Absence::Forgotten | Absence::Kept => {}
+        }
+    }
+    // Read again: the accounts created above and by the worker meanwhile
+    // are linked now.
+    let linked: HashSet<String> = store
+        .ledger_entries(app_id, "user")?
+        .into_iter()
+        .map(|entry| entry.object_id)
         .collect();
     for user_id in store.users_in_scope(app_id)? {
-        if linked.contains(user_id.as_str()) {
+        if linked.contains(&user_id) {
             continue;
         }
         if matches!(
@@ -133,53 +228,96 @@ pub async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncErro
     Ok(done)
 }
 
-/// Restores one account to what the ledger says the application accepted;
-/// whether anything was sent.
+/// The ledger entry of `seen`'s object, read again (the caller holds the
+/// object's lock), if it is still the one the listing was compared with.
+fn still_current(
+    target: &Target<'_>,
+    seen: &LedgerEntry,
+) -> Result<Option<LedgerEntry>, SyncError> {
+    let current = target
+        .store
+        .ledger_entry(&target.app.id, &seen.object_kind, &seen.object_id)?;
+    Ok(current.filter(|current| {
+        let same = current.remote_id == seen.remote_id && current.doc_hash == seen.doc_hash;
+        if !same {
+            tracing::debug!(
+                "{} {}: moved on since the listing; left to the worker",
+                seen.object_kind,
+                seen.object_id
+            );
+        }
+        same
+    }))
+}
+
+/// What an account's listed state needs to be what the ledger says the
+/// application accepted.
+#[derive(Debug, PartialEq)]
+enum Drift {
+    /// Deactivated by the host, active in the application.
+    Reactivated,
+    /// Attributes of the document the application does not hold as sent.
+    Changed { ours: Value, differing: Vec<String> },
+}
+
+fn drift(entry: &LedgerEntry, remote: &Value) -> Option<Drift> {
+    if entry.doc_hash == DEACTIVATED {
+        return (remote.get("active") == Some(&Value::Bool(true))).then_some(Drift::Reactivated);
+    }
+    let ours = entry
+        .document
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())?;
+    let differing = differing_attributes(&ours, remote);
+    (!differing.is_empty()).then_some(Drift::Changed { ours, differing })
+}
+
+/// Restores one account to what `entry` (read under the lock, which the
+/// caller holds) says the application accepted; whether anything was sent.
 async fn repair(
     target: &Target<'_>,
     entry: &LedgerEntry,
     remote: &Value,
 ) -> Result<bool, SyncError> {
-    let path = format!("/Users/{}", entry.remote_id);
-    let rule = Some("drift: changed in the application".to_string());
-    if entry.doc_hash == DEACTIVATED {
-        if remote.get("active") != Some(&Value::Bool(true)) {
-            return Ok(false);
-        }
-        let body = json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{ "op": "replace", "path": "active", "value": false }],
-        });
-        let request = ScimRequest::with_body(reqwest::Method::PATCH, path.clone(), body);
-        return match target.client.send(&request).await {
-            Ok(answer) => {
-                target.record(
-                    &entry.object_id,
-                    DEPROVISION,
-                    Outcome::Success,
-                    rule,
-                    Some(answer.status.as_u16()),
-                    format!("PATCH {path} active=false: reactivated in the application"),
-                );
-                Ok(true)
-            }
-            Err(error) => {
-                target.failed(&entry.object_id, DEPROVISION, rule, &error);
-                Err(error.into())
-            }
-        };
-    }
-    let Some(ours) = entry
-        .document
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-    else {
+    let Some(drift) = drift(entry, remote) else {
         return Ok(false);
     };
-    let differing = differing_attributes(&ours, remote);
-    if differing.is_empty() {
-        return Ok(false);
-    }
+    let in_scope = target
+        .store
+        .user_in_scope(&target.app.id, &entry.object_id)?;
+    let path = format!("/Users/{}", percent_encode(&entry.remote_id));
+    let rule = Some("drift: changed in the application".to_string());
+    let (ours, differing) = match drift {
+        // Back in scope: the worker's change reactivates it.
+        Drift::Reactivated if in_scope => return Ok(false),
+        Drift::Reactivated => {
+            let body = json!({
+                "schemas": [PATCH_OP],
+                "Operations": [{ "op": "replace", "path": "active", "value": false }],
+            });
+            let request = ScimRequest::with_body(reqwest::Method::PATCH, path.clone(), body);
+            return match target.client.send(&request).await {
+                Ok(answer) => {
+                    target.record(
+                        &entry.object_id,
+                        DEPROVISION,
+                        Outcome::Success,
+                        rule,
+                        Some(answer.status.as_u16()),
+                        format!("PATCH {path} active=false: reactivated in the application"),
+                    );
+                    Ok(true)
+                }
+                Err(error) => {
+                    target.failed(&entry.object_id, DEPROVISION, rule, &error);
+                    Err(error.into())
+                }
+            };
+        }
+        // Out of scope now: the worker's change offboards it.
+        Drift::Changed { .. } if !in_scope => return Ok(false),
+        Drift::Changed { ours, differing } => (ours, differing),
+    };
     let request = match target.plugin.manifest().capabilities.update_method {
         UpdateMethod::Patch => {
             let operations: Vec<Value> = differing
@@ -189,10 +327,7 @@ async fn repair(
             ScimRequest::with_body(
                 reqwest::Method::PATCH,
                 path.clone(),
-                json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                    "Operations": operations,
-                }),
+                json!({ "schemas": [PATCH_OP], "Operations": operations }),
             )
         }
         UpdateMethod::Put => ScimRequest::with_body(reqwest::Method::PUT, path.clone(), ours),
@@ -213,13 +348,472 @@ async fn repair(
             );
             Ok(true)
         }
-        // Deleted between the listing and now: the next reconcile sees it.
+        // Deleted between the read and now: the next reconcile sees it.
         Err(error) if error.status() == Some(404) => Ok(false),
         Err(error) => {
             target.failed(&entry.object_id, UPDATE, rule, &error);
             Err(error.into())
         }
     }
+}
+
+/// What became of an account missing from a complete listing.
+enum Absence {
+    /// The application holds it after all, as the ledger says.
+    Present,
+    /// The application holds it after all, changed: restored.
+    Repaired,
+    /// Gone, and deactivated already: forgotten.
+    Forgotten,
+    /// Gone while active: forgotten, to be provisioned again.
+    Gone,
+    /// Moved on since the listing, or the application could not say:
+    /// the ledger is left as it is.
+    Kept,
+}
+
+/// Reads an account the listing did not hold, under its lock; only a 404
+/// makes the ledger forget it.
+async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absence, SyncError> {
+    let app_id = &target.app.id;
+    let _one_at_a_time = lock_object(app_id, "user", &seen.object_id).await;
+    let Some(entry) = still_current(target, seen)? else {
+        return Ok(Absence::Kept);
+    };
+    let path = format!("/Users/{}", percent_encode(&entry.remote_id));
+    let rule = "drift: deleted in the application";
+    match target.client.send(&ScimRequest::get(path.clone())).await {
+        // The listing left it out: compared as a listed account is.
+        Ok(answer) => {
+            return Ok(if repair(target, &entry, &answer.body).await? {
+                Absence::Repaired
+            } else {
+                Absence::Present
+            });
+        }
+        Err(error) if error.status() == Some(404) => {}
+        Err(error) => {
+            target.record(
+                &entry.object_id,
+                RECONCILE,
+                Outcome::Failure,
+                Some("drift: missing from the listing".into()),
+                error.status(),
+                format!(
+                    "account {} is missing from the listing but could not be read \
+                     ({error}); kept until a reconcile can confirm it is gone",
+                    entry.remote_id
+                ),
+            );
+            return Ok(Absence::Kept);
+        }
+    }
+    let (operation, summary, absence) = if entry.doc_hash == DEACTIVATED {
+        // Out of scope already: gone is as good as deactivated.
+        (
+            DEPROVISION,
+            format!(
+                "deactivated account {} was deleted in the application (GET {path}: 404); forgotten",
+                entry.remote_id
+            ),
+            Absence::Forgotten,
+        )
+    } else {
+        (
+            CREATE,
+            format!(
+                "account {} no longer exists in the application (GET {path}: 404): \
+                 provisioning it again",
+                entry.remote_id
+            ),
+            Absence::Gone,
+        )
+    };
+    target.store.record_with_ledger(
+        LedgerChange::Remove {
+            app_id,
+            object_kind: "user",
+            object_id: &entry.object_id,
+        },
+        event(target, "user", &entry.object_id, operation, rule, summary),
+    )?;
+    Ok(absence)
+}
+
+/// A successful event about one object, for a write made with it.
+fn event(
+    target: &Target<'_>,
+    object_kind: &str,
+    object_id: &str,
+    operation: &str,
+    rule: &str,
+    summary: String,
+) -> Event {
+    Event {
+        id: String::new(),
+        at: String::new(),
+        app_id: Some(target.app.id.clone()),
+        app_name: Some(target.app.name.clone()),
+        object_kind: Some(object_kind.to_string()),
+        object_id: Some(object_id.to_string()),
+        operation: operation.to_string(),
+        outcome: Outcome::Success,
+        rule: Some(rule.to_string()),
+        http_status: Some(404),
+        summary,
+    }
+}
+
+/// Reads each pushed group back and repairs it; the groups repaired.
+async fn reconcile_groups(target: &Target<'_>) -> Result<u64, SyncError> {
+    if !groups_managed(target) {
+        return Ok(0);
+    }
+    let store = target.store;
+    let entries = store.ledger_entries(&target.app.id, "group")?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    // The accounts the host manages here, read once after the users'
+    // reconcile: only these are ever taken out of a group.
+    let linked: HashSet<String> = store
+        .ledger_entries(&target.app.id, "user")?
+        .into_iter()
+        .map(|entry| entry.remote_id)
+        .collect();
+    let mut repaired = 0;
+    for entry in entries {
+        match reconcile_group(target, &entry.object_id, &linked).await? {
+            GroupChecked::Repaired => repaired += 1,
+            // The lock is released: the sync takes it.
+            GroupChecked::Deleted => {
+                if matches!(
+                    sync_group(target, &entry.object_id).await,
+                    Ok(GroupSynced::Created | GroupSynced::TakenOver)
+                ) {
+                    repaired += 1;
+                }
+            }
+            GroupChecked::Unchanged | GroupChecked::Skipped => {}
+        }
+    }
+    Ok(repaired)
+}
+
+enum GroupChecked {
+    Unchanged,
+    Repaired,
+    /// Gone from the application: forgotten, to be synced again.
+    Deleted,
+    /// No longer pushed, or not readable (an event says why).
+    Skipped,
+}
+
+/// How a group the application holds differs from what the host pushed.
+#[derive(Debug, Default, PartialEq)]
+struct GroupDrift {
+    /// Pushed attributes it does not hold as sent (members aside).
+    attributes: Vec<String>,
+    /// Managed members it lost, which the directory still wants.
+    add: Vec<String>,
+    /// Accounts the host manages that it holds without the host or the
+    /// directory wanting them there.
+    remove: Vec<String>,
+    /// Whether the answer showed the members (absent means none, or not
+    /// shown: only a PATCH, which names the members it changes, is safe).
+    members_shown: bool,
+    /// The members it holds.
+    current: BTreeSet<String>,
+}
+
+impl GroupDrift {
+    fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Compares a group the application holds (`remote`) with the document the
+/// host pushed (`ours`), the members it manages there (`managed`), the
+/// members the directory wants (`desired`) and every account the host
+/// manages in the application (`linked`).
+fn group_drift(
+    ours: &Value,
+    managed: &BTreeSet<String>,
+    desired: &BTreeSet<String>,
+    linked: &HashSet<String>,
+    remote: &Value,
+) -> GroupDrift {
+    let mut ours = ours.clone();
+    if let Some(object) = ours.as_object_mut() {
+        object.retain(|name, _| !name.eq_ignore_ascii_case("members"));
+    }
+    let members_shown = field(remote, "members").is_some();
+    let current = listed_members(remote);
+    GroupDrift {
+        attributes: differing_attributes(&ours, remote),
+        add: managed
+            .intersection(desired)
+            .filter(|id| !current.contains(*id))
+            .cloned()
+            .collect(),
+        remove: current
+            .iter()
+            .filter(|id| linked.contains(*id) && !managed.contains(*id) && !desired.contains(*id))
+            .cloned()
+            .collect(),
+        members_shown,
+        current,
+    }
+}
+
+/// The members a SCIM Group document lists, by remote id.
+fn listed_members(group: &Value) -> BTreeSet<String> {
+    field(group, "members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|member| member.get("value").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads one pushed group under its lock and restores it.
+async fn reconcile_group(
+    target: &Target<'_>,
+    group_id: &str,
+    linked: &HashSet<String>,
+) -> Result<GroupChecked, SyncError> {
+    let store = target.store;
+    let app_id = &target.app.id;
+    let _one_at_a_time = lock_object(app_id, "group", group_id).await;
+    let Some(entry) = store.ledger_entry(app_id, "group", group_id)? else {
+        return Ok(GroupChecked::Skipped);
+    };
+    // Unbound meanwhile: the connector's rule for that decides.
+    if !store
+        .bound_groups_containing(app_id, group_id)?
+        .iter()
+        .any(|bound| bound == group_id)
+    {
+        return Ok(GroupChecked::Skipped);
+    }
+    let path = format!("/Groups/{}", percent_encode(&entry.remote_id));
+    let remote = match target.client.send(&ScimRequest::get(path.clone())).await {
+        Ok(answer) => answer.body,
+        Err(error) if error.status() == Some(404) => {
+            store.record_with_ledger(
+                LedgerChange::Remove {
+                    app_id,
+                    object_kind: "group",
+                    object_id: group_id,
+                },
+                event(
+                    target,
+                    "group",
+                    group_id,
+                    GROUP_UPDATE,
+                    "drift: deleted in the application",
+                    format!(
+                        "group {} no longer exists in the application (GET {path}: 404): \
+                         pushing it again",
+                        entry.remote_id
+                    ),
+                ),
+            )?;
+            return Ok(GroupChecked::Deleted);
+        }
+        Err(error) => {
+            group_failed(target, group_id, "drift: unreadable", &error);
+            return Ok(GroupChecked::Skipped);
+        }
+    };
+    let (ours, managed) = pushed_group(&entry);
+    let users = store.users_of(&[group_id.to_string()])?;
+    let desired: BTreeSet<String> = store
+        .remote_ids(app_id, "user", &users)?
+        .into_iter()
+        .map(|(_, remote_id)| remote_id)
+        .collect();
+    let drift = group_drift(&ours, &managed, &desired, linked, &remote);
+    if drift.is_empty() {
+        return Ok(GroupChecked::Unchanged);
+    }
+    let sent = match target.plugin.manifest().capabilities.update_method {
+        UpdateMethod::Patch => patch_group(target, group_id, &path, &ours, &drift).await,
+        UpdateMethod::Put => put_group(target, group_id, &path, &ours, &remote, &drift).await,
+    };
+    match sent {
+        Ok(sent) => Ok(if sent {
+            GroupChecked::Repaired
+        } else {
+            GroupChecked::Skipped
+        }),
+        // Deleted meanwhile: the next reconcile pushes it again.
+        Err(error) if error.status() == Some(404) => Ok(GroupChecked::Skipped),
+        Err(error) => {
+            group_failed(target, group_id, "drift: not repaired", &error);
+            Ok(GroupChecked::Skipped)
+        }
+    }
+}
+
+/// The event rule of an attribute repair.
+fn attribute_rule(attributes: &[String]) -> &'static str {
+    if attributes
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case("displayName"))
+    {
+        "drift: renamed in the application"
+    } else {
+        "drift: changed in the application"
+    }
+}
+
+const MEMBERS_RULE: &str = "drift: members changed in the application";
+
+fn group_failed(target: &Target<'_>, group_id: &str, rule: &str, error: &ScimClientError) {
+    target.record_object(
+        "group",
+        group_id,
+        GROUP_UPDATE,
+        Outcome::Failure,
+        Some(rule.to_string()),
+        error.status(),
+        error.to_string(),
+    );
+}
+
+/// Repairs by PATCH: the differing attributes, then the members, in the
+/// connector's chunks. Whether anything was sent.
+async fn patch_group(
+    target: &Target<'_>,
+    group_id: &str,
+    path: &str,
+    ours: &Value,
+    drift: &GroupDrift,
+) -> Result<bool, ScimClientError> {
+    let mut sent = false;
+    if !drift.attributes.is_empty() {
+        let operations: Vec<Value> = drift
+            .attributes
+            .iter()
+            .map(|name| json!({ "op": "replace", "path": name, "value": ours[name.as_str()] }))
+            .collect();
+        let request = ScimRequest::with_body(
+            reqwest::Method::PATCH,
+            path.to_string(),
+            json!({ "schemas": [PATCH_OP], "Operations": operations }),
+        );
+        let answer = target.client.send(&request).await?;
+        target.record_object(
+            "group",
+            group_id,
+            GROUP_UPDATE,
+            Outcome::Success,
+            Some(attribute_rule(&drift.attributes).into()),
+            Some(answer.status.as_u16()),
+            format!(
+                "PATCH {path} ({}): changed in the application, restored",
+                drift.attributes.join(", ")
+            ),
+        );
+        sent = true;
+    }
+    let mut status = None;
+    for body in membership_patches(target, &drift.add, &drift.remove) {
+        let request = ScimRequest::with_body(reqwest::Method::PATCH, path.to_string(), body);
+        status = Some(target.client.send(&request).await?.status.as_u16());
+    }
+    if status.is_some() {
+        target.record_object(
+            "group",
+            group_id,
+            GROUP_UPDATE,
+            Outcome::Success,
+            Some(MEMBERS_RULE.into()),
+            status,
+            format!(
+                "PATCH {path}: {} managed member(s) added back, {} removed",
+                drift.add.len(),
+                drift.remove.len()
+            ),
+        );
+        sent = true;
+    }
+    Ok(sent)
+}
+
+/// Repairs by PUT: the application's document with the pushed attributes
+/// over it, and its members less the removed plus the added. Whether it
+/// was sent: not when the answer hid the members.
+async fn put_group(
+    target: &Target<'_>,
+    group_id: &str,
+    path: &str,
+    ours: &Value,
+    remote: &Value,
+    drift: &GroupDrift,
+) -> Result<bool, ScimClientError> {
+    if !drift.members_shown {
+        target.record_object(
+            "group",
+            group_id,
+            GROUP_UPDATE,
+            Outcome::Failure,
+            Some("drift: not repaired".into()),
+            None,
+            format!(
+                "{path} differs from what was pushed, but the application does not show its \
+                 members: a PUT would drop the ones it holds for others, so nothing was sent"
+            ),
+        );
+        return Ok(false);
+    }
+    let mut body = serde_json::Map::new();
+    for source in [remote, ours] {
+        if let Some(object) = source.as_object() {
+            for (name, value) in object {
+                if !matches!(name.as_str(), "id" | "meta") && !name.eq_ignore_ascii_case("members")
+                {
+                    body.insert(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let members: Vec<Value> = drift
+        .current
+        .iter()
+        .filter(|id| !drift.remove.contains(*id))
+        .chain(drift.add.iter())
+        .map(|id| json!({ "value": id }))
+        .collect();
+    body.insert("members".into(), Value::Array(members));
+    let request = ScimRequest::with_body(reqwest::Method::PUT, path.to_string(), body.into());
+    let answer = target.client.send(&request).await?;
+    let rule = if drift.attributes.is_empty() {
+        MEMBERS_RULE
+    } else {
+        attribute_rule(&drift.attributes)
+    };
+    target.record_object(
+        "group",
+        group_id,
+        GROUP_UPDATE,
+        Outcome::Success,
+        Some(rule.into()),
+        Some(answer.status.as_u16()),
+        format!(
+            "PUT {path}: {} restored, {} managed member(s) added back, {} removed",
+            if drift.attributes.is_empty() {
+                "no attribute".to_string()
+            } else {
+                drift.attributes.join(", ")
+            },
+            drift.add.len(),
+            drift.remove.len()
+        ),
+    );
+    Ok(true)
 }
 
 /// The top-level attributes of `ours` that `remote` does not hold as sent.
@@ -285,5 +879,98 @@ mod tests {
             "emails": [{ "value": "ada@example.com", "primary": true }],
         });
         assert_eq!(differing_attributes(&ours, &changed), ["active", "name"]);
+    }
+
+    fn entry(doc_hash: &str, document: Option<Value>) -> LedgerEntry {
+        LedgerEntry {
+            app_id: "app".into(),
+            object_kind: "user".into(),
+            object_id: "u1".into(),
+            remote_id: "r1".into(),
+            doc_hash: doc_hash.into(),
+            document: document.map(|d| d.to_string()),
+            updated: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_deactivated_account_drifts_only_when_active_again() {
+        let deactivated = entry(DEACTIVATED, None);
+        assert_eq!(
+            drift(&deactivated, &json!({ "active": true })),
+            Some(Drift::Reactivated)
+        );
+        assert_eq!(drift(&deactivated, &json!({ "active": false })), None);
+        assert_eq!(drift(&deactivated, &json!({})), None);
+        let active = entry("h", Some(json!({ "userName": "ada", "title": "Countess" })));
+        assert_eq!(
+            drift(&active, &json!({ "userName": "ada", "title": "Intern" })),
+            Some(Drift::Changed {
+                ours: json!({ "userName": "ada", "title": "Countess" }),
+                differing: vec!["title".into()],
+            })
+        );
+        assert_eq!(drift(&entry("h", None), &json!({ "title": "x" })), None);
+    }
+
+    #[test]
+    fn absences_beyond_a_tenth_of_the_ledger_are_not_believed() {
+        assert_eq!(absent_limit(0), 10);
+        assert_eq!(absent_limit(5), 10);
+        assert_eq!(absent_limit(1_000), 100);
+    }
+
+    fn ids(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_group_is_restored_to_what_was_pushed_and_others_members_are_left() {
+        let ours = json!({ "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering" });
+        // ada and grace were pushed; bob is managed in the application but
+        // not in this group; carol is wanted but not pushed yet (the worker
+        // is on it); "outsider" is the application's own.
+        let managed = ids(&["ada", "grace"]);
+        let desired = ids(&["ada", "grace", "carol"]);
+        let linked: HashSet<String> = ["ada", "grace", "bob", "carol"]
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        let remote = json!({
+            "id": "g1", "displayName": "Research",
+            "members": [{ "value": "ada" }, { "value": "bob" }, { "value": "outsider" }, { "value": "carol" }],
+        });
+        let drift = group_drift(&ours, &managed, &desired, &linked, &remote);
+        assert_eq!(drift.attributes, ["displayName"]);
+        assert_eq!(drift.add, ["grace"]);
+        assert_eq!(drift.remove, ["bob"], "never the outsider, nor carol");
+        assert!(drift.members_shown);
+        assert_eq!(
+            attribute_rule(&drift.attributes),
+            "drift: renamed in the application"
+        );
+
+        // As pushed: nothing to do, whatever the application adds of its own.
+        let same = json!({
+            "id": "g1", "displayName": "Engineering", "meta": {},
+            "members": [{ "value": "ada" }, { "value": "grace" }, { "value": "outsider" }],
+        });
+        assert!(group_drift(&ours, &managed, &desired, &linked, &same).is_empty());
+        // A managed member the directory no longer wants is the worker's to
+        // remove, not the reconcile's to add back.
+        let left = group_drift(&ours, &managed, &ids(&["ada"]), &linked, &same);
+        assert!(left.is_empty(), "{left:?}");
+        let gone = group_drift(
+            &ours,
+            &managed,
+            &desired,
+            &linked,
+            &json!({ "displayName": "Engineering" }),
+        );
+        assert_eq!(gone.add, ["ada", "grace"]);
+        assert!(!gone.members_shown);
+        // A group taken over and not updated yet: no attribute to compare.
+        let taken = group_drift(&json!({}), &managed, &desired, &linked, &same);
+        assert!(taken.attributes.is_empty());
     }
 }

@@ -55,7 +55,7 @@ use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::DEACTIVATED;
 use super::provision::{SyncError, Synced, Target, sync_user};
-use super::reconcile::{RECONCILE, Reconciled, reconcile_users};
+use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
@@ -609,7 +609,7 @@ impl Engine {
                 plugin: &plugin,
                 client: &client,
             };
-            record_reconcile(&target, reconcile_users(&target).await)?;
+            record_reconcile(&target, reconcile_app(&target).await)?;
         }
         Ok(())
     }
@@ -927,14 +927,7 @@ pub fn record_reconcile(
     result: Result<Reconciled, SyncError>,
 ) -> Result<Reconciled, StoreError> {
     let (outcome, summary, done) = match result {
-        Ok(done) => (
-            Outcome::Success,
-            format!(
-                "listed {} accounts: {} repaired, {} recreated, {} provisioned",
-                done.listed, done.repaired, done.recreated, done.provisioned
-            ),
-            done,
-        ),
+        Ok(done) => (Outcome::Success, done.summary(), done),
         Err(error) => (
             Outcome::Failure,
             format!("stopped without repairing: {error}"),

@@ -823,7 +823,7 @@ impl Run {
         let done = self
             .admin("POST", &format!("/apps/{APP}/reconcile"), None)
             .await?;
-        let repairs = ["repaired", "recreated", "provisioned"]
+        let repairs = ["repaired", "recreated", "provisioned", "groups_repaired"]
             .iter()
             .filter_map(|key| {
                 let n = done[*key].as_u64().unwrap_or(0);
