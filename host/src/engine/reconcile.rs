@@ -37,14 +37,15 @@
 //!
 //! # Acting on fresh reads
 //!
-//! The listing is long; the worker goes on meanwhile. Every repair takes the
-//! object's lock ([`super::locks::lock_object`]), which every sync holds,
-//! re-reads the ledger entry under it and acts only if the entry is still
-//! the one the listing was compared with (same remote id and document
-//! hash); otherwise the worker has moved the account on and the reconcile
-//! leaves it. Scope is re-read there too: an account is not deactivated
-//! again for a user back in scope, nor restored for a user who left it
-//! (the worker's change does either).
+//! The listing is long; the worker goes on meanwhile. Every repair holds the
+//! user as every write does ([`super::locks::hold_user`]: the object's
+//! lock, then the user, its scope and its ledger entry read under it) and
+//! acts only if the entry is still the one the listing was compared with
+//! (same remote id and document hash); otherwise the worker has moved the
+//! account on and the reconcile leaves it. Scope counts too: an account is
+//! not deactivated again for a user back in scope, nor restored for a user
+//! who left it (the worker's change does either). Groups are read and
+//! repaired under the group's lock ([`super::locks::lock_object`]).
 //!
 //! # Groups
 //!
@@ -79,7 +80,7 @@ use utoipa::ToSchema;
 use super::groups::{
     GROUP_UPDATE, GroupSynced, groups_managed, membership_patches, pushed_group, sync_group,
 };
-use super::locks::lock_object;
+use super::locks::{HeldUser, hold_user, lock_object};
 use super::provision::{
     CREATE, DEACTIVATED, DEPROVISION, SyncError, Synced, Target, UPDATE, sync_user,
 };
@@ -184,11 +185,9 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
         }
         .into());
     }
-    for (entry, resource) in drifted {
-        let _one_at_a_time = lock_object(app_id, "user", &entry.object_id).await;
-        if let Some(current) = still_current(target, entry)?
-            && repair(target, &current, &resource).await?
-        {
+    for (seen, resource) in drifted {
+        let held = hold_user(store, app_id, &seen.object_id).await?;
+        if still_current(&held, seen).is_some() && repair(target, &held, &resource).await? {
             done.repaired += 1;
         }
     }
@@ -228,26 +227,20 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     Ok(done)
 }
 
-/// The ledger entry of `seen`'s object, read again (the caller holds the
-/// object's lock), if it is still the one the listing was compared with.
-fn still_current(
-    target: &Target<'_>,
-    seen: &LedgerEntry,
-) -> Result<Option<LedgerEntry>, SyncError> {
-    let current = target
-        .store
-        .ledger_entry(&target.app.id, &seen.object_kind, &seen.object_id)?;
-    Ok(current.filter(|current| {
-        let same = current.remote_id == seen.remote_id && current.doc_hash == seen.doc_hash;
-        if !same {
-            tracing::debug!(
-                "{} {}: moved on since the listing; left to the worker",
-                seen.object_kind,
-                seen.object_id
-            );
-        }
-        same
-    }))
+/// The ledger entry of the held user, read under its lock, if it is still
+/// the one (`seen`) the listing was compared with.
+fn still_current<'h>(held: &'h HeldUser, seen: &LedgerEntry) -> Option<&'h LedgerEntry> {
+    let current = held
+        .entry
+        .as_ref()
+        .filter(|current| current.remote_id == seen.remote_id && current.doc_hash == seen.doc_hash);
+    if current.is_none() {
+        tracing::debug!(
+            "user {}: moved on since the listing; left to the worker",
+            seen.object_id
+        );
+    }
+    current
 }
 
 /// What an account's listed state needs to be what the ledger says the
@@ -272,19 +265,16 @@ fn drift(entry: &LedgerEntry, remote: &Value) -> Option<Drift> {
     (!differing.is_empty()).then_some(Drift::Changed { ours, differing })
 }
 
-/// Restores one account to what `entry` (read under the lock, which the
-/// caller holds) says the application accepted; whether anything was sent.
-async fn repair(
-    target: &Target<'_>,
-    entry: &LedgerEntry,
-    remote: &Value,
-) -> Result<bool, SyncError> {
+/// Restores one held account to what its ledger entry (read under the
+/// lock) says the application accepted; whether anything was sent.
+async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<bool, SyncError> {
+    let Some(entry) = &held.entry else {
+        return Ok(false);
+    };
     let Some(drift) = drift(entry, remote) else {
         return Ok(false);
     };
-    let in_scope = target
-        .store
-        .user_in_scope(&target.app.id, &entry.object_id)?;
+    let in_scope = held.in_scope;
     let path = format!("/Users/{}", percent_encode(&entry.remote_id));
     let rule = Some("drift: changed in the application".to_string());
     let (ours, differing) = match drift {
@@ -376,8 +366,8 @@ enum Absence {
 /// makes the ledger forget it.
 async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absence, SyncError> {
     let app_id = &target.app.id;
-    let _one_at_a_time = lock_object(app_id, "user", &seen.object_id).await;
-    let Some(entry) = still_current(target, seen)? else {
+    let held = hold_user(target.store, app_id, &seen.object_id).await?;
+    let Some(entry) = still_current(&held, seen) else {
         return Ok(Absence::Kept);
     };
     let path = format!("/Users/{}", percent_encode(&entry.remote_id));
@@ -385,7 +375,7 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
     match target.client.send(&ScimRequest::get(path.clone())).await {
         // The listing left it out: compared as a listed account is.
         Ok(answer) => {
-            return Ok(if repair(target, &entry, &answer.body).await? {
+            return Ok(if repair(target, &held, &answer.body).await? {
                 Absence::Repaired
             } else {
                 Absence::Present
