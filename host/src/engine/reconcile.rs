@@ -759,26 +759,11 @@ async fn put_group(
         );
         return Ok(false);
     }
-    let mut body = serde_json::Map::new();
-    for source in [remote, ours] {
-        if let Some(object) = source.as_object() {
-            for (name, value) in object {
-                if !matches!(name.as_str(), "id" | "meta") && !name.eq_ignore_ascii_case("members")
-                {
-                    body.insert(name.clone(), value.clone());
-                }
-            }
-        }
-    }
-    let members: Vec<Value> = drift
-        .current
-        .iter()
-        .filter(|id| !drift.remove.contains(*id))
-        .chain(drift.add.iter())
-        .map(|id| json!({ "value": id }))
-        .collect();
-    body.insert("members".into(), Value::Array(members));
-    let request = ScimRequest::with_body(reqwest::Method::PUT, path.to_string(), body.into());
+    let request = ScimRequest::with_body(
+        reqwest::Method::PUT,
+        path.to_string(),
+        put_body(ours, remote, drift),
+    );
     let answer = target.client.send(&request).await?;
     let rule = if drift.attributes.is_empty() {
         MEMBERS_RULE
@@ -804,6 +789,29 @@ async fn put_group(
         ),
     );
     Ok(true)
+}
+
+/// The whole group a repairing PUT sends: the application's document (its
+/// own attributes kept) with the pushed attributes over it, and every
+/// member it holds but the removed ones, plus the added ones.
+fn put_body(ours: &Value, remote: &Value, drift: &GroupDrift) -> Value {
+    let mut body = serde_json::Map::new();
+    for source in [remote, ours] {
+        for (name, value) in source.as_object().into_iter().flatten() {
+            if !matches!(name.as_str(), "id" | "meta") && !name.eq_ignore_ascii_case("members") {
+                body.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let members: Vec<Value> = drift
+        .current
+        .iter()
+        .filter(|id| !drift.remove.contains(*id))
+        .chain(drift.add.iter())
+        .map(|id| json!({ "value": id }))
+        .collect();
+    body.insert("members".into(), Value::Array(members));
+    Value::Object(body)
 }
 
 /// The top-level attributes of `ours` that `remote` does not hold as sent.
@@ -962,5 +970,16 @@ mod tests {
         // A group taken over and not updated yet: no attribute to compare.
         let taken = group_drift(&json!({}), &managed, &desired, &linked, &same);
         assert!(taken.attributes.is_empty());
+
+        // By PUT: the application's own attributes and members stay.
+        let mut remote = remote;
+        remote["externalId"] = json!("theirs");
+        let drift = group_drift(&ours, &managed, &desired, &linked, &remote);
+        let body = put_body(&ours, &remote, &drift);
+        assert_eq!(body["displayName"], "Engineering");
+        assert_eq!(body["externalId"], "theirs");
+        assert!(body.get("id").is_none());
+        let members: BTreeSet<String> = listed_members(&body);
+        assert_eq!(members, ids(&["ada", "carol", "grace", "outsider"]));
     }
 }
