@@ -254,6 +254,13 @@ fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
             ));
         }
     }
+    // From 64 KiB (a page of accounts) to 1 GiB.
+    if !(64 << 10..=1 << 30).contains(&pacing.max_response_bytes) {
+        return Err(ApiError::invalid(
+            "pacing.maxResponseBytes",
+            "maxResponseBytes must be between 65536 and 1073741824",
+        ));
+    }
     Ok(pacing)
 }
 

@@ -47,7 +47,7 @@ use crate::runtime::contract::{
     AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
     Offboarding, UpdateMethod,
 };
-use crate::scim_client::{ScimClientError, ScimRequest, percent_encode};
+use crate::scim_client::{ScimClientError, ScimRequest, group_path, percent_encode};
 use crate::store::{GroupRecord, LedgerEntry, Outcome, StoreError};
 
 pub const GROUP_CREATE: &str = "group_create_provision";
@@ -413,7 +413,7 @@ async fn find_or_create(
             let listed = if one.get("members").is_some() {
                 listed_members(one)
             } else {
-                let path = format!("/Groups/{remote_id}");
+                let path = group_path(&remote_id);
                 match target.client.send(&ScimRequest::get(path)).await {
                     Ok(read) => listed_members(&read.body),
                     Err(error) => {
@@ -518,7 +518,7 @@ async fn patch_group(
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
 ) -> Result<bool, SyncError> {
-    let path = format!("/Groups/{remote_id}");
+    let path = group_path(&remote_id);
     let mut sent = false;
     if let Some((operations, names)) = changed_attributes(&pushed.resource, resource) {
         let rule = rename_rule(&pushed.resource, resource);
@@ -632,7 +632,7 @@ async fn put_group(
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
 ) -> Result<bool, SyncError> {
-    let path = format!("/Groups/{remote_id}");
+    let path = group_path(&remote_id);
     let current = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => listed_members(&answer.body),
         Err(error) => {
@@ -800,7 +800,7 @@ async fn release_group(
     facts: &GroupEventFacts,
     rule: &str,
 ) -> Result<(), SyncError> {
-    let path = format!("/Groups/{}", entry.remote_id);
+    let path = group_path(&entry.remote_id);
     let pushed = pushed_of(entry);
     let (operation, request, summary) = match action {
         GroupAction::LeaveAsIs => (

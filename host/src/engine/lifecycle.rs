@@ -25,13 +25,25 @@ pub const REAUTH: &str = "idm_integration_reauth";
 pub const DELETE: &str = "idm_integration_delete";
 
 /// `{key}` placeholders of a URL template, filled from settings.
+///
+/// A value can never move the URL elsewhere: in the host part it must be a
+/// DNS label (letters, digits, `-`), so it can name a tenant's subdomain
+/// but not another host, port or user; anywhere else it is percent-encoded
+/// as one path segment or query value, so it cannot add a path, a query or
+/// a fragment.
 pub fn fill_placeholders(
     template: &str,
     settings: &BTreeMap<String, String>,
 ) -> Result<String, String> {
+    // The authority ends at the first `/`, `?` or `#` after `scheme://`.
+    let authority_end = template.find("://").map(|scheme_end| {
+        let rest = &template[scheme_end + 3..];
+        scheme_end + 3 + rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    });
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
+        let at = template.len() - rest.len() + start;
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let Some(end) = after.find('}') else {
@@ -41,7 +53,22 @@ pub fn fill_placeholders(
         let value = settings
             .get(key)
             .ok_or_else(|| format!("the base URL needs the setting {key:?}"))?;
-        out.push_str(value);
+        if authority_end.is_some_and(|authority_end| at < authority_end) {
+            let label = !value.is_empty()
+                && value.len() <= 63
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !label {
+                return Err(format!(
+                    "the setting {key:?} names part of the base URL's host, so it may hold only \
+                     letters, digits and '-', not {value:?}"
+                ));
+            }
+            out.push_str(value);
+        } else {
+            out.push_str(&crate::scim_client::percent_encode(value));
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -200,6 +227,33 @@ pub fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_cannot_move_the_base_url_elsewhere() {
+        let settings = |value: &str| BTreeMap::from([("tenant".to_string(), value.to_string())]);
+        // In the host: a DNS label only.
+        assert_eq!(
+            fill_placeholders("https://{tenant}.app.example/scim", &settings("acme-1")).unwrap(),
+            "https://acme-1.app.example/scim"
+        );
+        for hostile in [
+            "evil.example/#",
+            "evil.example#",
+            "x@evil.example",
+            "a:1",
+            "",
+        ] {
+            let error = fill_placeholders("https://{tenant}.app.example/scim", &settings(hostile))
+                .unwrap_err();
+            assert!(error.contains("letters, digits and '-'"), "{error}");
+        }
+        // In the path: one segment, encoded.
+        assert_eq!(
+            fill_placeholders("https://app.example/{tenant}/v2", &settings("../other?x#y"))
+                .unwrap(),
+            "https://app.example/..%2Fother%3Fx%23y/v2"
+        );
+    }
 
     #[test]
     fn placeholders_are_filled_from_settings() {

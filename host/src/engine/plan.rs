@@ -200,7 +200,7 @@ fn plan_groups(
             planned.push(operation(
                 "update_group",
                 names,
-                format!("/Groups/{}", entry.remote_id),
+                crate::scim_client::group_path(&entry.remote_id),
             ));
         }
         let adding = linked.difference(&members).count() + waiting;

@@ -25,7 +25,7 @@ use super::locks::{HeldUser, hold_user};
 use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
-use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode};
+use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode, user_path};
 use crate::store::{AppRecord, Event, LedgerChange, LedgerEntry, Outcome, Store, StoreError};
 
 pub const LOOKUP: &str = "user_lookup_provision";
@@ -325,7 +325,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         if entry.doc_hash == doc_hash {
             return Ok(Synced::Unchanged);
         }
-        let path = format!("/Users/{}", entry.remote_id);
+        let path = user_path(&entry.remote_id);
         let previous = entry
             .document
             .as_deref()
@@ -481,11 +481,7 @@ async fn take_over(
         target.refuse(&user.id, LOOKUP, filter, None, reason);
         return Ok(Synced::Refused);
     }
-    let request = ScimRequest::with_body(
-        reqwest::Method::PUT,
-        format!("/Users/{remote_id}"),
-        body.clone(),
-    );
+    let request = ScimRequest::with_body(reqwest::Method::PUT, user_path(remote_id), body.clone());
     let answer = match target.client.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
@@ -628,7 +624,7 @@ pub(crate) async fn offboard(
         return Ok(Synced::Unchanged);
     };
     let user_id = held.user_id.as_str();
-    let path = format!("/Users/{}", entry.remote_id);
+    let path = user_path(&entry.remote_id);
     let rule = || Some(rule.to_string());
     match how {
         Offboarding::Delete => {

@@ -85,7 +85,7 @@ use super::provision::{
     CREATE, DEACTIVATED, DEPROVISION, SyncError, Synced, Target, UPDATE, sync_user,
 };
 use crate::runtime::contract::UpdateMethod;
-use crate::scim_client::{ListingFault, ScimClientError, ScimRequest, percent_encode};
+use crate::scim_client::{ListingFault, ScimClientError, ScimRequest, group_path, user_path};
 use crate::store::{Event, LedgerChange, LedgerEntry, Outcome};
 
 /// Accounts asked for per listing request.
@@ -275,7 +275,7 @@ async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<
         return Ok(false);
     };
     let in_scope = held.in_scope;
-    let path = format!("/Users/{}", percent_encode(&entry.remote_id));
+    let path = user_path(&entry.remote_id);
     let rule = Some("drift: changed in the application".to_string());
     let (ours, differing) = match drift {
         // Back in scope: the worker's change reactivates it.
@@ -370,7 +370,7 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
     let Some(entry) = still_current(&held, seen) else {
         return Ok(Absence::Kept);
     };
-    let path = format!("/Users/{}", percent_encode(&entry.remote_id));
+    let path = user_path(&entry.remote_id);
     let rule = "drift: deleted in the application";
     match target.client.send(&ScimRequest::get(path.clone())).await {
         // The listing left it out: compared as a listed account is.
@@ -587,7 +587,7 @@ async fn reconcile_group(
     {
         return Ok(GroupChecked::Skipped);
     }
-    let path = format!("/Groups/{}", percent_encode(&entry.remote_id));
+    let path = group_path(&entry.remote_id);
     let remote = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => answer.body,
         Err(error) if error.status() == Some(404) => {

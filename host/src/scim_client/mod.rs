@@ -64,7 +64,13 @@ pub struct ClientSettings {
     pub breaker_threshold: u32,
     /// How long an open circuit waits before it lets a probe through.
     pub breaker_cooldown: Duration,
+    /// The largest answer read, in bytes; a larger one fails the request.
+    pub max_response_bytes: u64,
 }
+
+/// The largest answer read from an application unless its pacing says
+/// otherwise: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
 impl Default for ClientSettings {
     fn default() -> Self {
@@ -80,6 +86,7 @@ impl Default for ClientSettings {
             concurrency: 4,
             breaker_threshold: 10,
             breaker_cooldown: Duration::from_secs(60),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -94,6 +101,7 @@ impl ClientSettings {
             request_timeout: Duration::from_secs(u64::from(pacing.timeout_seconds.max(1))),
             max_attempts: pacing.max_attempts.max(1),
             breaker_threshold: pacing.quarantine_after.max(1),
+            max_response_bytes: pacing.max_response_bytes.max(1),
             ..ClientSettings::default()
         }
     }
@@ -179,6 +187,24 @@ pub enum ScimClientError {
     /// A list whose pages cannot be trusted to be the whole list.
     #[error("GET {path}: the list cannot be trusted: {fault}")]
     Listing { path: String, fault: ListingFault },
+    /// The application answered with a redirect. Redirects are never
+    /// followed: a `302` to `POST /Users` would become a `GET` whose body's
+    /// `id` got linked, and the token would follow the request elsewhere.
+    #[error("{method} {path}: HTTP {status}, a redirect to {location:?}, which is not followed")]
+    Redirected {
+        method: String,
+        path: String,
+        status: u16,
+        location: String,
+    },
+    /// The answer was larger than the application may send
+    /// (`pacing.maxResponseBytes`); the rest was not read.
+    #[error("{method} {path}: the answer is larger than {limit} bytes; the rest was not read")]
+    TooLarge {
+        method: String,
+        path: String,
+        limit: u64,
+    },
     #[error("the base URL {0:?} is not an http(s) URL")]
     BadBaseUrl(String),
     #[error("cannot set up the HTTP client: {0}")]
@@ -193,7 +219,9 @@ impl ScimClientError {
             ScimClientError::Status { status, .. } => {
                 (400..500).contains(status) && !matches!(status, 408 | 429)
             }
-            ScimClientError::BadBaseUrl(_) => true,
+            ScimClientError::BadBaseUrl(_)
+            | ScimClientError::Redirected { .. }
+            | ScimClientError::TooLarge { .. } => true,
             _ => false,
         }
     }
@@ -201,7 +229,9 @@ impl ScimClientError {
     /// The HTTP status the application answered, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ScimClientError::Status { status, .. } => Some(*status),
+            ScimClientError::Status { status, .. } | ScimClientError::Redirected { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -256,6 +286,7 @@ impl ScimClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .pool_max_idle_per_host(settings.concurrency.max(1) as usize)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("scimlink/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| ScimClientError::Setup(error.to_string()))?;
@@ -404,9 +435,24 @@ impl ScimClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let text = match response.text().await {
+        if status.is_redirection() {
+            return Attempt::Fail(ScimClientError::Redirected {
+                method,
+                path: request.path.clone(),
+                status: status.as_u16(),
+                location: header_text(&headers, header::LOCATION).unwrap_or_default(),
+            });
+        }
+        let text = match read_capped(response, self.settings.max_response_bytes).await {
             Ok(text) => text,
-            Err(error) => {
+            Err(Unread::TooLarge) => {
+                return Attempt::Fail(ScimClientError::TooLarge {
+                    method,
+                    path: request.path.clone(),
+                    limit: self.settings.max_response_bytes,
+                });
+            }
+            Err(Unread::Broken(error)) => {
                 let reason = describe(&error);
                 return if request.repeatable() {
                     Attempt::Retry {
@@ -641,6 +687,45 @@ impl Listing {
         }
         Ok((!resources.is_empty()).then_some(resources))
     }
+}
+
+/// Why an answer's body was not read whole.
+enum Unread {
+    TooLarge,
+    Broken(reqwest::Error),
+}
+
+/// The body of `response` as text, read chunk by chunk and refused as soon
+/// as it passes `limit` bytes (a declared `Content-Length` over the limit is
+/// refused before anything is read), so that an application cannot make
+/// the host buffer more than that.
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<String, Unread> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit)
+    {
+        return Err(Unread::TooLarge);
+    }
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Unread::Broken)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Unread::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The path of a user of the application: its id as one path segment, so
+/// that an id holding `/`, `..`, `?` or `#` cannot send the request
+/// anywhere else on the application's host.
+pub fn user_path(remote_id: &str) -> String {
+    format!("/Users/{}", percent_encode(remote_id))
+}
+
+/// The path of a group of the application; see [`user_path`].
+pub fn group_path(remote_id: &str) -> String {
+    format!("/Groups/{}", percent_encode(remote_id))
 }
 
 /// `text` as one URL path segment or query value: everything but the

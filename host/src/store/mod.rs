@@ -240,6 +240,9 @@ pub struct Pacing {
     pub max_attempts: u32,
     /// Consecutive failed requests that quarantine the application.
     pub quarantine_after: u32,
+    /// The largest answer read from the application, in bytes (16 MiB); a
+    /// larger one fails its request without being read further.
+    pub max_response_bytes: u64,
 }
 
 impl Default for Pacing {
@@ -251,6 +254,7 @@ impl Default for Pacing {
             timeout_seconds: 30,
             max_attempts: 6,
             quarantine_after: 10,
+            max_response_bytes: crate::scim_client::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

@@ -24,6 +24,14 @@ enum Play {
     Hang(Duration),
     /// Closes the connection without answering.
     Reset,
+    /// Answers 302 to this location.
+    Redirect(&'static str),
+    /// Answers 200 with a body of this many bytes, its length declared up
+    /// front or sent chunked without one.
+    Large {
+        bytes: usize,
+        chunked: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +124,19 @@ async fn serve(
             .unwrap_or(Play::Status(200, None));
         let (status, extra) = match play {
             Play::Reset => return,
+            Play::Redirect(location) => {
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Play::Large { bytes, chunked } => {
+                let _ = write_large(&mut stream, bytes, chunked).await;
+                return;
+            }
             Play::Hang(time) => {
                 tokio::time::sleep(time).await;
                 (200, None)
@@ -143,6 +164,35 @@ async fn serve(
             return;
         }
     }
+}
+
+/// A 200 whose JSON body is `bytes` long, written a slice at a time.
+async fn write_large(stream: &mut TcpStream, bytes: usize, chunked: bool) -> std::io::Result<()> {
+    let head = if chunked {
+        "HTTP/1.1 200 OK\r\ncontent-type: application/scim+json\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/scim+json\r\ncontent-length: {bytes}\r\n\r\n"
+        )
+    };
+    stream.write_all(head.as_bytes()).await?;
+    let slice = vec![b' '; 64 << 10];
+    let mut left = bytes;
+    while left > 0 {
+        let now = left.min(slice.len());
+        if chunked {
+            stream.write_all(format!("{now:x}\r\n").as_bytes()).await?;
+            stream.write_all(&slice[..now]).await?;
+            stream.write_all(b"\r\n").await?;
+        } else {
+            stream.write_all(&slice[..now]).await?;
+        }
+        left -= now;
+    }
+    if chunked {
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
 }
 
 fn settings() -> ClientSettings {
@@ -393,4 +443,76 @@ async fn a_real_scim_server_with_a_tenant_path_and_a_bearer_token() {
     let error = wrong.send(&ScimRequest::get("/Users")).await.unwrap_err();
     assert_eq!(error.status(), Some(401));
     assert!(error.is_permanent());
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_names_where_it_pointed() {
+    let server = Scripted::start(vec![Play::Redirect("http://127.0.0.1:9/elsewhere/Users")]).await;
+    let client = client(&server.base(), settings());
+    let error = client.send(&post_user()).await.unwrap_err();
+    assert!(
+        matches!(&error, ScimClientError::Redirected { status: 302, location, .. } if location == "http://127.0.0.1:9/elsewhere/Users"),
+        "{error}"
+    );
+    assert!(error.is_permanent());
+    assert!(error.to_string().contains("not followed"), "{error}");
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "nothing was sent to the redirect's target"
+    );
+    assert!(requests[0].request_line.starts_with("POST "));
+}
+
+#[tokio::test]
+async fn an_answer_past_the_cap_is_refused_while_it_streams() {
+    let server = Scripted::start(vec![
+        Play::Large {
+            bytes: 8 << 20,
+            chunked: true,
+        },
+        Play::Large {
+            bytes: 8 << 20,
+            chunked: false,
+        },
+        Play::Large {
+            bytes: 512 << 10,
+            chunked: true,
+        },
+    ])
+    .await;
+    let capped = ClientSettings {
+        max_response_bytes: 1 << 20,
+        ..settings()
+    };
+    let client = client(&server.base(), capped);
+    for _ in 0..2 {
+        let error = client.send(&ScimRequest::get("/Users")).await.unwrap_err();
+        assert!(
+            matches!(error, ScimClientError::TooLarge { limit, .. } if limit == 1 << 20),
+            "{error}"
+        );
+        assert!(error.is_permanent(), "another attempt would be as large");
+    }
+    // Under the cap it is read as usual (the body is blank: not JSON, but
+    // read whole).
+    let error = client.send(&ScimRequest::get("/Users")).await.unwrap_err();
+    assert!(error.to_string().contains("not JSON"), "{error}");
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "a refused answer is not retried"
+    );
+}
+
+#[test]
+fn remote_ids_stay_one_path_segment() {
+    use scimlink::scim_client::{group_path, user_path};
+    assert_eq!(user_path("2819c223-7f76"), "/Users/2819c223-7f76");
+    assert_eq!(
+        user_path("../../tenants/other/Users/x?y#z"),
+        "/Users/..%2F..%2Ftenants%2Fother%2FUsers%2Fx%3Fy%23z"
+    );
+    assert_eq!(group_path("a/b"), "/Groups/a%2Fb");
 }
