@@ -46,9 +46,10 @@
 //! offboardings decided at the same time would not see each other, events
 //! are pruned on their own schedule, and an update that deactivates is not
 //! told apart from another update in the events. An admission is recorded
-//! before the request is sent and counted per account (a retry of the same
-//! account counts once); rows older than the window are pruned as the next
-//! offboarding is decided.
+//! before the request is sent and counted per account: a retry (the ledger
+//! entry unchanged since it was admitted) passes without counting again,
+//! and an account offboarded twice within the window counts once. Rows
+//! older than the window are pruned as the next offboarding is decided.
 //!
 //! The share is taken of the accounts active when the window opened —
 //! those active now plus those offboarded within it — so that the
@@ -217,9 +218,14 @@ pub fn admit(
         held_at: String::new(),
         carried_out: None,
     };
+    // A retry finds the entry as it was; an account offboarded again after
+    // it came back does not (its entry was written since, even if with the
+    // same document), and is counted again.
+    let entry_state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);
     let recorded = store.guard_offboarding(
         &app.id,
         &object,
+        &entry_state,
         limits.window_seconds,
         &|facts: &GuardFacts| decide_step(facts, &limits),
     )?;
@@ -507,5 +513,223 @@ mod tests {
         assert!(!deactivates(&entry(DEACTIVATED, None), &inactive));
         assert!(!deactivates(&entry("h", Some(active.clone())), &active));
         assert!(!deactivates(&entry("h", Some(inactive)), &active));
+    }
+
+    /// A store with one application and `users` linked active accounts.
+    fn store_with(users: usize) -> (tempfile::TempDir, crate::store::SqliteStore, String) {
+        use crate::store::{AppWrite, Secret, SqliteStore, TokenCipher};
+        let folder = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[5; 32])).unwrap();
+        let app = store
+            .create_app(AppWrite {
+                name: "crm".into(),
+                label: "crm".into(),
+                connector: "custom-scim".into(),
+                base_url: "http://127.0.0.1:1/v2".into(),
+                token: Secret::new("t"),
+                manage_groups: false,
+                settings: Vec::new(),
+                pacing: Default::default(),
+                guard: Default::default(),
+            })
+            .unwrap();
+        for index in 0..users {
+            store
+                .put_ledger_entry(&entry_of(&app.id, index, "h"))
+                .unwrap();
+        }
+        (folder, store, app.id)
+    }
+
+    fn entry_of(app_id: &str, index: usize, hash: &str) -> LedgerEntry {
+        LedgerEntry {
+            app_id: app_id.into(),
+            object_kind: "user".into(),
+            object_id: format!("u{index}"),
+            remote_id: format!("r{index}"),
+            doc_hash: hash.into(),
+            document: None,
+            updated: String::new(),
+        }
+    }
+
+    /// Asks the store's guard about user `index`, as [`admit`] does.
+    fn offboard(
+        store: &dyn Store,
+        app_id: &str,
+        index: usize,
+        limits: &GuardLimits,
+    ) -> crate::store::GuardRecorded {
+        let entry = store
+            .ledger_entry(app_id, "user", &format!("u{index}"))
+            .unwrap()
+            .unwrap();
+        let object = HeldObject {
+            object_kind: "user".into(),
+            object_id: entry.object_id.clone(),
+            user_name: None,
+            remote_id: entry.remote_id.clone(),
+            action: OffboardAction::Deactivate,
+            reason: "out of scope".into(),
+            held_at: String::new(),
+            carried_out: None,
+        };
+        let state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);
+        let recorded = store
+            .guard_offboarding(
+                app_id,
+                &object,
+                &state,
+                limits.window_seconds,
+                &|facts: &GuardFacts| decide_step(facts, limits),
+            )
+            .unwrap();
+        if matches!(recorded.step, GuardStep::Admit | GuardStep::AdmitApproved) {
+            // Sent: the ledger marks it deactivated.
+            store
+                .put_ledger_entry(&entry_of(app_id, index, DEACTIVATED))
+                .unwrap();
+        }
+        recorded
+    }
+
+    #[test]
+    fn the_store_counts_across_calls_holds_past_the_threshold_and_a_decision_restarts_the_count() {
+        let (_folder, store, app_id) = store_with(10);
+        let limits = limits(0.0, 3);
+        for index in 0..3 {
+            assert_eq!(
+                offboard(&store, &app_id, index, &limits).step,
+                GuardStep::Admit
+            );
+        }
+        let first = offboard(&store, &app_id, 3, &limits);
+        assert_eq!(first.step, GuardStep::Hold { threshold: 3 });
+        assert!(first.hold_made && first.newly_held);
+        let joined = offboard(&store, &app_id, 4, &limits);
+        assert!(!joined.hold_made && joined.newly_held);
+        assert_eq!(joined.hold, first.hold);
+        // Asked again, a held offboarding is listed once.
+        assert!(!offboard(&store, &app_id, 4, &limits).newly_held);
+        let hold_id = first.hold.clone().unwrap();
+        let held = store.held_changes(Some(&app_id)).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].offboarding, 2);
+        assert_eq!(held[0].threshold, 3);
+        assert_eq!(held[0].active_accounts, 7);
+
+        // Approved: each held one passes once, uncounted; the count
+        // restarts at the decision.
+        let approved = decide(&store, &hold_id, true).unwrap();
+        assert_eq!(approved.state, crate::store::HeldState::Approved);
+        assert_eq!(
+            offboard(&store, &app_id, 3, &limits).step,
+            GuardStep::AdmitApproved
+        );
+        assert_eq!(
+            offboard(&store, &app_id, 4, &limits).step,
+            GuardStep::AdmitApproved
+        );
+        for index in 5..8 {
+            assert_eq!(
+                offboard(&store, &app_id, index, &limits).step,
+                GuardStep::Admit
+            );
+        }
+        assert_eq!(
+            offboard(&store, &app_id, 8, &limits).step,
+            GuardStep::Hold { threshold: 3 }
+        );
+    }
+
+    #[test]
+    fn a_retry_passes_uncounted_but_an_account_offboarded_again_counts_again() {
+        let (_folder, store, app_id) = store_with(5);
+        let limits = limits(0.0, 2);
+        let entry = store.ledger_entry(&app_id, "user", "u0").unwrap().unwrap();
+        let object = HeldObject {
+            object_kind: "user".into(),
+            object_id: "u0".into(),
+            user_name: None,
+            remote_id: "r0".into(),
+            action: OffboardAction::Delete,
+            reason: "out of scope".into(),
+            held_at: String::new(),
+            carried_out: None,
+        };
+        let state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);
+        let ask = |state: &str| {
+            store
+                .guard_offboarding(&app_id, &object, state, 3600, &|facts: &GuardFacts| {
+                    decide_step(facts, &limits)
+                })
+                .unwrap()
+                .step
+        };
+        assert_eq!(ask(&state), GuardStep::Admit);
+        // The request failed; the same entry is offboarded again.
+        assert_eq!(ask(&state), GuardStep::AdmitAgain);
+        // Back in scope, written again, then offboarded again: a new
+        // offboarding, of an account already counted.
+        assert_eq!(ask("r0 h later"), GuardStep::Admit);
+        assert_eq!(offboard(&store, &app_id, 1, &limits).step, GuardStep::Admit);
+        assert_eq!(
+            offboard(&store, &app_id, 2, &limits).step,
+            GuardStep::Hold { threshold: 2 }
+        );
+    }
+
+    #[test]
+    fn offboardings_older_than_the_window_are_not_counted() {
+        let (_folder, store, app_id) = store_with(5);
+        let limits = GuardLimits {
+            percent: 0.0,
+            minimum: 1,
+            window_seconds: 1,
+        };
+        assert_eq!(offboard(&store, &app_id, 0, &limits).step, GuardStep::Admit);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(offboard(&store, &app_id, 1, &limits).step, GuardStep::Admit);
+        assert_eq!(
+            offboard(&store, &app_id, 2, &limits).step,
+            GuardStep::Hold { threshold: 1 }
+        );
+    }
+
+    #[test]
+    fn a_rejection_releases_the_held_accounts_and_sends_nothing_later() {
+        let (_folder, store, app_id) = store_with(5);
+        let limits = limits(0.0, 1);
+        assert_eq!(offboard(&store, &app_id, 0, &limits).step, GuardStep::Admit);
+        let held = offboard(&store, &app_id, 1, &limits);
+        offboard(&store, &app_id, 2, &limits);
+        let rejected = decide(&store, held.hold.as_deref().unwrap(), false).unwrap();
+        assert_eq!(rejected.state, crate::store::HeldState::Rejected);
+        assert_eq!(rejected.objects.len(), 2);
+        for user in ["u1", "u2"] {
+            assert_eq!(store.ledger_entry(&app_id, "user", user).unwrap(), None);
+        }
+        let releases = store
+            .events(
+                &crate::store::EventQuery {
+                    operation: Some(super::super::groups::USER_RELEASE.into()),
+                    ..Default::default()
+                },
+                crate::store::Page {
+                    offset: 0,
+                    limit: 10,
+                },
+            )
+            .unwrap();
+        assert_eq!(releases.total, 2);
+        assert!(
+            releases
+                .items
+                .iter()
+                .all(|event| event.rule.as_deref() == Some(REJECTED_RULE))
+        );
+        // Decided once; the count restarts: the next one passes.
+        assert!(decide(&store, held.hold.as_deref().unwrap(), true).is_err());
+        assert_eq!(offboard(&store, &app_id, 3, &limits).step, GuardStep::Admit);
     }
 }

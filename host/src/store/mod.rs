@@ -577,8 +577,11 @@ pub struct GuardFacts {
     pub active_accounts: u64,
     /// Distinct accounts offboarded past the guard within the window and
     /// since the application's last decision, approved ones left out.
+    /// (Several hosts' clocks are compared: they should agree to well
+    /// within the window.)
     pub admitted_in_window: u64,
-    /// This account was already let through within the window (a retry).
+    /// This account, as the ledger holds it now, was already let through
+    /// within the window: a retry of an offboarding that did not finish.
     pub already_admitted: bool,
     /// An approved hold lists this account and it was not carried out yet.
     pub approved_in: Option<String>,
@@ -827,11 +830,13 @@ pub trait Store: Send + Sync + 'static {
     /// this host or another, are counted one after the other): reads the
     /// [`GuardFacts`] — counting within the last `window_seconds` and since
     /// the application's last decision, and pruning older admissions —
-    /// asks `decide`, and records its step.
+    /// asks `decide`, and records its step. `entry_state` names the ledger
+    /// entry as the offboarding found it: a retry finds the same.
     fn guard_offboarding(
         &self,
         app_id: &str,
         object: &HeldObject,
+        entry_state: &str,
         window_seconds: u64,
         decide: &dyn Fn(&GuardFacts) -> GuardStep,
     ) -> StoreResult<GuardRecorded>;

@@ -2112,34 +2112,30 @@ impl Store for SqliteStore {
         &self,
         app_id: &str,
         object: &HeldObject,
+        entry_state: &str,
         window_seconds: u64,
         decide: &dyn Fn(&GuardFacts) -> GuardStep,
     ) -> StoreResult<GuardRecorded> {
         self.write(|transaction| {
-            let last_decision: Option<String> = transaction
-                .prepare_cached("SELECT MAX(decided_at) FROM held_changes WHERE app_id = ?1")?
-                .query_row([app_id], |row| row.get(0))?;
+            // An operator's decision stopped counting what came before it
+            // (see `decide_held_change`), so an approval does not trip again
+            // on what it let through.
             let window_start = earlier_by(window_seconds);
-            // What an operator decided resets the count: an approval must
-            // not trip again on what it let through.
-            let since = match last_decision {
-                Some(decided) if decided > window_start => decided,
-                _ => window_start.clone(),
-            };
             transaction
                 .prepare_cached("DELETE FROM guard_admissions WHERE app_id = ?1 AND at < ?2")?
                 .execute(params![app_id, window_start])?;
             let admitted_in_window: u64 = transaction
                 .prepare_cached(
                     "SELECT COUNT(DISTINCT object_id) FROM guard_admissions
-                     WHERE app_id = ?1 AND at > ?2 AND approved = 0",
+                     WHERE app_id = ?1 AND at >= ?2 AND counted = 1",
                 )?
-                .query_row(params![app_id, since], |row| row.get(0))?;
+                .query_row(params![app_id, window_start], |row| row.get(0))?;
             let already_admitted = transaction
                 .prepare_cached(
-                    "SELECT 1 FROM guard_admissions WHERE app_id = ?1 AND object_id = ?2 AND at > ?3",
+                    "SELECT 1 FROM guard_admissions
+                     WHERE app_id = ?1 AND object_id = ?2 AND entry_state = ?3 AND at >= ?4",
                 )?
-                .exists(params![app_id, object.object_id, since])?;
+                .exists(params![app_id, object.object_id, entry_state, window_start])?;
             let active_accounts: u64 = transaction
                 .prepare_cached(
                     // Neither deactivated nor sent `active: false` last.
@@ -2196,14 +2192,16 @@ impl Store for SqliteStore {
                     let approved = step == GuardStep::AdmitApproved;
                     transaction
                         .prepare_cached(
-                            "INSERT INTO guard_admissions (app_id, object_id, kind, approved, at)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            "INSERT INTO guard_admissions
+                                 (app_id, object_id, entry_state, kind, counted, at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         )?
                         .execute(params![
                             app_id,
                             object.object_id,
+                            entry_state,
                             object.action.as_str(),
-                            approved,
+                            !approved,
                             at
                         ])?;
                     if approved && let Some(held_id) = &facts.approved_in {
@@ -2303,6 +2301,11 @@ impl Store for SqliteStore {
             transaction.execute(
                 "UPDATE held_changes SET state = ?2, decided_at = ?3 WHERE id = ?1",
                 params![id, state.as_str(), at],
+            )?;
+            // The application's count starts again from the decision.
+            transaction.execute(
+                "UPDATE guard_admissions SET counted = 0 WHERE app_id = ?1",
+                [&held.app_id],
             )?;
             if approve {
                 let users: Vec<&str> = held

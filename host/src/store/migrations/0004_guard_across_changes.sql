@@ -6,16 +6,21 @@
 -- {"percent", "minimum", "windowSeconds"}, each absent for the default.
 ALTER TABLE applications ADD COLUMN guard TEXT NOT NULL DEFAULT '{}';
 
--- Offboardings the guard let through, which the window counts (approved
--- ones are kept, so a retry is recognised, and not counted). Rows older
--- than an application's window are pruned when its next offboarding is
--- decided.
+-- Offboardings the guard let through, which the window counts while
+-- `counted` is 1: an approved one is not counted, and an operator's
+-- decision on a hold stops counting every earlier one (rows are kept, so
+-- that a retry is recognised).
+-- `entry_state` is the ledger entry the offboarding found (remote id,
+-- document hash, when it was written): a retry finds the same one, an
+-- account offboarded again after coming back does not. Rows older than an application's window are
+-- pruned when its next offboarding is decided.
 CREATE TABLE guard_admissions (
-    app_id    TEXT NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
-    object_id TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    approved  INTEGER NOT NULL DEFAULT 0,
-    at        TEXT NOT NULL
+    app_id      TEXT NOT NULL REFERENCES applications (id) ON DELETE CASCADE,
+    object_id   TEXT NOT NULL,
+    entry_state TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    counted     INTEGER NOT NULL DEFAULT 1,
+    at          TEXT NOT NULL
 );
 CREATE INDEX guard_admissions_app ON guard_admissions (app_id, at);
 
