@@ -32,9 +32,11 @@
 //! - Approval ([`decide`]) lets exactly the listed offboardings through,
 //!   once each, within a window after the decision: the store queues a
 //!   `guard`/`approved` change naming the users, whose sync is level-
-//!   triggered — a user back in scope meanwhile is not offboarded. The
-//!   count restarts at the decision, so an approval never trips again on
-//!   what it approved.
+//!   triggered — a user back in scope meanwhile is not offboarded, and one
+//!   still out of it is offboarded as the connector's manifest says (so an
+//!   offboarding a group rule decided is carried out the connector's way).
+//!   The count restarts at the decision, so an approval never trips again
+//!   on what it approved.
 //! - Rejection sends nothing and releases the held accounts: the ledger
 //!   forgets them (event `user_release`, rule `guard: rejected`), so no
 //!   later sync offboards them, and a user the identity provider creates
