@@ -101,6 +101,7 @@ fn store_benchmark() {
             manage_groups: true,
             settings: vec![],
             pacing: Default::default(),
+            guard: Default::default(),
         })
         .expect("app");
     // A tenth of the groups are bound: a tenth of the users are in scope.

@@ -880,7 +880,8 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
     };
     application.eventually("user29", "creation", |account| account["active"] == true);
 
-    // Unbinding would deactivate all 30: more than max(20, 10%).
+    // Unbinding would deactivate all 30: the guard lets max(20, 10%) of
+    // them through and holds the application's other offboardings.
     run_ok(&host, &["app", "unbind", "crm", "Everyone"]);
     let deadline = Instant::now() + WITHIN;
     let held = loop {
@@ -889,29 +890,37 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
             &["held", "list", "--app", "crm", "--format", "json"],
         ))
         .unwrap();
-        if let Some(first) = held.as_array().unwrap().first() {
+        if let Some(first) = held.as_array().unwrap().first()
+            && first["offboarding"] == 10
+        {
             break first.clone();
         }
-        assert!(Instant::now() < deadline, "the change was not held");
+        assert!(Instant::now() < deadline, "the offboardings were not held");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(held["state"], "held");
-    assert_eq!(held["offboarding"], 30);
+    assert_eq!(held["threshold"], 20);
+    assert_eq!(held["objects"].as_array().unwrap().len(), 10);
     let status: Value =
         serde_json::from_str(&run_ok(&host, &["status", "--format", "json"])).unwrap();
     assert_eq!(status["heldChanges"], 1, "{status}");
+    assert_eq!(status["heldOffboardings"], 10, "{status}");
     assert_eq!(status["activeApps"], 1, "{status}");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(active(), 30, "nothing was sent while held");
+    assert_eq!(
+        active(),
+        10,
+        "nothing past the threshold was sent while held"
+    );
 
-    // Approved, it is applied as it was.
+    // Approved, every held offboarding is carried out.
     let approved = run_ok(&host, &["held", "approve", held["id"].as_str().unwrap()]);
     assert!(approved.contains("approved"), "{approved}");
     let deadline = Instant::now() + WITHIN;
     while active() > 0 {
         assert!(
             Instant::now() < deadline,
-            "the approved change was not applied"
+            "the approved offboardings were not carried out"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -919,7 +928,8 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
     let again = host.cli(&["held", "approve", held["id"].as_str().unwrap()]);
     assert!(!again.status.success());
 
-    // Rejected, nothing is sent.
+    // Rejected, nothing more is sent: the held accounts are released.
+    // (The count restarted at the approval: 20 go through again.)
     run_ok(&host, &["app", "bind", "crm", "Everyone"]);
     let deadline = Instant::now() + WITHIN;
     while active() < 30 {
@@ -939,21 +949,33 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|held| held["state"] == "held")
+            .find(|held| held["state"] == "held" && held["offboarding"] == 10)
         {
             break newest.clone();
         }
-        assert!(Instant::now() < deadline, "the deletion was not held");
+        assert!(
+            Instant::now() < deadline,
+            "the deletion was not held: {held}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
+    let deadline = Instant::now() + WITHIN;
+    while active() > 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the threshold's 20 were not sent"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     run_ok(&host, &["held", "reject", second["id"].as_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(active(), 30, "a rejected change sends nothing");
+    assert_eq!(active(), 10, "a rejected hold sends nothing");
     let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
     for operation in [
         "deprovision_held",
         "deprovision_approved",
         "deprovision_rejected",
+        "user_release",
     ] {
         assert!(events.contains(operation), "{operation}: {events}");
     }

@@ -20,7 +20,9 @@ use utoipa_axum::routes;
 use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
-use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, Event, Outcome, Pacing, Secret};
+use crate::store::{
+    AppRecord, AppState, AppUpdate, AppWrite, Event, GuardOverrides, Outcome, Pacing, Secret,
+};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -67,6 +69,9 @@ pub struct AppView {
     #[schema(value_type = Object)]
     pub capabilities: serde_json::Value,
     pub pacing: Pacing,
+    /// The application's own deprovisioning-guard thresholds; an absent
+    /// field is the host's default.
+    pub guard: GuardOverrides,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -89,6 +94,7 @@ impl From<AppRecord> for AppView {
             settings,
             capabilities: app.capabilities,
             pacing: app.pacing,
+            guard: app.guard,
             version: app.version,
             created: app.created,
             modified: app.modified,
@@ -117,6 +123,9 @@ pub struct AppInput {
     pub manage_groups: bool,
     /// How fast the host may send; polite SaaS defaults when absent.
     pub pacing: Option<Pacing>,
+    /// The application's own deprovisioning-guard thresholds; the host's
+    /// defaults when absent.
+    pub guard: Option<GuardOverrides>,
 }
 
 /// A change of an application's settings; absent fields stay.
@@ -129,6 +138,9 @@ pub struct AppChange {
     pub settings: Option<BTreeMap<String, String>>,
     pub manage_groups: Option<bool>,
     pub pacing: Option<Pacing>,
+    /// Replaces the application's guard thresholds; `{}` returns to the
+    /// host's defaults.
+    pub guard: Option<GuardOverrides>,
 }
 
 /// A new bearer token. (No `Debug`: it is the token.)
@@ -264,6 +276,26 @@ fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
     Ok(pacing)
 }
 
+fn check_guard(guard: GuardOverrides) -> Result<GuardOverrides, ApiError> {
+    if let Some(percent) = guard.percent
+        && !(percent.is_finite() && (0.0..=100.0).contains(&percent))
+    {
+        return Err(ApiError::invalid(
+            "guard.percent",
+            "percent must be between 0 and 100",
+        ));
+    }
+    if let Some(window) = guard.window_seconds
+        && !(1..=2_592_000).contains(&window)
+    {
+        return Err(ApiError::invalid(
+            "guard.windowSeconds",
+            "windowSeconds must be between 1 and 2592000 (30 days)",
+        ));
+    }
+    Ok(guard)
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -328,6 +360,7 @@ async fn create_app(
         manage_groups: input.manage_groups,
         settings: input.settings.into_iter().collect(),
         pacing: check_pacing(input.pacing.unwrap_or_default())?,
+        guard: check_guard(input.guard.unwrap_or_default())?,
     };
     let app = store_call(&state, move |store| store.create_app(write)).await?;
     Ok((StatusCode::CREATED, Json(app.into())))
@@ -393,6 +426,11 @@ async fn update_app(
             .map(check_pacing)
             .transpose()?
             .filter(|pacing| *pacing != current.pacing),
+        guard: change
+            .guard
+            .map(check_guard)
+            .transpose()?
+            .filter(|guard| *guard != current.guard),
         ..AppUpdate::default()
     };
     let mut changed = Vec::new();
@@ -402,6 +440,7 @@ async fn update_app(
         ("group management", update.manage_groups.is_some()),
         ("settings", update.settings.is_some()),
         ("pacing", update.pacing.is_some()),
+        ("guard thresholds", update.guard.is_some()),
     ] {
         if is_set {
             changed.push(name);

@@ -1,6 +1,7 @@
 //! The engine's safety nets, for operators: dead letters (objects an
-//! application refused for good) with replay, and the changes the
-//! deprovisioning guard held, with approval and rejection.
+//! application refused for good) with replay, and the offboardings the
+//! deprovisioning guard holds per application, with approval and rejection
+//! ([`crate::engine::guard`]).
 //!
 //! Each decision ends in an audit event naming who it concerned.
 
@@ -13,12 +14,10 @@ use utoipa_axum::routes;
 
 use super::integrations::{load_app, record};
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
-use crate::engine::lifecycle;
+use crate::engine::{guard, lifecycle};
 use crate::store::{DeadLetter, HeldChange, Outcome};
 
 pub const REPLAY: &str = "dead_letter_replay";
-pub const APPROVED: &str = "deprovision_approved";
-pub const REJECTED: &str = "deprovision_rejected";
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -98,8 +97,11 @@ pub struct HeldFilter {
     pub app: Option<String>,
 }
 
-/// The changes the deprovisioning guard held, newest first, decided ones
-/// included.
+/// The deprovisioning guard's holds, newest first, decided ones included.
+/// A hold is one application's: the offboardings (deactivations,
+/// deletions, suspensions) that came after those within its window crossed
+/// its threshold, each with the account, what would have happened and why.
+/// Nothing of them was sent.
 #[utoipa::path(get, path = "/held-changes", tag = "safety", params(HeldFilter, PageParams),
     responses((status = 200, body = PageOf<HeldChange>), (status = 404, body = ApiErrorBody)))]
 async fn list_held_changes(
@@ -116,9 +118,11 @@ async fn list_held_changes(
     Ok(Json(PageOf::slice(held, page, |held| held)))
 }
 
-/// Approve a held change: it is applied to its application as it was.
+/// Approve a hold: every offboarding it lists is carried out, past the
+/// guard (a user back in scope meanwhile is left alone). The application's
+/// count starts again from the decision.
 #[utoipa::path(post, path = "/held-changes/{id}/approve", tag = "safety",
-    params(("id" = String, Path, description = "the held change's id")),
+    params(("id" = String, Path, description = "the hold's id")),
     responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
         (status = 409, description = "already decided", body = ApiErrorBody)))]
 async fn approve_held_change(
@@ -128,11 +132,13 @@ async fn approve_held_change(
     decide(state, id, true).await
 }
 
-/// Reject a held change: nothing of it is sent, and the accounts stay as
-/// they are. (The directory still says what it says: correct it, or a
-/// later sync of those users may offboard them.)
+/// Reject a hold: nothing of it is sent, and its accounts are released —
+/// left as they are in the application and no longer managed (a
+/// `user_release` event each, rule `guard: rejected`), so no later sync
+/// offboards them; a user created again in the directory takes its account
+/// over again. The application's count starts again from the decision.
 #[utoipa::path(post, path = "/held-changes/{id}/reject", tag = "safety",
-    params(("id" = String, Path, description = "the held change's id")),
+    params(("id" = String, Path, description = "the hold's id")),
     responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
         (status = 409, description = "already decided", body = ApiErrorBody)))]
 async fn reject_held_change(
@@ -143,31 +149,6 @@ async fn reject_held_change(
 }
 
 async fn decide(state: ApiState, id: String, approve: bool) -> Result<Json<HeldChange>, ApiError> {
-    let held = store_call(&state, move |store| store.decide_held_change(&id, approve)).await?;
-    let app = load_app(&state, held.app_id.clone()).await?;
-    let (operation, verb) = if approve {
-        (APPROVED, "approved: applying it")
-    } else {
-        (REJECTED, "rejected: nothing was sent")
-    };
-    record(
-        &state,
-        lifecycle::event(
-            &app,
-            operation,
-            Outcome::Success,
-            None,
-            format!(
-                "held change {} ({} {} {}, {} of {} accounts) {verb}",
-                held.id,
-                held.change.entity,
-                held.change.entity_id,
-                held.change.action,
-                held.offboarding,
-                held.active_accounts
-            ),
-        ),
-    )
-    .await;
+    let held = store_call(&state, move |store| guard::decide(store, &id, approve)).await?;
     Ok(Json(held))
 }

@@ -27,8 +27,13 @@ pub struct Status {
     /// Each quarantined application and why: it resumes by itself once the
     /// cause is gone.
     pub quarantined: Vec<Quarantined>,
-    /// Changes the deprovisioning guard holds for an operator.
+    /// Open holds of the deprovisioning guard: applications whose
+    /// offboardings wait for an operator.
     pub held_changes: u64,
+    /// Offboardings those holds list, all applications together.
+    pub held_offboardings: u64,
+    /// The names of the applications with an open hold.
+    pub held_apps: Vec<String>,
     /// Objects applications refused for good, all applications together.
     pub dead_letters: u64,
 }
@@ -48,6 +53,7 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
             pending_changes: store.pending_changes()?,
             ..Status::default()
         };
+        let mut app_names = std::collections::HashMap::new();
         let mut offset = 0;
         loop {
             let page = store.list_apps(Page {
@@ -55,6 +61,7 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
                 limit: 1000,
             })?;
             for app in &page.items {
+                app_names.insert(app.id.clone(), app.name.clone());
                 match app.state {
                     AppState::Active => status.active_apps += 1,
                     AppState::Inactive => status.inactive_apps += 1,
@@ -73,11 +80,19 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
                 break;
             }
         }
-        status.held_changes = store
+        for held in store
             .held_changes(None)?
             .iter()
             .filter(|held| held.state == HeldState::Held)
-            .count() as u64;
+        {
+            status.held_changes += 1;
+            status.held_offboardings += held.offboarding;
+            if let Some(name) = app_names.get(&held.app_id)
+                && !status.held_apps.contains(name)
+            {
+                status.held_apps.push(name.clone());
+            }
+        }
         Ok(status)
     })
     .await?;

@@ -40,6 +40,15 @@ pub enum AppCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Show one application: its settings, pacing and guard thresholds.
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Set the application's own deprovisioning-guard thresholds; what is
+    /// not given stays as it is.
+    Guard(AppGuard),
     /// Bind a group (by display name) to an application.
     Bind { name: String, group: String },
     /// Unbind a group from an application.
@@ -88,6 +97,24 @@ pub struct AppImport {
 }
 
 #[derive(Debug, Args)]
+pub struct AppGuard {
+    /// The application's name.
+    name: String,
+    /// Hold offboardings past this share (0–100) of its active accounts…
+    #[arg(long)]
+    percent: Option<f64>,
+    /// …and past this many.
+    #[arg(long)]
+    minimum: Option<u64>,
+    /// Count offboardings over this many seconds.
+    #[arg(long)]
+    window_seconds: Option<u64>,
+    /// Return to the host's defaults (before the options above apply).
+    #[arg(long)]
+    host_defaults: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AppAdd {
     /// Unique name of the application: a-z, 0-9 and -.
     name: String,
@@ -117,6 +144,46 @@ pub struct AppAdd {
     /// Requests in flight at most (default 4).
     #[arg(long)]
     concurrency: Option<u32>,
+    /// The deprovisioning guard holds offboardings past this share (0–100)
+    /// of the active accounts (the host's `--guard-percent` when absent)…
+    #[arg(long)]
+    guard_percent: Option<f64>,
+    /// …and past this many (the host's `--guard-minimum` when absent)…
+    #[arg(long)]
+    guard_minimum: Option<u64>,
+    /// …counted over this many seconds (the host's
+    /// `--guard-window-seconds` when absent).
+    #[arg(long)]
+    guard_window_seconds: Option<u64>,
+}
+
+/// The `guard` object of the admin API: only the thresholds given.
+fn guard_json(percent: Option<f64>, minimum: Option<u64>, window_seconds: Option<u64>) -> Value {
+    let mut guard = serde_json::Map::new();
+    if let Some(percent) = percent {
+        guard.insert("percent".into(), json!(percent));
+    }
+    if let Some(minimum) = minimum {
+        guard.insert("minimum".into(), json!(minimum));
+    }
+    if let Some(window_seconds) = window_seconds {
+        guard.insert("windowSeconds".into(), json!(window_seconds));
+    }
+    Value::Object(guard)
+}
+
+/// An application's guard thresholds as one line of text.
+fn guard_text(guard: &Value) -> String {
+    let part = |key: &str, unit: &str| match &guard[key] {
+        Value::Null => "host default".to_string(),
+        value => format!("{value}{unit}"),
+    };
+    format!(
+        "percent {}, minimum {}, window {}",
+        part("percent", "%"),
+        part("minimum", ""),
+        part("windowSeconds", " s")
+    )
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -349,6 +416,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                         "requestsPerSecond": add.requests_per_second.unwrap_or(10.0),
                         "concurrency": add.concurrency.unwrap_or(4),
                     },
+                    "guard": guard_json(
+                        add.guard_percent,
+                        add.guard_minimum,
+                        add.guard_window_seconds,
+                    ),
                 })),
             )?;
             println!(
@@ -386,6 +458,48 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                     }
                 }
             }
+        }
+        AppCommand::Show { name, format } => {
+            let app = client.call(
+                Method::GET,
+                &format!("/apps/{}", percent_encode(&name)),
+                None,
+            )?;
+            match format {
+                Format::Json => println!("{app}"),
+                Format::Text => {
+                    let text = |key: &str| app[key].as_str().unwrap_or("-").to_string();
+                    println!("name        {}", text("name"));
+                    println!("label       {}", text("label"));
+                    println!("connector   {}", text("connector"));
+                    println!("state       {}", text("state"));
+                    println!("base URL    {}", text("resolvedBaseUrl"));
+                    println!(
+                        "groups      {}",
+                        if app["manageGroups"].as_bool() == Some(true) {
+                            "managed"
+                        } else {
+                            "not managed"
+                        }
+                    );
+                    println!("pacing      {}", app["pacing"]);
+                    println!("guard       {}", guard_text(&app["guard"]));
+                }
+            }
+        }
+        AppCommand::Guard(args) => {
+            let path = format!("/apps/{}", percent_encode(&args.name));
+            let mut guard = if args.host_defaults {
+                json!({})
+            } else {
+                client.call(Method::GET, &path, None)?["guard"].clone()
+            };
+            let given = guard_json(args.percent, args.minimum, args.window_seconds);
+            if let (Some(guard), Some(given)) = (guard.as_object_mut(), given.as_object()) {
+                guard.extend(given.clone());
+            }
+            let app = client.call(Method::PATCH, &path, Some(json!({ "guard": guard })))?;
+            println!("{}: guard {}", args.name, guard_text(&app["guard"]));
         }
         AppCommand::Bind { name, group } => {
             client.call(
@@ -719,10 +833,12 @@ pub fn run_dead_letters(connection: Connection, args: DeadLettersArgs) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-/// `scimlink held`: changes the deprovisioning guard held.
+/// `scimlink held`: the offboardings the deprovisioning guard holds, one
+/// hold per application.
 #[derive(Debug, Subcommand)]
 pub enum HeldCommand {
-    /// List held changes, newest first (decided ones included).
+    /// List holds with their offboardings, newest first (decided ones
+    /// included).
     List {
         /// Only this application's.
         #[arg(long)]
@@ -730,9 +846,10 @@ pub enum HeldCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Apply a held change as it was.
+    /// Carry out every offboarding of a hold.
     Approve { id: String },
-    /// Drop a held change: nothing of it is sent.
+    /// Send nothing of a hold, and release its accounts: left as they
+    /// are, no longer managed.
     Reject { id: String },
 }
 
@@ -751,18 +868,42 @@ pub fn run_held(connection: Connection, command: HeldCommand) -> anyhow::Result<
                     if held.is_empty() {
                         println!("no held changes");
                     }
-                    for change in &held {
+                    let names = app_names(&client)?;
+                    for hold in &held {
+                        let app_id = hold["app_id"].as_str().unwrap_or("-");
                         println!(
-                            "{} {:<8} {} {} {} {}: {} of {} accounts",
-                            change["id"].as_str().unwrap_or("-"),
-                            change["state"].as_str().unwrap_or("-"),
-                            change["held_at"].as_str().unwrap_or("-"),
-                            change["change"]["entity"].as_str().unwrap_or("-"),
-                            change["change"]["entity_id"].as_str().unwrap_or("-"),
-                            change["change"]["action"].as_str().unwrap_or("-"),
-                            change["offboarding"].as_u64().unwrap_or(0),
-                            change["active_accounts"].as_u64().unwrap_or(0)
+                            "{} {:<8} {} {}: {} offboarding(s) held (threshold {} of {} active accounts)",
+                            hold["id"].as_str().unwrap_or("-"),
+                            hold["state"].as_str().unwrap_or("-"),
+                            hold["held_at"].as_str().unwrap_or("-"),
+                            names.get(app_id).map_or(app_id, String::as_str),
+                            hold["offboarding"].as_u64().unwrap_or(0),
+                            hold["threshold"].as_u64().unwrap_or(0),
+                            hold["active_accounts"].as_u64().unwrap_or(0)
                         );
+                        if let Some(change) = hold.get("change").filter(|change| !change.is_null())
+                        {
+                            println!(
+                                "  the change {} {} {}",
+                                change["entity"].as_str().unwrap_or("-"),
+                                change["entity_id"].as_str().unwrap_or("-"),
+                                change["action"].as_str().unwrap_or("-")
+                            );
+                        }
+                        for object in hold["objects"].as_array().into_iter().flatten() {
+                            let done = object["carried_out"]
+                                .as_str()
+                                .map(|at| format!(" (carried out {at})"))
+                                .unwrap_or_default();
+                            println!(
+                                "  {:<10} {:<24} {} account {}: {}{done}",
+                                object["action"].as_str().unwrap_or("-"),
+                                object["user_name"].as_str().unwrap_or("-"),
+                                object["object_id"].as_str().unwrap_or("-"),
+                                object["remote_id"].as_str().unwrap_or("-"),
+                                object["reason"].as_str().unwrap_or("-"),
+                            );
+                        }
                     }
                 }
             }
@@ -778,6 +919,20 @@ pub fn run_held(connection: Connection, command: HeldCommand) -> anyhow::Result<
     )?;
     println!("{id}: {}", held["state"].as_str().unwrap_or("-"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Application names by id.
+fn app_names(client: &AdminClient) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(client
+        .all_items("/apps", u64::MAX)?
+        .iter()
+        .map(|app| {
+            (
+                app["id"].as_str().unwrap_or_default().to_string(),
+                app["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
 }
 
 /// `scimlink reconcile APP`: read the application back and repair drift.
@@ -883,7 +1038,22 @@ pub fn run_status(connection: Connection, format: Format) -> anyhow::Result<Exit
                     app["reason"].as_str().unwrap_or("no reason recorded")
                 );
             }
-            println!("held changes      {}", count("heldChanges"));
+            let held_apps: Vec<&str> = status["heldApps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if held_apps.is_empty() {
+                println!("held changes      0");
+            } else {
+                println!(
+                    "held changes      {} ({} offboardings held in {}; `scimlink held list`)",
+                    count("heldChanges"),
+                    count("heldOffboardings"),
+                    held_apps.join(", ")
+                );
+            }
             println!("dead letters      {}", count("deadLetters"));
         }
     }

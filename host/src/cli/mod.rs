@@ -88,7 +88,8 @@ enum Command {
         #[command(flatten)]
         args: admin::DeadLettersArgs,
     },
-    /// Changes the deprovisioning guard held: list, approve, reject.
+    /// Offboardings the deprovisioning guard holds, one hold per
+    /// application: list, approve, reject.
     Held {
         #[command(flatten)]
         connection: admin::Connection,

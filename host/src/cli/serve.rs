@@ -44,13 +44,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30, env = "SCIMLINK_QUARANTINE_PROBE_SECONDS",
         value_parser = clap::value_parser!(u64).range(1..=86_400))]
     quarantine_probe_seconds: u64,
-    /// The deprovisioning guard holds a change that would deactivate or
-    /// delete more than this percentage of an application's active accounts…
+    /// The deprovisioning guard holds an application's offboardings
+    /// (deactivations, deletions, suspensions) once those within the window
+    /// exceed this percentage of its active accounts…
     #[arg(long, default_value_t = 10.0)]
     guard_percent: f64,
-    /// …and more than this many of them.
+    /// …and this many of them. An application may set its own
+    /// (`scimlink app guard`).
     #[arg(long, default_value_t = 20)]
     guard_minimum: u64,
+    /// How far back the guard counts an application's offboardings.
+    #[arg(long, default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    guard_window_seconds: u64,
     /// Seconds between reads of each application to repair drift.
     #[arg(long, default_value_t = 3600, env = "SCIMLINK_RECONCILE_SECONDS",
         value_parser = clap::value_parser!(u64).range(1..))]
@@ -118,6 +124,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quarantine_probe: std::time::Duration::from_secs(args.quarantine_probe_seconds),
         guard_percent: args.guard_percent,
         guard_minimum: args.guard_minimum,
+        guard_window: std::time::Duration::from_secs(args.guard_window_seconds),
         reconcile_every: std::time::Duration::from_secs(args.reconcile_seconds),
         retry_attempts: args.retry_attempts,
         retry_backoff: std::time::Duration::from_secs(args.retry_backoff_seconds),

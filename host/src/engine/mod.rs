@@ -12,6 +12,9 @@
 //! - [`groups`] pushes bound groups with their members, and follows the
 //!   connector's rules when a user leaves a group, a group is unbound or
 //!   deleted, or group management is turned off;
+//! - [`guard`] is the deprovisioning guard every offboarding asks first:
+//!   per application, offboardings are counted across changes over a
+//!   window, and past a threshold they are held for an operator;
 //! - [`reconcile`] reads an application back periodically and repairs what
 //!   changed there;
 //! - [`import`] brings accounts that exist only in an application into the
@@ -23,6 +26,7 @@
 pub mod connections;
 pub mod directory_user;
 pub mod groups;
+pub mod guard;
 pub mod import;
 pub mod lifecycle;
 pub mod locks;

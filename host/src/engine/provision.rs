@@ -50,6 +50,9 @@ pub enum Synced {
     /// The connector refused to map the user, or the lookup was ambiguous:
     /// an event says why; nothing was sent that could be wrong.
     Refused,
+    /// The deprovisioning guard holds the offboarding for an operator
+    /// ([`super::guard`]): nothing was sent, the ledger is as it was.
+    Held,
 }
 
 /// Why a sync could not finish; the change that caused it is tried again.
@@ -324,6 +327,14 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
             return Ok(Synced::Unchanged);
+        }
+        // Turning an active account inactive is an offboarding: guarded.
+        let suspend = crate::store::OffboardAction::Suspend;
+        if super::guard::deactivates(entry, &body)
+            && super::guard::admit(target, entry, suspend, "active=false in the directory")?
+                == super::guard::Admitted::Held
+        {
+            return Ok(Synced::Held);
         }
         let path = user_path(&entry.remote_id);
         let previous = entry
@@ -625,6 +636,13 @@ pub(crate) async fn offboard(
     };
     let user_id = held.user_id.as_str();
     let path = user_path(&entry.remote_id);
+    // The deprovisioning guard decides before anything is sent; an account
+    // already deactivated is left alone below, so it is not asked about.
+    if !(matches!(how, Offboarding::Deactivate) && entry.doc_hash == DEACTIVATED)
+        && super::guard::admit(target, entry, how.into(), rule)? == super::guard::Admitted::Held
+    {
+        return Ok(Synced::Held);
+    }
     let rule = || Some(rule.to_string());
     match how {
         Offboarding::Delete => {

@@ -29,13 +29,15 @@
 //! - a change completes when every application it concerns is done with it.
 //!
 //! For each change and application, in this order:
-//! 1. the deprovisioning guard: a change that would offboard too many
-//!    accounts is held for an operator and nothing of it is sent;
-//! 2. the connector's group-management rules, for the group events the
+//! 1. the connector's group-management rules, for the group events the
 //!    change carries;
-//! 3. the users it touches, in parallel up to the application's concurrency;
-//! 4. the groups it touches, once per batch, after every user (a group
+//! 2. the users it touches, in parallel up to the application's concurrency;
+//! 3. the groups it touches, once per batch, after every user (a group
 //!    pushes the accounts its users now have).
+//!
+//! Every offboarding on the way asks the deprovisioning guard
+//! ([`super::guard`]) first, which counts them per application across
+//! changes; a held one is not sent and its sync reports `Held`.
 //!
 //! Between batches the loop probes quarantined applications (a probe that
 //! passes resumes the application and syncs it whole) and reconciles
@@ -53,15 +55,13 @@ use serde_json::Value;
 
 use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
-use super::provision::DEACTIVATED;
 use super::provision::{SyncError, Synced, Target, sync_user};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
-    AppRecord, AppState, AppUpdate, Change, ChangeProgress, HeldChange, HeldState, Outcome, Page,
-    Store, StoreError,
+    AppRecord, AppState, AppUpdate, Change, ChangeProgress, Outcome, Page, Store, StoreError,
 };
 
 /// How long a claimed change is held before another consumer may take it:
@@ -79,11 +79,13 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 pub struct EngineSettings {
     /// How often a quarantined application is probed for recovery.
     pub quarantine_probe: Duration,
-    /// The deprovisioning guard: a change that would deactivate or delete
-    /// more than `guard_percent` of an application's active accounts, and
-    /// more than `guard_minimum` of them, is held for an operator.
+    /// The deprovisioning guard's host defaults ([`super::guard`]): an
+    /// application's offboardings within `guard_window` past
+    /// `guard_percent` of its active accounts, and past `guard_minimum` of
+    /// them, are held for an operator.
     pub guard_percent: f64,
     pub guard_minimum: u64,
+    pub guard_window: Duration,
     /// How often each active application is read back and its drift
     /// repaired.
     pub reconcile_every: Duration,
@@ -104,6 +106,7 @@ impl Default for EngineSettings {
             quarantine_probe: Duration::from_secs(30),
             guard_percent: 10.0,
             guard_minimum: 20,
+            guard_window: Duration::from_secs(3600),
             reconcile_every: Duration::from_secs(3600),
             retry_attempts: 8,
             retry_backoff: Duration::from_secs(5),
@@ -112,10 +115,13 @@ impl Default for EngineSettings {
 }
 
 impl EngineSettings {
-    /// The most accounts one change may offboard without being held.
-    pub fn guard_threshold(&self, active_accounts: u64) -> u64 {
-        let share = (active_accounts as f64 * self.guard_percent / 100.0).ceil() as u64;
-        share.max(self.guard_minimum)
+    /// The guard's host defaults.
+    pub fn guard_limits(&self) -> super::guard::GuardLimits {
+        super::guard::GuardLimits {
+            percent: self.guard_percent,
+            minimum: self.guard_minimum,
+            window_seconds: self.guard_window.as_secs(),
+        }
     }
 
     /// How long to wait after the `attempts`th failed attempt.
@@ -129,7 +135,6 @@ impl EngineSettings {
 
 pub const QUARANTINE: &str = "idm_integration_quarantine";
 pub const RESUME: &str = "idm_integration_resume";
-pub const HELD: &str = "deprovision_held";
 /// An object given up on in one application after its last attempt.
 pub const GAVE_UP: &str = "sync_gave_up";
 /// One failed attempt at an object that no other event records.
@@ -213,6 +218,10 @@ impl Engine {
         settings: EngineSettings,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        // Every path of this store (the API's on-demand ones too) applies
+        // the same defaults.
+        super::guard::record_host_defaults(store.as_ref(), &settings.guard_limits())
+            .map_err(std::io::Error::other)?;
         std::thread::Builder::new()
             .name("scimlink-engine".into())
             .spawn(move || {
@@ -388,10 +397,7 @@ impl Engine {
             client: &client,
         };
         let mut touched: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (index, (change, _, work)) in share.into_iter().enumerate() {
-            if !work.past_guard && self.held_by_guard(change, &work)? {
-                continue;
-            }
+        for (index, (_, _, work)) in share.into_iter().enumerate() {
             let (failures, groups) = apply_work(&target, work).await;
             outcomes[index].failures.extend(failures);
             for group in groups {
@@ -886,19 +892,22 @@ impl Engine {
                     work.push(item);
                 }
             }
-            // An operator approved a change the guard held: that change,
-            // for that application, past the guard.
+            // An operator approved a hold: its users are synced again, and
+            // the guard lets their held offboardings through. (A hold of an
+            // older scimlink held a whole change: it is replayed.)
             ("guard", "approved") => {
+                if let Some(app) = this_app {
+                    let mut item = Work::new(app);
+                    item.users.extend(ids("users"));
+                    work.push(item);
+                }
                 let original = change
                     .detail
                     .get("change")
                     .cloned()
                     .and_then(|original| serde_json::from_value::<Change>(original).ok());
                 if let (Some(original), Some(app)) = (original, this_app) {
-                    for mut item in self.affected(&original, std::slice::from_ref(app))? {
-                        item.past_guard = true;
-                        work.push(item);
-                    }
+                    work.extend(self.affected(&original, std::slice::from_ref(app))?);
                 }
             }
             ("app", "group-management-disabled") => {
@@ -940,64 +949,6 @@ pub fn record_reconcile(
     Ok(done)
 }
 
-impl Engine {
-    /// Whether the deprovisioning guard holds this work: it would
-    /// deactivate or delete more accounts than the threshold. A held change
-    /// is recorded (once) with an event, and nothing of it is sent.
-    fn held_by_guard(&self, change: &Change, work: &Work) -> Result<bool, StoreError> {
-        let store = self.store.as_ref();
-        let app = &work.app;
-        if (work.users.len() as u64) <= self.settings.guard_minimum {
-            return Ok(false);
-        }
-        let mut offboarding = 0u64;
-        for user in &work.users {
-            let Some(entry) = store.ledger_entry(&app.id, "user", user)? else {
-                continue;
-            };
-            if entry.doc_hash != DEACTIVATED
-                && (store.get_user(user)?.is_none() || !store.user_in_scope(&app.id, user)?)
-            {
-                offboarding += 1;
-            }
-        }
-        let active_accounts = store.count_ledger_entries(&app.id, "user", DEACTIVATED)?;
-        let threshold = self.settings.guard_threshold(active_accounts);
-        if offboarding <= threshold {
-            return Ok(false);
-        }
-        let already = store
-            .held_changes(Some(&app.id))?
-            .into_iter()
-            .any(|held| held.change.seq == change.seq);
-        if !already {
-            let held = store.hold_change(HeldChange {
-                id: String::new(),
-                app_id: app.id.clone(),
-                change: change.clone(),
-                offboarding,
-                active_accounts,
-                state: HeldState::Held,
-                held_at: String::new(),
-                decided_at: None,
-            })?;
-            store.record_event(super::lifecycle::event(
-                app,
-                HELD,
-                Outcome::Failure,
-                None,
-                format!(
-                    "{} {} {} would deactivate or delete {offboarding} of {active_accounts} \
-                     active accounts (more than {threshold}): held as {} until an operator \
-                     approves or rejects it",
-                    change.entity, change.entity_id, change.action, held.id
-                ),
-            ))?;
-        }
-        Ok(true)
-    }
-}
-
 /// What one change asks of one application.
 struct Work {
     app: AppRecord,
@@ -1008,8 +959,6 @@ struct Work {
     /// Groups to sync only if one of the users' accounts was created, taken
     /// over, deactivated or deleted (their membership changed).
     groups_on_link: BTreeSet<String>,
-    /// An operator approved it: the deprovisioning guard lets it through.
-    past_guard: bool,
 }
 
 impl Work {
@@ -1020,7 +969,6 @@ impl Work {
             users: BTreeSet::new(),
             groups: BTreeSet::new(),
             groups_on_link: BTreeSet::new(),
-            past_guard: false,
         }
     }
 }

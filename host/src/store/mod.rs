@@ -259,6 +259,24 @@ impl Default for Pacing {
     }
 }
 
+/// An application's own deprovisioning-guard thresholds; an absent field
+/// takes the host's default (`scimlink serve --guard-percent
+/// --guard-minimum --guard-window-seconds`). See [`crate::engine::guard`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardOverrides {
+    /// Offboardings within the window are held past this share (0–100) of
+    /// the application's active accounts…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// …and past this many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<u64>,
+    /// How far back offboardings are counted, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+}
+
 /// An application integration. Its token is not part of it: see
 /// [`Store::app_token`].
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +295,7 @@ pub struct AppRecord {
     pub pacing: Pacing,
     /// Why the application is quarantined (`None` in any other state).
     pub state_reason: Option<String>,
+    pub guard: GuardOverrides,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -293,6 +312,7 @@ pub struct AppWrite {
     pub manage_groups: bool,
     pub settings: Vec<(String, String)>,
     pub pacing: Pacing,
+    pub guard: GuardOverrides,
 }
 
 /// A change to an application; `None` leaves a field as it is.
@@ -308,6 +328,7 @@ pub struct AppUpdate {
     pub pacing: Option<Pacing>,
     /// Why, with `state` quarantined; any other state clears the reason.
     pub state_reason: Option<String>,
+    pub guard: Option<GuardOverrides>,
 }
 
 /// What changed, as the outbox records it.
@@ -442,15 +463,15 @@ pub struct DeadLetter {
     pub failures: u32,
 }
 
-/// Where a held change stands.
+/// Where a hold stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HeldState {
-    /// Waiting for an operator.
+    /// Waiting for an operator; the application's offboardings join it.
     Held,
-    /// Applied by an operator's approval.
+    /// An operator let its offboardings through: they are carried out.
     Approved,
-    /// Dropped by an operator: nothing was sent.
+    /// Dropped by an operator: nothing was sent, its accounts released.
     Rejected,
 }
 
@@ -473,21 +494,131 @@ impl HeldState {
     }
 }
 
-/// A change the deprovisioning guard held for one application because it
-/// would deactivate or delete too many accounts at once.
+/// What an offboarding would have done to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OffboardAction {
+    /// `active` set to false (the user left scope).
+    Deactivate,
+    /// The account deleted (the user left scope).
+    Delete,
+    /// An update that turns the active account inactive (the user was
+    /// suspended or set `active=false` in the directory).
+    Suspend,
+}
+
+impl OffboardAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffboardAction::Deactivate => "deactivate",
+            OffboardAction::Delete => "delete",
+            OffboardAction::Suspend => "suspend",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "deactivate" => Some(OffboardAction::Deactivate),
+            "delete" => Some(OffboardAction::Delete),
+            "suspend" => Some(OffboardAction::Suspend),
+            _ => None,
+        }
+    }
+}
+
+/// One offboarding the deprovisioning guard held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeldObject {
+    /// `user`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// The user's userName, when the directory or the last document sent
+    /// still knows it.
+    pub user_name: Option<String>,
+    /// The account in the application.
+    pub remote_id: String,
+    /// What would have happened.
+    pub action: OffboardAction,
+    /// Why: the rule that decided it (`out of scope`, a connector's group
+    /// rule, `active=false in the directory`).
+    pub reason: String,
+    pub held_at: String,
+    /// When an approved offboarding went past the guard.
+    pub carried_out: Option<String>,
+}
+
+/// An application's offboardings the deprovisioning guard holds, because
+/// within its window they crossed its threshold (see
+/// [`crate::engine::guard`]). An application has at most one open hold;
+/// every offboarding of it while the hold is open joins it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeldChange {
     pub id: String,
     pub app_id: String,
-    #[schema(value_type = Object)]
-    pub change: Change,
-    /// Accounts the change would deactivate or delete.
+    /// Only on a hold made by an older scimlink, which held one change
+    /// whole: approving it replays that change (through the guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub change: Option<Change>,
+    /// Offboardings held.
     pub offboarding: u64,
-    /// Accounts the application held active when the change was held.
+    /// Accounts the application held active when the hold was made.
     pub active_accounts: u64,
+    /// The most offboardings the window admitted when the hold was made.
+    pub threshold: u64,
     pub state: HeldState,
     pub held_at: String,
     pub decided_at: Option<String>,
+    /// The offboardings held, in the order they were held.
+    pub objects: Vec<HeldObject>,
+}
+
+/// What the store knows, inside the guard's transaction, about one
+/// offboarding about to be decided (see [`Store::guard_offboarding`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardFacts {
+    /// The application's accounts the ledger holds as active.
+    pub active_accounts: u64,
+    /// Distinct accounts offboarded past the guard within the window and
+    /// since the application's last decision, approved ones left out.
+    /// (Several hosts' clocks are compared: they should agree to well
+    /// within the window.)
+    pub admitted_in_window: u64,
+    /// This account, as the ledger holds it now, was already let through
+    /// within the window: a retry of an offboarding that did not finish.
+    pub already_admitted: bool,
+    /// An approved hold lists this account and it was not carried out yet.
+    pub approved_in: Option<String>,
+    /// The application's open hold.
+    pub open_hold: Option<String>,
+}
+
+/// The guard's decision on one offboarding, which the store records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardStep {
+    /// Send it, counted in the window.
+    Admit,
+    /// Send it: already counted (a retry), nothing recorded.
+    AdmitAgain,
+    /// Send it: an operator approved it; marked carried out, not counted.
+    AdmitApproved,
+    /// Do not send it: listed in the open hold, made now with `threshold`
+    /// when there is none.
+    Hold { threshold: u64 },
+}
+
+/// What [`Store::guard_offboarding`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardRecorded {
+    pub step: GuardStep,
+    /// The hold it joined or made (for [`GuardStep::Hold`]) or that
+    /// approved it (for [`GuardStep::AdmitApproved`]).
+    pub hold: Option<String>,
+    /// The hold was made by this offboarding.
+    pub hold_made: bool,
+    /// The offboarding was not listed in the hold before.
+    pub newly_held: bool,
+    pub facts: GuardFacts,
 }
 
 /// Users and groups written together by an import.
@@ -697,15 +828,29 @@ pub trait Store: Send + Sync + 'static {
     /// one transaction. How many were replayed.
     fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64>;
 
-    // The deprovisioning guard.
-    /// Holds a change for one application; `id`, `state` and `held_at` are
-    /// set by the store.
-    fn hold_change(&self, held: HeldChange) -> StoreResult<HeldChange>;
-    /// Held changes, newest first, of one application or all.
+    // The deprovisioning guard (policy in [`crate::engine::guard`]).
+    /// Decides one offboarding of `object` in `app_id` and records the
+    /// decision, in one transaction (so offboardings decided at once, by
+    /// this host or another, are counted one after the other): reads the
+    /// [`GuardFacts`] — counting within the last `window_seconds` and since
+    /// the application's last decision, and pruning older admissions —
+    /// asks `decide`, and records its step. `entry_state` names the ledger
+    /// entry as the offboarding found it: a retry finds the same.
+    fn guard_offboarding(
+        &self,
+        app_id: &str,
+        object: &HeldObject,
+        entry_state: &str,
+        window_seconds: u64,
+        decide: &dyn Fn(&GuardFacts) -> GuardStep,
+    ) -> StoreResult<GuardRecorded>;
+    /// Holds, newest first, of one application or all, decided included.
     fn held_changes(&self, app_id: Option<&str>) -> StoreResult<Vec<HeldChange>>;
-    /// An operator's decision on a held change. Approval queues the change
-    /// again for its application, past the guard, in the same transaction.
-    /// A change already decided is refused as a conflict.
+    /// An operator's decision on an open hold. Approval queues a
+    /// `guard`/`approved` change for its application naming the held users
+    /// (or, for an older scimlink's hold, the change it held), in the same
+    /// transaction; the guard then lets exactly those offboardings through.
+    /// A hold already decided is refused as a conflict.
     fn decide_held_change(&self, id: &str, approve: bool) -> StoreResult<HeldChange>;
 
     // Audit events.

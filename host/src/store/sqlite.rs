@@ -21,9 +21,10 @@ use serde_json::{Map, Value, json};
 use super::secrets::{Secret, TokenCipher};
 use super::{
     AppRecord, AppState, AppUpdate, AppWrite, Change, ChangeProgress, DeadLetter, Event,
-    EventQuery, GroupKey, GroupRecord, GroupRef, GroupWrite, HeldChange, HeldState, ImportBatch,
-    ImportOutcome, LedgerChange, LedgerEntry, Listing, Member, MemberKind, MemberView, Outcome,
-    Page, Store, StoreError, StoreResult, UserKey, UserRecord, UserWrite,
+    EventQuery, GroupKey, GroupRecord, GroupRef, GroupWrite, GuardFacts, GuardRecorded, GuardStep,
+    HeldChange, HeldObject, HeldState, ImportBatch, ImportOutcome, LedgerChange, LedgerEntry,
+    Listing, Member, MemberKind, MemberView, OffboardAction, Outcome, Page, Store, StoreError,
+    StoreResult, UserKey, UserRecord, UserWrite,
 };
 
 /// The database file's name inside the data folder.
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/0003_account_links_and_change_progress.sql"),
     ),
+    (4, include_str!("migrations/0004_guard_across_changes.sql")),
 ];
 
 const READER_POOL: usize = 4;
@@ -69,7 +71,7 @@ impl std::fmt::Debug for SqliteStore {
 
 const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard";
 const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
 impl SqliteStore {
@@ -218,6 +220,18 @@ pub fn later(after: std::time::Duration) -> String {
         .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
 }
 
+/// `seconds` before now, as [`now`] writes it.
+fn earlier_by(seconds: u64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let back = time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+    time::OffsetDateTime::now_utc()
+        .checked_sub(back)
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| "0000-01-01T00:00:00.000Z".to_string())
+}
+
 fn later_by(seconds: u32) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -310,6 +324,7 @@ fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
         capabilities: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or(Value::Null),
         pacing: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
         state_reason: row.get(13)?,
+        guard: serde_json::from_str(&row.get::<_, String>(14)?).unwrap_or_default(),
     }))
 }
 
@@ -488,12 +503,16 @@ fn clear_dead_letter(
 }
 
 const HELD_COLUMNS: &str =
-    "id, app_id, change, offboarding, active_accounts, state, held_at, decided_at";
+    "id, app_id, change, offboarding, active_accounts, state, held_at, decided_at, threshold";
+const HELD_OBJECT_COLUMNS: &str =
+    "object_kind, object_id, user_name, remote_id, action, reason, held_at, carried_out";
 
+/// A hold without its objects (see [`with_objects`]).
 fn held_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<HeldChange>> {
     let change: String = row.get(2)?;
     let state: String = row.get(5)?;
-    let change = match serde_json::from_str(&change) {
+    // 'null' for a per-application hold; a whole change for an older one.
+    let change = match serde_json::from_str::<Option<Change>>(&change) {
         Ok(change) => change,
         Err(error) => {
             return Ok(Err(StoreError::Backend(format!(
@@ -512,10 +531,41 @@ fn held_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<HeldChange>> {
         change,
         offboarding: row.get(3)?,
         active_accounts: row.get(4)?,
+        threshold: row.get(8)?,
         state,
         held_at: row.get(6)?,
         decided_at: row.get(7)?,
+        objects: Vec::new(),
     }))
+}
+
+fn held_object_from_row(row: &Row<'_>) -> RowResult<HeldObject> {
+    let action: String = row.get(4)?;
+    let Some(action) = OffboardAction::parse(&action) else {
+        return Ok(Err(StoreError::Backend(format!(
+            "a held offboarding has the unknown action {action:?}"
+        ))));
+    };
+    Ok(Ok(HeldObject {
+        object_kind: row.get(0)?,
+        object_id: row.get(1)?,
+        user_name: row.get(2)?,
+        remote_id: row.get(3)?,
+        action,
+        reason: row.get(5)?,
+        held_at: row.get(6)?,
+        carried_out: row.get(7)?,
+    }))
+}
+
+/// The hold with the offboardings it lists.
+fn with_objects(connection: &Connection, mut held: HeldChange) -> StoreResult<HeldChange> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {HELD_OBJECT_COLUMNS} FROM held_offboardings
+         WHERE held_id = ?1 ORDER BY held_at, object_id"
+    ))?;
+    held.objects = collect(&mut statement, [&held.id], held_object_from_row)?;
+    Ok(held)
 }
 
 fn to_json(map: &Map<String, Value>) -> String {
@@ -1226,8 +1276,9 @@ impl Store for SqliteStore {
             let at = now();
             transaction.execute(
                 "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
-                     token_sealed, manage_groups, state, settings, version, created, modified, pacing)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10, ?11)",
+                     token_sealed, manage_groups, state, settings, version, created, modified, pacing,
+                     guard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10, ?11, ?12)",
                 params![
                     id,
                     app.name,
@@ -1239,7 +1290,8 @@ impl Store for SqliteStore {
                     app.manage_groups,
                     settings,
                     at,
-                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into())
+                    serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
+                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             append_change(
@@ -1325,6 +1377,12 @@ impl Store for SqliteStore {
                 app.pacing = pacing;
                 actions.push("updated");
             }
+            if let Some(guard) = update.guard
+                && guard != app.guard
+            {
+                app.guard = guard;
+                actions.push("updated");
+            }
             if let Some(capabilities) = update.capabilities {
                 app.capabilities = capabilities;
                 actions.push("tested");
@@ -1349,7 +1407,7 @@ impl Store for SqliteStore {
             transaction.execute(
                 "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
                      settings = ?6, version = version + 1, modified = ?7, capabilities = ?8,
-                     pacing = ?9, state_reason = ?10
+                     pacing = ?9, state_reason = ?10, guard = ?11
                  WHERE id = ?1",
                 params![
                     app.id,
@@ -1361,7 +1419,8 @@ impl Store for SqliteStore {
                     now(),
                     app.capabilities.to_string(),
                     serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
-                    app.state_reason
+                    app.state_reason,
+                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             for action in actions {
@@ -2049,29 +2108,156 @@ impl Store for SqliteStore {
         })
     }
 
-    fn hold_change(&self, mut held: HeldChange) -> StoreResult<HeldChange> {
-        held.id = new_id();
-        held.state = HeldState::Held;
-        held.held_at = now();
-        held.decided_at = None;
-        let change = serde_json::to_string(&held.change)
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
+    fn guard_offboarding(
+        &self,
+        app_id: &str,
+        object: &HeldObject,
+        entry_state: &str,
+        window_seconds: u64,
+        decide: &dyn Fn(&GuardFacts) -> GuardStep,
+    ) -> StoreResult<GuardRecorded> {
         self.write(|transaction| {
-            transaction.execute(
-                "INSERT INTO held_changes (id, app_id, change, offboarding, active_accounts, state, held_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6)",
-                params![
-                    held.id,
-                    held.app_id,
-                    change,
-                    held.offboarding,
-                    held.active_accounts,
-                    held.held_at
-                ],
-            )?;
-            Ok(())
-        })?;
-        Ok(held)
+            // An operator's decision stopped counting what came before it
+            // (see `decide_held_change`), so an approval does not trip again
+            // on what it let through.
+            let window_start = earlier_by(window_seconds);
+            transaction
+                .prepare_cached("DELETE FROM guard_admissions WHERE app_id = ?1 AND at < ?2")?
+                .execute(params![app_id, window_start])?;
+            let admitted_in_window: u64 = transaction
+                .prepare_cached(
+                    "SELECT COUNT(DISTINCT object_id) FROM guard_admissions
+                     WHERE app_id = ?1 AND at >= ?2 AND counted = 1",
+                )?
+                .query_row(params![app_id, window_start], |row| row.get(0))?;
+            let already_admitted = transaction
+                .prepare_cached(
+                    "SELECT 1 FROM guard_admissions
+                     WHERE app_id = ?1 AND object_id = ?2 AND entry_state = ?3 AND at >= ?4",
+                )?
+                .exists(params![app_id, object.object_id, entry_state, window_start])?;
+            let active_accounts: u64 = transaction
+                .prepare_cached(
+                    // Neither deactivated nor sent `active: false` last.
+                    "SELECT COUNT(*) FROM ledger
+                     WHERE app_id = ?1 AND object_kind = 'user' AND doc_hash != ?2
+                       AND NOT (doc IS NOT NULL AND json_valid(doc)
+                                AND json_extract(doc, '$.active') IS 0)",
+                )?
+                .query_row(
+                    params![app_id, crate::engine::provision::DEACTIVATED],
+                    |row| row.get(0),
+                )?;
+            // An approval lets the offboardings it lists through once, for
+            // a window after the decision.
+            let approved_in: Option<String> = transaction
+                .prepare_cached(
+                    "SELECT h.id FROM held_changes h
+                     JOIN held_offboardings o ON o.held_id = h.id
+                     WHERE h.app_id = ?1 AND h.state = 'approved' AND h.decided_at > ?2
+                       AND o.object_kind = ?3 AND o.object_id = ?4 AND o.carried_out IS NULL
+                     ORDER BY h.decided_at DESC LIMIT 1",
+                )?
+                .query_row(
+                    params![app_id, window_start, object.object_kind, object.object_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let open_hold: Option<String> = transaction
+                .prepare_cached(
+                    "SELECT id FROM held_changes WHERE app_id = ?1 AND state = 'held'
+                     ORDER BY held_at DESC LIMIT 1",
+                )?
+                .query_row([app_id], |row| row.get(0))
+                .optional()?;
+            let facts = GuardFacts {
+                active_accounts,
+                admitted_in_window,
+                already_admitted,
+                approved_in,
+                open_hold,
+            };
+            let step = decide(&facts);
+            let at = now();
+            let mut recorded = GuardRecorded {
+                step,
+                hold: None,
+                hold_made: false,
+                newly_held: false,
+                facts: facts.clone(),
+            };
+            match step {
+                GuardStep::AdmitAgain => {}
+                GuardStep::Admit | GuardStep::AdmitApproved => {
+                    let approved = step == GuardStep::AdmitApproved;
+                    transaction
+                        .prepare_cached(
+                            "INSERT INTO guard_admissions
+                                 (app_id, object_id, entry_state, kind, counted, at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            app_id,
+                            object.object_id,
+                            entry_state,
+                            object.action.as_str(),
+                            !approved,
+                            at
+                        ])?;
+                    if approved && let Some(held_id) = &facts.approved_in {
+                        transaction
+                            .prepare_cached(
+                                "UPDATE held_offboardings SET carried_out = ?4
+                                 WHERE held_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+                            )?
+                            .execute(params![held_id, object.object_kind, object.object_id, at])?;
+                        recorded.hold = Some(held_id.clone());
+                    }
+                }
+                GuardStep::Hold { threshold } => {
+                    let held_id = match &facts.open_hold {
+                        Some(held_id) => held_id.clone(),
+                        None => {
+                            let held_id = new_id();
+                            transaction.execute(
+                                "INSERT INTO held_changes (id, app_id, change, offboarding,
+                                     active_accounts, state, held_at, threshold)
+                                 VALUES (?1, ?2, 'null', 0, ?3, 'held', ?4, ?5)",
+                                params![held_id, app_id, active_accounts, at, threshold],
+                            )?;
+                            recorded.hold_made = true;
+                            held_id
+                        }
+                    };
+                    let listed = transaction
+                        .prepare_cached(
+                            "INSERT INTO held_offboardings (held_id, object_kind, object_id,
+                                 user_name, remote_id, action, reason, held_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                             ON CONFLICT (held_id, object_kind, object_id) DO NOTHING",
+                        )?
+                        .execute(params![
+                            held_id,
+                            object.object_kind,
+                            object.object_id,
+                            object.user_name,
+                            object.remote_id,
+                            object.action.as_str(),
+                            object.reason,
+                            at
+                        ])?;
+                    recorded.newly_held = listed > 0;
+                    transaction.execute(
+                        "UPDATE held_changes SET offboarding =
+                             (SELECT COUNT(*) FROM held_offboardings WHERE held_id = ?1)
+                         WHERE id = ?1",
+                        [&held_id],
+                    )?;
+                    recorded.hold = Some(held_id);
+                }
+            }
+            Ok(recorded)
+        })
     }
 
     fn held_changes(&self, app_id: Option<&str>) -> StoreResult<Vec<HeldChange>> {
@@ -2083,7 +2269,9 @@ impl Store for SqliteStore {
             let held = statement
                 .query_map([app_id], held_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            held.into_iter().collect()
+            held.into_iter()
+                .map(|held| with_objects(connection, held?))
+                .collect()
         })
     }
 
@@ -2096,6 +2284,7 @@ impl Store for SqliteStore {
                 .query_row([id], held_from_row)
                 .optional()?
                 .ok_or_else(|| not_found("held change", id))??;
+            let held = with_objects(transaction, held)?;
             if held.state != HeldState::Held {
                 return Err(StoreError::Conflict {
                     entity: "held change",
@@ -2113,13 +2302,24 @@ impl Store for SqliteStore {
                 "UPDATE held_changes SET state = ?2, decided_at = ?3 WHERE id = ?1",
                 params![id, state.as_str(), at],
             )?;
+            // The application's count starts again from the decision.
+            transaction.execute(
+                "UPDATE guard_admissions SET counted = 0 WHERE app_id = ?1",
+                [&held.app_id],
+            )?;
             if approve {
+                let users: Vec<&str> = held
+                    .objects
+                    .iter()
+                    .filter(|object| object.object_kind == "user")
+                    .map(|object| object.object_id.as_str())
+                    .collect();
                 append_change(
                     transaction,
                     "guard",
                     &held.app_id,
                     "approved",
-                    json!({ "held": held.id, "change": held.change }),
+                    json!({ "held": held.id, "users": users, "change": held.change }),
                 )?;
             }
             Ok(HeldChange {

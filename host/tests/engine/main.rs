@@ -75,6 +75,7 @@ async fn a_rule_does_not_offboard_a_user_who_came_back_while_it_waited() {
             manage_groups: false,
             settings: vec![],
             pacing: Default::default(),
+            guard: Default::default(),
         })
         .unwrap();
     store.bind(&app.id, &sales.id).unwrap();

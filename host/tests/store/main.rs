@@ -63,6 +63,7 @@ fn app(store: &SqliteStore, name: &str) -> String {
             manage_groups: true,
             settings: vec![],
             pacing: Default::default(),
+            guard: Default::default(),
         })
         .unwrap()
         .id
