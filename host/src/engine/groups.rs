@@ -518,7 +518,7 @@ async fn patch_group(
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
 ) -> Result<bool, SyncError> {
-    let path = group_path(&remote_id);
+    let path = group_path(remote_id);
     let mut sent = false;
     if let Some((operations, names)) = changed_attributes(&pushed.resource, resource) {
         let rule = rename_rule(&pushed.resource, resource);
@@ -632,7 +632,7 @@ async fn put_group(
     pushed: &mut PushedGroup,
     desired: &BTreeSet<String>,
 ) -> Result<bool, SyncError> {
-    let path = group_path(&remote_id);
+    let path = group_path(remote_id);
     let current = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => listed_members(&answer.body),
         Err(error) => {
