@@ -11,7 +11,7 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
-echo "==> the SCIM test peers (scim2-server, scim2-tester)"
+echo "==> the test peers (scim2-server, scim2-tester, schemathesis)"
 export SCIMLINK_PYTHON_ENV="${SCIMLINK_PYTHON_ENV:-/var/tmp/scimlink-py}"
 if [[ ! -x "$SCIMLINK_PYTHON_ENV/bin/python" ]]; then
   python3 -m venv "$SCIMLINK_PYTHON_ENV"

@@ -77,7 +77,7 @@ impl Modify for BearerAuth {
 
 /// The admin routes and their OpenAPI document.
 fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
             directory::routes()
@@ -86,7 +86,59 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
                 .merge(safety::routes())
                 .merge(status::routes()),
         )
-        .split_for_parts()
+        .split_for_parts();
+    (routes, document_common_answers(document))
+}
+
+/// Documents, on every operation, the answers any of them can give before
+/// its handler runs: 401 without the admin token, 400 for a query, path or
+/// body that cannot be read, 422 for a value that is not allowed, and 413
+/// for a body over the limit. Done once here, so that no operation can
+/// forget them and the document says what the server does.
+fn document_common_answers(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let answer = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    let common = [
+        ("400", "the query, path or body cannot be read"),
+        ("401", "no admin token, or not the admin token"),
+        ("422", "a value is not allowed; `error.field` names it"),
+    ];
+    for item in document.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let with_body = operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            for (status, description) in common {
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| answer(description).into());
+            }
+            if with_body {
+                responses
+                    .entry("413".to_string())
+                    .or_insert_with(|| answer("the body is larger than the limit").into());
+            }
+        }
+    }
+    document
 }
 
 /// The OpenAPI document of the admin API.
