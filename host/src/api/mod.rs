@@ -87,7 +87,66 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
                 .merge(status::routes()),
         )
         .split_for_parts();
-    (routes, document_common_answers(document))
+    (
+        routes,
+        open_flattened_schemas(document_common_answers(document)),
+    )
+}
+
+/// A view that flattens a strict input type (`UserView` holds
+/// `UserFields`) is generated as `allOf` with a reference to that type,
+/// whose `additionalProperties: false` would then forbid the view's own
+/// fields: every object the API returns would break its schema. Wherever
+/// such a reference stands in an `allOf` (in a component, or in a generic
+/// page inlined into one), it is replaced by a copy of the type that is
+/// open to more properties; the type keeps its strictness as a request.
+fn open_flattened_schemas(document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::Value;
+    let Ok(mut json) = serde_json::to_value(&document) else {
+        return document;
+    };
+    let strict: std::collections::BTreeMap<String, Value> = json
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, schema)| schema.get("additionalProperties") == Some(&Value::Bool(false)))
+        .map(|(name, schema)| {
+            let mut open = schema.clone();
+            if let Some(object) = open.as_object_mut() {
+                object.remove("additionalProperties");
+            }
+            (format!("#/components/schemas/{name}"), open)
+        })
+        .collect();
+    fn open_all_of(value: &mut Value, strict: &std::collections::BTreeMap<String, Value>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::Array(items)) = object.get_mut("allOf") {
+                    for item in items.iter_mut() {
+                        let open = item
+                            .get("$ref")
+                            .and_then(Value::as_str)
+                            .and_then(|location| strict.get(location));
+                        if let Some(open) = open {
+                            *item = open.clone();
+                        }
+                    }
+                }
+                for child in object.values_mut() {
+                    open_all_of(child, strict);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    open_all_of(item, strict);
+                }
+            }
+            _ => {}
+        }
+    }
+    open_all_of(&mut json, &strict);
+    serde_json::from_value(json).unwrap_or(document)
 }
 
 /// Documents, on every operation, the answers any of them can give before
