@@ -25,7 +25,7 @@ done
 
 if [[ "${1:-}" == "--fixtures" ]]; then
   mkdir -p dist/test-plugins
-  fixtures=(minimal hostile contract-v0-1 missing-export incompatible-major deleting wrong)
+  fixtures=(minimal hostile contract-v0-1 missing-export incompatible-major deleting wrong aliasing)
   build $(printf -- '-p fixture-%s ' "${fixtures[@]}")
   for name in "${fixtures[@]}"; do
     cp "$out/fixture_${name//-/_}.wasm" "dist/test-plugins/$name.wasm"
@@ -37,4 +37,8 @@ if [[ "${1:-}" == "--fixtures" ]]; then
   done
   FIXTURE_VERSION=4.0.0 FIXTURE_BROKEN=1 build -p fixture-versioned
   cp "$out/fixture_versioned.wasm" "dist/test-plugins/versioned-broken.wasm"
+  # The aliasing connector that attacks the host from `describe`, while it
+  # is being loaded.
+  FIXTURE_ALIAS_DESCRIBE=1 build -p fixture-aliasing
+  cp "$out/fixture_aliasing.wasm" "dist/test-plugins/aliasing-describe.wasm"
 fi

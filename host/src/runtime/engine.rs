@@ -4,6 +4,10 @@
 //! Invariants:
 //! - one [`Runtime`] per process (or per sandbox): its engine, linker and
 //!   pooling allocator are shared by every plugin and every version;
+//! - the pool refuses a component that holds more than
+//!   [`ComponentLimits`] (when it is compiled, so it never loads), and holds
+//!   `max_instances` components at those limits: a connector cannot take
+//!   more than its share of memories, tables or core instances;
 //! - the epoch advances every [`EPOCH_TICK`] on a dedicated OS thread, not
 //!   on an async runtime, so a looping guest cannot starve its own deadline;
 //!   the thread stops when the runtime is dropped;
@@ -21,7 +25,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::contract::{since_v0_1_0, since_v0_2_0};
-use super::limits::{PluginLimits, PluginState};
+use super::limits::{ComponentLimits, PluginLimits, PluginState};
 
 /// How often the epoch advances; a call's deadline is rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -35,6 +39,8 @@ pub struct RuntimeConfig {
     pub memory_ceiling: usize,
     /// Component instances the pool holds across all plugins and versions.
     pub max_instances: u32,
+    /// What one component may hold (memories, tables, core instances).
+    pub component_limits: ComponentLimits,
     /// Count WebAssembly instructions (fuel) per call, for cost receipts.
     /// Costs some speed; the sandbox turns it on, a production host off.
     pub metering: bool,
@@ -46,6 +52,7 @@ impl Default for RuntimeConfig {
             default_limits: PluginLimits::default(),
             memory_ceiling: 1 << 30,
             max_instances: 512,
+            component_limits: ComponentLimits::default(),
             metering: false,
         }
     }
@@ -71,13 +78,18 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let each = config.component_limits;
         let mut pool = PoolingAllocationConfig::default();
-        // A connector component holds a handful of core instances, tables
-        // and one memory; leave headroom for several per component.
+        // Every component is held to `each`, so `max_instances` of them fit
+        // whatever they hold: no connector can exhaust the slots the others
+        // need. (The store limits say the same per store: `limits.rs`.)
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_tables(config.max_instances * 8)
-            .total_memories(config.max_instances * 2)
+            .max_memories_per_component(each.memories)
+            .max_tables_per_component(each.tables)
+            .max_core_instances_per_component(each.core_instances)
+            .total_memories(config.max_instances.saturating_mul(each.memories))
+            .total_tables(config.max_instances.saturating_mul(each.tables))
+            .total_core_instances(config.max_instances.saturating_mul(each.core_instances))
             .max_memory_size(config.memory_ceiling);
 
         let mut wasm = Config::new();

@@ -4,6 +4,12 @@
 //! - a store's linear memory never grows past [`PluginLimits::memory_bytes`]:
 //!   a grow past it traps (`trap_on_grow_failure`), it does not return -1 to
 //!   a guest that might ignore it;
+//! - a store holds one connector component, and that component at most
+//!   [`ComponentLimits`]: one linear memory, a few tables and core
+//!   instances. The store refuses to instantiate past them, and the pooling
+//!   allocator (`engine.rs`) refuses to compile a component that declares
+//!   more, so the memory cap is the whole of a connector's memory, and
+//!   `max_instances` connectors always fit in the pool;
 //! - every call runs under an epoch deadline of [`PluginLimits::call_deadline`]
 //!   (see `engine.rs` for the ticker), so a looping guest traps;
 //! - the WASI context grants nothing: no preopened directories, no
@@ -47,6 +53,47 @@ impl Default for PluginLimits {
     }
 }
 
+/// What one connector component may hold, in the store it runs in and in
+/// the pool every connector shares. A connector built from one Rust crate
+/// (`wasm32-wasip2`, every bundled one) holds one memory, two tables and
+/// three core instances (the program, the WASI adapter, a glue module); the
+/// defaults leave room for other toolchains, not for a second memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentLimits {
+    /// Linear memories: each may grow to the memory cap, so more than one
+    /// would multiply it.
+    pub memories: u32,
+    /// Tables.
+    pub tables: u32,
+    /// Core module instances (each takes a slot of the shared pool).
+    pub core_instances: u32,
+}
+
+impl Default for ComponentLimits {
+    fn default() -> Self {
+        ComponentLimits {
+            memories: 1,
+            tables: 4,
+            core_instances: 8,
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let memories = if self.memories == 1 {
+            "memory"
+        } else {
+            "memories"
+        };
+        write!(
+            f,
+            "at most {} linear {memories}, {} tables and {} core instances per connector",
+            self.memories, self.tables, self.core_instances
+        )
+    }
+}
+
 mod millis {
     use std::time::Duration;
 
@@ -73,7 +120,12 @@ pub struct PluginState {
 impl PluginState {
     /// A store's state; what the guest writes to standard error goes to
     /// `stderr` (bounded), to explain a trap.
-    pub fn new(plugin: &str, limits: &PluginLimits, stderr: MemoryOutputPipe) -> Self {
+    pub fn new(
+        plugin: &str,
+        limits: &PluginLimits,
+        component: &ComponentLimits,
+        stderr: MemoryOutputPipe,
+    ) -> Self {
         // A connector holds no secret, so it needs no entropy, and a fixed
         // seed keeps its output (std's hash maps included) the same on
         // every run: what a plan shows is what the engine sends.
@@ -88,7 +140,7 @@ impl PluginState {
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryGuard::new(limits.memory_bytes),
+            memory: MemoryGuard::new(limits.memory_bytes, component),
             plugin: plugin.to_owned(),
         }
     }
@@ -134,7 +186,8 @@ impl HostMonotonicClock for StoppedClock {
     }
 }
 
-/// Enforces the memory cap and remembers the high-water mark.
+/// Enforces the memory cap and the component limits, and remembers the
+/// memory high-water mark.
 pub struct MemoryGuard {
     limits: StoreLimits,
     cap: usize,
@@ -143,10 +196,15 @@ pub struct MemoryGuard {
 }
 
 impl MemoryGuard {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, component: &ComponentLimits) -> Self {
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         MemoryGuard {
             limits: StoreLimitsBuilder::new()
                 .memory_size(cap)
+                // A store holds one component: its limits are the store's.
+                .memories(count(component.memories))
+                .tables(count(component.tables))
+                .instances(count(component.core_instances))
                 .trap_on_grow_failure(true)
                 .build(),
             cap,
@@ -194,5 +252,17 @@ impl ResourceLimiter for MemoryGuard {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! A version is accepted only when every step passes, in this order:
 //! 1. the bytes are a WebAssembly component (not a core module, not junk);
-//! 2. it compiles (or is found in the precompile cache);
+//! 2. it compiles (or is found in the precompile cache) and holds no more
+//!    linear memories, tables and core instances than a connector may
+//!    (`ComponentLimits`);
 //! 3. its connector export names a contract version the host accepts;
 //! 4. its imports type-check against the host's linker and its exports
 //!    against that contract version's bindings;
@@ -140,7 +142,7 @@ impl Loader {
                 .map(|c| (c, CompileSource::Compiled))
                 .map_err(|e| format!("it does not compile: {e:#}")),
         }
-        .map_err(fail)?;
+        .map_err(|reason| fail(self.explain_compile_error(reason)))?;
 
         let component_type = component.component_type();
         let exports: Vec<&str> = component_type
@@ -181,6 +183,25 @@ impl Loader {
                 elapsed: started.elapsed(),
             },
         ))
+    }
+}
+
+impl Loader {
+    /// A compile error, said as a refusal when the component holds more
+    /// than a connector may: the pool checks the component limits when it
+    /// compiles (`engine.rs`), and says so in words of its own.
+    fn explain_compile_error(&self, reason: String) -> String {
+        const OVER_POOL_LIMITS: &str = "in the pooling allocator";
+        if !reason.contains(OVER_POOL_LIMITS) {
+            return reason;
+        }
+        let detail = reason
+            .strip_prefix("it does not compile: ")
+            .unwrap_or(&reason);
+        format!(
+            "it holds more than a connector may ({}): {detail}",
+            self.runtime.config().component_limits
+        )
     }
 }
 

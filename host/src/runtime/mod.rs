@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `contract.rs` | the WIT contract's bindings, one module per supported version |
 //! | `engine.rs` | the wasmtime engine, pooling allocator, linker, epoch ticker |
-//! | `limits.rs` | memory cap, CPU deadline, output cap; the capability-free WASI context |
+//! | `limits.rs` | memory cap, component limits, CPU deadline, output cap; the capability-free WASI context |
 //! | `plugin.rs` | one loaded version: warm instances, calls, cost receipts |
 //! | `validate.rs` | checks of every output, and the smoke-call fixtures |
 //! | `cache.rs` | the precompile cache |
@@ -36,7 +36,7 @@ use std::borrow::Cow;
 pub use contract::{CURRENT as CURRENT_CONTRACT, ContractVersion};
 pub use engine::{Runtime, RuntimeConfig};
 pub use events::{EventSink, RuntimeEvent};
-pub use limits::PluginLimits;
+pub use limits::{ComponentLimits, PluginLimits};
 pub use loader::{LoadError, LoadReport, Loader};
 pub use plugin::{
     CallReceipt, Called, LoadedPlugin, PluginError, PluginErrorKind, PluginIdentity, ReceiptTap,

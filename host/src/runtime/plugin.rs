@@ -9,6 +9,13 @@
 //!   one that served [`RETIRE_AFTER_CALLS`] calls (bounding slow leaks);
 //! - every call runs under the plugin's epoch deadline and memory cap, and
 //!   its output is checked (`validate.rs`) before it is returned;
+//! - the host copies at most a call's budget out of the guest (see
+//!   [`Budget`]): wasmtime counts every string's and list's length against
+//!   the store's hostcall fuel *before* copying it, so a result whose
+//!   strings all point at one buffer is refused after the first copies that
+//!   pass the budget, not after the host allocated each of them. The
+//!   budget follows the output cap, so what a connector may make the host
+//!   hold is what it may legitimately return;
 //! - a failure is a [`PluginError`] for the caller, never a panic of the
 //!   host.
 
@@ -39,6 +46,48 @@ pub const RETIRE_AFTER_CALLS: u64 = 10_000;
 /// instance that wrote half of it is replaced, so the pipe never fills (a
 /// full pipe would make the guest's next write fail).
 const STDERR_CAPTURE_BYTES: usize = 64 << 10;
+
+/// Room, beyond the output cap, for the host's own form of a result: list
+/// entries and the small fields around the documents.
+const LIFT_ALLOWANCE: usize = 64 << 10;
+
+/// Most bytes the decision about one member may take: the member's id
+/// echoed back (ids are short) and an action.
+const MEMBER_DECISION_BYTES: usize = 1 << 10;
+
+/// How wasmtime words a transfer that ran out of hostcall fuel (the error
+/// type is private). The tests of the hostile fixtures pin it.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// How many bytes the host may copy out of the guest in one call (and, as
+/// wasmtime applies the same fuel to them, in one call of the guest to the
+/// host): the output cap for each document or decision the call may
+/// legitimately return, plus [`LIFT_ALLOWANCE`].
+#[derive(Debug, Clone, Copy)]
+struct Budget(usize);
+
+impl Budget {
+    /// A call that returns one document (or a manifest, a user, filters).
+    fn single(limits: &PluginLimits) -> Self {
+        Budget::documents(limits, 1)
+    }
+
+    /// A call that returns one document per input.
+    fn documents(limits: &PluginLimits, count: usize) -> Self {
+        Budget(
+            limits
+                .output_bytes
+                .saturating_mul(count.max(1))
+                .saturating_add(LIFT_ALLOWANCE),
+        )
+    }
+
+    /// A group decision: one small entry per member asked about.
+    fn decision(limits: &PluginLimits, members: usize) -> Self {
+        let budget = Budget::single(limits).0;
+        Budget(budget.saturating_add(members.saturating_mul(MEMBER_DECISION_BYTES)))
+    }
+}
 
 /// Who a loaded plugin is.
 #[derive(Debug, Clone, Serialize)]
@@ -238,12 +287,14 @@ impl LoadedPlugin {
             max_warm,
             retired: AtomicBool::new(false),
         };
+        let budget = Budget::single(&pool.limits);
         let manifest = pool
             .call(
                 "describe",
+                budget,
                 |exports, store| dispatch!(exports, connector => connector.call_describe(store)),
             )
-            .map_err(|kind| kind.to_string())?
+            .map_err(|kind| format!("describe: {kind}"))?
             .value;
         pool.rename(&manifest.name);
         let own_limits = limits_for(&manifest.name);
@@ -333,11 +384,16 @@ impl LoadedPlugin {
     fn call<T>(
         &self,
         call: &'static str,
+        budget: Budget,
         body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginError> {
         self.pool
-            .call(call, body)
+            .call(call, budget, body)
             .map_err(|kind| self.error(call, kind))
+    }
+
+    fn single(&self) -> Budget {
+        Budget::single(&self.pool.limits)
     }
 
     /// A failed call's error, reported as an event when the plugin is at
@@ -364,7 +420,7 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-user", |exports, store| {
+        let called = self.call("map-user", self.single(), |exports, store| {
             dispatch!(exports, connector => connector.call_map_user(store, user, settings))
         })?;
         self.document(called, "map-user", ResourceKind::User)
@@ -381,7 +437,8 @@ impl LoadedPlugin {
             .pool
             .runtime
             .deadline_ticks(self.pool.limits.call_deadline);
-        let called = self.call("map-users", |exports, store| match exports {
+        let budget = Budget::documents(&self.pool.limits, users.len());
+        let called = self.call("map-users", budget, |exports, store| match exports {
             Exports::V0_2(p) => {
                 p.scimlink_connector_connector()
                     .call_map_users(&mut *store, users, settings)
@@ -435,7 +492,7 @@ impl LoadedPlugin {
         group: &DirectoryGroup,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-group", |exports, store| {
+        let called = self.call("map-group", self.single(), |exports, store| {
             dispatch!(exports, connector => connector.call_map_group(store, group, settings))
         })?;
         self.document(called, "map-group", ResourceKind::Group)
@@ -447,7 +504,7 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<Vec<String>>, PluginError> {
-        let called = self.call("lookup-filters", |exports, store| {
+        let called = self.call("lookup-filters", self.single(), |exports, store| {
             dispatch!(exports, connector => connector.call_lookup_filters(store, user, settings))
         })?;
         validate::lookup_filters(&called.value)
@@ -461,7 +518,8 @@ impl LoadedPlugin {
         facts: &GroupEventFacts,
         settings: &[Setting],
     ) -> Result<Called<GroupDecision>, PluginError> {
-        let called = self.call("on-group-event", |exports, store| {
+        let budget = Budget::decision(&self.pool.limits, facts.members.len());
+        let called = self.call("on-group-event", budget, |exports, store| {
             dispatch!(exports, connector => connector.call_on_group_event(store, facts, settings))
         })?;
         validate::group_decision(facts, &called.value)
@@ -475,7 +533,7 @@ impl LoadedPlugin {
         scim_user: &str,
         settings: &[Setting],
     ) -> Result<Called<DirectoryUser>, PluginError> {
-        let called = self.call("read-user", |exports, store| {
+        let called = self.call("read-user", self.single(), |exports, store| {
             dispatch!(exports, connector => connector.call_read_user(store, scim_user, settings))
         })?;
         let Called { value, receipt } = called;
@@ -518,9 +576,11 @@ impl InstancePool {
     fn call<T>(
         &self,
         call: &'static str,
+        budget: Budget,
         body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginErrorKind> {
         let mut instance = self.checkout()?;
+        instance.store.set_hostcall_fuel(budget.0);
         // What the guest wrote before this call does not explain its trap.
         let stderr_before = instance.stderr.contents().len();
         let metering = self.runtime.config().metering;
@@ -547,7 +607,7 @@ impl InstancePool {
                 self.checkin(instance);
                 Ok(Called { value, receipt })
             }
-            Err(error) => Err(self.classify(&error, &instance, stderr_before)),
+            Err(error) => Err(self.classify(&error, &instance, stderr_before, budget)),
         }
     }
 
@@ -556,12 +616,19 @@ impl InstancePool {
         error: &wasmtime::Error,
         instance: &WarmInstance,
         stderr_before: usize,
+        budget: Budget,
     ) -> PluginErrorKind {
         if instance.store.data().memory().hit_cap() {
             return PluginErrorKind::MemoryCap(self.limits.memory_bytes);
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return PluginErrorKind::Timeout(self.limits.call_deadline);
+        }
+        if error
+            .chain()
+            .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+        {
+            return OutputError::OverBudget { budget: budget.0 }.into();
         }
         let mut reason = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
@@ -616,7 +683,12 @@ impl InstancePool {
 
     fn instantiate(&self) -> wasmtime::Result<WarmInstance> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-        let state = PluginState::new(&self.log_name, &self.limits, stderr.clone());
+        let state = PluginState::new(
+            &self.log_name,
+            &self.limits,
+            &self.runtime.config().component_limits,
+            stderr.clone(),
+        );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| state.limiter());
         store.epoch_deadline_trap();

@@ -52,6 +52,11 @@ impl ResourceKind {
 pub enum OutputError {
     #[error("{size} bytes of output, over the cap of {cap} bytes")]
     TooLarge { size: usize, cap: usize },
+    #[error(
+        "more than {budget} bytes of output (the output cap and its allowance), \
+         refused before it was copied"
+    )]
+    OverBudget { budget: usize },
     #[error("not JSON: {0}")]
     NotJson(String),
     #[error("not a SCIM resource: {0}")]

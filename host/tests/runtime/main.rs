@@ -7,4 +7,8 @@ mod cache;
 mod compatibility;
 mod hostile;
 mod hot_reload;
+mod limits;
 mod support;
+
+#[global_allocator]
+static ALLOCATOR: support::CountingAllocator = support::CountingAllocator;
