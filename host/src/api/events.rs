@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,7 +31,9 @@ pub struct EventFilter {
 
 /// The audit trail, newest first.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventFilter, PageParams),
-    responses((status = 200, body = PageOf<Event>), (status = 422, body = ApiErrorBody)))]
+    responses((status = 200, body = PageOf<Event>),
+        (status = 400, description = "`since` is neither a time nor a span", body = ApiErrorBody),
+        (status = 422, body = ApiErrorBody)))]
 async fn list_events(
     State(state): State<ApiState>,
     Query(filter): Query<EventFilter>,
@@ -48,10 +51,16 @@ async fn list_events(
         None => None,
         Some(text) => Some(
             parse_since(text, time::OffsetDateTime::now_utc()).ok_or_else(|| {
-                ApiError::invalid(
-                    "since",
-                    format!("{text:?} is neither an RFC 3339 time nor a span like 12h"),
-                )
+                let mut error = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!(
+                        "since {text:?} is neither an RFC 3339 time nor a number followed by \
+                         s, m, h or d (like 12h)"
+                    ),
+                );
+                error.detail.field = Some("since".into());
+                error
             })?,
         ),
     };
@@ -93,7 +102,9 @@ pub fn parse_since(text: &str, now: time::OffsetDateTime) -> Option<String> {
     {
         Ok(at) => at,
         Err(_) => {
-            let split = text.len().checked_sub(1)?;
+            // The unit is the last character, which need not be one byte:
+            // splitting at `len - 1` would cut `é` in half and panic.
+            let (split, _) = text.char_indices().last()?;
             let (number, unit) = text.split_at(split);
             let number: i64 = number.parse().ok().filter(|n| *n >= 0)?;
             let seconds = match unit {
@@ -131,7 +142,18 @@ mod tests {
             parse_since("2026-11-23T13:30:00+02:00", now).as_deref(),
             Some("2026-11-23T11:30:00.000Z")
         );
-        for bad in ["", "h", "-2h", "2w", "yesterday", "99999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "-2h",
+            "2w",
+            "yesterday",
+            "99999999999999999d",
+            "5é",
+            "é",
+            "5\u{1F600}",
+            "1\u{0301}",
+        ] {
             assert_eq!(parse_since(bad, now), None, "{bad}");
         }
     }
