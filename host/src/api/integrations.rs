@@ -1080,11 +1080,24 @@ pub struct RollbackView {
 /// The host swaps it in within moments; a second rollback undoes the first.
 #[utoipa::path(post, path = "/plugins/{name}/rollback", tag = "connectors",
     params(("name" = String, Path, description = "the connector's manifest name")),
-    responses((status = 200, body = RollbackView), (status = 409, description = "nothing to roll back to", body = ApiErrorBody)))]
+    responses((status = 200, body = RollbackView),
+        (status = 400, description = "the name is not a connector name", body = ApiErrorBody),
+        (status = 409, description = "nothing to roll back to", body = ApiErrorBody)))]
 async fn rollback_plugin(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Json<RollbackView>, ApiError> {
+    // The name becomes file paths: refuse anything but a connector name
+    // (axum has already percent-decoded `..%2F`).
+    if !crate::runtime::history::valid_name(&name) {
+        let mut error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{name:?} is not a connector name: 1 to 64 characters of a-z, 0-9 and -"),
+        );
+        error.detail.field = Some("name".into());
+        return Err(error);
+    }
     let (Some(registry), Some(history)) = (state.plugins.clone(), state.plugin_history.clone())
     else {
         return Err(ApiError::new(

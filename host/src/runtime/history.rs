@@ -15,7 +15,11 @@
 //! - consecutive lines never repeat a sha256: the log is the order in which
 //!   distinct versions took over;
 //! - the history is a convenience: failing to write it is logged, never
-//!   stops a version from serving.
+//!   stops a version from serving;
+//! - a name becomes a path only when it is `[a-z0-9-]{1,64}` and a sha256
+//!   only when it is 64 lowercase hex digits, whoever supplied it (an API
+//!   request, a command line, a line of `served.log`): neither can then
+//!   hold a separator or `..`, so no path built here leaves its folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,9 +31,30 @@ pub struct Served {
     pub version: String,
 }
 
+/// Whether `name` may name a connector in the history: 1 to 64 of
+/// `a-z`, `0-9` and `-` (what a manifest name may be, and nothing that can
+/// leave a folder).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Whether `sha256` is a sha256 as this history writes it: 64 lowercase hex
+/// digits.
+pub fn valid_sha256(sha256: &str) -> bool {
+    sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Why a rollback target could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    #[error("{0:?} is not a connector name: 1 to 64 characters of a-z, 0-9 and -")]
+    BadName(String),
     #[error("no serving history for connector `{name}` in {folder}")]
     NoHistory { name: String, folder: String },
     #[error("connector `{0}` has served only one version: there is nothing to roll back to")]
@@ -51,13 +76,24 @@ impl History {
         }
     }
 
-    fn log_path(&self, name: &str) -> PathBuf {
-        self.folder.join(name).join("served.log")
+    /// `name`'s folder, once `name` is known to stay inside the history.
+    fn folder_of(&self, name: &str) -> Result<PathBuf, HistoryError> {
+        if valid_name(name) {
+            Ok(self.folder.join(name))
+        } else {
+            Err(HistoryError::BadName(name.to_owned()))
+        }
     }
 
-    /// The stored bytes of a version.
-    pub fn component_path(&self, name: &str, sha256: &str) -> PathBuf {
-        self.folder.join(name).join(format!("{sha256}.wasm"))
+    fn log_path(&self, name: &str) -> Result<PathBuf, HistoryError> {
+        Ok(self.folder_of(name)?.join("served.log"))
+    }
+
+    /// The stored bytes of a version; `None` when the name or the sha256
+    /// is not one this history could have written.
+    pub fn component_path(&self, name: &str, sha256: &str) -> Option<PathBuf> {
+        let folder = self.folder_of(name).ok()?;
+        valid_sha256(sha256).then(|| folder.join(format!("{sha256}.wasm")))
     }
 
     /// Records that version `version` (sha256 `sha256`) now serves as
@@ -69,9 +105,14 @@ impl History {
         sha256: &str,
         bytes: Option<&[u8]>,
     ) -> std::io::Result<()> {
-        let folder = self.folder.join(name);
+        let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+        let folder = self
+            .folder_of(name)
+            .map_err(|error| invalid(error.to_string()))?;
+        let component = self
+            .component_path(name, sha256)
+            .ok_or_else(|| invalid(format!("{sha256:?} is not a sha256")))?;
         std::fs::create_dir_all(&folder)?;
-        let component = self.component_path(name, sha256);
         if let Some(bytes) = bytes.filter(|_| !component.exists()) {
             let mut temporary = tempfile::NamedTempFile::new_in(&folder)?;
             temporary.write_all(bytes)?;
@@ -88,13 +129,13 @@ impl History {
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path(name))?;
+            .open(folder.join("served.log"))?;
         writeln!(log, "{sha256} {version}")
     }
 
     /// The versions that served as `name`, oldest first.
     pub fn served(&self, name: &str) -> Result<Vec<Served>, HistoryError> {
-        let path = self.log_path(name);
+        let path = self.log_path(name)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -114,6 +155,16 @@ impl History {
             .lines()
             .filter_map(|line| {
                 let (sha256, version) = line.split_once(' ')?;
+                if !valid_sha256(sha256) {
+                    // Only this history writes the log; a line it could not
+                    // have written is never trusted with a path.
+                    tracing::warn!(
+                        "skipping a line of {} that does not start with a sha256: {:?}",
+                        path.display(),
+                        line.chars().take(100).collect::<String>()
+                    );
+                    return None;
+                }
                 Some(Served {
                     sha256: sha256.to_owned(),
                     version: version.to_owned(),
@@ -148,7 +199,10 @@ impl History {
         let (current, previous) = self.rollback_target(name)?;
         let target = file_holding(plugins, &current.sha256)
             .unwrap_or_else(|| plugins.join(format!("{name}.wasm")));
-        let source = self.component_path(name, &previous.sha256);
+        // `served` let only valid names and sha256s through.
+        let source = self
+            .component_path(name, &previous.sha256)
+            .ok_or_else(|| HistoryError::BadName(name.to_owned()))?;
         // Copy beside, then rename: the host never reads half a file.
         let temporary = plugins.join(format!(".{name}.rollback"));
         if let Err(error) =
@@ -211,32 +265,100 @@ mod tests {
 
     #[test]
     fn the_previous_version_is_the_last_one_that_differs() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
         let folder = tempfile::tempdir().unwrap();
         let history = History::new(folder.path());
         assert!(matches!(
             history.rollback_target("x"),
             Err(HistoryError::NoHistory { .. })
         ));
-        history.record("x", "1.0.0", "aaa", Some(b"one")).unwrap();
+        history.record("x", "1.0.0", &a, Some(b"one")).unwrap();
         assert!(matches!(
             history.rollback_target("x"),
             Err(HistoryError::NothingBefore(_))
         ));
-        history.record("x", "2.0.0", "bbb", Some(b"two")).unwrap();
-        history.record("x", "2.0.0", "bbb", Some(b"two")).unwrap();
+        history.record("x", "2.0.0", &b, Some(b"two")).unwrap();
+        history.record("x", "2.0.0", &b, Some(b"two")).unwrap();
         let (current, previous) = history.rollback_target("x").unwrap();
         assert_eq!(
             (current.version.as_str(), previous.version.as_str()),
             ("2.0.0", "1.0.0")
         );
         assert_eq!(
-            std::fs::read(history.component_path("x", "aaa")).unwrap(),
+            std::fs::read(history.component_path("x", &a).unwrap()).unwrap(),
             b"one"
         );
         // Rolling back serves 1.0.0 again; rolling back once more undoes it.
-        history.record("x", "1.0.0", "aaa", Some(b"one")).unwrap();
+        history.record("x", "1.0.0", &a, Some(b"one")).unwrap();
         let (_, previous) = history.rollback_target("x").unwrap();
         assert_eq!(previous.version, "2.0.0");
         assert_eq!(history.served("x").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_name_that_could_leave_the_folder_is_refused_everywhere() {
+        let root = tempfile::tempdir().unwrap();
+        let history = History::new(root.path().join("plugin-history"));
+        let plugins = root.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        // A log planted beside the history, where `../x` would find it.
+        std::fs::create_dir_all(root.path().join("x")).unwrap();
+        std::fs::write(
+            root.path().join("x/served.log"),
+            format!("{} 1.0.0\n{} 2.0.0\n", "a".repeat(64), "b".repeat(64)),
+        )
+        .unwrap();
+        for name in ["../x", "..", "x/y", "X", "", "x.y", &"a".repeat(65), "é"] {
+            assert!(!valid_name(name), "{name:?}");
+            assert!(
+                matches!(history.served(name), Err(HistoryError::BadName(_))),
+                "{name:?}"
+            );
+            assert!(
+                matches!(
+                    history.restore_previous(name, &plugins),
+                    Err(RestoreError::History(HistoryError::BadName(_)))
+                ),
+                "{name:?}"
+            );
+            assert!(
+                history
+                    .record(name, "1.0.0", &"a".repeat(64), Some(b"x"))
+                    .is_err()
+            );
+            assert!(history.component_path(name, &"a".repeat(64)).is_none());
+        }
+        assert!(valid_name("custom-scim") && valid_name(&"a".repeat(64)));
+        assert_eq!(std::fs::read_dir(&plugins).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_log_line_without_a_sha256_is_skipped() {
+        let folder = tempfile::tempdir().unwrap();
+        let history = History::new(folder.path());
+        let good = "c".repeat(64);
+        history.record("x", "1.0.0", &good, Some(b"one")).unwrap();
+        let log = folder.path().join("x/served.log");
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        for bad in [
+            "../../../etc/passwd 6.6.6".to_string(),
+            format!("{} 7.0.0", "C".repeat(64)),
+            format!("{} 8.0.0", "c".repeat(63)),
+            format!("{}/ 9.0.0", "c".repeat(63)),
+        ] {
+            text.push_str(&bad);
+            text.push('\n');
+        }
+        std::fs::write(&log, text).unwrap();
+        let served = history.served("x").unwrap();
+        assert_eq!(
+            served,
+            vec![Served {
+                sha256: good,
+                version: "1.0.0".into()
+            }]
+        );
+        assert!(history.record("x", "1.0.0", "../evil", Some(b"x")).is_err());
+        assert!(!valid_sha256(&"C".repeat(64)) && valid_sha256(&"0".repeat(64)));
     }
 }
