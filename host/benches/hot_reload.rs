@@ -64,8 +64,8 @@ fn measure(fresh_cache: bool) -> Vec<Duration> {
     for swap in 0..SWAPS + 2 {
         if fresh_cache || registry.is_none() {
             drop(watcher.take());
-            let cache =
-                PrecompileCache::open(cache_root.path().join(format!("{swap}"))).expect("cache");
+            let cache = PrecompileCache::open(cache_root.path().join(format!("{swap}")), &[7; 32])
+                .expect("cache");
             let loader = Loader::new(Arc::clone(&runtime)).with_cache(cache);
             let fresh = Arc::new(PluginRegistry::new(loader, folder.path()));
             watcher =

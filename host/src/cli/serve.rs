@@ -83,9 +83,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => BTreeMap::new(),
     };
     let runtime = Runtime::new(args.default_limits.runtime_config(false))?;
+    // --- The data folder is the owner's only (0700), made so before
+    // anything is written in it; the host key, which authenticates the
+    // precompile cache, lives in it.
+    if crate::store::secrets::private_folder(&args.data)
+        .with_context(|| format!("cannot create the data folder {}", shown(&args.data)))?
+    {
+        tracing::warn!(
+            "the data folder {} was open to other users: now only its owner can use it",
+            shown(&args.data)
+        );
+    }
+    let cipher = TokenCipher::for_data_folder(&args.data)?;
     let cache_folder = args.data.join("plugin-cache");
-    let cache = PrecompileCache::open(&cache_folder)
+    let cache_key = cipher.derive_key(crate::runtime::cache::CACHE_KEY_LABEL);
+    let cache = PrecompileCache::open(&cache_folder, &cache_key)
         .with_context(|| format!("cannot create {}", shown(&cache_folder)))?;
+    // --- end of the data folder's setup.
     let loader = Loader::new(runtime)
         .with_cache(cache)
         .with_limits(per_plugin);
@@ -103,9 +117,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE)
         .context("cannot start watching the plugins folder")?;
 
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("cannot create the data folder {}", shown(&args.data)))?;
-    let cipher = TokenCipher::for_data_folder(&args.data)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open_in(&args.data, cipher)
             .with_context(|| format!("cannot open the directory in {}", shown(&args.data)))?,

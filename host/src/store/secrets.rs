@@ -8,6 +8,14 @@
 //!
 //! [`Secret`] never prints its content: not in `Debug`, not in `Display`,
 //! not in logs or events; its memory is wiped when it is dropped.
+//!
+//! Other keys are derived from the host key, never the host key itself:
+//! [`TokenCipher::derive_key`] is HMAC-SHA256(host key, label), so keys of
+//! different labels are independent and none reveals the host key.
+//!
+//! The data folder and what holds secrets in it are the owner's only:
+//! [`private_folder`] creates a folder 0700 and [`tighten`] takes group and
+//! other permissions off an existing file or folder.
 
 use std::fmt;
 use std::io::Write;
@@ -17,6 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// The environment variable that may carry the host key.
@@ -68,6 +77,8 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct TokenCipher {
     aead: XChaCha20Poly1305,
+    /// The host key, kept only to derive other keys from.
+    key: std::sync::Arc<Zeroizing<[u8; KEY_BYTES]>>,
 }
 
 impl fmt::Debug for TokenCipher {
@@ -80,7 +91,14 @@ impl TokenCipher {
     pub fn from_key(key: &[u8; KEY_BYTES]) -> Self {
         TokenCipher {
             aead: XChaCha20Poly1305::new(key.into()),
+            key: std::sync::Arc::new(Zeroizing::new(*key)),
         }
+    }
+
+    /// A key for another use than sealing tokens, named by `label` (one
+    /// label per use, e.g. `scimlink precompile-cache v1`).
+    pub fn derive_key(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(hmac_sha256(self.key.as_slice(), &[label.as_bytes()]))
     }
 
     /// The host key from the environment, else from `DATA/secret.key`,
@@ -98,6 +116,11 @@ impl TokenCipher {
         };
         match std::fs::read_to_string(&path) {
             Ok(encoded) => {
+                if tighten(&path).map_err(io)? {
+                    tracing::warn!(
+                        "the key file {shown} was readable by other users: now only its owner can read it"
+                    );
+                }
                 let key = decode_key(encoded.trim()).ok_or_else(|| KeyError::BadKeyFile {
                     path: shown.clone(),
                 })?;
@@ -155,6 +178,80 @@ fn decode_key(encoded: &str) -> Option<[u8; KEY_BYTES]> {
     <[u8; KEY_BYTES]>::try_from(bytes.as_slice()).ok()
 }
 
+/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts` under `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = Zeroizing::new([0u8; BLOCK]);
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| -> Zeroizing<[u8; BLOCK]> {
+        let mut padded = Zeroizing::new([0u8; BLOCK]);
+        for (out, k) in padded.iter_mut().zip(block.iter()) {
+            *out = k ^ byte;
+        }
+        padded
+    };
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36).as_slice());
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c).as_slice());
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Creates `folder` (and its parents) if missing, the folder itself with
+/// mode 0700; an existing one is tightened like [`tighten`]. True when an
+/// existing folder's permissions were narrowed.
+pub fn private_folder(folder: &Path) -> std::io::Result<bool> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    let existed = folder.is_dir();
+    builder.create(folder)?;
+    if existed { tighten(folder) } else { Ok(false) }
+}
+
+/// Takes group and other permissions off `path` (a file or a folder), if
+/// it has any. True when it did; false when there was nothing to narrow or
+/// `path` does not exist. Not on Unix, always false.
+pub fn tighten(path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = match std::fs::symlink_metadata(path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        // A symlink's own mode means nothing, and chmod would follow it to
+        // whatever it points at.
+        if metadata.file_type().is_symlink() {
+            return Ok(false);
+        }
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 == 0 {
+            return Ok(false);
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        Ok(true)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}
+
 /// Fills `buffer` from the operating system's random source.
 pub fn random_bytes(buffer: &mut [u8]) -> Result<(), KeyError> {
     getrandom::fill(buffer).map_err(|error| KeyError::Random(error.to_string()))
@@ -189,6 +286,57 @@ mod tests {
         assert_eq!(cipher.open("app-2", &nonce, &sealed), None);
         let other = TokenCipher::from_key(&[8; KEY_BYTES]);
         assert_eq!(other.open("app-1", &nonce, &sealed), None);
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test cases 1 and 6 (a key longer than the block).
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], &[b"Hi ", b"There"])),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                &[b"Test Using Larger Than Block-Size Key - Hash Key First"]
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_by_host_key() {
+        let cipher = TokenCipher::from_key(&[7; KEY_BYTES]);
+        let cache = cipher.derive_key("scimlink precompile-cache v1");
+        assert_eq!(*cache, *cipher.derive_key("scimlink precompile-cache v1"));
+        assert_ne!(*cache, *cipher.derive_key("another use"));
+        assert_ne!(*cache, [7; KEY_BYTES]);
+        let other = TokenCipher::from_key(&[8; KEY_BYTES]);
+        assert_ne!(*cache, *other.derive_key("scimlink precompile-cache v1"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_folders_are_created_and_tightened_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("data");
+        assert!(!private_folder(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            private_folder(&fresh).unwrap(),
+            "an open folder is tightened"
+        );
+        assert_eq!(mode(&fresh), 0o700);
+        assert!(!private_folder(&fresh).unwrap(), "once");
+        let file = fresh.join("f");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(tighten(&file).unwrap());
+        assert_eq!(mode(&file), 0o600);
+        assert!(!tighten(&fresh.join("missing")).unwrap());
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl SqliteStore {
     }
 
     pub fn open(path: &Path, cipher: TokenCipher) -> StoreResult<Self> {
+        private_database_files(path)?;
         let mut writer = connect(path)?;
         migrate(&mut writer)?;
         Ok(SqliteStore {
@@ -160,6 +161,48 @@ impl SqliteStore {
             .ok_or_else(|| not_found("application", name_or_id))?
     }
 }
+
+// --- Database file permissions.
+
+/// Makes the database and its `-wal` and `-shm` files the owner's only
+/// (0600): they hold the directory's personal data and the token hashes.
+/// A new database is created empty with that mode before SQLite opens it,
+/// and SQLite gives the `-wal` and `-shm` files it creates the mode of the
+/// database file; files left more open by an earlier version are tightened
+/// (and that is logged).
+fn private_database_files(path: &Path) -> StoreResult<()> {
+    let failed = |what: &Path, error: std::io::Error| {
+        StoreError::Backend(format!(
+            "cannot make {} private to its owner: {error}",
+            what.display()
+        ))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(failed(path, error)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if super::secrets::tighten(&file).map_err(|error| failed(&file, error))? {
+            tracing::warn!(
+                "{} was readable by other users: now only its owner can read it",
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+// --- end of database file permissions.
 
 fn connect(path: &Path) -> StoreResult<Connection> {
     let connection = Connection::open(path)?;

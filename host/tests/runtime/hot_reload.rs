@@ -67,7 +67,7 @@ fn wait_for_event(
 }
 
 fn watched_registry(folder: &Path, cache: &Path) -> (Arc<PluginRegistry>, FolderWatcher) {
-    let loader = Loader::new(runtime()).with_cache(PrecompileCache::open(cache).unwrap());
+    let loader = Loader::new(runtime()).with_cache(PrecompileCache::open(cache, &[7; 32]).unwrap());
     let registry = Arc::new(PluginRegistry::new(loader, folder));
     let watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE).unwrap();
     (registry, watcher)
