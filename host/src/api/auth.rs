@@ -4,6 +4,12 @@
 //! host generates them, so a fast unsalted hash loses nothing, and a leaked
 //! database does not leak a usable token. Presented tokens are hashed and
 //! compared in constant time.
+//!
+//! A token chosen through the environment replaces the generated one for
+//! good: its stored hash is overwritten with [`FROM_ENVIRONMENT`], so that
+//! unsetting the variable later never revives a token that was printed to
+//! stdout (and may live on in a journal). The next start without the
+//! variable generates and shows a new token.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,7 +40,14 @@ pub enum TokenOrigin {
     Generated(String),
     /// Generated on an earlier start; only its hash is kept.
     Stored,
+    /// Generated now, because the variable that chose the token on an
+    /// earlier start is no longer set; shown this once.
+    Regenerated(String),
 }
+
+/// What the token's meta key holds while the token comes from the
+/// environment: not a hash, so no token matches it.
+pub const FROM_ENVIRONMENT: &str = "from-environment";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -81,17 +94,31 @@ impl BearerToken {
             if token.is_empty() {
                 return Err(TokenError::Empty(env));
             }
+            let stored = store.meta(meta_key)?;
+            if stored.as_deref() != Some(FROM_ENVIRONMENT) {
+                store.set_meta(meta_key, FROM_ENVIRONMENT)?;
+                if stored.is_some() {
+                    tracing::info!(
+                        "{env} is set: the token generated on an earlier start is deleted \
+                         and will not work again, even once {env} is unset"
+                    );
+                }
+            }
             return Ok((Self::from_plain(token), TokenOrigin::Environment(env)));
         }
-        if let Some(stored) = store.meta(meta_key)?
-            && let Some(token) = Self::from_hex(&stored)
-        {
+        let stored = store.meta(meta_key)?;
+        if let Some(token) = stored.as_deref().and_then(Self::from_hex) {
             return Ok((token, TokenOrigin::Stored));
         }
         let plain = generate_token()?;
         let token = Self::from_plain(&plain);
         store.set_meta(meta_key, &hex::encode(token.hash))?;
-        Ok((token, TokenOrigin::Generated(plain)))
+        let origin = if stored.as_deref() == Some(FROM_ENVIRONMENT) {
+            TokenOrigin::Regenerated(plain)
+        } else {
+            TokenOrigin::Generated(plain)
+        };
+        Ok((token, origin))
     }
 }
 

@@ -239,6 +239,10 @@ fn announce(address: SocketAddr, admin: &TokenOrigin, scim: &TokenOrigin) {
             TokenOrigin::Generated(token) => {
                 println!("  {what} token (shown once; set {env} to choose your own): {token}")
             }
+            TokenOrigin::Regenerated(token) => println!(
+                "  {what} token (new, shown once: {env} is no longer set, and any token \
+                 generated before it was set stays deleted): {token}"
+            ),
             TokenOrigin::Environment(_) => println!("  {what} token: from {env}"),
             TokenOrigin::Stored => println!(
                 "  {what} token: the one generated on first start (set {env} to replace it)"
