@@ -128,8 +128,9 @@ pub struct AppInput {
     pub guard: Option<GuardOverrides>,
 }
 
-/// A change of an application's settings; absent fields stay.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+/// A change of an application's settings; absent fields stay. (No
+/// `Debug`: it may carry the token.)
+#[derive(Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppChange {
     pub label: Option<String>,
@@ -141,6 +142,11 @@ pub struct AppChange {
     /// Replaces the application's guard thresholds; `{}` returns to the
     /// host's defaults.
     pub guard: Option<GuardOverrides>,
+    /// The application's bearer token, replaced without a connection test.
+    /// Required when the change moves the resolved base URL to another
+    /// origin (scheme, host or port): the stored token is never sent to a
+    /// server it was not given for. Stored sealed; never returned.
+    pub token: Option<String>,
 }
 
 /// A new bearer token. (No `Debug`: it is the token.)
@@ -393,7 +399,17 @@ pub(super) async fn load_app(state: &ApiState, app: String) -> Result<AppRecord,
     found.ok_or_else(|| ApiError::not_found(format!("application {name:?} not found")))
 }
 
-/// Update an application's settings.
+/// The origin (scheme, host, port) a base URL template resolves to with
+/// these settings, as `https://host[:port]`; `None` when it does not
+/// resolve to an http(s) URL.
+fn resolved_origin(base_url: &str, settings: &BTreeMap<String, String>) -> Option<String> {
+    let resolved = fill_placeholders(base_url, settings).ok()?;
+    let origin = reqwest::Url::parse(&resolved).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Update an application's settings. A change that moves the resolved base
+/// URL to another origin needs `token` too (422 without it).
 #[utoipa::path(patch, path = "/apps/{app}", tag = "applications", request_body = AppChange,
     params(("app" = String, Path, description = "name or id")),
     responses((status = 200, body = AppView), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
@@ -402,6 +418,7 @@ async fn update_app(
     Path(app): Path<String>,
     Body(change): Body<AppChange>,
 ) -> Result<Json<AppView>, ApiError> {
+    let token = change.token.as_deref().map(check_token).transpose()?;
     let current = load_app(&state, app).await?;
     let current_settings: BTreeMap<String, String> = current.settings.iter().cloned().collect();
     let settings = change
@@ -413,6 +430,27 @@ async fn update_app(
         .clone()
         .unwrap_or_else(|| current.base_url.clone());
     let base_url = check_against_connector(&state, &current.connector, Some(&base_url), &settings)?;
+    // --- A new origin needs the token again: the stored one was given for
+    // the old server, and the admin token alone must not be enough to send
+    // it elsewhere.
+    let old_origin = resolved_origin(&current.base_url, &current_settings);
+    let new_origin = resolved_origin(&base_url, &settings);
+    let moved = (old_origin != new_origin).then(|| {
+        let shown = |origin: Option<String>| origin.unwrap_or_else(|| "(unresolved)".into());
+        (shown(old_origin), shown(new_origin))
+    });
+    if let (Some((from, to)), None) = (&moved, &token) {
+        return Err(ApiError::invalid(
+            "token",
+            format!(
+                "this change moves {} from {from} to {to}: give the application's token \
+                 for {to} in the same request (\"token\"), so that the stored one is never \
+                 sent to another server",
+                current.name
+            ),
+        ));
+    }
+    // --- end of the origin check.
     // Only what differs is written, so an empty change records nothing.
     let update = AppUpdate {
         label: change.label.filter(|label| *label != current.label),
@@ -431,6 +469,7 @@ async fn update_app(
             .map(check_guard)
             .transpose()?
             .filter(|guard| *guard != current.guard),
+        token,
         ..AppUpdate::default()
     };
     let mut changed = Vec::new();
@@ -441,11 +480,15 @@ async fn update_app(
         ("settings", update.settings.is_some()),
         ("pacing", update.pacing.is_some()),
         ("guard thresholds", update.guard.is_some()),
+        ("token", update.token.is_some()),
     ] {
         if is_set {
             changed.push(name);
         }
     }
+    let origin_note = moved
+        .map(|(from, to)| format!("; origin {from} → {to}"))
+        .unwrap_or_default();
     let id = current.id.clone();
     let app = store_call(&state, move |store| store.update_app(&id, update)).await?;
     if !changed.is_empty() {
@@ -456,7 +499,7 @@ async fn update_app(
                 lifecycle::UPDATE,
                 Outcome::Success,
                 None,
-                format!("changed: {}", changed.join(", ")),
+                format!("changed: {}{origin_note}", changed.join(", ")),
             ),
         )
         .await;

@@ -68,6 +68,10 @@ pub enum AppCommand {
         #[arg(long)]
         token: String,
     },
+    /// Change an application's base URL, settings or label. A change that
+    /// moves the base URL to another server (scheme, host or port) needs
+    /// --token: the stored token is never sent to a new server.
+    Update(AppUpdateArgs),
     /// Turn "manage groups and group membership" on or off.
     ManageGroups {
         name: String,
@@ -112,6 +116,25 @@ pub struct AppGuard {
     /// Return to the host's defaults (before the options above apply).
     #[arg(long)]
     host_defaults: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppUpdateArgs {
+    /// The application's name.
+    name: String,
+    /// New SCIM base URL; `{placeholders}` are filled from settings.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// KEY=VALUE, repeatable: set (or replace) this setting; the others stay.
+    #[arg(long = "setting", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+    /// Shown to people.
+    #[arg(long)]
+    label: Option<String>,
+    /// The application's bearer token, needed when the base URL moves to
+    /// another server; `-` reads it from standard input.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +369,50 @@ impl AdminClient {
     }
 }
 
+/// `scimlink app update`: only what is given changes; settings are merged
+/// into the application's current ones.
+fn run_app_update(client: &AdminClient, update: AppUpdateArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/apps/{}", percent_encode(&update.name));
+    let mut body = serde_json::Map::new();
+    if let Some(base_url) = update.base_url {
+        body.insert("baseUrl".into(), base_url.into());
+    }
+    if let Some(label) = update.label {
+        body.insert("label".into(), label.into());
+    }
+    if !update.settings.is_empty() {
+        let current = client.call(Method::GET, &path, None)?;
+        let mut settings = current["settings"].as_object().cloned().unwrap_or_default();
+        for (key, value) in update.settings {
+            settings.insert(key, value.into());
+        }
+        body.insert("settings".into(), settings.into());
+    }
+    let gave_token = update.token.is_some();
+    if let Some(token) = update.token {
+        body.insert("token".into(), token_argument(token)?.into());
+    }
+    if body.is_empty() {
+        bail!("nothing to change: give --base-url, --setting, --label or --token");
+    }
+    let app = match client.call(Method::PATCH, &path, Some(Value::Object(body))) {
+        Ok(app) => app,
+        Err(error) if !gave_token && error.to_string().contains("(field token;") => {
+            bail!(
+                "{error}\nrun the same command again with `--token -` and the application's \
+                 token for the new server on standard input"
+            )
+        }
+        Err(error) => return Err(error),
+    };
+    println!(
+        "{} updated → {}",
+        app["name"].as_str().unwrap_or_default(),
+        app["resolvedBaseUrl"].as_str().unwrap_or_default(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The token as given, or read from standard input when given as `-`.
 fn token_argument(token: String) -> anyhow::Result<String> {
     if token != "-" {
@@ -399,6 +466,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             println!("{name}: group management {state}");
         }
         AppCommand::Import(import) => return run_app_import(&client, import),
+        AppCommand::Update(update) => return run_app_update(&client, update),
         AppCommand::Add(add) => {
             let settings: BTreeMap<String, String> = add.settings.into_iter().collect();
             let app = client.call(
