@@ -205,8 +205,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     admin_routes().1
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, with the default limit on inbound SCIM
+/// searches that scan the directory.
 pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
+    app_with_scan_limit(state, scim_token, scim::server::ScanLimit::default())
+}
+
+/// The whole HTTP application; at most `scans` inbound SCIM searches read
+/// the whole directory at once.
+pub fn app_with_scan_limit(
+    state: ApiState,
+    scim_token: BearerToken,
+    scans: scim::server::ScanLimit,
+) -> Router {
     let (admin, document) = admin_routes();
     let document = Arc::new(document);
     let admin = admin
@@ -222,6 +233,7 @@ pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
     let scim = scim::server::router(scim::server::ScimState {
         store: Arc::clone(&state.store),
         token: scim_token,
+        scans,
     });
     Router::new()
         .route("/health", axum::routing::get(health))

@@ -72,6 +72,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5, env = "SCIMLINK_RETRY_BACKOFF_SECONDS",
         value_parser = clap::value_parser!(u64).range(1..=600))]
     retry_backoff_seconds: u64,
+    /// Inbound SCIM searches that read the whole directory (`/.search`, a
+    /// filter other than an indexed equality, a sort) running at once; one
+    /// more waits up to 10 seconds for its turn, then gets 503 with
+    /// Retry-After.
+    #[arg(long, default_value_t = 4,
+        env = "SCIMLINK_SCIM_SCAN_CONCURRENCY",
+        value_parser = clap::value_parser!(u16).range(1..=256))]
+    scim_scan_concurrency: u16,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -148,7 +156,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         engine_settings,
     )
     .context("cannot start the provisioning engine")?;
-    let app = crate::api::app(
+    let app = crate::api::app_with_scan_limit(
         crate::api::ApiState {
             store,
             admin_token,
@@ -157,6 +165,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             clients,
         },
         scim_token,
+        crate::scim::server::ScanLimit::new(
+            usize::from(args.scim_scan_concurrency),
+            crate::scim::server::ScanLimit::DEFAULT_WAIT,
+        ),
     );
 
     let tokio = tokio::runtime::Builder::new_multi_thread()

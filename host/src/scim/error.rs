@@ -9,6 +9,8 @@ use crate::store::StoreError;
 
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+/// What a 503 asks the client to wait before trying again, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "5";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {detail}")]
@@ -128,6 +130,13 @@ impl IntoResponse for ScimError {
             // The rest of the body was never read: the connection cannot
             // carry another request.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 7644 §3.12: a 503 may say when to try again.
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(

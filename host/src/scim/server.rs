@@ -7,6 +7,13 @@
 //! changes nothing. Resource versions are served as weak ETags
 //! (`W/"N"`, also `meta.version`) and honoured in `If-Match` and
 //! `If-None-Match`.
+//!
+//! A search that no index answers (`/.search`, a filter other than an
+//! equality on an indexed attribute, a sort) reads the whole directory on
+//! the blocking pool the engine and the admin API share. At most
+//! [`ScanLimit`]'s number of such scans run at once; a search that finds
+//! none free within [`ScanLimit::wait`] is answered 503 with `Retry-After`
+//! (RFC 7644 §3.12) rather than queued without end.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -50,6 +57,62 @@ const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest
 pub struct ScimState {
     pub store: Arc<dyn Store>,
     pub token: BearerToken,
+    pub scans: ScanLimit,
+}
+
+/// How many searches may scan the whole directory at once, and how long a
+/// search waits for its turn before it is answered 503.
+#[derive(Debug, Clone)]
+pub struct ScanLimit {
+    permits: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    wait: std::time::Duration,
+}
+
+impl ScanLimit {
+    /// Scans at once unless `serve --scim-scan-concurrency` says otherwise.
+    pub const DEFAULT_CONCURRENCY: usize = 4;
+    /// How long a search waits for a free scan.
+    pub const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// At most `concurrency` (at least 1) scans at once; a search waits
+    /// `wait` at most.
+    pub fn new(concurrency: usize, wait: std::time::Duration) -> Self {
+        let concurrency = concurrency.max(1);
+        ScanLimit {
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency,
+            wait,
+        }
+    }
+
+    pub fn wait(&self) -> std::time::Duration {
+        self.wait
+    }
+
+    /// A turn to scan, held until dropped; 503 when none came in time.
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ScimError> {
+        match tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one is "busy" too.
+            Ok(Err(_)) | Err(_) => Err(ScimError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                format!(
+                    "{} searches that read the whole directory are already running; \
+                     try again later, or search by an indexed equality \
+                     (userName, externalId or id eq; displayName for groups)",
+                    self.concurrency
+                ),
+            )),
+        }
+    }
+}
+
+impl Default for ScanLimit {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CONCURRENCY, Self::DEFAULT_WAIT)
+    }
 }
 
 /// The routes under `/scim/v2`.
@@ -141,7 +204,9 @@ async fn root_search(
 ) -> Result<Response, ScimError> {
     let request = ListRequest::parse(ListParams::from_search(&json_body(body).await?)?)?;
     let base = base_url(&headers);
+    let turn = state.scans.turn().await?;
     let (request, page, total) = blocking(&state.store, move |store| {
+        let _turn = turn;
         let mut users = Vec::new();
         store.scan_users(&mut |user| {
             users.push(user);
@@ -898,6 +963,21 @@ fn respond_list(
     )
 }
 
+/// The attributes whose equality the store answers from an index.
+const USER_KEYS: &[&str] = &["userName", "externalId", "id"];
+const GROUP_KEYS: &[&str] = &["displayName", "externalId", "id"];
+
+/// Whether answering `request` reads the whole directory: it filters or
+/// sorts, and no indexed equality narrows the candidates.
+fn scans(request: &ListRequest, indexed: &[&'static str]) -> bool {
+    (request.filter.is_some() || request.sort.is_some())
+        && request
+            .filter
+            .as_ref()
+            .and_then(|f| filter::equality_key(f, indexed))
+            .is_none()
+}
+
 fn user_summary(user: &UserRecord) -> Value {
     // What filters see: the resource without its (costly) groups.
     render_user("", user, &[])
@@ -927,7 +1007,12 @@ async fn run_user_list(
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let base = base_url(&headers);
+    let turn = match scans(&request, USER_KEYS) {
+        true => Some(state.scans.turn().await?),
+        false => None,
+    };
     let (request, page, total) = blocking(&state.store, move |store| {
+        let _turn = turn;
         let (records, total) = if request.filter.is_none() && request.sort.is_none() {
             let listing = store.list_users(request.page())?;
             (listing.items, listing.total as usize)
@@ -935,7 +1020,7 @@ async fn run_user_list(
             let key = request
                 .filter
                 .as_ref()
-                .and_then(|f| filter::equality_key(f, &["userName", "externalId", "id"]));
+                .and_then(|f| filter::equality_key(f, USER_KEYS));
             let candidates = match key {
                 Some(("userName", value)) => store.find_users(UserKey::UserName, value)?,
                 Some(("externalId", value)) => store.find_users(UserKey::ExternalId, value)?,
@@ -995,7 +1080,12 @@ async fn run_group_list(
     request: ListRequest,
 ) -> Result<Response, ScimError> {
     let base = base_url(&headers);
+    let turn = match scans(&request, GROUP_KEYS) {
+        true => Some(state.scans.turn().await?),
+        false => None,
+    };
     let (request, page, total) = blocking(&state.store, move |store| {
+        let _turn = turn;
         if request.filter.is_none() && request.sort.is_none() {
             let listing = store.list_groups(request.page())?;
             let page = listing
@@ -1008,7 +1098,7 @@ async fn run_group_list(
         let key = request
             .filter
             .as_ref()
-            .and_then(|f| filter::equality_key(f, &["displayName", "externalId", "id"]));
+            .and_then(|f| filter::equality_key(f, GROUP_KEYS));
         let candidates = match key {
             Some(("displayName", value)) => store.find_groups(GroupKey::DisplayName, value)?,
             Some(("externalId", value)) => store.find_groups(GroupKey::ExternalId, value)?,
@@ -1408,4 +1498,118 @@ async fn delete_group(
     let expected = if_match(&headers)?;
     blocking(&state.store, move |store| store.delete_group(&id, expected)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{SqliteStore, TokenCipher};
+
+    /// A server on loopback whose scans are limited by `scans`.
+    async fn serve(scans: ScanLimit) -> (String, tempfile::TempDir) {
+        let data = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(data.path(), TokenCipher::from_key(&[1; 32])).unwrap();
+        store
+            .create_user(UserWrite {
+                user_name: "ada".into(),
+                external_id: None,
+                active: true,
+                attributes: json!({"userName": "ada"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .unwrap();
+        let app = Router::new().nest(
+            "/scim/v2",
+            router(ScimState {
+                store: Arc::new(store),
+                token: BearerToken::from_plain("t"),
+                scans,
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/scim/v2", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, data)
+    }
+
+    async fn get(base: &str, path_and_query: &str) -> reqwest::Response {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+            .get(format!("{base}{path_and_query}"))
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scans_beyond_the_limit_wait_then_get_503_with_retry_after() {
+        let scans = ScanLimit::new(1, Duration::from_millis(200));
+        let held = Arc::clone(&scans.permits).try_acquire_owned().unwrap();
+        let (base, _data) = serve(scans.clone()).await;
+
+        let scanning = "/Users?filter=userName%20co%20%22a%22";
+        let busy = get(&base, scanning).await;
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers()[header::RETRY_AFTER],
+            crate::scim::error::RETRY_AFTER_SECONDS
+        );
+        let body: Value = busy.json().await.unwrap();
+        assert_eq!(body["status"], "503");
+        assert!(body["detail"].as_str().unwrap().contains("already running"));
+        for scanning in [
+            "/Users?sortBy=userName",
+            "/Groups?filter=displayName%20sw%20%22a%22",
+        ] {
+            assert_eq!(
+                get(&base, scanning).await.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{scanning}"
+            );
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let search = reqwest::Client::new()
+            .post(format!("{base}/.search"))
+            .bearer_auth("t")
+            .header("content-type", "application/scim+json")
+            .body(json!({"schemas": [SEARCH_SCHEMA]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(search.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        // What an index answers, or a plain page, never waits for a scan.
+        for indexed in [
+            "/Users?filter=userName%20eq%20%22ada%22",
+            "/Users",
+            "/Groups?filter=displayName%20eq%20%22x%22",
+        ] {
+            assert_eq!(
+                get(&base, indexed).await.status(),
+                StatusCode::OK,
+                "{indexed}"
+            );
+        }
+
+        // A scan that frees its turn within the wait lets the next one run.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        });
+        let waited = get(&base, scanning).await;
+        assert_eq!(waited.status(), StatusCode::OK);
+        let body: Value = waited.json().await.unwrap();
+        assert_eq!(body["totalResults"], 1, "{body}");
+        release.await.unwrap();
+        assert_eq!(
+            scans.permits.available_permits(),
+            1,
+            "every turn is returned"
+        );
+    }
 }
