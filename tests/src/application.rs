@@ -14,28 +14,26 @@ pub const APP_TOKEN: &str = "crm-app-token-5f1e";
 /// How long a test waits for the engine to reach the application.
 pub const WITHIN: Duration = Duration::from_secs(20);
 
-pub struct Application {
-    pub server: Scim2Server,
-    pub tenant: String,
+/// An application's SCIM API at a base URL, read and changed directly,
+/// as its own administrator would.
+pub struct Remote {
+    base: String,
     http: reqwest::blocking::Client,
 }
 
-impl Application {
-    pub fn start() -> Application {
-        Self::serving("acme")
-    }
-
-    /// An application whose SCIM API is at `/TENANT/v2`.
-    pub fn serving(tenant: &str) -> Application {
-        Application {
-            server: Scim2Server::start(&[APP_TOKEN], tenant),
-            tenant: tenant.to_string(),
-            http: http_client_builder().build().expect("an HTTP client"),
+impl Remote {
+    pub fn new(base: impl Into<String>) -> Remote {
+        Remote {
+            base: base.into(),
+            http: http_client_builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
         }
     }
 
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/{}/v2", self.server.port, self.tenant)
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Sends a request under the base URL; the JSON answer (Null if none).
@@ -43,7 +41,7 @@ impl Application {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base()))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(APP_TOKEN);
         if let Some(body) = body {
             request = request
@@ -66,11 +64,124 @@ impl Application {
         body["Resources"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The id of `user_name`'s account.
+    pub fn id_of(&self, user_name: &str) -> String {
+        self.users_named(user_name)
+            .first()
+            .and_then(|account| account["id"].as_str())
+            .unwrap_or_else(|| panic!("{user_name} has no account"))
+            .to_string()
+    }
+
     /// Creates an account; its id.
     pub fn create(&self, user: Value) -> String {
         let (status, body) = self.call("POST", "/Users", Some(&user));
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("an id").to_string()
+    }
+
+    /// How many accounts the application holds.
+    pub fn total(&self) -> u64 {
+        self.read("/Users?count=0")["totalResults"]
+            .as_u64()
+            .expect("a totalResults")
+    }
+
+    /// Every account's userName, page by page.
+    pub fn user_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        loop {
+            let body = self.read(&format!(
+                "/Users?startIndex={}&count=500&attributes=userName",
+                names.len() + 1
+            ));
+            let page = body["Resources"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return names;
+            }
+            names.extend(
+                page.iter()
+                    .map(|user| user["userName"].as_str().unwrap_or_default().to_string()),
+            );
+        }
+    }
+
+    /// PATCHes an account with `operations`, which must succeed.
+    pub fn patch_user(&self, id: &str, operations: Value) {
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": operations,
+        });
+        let (status, answer) = self.call("PATCH", &format!("/Users/{id}"), Some(&body));
+        assert!(
+            (200..300).contains(&status),
+            "PATCH {id}: {status} {answer}"
+        );
+    }
+
+    /// Deletes an account, which must succeed.
+    pub fn delete_user(&self, id: &str) {
+        let (status, answer) = self.call("DELETE", &format!("/Users/{id}"), None);
+        assert!(
+            (200..300).contains(&status),
+            "DELETE {id}: {status} {answer}"
+        );
+    }
+
+    pub fn groups_named(&self, display_name: &str) -> Vec<Value> {
+        let filter = format!("displayName eq {}", Value::from(display_name));
+        let body = self.read(&format!(
+            "/Groups?filter={}",
+            filter.replace(' ', "%20").replace('"', "%22")
+        ));
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Creates a group; its id.
+    pub fn create_group(&self, group: Value) -> String {
+        let (status, body) = self.call("POST", "/Groups", Some(&group));
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("an id").to_string()
+    }
+
+    /// The remote ids of a group's members, sorted.
+    pub fn member_ids(group: &Value) -> Vec<String> {
+        let mut ids: Vec<String> = group["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|member| member["value"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until `display_name`'s single group satisfies `check`.
+    pub fn eventually_group(
+        &self,
+        display_name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let groups = self.groups_named(display_name);
+            assert!(
+                groups.len() <= 1,
+                "{display_name} exists {} times",
+                groups.len()
+            );
+            if let Some(group) = groups.first()
+                && check(group)
+            {
+                return group.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{display_name}: {what} never happened; now {groups:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until `user_name`'s single account satisfies `check`.
@@ -94,6 +205,39 @@ impl Application {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// scim2-server playing the application, with its SCIM API as a
+/// [`Remote`].
+pub struct Application {
+    pub server: Scim2Server,
+    pub tenant: String,
+    remote: Remote,
+}
+
+impl Application {
+    pub fn start() -> Application {
+        Self::serving("acme")
+    }
+
+    /// An application whose SCIM API is at `/TENANT/v2`.
+    pub fn serving(tenant: &str) -> Application {
+        let server = Scim2Server::start(&[APP_TOKEN], tenant);
+        let remote = Remote::new(format!("http://127.0.0.1:{}/{tenant}/v2", server.port));
+        Application {
+            server,
+            tenant: tenant.to_string(),
+            remote,
+        }
+    }
+}
+
+impl std::ops::Deref for Application {
+    type Target = Remote;
+
+    fn deref(&self) -> &Remote {
+        &self.remote
     }
 }
 

@@ -86,10 +86,10 @@ const SALES: &str = "userName,email,givenName,familyName,groups\n\
                      ben,ben@example.com,Ben,Baker,Sales\n\
                      carl,carl@example.com,Carl,Cook,Sales\n";
 
-#[test]
-fn a_new_user_with_anothers_email_is_refused_and_never_given_that_account() {
-    let application = Application::start();
-    let (host, _folder) = host_with(&[], None);
+/// A host whose Sales team (ann, ben, carl) is provisioned through the
+/// application `crm` (custom-scim) to `application`.
+fn sales_on(application: &Application) -> (Host, tempfile::TempDir) {
+    let (host, folder) = host_with(&[], None);
     import_people(&host, SALES);
     add_app(
         &host,
@@ -100,6 +100,13 @@ fn a_new_user_with_anothers_email_is_refused_and_never_given_that_account() {
         "Sales",
     );
     run_ok(&host, &["app", "activate", "crm"]);
+    (host, folder)
+}
+
+#[test]
+fn a_new_user_with_anothers_email_is_refused_and_never_given_that_account() {
+    let application = Application::start();
+    let (host, _folder) = sales_on(&application);
     let anns = application.eventually("ann", "creation", |account| account["active"] == true);
     application.eventually("carl", "creation", |account| account["active"] == true);
 
@@ -137,17 +144,7 @@ fn a_new_user_with_anothers_email_is_refused_and_never_given_that_account() {
 #[test]
 fn a_rehired_user_name_does_not_take_over_the_deactivated_account() {
     let application = Application::start();
-    let (host, _folder) = host_with(&[], None);
-    import_people(&host, SALES);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        application.server.port,
-        "acme",
-        "Sales",
-    );
-    run_ok(&host, &["app", "activate", "crm"]);
+    let (host, _folder) = sales_on(&application);
     let old = application.eventually("ann", "creation", |account| account["active"] == true);
     let first_ann = user_id(&host, "ann");
     let deleted = host.admin("DELETE", "/users/ann", None);
@@ -210,17 +207,7 @@ fn an_application_that_ignores_filters_hands_over_no_account() {
 #[test]
 fn import_refuses_an_account_whose_user_already_holds_another() {
     let application = Application::start();
-    let (host, _folder) = host_with(&[], None);
-    import_people(&host, SALES);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        application.server.port,
-        "acme",
-        "Sales",
-    );
-    run_ok(&host, &["app", "activate", "crm"]);
+    let (host, _folder) = sales_on(&application);
     let managed = application.eventually("ann", "creation", |account| account["active"] == true);
     let managed_id = managed["id"].as_str().unwrap().to_string();
 

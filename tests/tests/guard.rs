@@ -7,44 +7,31 @@
 
 use std::time::{Duration, Instant};
 
-use scimlink_e2e::{Host, Scim2Server, http_client_builder};
+use scimlink_e2e::Host;
+use scimlink_e2e::application::{APP_TOKEN, Application, run_ok};
 use serde_json::{Value, json};
 
-const APP_TOKEN: &str = "crm-app-token-5f1e";
 const WITHIN: Duration = Duration::from_secs(30);
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// The application's side, read through its own SCIM API.
-struct Application {
-    server: Scim2Server,
-    http: reqwest::blocking::Client,
+/// What the application holds, as the guard's tests look at it.
+trait Accounts {
+    /// Every account, by userName: whether it is active.
+    fn accounts(&self) -> Vec<(String, bool)>;
+
+    fn inactive(&self) -> usize {
+        self.accounts().iter().filter(|(_, active)| !active).count()
+    }
+
+    fn is_active(&self, user_name: &str) -> bool {
+        self.accounts()
+            .iter()
+            .any(|(name, active)| name == user_name && *active)
+    }
 }
 
-impl Application {
-    fn start() -> Application {
-        Application {
-            server: Scim2Server::start(&[APP_TOKEN], "acme"),
-            http: http_client_builder().build().unwrap(),
-        }
-    }
-
-    fn read(&self, path: &str) -> Value {
-        let text = self
-            .http
-            .get(format!(
-                "http://127.0.0.1:{}/acme/v2{path}",
-                self.server.port
-            ))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// Every account, by userName: whether it is active.
+impl Accounts for Application {
     fn accounts(&self) -> Vec<(String, bool)> {
         let body = self.read("/Users?count=1000&attributes=userName,active");
         let mut accounts: Vec<(String, bool)> = body["Resources"]
@@ -61,26 +48,6 @@ impl Application {
         accounts.sort();
         accounts
     }
-
-    fn inactive(&self) -> usize {
-        self.accounts().iter().filter(|(_, active)| !active).count()
-    }
-
-    fn is_active(&self, user_name: &str) -> bool {
-        self.accounts()
-            .iter()
-            .any(|(name, active)| name == user_name && *active)
-    }
-}
-
-fn run_ok(host: &Host, args: &[&str]) -> String {
-    let output = host.cli(args);
-    assert!(
-        output.status.success(),
-        "scimlink {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn people(count: usize) -> String {

@@ -5,93 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use scimlink_e2e::{Host, Scim2Server, http_client_builder};
+use scimlink_e2e::Host;
+use scimlink_e2e::application::{
+    APP_TOKEN, Application, Remote, WITHIN, add_app, import_people, run_ok,
+};
 use serde_json::{Value, json};
-
-const APP_TOKEN: &str = "crm-app-token-5f1e";
-const WITHIN: Duration = Duration::from_secs(20);
-
-/// The application's side, read through its own SCIM API.
-struct Application {
-    server: Scim2Server,
-    tenant: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Application {
-    fn start() -> Application {
-        Self::serving("acme")
-    }
-
-    /// An application whose SCIM API is at `/TENANT/v2`.
-    fn serving(tenant: &str) -> Application {
-        Application {
-            server: Scim2Server::start(&[APP_TOKEN], tenant),
-            tenant: tenant.to_string(),
-            http: http_client_builder().build().unwrap(),
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/{}/v2", self.server.port, self.tenant)
-    }
-
-    /// `GET` of a path under the base URL, as JSON.
-    fn read(&self, path: &str) -> Value {
-        let text = self
-            .http
-            .get(format!("{}{path}", self.base()))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn users_named(&self, user_name: &str) -> Vec<Value> {
-        let body = self.read(&format!("/Users?filter=userName%20eq%20%22{user_name}%22"));
-        body["Resources"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn create(&self, user: Value) -> String {
-        let text = self
-            .http
-            .post(format!("{}/Users", self.base()))
-            .header("content-type", "application/scim+json")
-            .bearer_auth(APP_TOKEN)
-            .body(user.to_string())
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
-        body["id"].as_str().unwrap().to_string()
-    }
-
-    /// Waits until `user_name`'s single account satisfies `check`.
-    fn eventually(&self, user_name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WITHIN;
-        loop {
-            let accounts = self.users_named(user_name);
-            assert!(
-                accounts.len() <= 1,
-                "{user_name} has {} accounts",
-                accounts.len()
-            );
-            if let Some(account) = accounts.first()
-                && check(account)
-            {
-                return account.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{user_name}: {what} never happened; now {accounts:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 /// Imports `people` (CSV), adds the application `crm` on `application`
 /// (paced for a local server) and binds `group` to it.
@@ -106,40 +24,8 @@ fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
 
 /// [`connect`] through `port`, with `connector`.
 fn connect_with(host: &Host, port: u16, connector: &str, people: &str, group: &str) {
-    let folder = tempfile::tempdir().unwrap();
-    let csv = folder.path().join("people.csv");
-    std::fs::write(&csv, people).unwrap();
-    run_ok(host, &["directory", "import", csv.to_str().unwrap()]);
-    let template = format!("http://127.0.0.1:{port}/{{tenantId}}/v2");
-    run_ok(
-        host,
-        &[
-            "app",
-            "add",
-            "crm",
-            "--connector",
-            connector,
-            "--base-url",
-            &template,
-            "--token",
-            APP_TOKEN,
-            "--setting",
-            "tenantId=acme",
-            "--requests-per-second",
-            "1000",
-        ],
-    );
-    run_ok(host, &["app", "bind", "crm", group]);
-}
-
-fn run_ok(host: &Host, args: &[&str]) -> String {
-    let output = host.cli(args);
-    assert!(
-        output.status.success(),
-        "scimlink {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
+    import_people(host, people);
+    add_app(host, "crm", connector, port, "acme", group);
 }
 
 #[test]
@@ -243,43 +129,6 @@ fn the_directory_reaches_the_application_and_follows_its_changes() {
         "{events}"
     );
     assert!(!events.to_string().contains(APP_TOKEN));
-}
-
-impl Application {
-    /// How many accounts the application holds.
-    fn total(&self) -> u64 {
-        self.read("/Users?count=0")["totalResults"]
-            .as_u64()
-            .unwrap()
-    }
-
-    /// Every account's userName.
-    fn user_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        loop {
-            let text = self
-                .http
-                .get(format!(
-                    "{}/Users?startIndex={}&count=500&attributes=userName",
-                    self.base(),
-                    names.len() + 1
-                ))
-                .bearer_auth(APP_TOKEN)
-                .send()
-                .unwrap()
-                .text()
-                .unwrap();
-            let body: Value = serde_json::from_str(&text).unwrap();
-            let page = body["Resources"].as_array().cloned().unwrap_or_default();
-            if page.is_empty() {
-                return names;
-            }
-            names.extend(
-                page.iter()
-                    .map(|user| user["userName"].as_str().unwrap().to_string()),
-            );
-        }
-    }
 }
 
 #[test]
@@ -404,79 +253,6 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
     assert_eq!(application.users_named("ada")[0]["title"], "Countess");
 }
 
-impl Application {
-    fn groups_named(&self, display_name: &str) -> Vec<Value> {
-        let filter = format!("displayName eq {}", json!(display_name));
-        let body = self.read(&format!(
-            "/Groups?filter={}",
-            filter.replace(' ', "%20").replace('"', "%22")
-        ));
-        body["Resources"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn create_group(&self, group: Value) -> String {
-        let text = self
-            .http
-            .post(format!("{}/Groups", self.base()))
-            .header("content-type", "application/scim+json")
-            .bearer_auth(APP_TOKEN)
-            .body(group.to_string())
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        let body: Value = serde_json::from_str(&text).unwrap();
-        body["id"].as_str().unwrap().to_string()
-    }
-
-    /// The remote ids of a group's members.
-    fn member_ids(group: &Value) -> Vec<String> {
-        let mut ids: Vec<String> = group["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|member| member["value"].as_str().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    /// Waits until `display_name`'s single group satisfies `check`.
-    fn eventually_group(
-        &self,
-        display_name: &str,
-        what: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + WITHIN;
-        loop {
-            let groups = self.groups_named(display_name);
-            assert!(
-                groups.len() <= 1,
-                "{display_name} exists {} times",
-                groups.len()
-            );
-            if let Some(group) = groups.first()
-                && check(group)
-            {
-                return group.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{display_name}: {what} never happened; now {groups:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn id_of(&self, user_name: &str) -> String {
-        self.users_named(user_name)[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
@@ -521,12 +297,12 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
     application.eventually("grace", "creation", |account| account["active"] == true);
     let (ada, grace) = (application.id_of("ada"), application.id_of("grace"));
     let engineering = application.eventually_group("Engineering", "creation", |group| {
-        Application::member_ids(group) == sorted(vec![ada.clone(), grace.clone()])
+        Remote::member_ids(group) == sorted(vec![ada.clone(), grace.clone()])
     });
     application.eventually("carol", "creation", |account| account["active"] == true);
     let carol = application.id_of("carol");
     let design = application.eventually_group("Design", "takeover", |group| {
-        Application::member_ids(group) == sorted(vec![carol.clone(), outsider.clone()])
+        Remote::member_ids(group) == sorted(vec![carol.clone(), outsider.clone()])
     });
     assert_eq!(
         design["id"],
@@ -549,7 +325,7 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
     // group, is deactivated (the connector's rule).
     host.admin("DELETE", "/groups/Research/members/grace", None);
     application.eventually_group("Research", "grace's removal", |group| {
-        Application::member_ids(group) == vec![ada.clone()]
+        Remote::member_ids(group) == vec![ada.clone()]
     });
     application.eventually("grace", "deactivation", |account| {
         account["active"] == false
@@ -563,7 +339,7 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
     application.eventually("bob", "creation", |account| account["active"] == true);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        Application::member_ids(&application.groups_named("Research")[0]),
+        Remote::member_ids(&application.groups_named("Research")[0]),
         vec![ada.clone()],
         "membership is no longer pushed"
     );
@@ -571,7 +347,7 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
     host.admin("PATCH", "/apps/crm", Some(&json!({ "manageGroups": true })));
     let bob = application.id_of("bob");
     let caught_up = application.eventually_group("Research", "bob joining", |group| {
-        Application::member_ids(group) == sorted(vec![ada.clone(), bob.clone()])
+        Remote::member_ids(group) == sorted(vec![ada.clone(), bob.clone()])
     });
     assert_eq!(caught_up["id"], engineering["id"]);
 
@@ -581,7 +357,7 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
         account["active"] == false
     });
     assert_eq!(
-        Application::member_ids(&application.groups_named("Design")[0]),
+        Remote::member_ids(&application.groups_named("Design")[0]),
         sorted(vec![carol.clone(), outsider.clone()])
     );
 
@@ -720,9 +496,9 @@ fn throttling_server_errors_resets_and_timeouts_are_survived() {
 
     wait_for_accounts(&application, 30, Duration::from_secs(90));
     let everyone = application.eventually_group("Everyone", "every member", |group| {
-        Application::member_ids(group).len() == 30
+        Remote::member_ids(group).len() == 30
     });
-    assert_eq!(Application::member_ids(&everyone).len(), 30);
+    assert_eq!(Remote::member_ids(&everyone).len(), 30);
 
     let log = proxy.log();
     let injected: Vec<Option<u16>> = log
@@ -981,38 +757,6 @@ fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
     }
 }
 
-impl Application {
-    fn patch_user(&self, id: &str, operations: Value) {
-        let status = self
-            .http
-            .patch(format!("{}/Users/{id}", self.base()))
-            .header("content-type", "application/scim+json")
-            .bearer_auth(APP_TOKEN)
-            .body(
-                json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                    "Operations": operations,
-                })
-                .to_string(),
-            )
-            .send()
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "PATCH {id}: {status}");
-    }
-
-    fn delete_user(&self, id: &str) {
-        let status = self
-            .http
-            .delete(format!("{}/Users/{id}", self.base()))
-            .bearer_auth(APP_TOKEN)
-            .send()
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "DELETE {id}: {status}");
-    }
-}
-
 #[test]
 fn drift_in_the_application_is_repaired_by_the_reconcile() {
     let application = Application::start();
@@ -1204,7 +948,7 @@ fn a_group_is_provisioned_on_demand_with_its_members() {
     let group = application.groups_named("Engineering");
     assert_eq!(group.len(), 1);
     assert_eq!(
-        Application::member_ids(&group[0]),
+        Remote::member_ids(&group[0]),
         sorted(vec![application.id_of("ada"), application.id_of("grace")])
     );
     let text = run_ok(&host, &["provision", "crm", "--group", "Engineering"]);
@@ -1264,7 +1008,7 @@ fn accounts_are_deleted_when_the_connector_says_so_and_members_go_one_per_patch(
             "--connector",
             "deleting",
             "--base-url",
-            &application.base(),
+            application.base(),
             "--token",
             APP_TOKEN,
             "--manage-groups",
@@ -1278,7 +1022,7 @@ fn accounts_are_deleted_when_the_connector_says_so_and_members_go_one_per_patch(
         application.eventually(name, "creation", |account| account["active"] == true);
     }
     application.eventually_group("Engineering", "three members", |group| {
-        Application::member_ids(group).len() == 3
+        Remote::member_ids(group).len() == 3
     });
 
     // Leaving the group deletes the account (the connector's offboarding);
@@ -1294,7 +1038,7 @@ fn accounts_are_deleted_when_the_connector_says_so_and_members_go_one_per_patch(
     }
     let ada = application.id_of("ada");
     application.eventually_group("Engineering", "only ada left", |group| {
-        Application::member_ids(group) == vec![ada.clone()]
+        Remote::member_ids(group) == vec![ada.clone()]
     });
 
     let events: Value = serde_json::from_str(&run_ok(
@@ -1618,7 +1362,7 @@ fn scalekit_unassigns_every_member_of_an_unbound_group_and_keeps_it() {
     run_ok(&host, &["app", "manage-groups", "crm", "true"]);
     run_ok(&host, &["app", "activate", "crm"]);
     application.eventually_group("YourApp Users", "both members", |group| {
-        Application::member_ids(group).len() == 2
+        Remote::member_ids(group).len() == 2
     });
     // Users are assigned through groups only.
     let refused = host.admin("PUT", "/apps/crm/assignments/ada", None);
@@ -1626,7 +1370,7 @@ fn scalekit_unassigns_every_member_of_an_unbound_group_and_keeps_it() {
 
     run_ok(&host, &["app", "unbind", "crm", "YourApp Users"]);
     application.eventually_group("YourApp Users", "every member unassigned", |group| {
-        Application::member_ids(group).is_empty()
+        Remote::member_ids(group).is_empty()
     });
     application.eventually("ada", "deactivation", |account| account["active"] == false);
     application.eventually("grace", "deactivation", |account| {
@@ -1674,7 +1418,7 @@ fn swimlane_keys_users_by_email_and_deletes_them_with_their_last_group() {
         account["active"] == true
     });
     let analysts = application.eventually_group("Analysts", "two members", |group| {
-        Application::member_ids(group).len() == 2
+        Remote::member_ids(group).len() == 2
     });
     assert!(application.users_named("nomail").is_empty());
     let letters = run_ok(&host, &["dead-letters", "crm"]);
@@ -1695,7 +1439,7 @@ fn swimlane_keys_users_by_email_and_deletes_them_with_their_last_group() {
     });
     let grace = application.id_of("grace@example.com");
     application.eventually_group("Analysts", "grace's association restored", |group| {
-        Application::member_ids(group).contains(&grace)
+        Remote::member_ids(group).contains(&grace)
     });
 
     // Deleting the group deletes it; grace (only there) is deleted, ada stays.

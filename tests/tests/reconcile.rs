@@ -9,21 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use scimlink_e2e::{Host, Running, Scim2Server, http_client_builder, repository};
+use scimlink_e2e::application::{APP_TOKEN, Remote, run_ok};
+use scimlink_e2e::{Host, Running, Scim2Server, repository};
 use serde_json::{Value, json};
 
-const APP_TOKEN: &str = "crm-app-token-5f1e";
 const WITHIN: Duration = Duration::from_secs(20);
-
-fn run_ok(host: &Host, args: &[&str]) -> String {
-    let output = host.cli(args);
-    assert!(
-        output.status.success(),
-        "scimlink {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
 
 /// Imports `people` (CSV), adds the application `crm` (custom-scim) at
 /// `http://127.0.0.1:PORT/acme/v2`, binds `groups` to it.
@@ -69,81 +59,6 @@ fn rule_of(event: &Value) -> &str {
     event["rule"].as_str().unwrap_or_default()
 }
 
-/// An application's SCIM API at `BASE` (`…/acme/v2`), read and changed
-/// directly, as its own administrator would.
-struct Remote {
-    base: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Remote {
-    fn new(base: String) -> Remote {
-        Remote {
-            base,
-            http: http_client_builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(APP_TOKEN);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/scim+json")
-                .body(body.to_string());
-        }
-        let answer = request.send().unwrap();
-        let status = answer.status().as_u16();
-        let text = answer.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn users_named(&self, user_name: &str) -> Vec<Value> {
-        let (_, body) = self.send(
-            "GET",
-            &format!("/Users?filter=userName%20eq%20%22{user_name}%22"),
-            None,
-        );
-        body["Resources"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until `user_name`'s single account satisfies `check`.
-    fn eventually(&self, user_name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WITHIN;
-        loop {
-            let accounts = self.users_named(user_name);
-            assert!(
-                accounts.len() <= 1,
-                "{user_name} has {} accounts",
-                accounts.len()
-            );
-            if let Some(account) = accounts.first()
-                && check(account)
-            {
-                return account.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{user_name}: {what} never happened; now {accounts:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn id_of(&self, user_name: &str) -> String {
-        self.users_named(user_name)[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
 /// `scimlink sandbox-sp` on a loopback port, with `quirks` (its flags).
 struct Sandbox {
     _process: Running,
@@ -174,15 +89,7 @@ impl Sandbox {
     /// The requests the application received since the last clearing, as
     /// (method, path and query, status).
     fn requests(&self) -> Vec<(String, String, u16)> {
-        let text = self
-            .remote
-            .http
-            .get(format!("{}/_sandbox/requests", self.origin))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        let log: Value = serde_json::from_str(&text).unwrap();
+        let (_, log) = Remote::new(&self.origin).call("GET", "/_sandbox/requests", None);
         log.as_array()
             .unwrap()
             .iter()
@@ -197,11 +104,7 @@ impl Sandbox {
     }
 
     fn clear_requests(&self) {
-        self.remote
-            .http
-            .delete(format!("{}/_sandbox/requests", self.origin))
-            .send()
-            .unwrap();
+        Remote::new(&self.origin).call("DELETE", "/_sandbox/requests", None);
     }
 }
 
@@ -288,10 +191,10 @@ fn an_untrusted_listing_changes_nothing(quirks: &[&str], why: &str) {
     // The drift protection of eve's deactivated account is still there:
     // reactivated in the application, she is deactivated again once the
     // application pages properly.
-    let (status, _) = sandbox.remote.send(
+    let (status, _) = sandbox.remote.call(
         "PATCH",
         &format!("/Users/{}", ids[4]),
-        Some(json!({
+        Some(&json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{ "op": "replace", "path": "active", "value": true }],
         })),
@@ -334,7 +237,7 @@ fn an_account_deleted_in_the_application_is_confirmed_gone_then_provisioned_agai
     let (grace, eve) = (sandbox.remote.id_of("grace"), sandbox.remote.id_of("eve"));
     std::thread::sleep(Duration::from_millis(300));
     for id in [&grace, &eve] {
-        let (status, _) = sandbox.remote.send("DELETE", &format!("/Users/{id}"), None);
+        let (status, _) = sandbox.remote.call("DELETE", &format!("/Users/{id}"), None);
         assert_eq!(status, 204);
     }
     sandbox.clear_requests();
@@ -388,10 +291,10 @@ fn a_group_renamed_or_stripped_in_the_application_is_restored_and_its_own_member
     let server = Scim2Server::start(&[APP_TOKEN], "acme");
     let remote = Remote::new(format!("http://127.0.0.1:{}/acme/v2", server.port));
     // An account the host does not manage.
-    let (_, outsider) = remote.send(
+    let (_, outsider) = remote.call(
         "POST",
         "/Users",
-        Some(json!({
+        Some(&json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "userName": "outsider",
         })),
@@ -420,7 +323,7 @@ fn a_group_renamed_or_stripped_in_the_application_is_restored_and_its_own_member
         remote.id_of("bob"),
     );
     let group_named = |name: &str| -> Option<Value> {
-        let (_, body) = remote.send(
+        let (_, body) = remote.call(
             "GET",
             &format!("/Groups?filter=displayName%20eq%20%22{name}%22"),
             None,
@@ -457,10 +360,10 @@ fn a_group_renamed_or_stripped_in_the_application_is_restored_and_its_own_member
 
     // In the application: renamed, grace taken out, and bob (managed, but
     // not in this group) and the outsider put in.
-    let (status, body) = remote.send(
+    let (status, body) = remote.call(
         "PUT",
         &format!("/Groups/{engineering}"),
-        Some(json!({
+        Some(&json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
             "displayName": "Eng (old)",
             "members": [{ "value": ada }, { "value": bob }, { "value": outsider }],
@@ -472,7 +375,7 @@ fn a_group_renamed_or_stripped_in_the_application_is_restored_and_its_own_member
         serde_json::from_str(&run_ok(&host, &["reconcile", "crm", "--format", "json"])).unwrap();
     assert_eq!(done["groups_repaired"], 1, "{done}");
     assert_eq!(done["repaired"], 0, "{done}");
-    let (_, group) = remote.send("GET", &format!("/Groups/{engineering}"), None);
+    let (_, group) = remote.call("GET", &format!("/Groups/{engineering}"), None);
     assert_eq!(group["displayName"], "Engineering", "{group}");
     assert_eq!(
         members(&group),
