@@ -21,7 +21,13 @@
 //!   directory;
 //! - [`plan`] shows what a sync would send without sending it;
 //! - [`directory_user`] reads a directory user as the connector contract's
-//!   record.
+//!   record;
+//! - [`takeover`] decides whether an account a lookup found may be taken
+//!   over: the only hit, carrying the filtered value, linked to no one else;
+//! - [`locks`] holds one object at a time and reads its state under the
+//!   lock, so that no write is decided on a stale read;
+//! - [`connections`] keeps one SCIM client per application for every path
+//!   that sends to it.
 
 pub mod connections;
 pub mod directory_user;

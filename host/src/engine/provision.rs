@@ -7,13 +7,19 @@
 //! nothing the second time, which is what makes a retried or replayed
 //! change safe:
 //! - no ledger entry and in scope: look the account up with the connector's
-//!   filters, in order; exactly one match is taken over (updated and
-//!   linked), none means create, more than one is refused as ambiguous;
+//!   filters, in order; a hit is taken over (updated and linked) only when
+//!   [`super::takeover`] allows it — the only one, carrying the filtered
+//!   value, held by no other directory user — else refused with a dead
+//!   letter; no hit at all means create;
 //! - a ledger entry whose document hash equals the new one: nothing is sent;
 //! - a changed document: the account is replaced (`PUT`); an account deleted
 //!   in the application is looked up and created again;
 //! - out of scope with a ledger entry: deactivated (`active` false) or
-//!   deleted, as the connector's manifest says.
+//!   deleted, as the connector's manifest says, once the deprovisioning
+//!   guard admits it ([`super::guard`]).
+//!
+//! Every sync holds the user's lock and decides on what it reads under it
+//! ([`super::locks::hold_user`]).
 //!
 //! Every request that is sent ends in an audit event.
 
