@@ -142,7 +142,7 @@ fn a_new_user_with_anothers_email_is_refused_and_never_given_that_account() {
 }
 
 #[test]
-fn a_rehired_user_name_does_not_take_over_the_deactivated_account() {
+fn a_rehired_user_name_does_not_take_over_the_deactivated_account_until_released() {
     let application = Application::start();
     let (host, _folder) = sales_on(&application);
     let old = application.eventually("ann", "creation", |account| account["active"] == true);
@@ -171,6 +171,30 @@ fn a_rehired_user_name_does_not_take_over_the_deactivated_account() {
     assert_eq!(accounts[0]["id"], old["id"]);
     assert_eq!(accounts[0]["active"], false, "the old account stays off");
     assert_eq!(accounts[0]["name"]["familyName"], "Archer");
+
+    // The operator decides the old account is the new ann's: it is
+    // released from the person who left, and the refused user replayed.
+    let refused = host.cli(&["app", "release", "crm", &second_ann]);
+    assert!(!refused.status.success(), "a user in scope is not released");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("in the scope"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let released = run_ok(&host, &["app", "release", "crm", &first_ann]);
+    assert!(released.contains(old["id"].as_str().unwrap()), "{released}");
+    run_ok(&host, &["dead-letters", "crm", "--replay"]);
+    let taken = application.eventually("ann", "the handover", |account| {
+        account["active"] == true && account["name"]["familyName"] == "Newman"
+    });
+    assert_eq!(taken["id"], old["id"], "the same account, not a second one");
+    let releases = events_of(&host, "crm")
+        .into_iter()
+        .filter(|event| {
+            event["operation"] == "user_release" && event["rule"] == "operator: released"
+        })
+        .count();
+    assert_eq!(releases, 1);
 }
 
 #[test]

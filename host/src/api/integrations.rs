@@ -38,6 +38,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(scope))
         .routes(routes!(plan))
         .routes(routes!(provision_user))
+        .routes(routes!(release_account))
         .routes(routes!(provision_group))
         .routes(routes!(reconcile))
         .routes(routes!(list_importable, import_from_app))
@@ -1004,6 +1005,91 @@ pub struct ProvisionView {
     pub result: crate::engine::provision::Synced,
     /// The events the attempt recorded, newest first.
     pub events: Vec<Event>,
+}
+
+/// An account the host no longer manages.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasedView {
+    /// The directory user (possibly deleted) the account was linked to.
+    pub user_id: String,
+    /// The account in the application, left as it is.
+    pub remote_id: String,
+}
+
+/// Stop managing the account linked to a user who is out of the
+/// application's scope, or deleted from the directory: the link is
+/// forgotten and the account is left as it is. This is how an operator
+/// hands an account over — to a re-hired person whose takeover was refused
+/// because the account was still linked to the person who left — before
+/// replaying the refused user.
+#[utoipa::path(post, path = "/apps/{app}/release/{user}", tag = "applications",
+    params(("app" = String, Path, description = "name or id"),
+        ("user" = String, Path, description = "id or userName; the id of a user deleted from the directory")),
+    responses((status = 200, body = ReleasedView),
+        (status = 404, description = "no such application, or no account linked to the user", body = ApiErrorBody),
+        (status = 409, description = "the user is in the application's scope: the next sync would take the account over again", body = ApiErrorBody)))]
+async fn release_account(
+    State(state): State<ApiState>,
+    Path((app, user)): Path<(String, String)>,
+) -> Result<Json<ReleasedView>, ApiError> {
+    let app = load_app(&state, app).await?;
+    let user_id = store_call(&state, move |store| {
+        match super::directory::find_user(store, &user) {
+            Ok(found) => Ok(found.id),
+            // A user deleted from the directory is named by its old id.
+            Err(crate::store::StoreError::NotFound { .. }) => Ok(user),
+            Err(error) => Err(error),
+        }
+    })
+    .await?;
+    let held = crate::engine::locks::hold_user(state.store.as_ref(), &app.id, &user_id).await?;
+    let Some(entry) = held.entry.clone() else {
+        return Err(ApiError::not_found(format!(
+            "no account of {} is linked to {user_id}",
+            app.name
+        )));
+    };
+    if held.in_scope {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_scope",
+            format!(
+                "{user_id} is in the scope of {}: the next sync would take account {} over \
+                 again; take the user out of scope first",
+                app.name, entry.remote_id
+            ),
+        ));
+    }
+    let event = Event {
+        id: String::new(),
+        at: String::new(),
+        app_id: Some(app.id.clone()),
+        app_name: Some(app.name.clone()),
+        object_kind: Some("user".into()),
+        object_id: Some(user_id.clone()),
+        operation: crate::engine::groups::USER_RELEASE.to_string(),
+        outcome: Outcome::Success,
+        rule: Some("operator: released".into()),
+        http_status: None,
+        summary: format!(
+            "account {} left as it is in the application; no longer managed",
+            entry.remote_id
+        ),
+    };
+    state.store.record_with_ledger(
+        crate::store::LedgerChange::Remove {
+            app_id: &app.id,
+            object_kind: "user",
+            object_id: &user_id,
+        },
+        event,
+    )?;
+    drop(held);
+    Ok(Json(ReleasedView {
+        user_id,
+        remote_id: entry.remote_id,
+    }))
 }
 
 /// Provision one user in an active application now, and show what was done.

@@ -57,6 +57,11 @@ pub enum AppCommand {
     Assign { name: String, user: String },
     /// Remove a user's direct assignment.
     Unassign { name: String, user: String },
+    /// Stop managing the account linked to a user who is out of scope or
+    /// deleted (its id): the account is left as it is. Hands an account over
+    /// to another user whose takeover was refused; then replay the refused
+    /// user's dead letter.
+    Release { name: String, user: String },
     /// Start provisioning to an application.
     Activate { name: String },
     /// Stop provisioning to an application.
@@ -455,6 +460,22 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 None,
             )?;
             println!("unassigned {user} from {name}");
+        }
+        AppCommand::Release { name, user } => {
+            let released = client.call(
+                Method::POST,
+                &format!(
+                    "/apps/{}/release/{}",
+                    percent_encode(&name),
+                    percent_encode(&user)
+                ),
+                None,
+            )?;
+            println!(
+                "account {} in {name} is no longer managed (it was {user}'s); \
+                 replay a refused user with `scimlink dead-letters {name} --replay`",
+                released["remoteId"].as_str().unwrap_or("-")
+            );
         }
         AppCommand::ManageGroups { name, enabled } => {
             client.call(

@@ -539,7 +539,8 @@ fn already_linked(store: &dyn Store, remote_id: &str, holder: &str, user_name: &
     );
     format!(
         "account {remote_id} is already linked to user {holder} ({holder_name}); \
-         it is not taken over for {user_name}"
+         it is not taken over for {user_name} (to hand it over, `scimlink app release \
+         APP {holder}`, then replay)"
     )
 }
 
