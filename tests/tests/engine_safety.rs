@@ -174,7 +174,7 @@ fn a_rehired_user_name_does_not_take_over_the_deactivated_account_until_released
 
     // The operator decides the old account is the new ann's: it is
     // released from the person who left, and the refused user replayed.
-    let refused = host.cli(&["app", "release", "crm", &second_ann]);
+    let refused = host.cli(&["app", "release", "crm", "ben"]);
     assert!(!refused.status.success(), "a user in scope is not released");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("in the scope"),
