@@ -179,9 +179,23 @@ fn a_component_with_many_core_instances_is_refused_at_load() {
     assert_serves(&neighbour, "after-many-instances");
 }
 
+/// A runtime whose calls may take seconds: the aliasing fixture fills a
+/// 32 MiB buffer before it answers, which on a busy machine can pass the
+/// production deadline, and these tests are about the copy, not the CPU.
+fn patient_runtime() -> std::sync::Arc<Runtime> {
+    Runtime::new(RuntimeConfig {
+        default_limits: scimlink::runtime::PluginLimits {
+            call_deadline: std::time::Duration::from_secs(10),
+            ..scimlink::runtime::PluginLimits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
 #[test]
 fn a_describe_that_repeats_one_buffer_is_refused_before_it_is_copied() {
-    let loader = Loader::new(runtime());
+    let loader = Loader::new(patient_runtime());
     let neighbour = load(&loader, &bundled("custom-scim"));
     let path = fixture("aliasing-describe");
 
@@ -203,7 +217,7 @@ fn a_describe_that_repeats_one_buffer_is_refused_before_it_is_copied() {
 
 #[test]
 fn results_that_repeat_one_buffer_are_refused_before_they_are_copied() {
-    let loader = Loader::new(runtime());
+    let loader = Loader::new(patient_runtime());
     let neighbour = load(&loader, &bundled("custom-scim"));
     let aliasing = load(&loader, &fixture("aliasing"));
     let bomb = user("alias-bomb");
