@@ -820,6 +820,14 @@ async fn import(
     State(state): State<ApiState>,
     Body(request): Body<ImportRequest>,
 ) -> Result<Json<ImportOutcome>, ApiError> {
+    let batch = import_batch(request)?;
+    store_call(&state, move |store| store.import(batch))
+        .await
+        .map(Json)
+}
+
+/// Checks an import request whole and makes the batch the store writes.
+pub(super) fn import_batch(request: ImportRequest) -> Result<ImportBatch, ApiError> {
     let mut batch = ImportBatch::default();
     for (index, fields) in request.users.into_iter().enumerate() {
         let at = |error: ApiError| {
@@ -857,7 +865,39 @@ async fn import(
             member_user_names: group.members,
         });
     }
-    store_call(&state, move |store| store.import(batch))
-        .await
-        .map(Json)
+    Ok(batch)
+}
+
+/// [`create_user`]'s checks.
+pub(super) fn check_user_create(fields: UserFields) -> Result<(), ApiError> {
+    fields.into_write(Map::new()).map(drop)
+}
+
+/// [`update_user`]'s checks, applied to a user with a name, a work email
+/// and a phone number.
+pub(super) fn check_user_update(update: UserUpdate) -> Result<(), ApiError> {
+    let current = UserFields {
+        user_name: "ada".into(),
+        given_name: Some("Ada".into()),
+        email: Some("ada@example.com".into()),
+        phone: Some("+1 555 0100".into()),
+        ..UserFields::default()
+    };
+    let attributes = current.clone().into_write(Map::new())?.attributes;
+    current.update(update).into_write(attributes).map(drop)
+}
+
+/// [`create_group`]'s checks.
+pub(super) fn check_group_create(input: &GroupInput) -> Result<(), ApiError> {
+    check_group_name(&input.name).map(drop)
+}
+
+/// [`update_group`]'s checks.
+pub(super) fn check_group_update(update: &GroupUpdate) -> Result<(), ApiError> {
+    update
+        .name
+        .as_deref()
+        .map(check_group_name)
+        .transpose()
+        .map(drop)
 }

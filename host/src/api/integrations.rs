@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
+use crate::runtime::PluginRegistry;
 use crate::store::{
     AppRecord, AppState, AppUpdate, AppWrite, Event, GuardOverrides, Outcome, Pacing, Secret,
 };
@@ -183,12 +184,12 @@ fn check_token(token: &str) -> Result<Secret, ApiError> {
 /// Checks an application's connector, settings and base URL; returns the
 /// base URL to store.
 fn check_against_connector(
-    state: &ApiState,
+    plugins: Option<&PluginRegistry>,
     connector: &str,
     base_url: Option<&str>,
     settings: &BTreeMap<String, String>,
 ) -> Result<String, ApiError> {
-    let manifest = match &state.plugins {
+    let manifest = match plugins {
         Some(plugins) => match plugins.get(connector) {
             Some(plugin) => Some(plugin.manifest().clone()),
             None => {
@@ -347,15 +348,23 @@ async fn create_app(
     State(state): State<ApiState>,
     Body(input): Body<AppInput>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let write = app_write(state.plugins.as_deref(), input)?;
+    let app = store_call(&state, move |store| store.create_app(write)).await?;
+    Ok((StatusCode::CREATED, Json(app.into())))
+}
+
+/// Checks a new application against the served connectors (when known)
+/// and makes what the store writes.
+fn app_write(plugins: Option<&PluginRegistry>, input: AppInput) -> Result<AppWrite, ApiError> {
     check_name(&input.name)?;
     let token = check_token(&input.token)?;
     let base_url = check_against_connector(
-        &state,
+        plugins,
         &input.connector,
         input.base_url.as_deref(),
         &input.settings,
     )?;
-    let write = AppWrite {
+    Ok(AppWrite {
         label: input
             .label
             .filter(|label| !label.trim().is_empty())
@@ -368,9 +377,40 @@ async fn create_app(
         settings: input.settings.into_iter().collect(),
         pacing: check_pacing(input.pacing.unwrap_or_default())?,
         guard: check_guard(input.guard.unwrap_or_default())?,
-    };
-    let app = store_call(&state, move |store| store.create_app(write)).await?;
-    Ok((StatusCode::CREATED, Json(app.into())))
+    })
+}
+
+/// [`create_app`]'s checks, without a served connector to check against.
+pub(super) fn check_app_create(input: AppInput) -> Result<(), ApiError> {
+    app_write(None, input).map(drop)
+}
+
+/// [`update_app`]'s checks of a change to an application at
+/// `https://scim.example.com/v2` without settings, without a served
+/// connector to check against.
+pub(super) fn check_app_change(change: AppChange) -> Result<(), ApiError> {
+    const CURRENT_BASE_URL: &str = "https://scim.example.com/v2";
+    let current_settings = BTreeMap::new();
+    let token = change.token.as_deref().map(check_token).transpose()?;
+    let settings = change.settings.unwrap_or_default();
+    let base_url = change.base_url.as_deref().unwrap_or(CURRENT_BASE_URL);
+    let base_url = check_against_connector(None, "sample", Some(base_url), &settings)?;
+    let moved = resolved_origin(CURRENT_BASE_URL, &current_settings)
+        != resolved_origin(&base_url, &settings);
+    if moved && token.is_none() {
+        return Err(ApiError::invalid(
+            "token",
+            "the change moves the application",
+        ));
+    }
+    change.pacing.map(check_pacing).transpose()?;
+    change.guard.map(check_guard).transpose()?;
+    Ok(())
+}
+
+/// [`rotate_token`]'s check of the new token.
+pub(super) fn check_token_input(input: &TokenInput) -> Result<(), ApiError> {
+    check_token(&input.token).map(drop)
 }
 
 /// An application by name or id.
@@ -430,7 +470,12 @@ async fn update_app(
         .base_url
         .clone()
         .unwrap_or_else(|| current.base_url.clone());
-    let base_url = check_against_connector(&state, &current.connector, Some(&base_url), &settings)?;
+    let base_url = check_against_connector(
+        state.plugins.as_deref(),
+        &current.connector,
+        Some(&base_url),
+        &settings,
+    )?;
     // --- A new origin needs the token again: the stored one was given for
     // the old server, and the admin token alone must not be enough to send
     // it elsewhere.

@@ -393,22 +393,84 @@ where
                     format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
                 )
             })?;
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map(Body)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let inner = error.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_json",
-                        format!("the body is not valid JSON: {inner}"),
-                    )
-                } else {
-                    ApiError::invalid(&path, inner.to_string())
-                }
-            })
+        parse_body(&bytes).map(Body)
+    }
+}
+
+/// Reads a JSON request body as the handlers do: 400 when it is not JSON,
+/// 422 naming the field when it does not fit `T`.
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else {
+            ApiError::invalid(&path, inner.to_string())
+        }
+    })
+}
+
+/// The admin API operations that take a JSON request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOf {
+    /// `POST /users`
+    CreateUser,
+    /// `PATCH /users/{user}`
+    UpdateUser,
+    /// `POST /groups`
+    CreateGroup,
+    /// `PATCH /groups/{group}`
+    UpdateGroup,
+    /// `POST /directory/import`
+    ImportDirectory,
+    /// `POST /apps`
+    CreateApp,
+    /// `PATCH /apps/{app}`
+    UpdateApp,
+    /// `PUT /apps/{app}/token`
+    ReplaceToken,
+    /// `POST /apps/{app}/import`
+    ImportFromApp,
+    /// `POST /apps/{app}/dead-letters/replay`
+    ReplayDeadLetters,
+}
+
+impl BodyOf {
+    pub const ALL: [BodyOf; 10] = [
+        BodyOf::CreateUser,
+        BodyOf::UpdateUser,
+        BodyOf::CreateGroup,
+        BodyOf::UpdateGroup,
+        BodyOf::ImportDirectory,
+        BodyOf::CreateApp,
+        BodyOf::UpdateApp,
+        BodyOf::ReplaceToken,
+        BodyOf::ImportFromApp,
+        BodyOf::ReplayDeadLetters,
+    ];
+}
+
+/// Reads a request body of `operation` and makes the checks its handler
+/// makes before it reaches the store or a served connector, with the same
+/// errors. An update is applied to a sample user, group or application.
+pub fn check_body(operation: BodyOf, bytes: &[u8]) -> Result<(), ApiError> {
+    match operation {
+        BodyOf::CreateUser => directory::check_user_create(parse_body(bytes)?),
+        BodyOf::UpdateUser => directory::check_user_update(parse_body(bytes)?),
+        BodyOf::CreateGroup => directory::check_group_create(&parse_body(bytes)?),
+        BodyOf::UpdateGroup => directory::check_group_update(&parse_body(bytes)?),
+        BodyOf::ImportDirectory => directory::import_batch(parse_body(bytes)?).map(drop),
+        BodyOf::CreateApp => integrations::check_app_create(parse_body(bytes)?),
+        BodyOf::UpdateApp => integrations::check_app_change(parse_body(bytes)?),
+        BodyOf::ReplaceToken => integrations::check_token_input(&parse_body(bytes)?),
+        BodyOf::ImportFromApp => parse_body::<integrations::ImportInput>(bytes).map(drop),
+        BodyOf::ReplayDeadLetters => parse_body::<safety::ReplayInput>(bytes).map(drop),
     }
 }
 

@@ -36,14 +36,23 @@ const COLUMNS: &[(&str, &str)] = &[
 /// Users (as admin API user objects) and groups of an import file.
 pub fn read_file(path: &Path) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> {
     let text = std::fs::read_to_string(path).context("cannot read the file")?;
-    let is_json = path
+    let named_json = path
         .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with('{');
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    read_text(&text, named_json)
+}
+
+/// Users and groups of an import file's text: JSON when `named_json` (the
+/// file's name ends in `.json`) or when it starts with `{`, else CSV.
+pub fn read_text(
+    text: &str,
+    named_json: bool,
+) -> anyhow::Result<(Vec<Value>, Vec<ImportGroupInput>)> {
+    let is_json = named_json || text.trim_start().starts_with('{');
     let (users, groups) = if is_json {
-        read_json(&text)?
+        read_json(text)?
     } else {
-        read_csv(&text)?
+        read_csv(text)?
     };
     let mut seen = HashSet::new();
     for (index, user) in users.iter().enumerate() {

@@ -7,7 +7,7 @@
 
 mod admin;
 mod check;
-mod import;
+pub mod import;
 mod plugin_new;
 mod plugin_test;
 mod rollback;
