@@ -539,3 +539,82 @@ where
         .await
         .map_err(ApiError::from)
 }
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    /// The fuzz corpus's seeds for `admin_api_body` are valid bodies, so the
+    /// fuzzer starts from inputs that reach every check.
+    #[test]
+    fn the_fuzz_seeds_pass_their_handlers_checks() {
+        macro_rules! seed {
+            ($name:literal) => {
+                include_bytes!(concat!("../../../fuzz/corpus/admin_api_body/", $name)).as_slice()
+            };
+        }
+        for (operation, body) in [
+            (BodyOf::CreateUser, seed!("user_create")),
+            (BodyOf::UpdateUser, seed!("user_update")),
+            (BodyOf::CreateGroup, seed!("group")),
+            (BodyOf::UpdateGroup, seed!("group")),
+            (BodyOf::ImportDirectory, seed!("import")),
+            (BodyOf::CreateApp, seed!("app_create")),
+            (BodyOf::UpdateApp, seed!("app_change")),
+            (BodyOf::ReplaceToken, seed!("token")),
+            (BodyOf::ImportFromApp, seed!("app_import")),
+            (BodyOf::ReplayDeadLetters, seed!("replay")),
+        ] {
+            if let Err(error) = check_body(operation, body) {
+                panic!("{operation:?}: {:?}", error.detail.message);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_bodies_get_400_or_422_naming_the_field() {
+        let status = |operation, body: &str| {
+            let error = check_body(operation, body.as_bytes()).unwrap_err();
+            (error.status.as_u16(), error.detail.field)
+        };
+        assert_eq!(status(BodyOf::CreateUser, "{\"userName\":"), (400, None));
+        assert_eq!(
+            status(BodyOf::CreateUser, r#"{"userName":" "}"#),
+            (422, Some("userName".into()))
+        );
+        assert_eq!(
+            status(BodyOf::UpdateUser, r#"{"email":"nobody"}"#),
+            (422, Some("email".into()))
+        );
+        assert_eq!(
+            status(BodyOf::UpdateGroup, r#"{"name":""}"#),
+            (422, Some("name".into()))
+        );
+        assert_eq!(
+            status(
+                BodyOf::ImportDirectory,
+                r#"{"users":[{"userName":"a","x":1}]}"#
+            )
+            .0,
+            422
+        );
+        assert_eq!(
+            status(
+                BodyOf::CreateApp,
+                r#"{"name":"a","connector":"c","token":"t","baseUrl":"ftp://x"}"#
+            ),
+            (422, Some("baseUrl".into()))
+        );
+        assert_eq!(
+            status(
+                BodyOf::UpdateApp,
+                r#"{"baseUrl":"https://elsewhere.example"}"#
+            ),
+            (422, Some("token".into()))
+        );
+        assert_eq!(
+            status(BodyOf::ReplaceToken, "{\"token\":\"a\\u0000b\"}"),
+            (422, Some("token".into()))
+        );
+    }
+}

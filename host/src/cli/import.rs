@@ -212,6 +212,31 @@ mod tests {
         assert_eq!(eng.members, ["ada", "bob"]);
     }
 
+    /// The fuzz corpus's seeds for `directory_import` are valid files.
+    #[test]
+    fn the_fuzz_seeds_are_valid_import_files() {
+        for (text, named_json, users) in [
+            (
+                include_str!("../../../fuzz/corpus/directory_import/people.csv"),
+                false,
+                3,
+            ),
+            (
+                include_str!("../../../fuzz/corpus/directory_import/columns.csv"),
+                false,
+                1,
+            ),
+            (
+                include_str!("../../../fuzz/corpus/directory_import/people.json"),
+                true,
+                2,
+            ),
+        ] {
+            let (read, _) = read_text(text, named_json).unwrap();
+            assert_eq!(read.len(), users);
+        }
+    }
+
     #[test]
     fn bad_files_are_refused_with_the_line() {
         for (content, name, expected) in [
