@@ -460,7 +460,12 @@ impl Engine {
             }
             progress.push(pair);
         }
-        self.store.record_progress(&self.consumer, &progress)?;
+        // A pair matters to the store only while its change stays open: the
+        // common batch, every change done, writes no progress at all.
+        progress.retain(|pair| open.contains_key(&pair.seq));
+        if !progress.is_empty() {
+            self.store.record_progress(&self.consumer, &progress)?;
+        }
         let done: Vec<i64> = changes
             .iter()
             .map(|change| change.seq)
