@@ -397,6 +397,7 @@ pub fn decide(store: &dyn Store, id: &str, approve: bool) -> Result<HeldChange, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prelude::*;
 
     fn limits(percent: f64, minimum: u64) -> GuardLimits {
         GuardLimits {

@@ -1505,6 +1505,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::prelude::*;
     use crate::store::{SqliteStore, TokenCipher};
 
     /// A server on loopback whose scans are limited by `scans`.

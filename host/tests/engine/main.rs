@@ -16,8 +16,9 @@ use scimlink::runtime::Loader;
 use scimlink::runtime::contract::GroupEvent;
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
 use scimlink::scim_client::{ClientSettings, ScimClient, ScimRequest};
+use scimlink::store::prelude::*;
 use scimlink::store::{
-    AppState, AppUpdate, AppWrite, GroupWrite, Member, MemberKind, Secret, SqliteStore, Store,
+    AppState, AppUpdate, AppWrite, GroupWrite, Member, MemberKind, Secret, SqliteStore,
     TokenCipher, UserWrite,
 };
 use serde_json::{Map, json};

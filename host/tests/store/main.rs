@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use scimlink::store::prelude::*;
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, GroupWrite, ImportBatch, ImportGroup, LedgerEntry, Member,
-    MemberKind, Page, Secret, SqliteStore, Store, StoreError, TokenCipher, UserKey, UserWrite,
+    MemberKind, Page, Secret, SqliteStore, StoreError, TokenCipher, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 

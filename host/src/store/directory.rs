@@ -1,0 +1,202 @@
+//! The directory: users, groups and group membership.
+//!
+//! Invariants: `userName` and group `displayName` are unique without regard
+//! to case (compared in [`fold_name`]'s form); membership never references a
+//! missing user or group and never forms a cycle, and a write that would is
+//! refused whole with [`StoreError::InvalidMembership`]; every write bumps
+//! the version of what it changed (a membership change bumps the member
+//! user's too: `groups` is part of the user) and appends its [`Change`] in
+//! the same transaction.
+
+use super::*;
+
+/// A user of the directory: its SCIM attributes and bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    /// SCIM attributes (core and extensions) without `id`, `meta`, `groups`.
+    pub attributes: Map<String, Value>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// What a caller writes for a user. `userName`, `externalId` and `active`
+/// are read from `attributes`; the store indexes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserWrite {
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    pub attributes: Map<String, Value>,
+}
+
+/// What kind of object a group member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::User => "User",
+            MemberKind::Group => "Group",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "User" => Some(MemberKind::User),
+            "Group" => Some(MemberKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Member {
+    pub id: String,
+    pub kind: MemberKind,
+}
+
+/// A member as the store can describe it to a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: String,
+    pub kind: MemberKind,
+    /// userName of a user, displayName of a group.
+    pub display: String,
+}
+
+/// A group of the directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// SCIM attributes without `id`, `meta`, `members`.
+    pub attributes: Map<String, Value>,
+    pub members: Vec<MemberView>,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+}
+
+/// What a caller writes for a group. `members: None` leaves membership as
+/// it is; `Some` replaces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupWrite {
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub members: Option<Vec<Member>>,
+}
+
+/// A group as a user's `groups` attribute shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// Indexed keys a user can be found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKey {
+    Id,
+    UserName,
+    ExternalId,
+}
+
+/// Indexed keys a group can be found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    Id,
+    DisplayName,
+    ExternalId,
+}
+
+/// Users and groups written together by an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    /// Matched on userName: an existing user keeps what the import does not
+    /// name (and its `active` status unless `attributes` holds `active`); a
+    /// new one is created.
+    pub users: Vec<UserWrite>,
+    /// Matched on displayName; members are userNames, added to what the
+    /// group already holds.
+    pub groups: Vec<ImportGroup>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportGroup {
+    pub display_name: String,
+    pub member_user_names: Vec<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportOutcome {
+    pub users_created: u64,
+    pub users_updated: u64,
+    pub groups_created: u64,
+    pub memberships_added: u64,
+}
+
+pub trait DirectoryStore: Send + Sync {
+    fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord>;
+    /// Replaces a user's attributes; with `expected_version`, only if the
+    /// user is still at that version.
+    fn replace_user(
+        &self,
+        id: &str,
+        user: UserWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<UserRecord>;
+    /// Deletes a user and its memberships.
+    fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
+    fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Users whose key equals `value` (userName without regard to case).
+    fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>>;
+    /// Users ordered by userName.
+    fn list_users(&self, page: Page) -> StoreResult<Listing<UserRecord>>;
+    /// Every user, in userName order, until `visit` returns false.
+    fn scan_users(&self, visit: &mut dyn FnMut(UserRecord) -> bool) -> StoreResult<()>;
+    /// The groups a user is a direct member of.
+    fn user_groups(&self, id: &str) -> StoreResult<Vec<GroupRef>>;
+
+    // Groups.
+    fn create_group(&self, group: GroupWrite) -> StoreResult<GroupRecord>;
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<GroupRecord>;
+    fn delete_group(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
+    fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
+    fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>>;
+    /// Groups ordered by displayName.
+    fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>>;
+    fn scan_groups(&self, visit: &mut dyn FnMut(GroupRecord) -> bool) -> StoreResult<()>;
+    /// Adds members (already present ones are left alone) and removes
+    /// members (absent ones are ignored) in one transaction.
+    fn change_members(
+        &self,
+        group_id: &str,
+        add: &[Member],
+        remove: &[String],
+    ) -> StoreResult<GroupRecord>;
+
+    // Bulk.
+    fn import(&self, batch: ImportBatch) -> StoreResult<ImportOutcome>;
+
+    /// The users among `ids`, and the users of the groups among them
+    /// (through nested groups), in id order.
+    fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>>;
+}

@@ -1,0 +1,121 @@
+//! The ledger: which remote account each directory object is linked to in
+//! each application, and the last document the application accepted; and
+//! the dead letters, objects an application refused for good.
+//!
+//! Invariants: a remote account is linked to at most one object of a kind
+//! per application (a second link is refused with
+//! [`StoreError::LinkedElsewhere`]); writing or removing an object's entry
+//! takes its dead letter off the list (it succeeded); a ledger change and
+//! the event that records it land in one transaction
+//! ([`LedgerStore::record_with_ledger`]).
+
+use super::*;
+
+/// What an application holds of one directory object, as last accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub app_id: String,
+    /// `user` or `group`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// The object's id in the application.
+    pub remote_id: String,
+    /// sha256 of the last document the application accepted, or a marker
+    /// of a state without a document (`deactivated`).
+    pub doc_hash: String,
+    /// The last document the application accepted, when one was sent.
+    pub document: Option<String>,
+    pub updated: String,
+}
+
+/// A change to the ledger made together with the event that records it.
+#[derive(Debug, Clone, Copy)]
+pub enum LedgerChange<'a> {
+    Put(&'a LedgerEntry),
+    Remove {
+        app_id: &'a str,
+        object_kind: &'a str,
+        object_id: &'a str,
+    },
+}
+
+/// An object an application refused for a reason another attempt will not
+/// cure. It stays listed until a sync of the object succeeds or an operator
+/// replays it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    pub app_id: String,
+    /// `user` or `group`.
+    pub object_kind: String,
+    pub object_id: String,
+    /// The operation that failed (`user_create_provision` …).
+    pub operation: String,
+    pub reason: String,
+    pub http_status: Option<u16>,
+    pub first_failed: String,
+    pub last_failed: String,
+    /// How many times it failed since it was first listed.
+    pub failures: u32,
+}
+
+pub trait LedgerStore: Send + Sync {
+    // The ledger.
+    fn ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>>;
+    /// Every entry of one kind for an application.
+    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>>;
+    /// The remote ids the ledger holds for the objects among `object_ids`,
+    /// as (object id, remote id), in `object_ids` order.
+    fn remote_ids(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// The entry that links the remote account `remote_id`, whichever
+    /// object holds it: a remote account is linked to at most one object of
+    /// a kind per application, and a write that would link it to a second
+    /// is refused with [`StoreError::LinkedElsewhere`].
+    fn ledger_holder(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        remote_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>>;
+    /// How many entries of one kind an application has, those whose
+    /// `doc_hash` is `excluding_hash` left out.
+    fn count_ledger_entries(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        excluding_hash: &str,
+    ) -> StoreResult<u64>;
+    /// Writes an entry; `updated` is set to now.
+    fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()>;
+    fn remove_ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<()>;
+
+    // Dead letters.
+    /// Lists an object as failed for good, or counts one more failure of an
+    /// object already listed. (Writing the object's ledger entry, or
+    /// removing it, takes it off the list: it succeeded.)
+    fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()>;
+    /// An application's dead letters, oldest first.
+    fn dead_letters(&self, app_id: &str) -> StoreResult<Vec<DeadLetter>>;
+    /// Takes dead letters of an application off the list (those of
+    /// `object_ids`, or all) and queues their objects for another sync, in
+    /// one transaction. How many were replayed.
+    fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64>;
+    /// Changes the ledger and records the event that says why, in one
+    /// transaction: what the application accepted and its audit entry land
+    /// together or not at all.
+    fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()>;
+}

@@ -1,0 +1,33 @@
+//! Scope: which groups are bound to an application and which users are
+//! assigned to it directly, and the questions the engine asks of them.
+//!
+//! A user is in an application's scope when it is assigned directly or is
+//! a member, directly or through nested groups, of a bound group. Binding,
+//! unbinding, assigning and unassigning append their [`Change`] in the same
+//! transaction; doing one twice is doing it once (and appends nothing).
+
+use super::*;
+
+pub trait ScopeStore: Send + Sync {
+    fn bind(&self, app: &str, group_id: &str) -> StoreResult<()>;
+    fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()>;
+    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>>;
+    /// Assigns a user to the application directly (in scope without a
+    /// bound group). Assigning twice is assigning once.
+    fn assign(&self, app: &str, user_id: &str) -> StoreResult<()>;
+    fn unassign(&self, app: &str, user_id: &str) -> StoreResult<()>;
+    /// Ids of the users assigned directly, in id order.
+    fn assignments(&self, app: &str) -> StoreResult<Vec<String>>;
+    /// Ids of the users in the application's scope — members, directly or
+    /// through nested groups, of a group bound to it, and users assigned to
+    /// it directly — in id order.
+    fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>>;
+    /// Whether the user is in the application's scope: assigned to it
+    /// directly, or a member, directly or through nested groups, of a group
+    /// bound to it.
+    fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// The groups bound to the application that hold `member_id` (a user or
+    /// a group) directly or through nested groups — `member_id` itself when
+    /// it is a bound group — in id order.
+    fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>>;
+}

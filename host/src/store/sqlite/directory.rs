@@ -1,0 +1,786 @@
+//! [`DirectoryStore`] in SQLite: users, groups and memberships tables;
+//! uniqueness through the `*_key` columns holding the folded name.
+
+use super::*;
+
+pub(super) fn user_from_row(row: &Row<'_>) -> RowResult<UserRecord> {
+    let doc: String = row.get(4)?;
+    Ok(parse_doc(&doc).map(|attributes| UserRecord {
+        id: row.get(0).unwrap_or_default(),
+        user_name: row.get(1).unwrap_or_default(),
+        external_id: row.get(2).unwrap_or_default(),
+        active: row.get(3).unwrap_or(false),
+        attributes,
+        version: row.get(5).unwrap_or_default(),
+        created: row.get(6).unwrap_or_default(),
+        modified: row.get(7).unwrap_or_default(),
+    }))
+}
+
+pub(super) fn group_from_row(row: &Row<'_>) -> RowResult<GroupRecord> {
+    let doc: String = row.get(3)?;
+    Ok(parse_doc(&doc).map(|attributes| GroupRecord {
+        id: row.get(0).unwrap_or_default(),
+        display_name: row.get(1).unwrap_or_default(),
+        external_id: row.get(2).unwrap_or_default(),
+        attributes,
+        members: Vec::new(),
+        version: row.get(4).unwrap_or_default(),
+        created: row.get(5).unwrap_or_default(),
+        modified: row.get(6).unwrap_or_default(),
+    }))
+}
+
+pub(super) fn with_members(
+    connection: &Connection,
+    mut group: GroupRecord,
+) -> StoreResult<GroupRecord> {
+    let mut statement = connection.prepare_cached(
+        "SELECT m.member_id, m.member_kind, COALESCE(u.user_name, g.display_name, '')
+         FROM memberships m
+         LEFT JOIN users u ON m.member_kind = 'User' AND u.id = m.member_id
+         LEFT JOIN groups g ON m.member_kind = 'Group' AND g.id = m.member_id
+         WHERE m.group_id = ?1 ORDER BY m.member_kind DESC, 3",
+    )?;
+    let rows = statement.query_map([&group.id], |row| {
+        let kind: String = row.get(1)?;
+        Ok(MemberView {
+            id: row.get(0)?,
+            kind: MemberKind::parse(&kind).unwrap_or(MemberKind::User),
+            display: row.get(2)?,
+        })
+    })?;
+    group.members = rows.collect::<Result<_, _>>()?;
+    Ok(group)
+}
+
+pub(super) fn insert_user(
+    transaction: &Transaction<'_>,
+    user: &UserWrite,
+) -> StoreResult<UserRecord> {
+    ensure_unique(
+        transaction,
+        "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
+        &fold(&user.user_name),
+        "",
+        "user",
+        "userName",
+    )?;
+    let id = new_id();
+    let at = now();
+    transaction
+        .prepare_cached(
+            "INSERT INTO users (id, user_name, user_name_key, external_id, active, doc, version, created, modified)
+             VALUES (?1, ?2, ?7, ?3, ?4, ?5, 1, ?6, ?6)",
+        )?
+        .execute(params![
+            id,
+            user.user_name,
+            user.external_id,
+            user.active,
+            to_json(&user.attributes),
+            at,
+            fold(&user.user_name)
+        ])?;
+    append_change(
+        transaction,
+        "user",
+        &id,
+        "created",
+        json!({ "userName": user.user_name }),
+    )?;
+    Ok(UserRecord {
+        id,
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        attributes: user.attributes.clone(),
+        version: 1,
+        created: at.clone(),
+        modified: at,
+    })
+}
+
+pub(super) fn update_user(
+    transaction: &Transaction<'_>,
+    id: &str,
+    user: &UserWrite,
+    expected_version: Option<i64>,
+) -> StoreResult<UserRecord> {
+    let version = current_version(transaction, "users", "user", id, expected_version)? + 1;
+    ensure_unique(
+        transaction,
+        "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
+        &fold(&user.user_name),
+        id,
+        "user",
+        "userName",
+    )?;
+    let at = now();
+    let created: String = transaction
+        .prepare_cached(
+            "UPDATE users SET user_name = ?2, user_name_key = ?8, external_id = ?3, active = ?4, doc = ?5,
+                 version = ?6, modified = ?7
+             WHERE id = ?1 RETURNING created",
+        )?
+        .query_row(
+            params![
+                id,
+                user.user_name,
+                user.external_id,
+                user.active,
+                to_json(&user.attributes),
+                version,
+                at,
+                fold(&user.user_name)
+            ],
+            |row| row.get(0),
+        )?;
+    append_change(
+        transaction,
+        "user",
+        id,
+        "updated",
+        json!({ "userName": user.user_name, "active": user.active }),
+    )?;
+    Ok(UserRecord {
+        id: id.to_string(),
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        attributes: user.attributes.clone(),
+        version,
+        created,
+        modified: at,
+    })
+}
+
+/// An imported user laid over the stored one: attributes the import names
+/// replace (complex ones sub-attribute by sub-attribute), the rest stay; an
+/// import without `active` leaves the user's status as it is.
+pub(super) fn merge_import(
+    transaction: &Transaction<'_>,
+    id: &str,
+    user: &UserWrite,
+) -> StoreResult<UserWrite> {
+    let (doc, active): (String, bool) =
+        transaction.query_row("SELECT doc, active FROM users WHERE id = ?1", [id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let mut attributes = parse_doc(&doc)?;
+    for (key, value) in &user.attributes {
+        match (attributes.get_mut(key), value) {
+            (Some(Value::Object(existing)), Value::Object(incoming)) => {
+                for (sub, sub_value) in incoming {
+                    existing.insert(sub.clone(), sub_value.clone());
+                }
+            }
+            _ => {
+                attributes.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let active = if user.attributes.contains_key("active") {
+        user.active
+    } else {
+        active
+    };
+    attributes.insert("active".into(), Value::Bool(active));
+    Ok(UserWrite {
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone().or_else(|| {
+            attributes
+                .get("externalId")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
+        active,
+        attributes,
+    })
+}
+
+/// Inserts memberships after checking that every member exists and that no
+/// group would contain itself; returns the ids actually added.
+pub(super) fn add_members(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    members: &[Member],
+) -> StoreResult<Vec<String>> {
+    let mut added = Vec::new();
+    for member in members {
+        let table = match member.kind {
+            MemberKind::User => "users",
+            MemberKind::Group => "groups",
+        };
+        let exists = transaction
+            .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?
+            .exists([&member.id])?;
+        if !exists {
+            return Err(StoreError::InvalidMembership(format!(
+                "member {} is not a {} of the directory",
+                member.id,
+                member.kind.as_str().to_lowercase()
+            )));
+        }
+        if member.kind == MemberKind::Group && contains_group(transaction, &member.id, group_id)? {
+            return Err(StoreError::InvalidMembership(format!(
+                "group {} cannot be a member of group {group_id}: it would contain itself",
+                member.id
+            )));
+        }
+        let inserted = transaction
+            .prepare_cached(
+                "INSERT OR IGNORE INTO memberships (group_id, member_id, member_kind) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![group_id, member.id, member.kind.as_str()])?;
+        if inserted > 0 {
+            touch_user(transaction, &member.id)?;
+            added.push(member.id.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// Whether `outer` is `inner` or contains it through nested groups.
+pub(super) fn contains_group(
+    transaction: &Transaction<'_>,
+    outer: &str,
+    inner: &str,
+) -> StoreResult<bool> {
+    if outer == inner {
+        return Ok(true);
+    }
+    Ok(transaction
+        .prepare_cached(
+            "WITH RECURSIVE nested(id) AS (
+                 SELECT member_id FROM memberships WHERE group_id = ?1 AND member_kind = 'Group'
+                 UNION
+                 SELECT m.member_id FROM memberships m JOIN nested n ON m.group_id = n.id
+                 WHERE m.member_kind = 'Group'
+             )
+             SELECT 1 FROM nested WHERE id = ?2",
+        )?
+        .exists(params![outer, inner])?)
+}
+
+pub(super) fn remove_members(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    members: &[String],
+) -> StoreResult<Vec<String>> {
+    let mut removed = Vec::new();
+    for member in members {
+        let deleted = transaction
+            .prepare_cached("DELETE FROM memberships WHERE group_id = ?1 AND member_id = ?2")?
+            .execute(params![group_id, member])?;
+        if deleted > 0 {
+            touch_user(transaction, member)?;
+            removed.push(member.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// A user's `groups` is part of the user: a membership change gives the
+/// user a new version (and ETag). A group id matches no user and is a no-op.
+pub(super) fn touch_user(transaction: &Transaction<'_>, id: &str) -> StoreResult<()> {
+    transaction
+        .prepare_cached("UPDATE users SET version = version + 1, modified = ?2 WHERE id = ?1")?
+        .execute(params![id, now()])?;
+    Ok(())
+}
+
+pub(super) fn record_membership_change(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+    added: &[String],
+    removed: &[String],
+) -> StoreResult<()> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    append_change(
+        transaction,
+        "group",
+        group_id,
+        "members-changed",
+        json!({ "added": added, "removed": removed }),
+    )
+}
+
+pub(super) fn bump_group(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<()> {
+    transaction
+        .prepare_cached("UPDATE groups SET version = version + 1, modified = ?2 WHERE id = ?1")?
+        .execute(params![group_id, now()])?;
+    Ok(())
+}
+
+pub(super) fn member_ids(
+    transaction: &Transaction<'_>,
+    group_id: &str,
+) -> StoreResult<Vec<String>> {
+    let mut statement =
+        transaction.prepare_cached("SELECT member_id FROM memberships WHERE group_id = ?1")?;
+    let ids = statement
+        .query_map([group_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+pub(super) fn find_group_id(
+    transaction: &Transaction<'_>,
+    name: &str,
+) -> StoreResult<Option<String>> {
+    Ok(transaction
+        .prepare_cached("SELECT id FROM groups WHERE display_name_key = ?1")?
+        .query_row([fold(name)], |row| row.get(0))
+        .optional()?)
+}
+
+pub(super) fn insert_group(
+    transaction: &Transaction<'_>,
+    group: &GroupWrite,
+) -> StoreResult<String> {
+    ensure_unique(
+        transaction,
+        "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
+        &fold(&group.display_name),
+        "",
+        "group",
+        "displayName",
+    )?;
+    let id = new_id();
+    let at = now();
+    transaction
+        .prepare_cached(
+            "INSERT INTO groups (id, display_name, display_name_key, external_id, doc, version, created, modified)
+             VALUES (?1, ?2, ?6, ?3, ?4, 1, ?5, ?5)",
+        )?
+        .execute(params![
+            id,
+            group.display_name,
+            group.external_id,
+            to_json(&group.attributes),
+            at,
+            fold(&group.display_name)
+        ])?;
+    append_change(
+        transaction,
+        "group",
+        &id,
+        "created",
+        json!({ "displayName": group.display_name }),
+    )?;
+    if let Some(members) = &group.members {
+        let added = add_members(transaction, &id, members)?;
+        record_membership_change(transaction, &id, &added, &[])?;
+    }
+    Ok(id)
+}
+
+impl DirectoryStore for SqliteStore {
+    fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
+        self.write(|transaction| insert_user(transaction, &user))
+    }
+
+    fn replace_user(
+        &self,
+        id: &str,
+        user: UserWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<UserRecord> {
+        self.write(|transaction| update_user(transaction, id, &user, expected_version))
+    }
+
+    fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+        self.write(|transaction| {
+            current_version(transaction, "users", "user", id, expected_version)?;
+            let mut statement = transaction
+                .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
+            let groups: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let user_name: String = transaction.query_row(
+                "SELECT user_name FROM users WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
+            transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
+            transaction.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            for group in &groups {
+                bump_group(transaction, group)?;
+            }
+            append_change(
+                transaction,
+                "user",
+                id,
+                "deleted",
+                json!({ "userName": user_name, "groups": groups }),
+            )
+        })
+    }
+
+    fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.read(|connection| {
+            connection
+                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row([id], user_from_row)
+                .optional()?
+                .transpose()
+        })
+    }
+
+    fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
+        let folded;
+        let value = if key == UserKey::UserName {
+            folded = fold(value);
+            folded.as_str()
+        } else {
+            value
+        };
+        let column = match key {
+            UserKey::Id => "id",
+            UserKey::UserName => "user_name_key",
+            UserKey::ExternalId => "external_id",
+        };
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"
+            ))?;
+            collect(&mut statement, [value], user_from_row)
+        })
+    }
+
+    fn list_users(&self, page: Page) -> StoreResult<Listing<UserRecord>> {
+        let (limit, offset) = page_clause(page);
+        self.read(|connection| {
+            let total: u64 =
+                connection.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY user_name, id LIMIT ?1 OFFSET ?2"
+            ))?;
+            let items = collect(&mut statement, params![limit, offset], user_from_row)?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn scan_users(&self, visit: &mut dyn FnMut(UserRecord) -> bool) -> StoreResult<()> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY user_name, id"
+            ))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                if !visit(user_from_row(row)??) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn user_groups(&self, id: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT g.id, g.display_name FROM memberships m JOIN groups g ON g.id = m.group_id
+                 WHERE m.member_id = ?1 ORDER BY g.display_name",
+            )?;
+            let groups = statement
+                .query_map([id], |row| {
+                    Ok(GroupRef {
+                        id: row.get(0)?,
+                        display_name: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+
+    fn create_group(&self, group: GroupWrite) -> StoreResult<GroupRecord> {
+        let id = self.write(|transaction| insert_group(transaction, &group))?;
+        self.get_group(&id)?.ok_or_else(|| not_found("group", &id))
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupWrite,
+        expected_version: Option<i64>,
+    ) -> StoreResult<GroupRecord> {
+        self.write(|transaction| {
+            let version = current_version(transaction, "groups", "group", id, expected_version)?;
+            ensure_unique(
+                transaction,
+                "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
+                &fold(&group.display_name),
+                id,
+                "group",
+                "displayName",
+            )?;
+            let previous_name: String = transaction.query_row(
+                "SELECT display_name FROM groups WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
+            transaction.execute(
+                "UPDATE groups SET display_name = ?2, display_name_key = ?7, external_id = ?3, doc = ?4,
+                     version = ?5, modified = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    group.display_name,
+                    group.external_id,
+                    to_json(&group.attributes),
+                    version + 1,
+                    now(),
+                    fold(&group.display_name)
+                ],
+            )?;
+            let action = if previous_name == group.display_name {
+                "updated"
+            } else {
+                "renamed"
+            };
+            append_change(
+                transaction,
+                "group",
+                id,
+                action,
+                json!({ "displayName": group.display_name, "previousDisplayName": previous_name }),
+            )?;
+            if let Some(members) = &group.members {
+                let wanted: HashSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
+                let current: HashSet<String> = member_ids(transaction, id)?.into_iter().collect();
+                let stale: Vec<String> = current
+                    .iter()
+                    .filter(|member| !wanted.contains(member.as_str()))
+                    .cloned()
+                    .collect();
+                // Only members new to the group are checked (existence,
+                // cycles): a PATCH adding one member to a large group costs
+                // one check, not one per member.
+                let new: Vec<Member> = members
+                    .iter()
+                    .filter(|member| !current.contains(&member.id))
+                    .cloned()
+                    .collect();
+                let removed = remove_members(transaction, id, &stale)?;
+                let added = add_members(transaction, id, &new)?;
+                record_membership_change(transaction, id, &added, &removed)?;
+            }
+            Ok(())
+        })?;
+        self.get_group(id)?.ok_or_else(|| not_found("group", id))
+    }
+
+    fn delete_group(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+        self.write(|transaction| {
+            current_version(transaction, "groups", "group", id, expected_version)?;
+            let members = member_ids(transaction, id)?;
+            let mut statement =
+                transaction.prepare_cached("SELECT app_id FROM bindings WHERE group_id = ?1")?;
+            let apps: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let name: String = transaction.query_row(
+                "SELECT display_name FROM groups WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )?;
+            let mut statement = transaction
+                .prepare_cached("SELECT group_id FROM memberships WHERE member_id = ?1")?;
+            let parents: Vec<String> = statement
+                .query_map([id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
+            transaction.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+            for member in &members {
+                touch_user(transaction, member)?;
+            }
+            for parent in &parents {
+                bump_group(transaction, parent)?;
+            }
+            append_change(
+                transaction,
+                "group",
+                id,
+                "deleted",
+                json!({
+                    "displayName": name,
+                    "members": members,
+                    "boundApps": apps,
+                    "parents": parents,
+                }),
+            )
+        })
+    }
+
+    fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        self.read(|connection| self.load_group(connection, id))
+    }
+
+    fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
+        let folded;
+        let value = if key == GroupKey::DisplayName {
+            folded = fold(value);
+            folded.as_str()
+        } else {
+            value
+        };
+        let column = match key {
+            GroupKey::Id => "id",
+            GroupKey::DisplayName => "display_name_key",
+            GroupKey::ExternalId => "external_id",
+        };
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = ?1"
+            ))?;
+            collect(&mut statement, [value], group_from_row)?
+                .into_iter()
+                .map(|group| with_members(connection, group))
+                .collect()
+        })
+    }
+
+    fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>> {
+        let (limit, offset) = page_clause(page);
+        self.read(|connection| {
+            let total: u64 =
+                connection.query_row("SELECT COUNT(*) FROM groups", [], |row| row.get(0))?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY display_name, id LIMIT ?1 OFFSET ?2"
+            ))?;
+            let items = collect(&mut statement, params![limit, offset], group_from_row)?
+                .into_iter()
+                .map(|group| with_members(connection, group))
+                .collect::<StoreResult<_>>()?;
+            Ok(Listing { items, total })
+        })
+    }
+
+    fn scan_groups(&self, visit: &mut dyn FnMut(GroupRecord) -> bool) -> StoreResult<()> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups ORDER BY display_name, id"
+            ))?;
+            let groups = collect(&mut statement, [], group_from_row)?;
+            for group in groups {
+                if !visit(with_members(connection, group)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn change_members(
+        &self,
+        group_id: &str,
+        add: &[Member],
+        remove: &[String],
+    ) -> StoreResult<GroupRecord> {
+        self.write(|transaction| {
+            current_version(transaction, "groups", "group", group_id, None)?;
+            let removed = remove_members(transaction, group_id, remove)?;
+            let added = add_members(transaction, group_id, add)?;
+            if !added.is_empty() || !removed.is_empty() {
+                bump_group(transaction, group_id)?;
+            }
+            record_membership_change(transaction, group_id, &added, &removed)
+        })?;
+        self.get_group(group_id)?
+            .ok_or_else(|| not_found("group", group_id))
+    }
+
+    fn import(&self, batch: ImportBatch) -> StoreResult<ImportOutcome> {
+        self.write(|transaction| {
+            let mut outcome = ImportOutcome::default();
+            for user in &batch.users {
+                let existing: Option<String> = transaction
+                    .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
+                    .query_row([fold(&user.user_name)], |row| row.get(0))
+                    .optional()?;
+                match existing {
+                    Some(id) => {
+                        let merged = merge_import(transaction, &id, user)?;
+                        update_user(transaction, &id, &merged, None)?;
+                        outcome.users_updated += 1;
+                    }
+                    None => {
+                        insert_user(transaction, user)?;
+                        outcome.users_created += 1;
+                    }
+                }
+            }
+            for group in &batch.groups {
+                let id = match find_group_id(transaction, &group.display_name)? {
+                    Some(id) => id,
+                    None => {
+                        outcome.groups_created += 1;
+                        insert_group(
+                            transaction,
+                            &GroupWrite {
+                                display_name: group.display_name.clone(),
+                                external_id: None,
+                                attributes: Map::new(),
+                                members: None,
+                            },
+                        )?
+                    }
+                };
+                let mut members = Vec::with_capacity(group.member_user_names.len());
+                for user_name in &group.member_user_names {
+                    let user_id: String = transaction
+                        .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
+                        .query_row([fold(user_name)], |row| row.get(0))
+                        .optional()?
+                        .ok_or_else(|| {
+                            StoreError::InvalidMembership(format!(
+                                "group {:?} names member {user_name:?}, who is not a user of the directory",
+                                group.display_name
+                            ))
+                        })?;
+                    members.push(Member {
+                        id: user_id,
+                        kind: MemberKind::User,
+                    });
+                }
+                let added = add_members(transaction, &id, &members)?;
+                if !added.is_empty() {
+                    bump_group(transaction, &id)?;
+                }
+                outcome.memberships_added += added.len() as u64;
+                record_membership_change(transaction, &id, &added, &[])?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let mut users = std::collections::BTreeSet::new();
+            let mut is_user = connection.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
+            let mut nested = connection.prepare_cached(
+                "WITH RECURSIVE down(group_id) AS (
+                     SELECT ?1
+                     UNION
+                     SELECT m.member_id FROM down CROSS JOIN memberships m ON m.group_id = down.group_id
+                     WHERE m.member_kind = 'Group'
+                 )
+                 SELECT DISTINCT m.member_id FROM down CROSS JOIN memberships m ON m.group_id = down.group_id
+                 WHERE m.member_kind = 'User'",
+            )?;
+            for id in ids {
+                if is_user.exists([id])? {
+                    users.insert(id.clone());
+                    continue;
+                }
+                for user in nested.query_map([id], |row| row.get::<_, String>(0))? {
+                    users.insert(user?);
+                }
+            }
+            Ok(users.into_iter().collect())
+        })
+    }
+}

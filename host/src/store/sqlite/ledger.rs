@@ -1,0 +1,318 @@
+//! [`LedgerStore`] in SQLite: `ledger` (unique on application, kind and
+//! remote id) and `dead_letters`.
+
+use super::*;
+
+pub(super) fn upsert_ledger_entry(
+    transaction: &Transaction<'_>,
+    entry: &LedgerEntry,
+) -> StoreResult<()> {
+    // The unique index on (app, kind, remote id) refuses a link to an
+    // account another object holds; the caller hears which account.
+    let holder: Option<String> = transaction
+        .prepare_cached(
+            "SELECT object_id FROM ledger
+             WHERE app_id = ?1 AND object_kind = ?2 AND remote_id = ?3 AND object_id != ?4",
+        )?
+        .query_row(
+            params![
+                entry.app_id,
+                entry.object_kind,
+                entry.remote_id,
+                entry.object_id
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(holder) = holder {
+        return Err(StoreError::LinkedElsewhere {
+            remote_id: entry.remote_id.clone(),
+            holder,
+        });
+    }
+    transaction
+        .prepare_cached(
+            "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (app_id, object_kind, object_id)
+             DO UPDATE SET remote_id = excluded.remote_id, doc_hash = excluded.doc_hash,
+                           updated = excluded.updated, doc = excluded.doc",
+        )?
+        .execute(params![
+            entry.app_id,
+            entry.object_kind,
+            entry.object_id,
+            entry.remote_id,
+            entry.doc_hash,
+            now(),
+            entry.document
+        ])?;
+    clear_dead_letter(
+        transaction,
+        &entry.app_id,
+        &entry.object_kind,
+        &entry.object_id,
+    )
+}
+
+pub(super) fn delete_ledger_entry(
+    transaction: &Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> StoreResult<()> {
+    transaction.execute(
+        "DELETE FROM ledger WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+        params![app_id, object_kind, object_id],
+    )?;
+    clear_dead_letter(transaction, app_id, object_kind, object_id)
+}
+
+pub(super) fn clear_dead_letter(
+    transaction: &Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> StoreResult<()> {
+    transaction
+        .prepare_cached(
+            "DELETE FROM dead_letters WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+        )?
+        .execute(params![app_id, object_kind, object_id])?;
+    Ok(())
+}
+
+impl LedgerStore for SqliteStore {
+    fn remote_ids(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT remote_id FROM ledger
+                 WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+            )?;
+            let mut found = Vec::with_capacity(object_ids.len());
+            for id in object_ids {
+                if let Some(remote) = statement
+                    .query_row(params![app_id, object_kind, id], |row| row.get(0))
+                    .optional()?
+                {
+                    found.push((id.clone(), remote));
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT remote_id, doc_hash, updated, doc FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3",
+                )?
+                .query_row(params![app_id, object_kind, object_id], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: object_id.to_string(),
+                        remote_id: row.get(0)?,
+                        doc_hash: row.get(1)?,
+                        updated: row.get(2)?,
+                        document: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT object_id, remote_id, doc_hash, updated, doc FROM ledger
+                 WHERE app_id = ?1 AND object_kind = ?2 ORDER BY object_id",
+            )?;
+            let entries = statement
+                .query_map(params![app_id, object_kind], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: row.get(0)?,
+                        remote_id: row.get(1)?,
+                        doc_hash: row.get(2)?,
+                        updated: row.get(3)?,
+                        document: row.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(entries)
+        })
+    }
+
+    fn ledger_holder(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        remote_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT object_id, doc_hash, updated, doc FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND remote_id = ?3",
+                )?
+                .query_row(params![app_id, object_kind, remote_id], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: row.get(0)?,
+                        remote_id: remote_id.to_string(),
+                        doc_hash: row.get(1)?,
+                        updated: row.get(2)?,
+                        document: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
+        self.write(|transaction| upsert_ledger_entry(transaction, entry))
+    }
+
+    fn remove_ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<()> {
+        self.write(|transaction| delete_ledger_entry(transaction, app_id, object_kind, object_id))
+    }
+
+    fn count_ledger_entries(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        excluding_hash: &str,
+    ) -> StoreResult<u64> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM ledger
+                     WHERE app_id = ?1 AND object_kind = ?2 AND doc_hash != ?3",
+                )?
+                .query_row(params![app_id, object_kind, excluding_hash], |row| {
+                    row.get(0)
+                })?)
+        })
+    }
+
+    fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()> {
+        self.write(|transaction| {
+            let at = now();
+            transaction
+                .prepare_cached(
+                    "INSERT INTO dead_letters (app_id, object_kind, object_id, operation, reason,
+                         http_status, first_failed, last_failed, failures)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)
+                     ON CONFLICT (app_id, object_kind, object_id)
+                     DO UPDATE SET operation = excluded.operation, reason = excluded.reason,
+                         http_status = excluded.http_status, last_failed = excluded.last_failed,
+                         failures = failures + 1",
+                )?
+                .execute(params![
+                    letter.app_id,
+                    letter.object_kind,
+                    letter.object_id,
+                    letter.operation,
+                    letter.reason,
+                    letter.http_status,
+                    at
+                ])?;
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self, app_id: &str) -> StoreResult<Vec<DeadLetter>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT object_kind, object_id, operation, reason, http_status, first_failed,
+                     last_failed, failures
+                 FROM dead_letters WHERE app_id = ?1 ORDER BY first_failed, object_id",
+            )?;
+            let letters = statement
+                .query_map([app_id], |row| {
+                    Ok(DeadLetter {
+                        app_id: app_id.to_string(),
+                        object_kind: row.get(0)?,
+                        object_id: row.get(1)?,
+                        operation: row.get(2)?,
+                        reason: row.get(3)?,
+                        http_status: row.get(4)?,
+                        first_failed: row.get(5)?,
+                        last_failed: row.get(6)?,
+                        failures: row.get(7)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(letters)
+        })
+    }
+
+    fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64> {
+        self.write(|transaction| {
+            let mut statement = transaction.prepare_cached(
+                "SELECT object_kind, object_id FROM dead_letters WHERE app_id = ?1",
+            )?;
+            let listed: Vec<(String, String)> = statement
+                .query_map([app_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let chosen: Vec<(String, String)> = listed
+                .into_iter()
+                .filter(|(_, id)| object_ids.is_none_or(|ids| ids.contains(id)))
+                .collect();
+            if chosen.is_empty() {
+                return Ok(0);
+            }
+            let mut users = Vec::new();
+            let mut groups = Vec::new();
+            for (kind, id) in &chosen {
+                clear_dead_letter(transaction, app_id, kind, id)?;
+                match kind.as_str() {
+                    "group" => groups.push(id.clone()),
+                    _ => users.push(id.clone()),
+                }
+            }
+            append_change(
+                transaction,
+                "app",
+                app_id,
+                "replay",
+                json!({ "users": users, "groups": groups }),
+            )?;
+            Ok(chosen.len() as u64)
+        })
+    }
+
+    fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
+        self.write(|transaction| {
+            match change {
+                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+                LedgerChange::Remove {
+                    app_id,
+                    object_kind,
+                    object_id,
+                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
+            }
+            insert_event(transaction, event).map(|_| ())
+        })
+    }
+}

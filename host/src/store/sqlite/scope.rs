@@ -1,0 +1,184 @@
+//! [`ScopeStore`] in SQLite: `bindings` and `assignments`, and scope
+//! questions answered with recursive queries over `memberships`.
+
+use super::*;
+
+impl ScopeStore for SqliteStore {
+    fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            current_version(transaction, "groups", "group", group_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT OR IGNORE INTO bindings (app_id, group_id, created) VALUES (?1, ?2, ?3)",
+                params![app.id, group_id, now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    "binding",
+                    &app.id,
+                    "bound",
+                    json!({ "group": group_id }),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM bindings WHERE app_id = ?1 AND group_id = ?2",
+                params![app.id, group_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("binding", group_id));
+            }
+            let members = member_ids(transaction, group_id)?;
+            append_change(
+                transaction,
+                "binding",
+                &app.id,
+                "unbound",
+                json!({ "group": group_id, "members": members }),
+            )
+        })
+    }
+
+    fn assign(&self, app: &str, user_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            current_version(transaction, "users", "user", user_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT OR IGNORE INTO assignments (app_id, user_id, created) VALUES (?1, ?2, ?3)",
+                params![app.id, user_id, now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    "assignment",
+                    &app.id,
+                    "assigned",
+                    json!({ "user": user_id }),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unassign(&self, app: &str, user_id: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            let app = self.app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM assignments WHERE app_id = ?1 AND user_id = ?2",
+                params![app.id, user_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("assignment", user_id));
+            }
+            append_change(
+                transaction,
+                "assignment",
+                &app.id,
+                "unassigned",
+                json!({ "user": user_id }),
+            )
+        })
+    }
+
+    fn assignments(&self, app: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            let mut statement = connection.prepare_cached(
+                "SELECT user_id FROM assignments WHERE app_id = ?1 ORDER BY user_id",
+            )?;
+            let users = statement
+                .query_map([&app.id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+    }
+
+    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            let mut statement = connection.prepare_cached(
+                "SELECT g.id, g.display_name FROM bindings b JOIN groups g ON g.id = b.group_id
+                 WHERE b.app_id = ?1 ORDER BY g.display_name",
+            )?;
+            let groups = statement
+                .query_map([&app.id], |row| {
+                    Ok(GroupRef {
+                        id: row.get(0)?,
+                        display_name: row.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+
+    fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let app = self.app_in(connection, app)?;
+            // CROSS JOIN keeps the bound groups as the outer loop: left to
+            // itself the planner walks every membership of the directory.
+            let mut statement = connection.prepare_cached(
+                "WITH RECURSIVE scope(group_id) AS (
+                     SELECT group_id FROM bindings WHERE app_id = ?1
+                     UNION
+                     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
+                     WHERE m.member_kind = 'Group'
+                 )
+                 SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
+                 WHERE m.member_kind = 'User'
+                 UNION
+                 SELECT user_id FROM assignments WHERE app_id = ?1
+                 ORDER BY 1",
+            )?;
+            let users = statement
+                .query_map([&app.id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+    }
+
+    fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        self.read(|connection| {
+            let assigned = connection
+                .prepare_cached("SELECT 1 FROM assignments WHERE app_id = ?1 AND user_id = ?2")?
+                .exists(params![app_id, user_id])?;
+            Ok(assigned
+                || connection
+                .prepare_cached(
+                    "WITH RECURSIVE up(group_id) AS (
+                         SELECT group_id FROM memberships WHERE member_id = ?2
+                         UNION
+                         SELECT m.group_id FROM up CROSS JOIN memberships m ON m.member_id = up.group_id
+                     )
+                     SELECT 1 FROM up JOIN bindings b ON b.group_id = up.group_id WHERE b.app_id = ?1
+                     LIMIT 1",
+                )?
+                .exists(params![app_id, user_id])?)
+        })
+    }
+
+    fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "WITH RECURSIVE up(group_id) AS (
+                     SELECT ?2
+                     UNION
+                     SELECT m.group_id FROM up CROSS JOIN memberships m ON m.member_id = up.group_id
+                 )
+                 SELECT b.group_id FROM up JOIN bindings b ON b.group_id = up.group_id
+                 WHERE b.app_id = ?1 ORDER BY b.group_id",
+            )?;
+            let groups = statement
+                .query_map(params![app_id, member_id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(groups)
+        })
+    }
+}
