@@ -628,7 +628,8 @@ fn a_remote_account_is_linked_to_one_object_at_most() {
 fn links_that_shared_an_account_before_the_upgrade_keep_the_newest() {
     let folder = tempfile::tempdir().unwrap();
     let database = folder.path().join("scimlink.db");
-    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
+    let migrations =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/sqlite/migrations");
     // A database as the previous release left it: two users linked to r1.
     let script = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
          c.executescript(open(sys.argv[2]).read()); c.executescript(open(sys.argv[3]).read()); \
