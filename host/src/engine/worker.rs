@@ -51,7 +51,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::Value;
 
 use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
@@ -61,7 +60,8 @@ use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
-    AppRecord, AppState, AppUpdate, Change, ChangeProgress, Outcome, Page, Store, StoreError,
+    AppRecord, AppState, AppUpdate, Change, ChangeKind, ChangeProgress, Outcome, Page, Store,
+    StoreError,
 };
 
 /// How long a claimed change is held before another consumer may take it:
@@ -732,17 +732,6 @@ impl Engine {
     /// What a change asks of each active application it concerns.
     fn affected(&self, change: &Change, active: &[AppRecord]) -> Result<Vec<Work>, StoreError> {
         let store = self.store.as_ref();
-        let ids = |key: &str| -> Vec<String> {
-            change
-                .detail
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        };
         let bound_holding =
             |app: &AppRecord, members: &[String]| -> Result<BTreeSet<String>, StoreError> {
                 let mut groups = BTreeSet::new();
@@ -751,32 +740,38 @@ impl Engine {
                 }
                 Ok(groups)
             };
-        let this_app = active.iter().find(|app| app.id == change.entity_id);
+        let subject = &change.subject_id;
+        let this_app = active.iter().find(|app| &app.id == subject);
+        // A deleted group is gone from the directory: the change names it.
+        let deleted_name = match &change.kind {
+            ChangeKind::GroupDeleted { display_name, .. } => Some(display_name.as_str()),
+            _ => None,
+        };
         let group_named = |group_id: &str| -> Result<DirectoryGroup, StoreError> {
             Ok(match store.get_group(group_id)? {
                 Some(group) => directory_group(&group),
                 None => DirectoryGroup {
                     id: group_id.to_string(),
-                    name: change
-                        .detail
-                        .get("displayName")
-                        .and_then(Value::as_str)
-                        .unwrap_or(group_id)
-                        .to_string(),
+                    name: deleted_name.unwrap_or(group_id).to_string(),
                     description: None,
                 },
             })
         };
         let mut work = Vec::new();
-        match (change.entity.as_str(), change.action.as_str()) {
-            ("user", _) => {
+        match &change.kind {
+            ChangeKind::UserCreated { .. }
+            | ChangeKind::UserUpdated { .. }
+            | ChangeKind::UserDeleted { .. } => {
                 // A deleted user's groups are in the change: its memberships
                 // are gone from the directory.
-                let mut holders = ids("groups");
-                holders.push(change.entity_id.clone());
+                let mut holders = match &change.kind {
+                    ChangeKind::UserDeleted { groups, .. } => groups.clone(),
+                    _ => Vec::new(),
+                };
+                holders.push(subject.clone());
                 for app in active {
                     let mut item = Work::new(app);
-                    item.users.insert(change.entity_id.clone());
+                    item.users.insert(subject.clone());
                     // Only when the account appears or goes does its
                     // groups' membership change: an attribute change
                     // leaves the groups alone.
@@ -786,85 +781,83 @@ impl Engine {
             }
             // A member may be a group: its users (nested included) are the
             // ones whose scope may have changed.
-            ("group", "members-changed") => {
-                let removed = ids("removed");
-                let mut members = ids("added");
+            ChangeKind::MembersChanged { added, removed } => {
+                let mut members = added.clone();
                 members.extend(removed.iter().cloned());
                 let users = store.users_of(&members)?;
-                let removed_users = store.users_of(&removed)?;
+                let removed_users = store.users_of(removed)?;
                 for app in active {
                     let mut item = Work::new(app);
                     item.users.extend(users.iter().cloned());
-                    item.groups = bound_holding(app, std::slice::from_ref(&change.entity_id))?;
+                    item.groups = bound_holding(app, std::slice::from_ref(subject))?;
                     if !item.groups.is_empty() && !removed_users.is_empty() {
                         item.events.push((
                             GroupEvent::UserRemovedFromGroup,
-                            group_named(&change.entity_id)?,
+                            group_named(subject)?,
                             removed_users.clone(),
                         ));
                     }
                     work.push(item);
                 }
             }
-            ("group", "created" | "updated" | "renamed") => {
+            ChangeKind::GroupCreated { .. }
+            | ChangeKind::GroupUpdated { .. }
+            | ChangeKind::GroupRenamed { .. } => {
                 for app in active {
                     let mut item = Work::new(app);
-                    item.groups = bound_holding(app, std::slice::from_ref(&change.entity_id))?;
+                    item.groups = bound_holding(app, std::slice::from_ref(subject))?;
                     work.push(item);
                 }
             }
-            ("group", "deleted") => {
-                let users = store.users_of(&ids("members"))?;
-                let bound_apps = ids("boundApps");
-                let parents = ids("parents");
+            ChangeKind::GroupDeleted {
+                members,
+                bound_apps,
+                parents,
+                ..
+            } => {
+                let users = store.users_of(members)?;
                 for app in active {
                     let mut item = Work::new(app);
                     item.users.extend(users.iter().cloned());
-                    item.groups = bound_holding(app, &parents)?;
+                    item.groups = bound_holding(app, parents)?;
                     if bound_apps.contains(&app.id) {
                         item.events.push((
                             GroupEvent::GroupDeleted,
-                            group_named(&change.entity_id)?,
+                            group_named(subject)?,
                             users.clone(),
                         ));
                     }
                     work.push(item);
                 }
             }
-            ("binding", "bound") => {
+            ChangeKind::Bound { group } => {
                 if let Some(app) = this_app {
-                    let group_id = change.detail.get("group").and_then(Value::as_str);
                     let mut item = Work::new(app);
-                    if let Some(group_id) = group_id {
-                        item.users.extend(store.users_of(&[group_id.to_string()])?);
-                        item.groups.insert(group_id.to_string());
-                    }
+                    item.users
+                        .extend(store.users_of(std::slice::from_ref(group))?);
+                    item.groups.insert(group.clone());
                     work.push(item);
                 }
             }
-            ("assignment", "assigned" | "unassigned") => {
-                if let (Some(app), Some(user)) =
-                    (this_app, change.detail.get("user").and_then(Value::as_str))
-                {
+            ChangeKind::Assigned { user } | ChangeKind::Unassigned { user } => {
+                if let Some(app) = this_app {
                     let mut item = Work::new(app);
-                    item.users.insert(user.to_string());
-                    item.groups_on_link = bound_holding(app, &[user.to_string()])?;
+                    item.users.insert(user.clone());
+                    item.groups_on_link = bound_holding(app, std::slice::from_ref(user))?;
                     work.push(item);
                 }
             }
-            ("binding", "unbound") => {
+            ChangeKind::Unbound { group, members } => {
                 if let Some(app) = this_app {
-                    let users = store.users_of(&ids("members"))?;
+                    let users = store.users_of(members)?;
                     let mut item = Work::new(app);
                     item.users.extend(users.iter().cloned());
-                    if let Some(group_id) = change.detail.get("group").and_then(Value::as_str) {
-                        item.events
-                            .push((GroupEvent::GroupUnbound, group_named(group_id)?, users));
-                    }
+                    item.events
+                        .push((GroupEvent::GroupUnbound, group_named(group)?, users));
                     work.push(item);
                 }
             }
-            ("app", "activated") => {
+            ChangeKind::AppActivated { .. } => {
                 if let Some(app) = this_app {
                     // The first sync: everyone in scope, and every account
                     // the ledger knows (some may have left scope meanwhile).
@@ -881,7 +874,7 @@ impl Engine {
                     work.push(item);
                 }
             }
-            ("app", "group-management-enabled") => {
+            ChangeKind::GroupManagementEnabled { .. } => {
                 if let Some(app) = this_app {
                     let mut item = Work::new(app);
                     item.groups
@@ -889,33 +882,32 @@ impl Engine {
                     work.push(item);
                 }
             }
-            ("app", "replay") => {
+            ChangeKind::Replay { users, groups } => {
                 if let Some(app) = this_app {
                     let mut item = Work::new(app);
-                    item.users.extend(ids("users"));
-                    item.groups.extend(ids("groups"));
+                    item.users.extend(users.iter().cloned());
+                    item.groups.extend(groups.iter().cloned());
                     work.push(item);
                 }
             }
             // An operator approved a hold: its users are synced again, and
             // the guard lets their held offboardings through. (A hold of an
             // older scimlink held a whole change: it is replayed.)
-            ("guard", "approved") => {
+            ChangeKind::HoldApproved {
+                users,
+                change: original,
+                ..
+            } => {
                 if let Some(app) = this_app {
                     let mut item = Work::new(app);
-                    item.users.extend(ids("users"));
+                    item.users.extend(users.iter().cloned());
                     work.push(item);
-                }
-                let original = change
-                    .detail
-                    .get("change")
-                    .cloned()
-                    .and_then(|original| serde_json::from_value::<Change>(original).ok());
-                if let (Some(original), Some(app)) = (original, this_app) {
-                    work.extend(self.affected(&original, std::slice::from_ref(app))?);
+                    if let Some(original) = original {
+                        work.extend(self.affected(original, std::slice::from_ref(app))?);
+                    }
                 }
             }
-            ("app", "group-management-disabled") => {
+            ChangeKind::GroupManagementDisabled { .. } => {
                 if let Some(app) = this_app {
                     let mut item = Work::new(app);
                     for entry in store.ledger_entries(&app.id, "group")? {
@@ -929,7 +921,20 @@ impl Engine {
                     work.push(item);
                 }
             }
-            _ => {}
+            ChangeKind::Unrecognized { entity, action, .. } => {
+                tracing::warn!(
+                    seq = change.seq,
+                    "change {entity}/{action} is not known to this scimlink: nothing to do for it"
+                );
+            }
+            // Nothing an application holds depends on these.
+            ChangeKind::AppCreated { .. }
+            | ChangeKind::AppUpdated { .. }
+            | ChangeKind::AppTested { .. }
+            | ChangeKind::AppTokenRotated { .. }
+            | ChangeKind::AppDeactivated { .. }
+            | ChangeKind::AppQuarantined { .. }
+            | ChangeKind::AppDeleted { .. } => {}
         }
         Ok(work)
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use scimlink::store::prelude::*;
 use scimlink::store::{
-    AppState, AppUpdate, AppWrite, GroupWrite, ImportBatch, ImportGroup, LedgerEntry, Member,
-    MemberKind, Page, Secret, SqliteStore, StoreError, TokenCipher, UserKey, UserWrite,
+    AppState, AppUpdate, AppWrite, ChangeKind, GroupWrite, ImportBatch, ImportGroup, LedgerEntry,
+    Member, MemberKind, Page, Secret, SqliteStore, StoreError, TokenCipher, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -80,23 +80,35 @@ fn every_change_is_recorded_in_the_outbox_in_order() {
         .unwrap();
     store.delete_user(&ada.id, None).unwrap();
     let changes = store.claim_changes("worker-1", 100, 60).unwrap();
-    let seen: Vec<(&str, &str)> = changes
+    let seen: Vec<String> = changes
         .iter()
-        .map(|c| (c.entity.as_str(), c.action.as_str()))
+        .map(|c| {
+            let (entity, action, _) = c.kind.to_row();
+            format!("{entity}.{action}")
+        })
         .collect();
     assert_eq!(
         seen,
         [
-            ("user", "created"),
-            ("group", "created"),
-            ("group", "members-changed"),
-            ("user", "deleted")
+            "user.created",
+            "group.created",
+            "group.members-changed",
+            "user.deleted"
         ]
     );
-    assert_eq!(changes[2].detail["added"], json!([ada.id]));
     assert_eq!(
-        changes[3].detail["groups"],
-        json!([eng.id]),
+        changes[2].kind,
+        ChangeKind::MembersChanged {
+            added: vec![ada.id.clone()],
+            removed: vec![]
+        }
+    );
+    assert_eq!(
+        changes[3].kind,
+        ChangeKind::UserDeleted {
+            user_name: "ada".into(),
+            groups: vec![eng.id.clone()]
+        },
         "a deleted user's groups travel with the change"
     );
     assert_eq!(store.pending_changes().unwrap(), 4);

@@ -75,13 +75,7 @@ impl ApplicationStore for SqliteStore {
                     serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
-            append_change(
-                transaction,
-                "app",
-                &id,
-                "created",
-                json!({ "name": app.name }),
-            )?;
+            append_change(transaction, &id, ChangeKind::AppCreated { name: app.name.clone() })?;
             self.app_in(transaction, &id)
         })
     }
@@ -110,37 +104,38 @@ impl ApplicationStore for SqliteStore {
     fn update_app(&self, name_or_id: &str, update: AppUpdate) -> StoreResult<AppRecord> {
         self.write(|transaction| {
             let mut app = self.app_in(transaction, name_or_id)?;
-            let mut actions = Vec::new();
+            let mut changes = Vec::new();
+            let name = app.name.clone();
             if let Some(label) = update.label {
                 app.label = label;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(base_url) = update.base_url {
                 app.base_url = base_url;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(settings) = update.settings {
                 app.settings = settings;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(manage_groups) = update.manage_groups
                 && manage_groups != app.manage_groups
             {
                 app.manage_groups = manage_groups;
-                actions.push(if manage_groups {
-                    "group-management-enabled"
+                changes.push(if manage_groups {
+                    ChangeKind::GroupManagementEnabled { name: name.clone() }
                 } else {
-                    "group-management-disabled"
+                    ChangeKind::GroupManagementDisabled { name: name.clone() }
                 });
             }
             if let Some(state) = update.state
                 && state != app.state
             {
                 app.state = state;
-                actions.push(match state {
-                    AppState::Active => "activated",
-                    AppState::Inactive => "deactivated",
-                    AppState::Quarantined => "quarantined",
+                changes.push(match state {
+                    AppState::Active => ChangeKind::AppActivated { name: name.clone() },
+                    AppState::Inactive => ChangeKind::AppDeactivated { name: name.clone() },
+                    AppState::Quarantined => ChangeKind::AppQuarantined { name: name.clone() },
                 });
             }
             // A reason only ever explains a quarantine.
@@ -150,23 +145,23 @@ impl ApplicationStore for SqliteStore {
             };
             if reason != app.state_reason {
                 app.state_reason = reason;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(pacing) = update.pacing
                 && pacing != app.pacing
             {
                 app.pacing = pacing;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(guard) = update.guard
                 && guard != app.guard
             {
                 app.guard = guard;
-                actions.push("updated");
+                changes.push(ChangeKind::AppUpdated { name: name.clone() });
             }
             if let Some(capabilities) = update.capabilities {
                 app.capabilities = capabilities;
-                actions.push("tested");
+                changes.push(ChangeKind::AppTested { name: name.clone() });
             }
             if let Some(token) = &update.token {
                 let (nonce, sealed) = self
@@ -177,12 +172,12 @@ impl ApplicationStore for SqliteStore {
                     "UPDATE applications SET token_nonce = ?2, token_sealed = ?3 WHERE id = ?1",
                     params![app.id, nonce, sealed],
                 )?;
-                actions.push("token-rotated");
+                changes.push(ChangeKind::AppTokenRotated { name: name.clone() });
             }
-            if actions.is_empty() {
+            if changes.is_empty() {
                 return Ok(app);
             }
-            actions.dedup();
+            changes.dedup();
             let settings = serde_json::to_string(&app.settings)
                 .map_err(|error| StoreError::Backend(error.to_string()))?;
             transaction.execute(
@@ -204,14 +199,8 @@ impl ApplicationStore for SqliteStore {
                     serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
-            for action in actions {
-                append_change(
-                    transaction,
-                    "app",
-                    &app.id,
-                    action,
-                    json!({ "name": app.name }),
-                )?;
+            for change in changes {
+                append_change(transaction, &app.id, change)?;
             }
             self.app_in(transaction, &app.id)
         })
@@ -223,10 +212,10 @@ impl ApplicationStore for SqliteStore {
             transaction.execute("DELETE FROM applications WHERE id = ?1", [&app.id])?;
             append_change(
                 transaction,
-                "app",
                 &app.id,
-                "deleted",
-                json!({ "name": app.name }),
+                ChangeKind::AppDeleted {
+                    name: app.name.clone(),
+                },
             )
         })
     }

@@ -84,10 +84,10 @@ pub(super) fn insert_user(
         ])?;
     append_change(
         transaction,
-        "user",
         &id,
-        "created",
-        json!({ "userName": user.user_name }),
+        ChangeKind::UserCreated {
+            user_name: user.user_name.clone(),
+        },
     )?;
     Ok(UserRecord {
         id,
@@ -138,10 +138,11 @@ pub(super) fn update_user(
         )?;
     append_change(
         transaction,
-        "user",
         id,
-        "updated",
-        json!({ "userName": user.user_name, "active": user.active }),
+        ChangeKind::UserUpdated {
+            user_name: user.user_name.clone(),
+            active: user.active,
+        },
     )?;
     Ok(UserRecord {
         id: id.to_string(),
@@ -301,10 +302,11 @@ pub(super) fn record_membership_change(
     }
     append_change(
         transaction,
-        "group",
         group_id,
-        "members-changed",
-        json!({ "added": added, "removed": removed }),
+        ChangeKind::MembersChanged {
+            added: added.to_vec(),
+            removed: removed.to_vec(),
+        },
     )
 }
 
@@ -366,10 +368,10 @@ pub(super) fn insert_group(
         ])?;
     append_change(
         transaction,
-        "group",
         &id,
-        "created",
-        json!({ "displayName": group.display_name }),
+        ChangeKind::GroupCreated {
+            display_name: group.display_name.clone(),
+        },
     )?;
     if let Some(members) = &group.members {
         let added = add_members(transaction, &id, members)?;
@@ -412,10 +414,8 @@ impl DirectoryStore for SqliteStore {
             }
             append_change(
                 transaction,
-                "user",
                 id,
-                "deleted",
-                json!({ "userName": user_name, "groups": groups }),
+                ChangeKind::UserDeleted { user_name, groups },
             )
         })
     }
@@ -536,18 +536,20 @@ impl DirectoryStore for SqliteStore {
                     fold(&group.display_name)
                 ],
             )?;
-            let action = if previous_name == group.display_name {
-                "updated"
+            let display_name = group.display_name.clone();
+            let previous_display_name = Some(previous_name);
+            let change = if previous_display_name.as_deref() == Some(display_name.as_str()) {
+                ChangeKind::GroupUpdated {
+                    display_name,
+                    previous_display_name,
+                }
             } else {
-                "renamed"
+                ChangeKind::GroupRenamed {
+                    display_name,
+                    previous_display_name,
+                }
             };
-            append_change(
-                transaction,
-                "group",
-                id,
-                action,
-                json!({ "displayName": group.display_name, "previousDisplayName": previous_name }),
-            )?;
+            append_change(transaction, id, change)?;
             if let Some(members) = &group.members {
                 let wanted: HashSet<&str> = members.iter().map(|m| m.id.as_str()).collect();
                 let current: HashSet<String> = member_ids(transaction, id)?.into_iter().collect();
@@ -602,15 +604,13 @@ impl DirectoryStore for SqliteStore {
             }
             append_change(
                 transaction,
-                "group",
                 id,
-                "deleted",
-                json!({
-                    "displayName": name,
-                    "members": members,
-                    "boundApps": apps,
-                    "parents": parents,
-                }),
+                ChangeKind::GroupDeleted {
+                    display_name: name,
+                    members,
+                    bound_apps: apps,
+                    parents,
+                },
             )
         })
     }

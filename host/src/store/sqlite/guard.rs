@@ -273,18 +273,20 @@ impl GuardStore for SqliteStore {
                 [&held.app_id],
             )?;
             if approve {
-                let users: Vec<&str> = held
+                let users: Vec<String> = held
                     .objects
                     .iter()
                     .filter(|object| object.object_kind == "user")
-                    .map(|object| object.object_id.as_str())
+                    .map(|object| object.object_id.clone())
                     .collect();
                 append_change(
                     transaction,
-                    "guard",
                     &held.app_id,
-                    "approved",
-                    json!({ "held": held.id, "users": users, "change": held.change }),
+                    ChangeKind::HoldApproved {
+                        held: held.id.clone(),
+                        users,
+                        change: held.change.clone().map(Box::new),
+                    },
                 )?;
             }
             Ok(HeldChange {

@@ -291,13 +291,7 @@ impl LedgerStore for SqliteStore {
                     _ => users.push(id.clone()),
                 }
             }
-            append_change(
-                transaction,
-                "app",
-                app_id,
-                "replay",
-                json!({ "users": users, "groups": groups }),
-            )?;
+            append_change(transaction, app_id, ChangeKind::Replay { users, groups })?;
             Ok(chosen.len() as u64)
         })
     }

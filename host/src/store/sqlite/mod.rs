@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::*;
 
@@ -320,16 +320,15 @@ fn collect<T>(
 
 fn append_change(
     transaction: &Transaction<'_>,
-    entity: &str,
-    entity_id: &str,
-    action: &str,
-    detail: Value,
+    subject_id: &str,
+    change: ChangeKind,
 ) -> StoreResult<()> {
+    let (entity, action, detail) = change.to_row();
     transaction
         .prepare_cached(
             "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![now(), entity, entity_id, action, detail.to_string()])?;
+        .execute(params![now(), entity, subject_id, action, detail.to_string()])?;
     APPENDED.with(|appended| appended.set(true));
     Ok(())
 }

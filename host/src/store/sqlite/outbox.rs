@@ -29,13 +29,17 @@ impl OutboxStore for SqliteStore {
                     params![consumer, later_by(lease_seconds), now(), limit],
                     |row| {
                         let detail: String = row.get(5)?;
+                        let entity: String = row.get(2)?;
+                        let action: String = row.get(4)?;
                         Ok(Change {
                             seq: row.get(0)?,
                             at: row.get(1)?,
-                            entity: row.get(2)?,
-                            entity_id: row.get(3)?,
-                            action: row.get(4)?,
-                            detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                            subject_id: row.get(3)?,
+                            kind: ChangeKind::from_row(
+                                &entity,
+                                &action,
+                                serde_json::from_str(&detail).unwrap_or(Value::Null),
+                            ),
                         })
                     },
                 )?

@@ -15,10 +15,10 @@ impl ScopeStore for SqliteStore {
             if inserted > 0 {
                 append_change(
                     transaction,
-                    "binding",
                     &app.id,
-                    "bound",
-                    json!({ "group": group_id }),
+                    ChangeKind::Bound {
+                        group: group_id.to_string(),
+                    },
                 )?;
             }
             Ok(())
@@ -38,10 +38,11 @@ impl ScopeStore for SqliteStore {
             let members = member_ids(transaction, group_id)?;
             append_change(
                 transaction,
-                "binding",
                 &app.id,
-                "unbound",
-                json!({ "group": group_id, "members": members }),
+                ChangeKind::Unbound {
+                    group: group_id.to_string(),
+                    members,
+                },
             )
         })
     }
@@ -57,10 +58,10 @@ impl ScopeStore for SqliteStore {
             if inserted > 0 {
                 append_change(
                     transaction,
-                    "assignment",
                     &app.id,
-                    "assigned",
-                    json!({ "user": user_id }),
+                    ChangeKind::Assigned {
+                        user: user_id.to_string(),
+                    },
                 )?;
             }
             Ok(())
@@ -79,10 +80,10 @@ impl ScopeStore for SqliteStore {
             }
             append_change(
                 transaction,
-                "assignment",
                 &app.id,
-                "unassigned",
-                json!({ "user": user_id }),
+                ChangeKind::Unassigned {
+                    user: user_id.to_string(),
+                },
             )
         })
     }
