@@ -410,8 +410,8 @@ fn user_view(store: &dyn Store, user: UserRecord) -> Result<UserView, StoreError
         fields: UserFields::of(&user),
         groups,
         version: user.version,
-        created: user.created,
-        modified: user.modified,
+        created: user.created.to_string(),
+        modified: user.modified.to_string(),
     })
 }
 
@@ -572,8 +572,8 @@ impl From<GroupRecord> for GroupView {
                 })
                 .collect(),
             version: group.version,
-            created: group.created,
-            modified: group.modified,
+            created: group.created.to_string(),
+            modified: group.modified.to_string(),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
 use crate::runtime::PluginRegistry;
+use crate::store::Timestamp;
 use crate::store::{
     AppRecord, AppState, AppUpdate, AppWrite, Event, GuardOverrides, Outcome, Pacing, Secret,
 };
@@ -98,8 +99,8 @@ impl From<AppRecord> for AppView {
             pacing: app.pacing,
             guard: app.guard,
             version: app.version,
-            created: app.created,
-            modified: app.modified,
+            created: app.created.to_string(),
+            modified: app.modified.to_string(),
         }
     }
 }
@@ -860,12 +861,12 @@ async fn plan(
     Ok(Json(PageOf::slice(planned, page, |operation| operation)))
 }
 
-/// The events recorded for `app` since `since` (RFC 3339), newest first:
+/// The events recorded for `app` since `since`, newest first:
 /// what an operation done on demand shows of itself. At most 1,000.
 async fn events_since(
     state: &ApiState,
     app: &AppRecord,
-    since: String,
+    since: Timestamp,
 ) -> Result<Vec<Event>, ApiError> {
     let query = crate::store::EventQuery {
         app_id: Some(app.id.clone()),
@@ -1108,7 +1109,7 @@ async fn release_account(
     }
     let event = Event {
         id: String::new(),
-        at: String::new(),
+        at: Timestamp::now(),
         app_id: Some(app.id.clone()),
         app_name: Some(app.name.clone()),
         object_kind: Some("user".into()),
@@ -1155,7 +1156,7 @@ async fn provision_user(
     })
     .await?;
     let client = app_client(&state, &app).await?;
-    let since = crate::store::sqlite::now();
+    let since = Timestamp::now();
     let target = Target {
         store: state.store.as_ref(),
         app: &app,
@@ -1358,7 +1359,7 @@ async fn provision_group(
     })
     .await?;
     let client = app_client(&state, &app).await?;
-    let since = crate::store::sqlite::now();
+    let since = Timestamp::now();
     let target = Target {
         store: state.store.as_ref(),
         app: &app,

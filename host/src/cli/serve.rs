@@ -202,13 +202,9 @@ async fn prune_events(store: Arc<dyn Store>, retention_days: u32) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
     loop {
         every.tick().await;
-        let Some(before) = crate::api::events::parse_since(
-            &format!("{retention_days}d"),
-            time::OffsetDateTime::now_utc(),
-        ) else {
-            return;
-        };
-        match crate::store::blocking(&store, move |store| store.prune_events(&before)).await {
+        let retention = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
+        let before = crate::store::Timestamp::ago(retention);
+        match crate::store::blocking(&store, move |store| store.prune_events(before)).await {
             Ok(0) => {}
             Ok(pruned) => {
                 tracing::info!("deleted {pruned} events older than {retention_days} days")

@@ -274,8 +274,8 @@ mod tests {
             active,
             attributes: attributes.as_object().cloned().unwrap_or_default(),
             version: 1,
-            created: String::new(),
-            modified: String::new(),
+            created: crate::store::Timestamp::EPOCH,
+            modified: crate::store::Timestamp::EPOCH,
         }
     }
 

@@ -48,6 +48,7 @@ use crate::runtime::contract::{
     Offboarding, UpdateMethod,
 };
 use crate::scim_client::{ScimClientError, ScimRequest, group_path, percent_encode};
+use crate::store::Timestamp;
 use crate::store::{GroupRecord, LedgerEntry, Outcome, StoreError};
 
 pub const GROUP_CREATE: &str = "group_create_provision";
@@ -213,7 +214,7 @@ impl Target<'_> {
             remote_id: remote_id.to_string(),
             doc_hash: doc_hash.to_string(),
             document: Some(document),
-            updated: String::new(),
+            updated: Timestamp::now(),
         })
     }
 }

@@ -68,6 +68,7 @@ use serde_json::Value;
 
 use super::provision::{DEACTIVATED, SyncError, Target};
 use crate::runtime::contract::Offboarding;
+use crate::store::Timestamp;
 use crate::store::{
     AppRecord, Event, GuardFacts, GuardOverrides, GuardStep, HeldChange, HeldObject, LedgerChange,
     LedgerEntry, OffboardAction, Outcome, Store, StoreError,
@@ -217,7 +218,7 @@ pub fn admit(
         remote_id: entry.remote_id.clone(),
         action,
         reason: reason.to_string(),
-        held_at: String::new(),
+        held_at: Timestamp::now(),
         carried_out: None,
     };
     // A retry finds the entry as it was; an account offboarded again after
@@ -365,7 +366,7 @@ pub fn decide(store: &dyn Store, id: &str, approve: bool) -> Result<HeldChange, 
         }
         let event = Event {
             id: String::new(),
-            at: String::new(),
+            at: Timestamp::now(),
             app_id: Some(app.id.clone()),
             app_name: Some(app.name.clone()),
             object_kind: Some(object.object_kind.clone()),
@@ -505,7 +506,7 @@ mod tests {
             remote_id: "r".into(),
             doc_hash: hash.into(),
             document: document.map(|document| document.to_string()),
-            updated: String::new(),
+            updated: Timestamp::now(),
         };
         let inactive = serde_json::json!({ "userName": "ada", "active": false });
         let active = serde_json::json!({ "userName": "ada", "active": true });
@@ -552,7 +553,7 @@ mod tests {
             remote_id: format!("r{index}"),
             doc_hash: hash.into(),
             document: None,
-            updated: String::new(),
+            updated: Timestamp::now(),
         }
     }
 
@@ -574,7 +575,7 @@ mod tests {
             remote_id: entry.remote_id.clone(),
             action: OffboardAction::Deactivate,
             reason: "out of scope".into(),
-            held_at: String::new(),
+            held_at: Timestamp::now(),
             carried_out: None,
         };
         let state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);
@@ -657,7 +658,7 @@ mod tests {
             remote_id: "r0".into(),
             action: OffboardAction::Delete,
             reason: "out of scope".into(),
-            held_at: String::new(),
+            held_at: Timestamp::now(),
             carried_out: None,
         };
         let state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);

@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 
 use super::directory_user::directory_attributes;
 use super::provision::{SyncError, Target};
+use crate::store::Timestamp;
 use crate::store::{
     GroupKey, GroupWrite, LedgerEntry, Member, MemberKind, Outcome, StoreError, UserKey, UserWrite,
 };
@@ -262,6 +263,6 @@ fn link(target: &Target<'_>, user_id: &str, remote_id: &str) -> Result<(), Store
         remote_id: remote_id.to_string(),
         doc_hash: String::new(),
         document: None,
-        updated: String::new(),
+        updated: Timestamp::now(),
     })
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::scim_client::{ClientSettings, ScimClient, ScimClientError, ScimRequest};
+use crate::store::Timestamp;
 use crate::store::{AppRecord, Event, Outcome, Secret};
 
 pub const ACTIVATE: &str = "idm_integration_activate";
@@ -211,7 +212,7 @@ pub fn event(
 ) -> Event {
     Event {
         id: String::new(),
-        at: String::new(),
+        at: Timestamp::now(),
         app_id: Some(app.id.clone()),
         app_name: Some(app.name.clone()),
         object_kind: Some("app".into()),

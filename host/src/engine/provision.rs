@@ -32,6 +32,7 @@ use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode, user_path};
+use crate::store::Timestamp;
 use crate::store::{AppRecord, Event, LedgerChange, LedgerEntry, Outcome, Store, StoreError};
 
 pub const LOOKUP: &str = "user_lookup_provision";
@@ -142,7 +143,7 @@ impl Target<'_> {
     ) -> Event {
         Event {
             id: String::new(),
-            at: String::new(),
+            at: Timestamp::now(),
             app_id: Some(self.app.id.clone()),
             app_name: Some(self.app.name.clone()),
             object_kind: Some(object_kind.to_string()),
@@ -219,8 +220,8 @@ impl Target<'_> {
             operation: operation.to_string(),
             reason,
             http_status,
-            first_failed: String::new(),
-            last_failed: String::new(),
+            first_failed: Timestamp::now(),
+            last_failed: Timestamp::now(),
             failures: 0,
         };
         if let Err(error) = self.store.put_dead_letter(&letter) {
@@ -250,7 +251,7 @@ impl Target<'_> {
             remote_id: remote_id.to_string(),
             doc_hash: doc_hash.to_string(),
             document: document.map(Value::to_string),
-            updated: String::new(),
+            updated: Timestamp::now(),
         };
         let event = self.event(
             "user",

@@ -86,6 +86,7 @@ use super::provision::{
 };
 use crate::runtime::contract::UpdateMethod;
 use crate::scim_client::{ListingFault, ScimClientError, ScimRequest, group_path, user_path};
+use crate::store::Timestamp;
 use crate::store::{Event, LedgerChange, LedgerEntry, Outcome};
 
 /// Accounts asked for per listing request.
@@ -441,7 +442,7 @@ fn event(
 ) -> Event {
     Event {
         id: String::new(),
-        at: String::new(),
+        at: Timestamp::now(),
         app_id: Some(target.app.id.clone()),
         app_name: Some(target.app.name.clone()),
         object_kind: Some(object_kind.to_string()),
@@ -887,7 +888,7 @@ mod tests {
             remote_id: "r1".into(),
             doc_hash: doc_hash.into(),
             document: document.map(|d| d.to_string()),
-            updated: String::new(),
+            updated: Timestamp::now(),
         }
     }
 

@@ -61,7 +61,7 @@ use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
     AppRecord, AppState, AppUpdate, Change, ChangeKind, ChangeProgress, Outcome, Page, Store,
-    StoreError,
+    StoreError, Timestamp,
 };
 
 /// How long a claimed change is held before another consumer may take it:
@@ -182,7 +182,7 @@ impl Failure {
 /// due yet (change, when).
 struct Applied {
     outcomes: Vec<PairOutcome>,
-    waiting: Vec<(i64, String)>,
+    waiting: Vec<(i64, Timestamp)>,
 }
 
 /// What one application made of one change.
@@ -316,7 +316,7 @@ impl Engine {
             .into_iter()
             .map(|progress| ((progress.seq, progress.app_id.clone()), progress))
             .collect();
-        let now = crate::store::sqlite::now();
+        let now = Timestamp::now();
         let mut shares: BTreeMap<String, Vec<(&Change, u32, Work)>> = BTreeMap::new();
         let mut waiting = Vec::new();
         for change in changes {
@@ -328,7 +328,7 @@ impl Engine {
                         if let Some(retry_at) = &progress.retry_at
                             && *retry_at > now =>
                     {
-                        waiting.push((change.seq, retry_at.clone()));
+                        waiting.push((change.seq, *retry_at));
                         continue;
                     }
                     Some(progress) => progress.attempts,
@@ -440,22 +440,22 @@ impl Engine {
         &self,
         changes: &[Change],
         outcomes: Vec<PairOutcome>,
-        waiting: Vec<(i64, String)>,
+        waiting: Vec<(i64, Timestamp)>,
     ) -> Result<(), StoreError> {
-        let mut open: BTreeMap<i64, String> = BTreeMap::new();
-        let mut keep_open = |seq: i64, retry_at: &String| {
-            let until = open.entry(seq).or_insert_with(|| retry_at.clone());
-            if retry_at < until {
-                *until = retry_at.clone();
+        let mut open: BTreeMap<i64, Timestamp> = BTreeMap::new();
+        let mut keep_open = |seq: i64, retry_at: Timestamp| {
+            let until = open.entry(seq).or_insert(retry_at);
+            if retry_at < *until {
+                *until = retry_at;
             }
         };
         for (seq, retry_at) in &waiting {
-            keep_open(*seq, retry_at);
+            keep_open(*seq, *retry_at);
         }
         let mut progress = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let pair = self.pair_progress(outcome)?;
-            if let (false, Some(retry_at)) = (pair.done, &pair.retry_at) {
+            if let (false, Some(retry_at)) = (pair.done, pair.retry_at) {
                 keep_open(pair.seq, retry_at);
             }
             progress.push(pair);
@@ -472,7 +472,7 @@ impl Engine {
             .filter(|seq| !open.contains_key(seq))
             .collect();
         self.store.complete_changes(&self.consumer, &done)?;
-        let deferred: Vec<(i64, String)> = open.into_iter().collect();
+        let deferred: Vec<(i64, Timestamp)> = open.into_iter().collect();
         self.store.defer_changes(&self.consumer, &deferred)
     }
 
@@ -543,7 +543,7 @@ impl Engine {
             app_id: app.id.clone(),
             done: false,
             attempts,
-            retry_at: Some(crate::store::sqlite::later(wait)),
+            retry_at: Some(Timestamp::in_future(wait)),
             last_error: Some(last_error),
         })
     }
@@ -567,8 +567,8 @@ impl Engine {
             operation: GAVE_UP.to_string(),
             reason: reason.clone(),
             http_status: failure.http_status,
-            first_failed: String::new(),
-            last_failed: String::new(),
+            first_failed: Timestamp::now(),
+            last_failed: Timestamp::now(),
             failures: 0,
         })?;
         self.store
@@ -1070,7 +1070,7 @@ fn object_event(
 ) -> crate::store::Event {
     crate::store::Event {
         id: String::new(),
-        at: String::new(),
+        at: Timestamp::now(),
         app_id: Some(app.id.clone()),
         app_name: Some(app.name.clone()),
         object_kind: Some(failure.object_kind.to_string()),

@@ -36,7 +36,7 @@ use crate::runtime::{
     CallReceipt, LoadedPlugin, Loader, PluginIdentity, PluginLimits, PluginRegistry, ReceiptTap,
     Runtime, RuntimeConfig,
 };
-use crate::store::{SqliteStore, Store, TokenCipher};
+use crate::store::{SqliteStore, Store, Timestamp, TokenCipher};
 
 /// The tenant path of the simulated application.
 const SANDBOX_TENANT: &str = "sandbox/scim/v2";
@@ -240,7 +240,7 @@ pub async fn run(options: Options, progress: Option<Progress>) -> Result<Report,
         recorded_directory,
         app_id: String::new(),
         step_from: 0,
-        step_started_at: String::new(),
+        step_started_at: Timestamp::EPOCH,
         stop_engine: Arc::default(),
         stop_api: None,
         progress,
@@ -326,7 +326,7 @@ struct Run {
     /// Where the current step's exchanges start in the tape.
     step_from: usize,
     /// When the current step began, RFC 3339.
-    step_started_at: String,
+    step_started_at: Timestamp,
     /// Ends the throwaway host's engine thread, and its admin API.
     stop_engine: Arc<std::sync::atomic::AtomicBool>,
     stop_api: Option<tokio::sync::oneshot::Sender<()>>,
@@ -1219,7 +1219,7 @@ impl Run {
         // Calls made between steps belong to no step.
         self.tap.take();
         self.step_from = self.tape.len();
-        self.step_started_at = crate::store::sqlite::now();
+        self.step_started_at = Timestamp::now();
         (self.step_from, Instant::now())
     }
 
@@ -1435,7 +1435,7 @@ impl Run {
         };
         let query = crate::store::EventQuery {
             app_id: Some(self.app_id.clone()),
-            since: Some(self.step_started_at.clone()),
+            since: Some(self.step_started_at),
             ..Default::default()
         };
         store

@@ -38,7 +38,7 @@ use super::schema::{
 use crate::api::auth::BearerToken;
 use crate::store::{
     GroupKey, GroupRecord, GroupRef, GroupWrite, Member, MemberKind, Page, Store, StoreError,
-    UserKey, UserRecord, UserWrite, blocking,
+    Timestamp, UserKey, UserRecord, UserWrite, blocking,
 };
 
 /// The largest request body accepted.
@@ -424,8 +424,8 @@ async fn schema_by_id(headers: HeaderMap, Path(id): Path<String>) -> Response {
 fn meta(
     resource_type: &str,
     location: String,
-    created: &str,
-    modified: &str,
+    created: Timestamp,
+    modified: Timestamp,
     version: i64,
 ) -> Value {
     json!({
@@ -466,8 +466,8 @@ fn render_user(base: &str, user: &UserRecord, groups: &[GroupRef]) -> Value {
         meta(
             "User",
             format!("{base}/Users/{}", user.id),
-            &user.created,
-            &user.modified,
+            user.created,
+            user.modified,
             user.version,
         ),
     );
@@ -492,8 +492,8 @@ fn render_group(base: &str, group: &GroupRecord) -> Value {
         meta(
             "Group",
             format!("{base}/Groups/{}", group.id),
-            &group.created,
-            &group.modified,
+            group.created,
+            group.modified,
             group.version,
         ),
     );

@@ -111,8 +111,8 @@ pub struct AppRecord {
     pub state_reason: Option<String>,
     pub guard: GuardOverrides,
     pub version: i64,
-    pub created: String,
-    pub modified: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
 }
 
 /// A new application.

@@ -35,7 +35,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
-    pub at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
     pub app_id: Option<String>,
     pub app_name: Option<String>,
     /// `user`, `group`, `app`.
@@ -58,16 +59,16 @@ pub struct EventQuery {
     pub app_id: Option<String>,
     pub operation: Option<String>,
     pub outcome: Option<Outcome>,
-    /// RFC 3339 UTC; events at or after it.
-    pub since: Option<String>,
+    /// Events at or after it.
+    pub since: Option<Timestamp>,
 }
 
 pub trait AuditStore: Send + Sync {
     // Audit events.
-    /// Records an event; `id` and `at` are filled in when empty.
+    /// Records an event; `id` is filled in when empty.
     fn record_event(&self, event: Event) -> StoreResult<Event>;
     /// Events, newest first.
     fn events(&self, query: &EventQuery, page: Page) -> StoreResult<Listing<Event>>;
-    /// Deletes the events older than `before` (RFC 3339 UTC); how many.
-    fn prune_events(&self, before: &str) -> StoreResult<u64>;
+    /// Deletes the events older than `before`; how many.
+    fn prune_events(&self, before: Timestamp) -> StoreResult<u64>;
 }

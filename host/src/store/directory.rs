@@ -20,8 +20,8 @@ pub struct UserRecord {
     /// SCIM attributes (core and extensions) without `id`, `meta`, `groups`.
     pub attributes: Map<String, Value>,
     pub version: i64,
-    pub created: String,
-    pub modified: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
 }
 
 /// What a caller writes for a user. `userName`, `externalId` and `active`
@@ -84,8 +84,8 @@ pub struct GroupRecord {
     pub attributes: Map<String, Value>,
     pub members: Vec<MemberView>,
     pub version: i64,
-    pub created: String,
-    pub modified: String,
+    pub created: Timestamp,
+    pub modified: Timestamp,
 }
 
 /// What a caller writes for a group. `members: None` leaves membership as

@@ -88,9 +88,11 @@ pub struct HeldObject {
     /// Why: the rule that decided it (`out of scope`, a connector's group
     /// rule, `active=false in the directory`).
     pub reason: String,
-    pub held_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub held_at: Timestamp,
     /// When an approved offboarding went past the guard.
-    pub carried_out: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub carried_out: Option<Timestamp>,
 }
 
 /// An application's offboardings the deprovisioning guard holds, because
@@ -113,8 +115,10 @@ pub struct HeldChange {
     /// The most offboardings the window admitted when the hold was made.
     pub threshold: u64,
     pub state: HeldState,
-    pub held_at: String,
-    pub decided_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub held_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<Timestamp>,
     /// The offboardings held, in the order they were held.
     pub objects: Vec<HeldObject>,
 }

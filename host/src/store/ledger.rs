@@ -25,7 +25,7 @@ pub struct LedgerEntry {
     pub doc_hash: String,
     /// The last document the application accepted, when one was sent.
     pub document: Option<String>,
-    pub updated: String,
+    pub updated: Timestamp,
 }
 
 /// A change to the ledger made together with the event that records it.
@@ -52,8 +52,10 @@ pub struct DeadLetter {
     pub operation: String,
     pub reason: String,
     pub http_status: Option<u16>,
-    pub first_failed: String,
-    pub last_failed: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub first_failed: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_failed: Timestamp,
     /// How many times it failed since it was first listed.
     pub failures: u32,
 }

@@ -30,6 +30,7 @@ mod outbox;
 mod scope;
 pub mod secrets;
 pub mod sqlite;
+mod timestamp;
 
 pub use applications::*;
 pub use audit::*;
@@ -39,6 +40,7 @@ pub use ledger::*;
 pub use meta::*;
 pub use outbox::*;
 pub use scope::*;
+pub use timestamp::{Timestamp, TimestampError};
 
 pub use secrets::{Secret, TokenCipher};
 use serde::{Deserialize, Serialize};

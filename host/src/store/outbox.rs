@@ -19,7 +19,7 @@ use super::*;
 #[serde(into = "ChangeRow", from = "ChangeRow")]
 pub struct Change {
     pub seq: i64,
-    pub at: String,
+    pub at: Timestamp,
     /// The id of the user, group or application the change is about.
     pub subject_id: String,
     pub kind: ChangeKind,
@@ -194,7 +194,7 @@ impl ChangeKind {
 #[derive(Serialize, Deserialize)]
 struct ChangeRow {
     seq: i64,
-    at: String,
+    at: Timestamp,
     entity: String,
     entity_id: String,
     action: String,
@@ -236,8 +236,8 @@ pub struct ChangeProgress {
     pub done: bool,
     /// Failed attempts so far.
     pub attempts: u32,
-    /// When a failed pair may be tried again (RFC 3339 UTC).
-    pub retry_at: Option<String>,
+    /// When a failed pair may be tried again.
+    pub retry_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
 
@@ -264,9 +264,9 @@ pub trait OutboxStore: Send + Sync {
     /// per-application progress.
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
     /// Lets `consumer`'s claim on each change run until the given time
-    /// (RFC 3339 UTC), when it may be claimed again: a change waiting for a
+    /// when it may be claimed again: a change waiting for a
     /// failed application's retry is not claimed before it is due.
-    fn defer_changes(&self, consumer: &str, until: &[(i64, String)]) -> StoreResult<()>;
+    fn defer_changes(&self, consumer: &str, until: &[(i64, Timestamp)]) -> StoreResult<()>;
     /// The per-application progress recorded for `seqs`.
     fn change_progress(&self, seqs: &[i64]) -> StoreResult<Vec<ChangeProgress>>;
     /// Records where changes stand for applications (replacing what was
@@ -316,7 +316,7 @@ mod tests {
             users: vec!["u1".into()],
             change: Some(Box::new(Change {
                 seq: 3,
-                at: "2026-01-01T00:00:00.000Z".into(),
+                at: "2026-01-01T00:00:00.000Z".parse().unwrap(),
                 subject_id: "g1".into(),
                 kind: ChangeKind::GroupDeleted {
                     display_name: "eng".into(),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use scimlink::store::prelude::*;
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, GroupWrite, ImportBatch, ImportGroup, LedgerEntry,
-    Member, MemberKind, Page, Secret, SqliteStore, StoreError, TokenCipher, UserKey, UserWrite,
+    Member, MemberKind, Page, Secret, SqliteStore, StoreError, Timestamp, TokenCipher, UserKey,
+    UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -295,7 +296,7 @@ fn remote_ids_answer_only_for_what_the_ledger_holds() {
                 remote_id: remote.into(),
                 doc_hash: "h".into(),
                 document: None,
-                updated: String::new(),
+                updated: Timestamp::now(),
             })
             .unwrap();
     }
@@ -513,7 +514,7 @@ fn events_are_listed_newest_first_filtered_and_pruned() {
     let (_folder, store) = open();
     let event = |at: &str, app: &str, operation: &str, outcome: Outcome| Event {
         id: String::new(),
-        at: at.into(),
+        at: at.parse().unwrap(),
         app_id: Some(app.into()),
         app_name: Some(app.into()),
         object_kind: Some("app".into()),
@@ -552,7 +553,11 @@ fn events_are_listed_newest_first_filtered_and_pruned() {
     };
     let all = store.events(&EventQuery::default(), page).unwrap();
     assert_eq!(all.total, 3);
-    assert_eq!(all.items[0].at, "2026-03-01T00:00:00.000Z", "newest first");
+    assert_eq!(
+        all.items[0].at.to_string(),
+        "2026-03-01T00:00:00.000Z",
+        "newest first"
+    );
     let query = EventQuery {
         app_id: Some("a".into()),
         outcome: Some(Outcome::Success),
@@ -560,12 +565,17 @@ fn events_are_listed_newest_first_filtered_and_pruned() {
     };
     assert_eq!(store.events(&query, page).unwrap().total, 1);
     let query = EventQuery {
-        since: Some("2026-01-15T00:00:00.000Z".into()),
+        since: Some("2026-01-15T00:00:00.000Z".parse().unwrap()),
         operation: Some("idm_integration_activate".into()),
         ..EventQuery::default()
     };
     assert_eq!(store.events(&query, page).unwrap().total, 1);
-    assert_eq!(store.prune_events("2026-02-15T00:00:00.000Z").unwrap(), 2);
+    assert_eq!(
+        store
+            .prune_events("2026-02-15T00:00:00.000Z".parse().unwrap())
+            .unwrap(),
+        2
+    );
     assert_eq!(store.events(&EventQuery::default(), page).unwrap().total, 1);
 }
 
@@ -597,7 +607,7 @@ fn link(app_id: &str, object: &str, remote: &str) -> LedgerEntry {
         remote_id: remote.into(),
         doc_hash: "h".into(),
         document: None,
-        updated: String::new(),
+        updated: Timestamp::now(),
     }
 }
 
@@ -720,7 +730,7 @@ fn progress_is_kept_per_change_and_application_until_the_change_completes() {
         app_id: app.into(),
         done,
         attempts: u32::from(!done),
-        retry_at: (!done).then(|| "2999-01-01T00:00:00.000Z".to_string()),
+        retry_at: (!done).then(|| "2999-01-01T00:00:00.000Z".parse().unwrap()),
         last_error: (!done).then(|| "user ada: 500".to_string()),
     };
     store
@@ -732,7 +742,7 @@ fn progress_is_kept_per_change_and_application_until_the_change_completes() {
     assert_eq!(progress, [pair("crm", true), pair("hr", false)]);
     // Deferred: not claimed again before it is due.
     store
-        .defer_changes("a", &[(seq, "2999-01-01T00:00:00.000Z".into())])
+        .defer_changes("a", &[(seq, "2999-01-01T00:00:00.000Z".parse().unwrap())])
         .unwrap();
     assert!(store.claim_changes("b", 10, 60).unwrap().is_empty());
     store.complete_changes("a", &[seq]).unwrap();

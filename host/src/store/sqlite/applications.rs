@@ -54,7 +54,7 @@ impl ApplicationStore for SqliteStore {
                     value: app.name.clone(),
                 });
             }
-            let at = now();
+            let at = Timestamp::now();
             transaction.execute(
                 "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
                      token_sealed, manage_groups, state, settings, version, created, modified, pacing,
@@ -192,7 +192,7 @@ impl ApplicationStore for SqliteStore {
                     app.manage_groups,
                     app.state.as_str(),
                     settings,
-                    now(),
+                    Timestamp::now(),
                     app.capabilities.to_string(),
                     serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
                     app.state_reason,

@@ -28,9 +28,6 @@ pub(super) fn insert_event(transaction: &Transaction<'_>, mut event: Event) -> S
     if event.id.is_empty() {
         event.id = new_id();
     }
-    if event.at.is_empty() {
-        event.at = now();
-    }
     transaction
         .prepare_cached(&format!(
             "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -88,7 +85,7 @@ impl AuditStore for SqliteStore {
         })
     }
 
-    fn prune_events(&self, before: &str) -> StoreResult<u64> {
+    fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(|transaction| {
             Ok(transaction.execute("DELETE FROM events WHERE at < ?1", [before])? as u64)
         })

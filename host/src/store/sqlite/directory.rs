@@ -5,29 +5,33 @@ use super::*;
 
 pub(super) fn user_from_row(row: &Row<'_>) -> RowResult<UserRecord> {
     let doc: String = row.get(4)?;
+    let (id, user_name, external_id, active) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let (version, created, modified) = (row.get(5)?, row.get(6)?, row.get(7)?);
     Ok(parse_doc(&doc).map(|attributes| UserRecord {
-        id: row.get(0).unwrap_or_default(),
-        user_name: row.get(1).unwrap_or_default(),
-        external_id: row.get(2).unwrap_or_default(),
-        active: row.get(3).unwrap_or(false),
+        id,
+        user_name,
+        external_id,
+        active,
         attributes,
-        version: row.get(5).unwrap_or_default(),
-        created: row.get(6).unwrap_or_default(),
-        modified: row.get(7).unwrap_or_default(),
+        version,
+        created,
+        modified,
     }))
 }
 
 pub(super) fn group_from_row(row: &Row<'_>) -> RowResult<GroupRecord> {
     let doc: String = row.get(3)?;
+    let (id, display_name, external_id) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let (version, created, modified) = (row.get(4)?, row.get(5)?, row.get(6)?);
     Ok(parse_doc(&doc).map(|attributes| GroupRecord {
-        id: row.get(0).unwrap_or_default(),
-        display_name: row.get(1).unwrap_or_default(),
-        external_id: row.get(2).unwrap_or_default(),
+        id,
+        display_name,
+        external_id,
         attributes,
         members: Vec::new(),
-        version: row.get(4).unwrap_or_default(),
-        created: row.get(5).unwrap_or_default(),
-        modified: row.get(6).unwrap_or_default(),
+        version,
+        created,
+        modified,
     }))
 }
 
@@ -67,7 +71,7 @@ pub(super) fn insert_user(
         "userName",
     )?;
     let id = new_id();
-    let at = now();
+    let at = Timestamp::now();
     transaction
         .prepare_cached(
             "INSERT INTO users (id, user_name, user_name_key, external_id, active, doc, version, created, modified)
@@ -96,7 +100,7 @@ pub(super) fn insert_user(
         active: user.active,
         attributes: user.attributes.clone(),
         version: 1,
-        created: at.clone(),
+        created: at,
         modified: at,
     })
 }
@@ -116,8 +120,8 @@ pub(super) fn update_user(
         "user",
         "userName",
     )?;
-    let at = now();
-    let created: String = transaction
+    let at = Timestamp::now();
+    let created: Timestamp = transaction
         .prepare_cached(
             "UPDATE users SET user_name = ?2, user_name_key = ?8, external_id = ?3, active = ?4, doc = ?5,
                  version = ?6, modified = ?7
@@ -287,7 +291,7 @@ pub(super) fn remove_members(
 pub(super) fn touch_user(transaction: &Transaction<'_>, id: &str) -> StoreResult<()> {
     transaction
         .prepare_cached("UPDATE users SET version = version + 1, modified = ?2 WHERE id = ?1")?
-        .execute(params![id, now()])?;
+        .execute(params![id, Timestamp::now()])?;
     Ok(())
 }
 
@@ -313,7 +317,7 @@ pub(super) fn record_membership_change(
 pub(super) fn bump_group(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<()> {
     transaction
         .prepare_cached("UPDATE groups SET version = version + 1, modified = ?2 WHERE id = ?1")?
-        .execute(params![group_id, now()])?;
+        .execute(params![group_id, Timestamp::now()])?;
     Ok(())
 }
 
@@ -352,7 +356,7 @@ pub(super) fn insert_group(
         "displayName",
     )?;
     let id = new_id();
-    let at = now();
+    let at = Timestamp::now();
     transaction
         .prepare_cached(
             "INSERT INTO groups (id, display_name, display_name_key, external_id, doc, version, created, modified)
@@ -532,7 +536,7 @@ impl DirectoryStore for SqliteStore {
                     group.external_id,
                     to_json(&group.attributes),
                     version + 1,
-                    now(),
+                    Timestamp::now(),
                     fold(&group.display_name)
                 ],
             )?;

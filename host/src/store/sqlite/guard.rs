@@ -85,7 +85,7 @@ impl GuardStore for SqliteStore {
             // An operator's decision stopped counting what came before it
             // (see `decide_held_change`), so an approval does not trip again
             // on what it let through.
-            let window_start = earlier_by(window_seconds);
+            let window_start = Timestamp::ago(std::time::Duration::from_secs(window_seconds));
             transaction
                 .prepare_cached("DELETE FROM guard_admissions WHERE app_id = ?1 AND at < ?2")?
                 .execute(params![app_id, window_start])?;
@@ -143,7 +143,7 @@ impl GuardStore for SqliteStore {
                 open_hold,
             };
             let step = decide(&facts);
-            let at = now();
+            let at = Timestamp::now();
             let mut recorded = GuardRecorded {
                 step,
                 hold: None,
@@ -262,7 +262,7 @@ impl GuardStore for SqliteStore {
             } else {
                 HeldState::Rejected
             };
-            let at = now();
+            let at = Timestamp::now();
             transaction.execute(
                 "UPDATE held_changes SET state = ?2, decided_at = ?3 WHERE id = ?1",
                 params![id, state.as_str(), at],

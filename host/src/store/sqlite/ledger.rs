@@ -44,7 +44,7 @@ pub(super) fn upsert_ledger_entry(
             entry.object_id,
             entry.remote_id,
             entry.doc_hash,
-            now(),
+            Timestamp::now(),
             entry.document
         ])?;
     clear_dead_letter(
@@ -217,7 +217,7 @@ impl LedgerStore for SqliteStore {
 
     fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()> {
         self.write(|transaction| {
-            let at = now();
+            let at = Timestamp::now();
             transaction
                 .prepare_cached(
                     "INSERT INTO dead_letters (app_id, object_kind, object_id, operation, reason,

@@ -227,54 +227,27 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         transaction.execute_batch(sql)?;
         transaction.execute(
             "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
-            params![version, now()],
+            params![version, Timestamp::now()],
         )?;
         transaction.commit()?;
     }
     Ok(())
 }
 
-/// The current time as fixed-width RFC 3339 UTC text, so that text order is
-/// time order.
-pub fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+impl rusqlite::ToSql for Timestamp {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        // Fixed-width text: SQL compares and orders it as time.
+        Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+    }
 }
 
-/// The time `after` from now, as [`now`] writes times.
-pub fn later(after: std::time::Duration) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    let after = time::Duration::try_from(after).unwrap_or(time::Duration::DAY);
-    (time::OffsetDateTime::now_utc() + after)
-        .format(&format)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
-}
-
-/// `seconds` before now, as [`now`] writes it.
-fn earlier_by(seconds: u64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    let back = time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
-    time::OffsetDateTime::now_utc()
-        .checked_sub(back)
-        .and_then(|at| at.format(&format).ok())
-        .unwrap_or_else(|| "0000-01-01T00:00:00.000Z".to_string())
-}
-
-fn later_by(seconds: u32) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    (time::OffsetDateTime::now_utc() + time::Duration::seconds(i64::from(seconds)))
-        .format(&format)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_string())
+impl rusqlite::types::FromSql for Timestamp {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|error| rusqlite::types::FromSqlError::Other(Box::new(error)))
+    }
 }
 
 /// The form names are unique in and looked up by: Unicode lower case, the
@@ -328,7 +301,7 @@ fn append_change(
         .prepare_cached(
             "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![now(), entity, subject_id, action, detail.to_string()])?;
+        .execute(params![Timestamp::now(), entity, subject_id, action, detail.to_string()])?;
     APPENDED.with(|appended| appended.set(true));
     Ok(())
 }

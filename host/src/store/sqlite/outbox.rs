@@ -26,7 +26,14 @@ impl OutboxStore for SqliteStore {
             )?;
             let mut changes: Vec<Change> = statement
                 .query_map(
-                    params![consumer, later_by(lease_seconds), now(), limit],
+                    params![
+                        consumer,
+                        Timestamp::in_future(std::time::Duration::from_secs(u64::from(
+                            lease_seconds
+                        ))),
+                        Timestamp::now(),
+                        limit
+                    ],
                     |row| {
                         let detail: String = row.get(5)?;
                         let entity: String = row.get(2)?;
@@ -56,7 +63,8 @@ impl OutboxStore for SqliteStore {
         lease_seconds: u32,
     ) -> StoreResult<Vec<i64>> {
         self.write(|transaction| {
-            let until = later_by(lease_seconds);
+            let until =
+                Timestamp::in_future(std::time::Duration::from_secs(u64::from(lease_seconds)));
             let mut statement = transaction.prepare_cached(
                 "UPDATE outbox SET claimed_until = ?3
                  WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
@@ -73,7 +81,7 @@ impl OutboxStore for SqliteStore {
 
     fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()> {
         self.write(|transaction| {
-            let at = now();
+            let at = Timestamp::now();
             let mut statement = transaction.prepare_cached(
                 "UPDATE outbox SET done_at = ?3 WHERE seq = ?1 AND claimed_by = ?2 AND done_at IS NULL",
             )?;
@@ -89,7 +97,7 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn defer_changes(&self, consumer: &str, until: &[(i64, String)]) -> StoreResult<()> {
+    fn defer_changes(&self, consumer: &str, until: &[(i64, Timestamp)]) -> StoreResult<()> {
         self.write(|transaction| {
             let mut statement = transaction.prepare_cached(
                 "UPDATE outbox SET claimed_until = ?3

@@ -10,7 +10,7 @@ impl ScopeStore for SqliteStore {
             current_version(transaction, "groups", "group", group_id, None)?;
             let inserted = transaction.execute(
                 "INSERT OR IGNORE INTO bindings (app_id, group_id, created) VALUES (?1, ?2, ?3)",
-                params![app.id, group_id, now()],
+                params![app.id, group_id, Timestamp::now()],
             )?;
             if inserted > 0 {
                 append_change(
@@ -53,7 +53,7 @@ impl ScopeStore for SqliteStore {
             current_version(transaction, "users", "user", user_id, None)?;
             let inserted = transaction.execute(
                 "INSERT OR IGNORE INTO assignments (app_id, user_id, created) VALUES (?1, ?2, ?3)",
-                params![app.id, user_id, now()],
+                params![app.id, user_id, Timestamp::now()],
             )?;
             if inserted > 0 {
                 append_change(
