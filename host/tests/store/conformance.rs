@@ -1,0 +1,1148 @@
+//! What every store backend must do, written against the [`Store`] trait
+//! alone: a backend's test module runs all of it with
+//! [`store_conformance!`]. Each case starts from an empty store.
+//!
+//! The invariants it holds a backend to are the ones `scimlink::store`
+//! documents: one transaction per write with the change it appends (and
+//! which write appends which change), leases, membership integrity, scope
+//! through nested groups, case-folded uniqueness, versions, one link per
+//! remote account, dead letters cleared by success, the ledger and its
+//! event written together, the guard's counting and holds, events.
+
+use scimlink::store::{
+    AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
+    GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
+    MemberKind, OffboardAction, Outcome, Page, Secret, Store, StoreError, Timestamp, UserKey,
+    UserWrite,
+};
+use serde_json::{Map, json};
+
+pub fn user(name: &str) -> UserWrite {
+    let mut attributes = Map::new();
+    attributes.insert("userName".into(), json!(name));
+    UserWrite {
+        user_name: name.into(),
+        external_id: None,
+        active: true,
+        attributes,
+    }
+}
+
+fn group(name: &str, members: Option<Vec<Member>>) -> GroupWrite {
+    let mut attributes = Map::new();
+    attributes.insert("displayName".into(), json!(name));
+    GroupWrite {
+        display_name: name.into(),
+        external_id: None,
+        attributes,
+        members,
+    }
+}
+
+fn user_member(id: &str) -> Member {
+    Member {
+        id: id.into(),
+        kind: MemberKind::User,
+    }
+}
+
+fn group_member(id: &str) -> Member {
+    Member {
+        id: id.into(),
+        kind: MemberKind::Group,
+    }
+}
+
+pub fn app(store: &dyn Store, name: &str) -> String {
+    store
+        .create_app(AppWrite {
+            name: name.into(),
+            label: name.into(),
+            connector: "custom-scim".into(),
+            base_url: "https://app.example/scim/v2".into(),
+            token: Secret::new(format!("token-of-{name}")),
+            manage_groups: true,
+            settings: vec![],
+            pacing: Default::default(),
+            guard: Default::default(),
+        })
+        .unwrap()
+        .id
+}
+
+fn link(app_id: &str, object: &str, remote: &str) -> LedgerEntry {
+    LedgerEntry {
+        app_id: app_id.into(),
+        object_kind: "user".into(),
+        object_id: object.into(),
+        remote_id: remote.into(),
+        doc_hash: "h".into(),
+        document: None,
+        updated: Timestamp::now(),
+    }
+}
+
+pub fn every_change_is_recorded_in_the_outbox_in_order(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap();
+    let eng = store.create_group(group("eng", None)).unwrap();
+    store
+        .change_members(&eng.id, &[user_member(&ada.id)], &[])
+        .unwrap();
+    store.delete_user(&ada.id, None).unwrap();
+    let changes = store.claim_changes("worker-1", 100, 60).unwrap();
+    let seen: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            let (entity, action, _) = c.kind.to_row();
+            format!("{entity}.{action}")
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "user.created",
+            "group.created",
+            "group.members-changed",
+            "user.deleted"
+        ]
+    );
+    assert_eq!(
+        changes[2].kind,
+        ChangeKind::MembersChanged {
+            added: vec![ada.id.clone()],
+            removed: vec![]
+        }
+    );
+    assert_eq!(
+        changes[3].kind,
+        ChangeKind::UserDeleted {
+            user_name: "ada".into(),
+            groups: vec![eng.id.clone()]
+        },
+        "a deleted user's groups travel with the change"
+    );
+    assert_eq!(store.pending_changes().unwrap(), 4);
+}
+
+pub fn a_failed_change_leaves_neither_data_nor_outbox_record(store: &dyn Store) {
+    store.create_user(user("ada")).unwrap();
+    let before = store.pending_changes().unwrap();
+    let error = store.create_user(user("ADA")).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Conflict {
+                field: "userName",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let error = store
+        .create_group(group("eng", Some(vec![user_member("missing")])))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidMembership(_)), "{error}");
+    assert!(
+        store
+            .find_groups(scimlink::store::GroupKey::DisplayName, "eng")
+            .unwrap()
+            .is_empty()
+    );
+    let error = store
+        .import(ImportBatch {
+            users: vec![user("bob"), user("carol")],
+            groups: vec![ImportGroup {
+                display_name: "team".into(),
+                member_user_names: vec!["bob".into(), "nobody".into()],
+            }],
+        })
+        .unwrap_err();
+    assert!(error.to_string().contains("nobody"), "{error}");
+    assert!(
+        store
+            .find_users(UserKey::UserName, "bob")
+            .unwrap()
+            .is_empty(),
+        "the import was all or nothing"
+    );
+    assert_eq!(store.pending_changes().unwrap(), before);
+}
+
+pub fn leases_hand_unfinished_work_to_the_next_consumer(store: &dyn Store) {
+    store.create_user(user("ada")).unwrap();
+    store.create_user(user("bob")).unwrap();
+    let first = store.claim_changes("a", 1, 60).unwrap();
+    assert_eq!(first.len(), 1);
+    let second = store.claim_changes("b", 10, 60).unwrap();
+    assert_eq!(second.len(), 1, "a leased change is not handed out twice");
+    assert_ne!(first[0].seq, second[0].seq);
+    // Completing someone else's lease does nothing.
+    store.complete_changes("b", &[first[0].seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 2);
+    store.complete_changes("a", &[first[0].seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 1);
+    // A lease that runs out returns the change to the queue.
+    let expired = store.claim_changes("c", 10, 0).unwrap();
+    assert!(expired.is_empty(), "b's lease still holds");
+}
+
+pub fn an_expired_lease_is_claimed_again(store: &dyn Store) {
+    store.create_user(user("ada")).unwrap();
+    let first = store.claim_changes("crashed", 10, 0).unwrap();
+    assert_eq!(first.len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = store.claim_changes("survivor", 10, 60).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].seq, first[0].seq);
+}
+
+pub fn membership_never_forms_a_cycle(store: &dyn Store) {
+    let a = store.create_group(group("a", None)).unwrap();
+    let b = store
+        .create_group(group("b", Some(vec![group_member(&a.id)])))
+        .unwrap();
+    let c = store
+        .create_group(group("c", Some(vec![group_member(&b.id)])))
+        .unwrap();
+    for (outer, inner) in [(&a.id, &c.id), (&a.id, &a.id), (&b.id, &c.id)] {
+        let error = store
+            .change_members(outer, &[group_member(inner)], &[])
+            .unwrap_err();
+        assert!(error.to_string().contains("contain itself"), "{error}");
+    }
+}
+
+pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
+    let users: Vec<String> = ["ada", "bob", "carol", "dave"]
+        .iter()
+        .map(|name| store.create_user(user(name)).unwrap().id)
+        .collect();
+    let inner = store
+        .create_group(group(
+            "inner",
+            Some(vec![user_member(&users[0]), user_member(&users[1])]),
+        ))
+        .unwrap();
+    let outer = store
+        .create_group(group(
+            "outer",
+            Some(vec![group_member(&inner.id), user_member(&users[2])]),
+        ))
+        .unwrap();
+    store
+        .create_group(group("other", Some(vec![user_member(&users[3])])))
+        .unwrap();
+    let crm = app(store, "crm");
+    assert!(store.users_in_scope(&crm).unwrap().is_empty());
+    store.bind("crm", &outer.id).unwrap();
+    let mut expected = users[..3].to_vec();
+    expected.sort();
+    assert_eq!(store.users_in_scope("crm").unwrap(), expected);
+    // The bound groups that hold a member, through nesting, and the bound
+    // group itself.
+    assert_eq!(
+        store.bound_groups_containing(&crm, &users[0]).unwrap(),
+        std::slice::from_ref(&outer.id)
+    );
+    assert_eq!(
+        store.bound_groups_containing(&crm, &outer.id).unwrap(),
+        std::slice::from_ref(&outer.id)
+    );
+    assert!(
+        store
+            .bound_groups_containing(&crm, &users[3])
+            .unwrap()
+            .is_empty()
+    );
+    store.bind("crm", &inner.id).unwrap();
+    let mut both = vec![inner.id.clone(), outer.id.clone()];
+    both.sort();
+    assert_eq!(
+        store.bound_groups_containing(&crm, &users[0]).unwrap(),
+        both
+    );
+    store.unbind("crm", &inner.id).unwrap();
+    store.unbind("crm", &outer.id).unwrap();
+    assert!(store.users_in_scope("crm").unwrap().is_empty());
+    // A user assigned directly is in scope without a group.
+    store.assign("crm", &users[3]).unwrap();
+    store.assign("crm", &users[3]).unwrap();
+    assert_eq!(store.users_in_scope("crm").unwrap(), [users[3].clone()]);
+    assert!(store.user_in_scope(&crm, &users[3]).unwrap());
+    assert_eq!(store.assignments("crm").unwrap(), [users[3].clone()]);
+    store.unassign("crm", &users[3]).unwrap();
+    assert!(!store.user_in_scope(&crm, &users[3]).unwrap());
+    assert!(matches!(
+        store.unassign("crm", &users[3]),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.unbind("crm", &outer.id),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub fn remote_ids_answer_only_for_what_the_ledger_holds(store: &dyn Store) {
+    let crm = app(store, "crm");
+    for (object, remote) in [("u1", "r1"), ("u3", "r3")] {
+        store
+            .put_ledger_entry(&LedgerEntry {
+                app_id: crm.clone(),
+                object_kind: "user".into(),
+                object_id: object.into(),
+                remote_id: remote.into(),
+                doc_hash: "h".into(),
+                document: None,
+                updated: Timestamp::now(),
+            })
+            .unwrap();
+    }
+    let asked: Vec<String> = ["u3", "u2", "u1"].map(String::from).to_vec();
+    assert_eq!(
+        store.remote_ids(&crm, "user", &asked).unwrap(),
+        [("u3".into(), "r3".into()), ("u1".into(), "r1".into())]
+    );
+    assert!(store.remote_ids(&crm, "group", &asked).unwrap().is_empty());
+}
+
+pub fn versions_refuse_lost_updates(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap();
+    let updated = store.replace_user(&ada.id, user("ada.l"), Some(1)).unwrap();
+    assert_eq!(updated.version, 2);
+    let error = store
+        .replace_user(&ada.id, user("ada.x"), Some(1))
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        StoreError::VersionMismatch { current: 2, .. }
+    ));
+    assert!(store.delete_user(&ada.id, Some(1)).is_err());
+    store.delete_user(&ada.id, Some(2)).unwrap();
+    assert!(store.get_user(&ada.id).unwrap().is_none());
+}
+
+pub fn readers_see_what_was_committed_from_other_threads(store: &dyn Store) {
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            scope.spawn(move || {
+                for index in 0..50 {
+                    let created = store
+                        .create_user(user(&format!("u{thread}-{index}")))
+                        .unwrap();
+                    assert!(store.get_user(&created.id).unwrap().is_some());
+                }
+            });
+        }
+    });
+    assert_eq!(
+        store
+            .list_users(Page {
+                offset: 0,
+                limit: 1
+            })
+            .unwrap()
+            .total,
+        200
+    );
+}
+
+pub fn an_import_updates_what_it_names_and_keeps_the_rest(store: &dyn Store) {
+    let mut suspended = user("ada");
+    suspended.active = false;
+    suspended.attributes.insert("active".into(), json!(false));
+    suspended.attributes.insert(
+        "name".into(),
+        json!({ "givenName": "Ada", "familyName": "Lovelace" }),
+    );
+    suspended
+        .attributes
+        .insert("title".into(), json!("Countess"));
+    store.create_user(suspended).unwrap();
+
+    let mut update = user("ada");
+    update
+        .attributes
+        .insert("name".into(), json!({ "familyName": "King" }));
+    let outcome = store
+        .import(ImportBatch {
+            users: vec![update],
+            groups: vec![],
+        })
+        .unwrap();
+    assert_eq!(outcome.users_updated, 1);
+    let ada = store
+        .find_users(UserKey::UserName, "ada")
+        .unwrap()
+        .remove(0);
+    assert!(
+        !ada.active,
+        "an import without `active` does not reactivate"
+    );
+    assert_eq!(
+        ada.attributes["name"],
+        json!({ "givenName": "Ada", "familyName": "King" })
+    );
+    assert_eq!(ada.attributes["title"], "Countess");
+}
+
+pub fn names_are_unique_and_found_without_regard_to_unicode_case(store: &dyn Store) {
+    store.create_user(user("Zoë")).unwrap();
+    assert!(matches!(
+        store.create_user(user("ZOË")),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.find_users(UserKey::UserName, "zoë").unwrap().len(), 1);
+    store.create_group(group("Équipe", None)).unwrap();
+    assert!(store.create_group(group("ÉQUIPE", None)).is_err());
+    // A rename is held to the same rule.
+    let other = store.create_group(group("Autre", None)).unwrap();
+    assert!(matches!(
+        store.replace_group(&other.id, group("équipe", None), None),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store
+            .find_groups(scimlink::store::GroupKey::DisplayName, "équipe")
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub fn events_are_listed_newest_first_filtered_and_pruned(store: &dyn Store) {
+    use scimlink::store::{Event, EventQuery, Outcome};
+    let event = |at: &str, app: &str, operation: &str, outcome: Outcome| Event {
+        id: String::new(),
+        at: at.parse().unwrap(),
+        app_id: Some(app.into()),
+        app_name: Some(app.into()),
+        object_kind: Some("app".into()),
+        object_id: Some(app.into()),
+        operation: operation.into(),
+        outcome,
+        rule: None,
+        http_status: Some(200),
+        summary: "s".into(),
+    };
+    for recorded in [
+        event(
+            "2026-01-01T00:00:00.000Z",
+            "a",
+            "idm_integration_activate",
+            Outcome::Failure,
+        ),
+        event(
+            "2026-02-01T00:00:00.000Z",
+            "a",
+            "idm_integration_activate",
+            Outcome::Success,
+        ),
+        event(
+            "2026-03-01T00:00:00.000Z",
+            "b",
+            "idm_integration_reauth",
+            Outcome::Success,
+        ),
+    ] {
+        assert!(!store.record_event(recorded).unwrap().id.is_empty());
+    }
+    let page = Page {
+        offset: 0,
+        limit: 10,
+    };
+    let all = store.events(&EventQuery::default(), page).unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(
+        all.items[0].at.to_string(),
+        "2026-03-01T00:00:00.000Z",
+        "newest first"
+    );
+    let query = EventQuery {
+        app_id: Some("a".into()),
+        outcome: Some(Outcome::Success),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&query, page).unwrap().total, 1);
+    let query = EventQuery {
+        since: Some("2026-01-15T00:00:00.000Z".parse().unwrap()),
+        operation: Some("idm_integration_activate".into()),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&query, page).unwrap().total, 1);
+    assert_eq!(
+        store
+            .prune_events("2026-02-15T00:00:00.000Z".parse().unwrap())
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.events(&EventQuery::default(), page).unwrap().total, 1);
+}
+
+pub fn the_users_of_a_group_include_those_of_nested_groups(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap().id;
+    let bob = store.create_user(user("bob")).unwrap().id;
+    let inner = store
+        .create_group(group("inner", Some(vec![user_member(&bob)])))
+        .unwrap();
+    let mut expected = vec![ada.clone(), bob.clone()];
+    expected.sort();
+    assert_eq!(
+        store.users_of(&[ada.clone(), inner.id.clone()]).unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.users_of(&["nobody".into()]).unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+pub fn a_remote_account_is_linked_to_one_object_at_most(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let other = app(store, "other");
+    store.put_ledger_entry(&link(&crm, "ann", "r1")).unwrap();
+    // Rewriting one's own link is fine; taking another's is refused.
+    store.put_ledger_entry(&link(&crm, "ann", "r1")).unwrap();
+    let error = store
+        .put_ledger_entry(&link(&crm, "dave", "r1"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::LinkedElsewhere { remote_id, holder } if remote_id == "r1" && holder == "ann"),
+        "{error}"
+    );
+    assert!(store.ledger_entry(&crm, "user", "dave").unwrap().is_none());
+    // The same remote id in another application, or of another kind, is
+    // another account.
+    store.put_ledger_entry(&link(&other, "dave", "r1")).unwrap();
+    let mut group = link(&crm, "g1", "r1");
+    group.object_kind = "group".into();
+    store.put_ledger_entry(&group).unwrap();
+    assert_eq!(
+        store
+            .ledger_holder(&crm, "user", "r1")
+            .unwrap()
+            .map(|entry| entry.object_id),
+        Some("ann".into())
+    );
+    assert!(store.ledger_holder(&crm, "user", "r2").unwrap().is_none());
+    // Moving a link: once released, the account may be linked again.
+    store.remove_ledger_entry(&crm, "user", "ann").unwrap();
+    store.put_ledger_entry(&link(&crm, "dave", "r1")).unwrap();
+}
+
+pub fn a_renewal_says_which_claims_are_still_held(store: &dyn Store) {
+    store.create_user(user("ada")).unwrap();
+    store.create_user(user("bob")).unwrap();
+    let mine = store.claim_changes("paused", 10, 0).unwrap();
+    assert_eq!(mine.len(), 2);
+    let seqs: Vec<i64> = mine.iter().map(|change| change.seq).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The lease ran out while the consumer was paused; another took one.
+    let taken = store.claim_changes("other", 1, 60).unwrap();
+    assert_eq!(taken.len(), 1);
+    let held = store.renew_claims("paused", &seqs, 60).unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(!held.contains(&taken[0].seq));
+    assert_eq!(
+        store.renew_claims("other", &seqs, 60).unwrap(),
+        [taken[0].seq]
+    );
+}
+
+pub fn progress_is_kept_per_change_and_application_until_the_change_completes(store: &dyn Store) {
+    use scimlink::store::ChangeProgress;
+    store.create_user(user("ada")).unwrap();
+    let claimed = store.claim_changes("a", 10, 60).unwrap();
+    let seq = claimed[0].seq;
+    let pair = |app: &str, done: bool| ChangeProgress {
+        seq,
+        app_id: app.into(),
+        done,
+        attempts: u32::from(!done),
+        retry_at: (!done).then(|| "2999-01-01T00:00:00.000Z".parse().unwrap()),
+        last_error: (!done).then(|| "user ada: 500".to_string()),
+    };
+    store
+        .record_progress("a", &[pair("crm", true), pair("hr", false)])
+        .unwrap();
+    // A consumer that does not hold the change records nothing.
+    store.record_progress("b", &[pair("wiki", true)]).unwrap();
+    let progress = store.change_progress(&[seq]).unwrap();
+    assert_eq!(progress, [pair("crm", true), pair("hr", false)]);
+    // Deferred: not claimed again before it is due.
+    store
+        .defer_changes("a", &[(seq, "2999-01-01T00:00:00.000Z".parse().unwrap())])
+        .unwrap();
+    assert!(store.claim_changes("b", 10, 60).unwrap().is_empty());
+    store.complete_changes("a", &[seq]).unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 0);
+    assert!(store.change_progress(&[seq]).unwrap().is_empty());
+}
+
+pub fn a_quarantine_keeps_its_reason_and_any_other_state_clears_it(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let quarantined = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state: Some(AppState::Quarantined),
+                state_reason: Some("connector coda is not served by this host".into()),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        quarantined.state_reason.as_deref(),
+        Some("connector coda is not served by this host")
+    );
+    let resumed = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state: Some(AppState::Active),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(resumed.state_reason, None);
+    let active = store
+        .update_app(
+            &crm,
+            AppUpdate {
+                state_reason: Some("ignored".into()),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        active.state_reason, None,
+        "a reason explains a quarantine only"
+    );
+}
+
+/// The kinds of the changes not yet claimed, in order, claimed by `probe`
+/// and completed at once so that the next call sees only what follows.
+fn appended(store: &dyn Store) -> Vec<ChangeKind> {
+    let changes = store.claim_changes("probe", 1000, 60).unwrap();
+    let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+    store.complete_changes("probe", &seqs).unwrap();
+    changes.into_iter().map(|change| change.kind).collect()
+}
+
+fn dead_letter(app_id: &str, object_id: &str) -> DeadLetter {
+    DeadLetter {
+        app_id: app_id.into(),
+        object_kind: "user".into(),
+        object_id: object_id.into(),
+        operation: "user_create_provision".into(),
+        reason: "the application refused the user".into(),
+        http_status: Some(400),
+        first_failed: Timestamp::now(),
+        last_failed: Timestamp::now(),
+        failures: 1,
+    }
+}
+
+fn event(app_id: &str, summary: &str) -> Event {
+    Event {
+        id: String::new(),
+        at: Timestamp::now(),
+        app_id: Some(app_id.into()),
+        app_name: None,
+        object_kind: Some("user".into()),
+        object_id: None,
+        operation: "user_create_provision".into(),
+        outcome: Outcome::Success,
+        rule: None,
+        http_status: Some(201),
+        summary: summary.into(),
+    }
+}
+
+pub fn each_write_appends_its_change(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap();
+    assert_eq!(
+        appended(store),
+        [ChangeKind::UserCreated {
+            user_name: "ada".into()
+        }]
+    );
+    let mut suspended = user("ada");
+    suspended.active = false;
+    store.replace_user(&ada.id, suspended, None).unwrap();
+    assert_eq!(
+        appended(store),
+        [ChangeKind::UserUpdated {
+            user_name: "ada".into(),
+            active: false
+        }]
+    );
+
+    let eng = store
+        .create_group(group("eng", Some(vec![user_member(&ada.id)])))
+        .unwrap();
+    assert_eq!(
+        appended(store),
+        [
+            ChangeKind::GroupCreated {
+                display_name: "eng".into()
+            },
+            ChangeKind::MembersChanged {
+                added: vec![ada.id.clone()],
+                removed: vec![]
+            }
+        ]
+    );
+    store
+        .replace_group(&eng.id, group("eng", None), None)
+        .unwrap();
+    store
+        .replace_group(&eng.id, group("engineering", None), None)
+        .unwrap();
+    assert_eq!(
+        appended(store),
+        [
+            ChangeKind::GroupUpdated {
+                display_name: "eng".into(),
+                previous_display_name: Some("eng".into())
+            },
+            ChangeKind::GroupRenamed {
+                display_name: "engineering".into(),
+                previous_display_name: Some("eng".into())
+            }
+        ]
+    );
+    store
+        .change_members(&eng.id, &[], std::slice::from_ref(&ada.id))
+        .unwrap();
+    // Removing a member that is not there changes nothing.
+    store
+        .change_members(&eng.id, &[], std::slice::from_ref(&ada.id))
+        .unwrap();
+    assert_eq!(
+        appended(store),
+        [ChangeKind::MembersChanged {
+            added: vec![],
+            removed: vec![ada.id.clone()]
+        }]
+    );
+    store
+        .change_members(&eng.id, &[user_member(&ada.id)], &[])
+        .unwrap();
+    appended(store);
+
+    let crm = app(store, "crm");
+    let activate = AppUpdate {
+        state: Some(AppState::Active),
+        ..AppUpdate::default()
+    };
+    store.update_app(&crm, activate.clone()).unwrap();
+    // Asking for the state it is in changes nothing.
+    store.update_app(&crm, activate).unwrap();
+    store
+        .update_app(
+            &crm,
+            AppUpdate {
+                manage_groups: Some(false),
+                token: Some(Secret::new("rotated")),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    let name = || "crm".to_string();
+    assert_eq!(
+        appended(store),
+        [
+            ChangeKind::AppCreated { name: name() },
+            ChangeKind::AppActivated { name: name() },
+            ChangeKind::GroupManagementDisabled { name: name() },
+            ChangeKind::AppTokenRotated { name: name() },
+        ]
+    );
+
+    store.bind(&crm, &eng.id).unwrap();
+    store.bind(&crm, &eng.id).unwrap();
+    store.assign(&crm, &ada.id).unwrap();
+    store.assign(&crm, &ada.id).unwrap();
+    store.unassign(&crm, &ada.id).unwrap();
+    store.unbind(&crm, &eng.id).unwrap();
+    assert_eq!(
+        appended(store),
+        [
+            ChangeKind::Bound {
+                group: eng.id.clone()
+            },
+            ChangeKind::Assigned {
+                user: ada.id.clone()
+            },
+            ChangeKind::Unassigned {
+                user: ada.id.clone()
+            },
+            ChangeKind::Unbound {
+                group: eng.id.clone(),
+                members: vec![ada.id.clone()]
+            },
+        ]
+    );
+
+    store.put_dead_letter(&dead_letter(&crm, &ada.id)).unwrap();
+    assert_eq!(store.replay_dead_letters(&crm, None).unwrap(), 1);
+    assert_eq!(
+        appended(store),
+        [ChangeKind::Replay {
+            users: vec![ada.id.clone()],
+            groups: vec![]
+        }]
+    );
+
+    store.bind(&crm, &eng.id).unwrap();
+    appended(store);
+    store.delete_group(&eng.id, None).unwrap();
+    store.delete_user(&ada.id, None).unwrap();
+    store.delete_app(&crm).unwrap();
+    assert_eq!(
+        appended(store),
+        [
+            ChangeKind::GroupDeleted {
+                display_name: "engineering".into(),
+                members: vec![ada.id.clone()],
+                bound_apps: vec![crm.clone()],
+                parents: vec![]
+            },
+            ChangeKind::UserDeleted {
+                user_name: "ada".into(),
+                groups: vec![]
+            },
+            ChangeKind::AppDeleted { name: name() },
+        ]
+    );
+    assert_eq!(store.pending_changes().unwrap(), 0);
+}
+
+pub fn a_change_of_membership_gives_the_member_a_new_version(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap();
+    let eng = store.create_group(group("eng", None)).unwrap();
+    let inner = store.create_group(group("inner", None)).unwrap();
+    let grown = store
+        .change_members(
+            &eng.id,
+            &[user_member(&ada.id), group_member(&inner.id)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(grown.version, eng.version + 1);
+    let member = store.get_user(&ada.id).unwrap().unwrap();
+    assert_eq!(
+        member.version,
+        ada.version + 1,
+        "a user's groups are part of it"
+    );
+    assert!(member.modified >= ada.modified);
+    assert_eq!(
+        store.user_groups(&ada.id).unwrap()[0].display_name,
+        "eng".to_string()
+    );
+    // Deleting a member group gives the group that held it a new version.
+    store.delete_group(&inner.id, None).unwrap();
+    assert_eq!(
+        store.get_group(&eng.id).unwrap().unwrap().version,
+        grown.version + 1
+    );
+}
+
+pub fn a_missing_member_is_refused_whole(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap();
+    let eng = store.create_group(group("eng", None)).unwrap();
+    let error = store
+        .change_members(
+            &eng.id,
+            &[user_member(&ada.id), user_member("no-such-user")],
+            &[],
+        )
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidMembership(_)), "{error}");
+    let eng = store.get_group(&eng.id).unwrap().unwrap();
+    assert!(eng.members.is_empty(), "nothing of the refused write stays");
+    let error = store
+        .create_group(group("ops", Some(vec![group_member("no-such-group")])))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidMembership(_)), "{error}");
+    assert!(
+        store
+            .find_groups(GroupKey::DisplayName, "ops")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn success_takes_an_object_off_the_dead_letters(store: &dyn Store) {
+    let crm = app(store, "crm");
+    store.put_dead_letter(&dead_letter(&crm, "u1")).unwrap();
+    store.put_dead_letter(&dead_letter(&crm, "u1")).unwrap();
+    let letters = store.dead_letters(&crm).unwrap();
+    assert_eq!(letters.len(), 1, "one letter per object");
+    assert_eq!(letters[0].failures, 2);
+    assert!(letters[0].last_failed >= letters[0].first_failed);
+
+    store.put_ledger_entry(&link(&crm, "u1", "r1")).unwrap();
+    assert!(store.dead_letters(&crm).unwrap().is_empty());
+
+    store.put_dead_letter(&dead_letter(&crm, "u1")).unwrap();
+    store.remove_ledger_entry(&crm, "user", "u1").unwrap();
+    assert!(
+        store.dead_letters(&crm).unwrap().is_empty(),
+        "removing the link is a success too (the account was deleted)"
+    );
+}
+
+pub fn the_ledger_and_its_event_land_together_or_not_at_all(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let all = Page {
+        offset: 0,
+        limit: 100,
+    };
+    let events = |store: &dyn Store| store.events(&EventQuery::default(), all).unwrap().total;
+    store
+        .record_with_ledger(
+            LedgerChange::Put(&link(&crm, "ann", "r1")),
+            event(&crm, "ann created"),
+        )
+        .unwrap();
+    assert!(store.ledger_entry(&crm, "user", "ann").unwrap().is_some());
+    assert_eq!(events(store), 1);
+
+    let error = store
+        .record_with_ledger(
+            LedgerChange::Put(&link(&crm, "bob", "r1")),
+            event(&crm, "bob created"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::LinkedElsewhere { .. }),
+        "{error}"
+    );
+    assert_eq!(events(store), 1, "a refused link records no event");
+    assert!(store.ledger_entry(&crm, "user", "bob").unwrap().is_none());
+
+    store
+        .record_with_ledger(
+            LedgerChange::Remove {
+                app_id: &crm,
+                object_kind: "user",
+                object_id: "ann",
+            },
+            event(&crm, "ann deleted"),
+        )
+        .unwrap();
+    assert!(store.ledger_entry(&crm, "user", "ann").unwrap().is_none());
+    let listed = store.events(&EventQuery::default(), all).unwrap();
+    assert_eq!(listed.items[0].summary, "ann deleted");
+    assert!(!listed.items[0].id.is_empty(), "the store names the event");
+}
+
+fn offboarding(object_id: &str) -> HeldObject {
+    HeldObject {
+        object_kind: "user".into(),
+        object_id: object_id.into(),
+        user_name: Some(object_id.into()),
+        remote_id: format!("remote-{object_id}"),
+        action: OffboardAction::Deactivate,
+        reason: "out of scope".into(),
+        held_at: Timestamp::now(),
+        carried_out: None,
+    }
+}
+
+pub fn the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold(store: &dyn Store) {
+    let crm = app(store, "crm");
+    for user in ["u1", "u2", "u3"] {
+        store.put_ledger_entry(&link(&crm, user, user)).unwrap();
+    }
+    // One offboarding admitted per window; past it, held.
+    let decide = |facts: &scimlink::store::GuardFacts| {
+        if facts.already_admitted {
+            GuardStep::AdmitAgain
+        } else if facts.approved_in.is_some() {
+            GuardStep::AdmitApproved
+        } else if facts.admitted_in_window < 1 {
+            GuardStep::Admit
+        } else {
+            GuardStep::Hold { threshold: 1 }
+        }
+    };
+    let guard = |object: &str| {
+        store
+            .guard_offboarding(&crm, &offboarding(object), "active", 3600, &decide)
+            .unwrap()
+    };
+    let first = guard("u1");
+    assert_eq!(first.step, GuardStep::Admit);
+    assert_eq!(first.facts.active_accounts, 3);
+    assert_eq!(first.facts.admitted_in_window, 0);
+    let retry = guard("u1");
+    assert_eq!(retry.step, GuardStep::AdmitAgain, "{:?}", retry.facts);
+    assert_eq!(retry.facts.admitted_in_window, 1);
+
+    let held = guard("u2");
+    assert_eq!(held.step, GuardStep::Hold { threshold: 1 });
+    assert!(held.hold_made && held.newly_held);
+    let joined = guard("u3");
+    assert_eq!(joined.hold, held.hold, "an application has one open hold");
+    assert!(!joined.hold_made && joined.newly_held);
+    assert!(!guard("u3").newly_held, "listed once");
+
+    let holds = store.held_changes(Some(&crm)).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].state, HeldState::Held);
+    assert_eq!(holds[0].offboarding, 2);
+    assert_eq!(holds[0].threshold, 1);
+    let listed: Vec<&str> = holds[0]
+        .objects
+        .iter()
+        .map(|object| object.object_id.as_str())
+        .collect();
+    assert_eq!(listed, ["u2", "u3"]);
+
+    appended(store);
+    let hold_id = holds[0].id.clone();
+    let approved = store.decide_held_change(&hold_id, true).unwrap();
+    assert_eq!(approved.state, HeldState::Approved);
+    assert!(approved.decided_at.is_some());
+    assert_eq!(
+        appended(store),
+        [ChangeKind::HoldApproved {
+            held: hold_id.clone(),
+            users: vec!["u2".into(), "u3".into()],
+            change: None
+        }]
+    );
+    let again = store.decide_held_change(&hold_id, false).unwrap_err();
+    assert!(
+        matches!(again, StoreError::Conflict { .. }),
+        "decided once: {again}"
+    );
+
+    let through = guard("u2");
+    assert_eq!(through.step, GuardStep::AdmitApproved);
+    assert_eq!(through.hold.as_deref(), Some(hold_id.as_str()));
+    let carried = store.held_changes(Some(&crm)).unwrap();
+    assert!(carried[0].objects[0].carried_out.is_some());
+    assert!(carried[0].objects[1].carried_out.is_none());
+}
+
+pub fn a_rejected_hold_lets_nothing_through(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let hold = |facts: &scimlink::store::GuardFacts| {
+        let _ = facts;
+        GuardStep::Hold { threshold: 0 }
+    };
+    let held = store
+        .guard_offboarding(&crm, &offboarding("u1"), "active", 3600, &hold)
+        .unwrap();
+    let hold_id = held.hold.unwrap();
+    appended(store);
+    let rejected = store.decide_held_change(&hold_id, false).unwrap();
+    assert_eq!(rejected.state, HeldState::Rejected);
+    assert!(appended(store).is_empty(), "a rejection queues nothing");
+    let admit = |facts: &scimlink::store::GuardFacts| {
+        assert_eq!(facts.approved_in, None);
+        assert_eq!(facts.open_hold, None, "the rejected hold is closed");
+        GuardStep::Admit
+    };
+    store
+        .guard_offboarding(&crm, &offboarding("u1"), "active", 3600, &admit)
+        .unwrap();
+}
+
+pub fn applications_are_found_by_name_or_id_and_names_are_unique(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let by_name = store.get_app("crm").unwrap().unwrap();
+    assert_eq!(by_name.id, crm);
+    assert_eq!(store.get_app(&crm).unwrap().unwrap().name, "crm");
+    assert_eq!(
+        by_name.state,
+        AppState::Inactive,
+        "a new application sends nothing"
+    );
+    let error = store
+        .create_app(AppWrite {
+            name: "crm".into(),
+            label: "again".into(),
+            connector: "custom-scim".into(),
+            base_url: "https://other.example/scim/v2".into(),
+            token: Secret::new("t"),
+            manage_groups: false,
+            settings: vec![],
+            pacing: Default::default(),
+            guard: Default::default(),
+        })
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+    assert_eq!(
+        store.app_token("crm").unwrap().expose(),
+        "token-of-crm",
+        "the token opens as it was given"
+    );
+    store.delete_app("crm").unwrap();
+    assert!(store.get_app(&crm).unwrap().is_none());
+    assert!(matches!(
+        store.app_token("crm").unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+}
+
+pub fn host_metadata_is_kept_by_key(store: &dyn Store) {
+    assert_eq!(store.meta("admin-token").unwrap(), None);
+    store.set_meta("admin-token", "hash-1").unwrap();
+    store.set_meta("admin-token", "hash-2").unwrap();
+    assert_eq!(
+        store.meta("admin-token").unwrap().as_deref(),
+        Some("hash-2")
+    );
+}
+
+/// Runs every case against a backend: `store_conformance!(open)` in a test
+/// module, where `open()` returns `(keep_alive, store)` for a fresh, empty
+/// store; `keep_alive` (a temporary folder, a throwaway database) lives as
+/// long as the case runs.
+macro_rules! store_conformance {
+    ($open:path) => {
+        $crate::conformance::store_conformance!(@cases $open;
+            every_change_is_recorded_in_the_outbox_in_order,
+            a_failed_change_leaves_neither_data_nor_outbox_record,
+            leases_hand_unfinished_work_to_the_next_consumer,
+            an_expired_lease_is_claimed_again,
+            membership_never_forms_a_cycle,
+            scope_follows_bindings_through_nested_groups,
+            remote_ids_answer_only_for_what_the_ledger_holds,
+            versions_refuse_lost_updates,
+            readers_see_what_was_committed_from_other_threads,
+            an_import_updates_what_it_names_and_keeps_the_rest,
+            names_are_unique_and_found_without_regard_to_unicode_case,
+            events_are_listed_newest_first_filtered_and_pruned,
+            the_users_of_a_group_include_those_of_nested_groups,
+            a_remote_account_is_linked_to_one_object_at_most,
+            a_renewal_says_which_claims_are_still_held,
+            progress_is_kept_per_change_and_application_until_the_change_completes,
+            a_quarantine_keeps_its_reason_and_any_other_state_clears_it,
+            each_write_appends_its_change,
+            a_change_of_membership_gives_the_member_a_new_version,
+            a_missing_member_is_refused_whole,
+            success_takes_an_object_off_the_dead_letters,
+            the_ledger_and_its_event_land_together_or_not_at_all,
+            the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold,
+            a_rejected_hold_lets_nothing_through,
+            applications_are_found_by_name_or_id_and_names_are_unique,
+            host_metadata_is_kept_by_key
+        );
+    };
+    (@cases $open:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let (_keep_alive, store) = $open();
+                $crate::conformance::$case(&store);
+            }
+        )+
+    };
+}
+pub(crate) use store_conformance;
