@@ -41,8 +41,7 @@ pub const UPDATE: &str = "user_update_provision";
 pub const DEPROVISION: &str = "user_deprovision";
 pub const DELETE: &str = "user_delete_provision";
 
-/// The ledger's mark of an account deactivated for leaving scope.
-pub(crate) const DEACTIVATED: &str = "deactivated";
+pub(crate) use crate::store::rules::DEACTIVATED;
 
 /// What a sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -27,6 +27,7 @@ mod guard;
 mod ledger;
 mod meta;
 mod outbox;
+pub mod rules;
 mod scope;
 pub mod secrets;
 pub mod sqlite;

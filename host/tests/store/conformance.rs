@@ -957,6 +957,13 @@ pub fn the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold(store:
     for user in ["u1", "u2", "u3"] {
         store.put_ledger_entry(&link(&crm, user, user)).unwrap();
     }
+    // Accounts already offboarded are not counted among the active ones.
+    let mut deactivated = link(&crm, "gone", "gone");
+    deactivated.doc_hash = scimlink::store::rules::DEACTIVATED.into();
+    store.put_ledger_entry(&deactivated).unwrap();
+    let mut suspended = link(&crm, "suspended", "suspended");
+    suspended.document = Some(r#"{"userName":"suspended","active":false}"#.into());
+    store.put_ledger_entry(&suspended).unwrap();
     // One offboarding admitted per window; past it, held.
     let decide = |facts: &scimlink::store::GuardFacts| {
         if facts.already_admitted {

@@ -65,7 +65,7 @@ pub(super) fn insert_user(
     ensure_unique(
         transaction,
         "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
-        &fold(&user.user_name),
+        &rules::fold_name(&user.user_name),
         "",
         "user",
         "userName",
@@ -84,7 +84,7 @@ pub(super) fn insert_user(
             user.active,
             to_json(&user.attributes),
             at,
-            fold(&user.user_name)
+            rules::fold_name(&user.user_name)
         ])?;
     append_change(
         transaction,
@@ -115,7 +115,7 @@ pub(super) fn update_user(
     ensure_unique(
         transaction,
         "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
-        &fold(&user.user_name),
+        &rules::fold_name(&user.user_name),
         id,
         "user",
         "userName",
@@ -136,7 +136,7 @@ pub(super) fn update_user(
                 to_json(&user.attributes),
                 version,
                 at,
-                fold(&user.user_name)
+                rules::fold_name(&user.user_name)
             ],
             |row| row.get(0),
         )?;
@@ -160,9 +160,8 @@ pub(super) fn update_user(
     })
 }
 
-/// An imported user laid over the stored one: attributes the import names
-/// replace (complex ones sub-attribute by sub-attribute), the rest stay; an
-/// import without `active` leaves the user's status as it is.
+/// An imported user laid over the stored one (see
+/// [`rules::merge_imported_user`]).
 pub(super) fn merge_import(
     transaction: &Transaction<'_>,
     id: &str,
@@ -172,36 +171,7 @@ pub(super) fn merge_import(
         transaction.query_row("SELECT doc, active FROM users WHERE id = ?1", [id], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?;
-    let mut attributes = parse_doc(&doc)?;
-    for (key, value) in &user.attributes {
-        match (attributes.get_mut(key), value) {
-            (Some(Value::Object(existing)), Value::Object(incoming)) => {
-                for (sub, sub_value) in incoming {
-                    existing.insert(sub.clone(), sub_value.clone());
-                }
-            }
-            _ => {
-                attributes.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    let active = if user.attributes.contains_key("active") {
-        user.active
-    } else {
-        active
-    };
-    attributes.insert("active".into(), Value::Bool(active));
-    Ok(UserWrite {
-        user_name: user.user_name.clone(),
-        external_id: user.external_id.clone().or_else(|| {
-            attributes
-                .get("externalId")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }),
-        active,
-        attributes,
-    })
+    Ok(rules::merge_imported_user(parse_doc(&doc)?, active, user))
 }
 
 /// Inserts memberships after checking that every member exists and that no
@@ -227,7 +197,11 @@ pub(super) fn add_members(
                 member.kind.as_str().to_lowercase()
             )));
         }
-        if member.kind == MemberKind::Group && contains_group(transaction, &member.id, group_id)? {
+        if member.kind == MemberKind::Group
+            && rules::would_contain_itself(group_id, &member.id, |group| {
+                member_groups(transaction, group)
+            })?
+        {
             return Err(StoreError::InvalidMembership(format!(
                 "group {} cannot be a member of group {group_id}: it would contain itself",
                 member.id
@@ -246,26 +220,18 @@ pub(super) fn add_members(
     Ok(added)
 }
 
-/// Whether `outer` is `inner` or contains it through nested groups.
-pub(super) fn contains_group(
+/// The groups that are direct members of `group_id`.
+pub(super) fn member_groups(
     transaction: &Transaction<'_>,
-    outer: &str,
-    inner: &str,
-) -> StoreResult<bool> {
-    if outer == inner {
-        return Ok(true);
-    }
-    Ok(transaction
-        .prepare_cached(
-            "WITH RECURSIVE nested(id) AS (
-                 SELECT member_id FROM memberships WHERE group_id = ?1 AND member_kind = 'Group'
-                 UNION
-                 SELECT m.member_id FROM memberships m JOIN nested n ON m.group_id = n.id
-                 WHERE m.member_kind = 'Group'
-             )
-             SELECT 1 FROM nested WHERE id = ?2",
-        )?
-        .exists(params![outer, inner])?)
+    group_id: &str,
+) -> StoreResult<Vec<String>> {
+    let mut statement = transaction.prepare_cached(
+        "SELECT member_id FROM memberships WHERE group_id = ?1 AND member_kind = 'Group'",
+    )?;
+    let groups = statement
+        .query_map([group_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(groups)
 }
 
 pub(super) fn remove_members(
@@ -339,7 +305,7 @@ pub(super) fn find_group_id(
 ) -> StoreResult<Option<String>> {
     Ok(transaction
         .prepare_cached("SELECT id FROM groups WHERE display_name_key = ?1")?
-        .query_row([fold(name)], |row| row.get(0))
+        .query_row([rules::fold_name(name)], |row| row.get(0))
         .optional()?)
 }
 
@@ -350,7 +316,7 @@ pub(super) fn insert_group(
     ensure_unique(
         transaction,
         "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
-        &fold(&group.display_name),
+        &rules::fold_name(&group.display_name),
         "",
         "group",
         "displayName",
@@ -368,7 +334,7 @@ pub(super) fn insert_group(
             group.external_id,
             to_json(&group.attributes),
             at,
-            fold(&group.display_name)
+            rules::fold_name(&group.display_name)
         ])?;
     append_change(
         transaction,
@@ -437,7 +403,7 @@ impl DirectoryStore for SqliteStore {
     fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
         let folded;
         let value = if key == UserKey::UserName {
-            folded = fold(value);
+            folded = rules::fold_name(value);
             folded.as_str()
         } else {
             value
@@ -517,7 +483,7 @@ impl DirectoryStore for SqliteStore {
             ensure_unique(
                 transaction,
                 "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",
-                &fold(&group.display_name),
+                &rules::fold_name(&group.display_name),
                 id,
                 "group",
                 "displayName",
@@ -537,7 +503,7 @@ impl DirectoryStore for SqliteStore {
                     to_json(&group.attributes),
                     version + 1,
                     Timestamp::now(),
-                    fold(&group.display_name)
+                    rules::fold_name(&group.display_name)
                 ],
             )?;
             let display_name = group.display_name.clone();
@@ -626,7 +592,7 @@ impl DirectoryStore for SqliteStore {
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
         let folded;
         let value = if key == GroupKey::DisplayName {
-            folded = fold(value);
+            folded = rules::fold_name(value);
             folded.as_str()
         } else {
             value
@@ -703,7 +669,7 @@ impl DirectoryStore for SqliteStore {
             for user in &batch.users {
                 let existing: Option<String> = transaction
                     .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
-                    .query_row([fold(&user.user_name)], |row| row.get(0))
+                    .query_row([rules::fold_name(&user.user_name)], |row| row.get(0))
                     .optional()?;
                 match existing {
                     Some(id) => {
@@ -737,7 +703,7 @@ impl DirectoryStore for SqliteStore {
                 for user_name in &group.member_user_names {
                     let user_id: String = transaction
                         .prepare_cached("SELECT id FROM users WHERE user_name_key = ?1")?
-                        .query_row([fold(user_name)], |row| row.get(0))
+                        .query_row([rules::fold_name(user_name)], |row| row.get(0))
                         .optional()?
                         .ok_or_else(|| {
                             StoreError::InvalidMembership(format!(

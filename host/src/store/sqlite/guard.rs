@@ -109,10 +109,7 @@ impl GuardStore for SqliteStore {
                        AND NOT (doc IS NOT NULL AND json_valid(doc)
                                 AND json_extract(doc, '$.active') IS 0)",
                 )?
-                .query_row(
-                    params![app_id, crate::engine::provision::DEACTIVATED],
-                    |row| row.get(0),
-                )?;
+                .query_row(params![app_id, rules::DEACTIVATED], |row| row.get(0))?;
             // An approval lets the offboardings it lists through once, for
             // a window after the decision.
             let approved_in: Option<String> = transaction

@@ -250,12 +250,6 @@ impl rusqlite::types::FromSql for Timestamp {
     }
 }
 
-/// The form names are unique in and looked up by: Unicode lower case, the
-/// same folding the SCIM filter evaluator applies.
-fn fold(name: &str) -> String {
-    name.to_lowercase()
-}
-
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -326,15 +320,7 @@ fn current_version(
         )
         .optional()?
         .ok_or_else(|| not_found(entity, id))?;
-    match expected {
-        Some(expected) if expected != current => Err(StoreError::VersionMismatch {
-            entity,
-            id: id.to_string(),
-            expected,
-            current,
-        }),
-        _ => Ok(current),
-    }
+    rules::expect_version(entity, id, expected, current)
 }
 
 fn ensure_unique(
