@@ -44,7 +44,7 @@ pub mod glue;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../wit/v0.2.0",
+        path: "wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "scimlink_sdk::bindings",

@@ -19,7 +19,7 @@ use semver::Version;
 pub mod since_v0_2_0 {
     wasmtime::component::bindgen!({
         world: "plugin",
-        path: "../wit/v0.2.0",
+        path: "../guest-sdk/wit/v0.2.0",
     });
 }
 
@@ -27,7 +27,7 @@ pub mod since_v0_2_0 {
 pub mod since_v0_1_0 {
     wasmtime::component::bindgen!({
         world: "plugin",
-        path: "../wit/v0.1.0",
+        path: "../guest-sdk/wit/v0.1.0",
         with: {
             "scimlink:connector/types": super::since_v0_2_0::scimlink::connector::types,
         },

@@ -13,7 +13,7 @@
 //! Written against the raw bindings: the SDK would serialize (and so copy)
 //! every document, and a hostile connector would not use it either.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit/v0.2.0" });
+wit_bindgen::generate!({ world: "plugin", path: "../../../guest-sdk/wit/v0.2.0" });
 
 use exports::scimlink::connector::connector::Guest;
 use scimlink::connector::types::*;

@@ -2,7 +2,7 @@
 //! Written against the raw bindings, as a connector built without the SDK
 //! would be.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit/v0.1.0" });
+wit_bindgen::generate!({ world: "plugin", path: "../../../guest-sdk/wit/v0.1.0" });
 
 use exports::scimlink::connector::connector::Guest;
 use scimlink::connector::types::*;
