@@ -12,19 +12,19 @@
 //!   on an async runtime, so a looping guest cannot starve its own deadline;
 //!   the thread stops when the runtime is dropped;
 //! - the linker provides the WASI 0.2 interfaces (granting nothing, see
-//!   `limits.rs`) and the contract's `log` import of every supported
-//!   version; nothing else, so a component importing anything more is
-//!   refused when it is linked.
+//!   `limits.rs`) and the imports of every supported contract version
+//!   (each version's file adds its own: `contract/`); nothing else, so a
+//!   component importing anything more is refused when it is linked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::contract::{since_v0_1_0, since_v0_2_0};
+use super::contract;
 use super::limits::{ComponentLimits, PluginLimits, PluginState};
 
 /// How often the epoch advances; a call's deadline is rounded up to it.
@@ -100,10 +100,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
-        since_v0_2_0::scimlink::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(engine_error)?;
-        since_v0_1_0::scimlink::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(engine_error)?;
+        contract::add_to_linker(&mut linker).map_err(engine_error)?;
 
         let ticker = Ticker::start(engine.clone())?;
         Ok(Arc::new(Runtime {
@@ -168,35 +165,5 @@ impl Ticker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-impl since_v0_2_0::scimlink::connector::log::Host for PluginState {
-    fn log(&mut self, level: since_v0_2_0::scimlink::connector::log::Level, message: String) {
-        use since_v0_2_0::scimlink::connector::log::Level;
-        let message = super::truncate_for_log(&message);
-        let plugin = self.plugin.as_str();
-        match level {
-            Level::Trace => tracing::trace!(target: "scimlink::plugin", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "scimlink::plugin", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "scimlink::plugin", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "scimlink::plugin", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "scimlink::plugin", plugin, "{message}"),
-        }
-    }
-}
-
-impl since_v0_1_0::scimlink::connector::log::Host for PluginState {
-    fn log(&mut self, level: since_v0_1_0::scimlink::connector::log::Level, message: String) {
-        use since_v0_1_0::scimlink::connector::log::Level as Old;
-        use since_v0_2_0::scimlink::connector::log::{Host, Level};
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        Host::log(self, level, message);
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | file | what it owns |
 //! |---|---|
-//! | `contract.rs` | the WIT contract's bindings, one module per supported version |
+//! | `contract/` | the WIT contract: the supported versions, one file each (bindings, host functions, emulated calls, conversions to the newest types) |
 //! | `engine.rs` | the wasmtime engine, pooling allocator, linker, epoch ticker |
 //! | `limits.rs` | memory cap, component limits, CPU deadline, output cap; the capability-free WASI context |
 //! | `plugin.rs` | one loaded version: warm instances, calls, cost receipts |

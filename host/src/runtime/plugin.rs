@@ -30,8 +30,8 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::contract::{
-    ContractVersion, DirectoryGroup, DirectoryUser, GroupDecision, GroupEventFacts, Manifest,
-    MappingError, Setting, since_v0_1_0, since_v0_2_0,
+    ConnectorInstance, ConnectorPre, ContractVersion, DirectoryGroup, DirectoryUser, GroupDecision,
+    GroupEventFacts, Manifest, MappingError, Setting,
 };
 use super::engine::Runtime;
 use super::events::{EventSink, RuntimeEvent};
@@ -197,35 +197,10 @@ pub enum PluginErrorKind {
     Refused(MappingError),
 }
 
-/// Runs the same call on whichever contract version's bindings serve.
-macro_rules! dispatch {
-    ($exports:expr, $connector:ident => $call:expr) => {
-        match $exports {
-            Exports::V0_1(plugin) => {
-                let $connector = plugin.scimlink_connector_connector();
-                $call
-            }
-            Exports::V0_2(plugin) => {
-                let $connector = plugin.scimlink_connector_connector();
-                $call
-            }
-        }
-    };
-}
-
-enum Pre {
-    V0_1(since_v0_1_0::PluginPre<PluginState>),
-    V0_2(since_v0_2_0::PluginPre<PluginState>),
-}
-
-enum Exports {
-    V0_1(since_v0_1_0::Plugin),
-    V0_2(since_v0_2_0::Plugin),
-}
-
 struct WarmInstance {
     store: Store<PluginState>,
-    exports: Exports,
+    /// The instance's calls, through its contract version's bindings.
+    connector: Box<dyn ConnectorInstance>,
     stderr: MemoryOutputPipe,
     calls: u64,
 }
@@ -244,7 +219,7 @@ pub struct LoadedPlugin {
 /// The instances of one version and the machinery of a call.
 struct InstancePool {
     runtime: Arc<Runtime>,
-    pre: Pre,
+    pre: Box<dyn ConnectorPre>,
     limits: PluginLimits,
     /// The name plugin log lines carry.
     log_name: String,
@@ -268,11 +243,9 @@ impl LoadedPlugin {
             .linker()
             .instantiate_pre(component)
             .map_err(|e| format!("its imports do not type-check against the host: {e:#}"))?;
-        let pre = match contract {
-            ContractVersion::V0_1 => since_v0_1_0::PluginPre::new(instance_pre).map(Pre::V0_1),
-            ContractVersion::V0_2 => since_v0_2_0::PluginPre::new(instance_pre).map(Pre::V0_2),
-        }
-        .map_err(|e| format!("its exports do not match contract {contract}: {e:#}"))?;
+        let pre = contract
+            .prepare(instance_pre)
+            .map_err(|e| format!("its exports do not match contract {contract}: {e:#}"))?;
 
         let max_warm = std::thread::available_parallelism()
             .map(|n| n.get() * 2)
@@ -289,11 +262,9 @@ impl LoadedPlugin {
         };
         let budget = Budget::single(&pool.limits);
         let manifest = pool
-            .call(
-                "describe",
-                budget,
-                |exports, store| dispatch!(exports, connector => connector.call_describe(store)),
-            )
+            .call("describe", budget, |connector, store| {
+                connector.describe(store)
+            })
             .map_err(|kind| format!("describe: {kind}"))?
             .value;
         pool.rename(&manifest.name);
@@ -385,7 +356,7 @@ impl LoadedPlugin {
         &self,
         call: &'static str,
         budget: Budget,
-        body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        body: impl FnOnce(&dyn ConnectorInstance, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginError> {
         self.pool
             .call(call, budget, body)
@@ -420,8 +391,8 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-user", self.single(), |exports, store| {
-            dispatch!(exports, connector => connector.call_map_user(store, user, settings))
+        let called = self.call("map-user", self.single(), |connector, store| {
+            connector.map_user(store, user, settings)
         })?;
         self.document(called, "map-user", ResourceKind::User)
     }
@@ -438,21 +409,8 @@ impl LoadedPlugin {
             .runtime
             .deadline_ticks(self.pool.limits.call_deadline);
         let budget = Budget::documents(&self.pool.limits, users.len());
-        let called = self.call("map-users", budget, |exports, store| match exports {
-            Exports::V0_2(p) => {
-                p.scimlink_connector_connector()
-                    .call_map_users(&mut *store, users, settings)
-            }
-            // Contract 0.1 has no batch call: one call per user, each with
-            // its own deadline.
-            Exports::V0_1(p) => users
-                .iter()
-                .map(|user| {
-                    store.set_epoch_deadline(deadline);
-                    p.scimlink_connector_connector()
-                        .call_map_user(&mut *store, user, settings)
-                })
-                .collect(),
+        let called = self.call("map-users", budget, |connector, store| {
+            connector.map_users(store, users, settings, deadline)
         })?;
         if called.value.len() != users.len() {
             return Err(self.error(
@@ -492,8 +450,8 @@ impl LoadedPlugin {
         group: &DirectoryGroup,
         settings: &[Setting],
     ) -> Result<Called<ScimDocument>, PluginError> {
-        let called = self.call("map-group", self.single(), |exports, store| {
-            dispatch!(exports, connector => connector.call_map_group(store, group, settings))
+        let called = self.call("map-group", self.single(), |connector, store| {
+            connector.map_group(store, group, settings)
         })?;
         self.document(called, "map-group", ResourceKind::Group)
     }
@@ -504,8 +462,8 @@ impl LoadedPlugin {
         user: &DirectoryUser,
         settings: &[Setting],
     ) -> Result<Called<Vec<String>>, PluginError> {
-        let called = self.call("lookup-filters", self.single(), |exports, store| {
-            dispatch!(exports, connector => connector.call_lookup_filters(store, user, settings))
+        let called = self.call("lookup-filters", self.single(), |connector, store| {
+            connector.lookup_filters(store, user, settings)
         })?;
         validate::lookup_filters(&called.value)
             .map_err(|e| self.error("lookup-filters", e.into()))?;
@@ -519,8 +477,8 @@ impl LoadedPlugin {
         settings: &[Setting],
     ) -> Result<Called<GroupDecision>, PluginError> {
         let budget = Budget::decision(&self.pool.limits, facts.members.len());
-        let called = self.call("on-group-event", budget, |exports, store| {
-            dispatch!(exports, connector => connector.call_on_group_event(store, facts, settings))
+        let called = self.call("on-group-event", budget, |connector, store| {
+            connector.on_group_event(store, facts, settings)
         })?;
         validate::group_decision(facts, &called.value)
             .map_err(|e| self.error("on-group-event", e.into()))?;
@@ -533,8 +491,8 @@ impl LoadedPlugin {
         scim_user: &str,
         settings: &[Setting],
     ) -> Result<Called<DirectoryUser>, PluginError> {
-        let called = self.call("read-user", self.single(), |exports, store| {
-            dispatch!(exports, connector => connector.call_read_user(store, scim_user, settings))
+        let called = self.call("read-user", self.single(), |connector, store| {
+            connector.read_user(store, scim_user, settings)
         })?;
         let Called { value, receipt } = called;
         match value {
@@ -577,7 +535,7 @@ impl InstancePool {
         &self,
         call: &'static str,
         budget: Budget,
-        body: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        body: impl FnOnce(&dyn ConnectorInstance, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginErrorKind> {
         let mut instance = self.checkout()?;
         instance.store.set_hostcall_fuel(budget.0);
@@ -591,7 +549,7 @@ impl InstancePool {
             let _ = store.set_fuel(u64::MAX);
         }
         let started = Instant::now();
-        let result = body(&instance.exports, &mut instance.store);
+        let result = body(instance.connector.as_ref(), &mut instance.store);
         let wall_time = started.elapsed();
         match result {
             Ok(value) => {
@@ -696,13 +654,10 @@ impl InstancePool {
         if self.runtime.config().metering {
             store.set_fuel(u64::MAX)?;
         }
-        let exports = match &self.pre {
-            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(&mut store)?),
-            Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(&mut store)?),
-        };
+        let connector = self.pre.instantiate(&mut store)?;
         Ok(WarmInstance {
             store,
-            exports,
+            connector,
             stderr,
             calls: 0,
         })

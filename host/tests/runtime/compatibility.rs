@@ -2,6 +2,10 @@
 //! major version is refused with both versions named.
 
 use scimlink::runtime::Loader;
+use scimlink::runtime::contract::{
+    AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
+    Offboarding, UpdateMethod,
+};
 
 use crate::support::{fixture, load, runtime, user};
 
@@ -25,6 +29,62 @@ fn a_connector_built_against_the_previous_minor_version_loads_and_serves() {
     // Its output is checked like any other's.
     let error = old.map_user(&user("invalid-json"), &[]).unwrap_err();
     assert!(error.to_string().contains("not JSON"), "{error}");
+}
+
+#[test]
+fn every_call_of_a_previous_minor_version_speaks_the_host_types() {
+    let loader = Loader::new(runtime());
+    let old = load(&loader, &fixture("contract-v0-1"));
+    let capabilities = &old.manifest().capabilities;
+    assert!(capabilities.groups && capabilities.direct_assignment);
+    assert_eq!(capabilities.offboarding, Offboarding::Deactivate);
+    assert_eq!(capabilities.update_method, UpdateMethod::Patch);
+    assert_eq!(capabilities.max_members_per_patch, 50);
+    assert_eq!(capabilities.required_attributes, ["username"]);
+
+    let group = DirectoryGroup {
+        id: "g-1".to_owned(),
+        name: "Engineers".to_owned(),
+        description: None,
+    };
+    let document = old.map_group(&group, &[]).unwrap().value.value();
+    assert_eq!(document["displayName"], "Engineers");
+
+    let filters = old.lookup_filters(&user("legacy"), &[]).unwrap().value;
+    assert_eq!(filters, [r#"userName eq "legacy""#]);
+
+    let facts = GroupEventFacts {
+        event: GroupEvent::GroupUnbound,
+        group,
+        members: ["u-1", "u-2"]
+            .map(|id| MemberFacts {
+                user_id: id.to_owned(),
+                other_managed_groups: Vec::new(),
+                directly_assigned: false,
+            })
+            .into(),
+        group_management: true,
+    };
+    let decision = old.on_group_event(&facts, &[]).unwrap().value;
+    assert_eq!(decision.group, GroupAction::LeaveAsIs);
+    assert_eq!(decision.rule, "keep");
+    let members: Vec<(&str, AccountAction)> = decision
+        .members
+        .iter()
+        .map(|m| (m.user_id.as_str(), m.action))
+        .collect();
+    assert_eq!(
+        members,
+        [("u-1", AccountAction::Keep), ("u-2", AccountAction::Keep)]
+    );
+
+    // A refusal crosses as the host's refusal, not as a fault.
+    let error = old.read_user("{}", &[]).unwrap_err();
+    assert!(!error.is_plugin_fault(), "{error}");
+    assert!(
+        error.to_string().contains("import is not supported"),
+        "{error}"
+    );
 }
 
 #[test]
