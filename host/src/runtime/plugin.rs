@@ -7,6 +7,9 @@
 //!   warm between calls; an instance that trapped, timed out or hit its
 //!   memory cap is dropped, never reused (its state is suspect), and so is
 //!   one that served [`RETIRE_AFTER_CALLS`] calls (bounding slow leaks);
+//! - a call reaches the component through its contract version's
+//!   bindings (`contract/`), in the newest contract's types: nothing here
+//!   depends on the version a connector was built against;
 //! - every call runs under the plugin's epoch deadline and memory cap, and
 //!   its output is checked (`validate.rs`) before it is returned;
 //! - the host copies at most a call's budget out of the guest (see

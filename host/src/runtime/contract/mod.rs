@@ -47,7 +47,7 @@ pub use latest::scimlink::connector::types::{
 
 /// Every contract version this host speaks, oldest first; the last is
 /// [`CURRENT`].
-static SUPPORTED: [&ContractBindings; 2] = [&v0_1::BINDINGS, &v0_2::BINDINGS];
+static SUPPORTED: &[&ContractBindings] = &[&v0_1::BINDINGS, &v0_2::BINDINGS];
 
 /// The interface a connector component exports, without its version.
 pub const CONNECTOR_INTERFACE: &str = "scimlink:connector/connector";
