@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use scimlink::api::auth::BearerToken;
 use scimlink::api::{ApiState, app};
 use scimlink::store::{
-    AppWrite, ImportBatch, ImportGroup, Secret, SqliteStore, Store, TokenCipher, UserWrite,
+    AppWrite, ImportBatch, ImportGroup, Secret, SqliteStore, Store, StoreHandle, TokenCipher,
+    UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -200,7 +201,7 @@ fn scim_benchmark() {
     runtime.block_on(async {
         let router = app(
             ApiState {
-                store,
+                store: StoreHandle::new(store),
                 admin_token: BearerToken::from_plain("admin"),
                 plugins: None,
                 plugin_history: None,

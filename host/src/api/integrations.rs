@@ -842,22 +842,16 @@ async fn plan(
     let page = page.page()?;
     let app = load_app(&state, app).await?;
     let plugin = served_plugin(&state, &app)?;
-    let store = Arc::clone(&state.store);
-    let planned = tokio::task::spawn_blocking(move || {
-        crate::engine::plan::plan(store.as_ref(), &plugin, &app)
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the plan task failed",
-        )
-    })?
-    .map_err(|error| match error {
-        crate::engine::provision::SyncError::Store(store) => ApiError::from(store),
-        other => ApiError::new(StatusCode::CONFLICT, "connector_failed", other.to_string()),
-    })?;
+    // The plan calls the connector and reads the store throughout: it runs
+    // off the async runtime.
+    let planned = state
+        .store
+        .run_fallible(move |store| crate::engine::plan::plan(store, &plugin, &app))
+        .await
+        .map_err(|error| match error {
+            crate::engine::provision::SyncError::Store(store) => ApiError::from(store),
+            other => ApiError::new(StatusCode::CONFLICT, "connector_failed", other.to_string()),
+        })?;
     Ok(Json(PageOf::slice(planned, page, |operation| operation)))
 }
 
@@ -918,18 +912,7 @@ async fn app_client(
     state: &ApiState,
     app: &AppRecord,
 ) -> Result<Arc<crate::scim_client::ScimClient>, ApiError> {
-    let clients = Arc::clone(&state.clients);
-    let store = Arc::clone(&state.store);
-    let record = app.clone();
-    let built = tokio::task::spawn_blocking(move || clients.client(store.as_ref(), &record))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the client task failed",
-            )
-        })?;
+    let built = state.clients.client(&state.store, app).await;
     built.map_err(|error| match error {
         crate::engine::provision::SyncError::Store(error) => ApiError::from(error),
         crate::engine::provision::SyncError::Unavailable(
@@ -955,14 +938,14 @@ async fn reconcile(
     let plugin = served_plugin(&state, &app)?;
     let client = app_client(&state, &app).await?;
     let target = Target {
-        store: state.store.as_ref(),
+        store: &state.store,
         app: &app,
         plugin: &plugin,
         client: &client,
     };
     let result = crate::engine::reconcile::reconcile_app(&target).await;
     let failure = result.as_ref().err().map(ToString::to_string);
-    let done = crate::engine::worker::record_reconcile(&target, result)?;
+    let done = crate::engine::worker::record_reconcile(&target, result).await?;
     match failure {
         Some(reason) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -990,7 +973,7 @@ async fn list_importable(
     let plugin = served_plugin(&state, &app)?;
     let client = app_client(&state, &app).await?;
     let target = crate::engine::provision::Target {
-        store: state.store.as_ref(),
+        store: &state.store,
         app: &app,
         plugin: &plugin,
         client: &client,
@@ -1033,7 +1016,7 @@ async fn import_from_app(
         .filter(|group| !group.trim().is_empty())
         .unwrap_or_else(|| format!("{}-imported", app.name));
     let target = crate::engine::provision::Target {
-        store: state.store.as_ref(),
+        store: &state.store,
         app: &app,
         plugin: &plugin,
         client: &client,
@@ -1089,7 +1072,7 @@ async fn release_account(
         }
     })
     .await?;
-    let held = crate::engine::locks::hold_user(state.store.as_ref(), &app.id, &user_id).await?;
+    let held = crate::engine::locks::hold_user(&state.store, &app.id, &user_id).await?;
     let Some(entry) = held.entry.clone() else {
         return Err(ApiError::not_found(format!(
             "no account of {} is linked to {user_id}",
@@ -1123,14 +1106,17 @@ async fn release_account(
             entry.remote_id
         ),
     };
-    state.store.record_with_ledger(
-        crate::store::LedgerChange::Remove {
-            app_id: &app.id,
-            object_kind: "user",
-            object_id: &user_id,
-        },
-        event,
-    )?;
+    state
+        .store
+        .record_with_ledger(
+            crate::store::LedgerChange::Remove {
+                app_id: &app.id,
+                object_kind: "user",
+                object_id: &user_id,
+            },
+            event,
+        )
+        .await?;
     drop(held);
     Ok(Json(ReleasedView {
         user_id,
@@ -1158,7 +1144,7 @@ async fn provision_user(
     let client = app_client(&state, &app).await?;
     let since = Timestamp::now();
     let target = Target {
-        store: state.store.as_ref(),
+        store: &state.store,
         app: &app,
         plugin: &plugin,
         client: &client,
@@ -1170,7 +1156,11 @@ async fn provision_user(
         result,
         crate::engine::provision::Synced::Created | crate::engine::provision::Synced::TakenOver
     ) {
-        for group_id in state.store.bound_groups_containing(&app.id, &user_id)? {
+        for group_id in state
+            .store
+            .bound_groups_containing(&app.id, &user_id)
+            .await?
+        {
             crate::engine::groups::sync_group_now(&target, &group_id)
                 .await
                 .map_err(failed)?;
@@ -1361,7 +1351,7 @@ async fn provision_group(
     let client = app_client(&state, &app).await?;
     let since = Timestamp::now();
     let target = Target {
-        store: state.store.as_ref(),
+        store: &state.store,
         app: &app,
         plugin: &plugin,
         client: &client,

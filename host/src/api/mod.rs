@@ -30,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::runtime::PluginRegistry;
 use crate::scim;
-use crate::store::{Page, Store, StoreError};
+use crate::store::{Page, Store, StoreError, StoreHandle};
 use auth::BearerToken;
 
 /// The largest admin request body accepted.
@@ -39,7 +39,7 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
     pub admin_token: BearerToken,
     /// The served connectors, when the host runs them (validation of
     /// `connector` and settings on application writes).
@@ -231,7 +231,7 @@ pub fn app_with_scan_limit(
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state.clone());
     let scim = scim::server::router(scim::server::ScimState {
-        store: Arc::clone(&state.store),
+        store: state.store.clone(),
         token: scim_token,
         scans,
     });
@@ -535,9 +535,7 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
-    crate::store::blocking(&state.store, call)
-        .await
-        .map_err(ApiError::from)
+    state.store.run(call).await.map_err(ApiError::from)
 }
 
 #[cfg(test)]

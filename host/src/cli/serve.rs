@@ -15,7 +15,7 @@ use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
 use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
-use crate::store::{SqliteStore, Store, TokenCipher};
+use crate::store::{SqliteStore, Store, StoreHandle, TokenCipher};
 
 /// The environment variable that sets the admin API's bearer token.
 pub const ADMIN_TOKEN_ENV: &str = "SCIMLINK_ADMIN_TOKEN";
@@ -125,6 +125,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _watcher = FolderWatcher::start(Arc::clone(&registry), DEFAULT_DEBOUNCE)
         .context("cannot start watching the plugins folder")?;
 
+    // Before the async runtime starts: nothing here can stall a task.
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open_in(&args.data, cipher)
             .with_context(|| format!("cannot open the directory in {}", shown(&args.data)))?,
@@ -158,7 +159,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("cannot start the provisioning engine")?;
     let app = crate::api::app_with_scan_limit(
         crate::api::ApiState {
-            store,
+            store: StoreHandle::new(store),
             admin_token,
             plugins: Some(Arc::clone(&registry)),
             plugin_history: Some(History::new(args.data.join("plugin-history"))),
@@ -184,7 +185,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot read the listening address")?;
         announce(address, &admin_origin, &scim_origin);
         tokio::spawn(prune_events(
-            Arc::clone(&events_store),
+            StoreHandle::new(Arc::clone(&events_store)),
             args.event_retention_days,
         ));
         axum::serve(listener, app)
@@ -198,13 +199,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Deletes events older than the retention period, at start and every six
 /// hours.
-async fn prune_events(store: Arc<dyn Store>, retention_days: u32) {
+async fn prune_events(store: StoreHandle, retention_days: u32) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
     loop {
         every.tick().await;
         let retention = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
         let before = crate::store::Timestamp::ago(retention);
-        match crate::store::blocking(&store, move |store| store.prune_events(before)).await {
+        match store.prune_events(before).await {
             Ok(0) => {}
             Ok(pruned) => {
                 tracing::info!("deleted {pruned} events older than {retention_days} days")

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use super::provision::SyncError;
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::{ClientSettings, ScimClient};
-use crate::store::{AppRecord, Store, StoreError};
+use crate::store::{AppRecord, StoreError, StoreHandle};
 
 /// Why an application cannot be served at all right now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,15 +56,22 @@ impl Clients {
 
     /// The application's client, built from `app` if there is none for its
     /// current version.
-    pub fn client(&self, store: &dyn Store, app: &AppRecord) -> Result<Arc<ScimClient>, SyncError> {
+    pub async fn client(
+        &self,
+        store: &StoreHandle,
+        app: &AppRecord,
+    ) -> Result<Arc<ScimClient>, SyncError> {
         if let Some(client) = self.current(app) {
             return Ok(client);
         }
         let base = super::lifecycle::resolved_base_url(app).map_err(Unavailable::BaseUrl)?;
-        let token = store.app_token(&app.id).map_err(|error| match error {
-            StoreError::Secret(reason) => SyncError::Unavailable(Unavailable::Token(reason)),
-            error => SyncError::Store(error),
-        })?;
+        let token = store
+            .app_token(&app.id)
+            .await
+            .map_err(|error| match error {
+                StoreError::Secret(reason) => SyncError::Unavailable(Unavailable::Token(reason)),
+                error => SyncError::Store(error),
+            })?;
         let client = ScimClient::new(&base, &token, ClientSettings::paced(&app.pacing))
             .map_err(|error| Unavailable::Client(error.to_string()))?;
         let mut by_app = self
@@ -98,15 +105,15 @@ impl Clients {
     }
 
     /// The connector and the client the application is served by.
-    pub fn connection(
+    pub async fn connection(
         &self,
-        store: &dyn Store,
+        store: &StoreHandle,
         plugins: &PluginRegistry,
         app: &AppRecord,
     ) -> Result<(Arc<LoadedPlugin>, Arc<ScimClient>), SyncError> {
         let plugin = plugins
             .get(&app.connector)
             .ok_or_else(|| Unavailable::ConnectorMissing(app.connector.clone()))?;
-        Ok((plugin, self.client(store, app)?))
+        Ok((plugin, self.client(store, app).await?))
     }
 }

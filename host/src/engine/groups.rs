@@ -160,7 +160,7 @@ pub(crate) fn membership_patches(
 }
 
 impl Target<'_> {
-    fn record_group(
+    async fn record_group(
         &self,
         group_id: &str,
         operation: &str,
@@ -169,10 +169,11 @@ impl Target<'_> {
         status: Option<u16>,
         summary: String,
     ) {
-        self.record_object("group", group_id, operation, outcome, rule, status, summary);
+        self.record_object("group", group_id, operation, outcome, rule, status, summary)
+            .await;
     }
 
-    fn group_failed(
+    async fn group_failed(
         &self,
         group_id: &str,
         operation: &str,
@@ -186,7 +187,8 @@ impl Target<'_> {
                 operation,
                 error.to_string(),
                 error.status(),
-            );
+            )
+            .await;
         }
         self.record_group(
             group_id,
@@ -195,10 +197,11 @@ impl Target<'_> {
             rule,
             error.status(),
             error.to_string(),
-        );
+        )
+        .await;
     }
 
-    fn link_group(
+    async fn link_group(
         &self,
         group_id: &str,
         remote_id: &str,
@@ -207,15 +210,17 @@ impl Target<'_> {
     ) -> Result<(), StoreError> {
         let document = serde_json::to_string(pushed)
             .map_err(|error| StoreError::Backend(error.to_string()))?;
-        self.store.put_ledger_entry(&LedgerEntry {
-            app_id: self.app.id.clone(),
-            object_kind: "group".into(),
-            object_id: group_id.to_string(),
-            remote_id: remote_id.to_string(),
-            doc_hash: doc_hash.to_string(),
-            document: Some(document),
-            updated: Timestamp::now(),
-        })
+        self.store
+            .put_ledger_entry(&LedgerEntry {
+                app_id: self.app.id.clone(),
+                object_kind: "group".into(),
+                object_id: group_id.to_string(),
+                remote_id: remote_id.to_string(),
+                doc_hash: doc_hash.to_string(),
+                document: Some(document),
+                updated: Timestamp::now(),
+            })
+            .await
     }
 }
 
@@ -264,17 +269,20 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
         return Ok(GroupSynced::NotManaged);
     }
     let store = target.store;
-    let Some(group) = store.get_group(group_id)? else {
+    let Some(group) = store.get_group(group_id).await? else {
         return Ok(GroupSynced::NotManaged);
     };
     let bound = store
-        .bound_groups_containing(&target.app.id, group_id)?
+        .bound_groups_containing(&target.app.id, group_id)
+        .await?
         .iter()
         .any(|bound| bound == group_id);
     if !bound {
         return Ok(GroupSynced::NotManaged);
     }
-    let entry = store.ledger_entry(&target.app.id, "group", group_id)?;
+    let entry = store
+        .ledger_entry(&target.app.id, "group", group_id)
+        .await?;
     let resource = match target
         .plugin
         .map_group(&directory_group(&group), &target.settings())
@@ -287,15 +295,19 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
                 GROUP_CREATE
             };
             let reason = format!("the connector refused {}: {error}", group.display_name);
-            target.dead_letter("group", group_id, operation, reason.clone(), None);
-            target.record_group(
-                group_id,
-                operation,
-                Outcome::Failure,
-                Some("mapping".into()),
-                None,
-                reason,
-            );
+            target
+                .dead_letter("group", group_id, operation, reason.clone(), None)
+                .await;
+            target
+                .record_group(
+                    group_id,
+                    operation,
+                    Outcome::Failure,
+                    Some("mapping".into()),
+                    None,
+                    reason,
+                )
+                .await;
             return Ok(GroupSynced::Refused);
         }
         Err(error) => {
@@ -305,9 +317,10 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
             });
         }
     };
-    let users = store.users_of(&[group_id.to_string()])?;
+    let users = store.users_of(&[group_id.to_string()]).await?;
     let desired: BTreeSet<String> = store
-        .remote_ids(&target.app.id, "user", &users)?
+        .remote_ids(&target.app.id, "user", &users)
+        .await?
         .into_iter()
         .map(|(_, remote)| remote)
         .collect();
@@ -342,7 +355,9 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
             }
             Ok(false) => {}
             Err(SyncError::Application(error)) if error.status() == Some(404) => {
-                store.remove_ledger_entry(&target.app.id, "group", group_id)?;
+                store
+                    .remove_ledger_entry(&target.app.id, "group", group_id)
+                    .await?;
                 return Err(error.into());
             }
             Err(error) => return Err(error),
@@ -374,39 +389,47 @@ async fn find_or_create(
     let answer = match target.client.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
-            target.group_failed(&group.id, GROUP_CREATE, Some(filter), &error);
+            target
+                .group_failed(&group.id, GROUP_CREATE, Some(filter), &error)
+                .await;
             return Err(error.into());
         }
     };
     let found = resources(&answer.body);
-    let refuse = |reason: String| {
-        target.dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None);
-        target.record_group(
-            &group.id,
-            GROUP_CREATE,
-            Outcome::Failure,
-            Some(filter.clone()),
-            Some(answer.status.as_u16()),
-            reason,
-        );
+    let refuse = async |reason: String| -> Result<Found, SyncError> {
+        target
+            .dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None)
+            .await;
+        target
+            .record_group(
+                &group.id,
+                GROUP_CREATE,
+                Outcome::Failure,
+                Some(filter.clone()),
+                Some(answer.status.as_u16()),
+                reason,
+            )
+            .await;
         Ok(Found::Refused)
     };
     match vet(LookupKind::Group, &filter, &found) {
         Candidate::None => {}
-        Candidate::Refused(reason) => return refuse(reason),
+        Candidate::Refused(reason) => return refuse(reason).await,
         Candidate::One(remote_id) => {
             let _group =
                 super::locks::lock_object(&target.app.id, "group account", &remote_id).await;
             if let Some(holder) = target
                 .store
-                .ledger_holder(&target.app.id, "group", &remote_id)?
+                .ledger_holder(&target.app.id, "group", &remote_id)
+                .await?
                 .filter(|holder| holder.object_id != group.id)
             {
                 return refuse(format!(
                     "group {remote_id} is already linked to directory group {}; it is not \
                      taken over for {}",
                     holder.object_id, group.display_name
-                ));
+                ))
+                .await;
             }
             let one = found.first().copied().unwrap_or(&Value::Null);
             // The members already there that the directory wants are
@@ -418,12 +441,14 @@ async fn find_or_create(
                 match target.client.send(&ScimRequest::get(path)).await {
                     Ok(read) => listed_members(&read.body),
                     Err(error) => {
-                        target.group_failed(
-                            &group.id,
-                            GROUP_CREATE,
-                            Some(format!("takeover: {filter}")),
-                            &error,
-                        );
+                        target
+                            .group_failed(
+                                &group.id,
+                                GROUP_CREATE,
+                                Some(format!("takeover: {filter}")),
+                                &error,
+                            )
+                            .await;
                         return Err(error.into());
                     }
                 }
@@ -434,28 +459,31 @@ async fn find_or_create(
                 resource: json!({}),
                 members: listed.intersection(desired).cloned().collect(),
             };
-            match target.link_group(&group.id, &remote_id, "", &pushed) {
+            match target.link_group(&group.id, &remote_id, "", &pushed).await {
                 Ok(()) => {}
                 Err(StoreError::LinkedElsewhere { holder, .. }) => {
                     return refuse(format!(
                         "group {remote_id} is already linked to directory group {holder}; it \
                          is not taken over for {}",
                         group.display_name
-                    ));
+                    ))
+                    .await;
                 }
                 Err(error) => return Err(error.into()),
             }
-            target.record_group(
-                &group.id,
-                GROUP_CREATE,
-                Outcome::Success,
-                Some(format!("takeover: {filter}")),
-                Some(answer.status.as_u16()),
-                format!(
-                    "linked existing group {remote_id} for {}",
-                    group.display_name
-                ),
-            );
+            target
+                .record_group(
+                    &group.id,
+                    GROUP_CREATE,
+                    Outcome::Success,
+                    Some(format!("takeover: {filter}")),
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "linked existing group {remote_id} for {}",
+                        group.display_name
+                    ),
+                )
+                .await;
             return Ok(Found::Linked {
                 remote_id,
                 pushed,
@@ -467,7 +495,9 @@ async fn find_or_create(
     let answer = match target.client.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
-            target.group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error);
+            target
+                .group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error)
+                .await;
             return Err(error.into());
         }
     };
@@ -479,22 +509,28 @@ async fn find_or_create(
             detail: "the created group has no id".into(),
             attempts: answer.attempts,
         };
-        target.group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error);
+        target
+            .group_failed(&group.id, GROUP_CREATE, Some("created".into()), &error)
+            .await;
         return Err(error.into());
     };
     let pushed = PushedGroup {
         resource: resource.clone(),
         members: BTreeSet::new(),
     };
-    target.link_group(&group.id, remote_id, doc_hash, &pushed)?;
-    target.record_group(
-        &group.id,
-        GROUP_CREATE,
-        Outcome::Success,
-        Some("created".into()),
-        Some(answer.status.as_u16()),
-        format!("POST /Groups for {} → {remote_id}", group.display_name),
-    );
+    target
+        .link_group(&group.id, remote_id, doc_hash, &pushed)
+        .await?;
+    target
+        .record_group(
+            &group.id,
+            GROUP_CREATE,
+            Outcome::Success,
+            Some("created".into()),
+            Some(answer.status.as_u16()),
+            format!("POST /Groups for {} → {remote_id}", group.display_name),
+        )
+        .await;
     Ok(Found::Linked {
         remote_id: remote_id.to_string(),
         pushed,
@@ -531,23 +567,29 @@ async fn patch_group(
         match target.client.send(&request).await {
             Ok(answer) => {
                 pushed.resource = resource.clone();
-                target.link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)?;
-                target.record_group(
-                    &group.id,
-                    GROUP_UPDATE,
-                    Outcome::Success,
-                    Some(rule),
-                    Some(answer.status.as_u16()),
-                    format!(
-                        "PATCH {path} ({}) for {}",
-                        names.join(", "),
-                        group.display_name
-                    ),
-                );
+                target
+                    .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                    .await?;
+                target
+                    .record_group(
+                        &group.id,
+                        GROUP_UPDATE,
+                        Outcome::Success,
+                        Some(rule),
+                        Some(answer.status.as_u16()),
+                        format!(
+                            "PATCH {path} ({}) for {}",
+                            names.join(", "),
+                            group.display_name
+                        ),
+                    )
+                    .await;
                 sent = true;
             }
             Err(error) => {
-                target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
+                target
+                    .group_failed(&group.id, GROUP_UPDATE, Some(rule), &error)
+                    .await;
                 return Err(error.into());
             }
         }
@@ -563,7 +605,9 @@ async fn patch_group(
         let answer = send_membership(target, group, &path, operations, "members added").await?;
         last_status = Some(answer);
         pushed.members.extend(ids.iter().cloned());
-        target.link_group(&group.id, remote_id, &doc_hash, pushed)?;
+        target
+            .link_group(&group.id, remote_id, &doc_hash, pushed)
+            .await?;
     }
     for ids in to_remove.chunks(chunk) {
         let operations: Vec<Value> = ids
@@ -582,7 +626,9 @@ async fn patch_group(
         for id in ids {
             pushed.members.remove(id);
         }
-        target.link_group(&group.id, remote_id, &doc_hash, pushed)?;
+        target
+            .link_group(&group.id, remote_id, &doc_hash, pushed)
+            .await?;
     }
     if added + removed > 0 {
         target.record_group(
@@ -595,7 +641,7 @@ async fn patch_group(
                 "PATCH {path}: {added} member(s) added, {removed} removed for {} (chunks of {chunk})",
                 group.display_name
             ),
-        );
+        ).await;
         sent = true;
     }
     Ok(sent)
@@ -616,7 +662,9 @@ async fn send_membership(
     match target.client.send(&request).await {
         Ok(answer) => Ok(answer.status.as_u16()),
         Err(error) => {
-            target.group_failed(&group.id, GROUP_UPDATE, Some(what.to_string()), &error);
+            target
+                .group_failed(&group.id, GROUP_UPDATE, Some(what.to_string()), &error)
+                .await;
             Err(error)
         }
     }
@@ -637,7 +685,9 @@ async fn put_group(
     let current = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => listed_members(&answer.body),
         Err(error) => {
-            target.group_failed(&group.id, GROUP_UPDATE, None, &error);
+            target
+                .group_failed(&group.id, GROUP_UPDATE, None, &error)
+                .await;
             return Err(error.into());
         }
     };
@@ -664,22 +714,28 @@ async fn put_group(
             let removed = pushed.members.difference(desired).count();
             pushed.resource = resource.clone();
             pushed.members = desired.clone();
-            target.link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)?;
-            target.record_group(
-                &group.id,
-                GROUP_UPDATE,
-                Outcome::Success,
-                Some(rule),
-                Some(answer.status.as_u16()),
-                format!(
-                    "PUT {path}: {added} member(s) added, {removed} removed for {}",
-                    group.display_name
-                ),
-            );
+            target
+                .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                .await?;
+            target
+                .record_group(
+                    &group.id,
+                    GROUP_UPDATE,
+                    Outcome::Success,
+                    Some(rule),
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "PUT {path}: {added} member(s) added, {removed} removed for {}",
+                        group.display_name
+                    ),
+                )
+                .await;
             Ok(true)
         }
         Err(error) => {
-            target.group_failed(&group.id, GROUP_UPDATE, Some(rule), &error);
+            target
+                .group_failed(&group.id, GROUP_UPDATE, Some(rule), &error)
+                .await;
             Err(error.into())
         }
     }
@@ -696,11 +752,12 @@ pub async fn apply_group_event(
 ) -> Result<(), SyncError> {
     let store = target.store;
     let app_id = &target.app.id;
-    let assigned: BTreeSet<String> = store.assignments(app_id)?.into_iter().collect();
+    let assigned: BTreeSet<String> = store.assignments(app_id).await?.into_iter().collect();
     let mut members = Vec::new();
-    for (user_id, _) in store.remote_ids(app_id, "user", users)? {
+    for (user_id, _) in store.remote_ids(app_id, "user", users).await? {
         let other_managed_groups = store
-            .bound_groups_containing(app_id, &user_id)?
+            .bound_groups_containing(app_id, &user_id)
+            .await?
             .into_iter()
             .filter(|other| *other != group.id)
             .collect();
@@ -710,7 +767,7 @@ pub async fn apply_group_event(
             other_managed_groups,
         });
     }
-    let group_entry = store.ledger_entry(app_id, "group", &group.id)?;
+    let group_entry = store.ledger_entry(app_id, "group", &group.id).await?;
     if members.is_empty() && group_entry.is_none() {
         return Ok(());
     }
@@ -735,10 +792,12 @@ pub async fn apply_group_event(
         let _one_at_a_time = super::locks::lock_object(app_id, "group", &group.id).await;
         let bound_again = event == GroupEvent::GroupUnbound
             && store
-                .bound_groups_containing(app_id, &group.id)?
+                .bound_groups_containing(app_id, &group.id)
+                .await?
                 .contains(&group.id);
         if let Some(entry) = store
-            .ledger_entry(app_id, "group", &group.id)?
+            .ledger_entry(app_id, "group", &group.id)
+            .await?
             .filter(|_| !bound_again)
         {
             release_group(target, group, &entry, decision.group, &facts, &rule).await?;
@@ -753,7 +812,7 @@ pub async fn apply_group_event(
         }
         match member.action {
             AccountAction::Keep => {
-                release_user(target, &held, &rule)?;
+                release_user(target, &held, &rule).await?;
             }
             AccountAction::Deactivate => {
                 offboard(target, &held, Offboarding::Deactivate, &rule).await?;
@@ -769,25 +828,32 @@ pub async fn apply_group_event(
 /// Stops managing an account the rule keeps as it is: the ledger forgets
 /// it, so nothing later deactivates it; should the user come back into
 /// scope, the account is looked up and taken over again.
-fn release_user(target: &Target<'_>, held: &HeldUser, rule: &str) -> Result<Synced, SyncError> {
+async fn release_user(
+    target: &Target<'_>,
+    held: &HeldUser,
+    rule: &str,
+) -> Result<Synced, SyncError> {
     let (Some(entry), false) = (&held.entry, held.in_scope) else {
         return Ok(Synced::Unchanged);
     };
     let user_id = held.user_id.as_str();
     target
         .store
-        .remove_ledger_entry(&target.app.id, "user", user_id)?;
-    target.record(
-        user_id,
-        USER_RELEASE,
-        Outcome::Success,
-        Some(rule.to_string()),
-        None,
-        format!(
-            "account {} left as it is in the application; no longer managed",
-            entry.remote_id
-        ),
-    );
+        .remove_ledger_entry(&target.app.id, "user", user_id)
+        .await?;
+    target
+        .record(
+            user_id,
+            USER_RELEASE,
+            Outcome::Success,
+            Some(rule.to_string()),
+            None,
+            format!(
+                "account {} left as it is in the application; no longer managed",
+                entry.remote_id
+            ),
+        )
+        .await;
     Ok(Synced::Unchanged)
 }
 
@@ -813,7 +879,8 @@ async fn release_group(
             let concerned: Vec<String> = facts.members.iter().map(|m| m.user_id.clone()).collect();
             let remote: Vec<String> = target
                 .store
-                .remote_ids(&target.app.id, "user", &concerned)?
+                .remote_ids(&target.app.id, "user", &concerned)
+                .await?
                 .into_iter()
                 .map(|(_, remote)| remote)
                 .filter(|remote| pushed.members.contains(remote))
@@ -861,21 +928,26 @@ async fn release_group(
             // Already gone: nothing left to change.
             Err(error) if error.status() == Some(404) => status = Some(404),
             Err(error) => {
-                target.group_failed(&group.id, operation, Some(rule.to_string()), &error);
+                target
+                    .group_failed(&group.id, operation, Some(rule.to_string()), &error)
+                    .await;
                 return Err(error.into());
             }
         }
     }
     target
         .store
-        .remove_ledger_entry(&target.app.id, "group", &group.id)?;
-    target.record_group(
-        &group.id,
-        operation,
-        Outcome::Success,
-        Some(rule.to_string()),
-        status,
-        format!("{summary} ({})", group.name),
-    );
+        .remove_ledger_entry(&target.app.id, "group", &group.id)
+        .await?;
+    target
+        .record_group(
+            &group.id,
+            operation,
+            Outcome::Success,
+            Some(rule.to_string()),
+            status,
+            format!("{summary} ({})", group.name),
+        )
+        .await;
     Ok(())
 }

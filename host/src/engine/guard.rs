@@ -20,7 +20,7 @@
 //!   within `window` seconds and since the application's last guard
 //!   decision, where `threshold = max(minimum, ceil(percent% of the
 //!   accounts active when the window opened))`. The decision and its record
-//!   are one store transaction ([`crate::store::Store::guard_offboarding`]),
+//!   are one store transaction ([`crate::store::GuardStore::guard_offboarding`]),
 //!   so offboardings decided in parallel, or by several hosts sharing the
 //!   database, are counted one after the other and cannot overshoot.
 //! - The offboarding that would cross the threshold opens a hold for the
@@ -201,7 +201,7 @@ pub fn deactivates(entry: &LedgerEntry, desired: &Value) -> bool {
 /// Asks the guard whether `entry`'s account may be offboarded now (see the
 /// module): the decision is recorded, with its events, before this
 /// returns. Call it right before sending the offboarding request.
-pub fn admit(
+pub async fn admit(
     target: &Target<'_>,
     entry: &LedgerEntry,
     action: OffboardAction,
@@ -209,8 +209,12 @@ pub fn admit(
 ) -> Result<Admitted, SyncError> {
     let store = target.store;
     let app = target.app;
-    let limits = limits_of(store, app)?;
-    let user_name = user_name_of(store, entry)?;
+    let (limits, user_name) = {
+        let (app, entry) = (app.clone(), entry.clone());
+        store
+            .run(move |store| Ok((limits_of(store, &app)?, user_name_of(store, &entry)?)))
+            .await?
+    };
     let object = HeldObject {
         object_kind: entry.object_kind.clone(),
         object_id: entry.object_id.clone(),
@@ -225,26 +229,32 @@ pub fn admit(
     // it came back does not (its entry was written since, even if with the
     // same document), and is counted again.
     let entry_state = format!("{} {} {}", entry.remote_id, entry.doc_hash, entry.updated);
-    let recorded = store.guard_offboarding(
-        &app.id,
-        &object,
-        &entry_state,
-        limits.window_seconds,
-        &|facts: &GuardFacts| decide_step(facts, &limits),
-    )?;
+    let recorded = store
+        .guard_offboarding(
+            &app.id,
+            &object,
+            &entry_state,
+            limits.window_seconds,
+            move |facts: &GuardFacts| decide_step(facts, &limits),
+        )
+        .await?;
     let hold = recorded.hold.as_deref().unwrap_or("-");
     let account = describe(&object);
     match recorded.step {
         GuardStep::Admit | GuardStep::AdmitAgain => Ok(Admitted::Go),
         GuardStep::AdmitApproved => {
-            target.record(
-                &object.object_id,
-                APPROVED,
-                Outcome::Success,
-                Some("guard: approved".into()),
-                None,
-                format!("{account}: approved by an operator in hold {hold}, sent past the guard"),
-            );
+            target
+                .record(
+                    &object.object_id,
+                    APPROVED,
+                    Outcome::Success,
+                    Some("guard: approved".into()),
+                    None,
+                    format!(
+                        "{account}: approved by an operator in hold {hold}, sent past the guard"
+                    ),
+                )
+                .await;
             Ok(Admitted::Go)
         }
         GuardStep::Hold { threshold } => {
@@ -267,19 +277,21 @@ pub fn admit(
                         limits.minimum,
                     ),
                 );
-                if let Err(error) = store.record_event(event) {
+                if let Err(error) = store.record_event(event).await {
                     tracing::error!("cannot record an event: {error}");
                 }
             }
             if recorded.newly_held {
-                target.record(
-                    &object.object_id,
-                    HELD,
-                    Outcome::Failure,
-                    Some(format!("guard: {reason}")),
-                    None,
-                    format!("{account}: held in {hold}; nothing was sent"),
-                );
+                target
+                    .record(
+                        &object.object_id,
+                        HELD,
+                        Outcome::Failure,
+                        Some(format!("guard: {reason}")),
+                        None,
+                        format!("{account}: held in {hold}; nothing was sent"),
+                    )
+                    .await;
             }
             Ok(Admitted::Held)
         }

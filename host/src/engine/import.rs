@@ -81,7 +81,8 @@ pub struct Imported {
 pub async fn remote_users(target: &Target<'_>) -> Result<Vec<RemoteUser>, SyncError> {
     let linked: HashMap<String, String> = target
         .store
-        .ledger_entries(&target.app.id, "user")?
+        .ledger_entries(&target.app.id, "user")
+        .await?
         .into_iter()
         .map(|entry| (entry.remote_id, entry.object_id))
         .collect();
@@ -130,19 +131,27 @@ pub async fn import_users(
         .filter(|account| account.status == ImportStatus::New)
         .filter(|account| chosen.is_none_or(|ids| ids.contains(&account.remote_id)))
         .collect();
-    let group = match store.find_groups(GroupKey::DisplayName, group_name)?.pop() {
+    let group = match store
+        .find_groups(GroupKey::DisplayName, group_name)
+        .await?
+        .pop()
+    {
         Some(group) => group,
-        None => store.create_group(GroupWrite {
-            display_name: group_name.to_string(),
-            external_id: None,
-            attributes: serde_json::Map::from_iter([(
-                "displayName".to_string(),
-                Value::String(group_name.to_string()),
-            )]),
-            members: None,
-        })?,
+        None => {
+            store
+                .create_group(GroupWrite {
+                    display_name: group_name.to_string(),
+                    external_id: None,
+                    attributes: serde_json::Map::from_iter([(
+                        "displayName".to_string(),
+                        Value::String(group_name.to_string()),
+                    )]),
+                    members: None,
+                })
+                .await?
+        }
     };
-    store.bind(&target.app.id, &group.id)?;
+    store.bind(&target.app.id, &group.id).await?;
     let mut done = Imported {
         group: group.display_name.clone(),
         ..Imported::default()
@@ -156,21 +165,26 @@ pub async fn import_users(
             Ok(called) => called.value,
             Err(error) => {
                 done.failed += 1;
-                target.record(
-                    &account.remote_id,
-                    IMPORT,
-                    Outcome::Failure,
-                    Some("read-user".into()),
-                    None,
-                    format!(
-                        "account {} ({}): {error}",
-                        account.remote_id, account.user_name
-                    ),
-                );
+                target
+                    .record(
+                        &account.remote_id,
+                        IMPORT,
+                        Outcome::Failure,
+                        Some("read-user".into()),
+                        None,
+                        format!(
+                            "account {} ({}): {error}",
+                            account.remote_id, account.user_name
+                        ),
+                    )
+                    .await;
                 continue;
             }
         };
-        let existing = store.find_users(UserKey::UserName, &read.username)?.pop();
+        let existing = store
+            .find_users(UserKey::UserName, &read.username)
+            .await?
+            .pop();
         // The user's lock, so that no sync links it meanwhile; a user just
         // created cannot be reached by one yet.
         let mut _one_at_a_time = None;
@@ -178,14 +192,14 @@ pub async fn import_users(
             Some(user) => {
                 _one_at_a_time =
                     Some(super::locks::lock_object(&target.app.id, "user", &user.id).await);
-                if let Some(held) = store.ledger_entry(&target.app.id, "user", &user.id)? {
+                if let Some(held) = store.ledger_entry(&target.app.id, "user", &user.id).await? {
                     done.refused += 1;
                     let why = format!(
                         "the directory user {} already holds account {}; linking would \
                          leave that account unmanaged",
                         user.id, held.remote_id
                     );
-                    refuse(target, &user.id, &account, why);
+                    refuse(target, &user.id, &account, why).await;
                     continue;
                 }
                 done.linked += 1;
@@ -193,76 +207,89 @@ pub async fn import_users(
             }
             None => {
                 let (attributes, active) = directory_attributes(&read);
-                let user = store.create_user(UserWrite {
-                    user_name: read.username.clone(),
-                    external_id: None,
-                    active,
-                    attributes,
-                })?;
+                let user = store
+                    .create_user(UserWrite {
+                        user_name: read.username.clone(),
+                        external_id: None,
+                        active,
+                        attributes,
+                    })
+                    .await?;
                 done.created += 1;
                 (user.id, "created in the directory")
             }
         };
-        store.change_members(
-            &group.id,
-            &[Member {
-                id: user_id.clone(),
-                kind: MemberKind::User,
-            }],
-            &[],
-        )?;
-        match link(target, &user_id, &account.remote_id) {
+        store
+            .change_members(
+                &group.id,
+                &[Member {
+                    id: user_id.clone(),
+                    kind: MemberKind::User,
+                }],
+                &[],
+            )
+            .await?;
+        match link(target, &user_id, &account.remote_id).await {
             Ok(()) => {}
             // Linked by another host between the listing and now.
             Err(StoreError::LinkedElsewhere { holder, .. }) => {
                 done.refused += 1;
                 let why = format!("it is already linked to {holder}");
-                refuse(target, &user_id, &account, why);
+                refuse(target, &user_id, &account, why).await;
                 continue;
             }
             Err(error) => return Err(error.into()),
         }
-        target.record(
-            &user_id,
-            IMPORT,
-            Outcome::Success,
-            Some(rule.into()),
-            None,
-            format!(
-                "account {} ({}) imported into {}",
-                account.remote_id, read.username, group.display_name
-            ),
-        );
+        target
+            .record(
+                &user_id,
+                IMPORT,
+                Outcome::Success,
+                Some(rule.into()),
+                None,
+                format!(
+                    "account {} ({}) imported into {}",
+                    account.remote_id, read.username, group.display_name
+                ),
+            )
+            .await;
     }
     Ok(done)
 }
 
 /// Records why an account was not imported, as a failure event and a dead
 /// letter of the directory user it would have been linked to.
-fn refuse(target: &Target<'_>, user_id: &str, account: &RemoteUser, why: String) {
+async fn refuse(target: &Target<'_>, user_id: &str, account: &RemoteUser, why: String) {
     let reason = format!(
         "account {} ({}) not imported: {why}",
         account.remote_id, account.user_name
     );
-    target.dead_letter("user", user_id, IMPORT, reason.clone(), None);
-    target.record(
-        user_id,
-        IMPORT,
-        Outcome::Failure,
-        Some("already linked".into()),
-        None,
-        reason,
-    );
+    target
+        .dead_letter("user", user_id, IMPORT, reason.clone(), None)
+        .await;
+    target
+        .record(
+            user_id,
+            IMPORT,
+            Outcome::Failure,
+            Some("already linked".into()),
+            None,
+            reason,
+        )
+        .await;
 }
 
-fn link(target: &Target<'_>, user_id: &str, remote_id: &str) -> Result<(), StoreError> {
-    target.store.put_ledger_entry(&LedgerEntry {
-        app_id: target.app.id.clone(),
-        object_kind: "user".into(),
-        object_id: user_id.to_string(),
-        remote_id: remote_id.to_string(),
-        doc_hash: String::new(),
-        document: None,
-        updated: Timestamp::now(),
-    })
+async fn link(target: &Target<'_>, user_id: &str, remote_id: &str) -> Result<(), StoreError> {
+    target
+        .store
+        .put_ledger_entry(&LedgerEntry {
+            app_id: target.app.id.clone(),
+            object_kind: "user".into(),
+            object_id: user_id.to_string(),
+            remote_id: remote_id.to_string(),
+            doc_hash: String::new(),
+            document: None,
+            updated: Timestamp::now(),
+        })
+        .await
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::store::{LedgerEntry, Store, StoreError, UserRecord};
+use crate::store::{LedgerEntry, StoreError, StoreHandle, UserRecord};
 
 type Key = (String, &'static str, String);
 
@@ -75,14 +75,20 @@ pub struct HeldUser {
 /// Waits for the user's lock in the application, then reads the user, its
 /// scope and its ledger entry.
 pub async fn hold_user(
-    store: &dyn Store,
+    store: &StoreHandle,
     app_id: &str,
     user_id: &str,
 ) -> Result<HeldUser, StoreError> {
     let lock = lock_object(app_id, "user", user_id).await;
-    let user = store.get_user(user_id)?;
-    let in_scope = user.is_some() && store.user_in_scope(app_id, user_id)?;
-    let entry = store.ledger_entry(app_id, "user", user_id)?;
+    let (app, user) = (app_id.to_owned(), user_id.to_owned());
+    let (user, in_scope, entry) = store
+        .run(move |store| {
+            let found = store.get_user(&user)?;
+            let in_scope = found.is_some() && store.user_in_scope(&app, &user)?;
+            let entry = store.ledger_entry(&app, "user", &user)?;
+            Ok((found, in_scope, entry))
+        })
+        .await?;
     Ok(HeldUser {
         user_id: user_id.to_string(),
         user,

@@ -33,7 +33,7 @@ use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode, user_path};
 use crate::store::Timestamp;
-use crate::store::{AppRecord, Event, LedgerChange, LedgerEntry, Outcome, Store, StoreError};
+use crate::store::{AppRecord, Event, LedgerChange, LedgerEntry, Outcome, StoreError, StoreHandle};
 
 pub const LOOKUP: &str = "user_lookup_provision";
 pub const CREATE: &str = "user_create_provision";
@@ -78,7 +78,7 @@ pub enum SyncError {
 
 /// What one sync works with.
 pub struct Target<'a> {
-    pub store: &'a dyn Store,
+    pub store: &'a StoreHandle,
     pub app: &'a AppRecord,
     pub plugin: &'a LoadedPlugin,
     pub client: &'a ScimClient,
@@ -89,7 +89,7 @@ impl Target<'_> {
         settings_of(self.app)
     }
 
-    pub(crate) fn record(
+    pub(crate) async fn record(
         &self,
         user_id: &str,
         operation: &str,
@@ -98,13 +98,14 @@ impl Target<'_> {
         status: Option<u16>,
         summary: String,
     ) {
-        self.record_object("user", user_id, operation, outcome, rule, status, summary);
+        self.record_object("user", user_id, operation, outcome, rule, status, summary)
+            .await;
     }
 
     /// Records an event about one object (`user` or `group`) of the
     /// application; an event that cannot be recorded is logged.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_object(
+    pub(crate) async fn record_object(
         &self,
         object_kind: &str,
         object_id: &str,
@@ -123,7 +124,7 @@ impl Target<'_> {
             status,
             summary,
         );
-        if let Err(error) = self.store.record_event(event) {
+        if let Err(error) = self.store.record_event(event).await {
             tracing::error!("cannot record an event: {error}");
         }
     }
@@ -155,7 +156,7 @@ impl Target<'_> {
         }
     }
 
-    pub(crate) fn failed(
+    pub(crate) async fn failed(
         &self,
         user_id: &str,
         operation: &str,
@@ -169,7 +170,8 @@ impl Target<'_> {
                 operation,
                 error.to_string(),
                 error.status(),
-            );
+            )
+            .await;
         }
         self.record(
             user_id,
@@ -178,12 +180,13 @@ impl Target<'_> {
             rule,
             error.status(),
             error.to_string(),
-        );
+        )
+        .await;
     }
 
     /// Records a lookup whose answer may not be taken over: a dead letter
     /// and a failure event, with `filter` as the rule; nothing is sent.
-    pub(crate) fn refuse(
+    pub(crate) async fn refuse(
         &self,
         user_id: &str,
         operation: &str,
@@ -191,7 +194,8 @@ impl Target<'_> {
         status: Option<u16>,
         reason: String,
     ) {
-        self.dead_letter("user", user_id, operation, reason.clone(), None);
+        self.dead_letter("user", user_id, operation, reason.clone(), None)
+            .await;
         self.record(
             user_id,
             operation,
@@ -199,12 +203,13 @@ impl Target<'_> {
             Some(filter.to_string()),
             status,
             reason,
-        );
+        )
+        .await;
     }
 
     /// Lists an object as failed for a reason another attempt will not
     /// cure, for an operator to see and replay.
-    pub(crate) fn dead_letter(
+    pub(crate) async fn dead_letter(
         &self,
         object_kind: &str,
         object_id: &str,
@@ -223,7 +228,7 @@ impl Target<'_> {
             last_failed: Timestamp::now(),
             failures: 0,
         };
-        if let Err(error) = self.store.put_dead_letter(&letter) {
+        if let Err(error) = self.store.put_dead_letter(&letter).await {
             tracing::error!("cannot list a dead letter: {error}");
         }
     }
@@ -232,7 +237,7 @@ impl Target<'_> {
     /// request it accepted, in one transaction; `document` is what it
     /// accepted, when the next update may be a PATCH against it.
     #[allow(clippy::too_many_arguments)]
-    fn link_recorded(
+    async fn link_recorded(
         &self,
         user_id: &str,
         remote_id: &str,
@@ -263,11 +268,12 @@ impl Target<'_> {
         );
         self.store
             .record_with_ledger(LedgerChange::Put(&entry), event)
+            .await
     }
 
     /// Forgets the user's account (it is gone from the application) and
     /// records why, in one transaction.
-    fn forget_recorded(
+    async fn forget_recorded(
         &self,
         user_id: &str,
         operation: &str,
@@ -284,14 +290,16 @@ impl Target<'_> {
             status,
             summary,
         );
-        self.store.record_with_ledger(
-            LedgerChange::Remove {
-                app_id: &self.app.id,
-                object_kind: "user",
-                object_id: user_id,
-            },
-            event,
-        )
+        self.store
+            .record_with_ledger(
+                LedgerChange::Remove {
+                    app_id: &self.app.id,
+                    object_kind: "user",
+                    object_id: user_id,
+                },
+                event,
+            )
+            .await
     }
 }
 
@@ -316,15 +324,19 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         Err(Desired::Refused(error)) => {
             let operation = if entry.is_some() { UPDATE } else { CREATE };
             let reason = format!("the connector refused {}: {error}", user.user_name);
-            target.dead_letter("user", user_id, operation, reason.clone(), None);
-            target.record(
-                user_id,
-                operation,
-                Outcome::Failure,
-                Some("mapping".into()),
-                None,
-                reason,
-            );
+            target
+                .dead_letter("user", user_id, operation, reason.clone(), None)
+                .await;
+            target
+                .record(
+                    user_id,
+                    operation,
+                    Outcome::Failure,
+                    Some("mapping".into()),
+                    None,
+                    reason,
+                )
+                .await;
             return Ok(Synced::Refused);
         }
         Err(Desired::Failed(error)) => return Err(error),
@@ -337,7 +349,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         // Turning an active account inactive is an offboarding: guarded.
         let suspend = crate::store::OffboardAction::Suspend;
         if super::guard::deactivates(entry, &body)
-            && super::guard::admit(target, entry, suspend, "active=false in the directory")?
+            && super::guard::admit(target, entry, suspend, "active=false in the directory").await?
                 == super::guard::Admitted::Held
         {
             return Ok(Synced::Held);
@@ -373,24 +385,28 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         };
         match target.client.send(&request).await {
             Ok(answer) => {
-                target.link_recorded(
-                    user_id,
-                    &entry.remote_id,
-                    &doc_hash,
-                    Some(&body),
-                    UPDATE,
-                    None,
-                    Some(answer.status.as_u16()),
-                    format!("{what} for {}", user.user_name),
-                )?;
+                target
+                    .link_recorded(
+                        user_id,
+                        &entry.remote_id,
+                        &doc_hash,
+                        Some(&body),
+                        UPDATE,
+                        None,
+                        Some(answer.status.as_u16()),
+                        format!("{what} for {}", user.user_name),
+                    )
+                    .await?;
                 return Ok(Synced::Updated);
             }
             // Deleted in the application: found again or created below.
             Err(error) if error.status() == Some(404) => {
-                store.remove_ledger_entry(&target.app.id, "user", user_id)?;
+                store
+                    .remove_ledger_entry(&target.app.id, "user", user_id)
+                    .await?;
             }
             Err(error) => {
-                target.failed(user_id, UPDATE, None, &error);
+                target.failed(user_id, UPDATE, None, &error).await;
                 return Err(error.into());
             }
         }
@@ -409,7 +425,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         let answer = match target.client.send(&request).await {
             Ok(answer) => answer,
             Err(error) => {
-                target.failed(user_id, LOOKUP, Some(filter), &error);
+                target.failed(user_id, LOOKUP, Some(filter), &error).await;
                 return Err(error.into());
             }
         };
@@ -417,13 +433,15 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
             Candidate::None => continue,
             Candidate::One(remote_id) => remote_id,
             Candidate::Refused(reason) => {
-                target.refuse(
-                    user_id,
-                    LOOKUP,
-                    &filter,
-                    Some(answer.status.as_u16()),
-                    reason,
-                );
+                target
+                    .refuse(
+                        user_id,
+                        LOOKUP,
+                        &filter,
+                        Some(answer.status.as_u16()),
+                        reason,
+                    )
+                    .await;
                 return Ok(Synced::Refused);
             }
         };
@@ -441,19 +459,23 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                     detail: "the created account has no id".into(),
                     attempts: answer.attempts,
                 };
-                target.failed(user_id, CREATE, Some("created".into()), &error);
+                target
+                    .failed(user_id, CREATE, Some("created".into()), &error)
+                    .await;
                 return Err(error.into());
             };
-            let linked = target.link_recorded(
-                user_id,
-                remote_id,
-                &doc_hash,
-                Some(&document_sent),
-                CREATE,
-                Some("created".into()),
-                Some(answer.status.as_u16()),
-                format!("POST /Users for {} → {remote_id}", user.user_name),
-            );
+            let linked = target
+                .link_recorded(
+                    user_id,
+                    remote_id,
+                    &doc_hash,
+                    Some(&document_sent),
+                    CREATE,
+                    Some("created".into()),
+                    Some(answer.status.as_u16()),
+                    format!("POST /Users for {} → {remote_id}", user.user_name),
+                )
+                .await;
             match linked {
                 Ok(()) => Ok(Synced::Created),
                 // The application answered the create with an account it
@@ -461,16 +483,20 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 Err(StoreError::LinkedElsewhere { holder, .. }) => {
                     let reason = format!(
                         "the application answered POST /Users with account {remote_id}, {}",
-                        already_linked(store, remote_id, &holder, &user.user_name)
+                        already_linked(store, remote_id, &holder, &user.user_name).await
                     );
-                    target.refuse(user_id, CREATE, "created", None, reason);
+                    target
+                        .refuse(user_id, CREATE, "created", None, reason)
+                        .await;
                     Ok(Synced::Refused)
                 }
                 Err(error) => Err(error.into()),
             }
         }
         Err(error) => {
-            target.failed(user_id, CREATE, Some("created".into()), &error);
+            target
+                .failed(user_id, CREATE, Some("created".into()), &error)
+                .await;
             Err(error.into())
         }
     }
@@ -492,39 +518,43 @@ async fn take_over(
     let rule = format!("takeover: {filter}");
     let holder = target
         .store
-        .ledger_holder(&target.app.id, "user", remote_id)?;
+        .ledger_holder(&target.app.id, "user", remote_id)
+        .await?;
     if let Some(holder) = holder.filter(|holder| holder.object_id != user.id) {
-        let reason = already_linked(target.store, remote_id, &holder.object_id, &user.user_name);
-        target.refuse(&user.id, LOOKUP, filter, None, reason);
+        let reason =
+            already_linked(target.store, remote_id, &holder.object_id, &user.user_name).await;
+        target.refuse(&user.id, LOOKUP, filter, None, reason).await;
         return Ok(Synced::Refused);
     }
     let request = ScimRequest::with_body(reqwest::Method::PUT, user_path(remote_id), body.clone());
     let answer = match target.client.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
-            target.failed(&user.id, CREATE, Some(rule), &error);
+            target.failed(&user.id, CREATE, Some(rule), &error).await;
             return Err(error.into());
         }
     };
-    let linked = target.link_recorded(
-        &user.id,
-        remote_id,
-        doc_hash,
-        Some(body),
-        CREATE,
-        Some(rule),
-        Some(answer.status.as_u16()),
-        format!(
-            "linked existing account {remote_id} for {} and updated it",
-            user.user_name
-        ),
-    );
+    let linked = target
+        .link_recorded(
+            &user.id,
+            remote_id,
+            doc_hash,
+            Some(body),
+            CREATE,
+            Some(rule),
+            Some(answer.status.as_u16()),
+            format!(
+                "linked existing account {remote_id} for {} and updated it",
+                user.user_name
+            ),
+        )
+        .await;
     match linked {
         Ok(()) => Ok(Synced::TakenOver),
         // Linked by another host between the check and now.
         Err(StoreError::LinkedElsewhere { holder, .. }) => {
-            let reason = already_linked(target.store, remote_id, &holder, &user.user_name);
-            target.refuse(&user.id, LOOKUP, filter, None, reason);
+            let reason = already_linked(target.store, remote_id, &holder, &user.user_name).await;
+            target.refuse(&user.id, LOOKUP, filter, None, reason).await;
             Ok(Synced::Refused)
         }
         Err(error) => Err(error.into()),
@@ -532,8 +562,13 @@ async fn take_over(
 }
 
 /// Why an account is not taken over for `user_name`: `holder` has it.
-fn already_linked(store: &dyn Store, remote_id: &str, holder: &str, user_name: &str) -> String {
-    let holder_name = store.get_user(holder).ok().flatten().map_or_else(
+async fn already_linked(
+    store: &StoreHandle,
+    remote_id: &str,
+    holder: &str,
+    user_name: &str,
+) -> String {
+    let holder_name = store.get_user(holder).await.ok().flatten().map_or_else(
         || "deleted from the directory".to_string(),
         |user| user.user_name,
     );
@@ -646,7 +681,8 @@ pub(crate) async fn offboard(
     // The deprovisioning guard decides before anything is sent; an account
     // already deactivated is left alone below, so it is not asked about.
     if !(matches!(how, Offboarding::Deactivate) && entry.doc_hash == DEACTIVATED)
-        && super::guard::admit(target, entry, how.into(), rule)? == super::guard::Admitted::Held
+        && super::guard::admit(target, entry, how.into(), rule).await?
+            == super::guard::Admitted::Held
     {
         return Ok(Synced::Held);
     }
@@ -666,11 +702,13 @@ pub(crate) async fn offboard(
                 Ok(_) => {}
                 Err(error) if error.status() == Some(404) => {}
                 Err(error) => {
-                    target.failed(user_id, DELETE, rule(), &error);
+                    target.failed(user_id, DELETE, rule(), &error).await;
                     return Err(error.into());
                 }
             }
-            target.forget_recorded(user_id, DELETE, rule(), None, format!("DELETE {path}"))?;
+            target
+                .forget_recorded(user_id, DELETE, rule(), None, format!("DELETE {path}"))
+                .await?;
             Ok(Synced::Deleted)
         }
         Offboarding::Deactivate => {
@@ -693,30 +731,34 @@ pub(crate) async fn offboard(
                 Ok(answer) => {
                     // No document: the account is not what the last one
                     // said, so coming back sends it whole.
-                    target.link_recorded(
-                        user_id,
-                        &entry.remote_id,
-                        DEACTIVATED,
-                        None,
-                        DEPROVISION,
-                        rule(),
-                        Some(answer.status.as_u16()),
-                        format!("PATCH {path} active=false"),
-                    )?;
+                    target
+                        .link_recorded(
+                            user_id,
+                            &entry.remote_id,
+                            DEACTIVATED,
+                            None,
+                            DEPROVISION,
+                            rule(),
+                            Some(answer.status.as_u16()),
+                            format!("PATCH {path} active=false"),
+                        )
+                        .await?;
                     Ok(Synced::Deactivated)
                 }
                 Err(error) if error.status() == Some(404) => {
-                    target.forget_recorded(
-                        user_id,
-                        DEPROVISION,
-                        rule(),
-                        Some(404),
-                        format!("{path} no longer exists in the application"),
-                    )?;
+                    target
+                        .forget_recorded(
+                            user_id,
+                            DEPROVISION,
+                            rule(),
+                            Some(404),
+                            format!("{path} no longer exists in the application"),
+                        )
+                        .await?;
                     Ok(Synced::Deleted)
                 }
                 Err(error) => {
-                    target.failed(user_id, DEPROVISION, rule(), &error);
+                    target.failed(user_id, DEPROVISION, rule(), &error).await;
                     Err(error.into())
                 }
             }

@@ -145,7 +145,8 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     // What the listing is compared with; every action re-reads its entry
     // under the object's lock and acts only if it is still this one.
     let snapshot: HashMap<String, LedgerEntry> = store
-        .ledger_entries(app_id, "user")?
+        .ledger_entries(app_id, "user")
+        .await?
         .into_iter()
         .map(|entry| (entry.remote_id.clone(), entry))
         .collect();
@@ -210,11 +211,12 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     // Read again: the accounts created above and by the worker meanwhile
     // are linked now.
     let linked: HashSet<String> = store
-        .ledger_entries(app_id, "user")?
+        .ledger_entries(app_id, "user")
+        .await?
         .into_iter()
         .map(|entry| entry.object_id)
         .collect();
-    for user_id in store.users_in_scope(app_id)? {
+    for user_id in store.users_in_scope(app_id).await? {
         if linked.contains(&user_id) {
             continue;
         }
@@ -289,18 +291,22 @@ async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<
             let request = ScimRequest::with_body(reqwest::Method::PATCH, path.clone(), body);
             return match target.client.send(&request).await {
                 Ok(answer) => {
-                    target.record(
-                        &entry.object_id,
-                        DEPROVISION,
-                        Outcome::Success,
-                        rule,
-                        Some(answer.status.as_u16()),
-                        format!("PATCH {path} active=false: reactivated in the application"),
-                    );
+                    target
+                        .record(
+                            &entry.object_id,
+                            DEPROVISION,
+                            Outcome::Success,
+                            rule,
+                            Some(answer.status.as_u16()),
+                            format!("PATCH {path} active=false: reactivated in the application"),
+                        )
+                        .await;
                     Ok(true)
                 }
                 Err(error) => {
-                    target.failed(&entry.object_id, DEPROVISION, rule, &error);
+                    target
+                        .failed(&entry.object_id, DEPROVISION, rule, &error)
+                        .await;
                     Err(error.into())
                 }
             };
@@ -325,24 +331,26 @@ async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<
     };
     match target.client.send(&request).await {
         Ok(answer) => {
-            target.record(
-                &entry.object_id,
-                UPDATE,
-                Outcome::Success,
-                rule,
-                Some(answer.status.as_u16()),
-                format!(
-                    "{} {path} ({}): changed in the application, restored",
-                    request.method,
-                    differing.join(", ")
-                ),
-            );
+            target
+                .record(
+                    &entry.object_id,
+                    UPDATE,
+                    Outcome::Success,
+                    rule,
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "{} {path} ({}): changed in the application, restored",
+                        request.method,
+                        differing.join(", ")
+                    ),
+                )
+                .await;
             Ok(true)
         }
         // Deleted between the read and now: the next reconcile sees it.
         Err(error) if error.status() == Some(404) => Ok(false),
         Err(error) => {
-            target.failed(&entry.object_id, UPDATE, rule, &error);
+            target.failed(&entry.object_id, UPDATE, rule, &error).await;
             Err(error.into())
         }
     }
@@ -384,18 +392,20 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
         }
         Err(error) if error.status() == Some(404) => {}
         Err(error) => {
-            target.record(
-                &entry.object_id,
-                RECONCILE,
-                Outcome::Failure,
-                Some("drift: missing from the listing".into()),
-                error.status(),
-                format!(
-                    "account {} is missing from the listing but could not be read \
+            target
+                .record(
+                    &entry.object_id,
+                    RECONCILE,
+                    Outcome::Failure,
+                    Some("drift: missing from the listing".into()),
+                    error.status(),
+                    format!(
+                        "account {} is missing from the listing but could not be read \
                      ({error}); kept until a reconcile can confirm it is gone",
-                    entry.remote_id
-                ),
-            );
+                        entry.remote_id
+                    ),
+                )
+                .await;
             return Ok(Absence::Kept);
         }
     }
@@ -420,14 +430,17 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
             Absence::Gone,
         )
     };
-    target.store.record_with_ledger(
-        LedgerChange::Remove {
-            app_id,
-            object_kind: "user",
-            object_id: &entry.object_id,
-        },
-        event(target, "user", &entry.object_id, operation, rule, summary),
-    )?;
+    target
+        .store
+        .record_with_ledger(
+            LedgerChange::Remove {
+                app_id,
+                object_kind: "user",
+                object_id: &entry.object_id,
+            },
+            event(target, "user", &entry.object_id, operation, rule, summary),
+        )
+        .await?;
     Ok(absence)
 }
 
@@ -461,14 +474,15 @@ async fn reconcile_groups(target: &Target<'_>) -> Result<u64, SyncError> {
         return Ok(0);
     }
     let store = target.store;
-    let entries = store.ledger_entries(&target.app.id, "group")?;
+    let entries = store.ledger_entries(&target.app.id, "group").await?;
     if entries.is_empty() {
         return Ok(0);
     }
     // The accounts the host manages here, read once after the users'
     // reconcile: only these are ever taken out of a group.
     let linked: HashSet<String> = store
-        .ledger_entries(&target.app.id, "user")?
+        .ledger_entries(&target.app.id, "user")
+        .await?
         .into_iter()
         .map(|entry| entry.remote_id)
         .collect();
@@ -577,12 +591,13 @@ async fn reconcile_group(
     let store = target.store;
     let app_id = &target.app.id;
     let _one_at_a_time = lock_object(app_id, "group", group_id).await;
-    let Some(entry) = store.ledger_entry(app_id, "group", group_id)? else {
+    let Some(entry) = store.ledger_entry(app_id, "group", group_id).await? else {
         return Ok(GroupChecked::Skipped);
     };
     // Unbound meanwhile: the connector's rule for that decides.
     if !store
-        .bound_groups_containing(app_id, group_id)?
+        .bound_groups_containing(app_id, group_id)
+        .await?
         .iter()
         .any(|bound| bound == group_id)
     {
@@ -592,36 +607,39 @@ async fn reconcile_group(
     let remote = match target.client.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => answer.body,
         Err(error) if error.status() == Some(404) => {
-            store.record_with_ledger(
-                LedgerChange::Remove {
-                    app_id,
-                    object_kind: "group",
-                    object_id: group_id,
-                },
-                event(
-                    target,
-                    "group",
-                    group_id,
-                    GROUP_UPDATE,
-                    "drift: deleted in the application",
-                    format!(
-                        "group {} no longer exists in the application (GET {path}: 404): \
+            store
+                .record_with_ledger(
+                    LedgerChange::Remove {
+                        app_id,
+                        object_kind: "group",
+                        object_id: group_id,
+                    },
+                    event(
+                        target,
+                        "group",
+                        group_id,
+                        GROUP_UPDATE,
+                        "drift: deleted in the application",
+                        format!(
+                            "group {} no longer exists in the application (GET {path}: 404): \
                          pushing it again",
-                        entry.remote_id
+                            entry.remote_id
+                        ),
                     ),
-                ),
-            )?;
+                )
+                .await?;
             return Ok(GroupChecked::Deleted);
         }
         Err(error) => {
-            group_failed(target, group_id, "drift: unreadable", &error);
+            group_failed(target, group_id, "drift: unreadable", &error).await;
             return Ok(GroupChecked::Skipped);
         }
     };
     let (ours, managed) = pushed_group(&entry);
-    let users = store.users_of(&[group_id.to_string()])?;
+    let users = store.users_of(&[group_id.to_string()]).await?;
     let desired: BTreeSet<String> = store
-        .remote_ids(app_id, "user", &users)?
+        .remote_ids(app_id, "user", &users)
+        .await?
         .into_iter()
         .map(|(_, remote_id)| remote_id)
         .collect();
@@ -642,7 +660,7 @@ async fn reconcile_group(
         // Deleted meanwhile: the next reconcile pushes it again.
         Err(error) if error.status() == Some(404) => Ok(GroupChecked::Skipped),
         Err(error) => {
-            group_failed(target, group_id, "drift: not repaired", &error);
+            group_failed(target, group_id, "drift: not repaired", &error).await;
             Ok(GroupChecked::Skipped)
         }
     }
@@ -662,16 +680,18 @@ fn attribute_rule(attributes: &[String]) -> &'static str {
 
 const MEMBERS_RULE: &str = "drift: members changed in the application";
 
-fn group_failed(target: &Target<'_>, group_id: &str, rule: &str, error: &ScimClientError) {
-    target.record_object(
-        "group",
-        group_id,
-        GROUP_UPDATE,
-        Outcome::Failure,
-        Some(rule.to_string()),
-        error.status(),
-        error.to_string(),
-    );
+async fn group_failed(target: &Target<'_>, group_id: &str, rule: &str, error: &ScimClientError) {
+    target
+        .record_object(
+            "group",
+            group_id,
+            GROUP_UPDATE,
+            Outcome::Failure,
+            Some(rule.to_string()),
+            error.status(),
+            error.to_string(),
+        )
+        .await;
 }
 
 /// Repairs by PATCH: the differing attributes, then the members, in the
@@ -696,18 +716,20 @@ async fn patch_group(
             json!({ "schemas": [PATCH_OP], "Operations": operations }),
         );
         let answer = target.client.send(&request).await?;
-        target.record_object(
-            "group",
-            group_id,
-            GROUP_UPDATE,
-            Outcome::Success,
-            Some(attribute_rule(&drift.attributes).into()),
-            Some(answer.status.as_u16()),
-            format!(
-                "PATCH {path} ({}): changed in the application, restored",
-                drift.attributes.join(", ")
-            ),
-        );
+        target
+            .record_object(
+                "group",
+                group_id,
+                GROUP_UPDATE,
+                Outcome::Success,
+                Some(attribute_rule(&drift.attributes).into()),
+                Some(answer.status.as_u16()),
+                format!(
+                    "PATCH {path} ({}): changed in the application, restored",
+                    drift.attributes.join(", ")
+                ),
+            )
+            .await;
         sent = true;
     }
     let mut status = None;
@@ -716,19 +738,21 @@ async fn patch_group(
         status = Some(target.client.send(&request).await?.status.as_u16());
     }
     if status.is_some() {
-        target.record_object(
-            "group",
-            group_id,
-            GROUP_UPDATE,
-            Outcome::Success,
-            Some(MEMBERS_RULE.into()),
-            status,
-            format!(
-                "PATCH {path}: {} managed member(s) added back, {} removed",
-                drift.add.len(),
-                drift.remove.len()
-            ),
-        );
+        target
+            .record_object(
+                "group",
+                group_id,
+                GROUP_UPDATE,
+                Outcome::Success,
+                Some(MEMBERS_RULE.into()),
+                status,
+                format!(
+                    "PATCH {path}: {} managed member(s) added back, {} removed",
+                    drift.add.len(),
+                    drift.remove.len()
+                ),
+            )
+            .await;
         sent = true;
     }
     Ok(sent)
@@ -746,18 +770,20 @@ async fn put_group(
     drift: &GroupDrift,
 ) -> Result<bool, ScimClientError> {
     if !drift.members_shown {
-        target.record_object(
-            "group",
-            group_id,
-            GROUP_UPDATE,
-            Outcome::Failure,
-            Some("drift: not repaired".into()),
-            None,
-            format!(
-                "{path} differs from what was pushed, but the application does not show its \
+        target
+            .record_object(
+                "group",
+                group_id,
+                GROUP_UPDATE,
+                Outcome::Failure,
+                Some("drift: not repaired".into()),
+                None,
+                format!(
+                    "{path} differs from what was pushed, but the application does not show its \
                  members: a PUT would drop the ones it holds for others, so nothing was sent"
-            ),
-        );
+                ),
+            )
+            .await;
         return Ok(false);
     }
     let request = ScimRequest::with_body(
@@ -771,24 +797,26 @@ async fn put_group(
     } else {
         attribute_rule(&drift.attributes)
     };
-    target.record_object(
-        "group",
-        group_id,
-        GROUP_UPDATE,
-        Outcome::Success,
-        Some(rule.into()),
-        Some(answer.status.as_u16()),
-        format!(
-            "PUT {path}: {} restored, {} managed member(s) added back, {} removed",
-            if drift.attributes.is_empty() {
-                "no attribute".to_string()
-            } else {
-                drift.attributes.join(", ")
-            },
-            drift.add.len(),
-            drift.remove.len()
-        ),
-    );
+    target
+        .record_object(
+            "group",
+            group_id,
+            GROUP_UPDATE,
+            Outcome::Success,
+            Some(rule.into()),
+            Some(answer.status.as_u16()),
+            format!(
+                "PUT {path}: {} restored, {} managed member(s) added back, {} removed",
+                if drift.attributes.is_empty() {
+                    "no attribute".to_string()
+                } else {
+                    drift.attributes.join(", ")
+                },
+                drift.add.len(),
+                drift.remove.len()
+            ),
+        )
+        .await;
     Ok(true)
 }
 

@@ -11,7 +11,7 @@
 //!   ignores `filter` and answers with an unrelated account is caught here;
 //! - no other directory object of the same kind holds it in this
 //!   application's ledger (the store refuses such a link too, see
-//!   [`crate::store::Store::ledger_holder`]).
+//!   [`crate::store::LedgerStore::ledger_holder`]).
 //!
 //! Anything else is a refusal that names why; nothing is sent.
 

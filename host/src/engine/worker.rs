@@ -61,7 +61,7 @@ use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
     AppRecord, AppState, AppUpdate, Change, ChangeKind, ChangeProgress, Outcome, Page, Store,
-    StoreError, Timestamp,
+    StoreError, StoreHandle, Timestamp,
 };
 
 /// How long a claimed change is held before another consumer may take it:
@@ -141,7 +141,7 @@ pub const GAVE_UP: &str = "sync_gave_up";
 pub const SYNC_FAILED: &str = "sync_failed";
 
 pub struct Engine {
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     plugins: Arc<PluginRegistry>,
     clients: Arc<Clients>,
     settings: EngineSettings,
@@ -236,7 +236,7 @@ impl Engine {
                     }
                 };
                 let mut engine = Engine {
-                    store,
+                    store: StoreHandle::new(store),
                     plugins,
                     clients,
                     settings,
@@ -280,47 +280,68 @@ impl Engine {
     pub async fn step(&mut self) -> Result<usize, StoreError> {
         let changes = self
             .store
-            .claim_changes(&self.consumer, BATCH, LEASE_SECONDS)?;
+            .claim_changes(&self.consumer, BATCH, LEASE_SECONDS)
+            .await?;
         if changes.is_empty() {
             return Ok(0);
         }
         let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+        let (stop_renewing, stopped) = tokio::sync::oneshot::channel();
         let renewal = keep_claims(
-            Arc::clone(&self.store),
+            self.store.clone(),
             self.consumer.clone(),
             seqs,
             RENEW_EVERY,
+            stopped,
         );
-        let Applied { outcomes, waiting } = tokio::select! {
-            lost = renewal => {
+        tokio::pin!(renewal);
+        let applied = tokio::select! {
+            Some(lost) = &mut renewal => {
                 tracing::warn!(
                     "provisioning engine: {lost}; the batch stops here and is left to the \
                      consumer that holds it now"
                 );
                 return Ok(changes.len());
             }
-            applied = self.apply_batch(&changes) => applied?,
+            applied = self.apply_batch(&changes) => applied,
         };
-        self.settle(&changes, outcomes, waiting)?;
+        // A renewal already on its way lands before the batch is settled:
+        // landing after, it would overwrite the retry time settling records.
+        let _ = stop_renewing.send(());
+        let _ = renewal.await;
+        let Applied { outcomes, waiting } = applied?;
+        self.settle(&changes, outcomes, waiting).await?;
         Ok(changes.len())
     }
 
     /// Applies a batch: each application's share beside the others', and
     /// what each (change, application) pair came to.
     async fn apply_batch(&self, changes: &[Change]) -> Result<Applied, StoreError> {
-        let active = self.active_apps()?;
+        let active = self.active_apps().await?;
         let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
         let recorded: HashMap<(i64, String), ChangeProgress> = self
             .store
-            .change_progress(&seqs)?
+            .change_progress(&seqs)
+            .await?
             .into_iter()
             .map(|progress| ((progress.seq, progress.app_id.clone()), progress))
             .collect();
         let now = Timestamp::now();
         let mut shares: BTreeMap<String, Vec<(&Change, u32, Work)>> = BTreeMap::new();
         let mut waiting = Vec::new();
-        for change in changes {
-            for work in self.affected(change, &active)? {
+        let affected_by_change = {
+            let (changes, active) = (changes.to_vec(), active.clone());
+            self.store
+                .run(move |store| {
+                    changes
+                        .iter()
+                        .map(|change| affected(store, change, &active))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?
+        };
+        for (change, affected) in changes.iter().zip(affected_by_change) {
+            for work in affected {
                 let attempts = match recorded.get(&(change.seq, work.app.id.clone())) {
                     Some(progress) if progress.done => continue,
                     // Waits for its retry, and keeps its change open.
@@ -367,31 +388,31 @@ impl Engine {
                 quarantined: false,
             })
             .collect();
-        let (plugin, client) =
-            match self
-                .clients
-                .connection(self.store.as_ref(), &self.plugins, &app)
-            {
-                Ok(connection) => connection,
-                Err(SyncError::Unavailable(why)) => {
-                    self.quarantine(&app, &why.to_string())?;
-                    for outcome in &mut outcomes {
-                        outcome.quarantined = true;
-                    }
-                    return Ok(outcomes);
+        let (plugin, client) = match self
+            .clients
+            .connection(&self.store, &self.plugins, &app)
+            .await
+        {
+            Ok(connection) => connection,
+            Err(SyncError::Unavailable(why)) => {
+                self.quarantine(&app, &why.to_string()).await?;
+                for outcome in &mut outcomes {
+                    outcome.quarantined = true;
                 }
-                Err(SyncError::Store(error)) => return Err(error),
-                Err(error) => {
-                    // Not expected from building a connection; the pairs
-                    // are tried again like any failure.
-                    for outcome in &mut outcomes {
-                        outcome.failures.push(Failure::of("app", &app.id, &error));
-                    }
-                    return Ok(outcomes);
+                return Ok(outcomes);
+            }
+            Err(SyncError::Store(error)) => return Err(error),
+            Err(error) => {
+                // Not expected from building a connection; the pairs
+                // are tried again like any failure.
+                for outcome in &mut outcomes {
+                    outcome.failures.push(Failure::of("app", &app.id, &error));
                 }
-            };
+                return Ok(outcomes);
+            }
+        };
         let target = Target {
-            store: self.store.as_ref(),
+            store: &self.store,
             app: &app,
             plugin: &plugin,
             client: &client,
@@ -425,7 +446,8 @@ impl Engine {
             self.quarantine(
                 &app,
                 &format!("{failures} consecutive failed requests (last: {last})"),
-            )?;
+            )
+            .await?;
             for outcome in &mut outcomes {
                 outcome.quarantined = true;
             }
@@ -436,7 +458,7 @@ impl Engine {
     /// Records what each pair came to, and completes the changes every
     /// application is done with; the others are left until their earliest
     /// retry. `waiting` are the pairs whose retry was not due yet.
-    fn settle(
+    async fn settle(
         &self,
         changes: &[Change],
         outcomes: Vec<PairOutcome>,
@@ -454,7 +476,7 @@ impl Engine {
         }
         let mut progress = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
-            let pair = self.pair_progress(outcome)?;
+            let pair = self.pair_progress(outcome).await?;
             if let (false, Some(retry_at)) = (pair.done, pair.retry_at) {
                 keep_open(pair.seq, retry_at);
             }
@@ -464,21 +486,23 @@ impl Engine {
         // common batch, every change done, writes no progress at all.
         progress.retain(|pair| open.contains_key(&pair.seq));
         if !progress.is_empty() {
-            self.store.record_progress(&self.consumer, &progress)?;
+            self.store
+                .record_progress(&self.consumer, &progress)
+                .await?;
         }
         let done: Vec<i64> = changes
             .iter()
             .map(|change| change.seq)
             .filter(|seq| !open.contains_key(seq))
             .collect();
-        self.store.complete_changes(&self.consumer, &done)?;
+        self.store.complete_changes(&self.consumer, &done).await?;
         let deferred: Vec<(i64, Timestamp)> = open.into_iter().collect();
-        self.store.defer_changes(&self.consumer, &deferred)
+        self.store.defer_changes(&self.consumer, &deferred).await
     }
 
     /// Where a pair stands after an attempt: done, waiting for a retry, or
     /// given up on with its failed objects dead-lettered.
-    fn pair_progress(&self, outcome: PairOutcome) -> Result<ChangeProgress, StoreError> {
+    async fn pair_progress(&self, outcome: PairOutcome) -> Result<ChangeProgress, StoreError> {
         let PairOutcome {
             seq,
             app,
@@ -510,7 +534,7 @@ impl Engine {
             .join("; ");
         if attempts >= self.settings.retry_attempts.max(1) {
             for failure in &failures {
-                self.give_up(&app, seq, attempts, failure)?;
+                self.give_up(&app, seq, attempts, failure).await?;
             }
             return Ok(ChangeProgress {
                 last_error: Some(last_error),
@@ -521,17 +545,19 @@ impl Engine {
         for failure in failures.iter().filter(|failure| !failure.recorded) {
             // An application's refusal has its event already; a connector
             // or store failure is said here.
-            self.store.record_event(object_event(
-                &app,
-                failure,
-                SYNC_FAILED,
-                format!(
-                    "attempt {attempts} of {} failed: {}; next try in {}s",
-                    self.settings.retry_attempts,
-                    failure.reason,
-                    wait.as_secs()
-                ),
-            ))?;
+            self.store
+                .record_event(object_event(
+                    &app,
+                    failure,
+                    SYNC_FAILED,
+                    format!(
+                        "attempt {attempts} of {} failed: {}; next try in {}s",
+                        self.settings.retry_attempts,
+                        failure.reason,
+                        wait.as_secs()
+                    ),
+                ))
+                .await?;
         }
         tracing::warn!(
             "change {seq} in {}: attempt {attempts} failed ({last_error}); next try in {}s",
@@ -549,7 +575,7 @@ impl Engine {
     }
 
     /// Dead-letters an object that still fails after the last attempt.
-    fn give_up(
+    async fn give_up(
         &self,
         app: &AppRecord,
         seq: i64,
@@ -560,42 +586,47 @@ impl Engine {
             "gave up after {attempts} attempts at change {seq}: {}",
             failure.reason
         );
-        self.store.put_dead_letter(&crate::store::DeadLetter {
-            app_id: app.id.clone(),
-            object_kind: failure.object_kind.to_string(),
-            object_id: failure.object_id.clone(),
-            operation: GAVE_UP.to_string(),
-            reason: reason.clone(),
-            http_status: failure.http_status,
-            first_failed: Timestamp::now(),
-            last_failed: Timestamp::now(),
-            failures: 0,
-        })?;
         self.store
-            .record_event(object_event(app, failure, GAVE_UP, reason))?;
+            .put_dead_letter(&crate::store::DeadLetter {
+                app_id: app.id.clone(),
+                object_kind: failure.object_kind.to_string(),
+                object_id: failure.object_id.clone(),
+                operation: GAVE_UP.to_string(),
+                reason: reason.clone(),
+                http_status: failure.http_status,
+                first_failed: Timestamp::now(),
+                last_failed: Timestamp::now(),
+                failures: 0,
+            })
+            .await?;
+        self.store
+            .record_event(object_event(app, failure, GAVE_UP, reason))
+            .await?;
         Ok(())
     }
 
     /// Quarantines an application for `reason`: its changes stop waiting on
     /// it until a probe (or an operator) resumes it with a full sync.
-    fn quarantine(&self, app: &AppRecord, reason: &str) -> Result<(), StoreError> {
+    async fn quarantine(&self, app: &AppRecord, reason: &str) -> Result<(), StoreError> {
         let update = AppUpdate {
             state: Some(AppState::Quarantined),
             state_reason: Some(reason.to_string()),
             ..AppUpdate::default()
         };
-        let app = self.store.update_app(&app.id, update)?;
+        let app = self.store.update_app(&app.id, update).await?;
         tracing::warn!("{} is quarantined: {reason}", app.name);
-        self.store.record_event(super::lifecycle::event(
-            &app,
-            QUARANTINE,
-            Outcome::Failure,
-            None,
-            format!(
-                "quarantined: {reason}; changes wait and are applied when it resumes, \
+        self.store
+            .record_event(super::lifecycle::event(
+                &app,
+                QUARANTINE,
+                Outcome::Failure,
+                None,
+                format!(
+                    "quarantined: {reason}; changes wait and are applied when it resumes, \
                  which it does by itself once the cause is gone"
-            ),
-        ))?;
+                ),
+            ))
+            .await?;
         Ok(())
     }
 
@@ -604,23 +635,23 @@ impl Engine {
     async fn reconcile_due(&mut self) -> Result<(), StoreError> {
         let now = std::time::Instant::now();
         let every = self.settings.reconcile_every;
-        for app in self.active_apps()? {
+        for app in self.active_apps().await? {
             let last = *self.reconciled.entry(app.id.clone()).or_insert(now);
             if last.elapsed() < every {
                 continue;
             }
             self.reconciled.insert(app.id.clone(), now);
-            let (plugin, client) = match self.connection(&app)? {
+            let (plugin, client) = match self.connection(&app).await? {
                 Some(connection) => connection,
                 None => continue,
             };
             let target = Target {
-                store: self.store.as_ref(),
+                store: &self.store,
                 app: &app,
                 plugin: &plugin,
                 client: &client,
             };
-            record_reconcile(&target, reconcile_app(&target).await)?;
+            record_reconcile(&target, reconcile_app(&target).await).await?;
         }
         Ok(())
     }
@@ -628,17 +659,18 @@ impl Engine {
     /// The connector and client of an active application, or `None` once
     /// it is quarantined because it cannot be served.
     #[allow(clippy::type_complexity)]
-    fn connection(
+    async fn connection(
         &self,
         app: &AppRecord,
     ) -> Result<Option<(Arc<LoadedPlugin>, Arc<ScimClient>)>, StoreError> {
         match self
             .clients
-            .connection(self.store.as_ref(), &self.plugins, app)
+            .connection(&self.store, &self.plugins, app)
+            .await
         {
             Ok(connection) => Ok(Some(connection)),
             Err(SyncError::Unavailable(why)) => {
-                self.quarantine(app, &why.to_string())?;
+                self.quarantine(app, &why.to_string()).await?;
                 Ok(None)
             }
             Err(SyncError::Store(error)) => Err(error),
@@ -654,7 +686,8 @@ impl Engine {
     /// connection test. One that passes is resumed, which syncs it whole.
     async fn probe_quarantined(&mut self) -> Result<(), StoreError> {
         let due: Vec<AppRecord> = self
-            .all_apps()?
+            .all_apps()
+            .await?
             .into_iter()
             .filter(|app| app.state == AppState::Quarantined)
             .filter(|app| {
@@ -668,7 +701,8 @@ impl Engine {
                 .insert(app.id.clone(), std::time::Instant::now());
             let client = match self
                 .clients
-                .connection(self.store.as_ref(), &self.plugins, &app)
+                .connection(&self.store, &self.plugins, &app)
+                .await
             {
                 Ok((_, client)) => client,
                 Err(SyncError::Store(error)) => return Err(error),
@@ -678,7 +712,7 @@ impl Engine {
                     if matches!(why, SyncError::Unavailable(_))
                         && app.state_reason.as_deref() != Some(reason.as_str())
                     {
-                        self.quarantine(&app, &reason)?;
+                        self.quarantine(&app, &reason).await?;
                     }
                     continue;
                 }
@@ -690,36 +724,42 @@ impl Engine {
                 state: Some(AppState::Active),
                 ..AppUpdate::default()
             };
-            let resumed = self.store.update_app(&app.id, update)?;
+            let resumed = self.store.update_app(&app.id, update).await?;
             self.probed.remove(&app.id);
             tracing::info!("{} resumed", resumed.name);
-            self.store.record_event(super::lifecycle::event(
-                &resumed,
-                RESUME,
-                Outcome::Success,
-                Some(tested.http_status),
-                format!("resumed: {}", tested.summary),
-            ))?;
+            self.store
+                .record_event(super::lifecycle::event(
+                    &resumed,
+                    RESUME,
+                    Outcome::Success,
+                    Some(tested.http_status),
+                    format!("resumed: {}", tested.summary),
+                ))
+                .await?;
         }
         Ok(())
     }
 
-    fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+    async fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         Ok(self
-            .all_apps()?
+            .all_apps()
+            .await?
             .into_iter()
             .filter(|app| app.state == AppState::Active)
             .collect())
     }
 
-    fn all_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+    async fn all_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         let mut apps = Vec::new();
         let mut offset = 0;
         loop {
-            let page = self.store.list_apps(Page {
-                offset,
-                limit: 1000,
-            })?;
+            let page = self
+                .store
+                .list_apps(Page {
+                    offset,
+                    limit: 1000,
+                })
+                .await?;
             let count = page.items.len() as u64;
             apps.extend(page.items);
             offset += count;
@@ -728,220 +768,223 @@ impl Engine {
             }
         }
     }
+}
 
-    /// What a change asks of each active application it concerns.
-    fn affected(&self, change: &Change, active: &[AppRecord]) -> Result<Vec<Work>, StoreError> {
-        let store = self.store.as_ref();
-        let bound_holding =
-            |app: &AppRecord, members: &[String]| -> Result<BTreeSet<String>, StoreError> {
-                let mut groups = BTreeSet::new();
-                for member in members {
-                    groups.extend(store.bound_groups_containing(&app.id, member)?);
-                }
-                Ok(groups)
+/// What a change asks of each active application it concerns.
+fn affected(
+    store: &dyn Store,
+    change: &Change,
+    active: &[AppRecord],
+) -> Result<Vec<Work>, StoreError> {
+    let bound_holding =
+        |app: &AppRecord, members: &[String]| -> Result<BTreeSet<String>, StoreError> {
+            let mut groups = BTreeSet::new();
+            for member in members {
+                groups.extend(store.bound_groups_containing(&app.id, member)?);
+            }
+            Ok(groups)
+        };
+    let subject = &change.subject_id;
+    let this_app = active.iter().find(|app| &app.id == subject);
+    // A deleted group is gone from the directory: the change names it.
+    let deleted_name = match &change.kind {
+        ChangeKind::GroupDeleted { display_name, .. } => Some(display_name.as_str()),
+        _ => None,
+    };
+    let group_named = |group_id: &str| -> Result<DirectoryGroup, StoreError> {
+        Ok(match store.get_group(group_id)? {
+            Some(group) => directory_group(&group),
+            None => DirectoryGroup {
+                id: group_id.to_string(),
+                name: deleted_name.unwrap_or(group_id).to_string(),
+                description: None,
+            },
+        })
+    };
+    let mut work = Vec::new();
+    match &change.kind {
+        ChangeKind::UserCreated { .. }
+        | ChangeKind::UserUpdated { .. }
+        | ChangeKind::UserDeleted { .. } => {
+            // A deleted user's groups are in the change: its memberships
+            // are gone from the directory.
+            let mut holders = match &change.kind {
+                ChangeKind::UserDeleted { groups, .. } => groups.clone(),
+                _ => Vec::new(),
             };
-        let subject = &change.subject_id;
-        let this_app = active.iter().find(|app| &app.id == subject);
-        // A deleted group is gone from the directory: the change names it.
-        let deleted_name = match &change.kind {
-            ChangeKind::GroupDeleted { display_name, .. } => Some(display_name.as_str()),
-            _ => None,
-        };
-        let group_named = |group_id: &str| -> Result<DirectoryGroup, StoreError> {
-            Ok(match store.get_group(group_id)? {
-                Some(group) => directory_group(&group),
-                None => DirectoryGroup {
-                    id: group_id.to_string(),
-                    name: deleted_name.unwrap_or(group_id).to_string(),
-                    description: None,
-                },
-            })
-        };
-        let mut work = Vec::new();
-        match &change.kind {
-            ChangeKind::UserCreated { .. }
-            | ChangeKind::UserUpdated { .. }
-            | ChangeKind::UserDeleted { .. } => {
-                // A deleted user's groups are in the change: its memberships
-                // are gone from the directory.
-                let mut holders = match &change.kind {
-                    ChangeKind::UserDeleted { groups, .. } => groups.clone(),
-                    _ => Vec::new(),
-                };
-                holders.push(subject.clone());
-                for app in active {
-                    let mut item = Work::new(app);
-                    item.users.insert(subject.clone());
-                    // Only when the account appears or goes does its
-                    // groups' membership change: an attribute change
-                    // leaves the groups alone.
-                    item.groups_on_link = bound_holding(app, &holders)?;
-                    work.push(item);
-                }
+            holders.push(subject.clone());
+            for app in active {
+                let mut item = Work::new(app);
+                item.users.insert(subject.clone());
+                // Only when the account appears or goes does its
+                // groups' membership change: an attribute change
+                // leaves the groups alone.
+                item.groups_on_link = bound_holding(app, &holders)?;
+                work.push(item);
             }
-            // A member may be a group: its users (nested included) are the
-            // ones whose scope may have changed.
-            ChangeKind::MembersChanged { added, removed } => {
-                let mut members = added.clone();
-                members.extend(removed.iter().cloned());
-                let users = store.users_of(&members)?;
-                let removed_users = store.users_of(removed)?;
-                for app in active {
-                    let mut item = Work::new(app);
-                    item.users.extend(users.iter().cloned());
-                    item.groups = bound_holding(app, std::slice::from_ref(subject))?;
-                    if !item.groups.is_empty() && !removed_users.is_empty() {
-                        item.events.push((
-                            GroupEvent::UserRemovedFromGroup,
-                            group_named(subject)?,
-                            removed_users.clone(),
-                        ));
-                    }
-                    work.push(item);
-                }
-            }
-            ChangeKind::GroupCreated { .. }
-            | ChangeKind::GroupUpdated { .. }
-            | ChangeKind::GroupRenamed { .. } => {
-                for app in active {
-                    let mut item = Work::new(app);
-                    item.groups = bound_holding(app, std::slice::from_ref(subject))?;
-                    work.push(item);
-                }
-            }
-            ChangeKind::GroupDeleted {
-                members,
-                bound_apps,
-                parents,
-                ..
-            } => {
-                let users = store.users_of(members)?;
-                for app in active {
-                    let mut item = Work::new(app);
-                    item.users.extend(users.iter().cloned());
-                    item.groups = bound_holding(app, parents)?;
-                    if bound_apps.contains(&app.id) {
-                        item.events.push((
-                            GroupEvent::GroupDeleted,
-                            group_named(subject)?,
-                            users.clone(),
-                        ));
-                    }
-                    work.push(item);
-                }
-            }
-            ChangeKind::Bound { group } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    item.users
-                        .extend(store.users_of(std::slice::from_ref(group))?);
-                    item.groups.insert(group.clone());
-                    work.push(item);
-                }
-            }
-            ChangeKind::Assigned { user } | ChangeKind::Unassigned { user } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    item.users.insert(user.clone());
-                    item.groups_on_link = bound_holding(app, std::slice::from_ref(user))?;
-                    work.push(item);
-                }
-            }
-            ChangeKind::Unbound { group, members } => {
-                if let Some(app) = this_app {
-                    let users = store.users_of(members)?;
-                    let mut item = Work::new(app);
-                    item.users.extend(users.iter().cloned());
-                    item.events
-                        .push((GroupEvent::GroupUnbound, group_named(group)?, users));
-                    work.push(item);
-                }
-            }
-            ChangeKind::AppActivated { .. } => {
-                if let Some(app) = this_app {
-                    // The first sync: everyone in scope, and every account
-                    // the ledger knows (some may have left scope meanwhile).
-                    let mut item = Work::new(app);
-                    item.users.extend(store.users_in_scope(&app.id)?);
-                    item.users.extend(
-                        store
-                            .ledger_entries(&app.id, "user")?
-                            .into_iter()
-                            .map(|entry| entry.object_id),
-                    );
-                    item.groups
-                        .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
-                    work.push(item);
-                }
-            }
-            ChangeKind::GroupManagementEnabled { .. } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    item.groups
-                        .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
-                    work.push(item);
-                }
-            }
-            ChangeKind::Replay { users, groups } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    item.users.extend(users.iter().cloned());
-                    item.groups.extend(groups.iter().cloned());
-                    work.push(item);
-                }
-            }
-            // An operator approved a hold: its users are synced again, and
-            // the guard lets their held offboardings through. (A hold of an
-            // older scimlink held a whole change: it is replayed.)
-            ChangeKind::HoldApproved {
-                users,
-                change: original,
-                ..
-            } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    item.users.extend(users.iter().cloned());
-                    work.push(item);
-                    if let Some(original) = original {
-                        work.extend(self.affected(original, std::slice::from_ref(app))?);
-                    }
-                }
-            }
-            ChangeKind::GroupManagementDisabled { .. } => {
-                if let Some(app) = this_app {
-                    let mut item = Work::new(app);
-                    for entry in store.ledger_entries(&app.id, "group")? {
-                        let users = store.users_of(std::slice::from_ref(&entry.object_id))?;
-                        item.events.push((
-                            GroupEvent::GroupManagementDisabled,
-                            group_named(&entry.object_id)?,
-                            users,
-                        ));
-                    }
-                    work.push(item);
-                }
-            }
-            ChangeKind::Unrecognized { entity, action, .. } => {
-                tracing::warn!(
-                    seq = change.seq,
-                    "change {entity}/{action} is not known to this scimlink: nothing to do for it"
-                );
-            }
-            // Nothing an application holds depends on these.
-            ChangeKind::AppCreated { .. }
-            | ChangeKind::AppUpdated { .. }
-            | ChangeKind::AppTested { .. }
-            | ChangeKind::AppTokenRotated { .. }
-            | ChangeKind::AppDeactivated { .. }
-            | ChangeKind::AppQuarantined { .. }
-            | ChangeKind::AppDeleted { .. } => {}
         }
-        Ok(work)
+        // A member may be a group: its users (nested included) are the
+        // ones whose scope may have changed.
+        ChangeKind::MembersChanged { added, removed } => {
+            let mut members = added.clone();
+            members.extend(removed.iter().cloned());
+            let users = store.users_of(&members)?;
+            let removed_users = store.users_of(removed)?;
+            for app in active {
+                let mut item = Work::new(app);
+                item.users.extend(users.iter().cloned());
+                item.groups = bound_holding(app, std::slice::from_ref(subject))?;
+                if !item.groups.is_empty() && !removed_users.is_empty() {
+                    item.events.push((
+                        GroupEvent::UserRemovedFromGroup,
+                        group_named(subject)?,
+                        removed_users.clone(),
+                    ));
+                }
+                work.push(item);
+            }
+        }
+        ChangeKind::GroupCreated { .. }
+        | ChangeKind::GroupUpdated { .. }
+        | ChangeKind::GroupRenamed { .. } => {
+            for app in active {
+                let mut item = Work::new(app);
+                item.groups = bound_holding(app, std::slice::from_ref(subject))?;
+                work.push(item);
+            }
+        }
+        ChangeKind::GroupDeleted {
+            members,
+            bound_apps,
+            parents,
+            ..
+        } => {
+            let users = store.users_of(members)?;
+            for app in active {
+                let mut item = Work::new(app);
+                item.users.extend(users.iter().cloned());
+                item.groups = bound_holding(app, parents)?;
+                if bound_apps.contains(&app.id) {
+                    item.events.push((
+                        GroupEvent::GroupDeleted,
+                        group_named(subject)?,
+                        users.clone(),
+                    ));
+                }
+                work.push(item);
+            }
+        }
+        ChangeKind::Bound { group } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                item.users
+                    .extend(store.users_of(std::slice::from_ref(group))?);
+                item.groups.insert(group.clone());
+                work.push(item);
+            }
+        }
+        ChangeKind::Assigned { user } | ChangeKind::Unassigned { user } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                item.users.insert(user.clone());
+                item.groups_on_link = bound_holding(app, std::slice::from_ref(user))?;
+                work.push(item);
+            }
+        }
+        ChangeKind::Unbound { group, members } => {
+            if let Some(app) = this_app {
+                let users = store.users_of(members)?;
+                let mut item = Work::new(app);
+                item.users.extend(users.iter().cloned());
+                item.events
+                    .push((GroupEvent::GroupUnbound, group_named(group)?, users));
+                work.push(item);
+            }
+        }
+        ChangeKind::AppActivated { .. } => {
+            if let Some(app) = this_app {
+                // The first sync: everyone in scope, and every account
+                // the ledger knows (some may have left scope meanwhile).
+                let mut item = Work::new(app);
+                item.users.extend(store.users_in_scope(&app.id)?);
+                item.users.extend(
+                    store
+                        .ledger_entries(&app.id, "user")?
+                        .into_iter()
+                        .map(|entry| entry.object_id),
+                );
+                item.groups
+                    .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
+                work.push(item);
+            }
+        }
+        ChangeKind::GroupManagementEnabled { .. } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                item.groups
+                    .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));
+                work.push(item);
+            }
+        }
+        ChangeKind::Replay { users, groups } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                item.users.extend(users.iter().cloned());
+                item.groups.extend(groups.iter().cloned());
+                work.push(item);
+            }
+        }
+        // An operator approved a hold: its users are synced again, and
+        // the guard lets their held offboardings through. (A hold of an
+        // older scimlink held a whole change: it is replayed.)
+        ChangeKind::HoldApproved {
+            users,
+            change: original,
+            ..
+        } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                item.users.extend(users.iter().cloned());
+                work.push(item);
+                if let Some(original) = original {
+                    work.extend(affected(store, original, std::slice::from_ref(app))?);
+                }
+            }
+        }
+        ChangeKind::GroupManagementDisabled { .. } => {
+            if let Some(app) = this_app {
+                let mut item = Work::new(app);
+                for entry in store.ledger_entries(&app.id, "group")? {
+                    let users = store.users_of(std::slice::from_ref(&entry.object_id))?;
+                    item.events.push((
+                        GroupEvent::GroupManagementDisabled,
+                        group_named(&entry.object_id)?,
+                        users,
+                    ));
+                }
+                work.push(item);
+            }
+        }
+        ChangeKind::Unrecognized { entity, action, .. } => {
+            tracing::warn!(
+                seq = change.seq,
+                "change {entity}/{action} is not known to this scimlink: nothing to do for it"
+            );
+        }
+        // Nothing an application holds depends on these.
+        ChangeKind::AppCreated { .. }
+        | ChangeKind::AppUpdated { .. }
+        | ChangeKind::AppTested { .. }
+        | ChangeKind::AppTokenRotated { .. }
+        | ChangeKind::AppDeactivated { .. }
+        | ChangeKind::AppQuarantined { .. }
+        | ChangeKind::AppDeleted { .. } => {}
     }
+    Ok(work)
 }
 
 /// Records how a reconcile ended, as one event about the application.
-pub fn record_reconcile(
+pub async fn record_reconcile(
     target: &Target<'_>,
     result: Result<Reconciled, SyncError>,
 ) -> Result<Reconciled, StoreError> {
@@ -953,9 +996,12 @@ pub fn record_reconcile(
             Reconciled::default(),
         ),
     };
-    target.store.record_event(super::lifecycle::event(
-        target.app, RECONCILE, outcome, None, summary,
-    ))?;
+    target
+        .store
+        .record_event(super::lifecycle::event(
+            target.app, RECONCILE, outcome, None, summary,
+        ))
+        .await?;
     Ok(done)
 }
 
@@ -1030,21 +1076,27 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
 }
 
 /// Renews `consumer`'s leases on `seqs` `every` so often (the engine:
-/// [`RENEW_EVERY`]) for as long as it is polled; it returns only when a
+/// [`RENEW_EVERY`]) until `stop` fires, then returns `None` once no renewal
+/// is under way (a store call cannot be called back: dropping this future
+/// mid-renewal would let that renewal land later). It returns why when a
 /// renewal finds a claim taken (or cannot be written), which is when the
 /// work on them must stop.
 async fn keep_claims(
-    store: Arc<dyn Store>,
+    store: StoreHandle,
     consumer: String,
     seqs: Vec<i64>,
     every: Duration,
-) -> String {
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Option<String> {
     let mut ticks = tokio::time::interval(every);
     // The first tick is immediate; the claim was just made.
     ticks.tick().await;
     loop {
-        ticks.tick().await;
-        match store.renew_claims(&consumer, &seqs, LEASE_SECONDS) {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => return None,
+        }
+        match store.renew_claims(&consumer, &seqs, LEASE_SECONDS).await {
             Ok(held) if held.len() == seqs.len() => {}
             Ok(held) => {
                 let lost: Vec<i64> = seqs
@@ -1052,11 +1104,13 @@ async fn keep_claims(
                     .filter(|seq| !held.contains(seq))
                     .copied()
                     .collect();
-                return format!(
+                return Some(format!(
                     "the lease on changes {lost:?} ran out and another consumer took them"
-                );
+                ));
             }
-            Err(error) => return format!("the lease on the batch cannot be renewed: {error}"),
+            Err(error) => {
+                return Some(format!("the lease on the batch cannot be renewed: {error}"));
+            }
         }
     }
 }
@@ -1121,9 +1175,19 @@ mod tests {
             .collect();
         // Held: renewals keep the claim, and the work goes on.
         let every = Duration::from_millis(20);
-        let renewing = keep_claims(Arc::clone(&store), "paused".into(), seqs.clone(), every);
-        let kept = tokio::time::timeout(every * 5, renewing).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let renewing = keep_claims(
+            StoreHandle::new(Arc::clone(&store)),
+            "paused".into(),
+            seqs.clone(),
+            every,
+            stopped,
+        );
+        tokio::pin!(renewing);
+        let kept = tokio::time::timeout(every * 5, &mut renewing).await;
         assert!(kept.is_err(), "renewals stop only when a claim is lost");
+        stop.send(()).unwrap();
+        assert_eq!(renewing.await, None, "stopped, having lost nothing");
         assert!(
             store.claim_changes("other", 10, 60).unwrap().is_empty(),
             "the renewed lease holds"
@@ -1132,7 +1196,16 @@ mod tests {
         store.renew_claims("paused", &seqs, 0).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(store.claim_changes("other", 10, 60).unwrap().len(), 1);
-        let lost = keep_claims(Arc::clone(&store), "paused".into(), seqs, every).await;
+        let (_stop, stopped) = tokio::sync::oneshot::channel();
+        let lost = keep_claims(
+            StoreHandle::new(Arc::clone(&store)),
+            "paused".into(),
+            seqs,
+            every,
+            stopped,
+        )
+        .await
+        .unwrap_or_default();
         assert!(lost.contains("another consumer took them"), "{lost}");
     }
 }

@@ -36,7 +36,7 @@ use crate::runtime::{
     CallReceipt, LoadedPlugin, Loader, PluginIdentity, PluginLimits, PluginRegistry, ReceiptTap,
     Runtime, RuntimeConfig,
 };
-use crate::store::{SqliteStore, Store, Timestamp, TokenCipher};
+use crate::store::{SqliteStore, Store, StoreHandle, Timestamp, TokenCipher};
 
 /// The tenant path of the simulated application.
 const SANDBOX_TENANT: &str = "sandbox/scim/v2";
@@ -313,7 +313,7 @@ struct Run {
     http: reqwest::Client,
     app_token: String,
     plugin: Option<Arc<LoadedPlugin>>,
-    store: Option<Arc<dyn Store>>,
+    store: Option<StoreHandle>,
     run_id: String,
     timeout: Duration,
     /// Remote objects created during the run: (`Users` or `Groups`, id).
@@ -469,10 +469,10 @@ impl Run {
         self.end(CREATE, mark, result);
         // A create whose checks failed still made an account: the steps
         // after it run on that account.
-        let created = self
-            .directory
-            .get(&ada.user_name)
-            .is_some_and(|id| self.linked("user", id).is_ok());
+        let created = match self.directory.get(&ada.user_name) {
+            Some(id) => self.linked("user", id).await.is_ok(),
+            None => false,
+        };
         if created {
             let mark = self.begin();
             let result = self.update(&ada).await;
@@ -637,7 +637,7 @@ impl Run {
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let api = crate::api::app(
             crate::api::ApiState {
-                store: Arc::clone(&store),
+                store: StoreHandle::new(Arc::clone(&store)),
                 admin_token: crate::api::auth::BearerToken::from_plain(&admin_token),
                 plugins: Some(registry),
                 plugin_history: None,
@@ -662,7 +662,7 @@ impl Run {
             base: format!("http://{address}/api/v1"),
             token: admin_token,
         });
-        self.store = Some(store);
+        self.store = Some(StoreHandle::new(store));
         Ok(Ended::Passed(notes))
     }
 
@@ -708,16 +708,17 @@ impl Run {
         let record = self
             .store()?
             .get_user(&alan_id)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or("the directory lost the user")?;
-        let settings = self.settings()?;
+        let settings = self.settings().await?;
         let document = self.quietly(|| plugin.map_user(&directory_user(&record), &settings));
         let document = document
             .map_err(|e| format!("map-user refused the user: {e}"))?
             .value;
         let existing = self.remote_create("Users", document.value()).await?;
         self.add_member(access, alan).await?;
-        let linked = self.linked("user", &alan_id)?;
+        let linked = self.linked("user", &alan_id).await?;
         if linked != existing {
             return Err(format!(
                 "the host linked the user to {linked}, not to the existing account {existing}"
@@ -739,7 +740,9 @@ impl Run {
     async fn create(&mut self, ada: &Person, access: &str) -> StepResult {
         self.directory_user(ada).await?;
         self.add_member(access, ada).await?;
-        let id = self.linked("user", &self.directory[&ada.user_name].clone())?;
+        let id = self
+            .linked("user", &self.directory[&ada.user_name].clone())
+            .await?;
         let sent = self
             .host_requests()
             .into_iter()
@@ -763,7 +766,7 @@ impl Run {
 
     async fn update(&mut self, ada: &Person) -> StepResult {
         let user_id = self.directory[&ada.user_name].clone();
-        let before = self.mapped(&user_id)?;
+        let before = self.mapped(&user_id).await?;
         self.admin(
             "PATCH",
             &format!("/users/{user_id}"),
@@ -771,7 +774,7 @@ impl Run {
         )
         .await?;
         self.settle().await?;
-        let after = self.mapped(&user_id)?;
+        let after = self.mapped(&user_id).await?;
         let writes: Vec<Exchange> = self
             .host_requests()
             .into_iter()
@@ -807,7 +810,7 @@ impl Run {
                 },
             ));
         }
-        let id = self.linked("user", &user_id)?;
+        let id = self.linked("user", &user_id).await?;
         let account = self.remote_object("Users", &id).await?;
         let lost = differing_attributes(&after, &account);
         if !lost.is_empty() {
@@ -850,7 +853,7 @@ impl Run {
 
     async fn leave_scope(&mut self, ada: &Person, access: &str) -> StepResult {
         let user_id = self.directory[&ada.user_name].clone();
-        let remote = self.linked("user", &user_id)?;
+        let remote = self.linked("user", &user_id).await?;
         self.admin(
             "DELETE",
             &format!("/groups/{access}/members/{}", ada.user_name),
@@ -873,7 +876,7 @@ impl Run {
             .get(&alan.user_name)
             .cloned()
             .ok_or("lookup-takeover did not create the user")?;
-        let remote = self.linked("user", &user_id)?;
+        let remote = self.linked("user", &user_id).await?;
         self.admin("DELETE", &format!("/users/{user_id}"), None)
             .await?;
         self.settle().await?;
@@ -890,7 +893,9 @@ impl Run {
         let group = self.remote_group_named(access).await?.ok_or_else(|| {
             format!("no group {access:?} in the application after group management was turned on")
         })?;
-        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let grace_remote = self
+            .linked("user", &self.directory[&grace.user_name].clone())
+            .await?;
         expect_members(&group, access, &[&grace_remote], &[])
     }
 
@@ -913,7 +918,9 @@ impl Run {
             ));
         }
         let group = self.remote_object("Groups", &existing).await?;
-        let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
+        let ada_remote = self
+            .linked("user", &self.directory[&ada.user_name].clone())
+            .await?;
         expect_members(&group, team, &[&ada_remote], &[])?;
         let account = self.remote_object("Users", &ada_remote).await?;
         if !is_active(&account) {
@@ -939,10 +946,14 @@ impl Run {
             )
             .await;
         self.settle().await?;
-        let group_id = self.linked("group", &self.directory[team].clone())?;
+        let group_id = self.linked("group", &self.directory[team].clone()).await?;
         self.add_member(team, grace).await?;
-        let ada_remote = self.linked("user", &self.directory[&ada.user_name].clone())?;
-        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let ada_remote = self
+            .linked("user", &self.directory[&ada.user_name].clone())
+            .await?;
+        let grace_remote = self
+            .linked("user", &self.directory[&grace.user_name].clone())
+            .await?;
         let group = self.remote_object("Groups", &group_id).await?;
         expect_members(&group, team, &[&ada_remote, &grace_remote], &[])?;
         self.admin(
@@ -968,7 +979,7 @@ impl Run {
 
     async fn group_rename(&mut self, team: &str, renamed: &str) -> StepResult {
         let directory_id = self.directory[team].clone();
-        let group_id = self.linked("group", &directory_id)?;
+        let group_id = self.linked("group", &directory_id).await?;
         self.admin(
             "PATCH",
             &format!("/groups/{directory_id}"),
@@ -989,7 +1000,7 @@ impl Run {
     async fn group_management_off(&mut self, groups: &[&str], grace: &Person) -> StepResult {
         let mut before = Vec::new();
         for name in groups {
-            let id = self.linked("group", &self.directory[*name].clone())?;
+            let id = self.linked("group", &self.directory[*name].clone()).await?;
             before.push((
                 id.clone(),
                 member_ids(&self.remote_object("Groups", &id).await?),
@@ -1010,7 +1021,9 @@ impl Run {
                 (status, _) => problems.push(format!("group {id} answers {status}")),
             }
         }
-        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let grace_remote = self
+            .linked("user", &self.directory[&grace.user_name].clone())
+            .await?;
         if !is_active(&self.remote_object("Users", &grace_remote).await?) {
             problems.push("a member still in scope lost its active account".into());
         }
@@ -1024,10 +1037,13 @@ impl Run {
     async fn group_unbind(&mut self, team: &str, grace: &Person, katherine: &Person) -> StepResult {
         self.directory_user(katherine).await?;
         self.add_member(team, katherine).await?;
-        let katherine_remote =
-            self.linked("user", &self.directory[&katherine.user_name].clone())?;
-        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
-        let group_id = self.linked("group", &self.directory[team].clone())?;
+        let katherine_remote = self
+            .linked("user", &self.directory[&katherine.user_name].clone())
+            .await?;
+        let grace_remote = self
+            .linked("user", &self.directory[&grace.user_name].clone())
+            .await?;
+        let group_id = self.linked("group", &self.directory[team].clone()).await?;
         let team_directory_id = self.directory[team].clone();
         self.admin(
             "DELETE",
@@ -1067,8 +1083,10 @@ impl Run {
 
     async fn group_delete(&mut self, access: &str, grace: &Person) -> StepResult {
         let directory_id = self.directory[access].clone();
-        let group_id = self.linked("group", &directory_id)?;
-        let grace_remote = self.linked("user", &self.directory[&grace.user_name].clone())?;
+        let group_id = self.linked("group", &directory_id).await?;
+        let grace_remote = self
+            .linked("user", &self.directory[&grace.user_name].clone())
+            .await?;
         self.admin("DELETE", &format!("/groups/{directory_id}"), None)
             .await?;
         self.settle().await?;
@@ -1321,27 +1339,29 @@ impl Run {
             .ok_or_else(|| "no connector loaded".into())
     }
 
-    fn store(&self) -> Result<Arc<dyn Store>, String> {
+    fn store(&self) -> Result<StoreHandle, String> {
         self.store.clone().ok_or_else(|| "no host started".into())
     }
 
-    fn settings(&self) -> Result<Vec<Setting>, String> {
+    async fn settings(&self) -> Result<Vec<Setting>, String> {
         let app = self
             .store()?
             .get_app(APP)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or("the application is gone")?;
         Ok(crate::engine::provision::settings_of(&app))
     }
 
     /// What the connector maps a directory user to now.
-    fn mapped(&self, user_id: &str) -> Result<Value, String> {
+    async fn mapped(&self, user_id: &str) -> Result<Value, String> {
         let record = self
             .store()?
             .get_user(user_id)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or("the directory lost the user")?;
-        let (plugin, settings) = (self.plugin()?, self.settings()?);
+        let (plugin, settings) = (self.plugin()?, self.settings().await?);
         let document = self
             .quietly(|| plugin.map_user(&directory_user(&record), &settings))
             .map_err(|e| e.to_string())?;
@@ -1359,19 +1379,20 @@ impl Run {
     }
 
     /// The remote id the host linked a directory object to.
-    fn linked(&self, kind: &str, object_id: &str) -> Result<String, String> {
+    async fn linked(&self, kind: &str, object_id: &str) -> Result<String, String> {
         let entry = self
             .store()?
             .ledger_entry(&self.app_id, kind, object_id)
+            .await
             .map_err(|e| e.to_string())?;
         match entry {
             Some(entry) => Ok(entry.remote_id),
-            None => Err(self.failure_explained(kind)),
+            None => Err(self.failure_explained(kind).await),
         }
     }
 
     /// Why the host holds no account: the last failure event, if any.
-    fn failure_explained(&self, kind: &str) -> String {
+    async fn failure_explained(&self, kind: &str) -> String {
         let store = match self.store() {
             Ok(store) => store,
             Err(e) => return e,
@@ -1389,6 +1410,7 @@ impl Run {
                     limit: 1,
                 },
             )
+            .await
             .ok()
             .and_then(|listing| listing.items.into_iter().next());
         match last {
@@ -1446,6 +1468,7 @@ impl Run {
                     limit: 100,
                 },
             )
+            .await
             .map(|listing| {
                 listing
                     .items

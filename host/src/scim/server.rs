@@ -38,7 +38,7 @@ use super::schema::{
 use crate::api::auth::BearerToken;
 use crate::store::{
     GroupKey, GroupRecord, GroupRef, GroupWrite, Member, MemberKind, Page, Store, StoreError,
-    Timestamp, UserKey, UserRecord, UserWrite, blocking,
+    StoreHandle, Timestamp, UserKey, UserRecord, UserWrite,
 };
 
 /// The largest request body accepted.
@@ -55,7 +55,7 @@ const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest
 
 #[derive(Clone)]
 pub struct ScimState {
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
     pub token: BearerToken,
     pub scans: ScanLimit,
 }
@@ -205,59 +205,61 @@ async fn root_search(
     let request = ListRequest::parse(ListParams::from_search(&json_body(body).await?)?)?;
     let base = base_url(&headers);
     let turn = state.scans.turn().await?;
-    let (request, page, total) = blocking(&state.store, move |store| {
-        let _turn = turn;
-        let mut users = Vec::new();
-        store.scan_users(&mut |user| {
-            users.push(user);
-            true
-        })?;
-        let mut groups = Vec::new();
-        store.scan_groups(&mut |group| {
-            groups.push(group);
-            true
-        })?;
-        let everything = ListRequest {
-            start_index: 1,
-            count: usize::MAX,
-            ..request.clone_without_paging()
-        };
-        let (matching_users, _) = select(
-            &USER_TYPE,
-            &everything,
-            users.iter().map(user_summary).collect(),
-        );
-        let (matching_groups, _) = select(
-            &GROUP_TYPE,
-            &everything,
-            groups.iter().map(|g| render_group(&base, g)).collect(),
-        );
-        let total = matching_users.len() + matching_groups.len();
-        let mut by_id: std::collections::HashMap<String, UserRecord> =
-            users.into_iter().map(|u| (u.id.clone(), u)).collect();
-        let mut page = Vec::new();
-        for user in matching_users
-            .iter()
-            .skip(request.start_index - 1)
-            .take(request.count)
-        {
-            if let Some(record) = user["id"].as_str().and_then(|id| by_id.remove(id)) {
-                let groups = store.user_groups(&record.id)?;
-                page.push(
-                    request
-                        .projection
-                        .apply(&USER_TYPE, render_user(&base, &record, &groups)),
-                );
+    let (request, page, total) = state
+        .store
+        .run(move |store| {
+            let _turn = turn;
+            let mut users = Vec::new();
+            store.scan_users(&mut |user| {
+                users.push(user);
+                true
+            })?;
+            let mut groups = Vec::new();
+            store.scan_groups(&mut |group| {
+                groups.push(group);
+                true
+            })?;
+            let everything = ListRequest {
+                start_index: 1,
+                count: usize::MAX,
+                ..request.clone_without_paging()
+            };
+            let (matching_users, _) = select(
+                &USER_TYPE,
+                &everything,
+                users.iter().map(user_summary).collect(),
+            );
+            let (matching_groups, _) = select(
+                &GROUP_TYPE,
+                &everything,
+                groups.iter().map(|g| render_group(&base, g)).collect(),
+            );
+            let total = matching_users.len() + matching_groups.len();
+            let mut by_id: std::collections::HashMap<String, UserRecord> =
+                users.into_iter().map(|u| (u.id.clone(), u)).collect();
+            let mut page = Vec::new();
+            for user in matching_users
+                .iter()
+                .skip(request.start_index - 1)
+                .take(request.count)
+            {
+                if let Some(record) = user["id"].as_str().and_then(|id| by_id.remove(id)) {
+                    let groups = store.user_groups(&record.id)?;
+                    page.push(
+                        request
+                            .projection
+                            .apply(&USER_TYPE, render_user(&base, &record, &groups)),
+                    );
+                }
             }
-        }
-        let skip_groups = (request.start_index - 1).saturating_sub(matching_users.len());
-        let room = request.count - page.len();
-        for group in matching_groups.into_iter().skip(skip_groups).take(room) {
-            page.push(request.projection.apply(&GROUP_TYPE, group));
-        }
-        Ok((request, page, total))
-    })
-    .await?;
+            let skip_groups = (request.start_index - 1).saturating_sub(matching_users.len());
+            let room = request.count - page.len();
+            for group in matching_groups.into_iter().skip(skip_groups).take(room) {
+                page.push(request.projection.apply(&GROUP_TYPE, group));
+            }
+            Ok((request, page, total))
+        })
+        .await?;
     Ok(scim_response(
         StatusCode::OK,
         &list_response(page, total, request.start_index),
@@ -1011,48 +1013,50 @@ async fn run_user_list(
         true => Some(state.scans.turn().await?),
         false => None,
     };
-    let (request, page, total) = blocking(&state.store, move |store| {
-        let _turn = turn;
-        let (records, total) = if request.filter.is_none() && request.sort.is_none() {
-            let listing = store.list_users(request.page())?;
-            (listing.items, listing.total as usize)
-        } else {
-            let key = request
-                .filter
-                .as_ref()
-                .and_then(|f| filter::equality_key(f, USER_KEYS));
-            let candidates = match key {
-                Some(("userName", value)) => store.find_users(UserKey::UserName, value)?,
-                Some(("externalId", value)) => store.find_users(UserKey::ExternalId, value)?,
-                Some((_, value)) => store.find_users(UserKey::Id, value)?,
-                None => {
-                    let mut all = Vec::new();
-                    store.scan_users(&mut |user| {
-                        all.push(user);
-                        true
-                    })?;
-                    all
-                }
+    let (request, page, total) = state
+        .store
+        .run(move |store| {
+            let _turn = turn;
+            let (records, total) = if request.filter.is_none() && request.sort.is_none() {
+                let listing = store.list_users(request.page())?;
+                (listing.items, listing.total as usize)
+            } else {
+                let key = request
+                    .filter
+                    .as_ref()
+                    .and_then(|f| filter::equality_key(f, USER_KEYS));
+                let candidates = match key {
+                    Some(("userName", value)) => store.find_users(UserKey::UserName, value)?,
+                    Some(("externalId", value)) => store.find_users(UserKey::ExternalId, value)?,
+                    Some((_, value)) => store.find_users(UserKey::Id, value)?,
+                    None => {
+                        let mut all = Vec::new();
+                        store.scan_users(&mut |user| {
+                            all.push(user);
+                            true
+                        })?;
+                        all
+                    }
+                };
+                let summaries = candidates.iter().map(user_summary).collect();
+                let (page, total) = select(&USER_TYPE, &request, summaries);
+                let mut by_id: std::collections::HashMap<String, UserRecord> =
+                    candidates.into_iter().map(|u| (u.id.clone(), u)).collect();
+                let records = page
+                    .iter()
+                    .filter_map(|resource| resource["id"].as_str())
+                    .filter_map(|id| by_id.remove(id))
+                    .collect::<Vec<_>>();
+                (records, total)
             };
-            let summaries = candidates.iter().map(user_summary).collect();
-            let (page, total) = select(&USER_TYPE, &request, summaries);
-            let mut by_id: std::collections::HashMap<String, UserRecord> =
-                candidates.into_iter().map(|u| (u.id.clone(), u)).collect();
-            let records = page
-                .iter()
-                .filter_map(|resource| resource["id"].as_str())
-                .filter_map(|id| by_id.remove(id))
-                .collect::<Vec<_>>();
-            (records, total)
-        };
-        let mut rendered = Vec::with_capacity(records.len());
-        for user in &records {
-            let groups = store.user_groups(&user.id)?;
-            rendered.push(render_user(&base, user, &groups));
-        }
-        Ok((request, rendered, total))
-    })
-    .await?;
+            let mut rendered = Vec::with_capacity(records.len());
+            for user in &records {
+                let groups = store.user_groups(&user.id)?;
+                rendered.push(render_user(&base, user, &groups));
+            }
+            Ok((request, rendered, total))
+        })
+        .await?;
     Ok(respond_list(&USER_TYPE, &request, page, total))
 }
 
@@ -1084,39 +1088,41 @@ async fn run_group_list(
         true => Some(state.scans.turn().await?),
         false => None,
     };
-    let (request, page, total) = blocking(&state.store, move |store| {
-        let _turn = turn;
-        if request.filter.is_none() && request.sort.is_none() {
-            let listing = store.list_groups(request.page())?;
-            let page = listing
-                .items
-                .iter()
-                .map(|g| render_group(&base, g))
-                .collect();
-            return Ok((request, page, listing.total as usize));
-        }
-        let key = request
-            .filter
-            .as_ref()
-            .and_then(|f| filter::equality_key(f, GROUP_KEYS));
-        let candidates = match key {
-            Some(("displayName", value)) => store.find_groups(GroupKey::DisplayName, value)?,
-            Some(("externalId", value)) => store.find_groups(GroupKey::ExternalId, value)?,
-            Some((_, value)) => store.find_groups(GroupKey::Id, value)?,
-            None => {
-                let mut all = Vec::new();
-                store.scan_groups(&mut |group| {
-                    all.push(group);
-                    true
-                })?;
-                all
+    let (request, page, total) = state
+        .store
+        .run(move |store| {
+            let _turn = turn;
+            if request.filter.is_none() && request.sort.is_none() {
+                let listing = store.list_groups(request.page())?;
+                let page = listing
+                    .items
+                    .iter()
+                    .map(|g| render_group(&base, g))
+                    .collect();
+                return Ok((request, page, listing.total as usize));
             }
-        };
-        let rendered = candidates.iter().map(|g| render_group(&base, g)).collect();
-        let (page, total) = select(&GROUP_TYPE, &request, rendered);
-        Ok((request, page, total))
-    })
-    .await?;
+            let key = request
+                .filter
+                .as_ref()
+                .and_then(|f| filter::equality_key(f, GROUP_KEYS));
+            let candidates = match key {
+                Some(("displayName", value)) => store.find_groups(GroupKey::DisplayName, value)?,
+                Some(("externalId", value)) => store.find_groups(GroupKey::ExternalId, value)?,
+                Some((_, value)) => store.find_groups(GroupKey::Id, value)?,
+                None => {
+                    let mut all = Vec::new();
+                    store.scan_groups(&mut |group| {
+                        all.push(group);
+                        true
+                    })?;
+                    all
+                }
+            };
+            let rendered = candidates.iter().map(|g| render_group(&base, g)).collect();
+            let (page, total) = select(&GROUP_TYPE, &request, rendered);
+            Ok((request, page, total))
+        })
+        .await?;
     Ok(respond_list(&GROUP_TYPE, &request, page, total))
 }
 
@@ -1156,19 +1162,20 @@ fn user_write(attributes: Attributes) -> Result<UserWrite, ScimError> {
 }
 
 async fn load_user(
-    store: &Arc<dyn Store>,
+    store: &StoreHandle,
     id: String,
 ) -> Result<(UserRecord, Vec<GroupRef>), ScimError> {
-    blocking(store, move |store| {
-        let user = store.get_user(&id)?.ok_or_else(|| StoreError::NotFound {
-            entity: "user",
-            key: id.clone(),
-        })?;
-        let groups = store.user_groups(&id)?;
-        Ok((user, groups))
-    })
-    .await
-    .map_err(ScimError::from)
+    store
+        .run(move |store| {
+            let user = store.get_user(&id)?.ok_or_else(|| StoreError::NotFound {
+                entity: "user",
+                key: id.clone(),
+            })?;
+            let groups = store.user_groups(&id)?;
+            Ok((user, groups))
+        })
+        .await
+        .map_err(ScimError::from)
 }
 
 async fn get_user(
@@ -1202,7 +1209,10 @@ async fn create_user(
     body: Body,
 ) -> Result<Response, ScimError> {
     let write = user_write(check_resource(&USER_TYPE, &json_body(body).await?)?)?;
-    let user = blocking(&state.store, move |store| store.create_user(write)).await?;
+    let user = state
+        .store
+        .run(move |store| store.create_user(write))
+        .await?;
     let body = render_user(&base_url(&headers), &user, &[]);
     Ok(scim_response(
         StatusCode::CREATED,
@@ -1219,12 +1229,14 @@ async fn replace_user(
 ) -> Result<Response, ScimError> {
     let expected = if_match(&headers)?;
     let write = user_write(check_resource(&USER_TYPE, &json_body(body).await?)?)?;
-    let (user, groups) = blocking(&state.store, move |store| {
-        let user = store.replace_user(&id, write, expected)?;
-        let groups = store.user_groups(&id)?;
-        Ok((user, groups))
-    })
-    .await?;
+    let (user, groups) = state
+        .store
+        .run(move |store| {
+            let user = store.replace_user(&id, write, expected)?;
+            let groups = store.user_groups(&id)?;
+            Ok((user, groups))
+        })
+        .await?;
     let body = render_user(&base_url(&headers), &user, &groups);
     Ok(scim_response(StatusCode::OK, &body, Some(user.version)))
 }
@@ -1237,12 +1249,14 @@ async fn patch_user(
 ) -> Result<Response, ScimError> {
     let operations = patch::parse_request(&json_body(body).await?)?;
     let expected = if_match(&headers)?;
-    let (user, groups) = blocking(&state.store, move |store| {
-        Ok(with_retries(expected, || {
-            patch_user_in(store, &id, expected, &operations)
-        }))
-    })
-    .await??;
+    let (user, groups) = state
+        .store
+        .run(move |store| {
+            Ok(with_retries(expected, || {
+                patch_user_in(store, &id, expected, &operations)
+            }))
+        })
+        .await??;
     let body = render_user(&base_url(&headers), &user, &groups);
     Ok(scim_response(StatusCode::OK, &body, Some(user.version)))
 }
@@ -1309,7 +1323,10 @@ async fn delete_user(
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let expected = if_match(&headers)?;
-    blocking(&state.store, move |store| store.delete_user(&id, expected)).await?;
+    state
+        .store
+        .run(move |store| store.delete_user(&id, expected))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1388,13 +1405,15 @@ async fn get_group(
         params.attributes.as_deref(),
         params.excluded_attributes.as_deref(),
     )?;
-    let group = blocking(&state.store, move |store| {
-        store.get_group(&id)?.ok_or(StoreError::NotFound {
-            entity: "group",
-            key: id,
+    let group = state
+        .store
+        .run(move |store| {
+            store.get_group(&id)?.ok_or(StoreError::NotFound {
+                entity: "group",
+                key: id,
+            })
         })
-    })
-    .await?;
+        .await?;
     if not_modified(&headers, group.version) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
@@ -1408,11 +1427,13 @@ async fn create_group(
     body: Body,
 ) -> Result<Response, ScimError> {
     let attributes = check_group(&json_body(body).await?)?;
-    let group = blocking(&state.store, move |store| {
-        let write = group_write(store, attributes)?;
-        store.create_group(write)
-    })
-    .await?;
+    let group = state
+        .store
+        .run(move |store| {
+            let write = group_write(store, attributes)?;
+            store.create_group(write)
+        })
+        .await?;
     let body = render_group(&base_url(&headers), &group);
     Ok(scim_response(
         StatusCode::CREATED,
@@ -1429,11 +1450,13 @@ async fn replace_group(
 ) -> Result<Response, ScimError> {
     let expected = if_match(&headers)?;
     let attributes = check_group(&json_body(body).await?)?;
-    let group = blocking(&state.store, move |store| {
-        let write = group_write(store, attributes)?;
-        store.replace_group(&id, write, expected)
-    })
-    .await?;
+    let group = state
+        .store
+        .run(move |store| {
+            let write = group_write(store, attributes)?;
+            store.replace_group(&id, write, expected)
+        })
+        .await?;
     let body = render_group(&base_url(&headers), &group);
     Ok(scim_response(StatusCode::OK, &body, Some(group.version)))
 }
@@ -1447,12 +1470,14 @@ async fn patch_group(
     let operations = patch::parse_request(&json_body(body).await?)?;
     let expected = if_match(&headers)?;
     let base = base_url(&headers);
-    let group = blocking(&state.store, move |store| {
-        Ok(with_retries(expected, || {
-            patch_group_in(store, &id, &base, expected, &operations)
-        }))
-    })
-    .await??;
+    let group = state
+        .store
+        .run(move |store| {
+            Ok(with_retries(expected, || {
+                patch_group_in(store, &id, &base, expected, &operations)
+            }))
+        })
+        .await??;
     let body = render_group(&base_url(&headers), &group);
     Ok(scim_response(StatusCode::OK, &body, Some(group.version)))
 }
@@ -1496,7 +1521,10 @@ async fn delete_group(
     Path(id): Path<String>,
 ) -> Result<Response, ScimError> {
     let expected = if_match(&headers)?;
-    blocking(&state.store, move |store| store.delete_group(&id, expected)).await?;
+    state
+        .store
+        .run(move |store| store.delete_group(&id, expected))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1526,7 +1554,7 @@ mod tests {
         let app = Router::new().nest(
             "/scim/v2",
             router(ScimState {
-                store: Arc::new(store),
+                store: StoreHandle::new(Arc::new(store)),
                 token: BearerToken::from_plain("t"),
                 scans,
             }),

@@ -92,7 +92,7 @@ pub struct GuardOverrides {
 }
 
 /// An application integration. Its token is not part of it: see
-/// [`Store::app_token`].
+/// [`ApplicationStore::app_token`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppRecord {
     pub id: String,

@@ -124,7 +124,7 @@ pub struct HeldChange {
 }
 
 /// What the store knows, inside the guard's transaction, about one
-/// offboarding about to be decided (see [`Store::guard_offboarding`]).
+/// offboarding about to be decided (see [`GuardStore::guard_offboarding`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GuardFacts {
     /// The application's accounts the ledger holds as active.
@@ -157,7 +157,7 @@ pub enum GuardStep {
     Hold { threshold: u64 },
 }
 
-/// What [`Store::guard_offboarding`] recorded.
+/// What [`GuardStore::guard_offboarding`] recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardRecorded {
     pub step: GuardStep,

@@ -39,6 +39,17 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
     {
+        self.run_fallible(call).await
+    }
+
+    /// [`StoreHandle::run`] for synchronous work that fails in its own way
+    /// (a connector call between store reads, say).
+    pub async fn run_fallible<T, E, F>(&self, call: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, E> + Send + 'static,
+    {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || call(store.as_ref()))
             .await

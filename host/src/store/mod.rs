@@ -1,24 +1,43 @@
 //! The source of truth: the directory, applications, and the engine's
 //! durable state, behind the [`Store`] trait.
 //!
+//! `Store` is the composition of one trait per aggregate, each in its own
+//! file with its records: [`DirectoryStore`] (users, groups, membership,
+//! import), [`ApplicationStore`] (applications and their sealed tokens),
+//! [`ScopeStore`] (bindings, assignments and who is in scope),
+//! [`OutboxStore`] (the changes writes append, consumed through leases),
+//! [`LedgerStore`] (links to remote accounts, dead letters),
+//! [`GuardStore`] (the deprovisioning guard's holds), [`AuditStore`]
+//! (events) and [`MetaStore`] (host metadata). [`sqlite`] implements each in
+//! a file of the same name; [`rules`] holds what every backend decides the
+//! same way; host/tests/store/conformance.rs is what every backend must
+//! pass.
+//!
 //! Invariants every implementation keeps:
 //! - Every write is one transaction, and the same transaction appends what
-//!   changed to the outbox ([`Change`]). A crash therefore never leaves a
-//!   change without the record that follow-up work is owed.
+//!   changed to the outbox ([`Change`], typed by [`ChangeKind`]). A crash
+//!   therefore never leaves a change without the record that follow-up
+//!   work is owed.
 //! - Ids are UUIDs chosen by the host, not database sequences, and nothing is
 //!   cached between calls, so several hosts may share one database (the
-//!   outbox is consumed through leases, see [`Store::claim_changes`]).
-//! - `userName` and group `displayName` are unique without regard to case.
+//!   outbox is consumed through leases, see [`OutboxStore::claim_changes`]).
+//! - `userName` and group `displayName` are unique without regard to case
+//!   ([`rules::fold_name`]).
 //! - Group membership never references a missing user or group and never
 //!   forms a cycle: a write that would is refused whole.
 //! - A remote account is linked (in the ledger) to at most one directory
 //!   object of a kind per application: a write that would link it to a
 //!   second is refused with [`StoreError::LinkedElsewhere`].
 //! - Application bearer tokens are sealed before they reach storage
-//!   ([`secrets::TokenCipher`]); only [`Store::app_token`] opens them.
+//!   ([`secrets::TokenCipher`]); only [`ApplicationStore::app_token`] opens
+//!   them.
+//! - Times are [`Timestamp`]s: UTC, to the millisecond, stored so that text
+//!   order is time order.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default. The trait is synchronous:
-//! callers on an async runtime go through [`blocking`].
+//! The traits are synchronous, and async code never calls them in place: it
+//! holds a [`StoreHandle`], which runs every call on the blocking pool (see
+//! its module for why the store is synchronous and how an async driver
+//! fits).
 
 mod applications;
 mod audit;
@@ -102,18 +121,6 @@ pub struct Page {
 pub struct Listing<T> {
     pub items: Vec<T>,
     pub total: u64,
-}
-
-/// Runs a store call off the async runtime's worker threads.
-pub async fn blocking<T, F>(store: &Arc<dyn Store>, call: F) -> StoreResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
-{
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || call(store.as_ref()))
-        .await
-        .map_err(|join| StoreError::Backend(format!("store task failed: {join}")))?
 }
 
 /// The storage of one host, or of several sharing a database: every

@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use scimlink::engine::groups::{apply_group_event, directory_group};
@@ -19,7 +20,7 @@ use scimlink::scim_client::{ClientSettings, ScimClient, ScimRequest};
 use scimlink::store::prelude::*;
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, GroupWrite, Member, MemberKind, Secret, SqliteStore,
-    TokenCipher, UserWrite,
+    StoreHandle, TokenCipher, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -48,7 +49,8 @@ fn member(id: &str) -> Member {
 #[tokio::test]
 async fn a_rule_does_not_offboard_a_user_who_came_back_while_it_waited() {
     let folder = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
+    let store =
+        Arc::new(SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap());
     let sp = SandboxSp::start("127.0.0.1:0".parse().unwrap(), Quirks::default())
         .await
         .unwrap();
@@ -95,8 +97,9 @@ async fn a_rule_does_not_offboard_a_user_who_came_back_while_it_waited() {
         ClientSettings::default(),
     )
     .unwrap();
+    let handle = StoreHandle::new(store.clone());
     let target = Target {
-        store: &store,
+        store: &handle,
         app: &app,
         plugin: &plugin,
         client: &client,
