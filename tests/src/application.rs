@@ -1,7 +1,8 @@
 //! The application's side of an end-to-end test: scim2-server (PyPI) on a
 //! loopback port with a tenant path and a bearer token, read and changed
 //! through its own SCIM API, and the admin commands that connect a host to
-//! it.
+//! it: the directory's people imported, the application `crm` added and a
+//! group bound to it.
 
 use std::time::{Duration, Instant};
 
@@ -297,4 +298,65 @@ pub fn events_of(host: &Host, app: &str) -> Vec<Value> {
         .ok()
         .and_then(|events| events.as_array().cloned())
         .unwrap_or_default()
+}
+
+/// Imports `people` (CSV), adds the application `crm` (custom-scim) on
+/// `application` (paced for a local server) and binds `group` to it.
+pub fn connect(host: &Host, application: &Application, people: &str, group: &str) {
+    connect_through(host, application.server.port, people, group);
+}
+
+/// [`connect`] with the application reached through `port` (a proxy).
+pub fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
+    connect_with(host, port, "custom-scim", people, group);
+}
+
+/// [`connect`] through `port`, with `connector`.
+pub fn connect_with(host: &Host, port: u16, connector: &str, people: &str, group: &str) {
+    import_people(host, people);
+    add_app(host, "crm", connector, port, "acme", group);
+}
+
+/// `count` people (`user00`, `user01` …) in `group`, as CSV.
+pub fn people(count: usize, group: &str) -> String {
+    let mut rows = String::from("userName,email,givenName,familyName,groups\n");
+    for index in 0..count {
+        rows.push_str(&format!(
+            "user{index:02},user{index:02}@example.com,User,{index},{group}\n"
+        ));
+    }
+    rows
+}
+
+/// Waits until the application holds `count` accounts, every one once.
+pub fn wait_for_accounts(application: &Application, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        // One page, so that accounts created meanwhile cannot shift it.
+        let body = application.read("/Users?count=1000&attributes=userName");
+        let mut names: Vec<String> = body["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|user| user["userName"].as_str().unwrap().to_string())
+            .collect();
+        let total = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), total, "an account was created twice");
+        if total == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the application holds {total} accounts, not {count}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `ids` sorted, to compare with [`Remote::member_ids`].
+pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
 }

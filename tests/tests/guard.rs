@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use scimlink_e2e::Host;
-use scimlink_e2e::application::{APP_TOKEN, Application, run_ok};
+use scimlink_e2e::application::{APP_TOKEN, Application, people, run_ok};
 use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -50,16 +50,6 @@ impl Accounts for Application {
     }
 }
 
-fn people(count: usize) -> String {
-    let mut rows = String::from("userName,email,givenName,familyName,groups\n");
-    for index in 0..count {
-        rows.push_str(&format!(
-            "user{index:02},user{index:02}@example.com,User,{index},Everyone\n"
-        ));
-    }
-    rows
-}
-
 /// `count` users in `Everyone`, bound to the application `crm`
 /// (custom-scim: offboarding deactivates), activated and provisioned.
 fn provisioned(count: usize, extra: &[&str]) -> (Application, Host) {
@@ -67,7 +57,7 @@ fn provisioned(count: usize, extra: &[&str]) -> (Application, Host) {
     let host = Host::start();
     let folder = tempfile::tempdir().unwrap();
     let csv = folder.path().join("people.csv");
-    std::fs::write(&csv, people(count)).unwrap();
+    std::fs::write(&csv, people(count, "Everyone")).unwrap();
     run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
     let mut add = vec![

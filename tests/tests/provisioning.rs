@@ -7,26 +7,10 @@ use std::time::{Duration, Instant};
 
 use scimlink_e2e::Host;
 use scimlink_e2e::application::{
-    APP_TOKEN, Application, Remote, WITHIN, add_app, import_people, run_ok,
+    APP_TOKEN, Application, Remote, WITHIN, connect, connect_through, connect_with, people, run_ok,
+    sorted, wait_for_accounts,
 };
 use serde_json::{Value, json};
-
-/// Imports `people` (CSV), adds the application `crm` on `application`
-/// (paced for a local server) and binds `group` to it.
-fn connect(host: &Host, application: &Application, people: &str, group: &str) {
-    connect_through(host, application.server.port, people, group);
-}
-
-/// [`connect`] with the application reached through `port` (a proxy).
-fn connect_through(host: &Host, port: u16, people: &str, group: &str) {
-    connect_with(host, port, "custom-scim", people, group);
-}
-
-/// [`connect`] through `port`, with `connector`.
-fn connect_with(host: &Host, port: u16, connector: &str, people: &str, group: &str) {
-    import_people(host, people);
-    add_app(host, "crm", connector, port, "acme", group);
-}
 
 #[test]
 fn the_directory_reaches_the_application_and_follows_its_changes() {
@@ -253,11 +237,6 @@ fn a_plan_shows_what_a_sync_would_send_and_sends_nothing() {
     assert_eq!(application.users_named("ada")[0]["title"], "Countess");
 }
 
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
-    ids.sort();
-    ids
-}
-
 #[test]
 fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
     let application = Application::start();
@@ -421,43 +400,6 @@ fn groups_are_pushed_with_their_members_and_follow_the_connectors_rules() {
         rule_of("carol"),
         ["unbind-leave-group-offboard-unless-other-group"]
     );
-}
-
-fn people(count: usize, group: &str) -> String {
-    let mut rows = String::from("userName,email,givenName,familyName,groups\n");
-    for index in 0..count {
-        rows.push_str(&format!(
-            "user{index:02},user{index:02}@example.com,User,{index},{group}\n"
-        ));
-    }
-    rows
-}
-
-/// Waits until the application holds `count` accounts, every one once.
-fn wait_for_accounts(application: &Application, count: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        // One page, so that accounts created meanwhile cannot shift it.
-        let body = application.read("/Users?count=1000&attributes=userName");
-        let mut names: Vec<String> = body["Resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|user| user["userName"].as_str().unwrap().to_string())
-            .collect();
-        let total = names.len();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), total, "an account was created twice");
-        if total == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the application holds {total} accounts, not {count}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn app_state(host: &Host) -> String {
