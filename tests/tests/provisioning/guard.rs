@@ -1,14 +1,17 @@
 //! The deprovisioning guard against a real SCIM application (scim2-server):
-//! offboardings are counted per application across changes, so an identity
-//! provider that deprovisions one request at a time is held past the
-//! threshold like one big change would be; approval carries the held
-//! offboardings out, rejection releases the accounts; creates and updates
-//! keep flowing while an application is held.
+//! one change that would offboard too many (an unbound or deleted group) is
+//! held past the threshold until an operator decides; offboardings are
+//! counted per application across changes, so an identity provider that
+//! deprovisions one request at a time is held like one big change would
+//! be; approval carries the held offboardings out, rejection releases the
+//! accounts; creates and updates keep flowing while an application is held.
 
 use std::time::{Duration, Instant};
 
 use scimlink_e2e::Host;
-use scimlink_e2e::application::{APP_TOKEN, Application, people, run_ok};
+use scimlink_e2e::application::{
+    APP_TOKEN, Application, connect, people, run_ok, wait_for_accounts,
+};
 use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -438,4 +441,121 @@ fn an_applications_own_threshold_replaces_the_hosts() {
     );
     settle();
     assert_eq!(application.inactive(), 3);
+}
+
+#[test]
+fn a_change_that_would_offboard_too_many_is_held_until_an_operator_decides() {
+    let application = Application::start();
+    let host = Host::start();
+    connect(&host, &application, &people(30, "Everyone"), "Everyone");
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 30, WITHIN);
+    let active = || {
+        (0..30)
+            .filter(|index| {
+                application.users_named(&format!("user{index:02}"))[0]["active"] == true
+            })
+            .count()
+    };
+    application.eventually("user29", "creation", |account| account["active"] == true);
+
+    // Unbinding would deactivate all 30: the guard lets max(20, 10%) of
+    // them through and holds the application's other offboardings.
+    run_ok(&host, &["app", "unbind", "crm", "Everyone"]);
+    let deadline = Instant::now() + WITHIN;
+    let held = loop {
+        let held: Value = serde_json::from_str(&run_ok(
+            &host,
+            &["held", "list", "--app", "crm", "--format", "json"],
+        ))
+        .unwrap();
+        if let Some(first) = held.as_array().unwrap().first()
+            && first["offboarding"] == 10
+        {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "the offboardings were not held");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(held["state"], "held");
+    assert_eq!(held["threshold"], 20);
+    assert_eq!(held["objects"].as_array().unwrap().len(), 10);
+    let status: Value =
+        serde_json::from_str(&run_ok(&host, &["status", "--format", "json"])).unwrap();
+    assert_eq!(status["heldChanges"], 1, "{status}");
+    assert_eq!(status["heldOffboardings"], 10, "{status}");
+    assert_eq!(status["activeApps"], 1, "{status}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        active(),
+        10,
+        "nothing past the threshold was sent while held"
+    );
+
+    // Approved, every held offboarding is carried out.
+    let approved = run_ok(&host, &["held", "approve", held["id"].as_str().unwrap()]);
+    assert!(approved.contains("approved"), "{approved}");
+    let deadline = Instant::now() + WITHIN;
+    while active() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the approved offboardings were not carried out"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Decided once.
+    let again = host.cli(&["held", "approve", held["id"].as_str().unwrap()]);
+    assert!(!again.status.success());
+
+    // Rejected, nothing more is sent: the held accounts are released.
+    // (The count restarted at the approval: 20 go through again.)
+    run_ok(&host, &["app", "bind", "crm", "Everyone"]);
+    let deadline = Instant::now() + WITHIN;
+    while active() < 30 {
+        assert!(Instant::now() < deadline, "rebinding did not reactivate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deleted = host.admin("DELETE", "/groups/Everyone", None);
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let deadline = Instant::now() + WITHIN;
+    let second = loop {
+        let held: Value = serde_json::from_str(&run_ok(
+            &host,
+            &["held", "list", "--app", "crm", "--format", "json"],
+        ))
+        .unwrap();
+        if let Some(newest) = held
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|held| held["state"] == "held" && held["offboarding"] == 10)
+        {
+            break newest.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deletion was not held: {held}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let deadline = Instant::now() + WITHIN;
+    while active() > 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the threshold's 20 were not sent"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run_ok(&host, &["held", "reject", second["id"].as_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(active(), 10, "a rejected hold sends nothing");
+    let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
+    for operation in [
+        "deprovision_held",
+        "deprovision_approved",
+        "deprovision_rejected",
+        "user_release",
+    ] {
+        assert!(events.contains(operation), "{operation}: {events}");
+    }
 }

@@ -1,15 +1,17 @@
-//! The reconcile against applications that page badly, and against groups
-//! changed in the application: a listing that cannot be trusted changes
-//! nothing and says why; an account really deleted is confirmed by a read
-//! before it is provisioned again; a group renamed or stripped of members
-//! there is restored, with the application's own members left in it.
+//! The reconcile: drift in the application repaired, also against
+//! applications that page badly and groups changed in the application. An
+//! account changed, deleted or reactivated there is put back, in place; a
+//! listing that cannot be trusted changes nothing and says why; an account
+//! really deleted is confirmed by a read before it is provisioned again; a
+//! group renamed or stripped of members there is restored, with the
+//! application's own members left in it.
 //!
 //! The badly paging applications are `scimlink sandbox-sp` with its list
-//! quirks; the groups run against scim2-server.
+//! quirks; the drift and the groups run against scim2-server.
 
 use std::time::{Duration, Instant};
 
-use scimlink_e2e::application::{APP_TOKEN, Remote, run_ok};
+use scimlink_e2e::application::{APP_TOKEN, Application, Remote, run_ok};
 use scimlink_e2e::{Host, Running, Scim2Server, repository};
 use serde_json::{Value, json};
 
@@ -400,4 +402,70 @@ fn a_group_renamed_or_stripped_in_the_application_is_restored_and_its_own_member
     );
     let text = run_ok(&host, &["reconcile", "crm"]);
     assert!(text.contains("0 groups repaired"), "restored once: {text}");
+}
+
+#[test]
+fn drift_in_the_application_is_repaired_by_the_reconcile() {
+    let application = Application::start();
+    let folder = tempfile::tempdir().unwrap();
+    let host = Host::start_with(
+        &folder.path().join("data"),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", scimlink_e2e::ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN),
+            ("SCIMLINK_RECONCILE_SECONDS", "1"),
+        ],
+    );
+    connect(
+        &host,
+        application.server.port,
+        "userName,email,givenName,familyName,title,groups\n\
+         ada,ada@example.com,Ada,Lovelace,Countess,Engineering\n\
+         grace,grace@example.com,Grace,Hopper,Admiral,Engineering\n\
+         bob,bob@example.com,Bob,Builder,Builder,Engineering\n",
+        &["Engineering"],
+    );
+    run_ok(&host, &["app", "activate", "crm"]);
+    for name in ["ada", "grace", "bob"] {
+        application.eventually(name, "creation", |account| account["active"] == true);
+    }
+    host.admin("DELETE", "/groups/Engineering/members/bob", None);
+    application.eventually("bob", "deactivation", |account| account["active"] == false);
+
+    // Changed, deleted and reactivated directly in the application.
+    let ada = application.id_of("ada");
+    application.patch_user(
+        &ada,
+        json!([{ "op": "replace", "path": "title", "value": "Intern" }]),
+    );
+    application.delete_user(&application.id_of("grace"));
+    application.patch_user(
+        &application.id_of("bob"),
+        json!([{ "op": "replace", "path": "active", "value": true }]),
+    );
+
+    // The periodic reconcile puts each back.
+    application.eventually("ada", "the title restored", |account| {
+        account["title"] == "Countess"
+    });
+    application.eventually("grace", "recreation", |account| account["active"] == true);
+    application.eventually("bob", "deactivation again", |account| {
+        account["active"] == false
+    });
+    assert_eq!(application.id_of("ada"), ada, "restored in place");
+
+    // Unchanged, a reconcile sends nothing but the listing.
+    let done: Value =
+        serde_json::from_str(&run_ok(&host, &["reconcile", "crm", "--format", "json"])).unwrap();
+    assert_eq!(
+        done,
+        json!({ "listed": 3, "repaired": 0, "recreated": 0, "provisioned": 0, "groups_repaired": 0 })
+    );
+    let events = run_ok(&host, &["events", "--app", "crm", "--format", "json"]);
+    for repair in [
+        "drift: changed in the application",
+        "drift: deleted in the application",
+    ] {
+        assert!(events.contains(repair), "{repair}: {events}");
+    }
 }
