@@ -5,6 +5,9 @@
 //!   rules for a member removed, a group unbound or deleted, group
 //!   management turned off, each carried out on the scope as it is when
 //!   the object's lock is held;
+//! - [`worker`]: the outbox consumer on its own thread, as `scimlink serve`
+//!   runs it — each change applied per application, progress recorded per
+//!   application, a failing application retried while the others proceed;
 //! - [`world`]: the directory, applications and connectors the tests set
 //!   up, and every use of the store's API.
 
@@ -13,4 +16,5 @@
 mod support;
 
 mod groups;
+mod worker;
 mod world;

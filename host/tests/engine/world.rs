@@ -5,7 +5,9 @@
 //! Every use of the store's API is in this module, so that the tests read
 //! as what they do and a change to the store is adapted in one place.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use scimlink::engine::groups::directory_group;
 use scimlink::engine::provision::Target;
@@ -15,8 +17,9 @@ use scimlink::sandbox::sp::{Quirks, SandboxSp};
 use scimlink::scim_client::{ClientSettings, ScimClient, ScimRequest, percent_encode};
 use scimlink::store::prelude::*;
 use scimlink::store::{
-    AppRecord, AppState, AppUpdate, AppWrite, Event, EventQuery, GroupWrite, Member, MemberKind,
-    Pacing, Page, Secret, SqliteStore, StoreHandle, TokenCipher, UserWrite,
+    AppRecord, AppState, AppUpdate, AppWrite, ChangeProgress, DeadLetter, Event, EventQuery,
+    GroupWrite, Member, MemberKind, Pacing, Page, Secret, SqliteStore, StoreHandle, TokenCipher,
+    UserWrite,
 };
 use serde_json::{Map, Value, json};
 
@@ -24,6 +27,9 @@ use crate::support;
 
 /// The bearer token every simulated application is given.
 const APP_TOKEN: &str = "app-token";
+
+/// How long a test waits for the engine to reach a state it must reach.
+pub const WITHIN: Duration = Duration::from_secs(20);
 
 /// A directory, and a simulated application whose tenants are the
 /// applications' SCIM APIs.
@@ -35,8 +41,7 @@ pub struct World {
     /// named as the application is.
     pub sp: SandboxSp,
     loader: Loader,
-    /// Holds the store's files for the world's life.
-    _folder: tempfile::TempDir,
+    folder: tempfile::TempDir,
 }
 
 impl World {
@@ -49,8 +54,15 @@ impl World {
             store,
             sp: simulator(Quirks::default()).await,
             loader: Loader::new(support::runtime()),
-            _folder: folder,
+            folder,
         }
+    }
+
+    /// A folder of the world's own, for what a test needs on disk.
+    pub fn folder(&self, name: &str) -> PathBuf {
+        let folder = self.folder.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        folder
     }
 
     // ---- the directory --------------------------------------------------
@@ -178,8 +190,30 @@ impl World {
         )
     }
 
+    /// Sends each request once, and quarantines the application only after
+    /// many failures in a row: a failing application then costs a test one
+    /// request per attempt of the engine.
+    pub fn fail_fast(&self, app: &str) -> AppRecord {
+        let pacing = Pacing {
+            max_attempts: 1,
+            quarantine_after: 1000,
+            ..self.app_record(app).pacing
+        };
+        self.update_app(
+            app,
+            AppUpdate {
+                pacing: Some(pacing),
+                ..AppUpdate::default()
+            },
+        )
+    }
+
     fn update_app(&self, app: &str, update: AppUpdate) -> AppRecord {
         self.store.update_app(app, update).unwrap()
+    }
+
+    pub fn app_record(&self, app: &str) -> AppRecord {
+        self.store.get_app(app).unwrap().unwrap()
     }
 
     /// `app` with its connector and a client of its own, as the engine's
@@ -252,6 +286,23 @@ impl World {
             })
             .collect()
     }
+
+    pub fn dead_letters(&self, app: &str) -> Vec<DeadLetter> {
+        self.store.dead_letters(app).unwrap()
+    }
+
+    /// Where every open change stands for each application it concerns
+    /// (a completed change's progress is forgotten).
+    pub fn progress(&self) -> Vec<ChangeProgress> {
+        // A new store numbers its changes from 1; no test makes this many.
+        let every_change: Vec<i64> = (1..=1000).collect();
+        self.store.change_progress(&every_change).unwrap()
+    }
+
+    /// Changes in the outbox not yet done with.
+    pub fn pending_changes(&self) -> u64 {
+        self.store.pending_changes().unwrap()
+    }
 }
 
 /// A new member of a group, a user.
@@ -322,6 +373,16 @@ impl Remote {
         self.get(format!("/Users/{remote_id}")).await
     }
 
+    /// The accounts of `user_name`.
+    pub async fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let filter = format!("userName eq {}", json!(user_name));
+        let listed = self
+            .get(format!("/Users?filter={}", percent_encode(&filter)))
+            .await
+            .unwrap_or_default();
+        resources(&listed)
+    }
+
     /// The group `remote_id`, if the application holds it.
     pub async fn group(&self, remote_id: &str) -> Option<Value> {
         self.get(format!("/Groups/{remote_id}")).await
@@ -382,4 +443,13 @@ pub fn sent_since(sp: &SandboxSp, since: u64) -> Vec<String> {
 /// from.
 pub fn log_mark(sp: &SandboxSp) -> u64 {
     sp.requests().last().map_or(0, |request| request.seq + 1)
+}
+
+/// Waits, yielding to the simulator and the engine, until `done` holds.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + WITHIN;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
