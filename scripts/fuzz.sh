@@ -65,8 +65,11 @@ for target in "${targets[@]}"; do
   seeds=corpus/$target
   found=$target_dir/corpus/$target
   log=$target_dir/fuzz-logs/$target.log
+  # The log as a reader finds it from the repository's root.
+  shown_log=$log
+  [[ $log == /* ]] || shown_log=fuzz/$log
   mkdir -p "$seeds" "$found" "artifacts/$target"
-  echo "fuzzing $target for ${per_target}s (log: fuzz/$log)" >&2
+  echo "fuzzing $target for ${per_target}s (log: $shown_log)" >&2
   status=0
   # New inputs go to the first folder: the repository's corpus stays as
   # it is.
@@ -78,7 +81,7 @@ for target in "${targets[@]}"; do
   seconds=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | awk '{print $5}' | tail -n 1)
   artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
   if ((status != 0)); then
-    [[ -n $artifact ]] || artifact="(no input saved; see fuzz/$log)"
+    [[ -n $artifact ]] || artifact="(no input saved; see $shown_log)"
     crashes+=("$target: ${artifact#./}")
     rows+=("$(printf '%-20s %12s %8s %8s' "$target" "${runs:-?}" "${seconds:--}" 1)")
   else
