@@ -2,7 +2,9 @@
 //!
 //! - [`worker`] consumes the outbox (the durable queue every directory
 //!   change is written to) and syncs each user a change touches, in every
-//!   active application;
+//!   active application, with progress kept per (change, application);
+//! - [`retry`] is what follows when a change fails in one application:
+//!   a doubling backoff, then dead letters;
 //! - [`provision`] brings one user's account in one application to the
 //!   directory's desired state: lookup and takeover, create, update,
 //!   deactivate or delete, each ending in an audit event;
@@ -39,5 +41,6 @@ pub mod locks;
 pub mod plan;
 pub mod provision;
 pub mod reconcile;
+pub mod retry;
 pub mod takeover;
 pub mod worker;

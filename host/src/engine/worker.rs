@@ -22,10 +22,9 @@
 //!   date. A probe resumes it by itself once the cause is gone;
 //! - an object that fails in one application (a 5xx for one user, a
 //!   connector that traps on one user's data) fails only that pair, which is
-//!   tried again after a backoff that doubles each time
-//!   ([`EngineSettings::retry_backoff`]); after
-//!   [`EngineSettings::retry_attempts`] the objects that still fail are
-//!   dead-lettered with the reason, and the pair is done with;
+//!   tried again after a backoff that doubles each time; after the last
+//!   attempt the objects that still fail are dead-lettered with the reason,
+//!   and the pair is done with (the policy: [`super::retry`]);
 //! - a change completes when every application it concerns is done with it.
 //!
 //! For each change and application, in this order:
@@ -56,6 +55,7 @@ use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::{SyncError, Synced, Target, sync_user};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
+use super::retry::{AfterFailure, RetryPolicy};
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
@@ -90,15 +90,12 @@ pub struct EngineSettings {
     /// repaired.
     pub reconcile_every: Duration,
     /// Attempts at one change in one application before the objects that
-    /// still fail are dead-lettered.
+    /// still fail are dead-lettered ([`RetryPolicy::attempts`]).
     pub retry_attempts: u32,
     /// The wait after the first failed attempt; it doubles with each
-    /// further one, up to [`MAX_RETRY_BACKOFF`].
+    /// further one ([`RetryPolicy::backoff`]).
     pub retry_backoff: Duration,
 }
-
-/// The longest wait between two attempts at one change in one application.
-pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(600);
 
 impl Default for EngineSettings {
     fn default() -> Self {
@@ -124,12 +121,12 @@ impl EngineSettings {
         }
     }
 
-    /// How long to wait after the `attempts`th failed attempt.
-    pub fn backoff_after(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(16);
-        self.retry_backoff
-            .saturating_mul(1 << doublings)
-            .min(MAX_RETRY_BACKOFF)
+    /// What follows a failed attempt at one change in one application.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retry_attempts,
+            backoff: self.retry_backoff,
+        }
     }
 }
 
@@ -532,16 +529,18 @@ impl Engine {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        if attempts >= self.settings.retry_attempts.max(1) {
-            for failure in &failures {
-                self.give_up(&app, seq, attempts, failure).await?;
+        let wait = match self.settings.retry_policy().after_failure(attempts) {
+            AfterFailure::RetryIn(wait) => wait,
+            AfterFailure::GiveUp => {
+                for failure in &failures {
+                    self.give_up(&app, seq, attempts, failure).await?;
+                }
+                return Ok(ChangeProgress {
+                    last_error: Some(last_error),
+                    ..done(attempts)
+                });
             }
-            return Ok(ChangeProgress {
-                last_error: Some(last_error),
-                ..done(attempts)
-            });
-        }
-        let wait = self.settings.backoff_after(attempts);
+        };
         for failure in failures.iter().filter(|failure| !failure.recorded) {
             // An application's refusal has its event already; a connector
             // or store failure is said here.
@@ -1141,18 +1140,6 @@ fn object_event(
 mod tests {
     use super::*;
     use crate::store::{SqliteStore, TokenCipher, UserWrite};
-
-    #[test]
-    fn the_backoff_doubles_up_to_its_ceiling() {
-        let settings = EngineSettings {
-            retry_backoff: Duration::from_secs(5),
-            ..EngineSettings::default()
-        };
-        assert_eq!(settings.backoff_after(1), Duration::from_secs(5));
-        assert_eq!(settings.backoff_after(2), Duration::from_secs(10));
-        assert_eq!(settings.backoff_after(4), Duration::from_secs(40));
-        assert_eq!(settings.backoff_after(30), MAX_RETRY_BACKOFF);
-    }
 
     #[tokio::test]
     async fn renewals_go_on_until_a_claim_is_taken() {
