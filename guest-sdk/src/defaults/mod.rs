@@ -18,15 +18,20 @@
 //!
 //! Passwords are never part of the contract: the host does not hand them to
 //! connectors, so no default sends one.
+//!
+//! The group-management rules (what a removed member, an unbound or deleted
+//! group, or group management turned off does to groups and accounts) are
+//! in [`group_rules`]'s file, `group_rules.rs`.
 
 use serde::Serialize;
 use serde_json::Value;
 
+mod group_rules;
+
+pub use group_rules::{group_rule, keep_all, offboard_unless_in_scope};
+
 use crate::scim::{self, ENTERPRISE_USER_SCHEMA, ScimJson};
-use crate::{
-    AccountAction, Address, DirectoryGroup, DirectoryUser, Email, GroupAction, GroupDecision,
-    GroupEvent, GroupEventFacts, MappingError, MemberDecision, Offboarding, Phone,
-};
+use crate::{Address, DirectoryGroup, DirectoryUser, Email, MappingError, Phone};
 
 /// Every attribute of the directory user record, by its contract field name.
 pub const ALL_ATTRIBUTES: &[&str] = &[
@@ -281,86 +286,6 @@ pub fn lookup_filters(user: &DirectoryUser) -> Vec<String> {
     filters
 }
 
-/// The group-management rules of a generic SCIM application:
-///
-/// - a user removed from a group is removed from the remote group; their
-///   account is offboarded unless another managed group (or a direct
-///   assignment) keeps them in scope;
-/// - an unbound group is left as it is in the application; its members are
-///   offboarded under the same exception;
-/// - a deleted group is deleted in the application; its members are
-///   offboarded under the same exception;
-/// - disabling group management leaves groups and memberships as they are
-///   and every account as it is.
-///
-/// "Offboarded" is `offboarding`: deactivate or delete.
-pub fn group_rule(facts: &GroupEventFacts, offboarding: Offboarding) -> GroupDecision {
-    let offboard = match offboarding {
-        Offboarding::Deactivate => AccountAction::Deactivate,
-        Offboarding::Delete => AccountAction::Delete,
-    };
-    let (group, rule) = match facts.event {
-        GroupEvent::UserRemovedFromGroup if facts.group_management => (
-            GroupAction::RemoveMembers,
-            "remove-member-offboard-unless-other-group",
-        ),
-        GroupEvent::UserRemovedFromGroup => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
-        GroupEvent::GroupUnbound => (
-            GroupAction::LeaveAsIs,
-            "unbind-leave-group-offboard-unless-other-group",
-        ),
-        GroupEvent::GroupDeleted if facts.group_management => (
-            GroupAction::DeleteGroup,
-            "delete-group-offboard-unless-other-group",
-        ),
-        GroupEvent::GroupDeleted => (GroupAction::LeaveAsIs, "offboard-unless-other-group"),
-        GroupEvent::GroupManagementDisabled => {
-            return GroupDecision {
-                group: GroupAction::LeaveAsIs,
-                members: keep_all(facts),
-                rule: "group-management-disabled-leave-as-is".to_owned(),
-            };
-        }
-    };
-    GroupDecision {
-        group,
-        members: offboard_unless_in_scope(facts, offboard),
-        rule: rule.to_owned(),
-    }
-}
-
-/// Every member keeps their account.
-pub fn keep_all(facts: &GroupEventFacts) -> Vec<MemberDecision> {
-    facts
-        .members
-        .iter()
-        .map(|m| MemberDecision {
-            user_id: m.user_id.clone(),
-            action: AccountAction::Keep,
-        })
-        .collect()
-}
-
-/// `action` for each member no other managed group or direct assignment
-/// keeps in scope; keep for the others.
-pub fn offboard_unless_in_scope(
-    facts: &GroupEventFacts,
-    action: AccountAction,
-) -> Vec<MemberDecision> {
-    facts
-        .members
-        .iter()
-        .map(|m| MemberDecision {
-            user_id: m.user_id.clone(),
-            action: if m.other_managed_groups.is_empty() && !m.directly_assigned {
-                action
-            } else {
-                AccountAction::Keep
-            },
-        })
-        .collect()
-}
-
 /// A SCIM User (core + enterprise) as a directory user. `id` is the
 /// document's externalId when it has one: the directory assigns the rest.
 pub fn read_user(document: &Value) -> Result<DirectoryUser, MappingError> {
@@ -483,7 +408,10 @@ pub fn sample_user() -> DirectoryUser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DirectoryGroup, MemberFacts};
+    use crate::{
+        AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
+        Offboarding,
+    };
 
     #[test]
     fn default_user_maps_every_attribute() {
