@@ -70,7 +70,7 @@ pub struct ClientSettings {
 
 /// The largest answer read from an application unless its pacing says
 /// otherwise: 16 MiB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+pub use crate::store::DEFAULT_MAX_RESPONSE_BYTES;
 
 impl Default for ClientSettings {
     fn default() -> Self {

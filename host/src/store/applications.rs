@@ -40,6 +40,10 @@ impl AppState {
     }
 }
 
+/// The largest answer read from an application unless its pacing says
+/// otherwise: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
 /// How fast the host may send to an application.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, rename_all = "camelCase")]
@@ -68,7 +72,7 @@ impl Default for Pacing {
             timeout_seconds: 30,
             max_attempts: 6,
             quarantine_after: 10,
-            max_response_bytes: crate::scim_client::DEFAULT_MAX_RESPONSE_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
