@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scimlink::api::auth::BearerToken;
-use scimlink::api::{ApiState, app};
+use scimlink::host::HostBuilder;
 use scimlink::store::{
-    AppWrite, ImportBatch, ImportGroup, Secret, SqliteStore, Store, StoreHandle, TokenCipher,
-    UserWrite,
+    AppWrite, ImportBatch, ImportGroup, Secret, SqliteStore, Store, TokenCipher, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -199,16 +198,14 @@ fn scim_benchmark() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let router = app(
-            ApiState {
-                store: StoreHandle::new(store),
-                admin_token: BearerToken::from_plain("admin"),
-                plugins: None,
-                plugin_history: None,
-                clients: scimlink::engine::connections::Clients::new(),
-            },
+        let router = HostBuilder::new(
+            store,
+            BearerToken::from_plain("admin"),
             BearerToken::from_plain(SCIM_TOKEN),
-        );
+        )
+        .build()
+        .expect("host")
+        .router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("listen");

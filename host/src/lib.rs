@@ -14,11 +14,13 @@
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
 //! | [`engine`] | provisioning: the outbox consumer, user sync, integration lifecycle |
 //! | [`sandbox`] | the connector sandbox: simulated application, lifecycle test, scaffold |
+//! | [`host`] | the composition root: store, connectors, clients, engine and router of one host |
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod host;
 pub mod runtime;
 pub mod sandbox;
 pub mod scim;

@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::{LimitArgs, shown};
 use crate::api::auth::{BearerToken, TokenOrigin};
+use crate::host::HostBuilder;
 use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
@@ -134,7 +135,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         BearerToken::establish(store.as_ref(), ADMIN_TOKEN_ENV, "admin_token_sha256")?;
     let (scim_token, scim_origin) =
         BearerToken::establish(store.as_ref(), SCIM_TOKEN_ENV, "scim_token_sha256")?;
-    let events_store = Arc::clone(&store);
     anyhow::ensure!(
         args.guard_percent.is_finite() && (0.0..=100.0).contains(&args.guard_percent),
         "--guard-percent must be between 0 and 100, not {}",
@@ -149,28 +149,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         retry_attempts: args.retry_attempts,
         retry_backoff: std::time::Duration::from_secs(args.retry_backoff_seconds),
     };
-    let clients = crate::engine::connections::Clients::new();
-    crate::engine::worker::Engine::start(
-        Arc::clone(&store),
-        Arc::clone(&registry),
-        Arc::clone(&clients),
-        engine_settings,
-    )
-    .context("cannot start the provisioning engine")?;
-    let app = crate::api::app_with_scan_limit(
-        crate::api::ApiState {
-            store: StoreHandle::new(store),
-            admin_token,
-            plugins: Some(Arc::clone(&registry)),
-            plugin_history: Some(History::new(args.data.join("plugin-history"))),
-            clients,
-        },
-        scim_token,
-        crate::scim::server::ScanLimit::new(
+    let host = HostBuilder::new(store, admin_token, scim_token)
+        .connectors(Arc::clone(&registry))
+        .connector_history(History::new(args.data.join("plugin-history")))
+        .scan_limit(crate::scim::server::ScanLimit::new(
             usize::from(args.scim_scan_concurrency),
             crate::scim::server::ScanLimit::DEFAULT_WAIT,
-        ),
-    );
+        ))
+        .engine(engine_settings)
+        .build()?;
+    let app = host.router();
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -184,10 +172,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .local_addr()
             .context("cannot read the listening address")?;
         announce(address, &admin_origin, &scim_origin);
-        tokio::spawn(prune_events(
-            StoreHandle::new(Arc::clone(&events_store)),
-            args.event_retention_days,
-        ));
+        tokio::spawn(prune_events(host.store_handle(), args.event_retention_days));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -31,6 +31,7 @@ use super::sp::{Quirks, SandboxSp};
 use super::tape::{self, CHECK_HEADER, Exchange, Sender, Tape, Upstream};
 use crate::engine::directory_user::directory_user;
 use crate::engine::reconcile::differing_attributes;
+use crate::host::{Host, HostBuilder, HostError};
 use crate::runtime::contract::Setting;
 use crate::runtime::{
     CallReceipt, LoadedPlugin, Loader, PluginIdentity, PluginLimits, PluginRegistry, ReceiptTap,
@@ -566,7 +567,6 @@ impl Run {
         )
         .map_err(|e| format!("cannot copy the component: {e}"))?;
         let registry = Arc::new(PluginRegistry::new(loader, &plugins));
-        let clients = crate::engine::connections::Clients::new();
         registry.sync();
         let plugin = registry
             .get(&manifest.name)
@@ -615,36 +615,42 @@ impl Run {
 
         let data = folder.join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-        let cipher = TokenCipher::for_data_folder(&data).map_err(|e| e.to_string())?;
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open_in(&data, cipher).map_err(|e| e.to_string())?);
-        crate::engine::worker::Engine::start_until(
-            Arc::clone(&store),
-            Arc::clone(&registry),
-            Arc::clone(&clients),
-            crate::engine::worker::EngineSettings {
-                quarantine_probe: Duration::from_secs(1),
-                // Never hold a change: a test deprovisions a third of its
-                // accounts at a time.
-                guard_percent: 100.0,
-                guard_minimum: u64::MAX,
-                reconcile_every: Duration::from_secs(86_400),
-                ..crate::engine::worker::EngineSettings::default()
-            },
-            Arc::clone(&self.stop_engine),
-        )
-        .map_err(|e| format!("cannot start the engine: {e}"))?;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let api = crate::api::app(
-            crate::api::ApiState {
-                store: StoreHandle::new(Arc::clone(&store)),
-                admin_token: crate::api::auth::BearerToken::from_plain(&admin_token),
-                plugins: Some(registry),
-                plugin_history: None,
-                clients,
-            },
-            crate::api::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
-        );
+        let host_admin_token = crate::api::auth::BearerToken::from_plain(&admin_token);
+        let stop_engine = Arc::clone(&self.stop_engine);
+        // Opening the store and starting the engine call the store
+        // synchronously: on the blocking pool, not on this task's thread.
+        let host = tokio::task::spawn_blocking(move || -> Result<Host, String> {
+            let cipher = TokenCipher::for_data_folder(&data).map_err(|e| e.to_string())?;
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open_in(&data, cipher).map_err(|e| e.to_string())?);
+            HostBuilder::new(
+                store,
+                host_admin_token,
+                crate::api::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
+            )
+            .connectors(registry)
+            .engine_until(
+                crate::engine::worker::EngineSettings {
+                    quarantine_probe: Duration::from_secs(1),
+                    // Never hold a change: a test deprovisions a third of its
+                    // accounts at a time.
+                    guard_percent: 100.0,
+                    guard_minimum: u64::MAX,
+                    reconcile_every: Duration::from_secs(86_400),
+                    ..crate::engine::worker::EngineSettings::default()
+                },
+                stop_engine,
+            )
+            .build()
+            .map_err(|error| match error {
+                HostError::EngineStart(cause) => format!("cannot start the engine: {cause}"),
+                other => other.to_string(),
+            })
+        })
+        .await
+        .map_err(|e| format!("cannot start the host: {e}"))??;
+        let api = host.router();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| e.to_string())?;
@@ -662,7 +668,7 @@ impl Run {
             base: format!("http://{address}/api/v1"),
             token: admin_token,
         });
-        self.store = Some(StoreHandle::new(store));
+        self.store = Some(host.store_handle());
         Ok(Ended::Passed(notes))
     }
 

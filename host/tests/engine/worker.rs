@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use scimlink::engine::connections::Clients;
-use scimlink::engine::worker::{Engine, EngineSettings, GAVE_UP, QUARANTINE};
+use scimlink::api::auth::BearerToken;
+use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE};
+use scimlink::host::HostBuilder;
 use scimlink::runtime::{Loader, PluginRegistry};
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
 use scimlink::store::AppState;
@@ -44,14 +45,24 @@ impl RunningEngine {
             assert!(registry.get(name).is_some(), "{name} is not served");
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = Engine::start_until(
-            Arc::clone(&world.store),
-            registry,
-            Clients::new(),
-            settings,
-            Arc::clone(&stop),
-        )
+        // The test serves no HTTP: the host's router and its tokens go
+        // unused. Starting the engine calls the store: on the blocking pool.
+        let store = Arc::clone(&world.store);
+        let engine_stop = Arc::clone(&stop);
+        let mut host = tokio::task::spawn_blocking(move || {
+            HostBuilder::new(
+                store,
+                BearerToken::from_plain("unused-admin-token"),
+                BearerToken::from_plain("unused-scim-token"),
+            )
+            .connectors(registry)
+            .engine_until(settings, engine_stop)
+            .build()
+        })
+        .await
+        .unwrap()
         .unwrap();
+        let thread = host.take_engine_thread().unwrap();
         let engine = RunningEngine {
             stop,
             thread: Some(thread),
