@@ -9,10 +9,13 @@
 //! Admin errors are `{"error": {"code", "message", "field"?}}` with a stable
 //! `code`; every list is paginated with `offset` and `limit`.
 
+mod access;
+mod applications;
 pub mod auth;
+mod connectors;
 pub(crate) mod directory;
 pub mod events;
-mod integrations;
+mod operations;
 mod safety;
 mod status;
 
@@ -81,7 +84,10 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .nest(
             "/api/v1",
             directory::routes()
-                .merge(integrations::routes())
+                .merge(applications::routes())
+                .merge(access::routes())
+                .merge(operations::routes())
+                .merge(connectors::routes())
                 .merge(events::routes())
                 .merge(safety::routes())
                 .merge(status::routes()),
@@ -466,10 +472,10 @@ pub fn check_body(operation: BodyOf, bytes: &[u8]) -> Result<(), ApiError> {
         BodyOf::CreateGroup => directory::check_group_create(&parse_body(bytes)?),
         BodyOf::UpdateGroup => directory::check_group_update(&parse_body(bytes)?),
         BodyOf::ImportDirectory => directory::import_batch(parse_body(bytes)?).map(drop),
-        BodyOf::CreateApp => integrations::check_app_create(parse_body(bytes)?),
-        BodyOf::UpdateApp => integrations::check_app_change(parse_body(bytes)?),
-        BodyOf::ReplaceToken => integrations::check_token_input(&parse_body(bytes)?),
-        BodyOf::ImportFromApp => parse_body::<integrations::ImportInput>(bytes).map(drop),
+        BodyOf::CreateApp => applications::check_app_create(parse_body(bytes)?),
+        BodyOf::UpdateApp => applications::check_app_change(parse_body(bytes)?),
+        BodyOf::ReplaceToken => applications::check_token_input(&parse_body(bytes)?),
+        BodyOf::ImportFromApp => parse_body::<operations::ImportInput>(bytes).map(drop),
         BodyOf::ReplayDeadLetters => parse_body::<safety::ReplayInput>(bytes).map(drop),
     }
 }

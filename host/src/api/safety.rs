@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::integrations::{load_app, record};
+use super::applications::{load_app, record};
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::{guard, lifecycle};
 use crate::store::{DeadLetter, HeldChange, Outcome};
