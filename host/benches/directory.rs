@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scimlink::api::auth::BearerToken;
+use scimlink::auth::BearerToken;
 use scimlink::host::HostBuilder;
 use scimlink::store::{
     AppWrite, ImportBatch, ImportGroup, Secret, SqliteStore, Store, TokenCipher, UserWrite,

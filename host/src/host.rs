@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use axum::Router;
 
 use crate::api::ApiState;
-use crate::api::auth::BearerToken;
+use crate::auth::BearerToken;
 use crate::engine::connections::Clients;
 use crate::engine::worker::{Engine, EngineSettings};
 use crate::runtime::PluginRegistry;

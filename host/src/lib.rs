@@ -8,6 +8,7 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`runtime`] | loading, limiting, validating and hot-swapping connectors |
+//! | [`auth`] | the bearer tokens the host accepts: admin API and inbound SCIM |
 //! | [`store`] | the directory and the engine's durable state (SQLite by default) |
 //! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
@@ -18,6 +19,7 @@
 //! | [`cli`] | the `scimlink` command line |
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod engine;
 pub mod host;

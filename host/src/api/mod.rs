@@ -11,7 +11,6 @@
 
 mod access;
 mod applications;
-pub mod auth;
 mod connectors;
 pub(crate) mod directory;
 pub mod events;
@@ -31,10 +30,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::BearerToken;
 use crate::runtime::PluginRegistry;
 use crate::scim;
 use crate::store::{Page, Store, StoreError, StoreHandle};
-use auth::BearerToken;
 
 /// The largest admin request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 << 20;

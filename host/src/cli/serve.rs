@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{LimitArgs, shown};
-use crate::api::auth::{BearerToken, TokenOrigin};
+use crate::auth::{BearerToken, TokenOrigin};
 use crate::host::HostBuilder;
 use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;

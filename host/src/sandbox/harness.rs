@@ -616,7 +616,7 @@ impl Run {
         let data = folder.join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let host_admin_token = crate::api::auth::BearerToken::from_plain(&admin_token);
+        let host_admin_token = crate::auth::BearerToken::from_plain(&admin_token);
         let stop_engine = Arc::clone(&self.stop_engine);
         // Opening the store and starting the engine call the store
         // synchronously: on the blocking pool, not on this task's thread.
@@ -627,7 +627,7 @@ impl Run {
             HostBuilder::new(
                 store,
                 host_admin_token,
-                crate::api::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
+                crate::auth::BearerToken::from_plain(&uuid::Uuid::new_v4().to_string()),
             )
             .connectors(registry)
             .engine_until(

@@ -35,7 +35,7 @@ use super::schema::{
     self, Attributes, EXTENSION_URNS, GROUP_TYPE, RESOURCE_TYPES, ResourceType, Returned,
     USER_TYPE, check_resource, schemas_of,
 };
-use crate::api::auth::BearerToken;
+use crate::auth::BearerToken;
 use crate::store::{
     GroupKey, GroupRecord, GroupRef, GroupWrite, Member, MemberKind, Page, Store, StoreError,
     StoreHandle, Timestamp, UserKey, UserRecord, UserWrite,

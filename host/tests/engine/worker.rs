@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use scimlink::api::auth::BearerToken;
+use scimlink::auth::BearerToken;
 use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE};
 use scimlink::host::HostBuilder;
 use scimlink::runtime::{Loader, PluginRegistry};

@@ -1,5 +1,8 @@
 //! Bearer tokens of the admin API and the inbound SCIM server.
 //!
+//! Both servers check tokens the same way, so the type lives beside them
+//! rather than in either: neither server depends on the other for it.
+//!
 //! A token is kept only as its SHA-256: tokens are 256 random bits when the
 //! host generates them, so a fast unsalted hash loses nothing, and a leaked
 //! database does not leak a usable token. Presented tokens are hashed and
