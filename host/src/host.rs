@@ -31,7 +31,7 @@ use crate::engine::connections::Clients;
 use crate::engine::worker::{Engine, EngineSettings};
 use crate::runtime::PluginRegistry;
 use crate::runtime::history::History;
-use crate::scim::server::ScanLimit;
+use crate::scim_server::ScanLimit;
 use crate::store::{Store, StoreHandle};
 
 /// Why a host could not be assembled.

@@ -10,7 +10,8 @@
 //! | [`runtime`] | loading, limiting, validating and hot-swapping connectors |
 //! | [`auth`] | the bearer tokens the host accepts: admin API and inbound SCIM |
 //! | [`store`] | the directory and the engine's durable state (SQLite by default) |
-//! | [`scim`] | the inbound SCIM 2.0 server: schemas, filters, PATCH |
+//! | [`scim`] | SCIM 2.0 itself: schemas, filters, PATCH, error bodies (no HTTP routes) |
+//! | [`scim_server`] | the inbound SCIM 2.0 server that feeds the directory |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
 //! | [`engine`] | provisioning: the outbox consumer, user sync, integration lifecycle |
@@ -27,4 +28,5 @@ pub mod runtime;
 pub mod sandbox;
 pub mod scim;
 pub mod scim_client;
+pub mod scim_server;
 pub mod store;

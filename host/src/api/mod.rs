@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::BearerToken;
 use crate::runtime::PluginRegistry;
-use crate::scim;
+use crate::scim_server;
 use crate::store::{Page, Store, StoreError, StoreHandle};
 
 /// The largest admin request body accepted.
@@ -213,7 +213,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP application, with the default limit on inbound SCIM
 /// searches that scan the directory.
 pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
-    app_with_scan_limit(state, scim_token, scim::server::ScanLimit::default())
+    app_with_scan_limit(state, scim_token, scim_server::ScanLimit::default())
 }
 
 /// The whole HTTP application; at most `scans` inbound SCIM searches read
@@ -221,7 +221,7 @@ pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
 pub fn app_with_scan_limit(
     state: ApiState,
     scim_token: BearerToken,
-    scans: scim::server::ScanLimit,
+    scans: scim_server::ScanLimit,
 ) -> Router {
     let (admin, document) = admin_routes();
     let document = Arc::new(document);
@@ -235,7 +235,7 @@ pub fn app_with_scan_limit(
         )
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state.clone());
-    let scim = scim::server::router(scim::server::ScimState {
+    let scim = scim_server::router(scim_server::ScimState {
         store: state.store.clone(),
         token: scim_token,
         scans,

@@ -152,9 +152,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let host = HostBuilder::new(store, admin_token, scim_token)
         .connectors(Arc::clone(&registry))
         .connector_history(History::new(args.data.join("plugin-history")))
-        .scan_limit(crate::scim::server::ScanLimit::new(
+        .scan_limit(crate::scim_server::ScanLimit::new(
             usize::from(args.scim_scan_concurrency),
-            crate::scim::server::ScanLimit::DEFAULT_WAIT,
+            crate::scim_server::ScanLimit::DEFAULT_WAIT,
         ))
         .engine(engine_settings)
         .build()?;

@@ -1,4 +1,5 @@
-//! The SCIM schemas the inbound server speaks (RFC 7643), as data.
+//! The SCIM schemas scimlink speaks (RFC 7643), as data: the inbound
+//! server serves and enforces them, the engine names their URNs.
 //!
 //! One table describes each schema; the same table is served at `/Schemas`,
 //! checks every incoming resource, and tells the filter evaluator which

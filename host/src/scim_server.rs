@@ -28,14 +28,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::error::{SCIM_CONTENT_TYPE, ScimError};
-use super::filter::{self, AttrPath, Filter, parse_filter_with, parse_patch_path_with};
-use super::patch;
-use super::schema::{
+use crate::auth::BearerToken;
+use crate::scim::error::{SCIM_CONTENT_TYPE, ScimError};
+use crate::scim::filter::{self, AttrPath, Filter, parse_filter_with, parse_patch_path_with};
+use crate::scim::patch;
+use crate::scim::schema::{
     self, Attributes, EXTENSION_URNS, GROUP_TYPE, RESOURCE_TYPES, ResourceType, Returned,
     USER_TYPE, check_resource, schemas_of,
 };
-use crate::auth::BearerToken;
 use crate::store::{
     GroupKey, GroupRecord, GroupRef, GroupWrite, Member, MemberKind, Page, Store, StoreError,
     StoreHandle, Timestamp, UserKey, UserRecord, UserWrite,
