@@ -135,7 +135,7 @@ impl HostBuilder {
             }
         };
         let store_handle = StoreHandle::new(Arc::clone(&self.store));
-        let router = crate::api::app_with_scan_limit(
+        let router = crate::api::app(
             ApiState {
                 store: store_handle.clone(),
                 admin_token: self.admin_token,

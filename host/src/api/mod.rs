@@ -210,19 +210,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     admin_routes().1
 }
 
-/// The whole HTTP application, with the default limit on inbound SCIM
-/// searches that scan the directory.
-pub fn app(state: ApiState, scim_token: BearerToken) -> Router {
-    app_with_scan_limit(state, scim_token, scim_server::ScanLimit::default())
-}
-
 /// The whole HTTP application; at most `scans` inbound SCIM searches read
-/// the whole directory at once.
-pub fn app_with_scan_limit(
-    state: ApiState,
-    scim_token: BearerToken,
-    scans: scim_server::ScanLimit,
-) -> Router {
+/// the whole directory at once. A host builds it through
+/// [`crate::host::HostBuilder`], which shares `state`'s clients with the
+/// engine.
+pub fn app(state: ApiState, scim_token: BearerToken, scans: scim_server::ScanLimit) -> Router {
     let (admin, document) = admin_routes();
     let document = Arc::new(document);
     let admin = admin
