@@ -10,6 +10,12 @@
 //! rule: there is no synchronous method to call by mistake. A backend whose
 //! driver is async (PostgreSQL) drives it to completion inside that same
 //! blocking call.
+//!
+//! A call, once sent, runs to its end: dropping the future that awaits it
+//! (a `select!` that took another branch, a timeout) does not call it back,
+//! and its write may land after whatever the caller does next. A caller
+//! that must know its writes are over awaits them (see how the engine stops
+//! its lease renewal in `engine::worker`).
 
 use std::sync::Arc;
 
