@@ -28,6 +28,7 @@ use axum::Router;
 use crate::api::ApiState;
 use crate::auth::BearerToken;
 use crate::engine::connections::Clients;
+use crate::engine::operations::Operations;
 use crate::engine::worker::{Engine, EngineSettings};
 use crate::runtime::PluginRegistry;
 use crate::runtime::history::History;
@@ -139,9 +140,12 @@ impl HostBuilder {
             ApiState {
                 store: store_handle.clone(),
                 admin_token: self.admin_token,
-                plugins: self.connectors.clone(),
                 plugin_history: self.connector_history,
-                clients: Arc::clone(&clients),
+                operations: Operations::new(
+                    store_handle.clone(),
+                    self.connectors.clone(),
+                    Arc::clone(&clients),
+                ),
             },
             self.scim_token,
             self.scans,

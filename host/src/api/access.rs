@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 
 use super::applications::load_app;
 use super::connectors::served_plugin;
-use super::directory::find_group;
 use super::{ApiError, ApiErrorBody, ApiState, PageOf, PageParams, store_call};
+use crate::store::{group_by_id_or_name, user_by_id_or_name};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -59,7 +59,7 @@ async fn bind(
     Path((app, group)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = find_group(store, &group)?;
+        let group = group_by_id_or_name(store, &group)?;
         store.bind(&app, &group.id)
     })
     .await?;
@@ -75,7 +75,7 @@ async fn unbind(
     Path((app, group)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = find_group(store, &group)?;
+        let group = group_by_id_or_name(store, &group)?;
         store.unbind(&app, &group.id)
     })
     .await?;
@@ -152,7 +152,7 @@ async fn assign(
         ));
     }
     store_call(&state, move |store| {
-        let user = super::directory::find_user(store, &user)?;
+        let user = user_by_id_or_name(store, &user)?;
         store.assign(&app.id, &user.id)
     })
     .await?;
@@ -169,7 +169,7 @@ async fn unassign(
     Path((app, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let user = super::directory::find_user(store, &user)?;
+        let user = user_by_id_or_name(store, &user)?;
         store.unassign(&app, &user.id)
     })
     .await?;

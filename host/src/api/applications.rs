@@ -21,9 +21,7 @@ use utoipa_axum::routes;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
 use crate::runtime::PluginRegistry;
-use crate::store::{
-    AppRecord, AppState, AppUpdate, AppWrite, Event, GuardOverrides, Outcome, Pacing, Secret,
-};
+use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, GuardOverrides, Pacing, Secret};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -335,7 +333,7 @@ async fn create_app(
     State(state): State<ApiState>,
     Body(input): Body<AppInput>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
-    let write = app_write(state.plugins.as_deref(), input)?;
+    let write = app_write(state.operations.plugins().map(Arc::as_ref), input)?;
     let app = store_call(&state, move |store| store.create_app(write)).await?;
     Ok((StatusCode::CREATED, Json(app.into())))
 }
@@ -382,9 +380,8 @@ pub(super) fn check_app_change(change: AppChange) -> Result<(), ApiError> {
     let settings = change.settings.unwrap_or_default();
     let base_url = change.base_url.as_deref().unwrap_or(CURRENT_BASE_URL);
     let base_url = check_against_connector(None, "sample", Some(base_url), &settings)?;
-    let moved = resolved_origin(CURRENT_BASE_URL, &current_settings)
-        != resolved_origin(&base_url, &settings);
-    if moved && token.is_none() {
+    let moved = lifecycle::origin_move(CURRENT_BASE_URL, &current_settings, &base_url, &settings);
+    if moved.is_some() && token.is_none() {
         return Err(ApiError::invalid(
             "token",
             "the change moves the application",
@@ -420,20 +417,7 @@ async fn get_app(
 }
 
 pub(super) async fn load_app(state: &ApiState, app: String) -> Result<AppRecord, ApiError> {
-    let (found, name) = store_call(state, move |store| {
-        store.get_app(&app).map(|found| (found, app))
-    })
-    .await?;
-    found.ok_or_else(|| ApiError::not_found(format!("application {name:?} not found")))
-}
-
-/// The origin (scheme, host, port) a base URL template resolves to with
-/// these settings, as `https://host[:port]`; `None` when it does not
-/// resolve to an http(s) URL.
-fn resolved_origin(base_url: &str, settings: &BTreeMap<String, String>) -> Option<String> {
-    let resolved = fill_placeholders(base_url, settings).ok()?;
-    let origin = reqwest::Url::parse(&resolved).ok()?.origin();
-    origin.is_tuple().then(|| origin.ascii_serialization())
+    Ok(state.operations.app(&app).await?)
 }
 
 /// Update an application's settings. A change that moves the resolved base
@@ -458,32 +442,11 @@ async fn update_app(
         .clone()
         .unwrap_or_else(|| current.base_url.clone());
     let base_url = check_against_connector(
-        state.plugins.as_deref(),
+        state.operations.plugins().map(Arc::as_ref),
         &current.connector,
         Some(&base_url),
         &settings,
     )?;
-    // --- A new origin needs the token again: the stored one was given for
-    // the old server, and the admin token alone must not be enough to send
-    // it elsewhere.
-    let old_origin = resolved_origin(&current.base_url, &current_settings);
-    let new_origin = resolved_origin(&base_url, &settings);
-    let moved = (old_origin != new_origin).then(|| {
-        let shown = |origin: Option<String>| origin.unwrap_or_else(|| "(unresolved)".into());
-        (shown(old_origin), shown(new_origin))
-    });
-    if let (Some((from, to)), None) = (&moved, &token) {
-        return Err(ApiError::invalid(
-            "token",
-            format!(
-                "this change moves {} from {from} to {to}: give the application's token \
-                 for {to} in the same request (\"token\"), so that the stored one is never \
-                 sent to another server",
-                current.name
-            ),
-        ));
-    }
-    // --- end of the origin check.
     // Only what differs is written, so an empty change records nothing.
     let update = AppUpdate {
         label: change.label.filter(|label| *label != current.label),
@@ -505,47 +468,8 @@ async fn update_app(
         token,
         ..AppUpdate::default()
     };
-    let mut changed = Vec::new();
-    for (name, is_set) in [
-        ("label", update.label.is_some()),
-        ("base URL", update.base_url.is_some()),
-        ("group management", update.manage_groups.is_some()),
-        ("settings", update.settings.is_some()),
-        ("pacing", update.pacing.is_some()),
-        ("guard thresholds", update.guard.is_some()),
-        ("token", update.token.is_some()),
-    ] {
-        if is_set {
-            changed.push(name);
-        }
-    }
-    let origin_note = moved
-        .map(|(from, to)| format!("; origin {from} → {to}"))
-        .unwrap_or_default();
-    let id = current.id.clone();
-    let app = store_call(&state, move |store| store.update_app(&id, update)).await?;
-    if !changed.is_empty() {
-        record(
-            &state,
-            lifecycle::event(
-                &app,
-                lifecycle::UPDATE,
-                Outcome::Success,
-                None,
-                format!("changed: {}{origin_note}", changed.join(", ")),
-            ),
-        )
-        .await;
-    }
+    let app = state.operations.update(&current, update).await?;
     Ok(Json(app.into()))
-}
-
-/// Records an event; a failure to record is logged, not returned: the
-/// change it describes has happened.
-pub(super) async fn record(state: &ApiState, event: Event) {
-    if let Err(error) = store_call(state, move |store| store.record_event(event)).await {
-        tracing::error!("cannot record an event: {error:?}");
-    }
 }
 
 /// Remove an application from scimlink (accounts in it are left as they are).
@@ -555,29 +479,8 @@ async fn delete_app(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let current = load_app(&state, app).await?;
-    let id = current.id.clone();
-    store_call(&state, move |store| store.delete_app(&id)).await?;
-    record(
-        &state,
-        lifecycle::event(
-            &current,
-            lifecycle::DELETE,
-            Outcome::Success,
-            None,
-            "removed from scimlink",
-        ),
-    )
-    .await;
+    state.operations.remove(&app).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub(super) fn connection_failed(app: &AppRecord, summary: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "connection_failed",
-        format!("the connection test of {} failed: {summary}", app.name),
-    )
 }
 
 /// Activate an application: its connection is tested (what it supports is
@@ -589,45 +492,7 @@ async fn activate(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    let current = load_app(&state, app).await?;
-    let client = app_client(&state, &current).await?;
-    match lifecycle::test_with(&client).await {
-        Ok(tested) => {
-            let id = current.id.clone();
-            let update = AppUpdate {
-                state: Some(AppState::Active),
-                capabilities: Some(tested.capabilities),
-                ..AppUpdate::default()
-            };
-            let app = store_call(&state, move |store| store.update_app(&id, update)).await?;
-            record(
-                &state,
-                lifecycle::event(
-                    &app,
-                    lifecycle::ACTIVATE,
-                    Outcome::Success,
-                    Some(tested.http_status),
-                    tested.summary,
-                ),
-            )
-            .await;
-            Ok(Json(app.into()))
-        }
-        Err(untested) => {
-            record(
-                &state,
-                lifecycle::event(
-                    &current,
-                    lifecycle::ACTIVATE,
-                    Outcome::Failure,
-                    untested.http_status,
-                    untested.summary.clone(),
-                ),
-            )
-            .await;
-            Err(connection_failed(&current, &untested.summary))
-        }
-    }
+    Ok(Json(state.operations.activate(&app).await?.into()))
 }
 
 /// Deactivate an application: nothing more is sent.
@@ -637,28 +502,7 @@ async fn deactivate(
     State(state): State<ApiState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    let app = store_call(&state, move |store| {
-        store.update_app(
-            &app,
-            AppUpdate {
-                state: Some(AppState::Inactive),
-                ..AppUpdate::default()
-            },
-        )
-    })
-    .await?;
-    record(
-        &state,
-        lifecycle::event(
-            &app,
-            lifecycle::DELETE,
-            Outcome::Success,
-            None,
-            "deactivated: nothing more is sent",
-        ),
-    )
-    .await;
-    Ok(Json(app.into()))
+    Ok(Json(state.operations.deactivate(&app).await?.into()))
 }
 
 /// Replace the application's bearer token, without deactivating it. The
@@ -673,72 +517,7 @@ async fn rotate_token(
     Body(input): Body<TokenInput>,
 ) -> Result<Json<AppView>, ApiError> {
     let token = check_token(&input.token)?;
-    let current = load_app(&state, app).await?;
-    // An inactive application is not contacted: its token is tested when
-    // it is activated.
-    let tested = if current.state == AppState::Inactive {
-        None
-    } else {
-        match lifecycle::test_connection(&current, &token).await {
-            Ok(tested) => Some(tested),
-            Err(untested) => {
-                record(
-                    &state,
-                    lifecycle::event(
-                        &current,
-                        lifecycle::REAUTH,
-                        Outcome::Failure,
-                        untested.http_status,
-                        format!("new token refused, the old one stays: {}", untested.summary),
-                    ),
-                )
-                .await;
-                return Err(connection_failed(&current, &untested.summary));
-            }
-        }
-    };
-    let id = current.id.clone();
-    let app = store_call(&state, move |store| {
-        store.update_app(
-            &id,
-            AppUpdate {
-                token: Some(token),
-                ..AppUpdate::default()
-            },
-        )
-    })
-    .await?;
-    let (status, summary) = match tested {
-        Some(tested) => (
-            Some(tested.http_status),
-            format!("token replaced; {}", tested.summary),
-        ),
-        None => (
-            None,
-            "token replaced; it is tested when the application is activated".to_string(),
-        ),
-    };
-    record(
-        &state,
-        lifecycle::event(&app, lifecycle::REAUTH, Outcome::Success, status, summary),
-    )
-    .await;
-    Ok(Json(app.into()))
-}
-
-/// The application's SCIM client: the one the engine sends through, so
-/// that its rate limit, circuit breaker and `Retry-After` pause hold for
-/// work done on demand too.
-pub(super) async fn app_client(
-    state: &ApiState,
-    app: &AppRecord,
-) -> Result<Arc<crate::scim_client::ScimClient>, ApiError> {
-    let built = state.clients.client(&state.store, app).await;
-    built.map_err(|error| match error {
-        crate::engine::provision::SyncError::Store(error) => ApiError::from(error),
-        crate::engine::provision::SyncError::Unavailable(
-            crate::engine::connections::Unavailable::BaseUrl(reason),
-        ) => ApiError::invalid("baseUrl", reason),
-        other => connection_failed(app, &other.to_string()),
-    })
+    Ok(Json(
+        state.operations.rotate_token(&app, token).await?.into(),
+    ))
 }

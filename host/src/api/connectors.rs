@@ -28,17 +28,7 @@ pub(super) fn served_plugin(
     state: &ApiState,
     app: &AppRecord,
 ) -> Result<Arc<crate::runtime::LoadedPlugin>, ApiError> {
-    state
-        .plugins
-        .as_ref()
-        .and_then(|plugins| plugins.get(&app.connector))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "connector_not_served",
-                format!("connector {} is not served by this host", app.connector),
-            )
-        })
+    Ok(state.operations.served(app)?)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -69,8 +59,8 @@ async fn list_plugins(
 ) -> Result<Json<PageOf<PluginView>>, ApiError> {
     let page = page.page()?;
     let mut plugins = state
-        .plugins
-        .as_ref()
+        .operations
+        .plugins()
         .map(|registry| registry.list())
         .unwrap_or_default();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
@@ -126,8 +116,10 @@ async fn rollback_plugin(
         error.detail.field = Some("name".into());
         return Err(error);
     }
-    let (Some(registry), Some(history)) = (state.plugins.clone(), state.plugin_history.clone())
-    else {
+    let (Some(registry), Some(history)) = (
+        state.operations.plugins().cloned(),
+        state.plugin_history.clone(),
+    ) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_history",

@@ -19,9 +19,10 @@ use utoipa_axum::routes;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::scim::schema::{DIRECTORY_USER_SCHEMA, ENTERPRISE_USER_SCHEMA};
 use crate::store::{
-    GroupKey, GroupRecord, GroupWrite, ImportBatch, ImportGroup, ImportOutcome, Member, MemberKind,
-    Store, StoreError, UserRecord, UserWrite,
+    GroupRecord, GroupWrite, ImportBatch, ImportGroup, ImportOutcome, Member, MemberKind, Store,
+    StoreError, UserRecord, UserWrite,
 };
+use crate::store::{group_by_id_or_name, user_by_id_or_name};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -466,25 +467,11 @@ async fn get_user(
     Path(user): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     store_call(&state, move |store| {
-        let user = find_user(store, &user)?;
+        let user = user_by_id_or_name(store, &user)?;
         user_view(store, user)
     })
     .await
     .map(Json)
-}
-
-pub(super) fn find_user(store: &dyn Store, key: &str) -> Result<UserRecord, StoreError> {
-    if let Some(user) = store.get_user(key)? {
-        return Ok(user);
-    }
-    store
-        .find_users(crate::store::UserKey::UserName, key)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::NotFound {
-            entity: "user",
-            key: key.to_string(),
-        })
 }
 
 /// Change some attributes of a user.
@@ -497,7 +484,7 @@ async fn update_user(
     Body(update): Body<UserUpdate>,
 ) -> Result<Json<UserView>, ApiError> {
     let result = store_call(&state, move |store| {
-        let current = find_user(store, &user)?;
+        let current = user_by_id_or_name(store, &user)?;
         let write = UserFields::of(&current)
             .update(update)
             .into_write(current.attributes.clone());
@@ -521,7 +508,7 @@ async fn delete_user(
     Path(user): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let user = find_user(store, &user)?;
+        let user = user_by_id_or_name(store, &user)?;
         store.delete_user(&user.id, None)
     })
     .await?;
@@ -616,20 +603,6 @@ fn check_group_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-pub(super) fn find_group(store: &dyn Store, key: &str) -> Result<GroupRecord, StoreError> {
-    if let Some(group) = store.get_group(key)? {
-        return Ok(group);
-    }
-    store
-        .find_groups(GroupKey::DisplayName, key)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::NotFound {
-            entity: "group",
-            key: key.to_string(),
-        })
-}
-
 /// List groups, by name.
 #[utoipa::path(get, path = "/groups", tag = "directory", params(PageParams),
     responses((status = 200, body = PageOf<GroupView>)))]
@@ -678,7 +651,7 @@ async fn get_group(
     State(state): State<ApiState>,
     Path(group): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
-    store_call(&state, move |store| find_group(store, &group))
+    store_call(&state, move |store| group_by_id_or_name(store, &group))
         .await
         .map(|g| Json(g.into()))
 }
@@ -694,7 +667,7 @@ async fn update_group(
 ) -> Result<Json<GroupView>, ApiError> {
     let name = update.name.as_deref().map(check_group_name).transpose()?;
     store_call(&state, move |store| {
-        let current = find_group(store, &group)?;
+        let current = group_by_id_or_name(store, &group)?;
         let name = name.unwrap_or(current.display_name.clone());
         let description = match update.description {
             Some(description) => description,
@@ -724,7 +697,7 @@ async fn delete_group(
     Path(group): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = find_group(store, &group)?;
+        let group = group_by_id_or_name(store, &group)?;
         store.delete_group(&group.id, None)
     })
     .await?;
@@ -742,17 +715,18 @@ async fn add_member(
     Path((group, member)): Path<(String, String)>,
 ) -> Result<Json<GroupView>, ApiError> {
     store_call(&state, move |store| {
-        let group = find_group(store, &group)?;
-        let member = match find_user(store, &member) {
+        let group = group_by_id_or_name(store, &group)?;
+        let member = match user_by_id_or_name(store, &member) {
             Ok(user) => Member {
                 id: user.id,
                 kind: MemberKind::User,
             },
             Err(StoreError::NotFound { .. }) => {
-                let nested = find_group(store, &member).map_err(|_| StoreError::NotFound {
-                    entity: "user or group",
-                    key: member.clone(),
-                })?;
+                let nested =
+                    group_by_id_or_name(store, &member).map_err(|_| StoreError::NotFound {
+                        entity: "user or group",
+                        key: member.clone(),
+                    })?;
                 Member {
                     id: nested.id,
                     kind: MemberKind::Group,
@@ -775,7 +749,7 @@ async fn remove_member(
     Path((group, member)): Path<(String, String)>,
 ) -> Result<Json<GroupView>, ApiError> {
     store_call(&state, move |store| {
-        let group = find_group(store, &group)?;
+        let group = group_by_id_or_name(store, &group)?;
         let id = group
             .members
             .iter()

@@ -31,7 +31,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::BearerToken;
-use crate::runtime::PluginRegistry;
+use crate::engine::operations::{OperationError, Operations};
 use crate::scim_server;
 use crate::store::{Page, Store, StoreError, StoreHandle};
 
@@ -43,15 +43,12 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub struct ApiState {
     pub store: StoreHandle,
     pub admin_token: BearerToken,
-    /// The served connectors, when the host runs them (validation of
-    /// `connector` and settings on application writes).
-    pub plugins: Option<Arc<PluginRegistry>>,
     /// The serving history of the connectors (`DATA/plugin-history`), for
     /// rollbacks.
     pub plugin_history: Option<crate::runtime::history::History>,
-    /// The applications' SCIM clients, shared with the engine: one token
-    /// bucket, breaker and `Retry-After` pause per application.
-    pub clients: Arc<crate::engine::connections::Clients>,
+    /// What an operator does to an application on demand, and the
+    /// connectors the host serves.
+    pub operations: Operations,
 }
 
 #[derive(OpenApi)]
@@ -349,6 +346,32 @@ impl From<StoreError> for ApiError {
                     "internal",
                     "the directory could not complete the request",
                 )
+            }
+        }
+    }
+}
+
+impl From<OperationError> for ApiError {
+    fn from(error: OperationError) -> Self {
+        let message = error.to_string();
+        let conflict = |code| ApiError::new(StatusCode::CONFLICT, code, message.clone());
+        match error {
+            OperationError::Store(error) => ApiError::from(error),
+            OperationError::NoSuchApp(_) | OperationError::NotLinked { .. } => {
+                ApiError::not_found(message)
+            }
+            OperationError::NotActive { .. } => conflict("not_active"),
+            OperationError::ConnectorNotServed(_) => conflict("connector_not_served"),
+            OperationError::Connector(_) => conflict("connector_failed"),
+            OperationError::Unavailable(_) => conflict("unavailable"),
+            OperationError::InScope { .. } => conflict("in_scope"),
+            OperationError::BaseUrl(reason) => ApiError::invalid("baseUrl", reason),
+            OperationError::MovedWithoutToken { .. } => ApiError::invalid("token", message),
+            OperationError::ConnectionFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "connection_failed", message)
+            }
+            OperationError::ReconcileFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "reconcile_failed", message)
             }
         }
     }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::applications::{load_app, record};
+use super::applications::load_app;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::{guard, lifecycle};
 use crate::store::{DeadLetter, HeldChange, Outcome};
@@ -75,17 +75,16 @@ async fn replay_dead_letters(
     })
     .await?;
     if replayed > 0 {
-        record(
-            &state,
-            lifecycle::event(
+        state
+            .operations
+            .record(lifecycle::event(
                 &app,
                 REPLAY,
                 Outcome::Success,
                 None,
                 format!("{replayed} dead letter(s) queued for another sync"),
-            ),
-        )
-        .await;
+            ))
+            .await;
     }
     Ok(Json(Replayed { replayed }))
 }

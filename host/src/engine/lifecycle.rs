@@ -82,6 +82,41 @@ pub fn resolved_base_url(app: &AppRecord) -> Result<String, String> {
     fill_placeholders(&app.base_url, &settings)
 }
 
+/// A change of an application's origin (scheme, host, port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginMove {
+    /// `https://host[:port]`, or `(unresolved)`.
+    pub from: String,
+    pub to: String,
+}
+
+/// Whether the application would move to another origin if its base URL
+/// and settings became `base_url_then` and `settings_then`. A base URL that
+/// does not resolve counts as an origin of its own (`(unresolved)`), so a
+/// change to or from one is a move.
+pub fn origin_move(
+    base_url_now: &str,
+    settings_now: &BTreeMap<String, String>,
+    base_url_then: &str,
+    settings_then: &BTreeMap<String, String>,
+) -> Option<OriginMove> {
+    let now = resolved_origin(base_url_now, settings_now);
+    let then = resolved_origin(base_url_then, settings_then);
+    let shown = |origin: Option<String>| origin.unwrap_or_else(|| "(unresolved)".into());
+    (now != then).then(|| OriginMove {
+        from: shown(now),
+        to: shown(then),
+    })
+}
+
+/// The origin a base URL template resolves to with these settings, as
+/// `https://host[:port]`; `None` when it does not resolve to an http(s) URL.
+fn resolved_origin(base_url: &str, settings: &BTreeMap<String, String>) -> Option<String> {
+    let resolved = fill_placeholders(base_url, settings).ok()?;
+    let origin = reqwest::Url::parse(&resolved).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
 /// A connection test that passed: what the application supports, and a
 /// summary for the event.
 #[derive(Debug, Clone, PartialEq)]

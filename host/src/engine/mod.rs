@@ -8,6 +8,9 @@
 //! - [`provision`] brings one user's account in one application to the
 //!   directory's desired state: lookup and takeover, create, update,
 //!   deactivate or delete, each ending in an audit event;
+//! - [`operations`] is what an operator does to one application on
+//!   demand (activate, deactivate, rotate, plan, provision, reconcile,
+//!   import, release): the one door every front end goes through;
 //! - [`lifecycle`] is the integration's lifecycle: activation tests the
 //!   connection and records what the application supports, a token rotation
 //!   is tested before it replaces the old token;
@@ -38,6 +41,7 @@ pub mod guard;
 pub mod import;
 pub mod lifecycle;
 pub mod locks;
+pub mod operations;
 pub mod plan;
 pub mod provision;
 pub mod reconcile;

@@ -200,3 +200,40 @@ pub trait DirectoryStore: Send + Sync {
     /// (through nested groups), in id order.
     fn users_of(&self, ids: &[String]) -> StoreResult<Vec<String>>;
 }
+
+/// A user by id, else by userName (case-insensitively, as the store folds
+/// names): how operators name users.
+pub fn user_by_id_or_name<S: DirectoryStore + ?Sized>(
+    store: &S,
+    key: &str,
+) -> StoreResult<UserRecord> {
+    if let Some(user) = store.get_user(key)? {
+        return Ok(user);
+    }
+    store
+        .find_users(UserKey::UserName, key)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "user",
+            key: key.to_string(),
+        })
+}
+
+/// A group by id, else by display name: how operators name groups.
+pub fn group_by_id_or_name<S: DirectoryStore + ?Sized>(
+    store: &S,
+    key: &str,
+) -> StoreResult<GroupRecord> {
+    if let Some(group) = store.get_group(key)? {
+        return Ok(group);
+    }
+    store
+        .find_groups(GroupKey::DisplayName, key)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "group",
+            key: key.to_string(),
+        })
+}
