@@ -5,6 +5,8 @@
 //!   rules for a member removed, a group unbound or deleted, group
 //!   management turned off, each carried out on the scope as it is when
 //!   the object's lock is held;
+//! - [`operations`]: what an operator does to one application on demand,
+//!   and what each refusal leaves untouched;
 //! - [`worker`]: the outbox consumer on its own thread, as `scimlink serve`
 //!   runs it — each change applied per application, progress recorded per
 //!   application, a failing application retried while the others proceed;
@@ -16,5 +18,6 @@
 mod support;
 
 mod groups;
+mod operations;
 mod worker;
 mod world;

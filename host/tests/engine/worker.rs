@@ -13,11 +13,9 @@ use std::time::Duration;
 use scimlink::auth::BearerToken;
 use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE};
 use scimlink::host::HostBuilder;
-use scimlink::runtime::{Loader, PluginRegistry};
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
 use scimlink::store::AppState;
 
-use crate::support;
 use crate::world::{Remote, World, eventually, member_ids, simulator, sorted};
 
 /// The engine's thread, stopped when the test ends.
@@ -32,18 +30,7 @@ impl RunningEngine {
     /// the test's setup, made while every application is inactive, so that
     /// what the engine does next is the test's own doing.
     async fn start(world: &World, connectors: &[&str], settings: EngineSettings) -> RunningEngine {
-        let plugins = world.folder("plugins");
-        for name in connectors {
-            std::fs::copy(support::bundled(name), plugins.join(format!("{name}.wasm"))).unwrap();
-        }
-        let registry = Arc::new(PluginRegistry::new(
-            Loader::new(support::runtime()),
-            &plugins,
-        ));
-        registry.sync();
-        for name in connectors {
-            assert!(registry.get(name).is_some(), "{name} is not served");
-        }
+        let registry = world.serving(connectors);
         let stop = Arc::new(AtomicBool::new(false));
         // The test serves no HTTP: the host's router and its tokens go
         // unused. Starting the engine calls the store: on the blocking pool.

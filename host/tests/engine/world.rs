@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use scimlink::engine::groups::directory_group;
 use scimlink::engine::provision::Target;
 use scimlink::runtime::contract::DirectoryGroup;
-use scimlink::runtime::{LoadedPlugin, Loader};
+use scimlink::runtime::{LoadedPlugin, Loader, PluginRegistry};
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
 use scimlink::scim_client::{ClientSettings, ScimClient, ScimRequest, percent_encode};
 use scimlink::store::prelude::*;
@@ -46,13 +46,18 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
+        World::with_quirks(Quirks::default()).await
+    }
+
+    /// A world whose simulated application behaves as `quirks` say.
+    pub async fn with_quirks(quirks: Quirks) -> World {
         let folder = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap());
         World {
             handle: StoreHandle::new(Arc::clone(&store)),
             store,
-            sp: simulator(Quirks::default()).await,
+            sp: simulator(quirks).await,
             loader: Loader::new(support::runtime()),
             folder,
         }
@@ -233,6 +238,24 @@ impl World {
     }
 
     // ---- connectors -----------------------------------------------------
+
+    /// A registry serving the bundled `connectors`, as a host serves its
+    /// connectors folder.
+    pub fn serving(&self, connectors: &[&str]) -> Arc<PluginRegistry> {
+        let plugins = self.folder("plugins");
+        for name in connectors {
+            std::fs::copy(support::bundled(name), plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        let registry = Arc::new(PluginRegistry::new(
+            Loader::new(support::runtime()),
+            &plugins,
+        ));
+        registry.sync();
+        for name in connectors {
+            assert!(registry.get(name).is_some(), "{name} is not served");
+        }
+        registry
+    }
 
     /// A bundled connector (`plugins/NAME`), loaded.
     pub fn bundled(&self, name: &str) -> LoadedPlugin {
