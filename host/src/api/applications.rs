@@ -18,10 +18,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::views::{AppStateView, GuardOverridesView, PacingView};
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
 use crate::runtime::PluginRegistry;
-use crate::store::{AppRecord, AppState, AppUpdate, AppWrite, GuardOverrides, Pacing, Secret};
+use crate::store::{AppRecord, AppUpdate, AppWrite, GuardOverrides, Pacing, Secret};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -46,7 +47,7 @@ pub struct AppView {
     /// With placeholders filled from the settings.
     pub resolved_base_url: String,
     pub manage_groups: bool,
-    pub state: AppState,
+    pub state: AppStateView,
     /// Why the application is quarantined; absent in any other state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
@@ -55,10 +56,10 @@ pub struct AppView {
     /// tested (empty before the first activation).
     #[schema(value_type = Object)]
     pub capabilities: serde_json::Value,
-    pub pacing: Pacing,
+    pub pacing: PacingView,
     /// The application's own deprovisioning-guard thresholds; an absent
     /// field is the host's default.
-    pub guard: GuardOverrides,
+    pub guard: GuardOverridesView,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -76,12 +77,12 @@ impl From<AppRecord> for AppView {
             connector: app.connector,
             base_url: app.base_url,
             manage_groups: app.manage_groups,
-            state: app.state,
+            state: app.state.into(),
             state_reason: app.state_reason,
             settings,
             capabilities: app.capabilities,
-            pacing: app.pacing,
-            guard: app.guard,
+            pacing: app.pacing.into(),
+            guard: app.guard.into(),
             version: app.version,
             created: app.created.to_string(),
             modified: app.modified.to_string(),
@@ -109,10 +110,10 @@ pub struct AppInput {
     #[serde(default)]
     pub manage_groups: bool,
     /// How fast the host may send; polite SaaS defaults when absent.
-    pub pacing: Option<Pacing>,
+    pub pacing: Option<PacingView>,
     /// The application's own deprovisioning-guard thresholds; the host's
     /// defaults when absent.
-    pub guard: Option<GuardOverrides>,
+    pub guard: Option<GuardOverridesView>,
 }
 
 /// A change of an application's settings; absent fields stay. (No
@@ -125,10 +126,10 @@ pub struct AppChange {
     /// Replaces the settings.
     pub settings: Option<BTreeMap<String, String>>,
     pub manage_groups: Option<bool>,
-    pub pacing: Option<Pacing>,
+    pub pacing: Option<PacingView>,
     /// Replaces the application's guard thresholds; `{}` returns to the
     /// host's defaults.
-    pub guard: Option<GuardOverrides>,
+    pub guard: Option<GuardOverridesView>,
     /// The application's bearer token, replaced without a connection test.
     /// Required when the change moves the resolved base URL to another
     /// origin (scheme, host or port): the stored token is never sent to a
@@ -360,8 +361,8 @@ fn app_write(plugins: Option<&PluginRegistry>, input: AppInput) -> Result<AppWri
         token,
         manage_groups: input.manage_groups,
         settings: input.settings.into_iter().collect(),
-        pacing: check_pacing(input.pacing.unwrap_or_default())?,
-        guard: check_guard(input.guard.unwrap_or_default())?,
+        pacing: check_pacing(input.pacing.map(Pacing::from).unwrap_or_default())?,
+        guard: check_guard(input.guard.map(GuardOverrides::from).unwrap_or_default())?,
     })
 }
 
@@ -387,8 +388,16 @@ pub(super) fn check_app_change(change: AppChange) -> Result<(), ApiError> {
             "the change moves the application",
         ));
     }
-    change.pacing.map(check_pacing).transpose()?;
-    change.guard.map(check_guard).transpose()?;
+    change
+        .pacing
+        .map(Pacing::from)
+        .map(check_pacing)
+        .transpose()?;
+    change
+        .guard
+        .map(GuardOverrides::from)
+        .map(check_guard)
+        .transpose()?;
     Ok(())
 }
 
@@ -457,11 +466,13 @@ async fn update_app(
         settings: (settings != current_settings).then(|| settings.into_iter().collect()),
         pacing: change
             .pacing
+            .map(Pacing::from)
             .map(check_pacing)
             .transpose()?
             .filter(|pacing| *pacing != current.pacing),
         guard: change
             .guard
+            .map(GuardOverrides::from)
             .map(check_guard)
             .transpose()?
             .filter(|guard| *guard != current.guard),

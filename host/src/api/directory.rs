@@ -16,11 +16,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::views::ImportOutcomeView;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::scim::schema::{DIRECTORY_USER_SCHEMA, ENTERPRISE_USER_SCHEMA};
 use crate::store::{
-    GroupRecord, GroupWrite, ImportBatch, ImportGroup, ImportOutcome, Member, MemberKind, Store,
-    StoreError, UserRecord, UserWrite,
+    GroupRecord, GroupWrite, ImportBatch, ImportGroup, Member, MemberKind, Store, StoreError,
+    UserRecord, UserWrite,
 };
 use crate::store::{group_by_id_or_name, user_by_id_or_name};
 
@@ -789,15 +790,15 @@ pub struct ImportGroupInput {
 
 /// Import users and groups in one transaction: all of it, or nothing.
 #[utoipa::path(post, path = "/directory/import", tag = "directory", request_body = ImportRequest,
-    responses((status = 200, body = ImportOutcome), (status = 422, body = ApiErrorBody)))]
+    responses((status = 200, body = ImportOutcomeView), (status = 422, body = ApiErrorBody)))]
 async fn import(
     State(state): State<ApiState>,
     Body(request): Body<ImportRequest>,
-) -> Result<Json<ImportOutcome>, ApiError> {
+) -> Result<Json<ImportOutcomeView>, ApiError> {
     let batch = import_batch(request)?;
     store_call(&state, move |store| store.import(batch))
         .await
-        .map(Json)
+        .map(|outcome| Json(outcome.into()))
 }
 
 /// Checks an import request whole and makes the batch the store writes.

@@ -8,8 +8,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::views::EventView;
 use super::{ApiError, ApiErrorBody, ApiState, PageOf, PageParams, store_call};
-use crate::store::{Event, EventQuery, Outcome, Timestamp};
+use crate::store::{EventQuery, Outcome, Timestamp};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(list_events))
@@ -31,14 +32,14 @@ pub struct EventFilter {
 
 /// The audit trail, newest first.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventFilter, PageParams),
-    responses((status = 200, body = PageOf<Event>),
+    responses((status = 200, body = PageOf<EventView>),
         (status = 400, description = "`since` is neither a time nor a span", body = ApiErrorBody),
         (status = 422, body = ApiErrorBody)))]
 async fn list_events(
     State(state): State<ApiState>,
     Query(filter): Query<EventFilter>,
     Query(page): Query<PageParams>,
-) -> Result<Json<PageOf<Event>>, ApiError> {
+) -> Result<Json<PageOf<EventView>>, ApiError> {
     let page = page.page()?;
     let outcome = match filter.outcome.as_deref() {
         None => None,
@@ -87,7 +88,7 @@ async fn list_events(
     })
     .await?;
     Ok(Json(PageOf {
-        items: listing.items,
+        items: listing.items.into_iter().map(EventView::from).collect(),
         total: listing.total,
         offset: page.offset,
         limit: page.limit,

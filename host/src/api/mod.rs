@@ -17,6 +17,7 @@ pub mod events;
 mod operations;
 mod safety;
 mod status;
+mod views;
 
 use std::sync::Arc;
 

@@ -14,13 +14,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::views::EventView;
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams};
 use crate::engine::groups::GroupSynced;
 use crate::engine::import::{Imported, RemoteUser};
 use crate::engine::plan::Planned;
 use crate::engine::provision::Synced;
 use crate::engine::reconcile::Reconciled;
-use crate::store::Event;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -116,7 +116,7 @@ pub struct ProvisionView {
     pub user_id: String,
     pub result: Synced,
     /// The events the attempt recorded, newest first.
-    pub events: Vec<Event>,
+    pub events: Vec<EventView>,
 }
 
 /// An account the host no longer manages.
@@ -166,7 +166,7 @@ async fn provision_user(
     Ok(Json(ProvisionView {
         user_id: done.user_id,
         result: done.result,
-        events: done.events,
+        events: done.events.into_iter().map(EventView::from).collect(),
     }))
 }
 
@@ -186,7 +186,7 @@ pub struct ProvisionGroupView {
     /// What was done to the group itself.
     pub group: GroupSynced,
     /// The events the attempt recorded, newest first.
-    pub events: Vec<Event>,
+    pub events: Vec<EventView>,
 }
 
 /// Provision one group now: each of its users, then the group with its
@@ -209,6 +209,6 @@ async fn provision_group(
             .map(|(user_id, result)| ProvisionedMember { user_id, result })
             .collect(),
         group: done.group,
-        events: done.events,
+        events: done.events.into_iter().map(EventView::from).collect(),
     }))
 }

@@ -13,9 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::applications::load_app;
+use super::views::{DeadLetterView, HeldChangeView};
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::{guard, lifecycle};
-use crate::store::{DeadLetter, HeldChange, Outcome};
+use crate::store::Outcome;
 
 pub const REPLAY: &str = "dead_letter_replay";
 
@@ -32,16 +33,16 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 /// cure, oldest first.
 #[utoipa::path(get, path = "/apps/{app}/dead-letters", tag = "safety",
     params(("app" = String, Path, description = "name or id"), PageParams),
-    responses((status = 200, body = PageOf<DeadLetter>), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = PageOf<DeadLetterView>), (status = 404, body = ApiErrorBody)))]
 async fn list_dead_letters(
     State(state): State<ApiState>,
     Path(app): Path<String>,
     Query(page): Query<PageParams>,
-) -> Result<Json<PageOf<DeadLetter>>, ApiError> {
+) -> Result<Json<PageOf<DeadLetterView>>, ApiError> {
     let page = page.page()?;
     let app = load_app(&state, app).await?;
     let letters = store_call(&state, move |store| store.dead_letters(&app.id)).await?;
-    Ok(Json(PageOf::slice(letters, page, |letter| letter)))
+    Ok(Json(PageOf::slice(letters, page, DeadLetterView::from)))
 }
 
 /// Which dead letters to replay.
@@ -102,19 +103,19 @@ pub struct HeldFilter {
 /// its threshold, each with the account, what would have happened and why.
 /// Nothing of them was sent.
 #[utoipa::path(get, path = "/held-changes", tag = "safety", params(HeldFilter, PageParams),
-    responses((status = 200, body = PageOf<HeldChange>), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = PageOf<HeldChangeView>), (status = 404, body = ApiErrorBody)))]
 async fn list_held_changes(
     State(state): State<ApiState>,
     Query(filter): Query<HeldFilter>,
     Query(page): Query<PageParams>,
-) -> Result<Json<PageOf<HeldChange>>, ApiError> {
+) -> Result<Json<PageOf<HeldChangeView>>, ApiError> {
     let page = page.page()?;
     let app_id = match filter.app {
         Some(app) => Some(load_app(&state, app).await?.id),
         None => None,
     };
     let held = store_call(&state, move |store| store.held_changes(app_id.as_deref())).await?;
-    Ok(Json(PageOf::slice(held, page, |held| held)))
+    Ok(Json(PageOf::slice(held, page, HeldChangeView::from)))
 }
 
 /// Approve a hold: every offboarding it lists is carried out, past the
@@ -122,12 +123,12 @@ async fn list_held_changes(
 /// count starts again from the decision.
 #[utoipa::path(post, path = "/held-changes/{id}/approve", tag = "safety",
     params(("id" = String, Path, description = "the hold's id")),
-    responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
+    responses((status = 200, body = HeldChangeView), (status = 404, body = ApiErrorBody),
         (status = 409, description = "already decided", body = ApiErrorBody)))]
 async fn approve_held_change(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<HeldChange>, ApiError> {
+) -> Result<Json<HeldChangeView>, ApiError> {
     decide(state, id, true).await
 }
 
@@ -138,16 +139,20 @@ async fn approve_held_change(
 /// over again. The application's count starts again from the decision.
 #[utoipa::path(post, path = "/held-changes/{id}/reject", tag = "safety",
     params(("id" = String, Path, description = "the hold's id")),
-    responses((status = 200, body = HeldChange), (status = 404, body = ApiErrorBody),
+    responses((status = 200, body = HeldChangeView), (status = 404, body = ApiErrorBody),
         (status = 409, description = "already decided", body = ApiErrorBody)))]
 async fn reject_held_change(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<HeldChange>, ApiError> {
+) -> Result<Json<HeldChangeView>, ApiError> {
     decide(state, id, false).await
 }
 
-async fn decide(state: ApiState, id: String, approve: bool) -> Result<Json<HeldChange>, ApiError> {
+async fn decide(
+    state: ApiState,
+    id: String,
+    approve: bool,
+) -> Result<Json<HeldChangeView>, ApiError> {
     let held = store_call(&state, move |store| guard::decide(store, &id, approve)).await?;
-    Ok(Json(held))
+    Ok(Json(held.into()))
 }

@@ -10,7 +10,7 @@
 use super::*;
 
 /// Lifecycle state of an application integration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppState {
     /// Configured; nothing is sent.
@@ -45,7 +45,7 @@ impl AppState {
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 
 /// How fast the host may send to an application.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Pacing {
     /// Requests per second at most (halved by the host at each 429).
@@ -80,7 +80,7 @@ impl Default for Pacing {
 /// An application's own deprovisioning-guard thresholds; an absent field
 /// takes the host's default (`scimlink serve --guard-percent
 /// --guard-minimum --guard-window-seconds`). See [`crate::engine::guard`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct GuardOverrides {
     /// Offboardings within the window are held past this share (0–100) of

@@ -6,7 +6,7 @@
 use super::*;
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -32,10 +32,9 @@ impl Outcome {
 
 /// One entry of the audit trail: an attempt and how it ended. It never
 /// holds a token or a password.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
-    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     pub app_id: Option<String>,
     pub app_name: Option<String>,

@@ -140,7 +140,7 @@ pub struct ImportGroup {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportOutcome {
     pub users_created: u64,
     pub users_updated: u64,

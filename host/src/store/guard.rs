@@ -10,7 +10,7 @@
 use super::*;
 
 /// Where a hold stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeldState {
     /// Waiting for an operator; the application's offboardings join it.
@@ -41,7 +41,7 @@ impl HeldState {
 }
 
 /// What an offboarding would have done to an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OffboardAction {
     /// `active` set to false (the user left scope).
@@ -73,7 +73,7 @@ impl OffboardAction {
 }
 
 /// One offboarding the deprovisioning guard held.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldObject {
     /// `user`.
     pub object_kind: String,
@@ -88,10 +88,8 @@ pub struct HeldObject {
     /// Why: the rule that decided it (`out of scope`, a connector's group
     /// rule, `active=false in the directory`).
     pub reason: String,
-    #[schema(value_type = String, format = DateTime)]
     pub held_at: Timestamp,
     /// When an approved offboarding went past the guard.
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub carried_out: Option<Timestamp>,
 }
 
@@ -99,14 +97,13 @@ pub struct HeldObject {
 /// within its window they crossed its threshold (see
 /// [`crate::engine::guard`]). An application has at most one open hold;
 /// every offboarding of it while the hold is open joins it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldChange {
     pub id: String,
     pub app_id: String,
     /// Only on a hold made by an older scimlink, which held one change
     /// whole: approving it replays that change (through the guard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub change: Option<Change>,
     /// Offboardings held.
     pub offboarding: u64,
@@ -115,9 +112,7 @@ pub struct HeldChange {
     /// The most offboardings the window admitted when the hold was made.
     pub threshold: u64,
     pub state: HeldState,
-    #[schema(value_type = String, format = DateTime)]
     pub held_at: Timestamp,
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at: Option<Timestamp>,
     /// The offboardings held, in the order they were held.
     pub objects: Vec<HeldObject>,

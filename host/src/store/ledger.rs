@@ -42,7 +42,7 @@ pub enum LedgerChange<'a> {
 /// An object an application refused for a reason another attempt will not
 /// cure. It stays listed until a sync of the object succeeds or an operator
 /// replays it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub app_id: String,
     /// `user` or `group`.
@@ -52,9 +52,7 @@ pub struct DeadLetter {
     pub operation: String,
     pub reason: String,
     pub http_status: Option<u16>,
-    #[schema(value_type = String, format = DateTime)]
     pub first_failed: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
     pub last_failed: Timestamp,
     /// How many times it failed since it was first listed.
     pub failures: u32,
