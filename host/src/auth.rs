@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::secrets::{KeyError, random_bytes};
+use crate::secrets::{KeyError, random_bytes};
 use crate::store::{Store, StoreError};
 
 /// A token the server accepts, as its hash.

@@ -1,5 +1,5 @@
 //! scimlink: a self-hosted SCIM 2.0 provisioning engine whose application
-//! connectors are sandboxed WebAssembly components.
+//! connectors are isolated WebAssembly components.
 //!
 //! The host owns everything that touches the world (scheduling, HTTP,
 //! storage, secrets); a connector owns the rules of its application
@@ -7,6 +7,7 @@
 //!
 //! | module | responsibility |
 //! |---|---|
+//! | [`secrets`] | sealed tokens, the host key and keys derived from it, private files (a leaf: depends on nothing of the host) |
 //! | [`runtime`] | loading, limiting, validating and hot-swapping connectors |
 //! | [`auth`] | the bearer tokens the host accepts: admin API and inbound SCIM |
 //! | [`store`] | the directory and the engine's durable state (SQLite by default) |
@@ -14,8 +15,8 @@
 //! | [`scim_server`] | the inbound SCIM 2.0 server that feeds the directory |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
-//! | [`engine`] | provisioning: the outbox consumer, user sync, integration lifecycle |
-//! | [`sandbox`] | the connector sandbox: simulated application, lifecycle test, scaffold |
+//! | [`engine`] | provisioning: the outbox consumer, user and group sync, the operations on demand |
+//! | [`sandbox`] | the connector author's kit: simulated application, lifecycle test, scaffold |
 //! | [`host`] | the composition root: store, connectors, clients, engine and router of one host |
 //! | [`cli`] | the `scimlink` command line |
 
@@ -29,4 +30,5 @@ pub mod sandbox;
 pub mod scim;
 pub mod scim_client;
 pub mod scim_server;
+pub mod secrets;
 pub mod store;

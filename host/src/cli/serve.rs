@@ -95,7 +95,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // --- The data folder is the owner's only (0700), made so before
     // anything is written in it; the host key, which authenticates the
     // precompile cache, lives in it.
-    if crate::store::secrets::private_folder(&args.data)
+    if crate::secrets::private_folder(&args.data)
         .with_context(|| format!("cannot create the data folder {}", shown(&args.data)))?
     {
         tracing::warn!(

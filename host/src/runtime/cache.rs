@@ -1,7 +1,7 @@
 //! The precompile cache: compiled components on disk, so a restart or a
 //! re-deploy of a known component skips Cranelift.
 //!
-//! A cache entry is native code the host runs outside the sandbox, so it is
+//! A cache entry is native code the host runs outside WebAssembly's isolation, so it is
 //! only ever deserialized once it is known to be the host's own work:
 //!
 //! ```text
@@ -38,7 +38,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use zeroize::Zeroizing;
 
-use crate::store::secrets::{hmac_sha256, private_folder};
+use crate::secrets::{hmac_sha256, private_folder};
 
 /// The label the cache key is derived from the host key under.
 pub const CACHE_KEY_LABEL: &str = "scimlink precompile-cache v1";

@@ -7,11 +7,11 @@
 //! - a store holds one connector component, and that component at most
 //!   [`ComponentLimits`]: one linear memory, a few tables and core
 //!   instances. The store refuses to instantiate past them, and the pooling
-//!   allocator (`engine.rs`) refuses to compile a component that declares
+//!   allocator (`wasm.rs`) refuses to compile a component that declares
 //!   more, so the memory cap is the whole of a connector's memory, and
 //!   `max_instances` connectors always fit in the pool;
 //! - every call runs under an epoch deadline of [`PluginLimits::call_deadline`]
-//!   (see `engine.rs` for the ticker), so a looping guest traps;
+//!   (see `wasm.rs` for the ticker), so a looping guest traps;
 //! - the WASI context grants nothing: no preopened directories, no
 //!   environment, no arguments, no sockets, no name lookups; standard input
 //!   is empty, standard output is discarded and standard error is kept

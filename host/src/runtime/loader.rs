@@ -25,11 +25,11 @@ use wasmtime::component::Component;
 
 use super::cache::{CompileSource, PrecompileCache};
 use super::contract;
-use super::engine::Runtime;
 use super::events::EventSink;
 use super::limits::PluginLimits;
 use super::plugin::{LoadedPlugin, PluginIdentity, ReceiptTap};
 use super::validate;
+use super::wasm::Runtime;
 
 /// Why a file did not become a serving version: one line naming the file
 /// and the reason.
@@ -189,7 +189,7 @@ impl Loader {
 impl Loader {
     /// A compile error, said as a refusal when the component holds more
     /// than a connector may: the pool checks the component limits when it
-    /// compiles (`engine.rs`), and says so in words of its own.
+    /// compiles (`wasm.rs`), and says so in words of its own.
     fn explain_compile_error(&self, reason: String) -> String {
         const OVER_POOL_LIMITS: &str = "in the pooling allocator";
         if !reason.contains(OVER_POOL_LIMITS) {

@@ -4,7 +4,7 @@
 //! | file | what it owns |
 //! |---|---|
 //! | `contract/` | the WIT contract: the supported versions, one file each (bindings, host functions, emulated calls, conversions to the newest types) |
-//! | `engine.rs` | the wasmtime engine, pooling allocator, linker, epoch ticker |
+//! | `wasm.rs` | the wasmtime engine, pooling allocator, linker, epoch ticker |
 //! | `limits.rs` | memory cap, component limits, CPU deadline, output cap; the capability-free WASI context |
 //! | `plugin.rs` | one loaded version: warm instances, calls, cost receipts |
 //! | `validate.rs` | checks of every output, and the smoke-call fixtures |
@@ -21,7 +21,6 @@
 
 pub mod cache;
 pub mod contract;
-pub mod engine;
 pub mod events;
 pub mod history;
 pub mod limits;
@@ -29,12 +28,12 @@ pub mod loader;
 pub mod plugin;
 pub mod registry;
 pub mod validate;
+pub mod wasm;
 pub mod watcher;
 
 use std::borrow::Cow;
 
 pub use contract::{CURRENT as CURRENT_CONTRACT, ContractVersion};
-pub use engine::{Runtime, RuntimeConfig};
 pub use events::{EventSink, RuntimeEvent};
 pub use limits::{ComponentLimits, PluginLimits};
 pub use loader::{LoadError, LoadReport, Loader};
@@ -42,6 +41,7 @@ pub use plugin::{
     CallReceipt, Called, LoadedPlugin, PluginError, PluginErrorKind, PluginIdentity, ReceiptTap,
 };
 pub use registry::{PluginRegistry, SyncReport};
+pub use wasm::{Runtime, RuntimeConfig};
 pub use watcher::FolderWatcher;
 
 /// Longest text from a plugin kept in a log line or an event.

@@ -36,10 +36,10 @@ use super::contract::{
     ConnectorInstance, ConnectorPre, ContractVersion, DirectoryGroup, DirectoryUser, GroupDecision,
     GroupEventFacts, Manifest, MappingError, Setting,
 };
-use super::engine::Runtime;
 use super::events::{EventSink, RuntimeEvent};
 use super::limits::{PluginLimits, PluginState};
 use super::validate::{self, OutputError, ResourceKind, ScimDocument};
+use super::wasm::Runtime;
 
 /// An instance is dropped after this many calls and a fresh one takes its
 /// place: a guest that leaks a little per call cannot grow without bound.

@@ -29,7 +29,7 @@
 //!   object of a kind per application: a write that would link it to a
 //!   second is refused with [`StoreError::LinkedElsewhere`].
 //! - Application bearer tokens are sealed before they reach storage
-//!   ([`secrets::TokenCipher`]); only [`ApplicationStore::app_token`] opens
+//!   ([`TokenCipher`]); only [`ApplicationStore::app_token`] opens
 //!   them.
 //! - Times are [`Timestamp`]s: UTC, to the millisecond, stored so that text
 //!   order is time order.
@@ -49,7 +49,6 @@ mod meta;
 mod outbox;
 pub mod rules;
 mod scope;
-pub mod secrets;
 pub mod sqlite;
 mod timestamp;
 
@@ -64,7 +63,7 @@ pub use outbox::*;
 pub use scope::*;
 pub use timestamp::{Timestamp, TimestampError};
 
-pub use secrets::{Secret, TokenCipher};
+pub use crate::secrets::{Secret, TokenCipher};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 pub use sqlite::SqliteStore;

@@ -187,7 +187,7 @@ fn private_database_files(path: &Path) -> StoreResult<()> {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let file = PathBuf::from(file);
-        if super::secrets::tighten(&file).map_err(|error| failed(&file, error))? {
+        if crate::secrets::tighten(&file).map_err(|error| failed(&file, error))? {
             tracing::warn!(
                 "{} was readable by other users: now only its owner can read it",
                 file.display()

@@ -1,8 +1,8 @@
-//! The wasmtime engine every plugin runs in, its linker, and the epoch
+//! The wasmtime engine every connector runs in, its linker, and the epoch
 //! ticker that bounds the CPU time of a call.
 //!
 //! Invariants:
-//! - one [`Runtime`] per process (or per sandbox): its engine, linker and
+//! - one [`Runtime`] per process (`plugin test` makes its own): its engine, linker and
 //!   pooling allocator are shared by every plugin and every version;
 //! - the pool refuses a component that holds more than
 //!   [`ComponentLimits`] (when it is compiled, so it never loads), and holds
@@ -42,7 +42,7 @@ pub struct RuntimeConfig {
     /// What one component may hold (memories, tables, core instances).
     pub component_limits: ComponentLimits,
     /// Count WebAssembly instructions (fuel) per call, for cost receipts.
-    /// Costs some speed; the sandbox turns it on, a production host off.
+    /// Costs some speed; `plugin test` turns it on, a production host off.
     pub metering: bool,
 }
 
