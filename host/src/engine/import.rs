@@ -185,8 +185,9 @@ pub async fn import_users(
             .find_users(UserKey::UserName, &read.username)
             .await?
             .pop();
-        // The user's lock, so that no sync links it meanwhile; a user just
-        // created cannot be reached by one yet.
+        // The user's lock, held until the account is linked: once the user
+        // joins the bound group the engine may sync it, and a sync before
+        // the link would look the account up and take it over itself.
         let mut _one_at_a_time = None;
         let (user_id, rule) = match existing {
             Some(user) => {
@@ -216,6 +217,8 @@ pub async fn import_users(
                     })
                     .await?;
                 done.created += 1;
+                _one_at_a_time =
+                    Some(super::locks::lock_object(&target.app.id, "user", &user.id).await);
                 (user.id, "created in the directory")
             }
         };

@@ -8,9 +8,12 @@
 //! - a read-back is marked by the [`CHECK_HEADER`] header, which is never
 //!   forwarded;
 //! - a replay answers each request with the first unused recorded exchange
-//!   of the same sender, method and path; a request with none is answered
-//!   400 (a permanent refusal: the host must not retry what can never be
-//!   answered) and logged as unmatched;
+//!   of the same sender, method and path; a `GET` asked more often than it
+//!   was recorded gets the latest recorded answer again (how often the
+//!   engine reads varies from run to run; a read changes nothing); any
+//!   other request with none is answered 400 (a permanent refusal: the
+//!   host must not retry what can never be answered) and logged as
+//!   unmatched;
 //! - the throwaway host makes up new directory ids on every run, and
 //!   connectors send them (as `externalId`, in filters): a replay is told
 //!   which recorded id each new one stands for ([`Tape::substitute`]), reads
@@ -338,14 +341,30 @@ fn replay(
         .iter()
         .fold(path.to_string(), |path, (old, new)| path.replace(new, old));
     let found = shared.used.lock().ok().and_then(|mut used| {
-        let index = recorded.iter().enumerate().position(|(i, e)| {
-            !used[i]
-                && e.by == by
-                && e.method.eq_ignore_ascii_case(method.as_str())
-                && e.path == recorded_path
-        })?;
-        used[index] = true;
-        Some(recorded[index].clone())
+        let same = |e: &Exchange| {
+            e.by == by && e.method.eq_ignore_ascii_case(method.as_str()) && e.path == recorded_path
+        };
+        match recorded
+            .iter()
+            .enumerate()
+            .position(|(i, e)| !used[i] && same(e))
+        {
+            Some(index) => {
+                used[index] = true;
+                Some(recorded[index].clone())
+            }
+            // A read asked once more than the recording run asked it (the
+            // engine's worker and the step's own calls interleave
+            // differently from run to run) gets the latest recorded answer
+            // again: a read changes nothing. A write is never repeated.
+            None if *method == Method::GET => recorded
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(i, e)| used[*i] && same(e))
+                .map(|(_, e)| e.clone()),
+            None => None,
+        }
     });
     match found {
         Some(mut exchange) => {
