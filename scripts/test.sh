@@ -19,6 +19,16 @@ fi
 "$SCIMLINK_PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r tests/peers/requirements.txt
 
+echo "==> PostgreSQL for the store's tests"
+if [[ -z "${SCIMLINK_TEST_DATABASE_URL:-}" ]]; then
+  # A throwaway cluster on a Unix socket, removed when the tests end.
+  pg_base=$(mktemp -d /tmp/scimlink-pg.XXXXXX)
+  chmod 0755 "$pg_base"
+  trap './scripts/postgres.sh stop "$pg_base/cluster" >/dev/null 2>&1 || true; rm -rf "$pg_base"' EXIT
+  SCIMLINK_TEST_DATABASE_URL=$(./scripts/postgres.sh start "$pg_base/cluster")
+  export SCIMLINK_TEST_DATABASE_URL
+fi
+
 echo "==> building the connector components"
 ./scripts/build-plugins.sh --fixtures
 

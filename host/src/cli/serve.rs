@@ -16,7 +16,7 @@ use crate::runtime::cache::PrecompileCache;
 use crate::runtime::history::History;
 use crate::runtime::watcher::{DEFAULT_DEBOUNCE, FolderWatcher};
 use crate::runtime::{Loader, PluginLimits, PluginRegistry, Runtime};
-use crate::store::{SqliteStore, Store, StoreHandle, TokenCipher};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreHandle, TokenCipher};
 
 /// The environment variable that sets the admin API's bearer token.
 pub const ADMIN_TOKEN_ENV: &str = "SCIMLINK_ADMIN_TOKEN";
@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// Folder of the host's data (the precompile cache lives under it).
     #[arg(long, default_value = "data", env = "SCIMLINK_DATA")]
     data: PathBuf,
+    /// A PostgreSQL database to keep the directory and the engine's state
+    /// in, shared by every host that names it
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, `?host=/folder`
+    /// for a Unix socket). Without it, the embedded SQLite database under
+    /// `--data`.
+    #[arg(long, env = "SCIMLINK_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
     /// Folder of connector components (*.wasm), watched for changes.
     #[arg(long, default_value = "dist/plugins", env = "SCIMLINK_PLUGINS")]
     plugins: PathBuf,
@@ -127,10 +134,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start watching the plugins folder")?;
 
     // Before the async runtime starts: nothing here can stall a task.
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_in(&args.data, cipher)
-            .with_context(|| format!("cannot open the directory in {}", shown(&args.data)))?,
-    );
+    let key_check = host_key_check(&cipher);
+    let store: Arc<dyn Store> = match &args.database {
+        None => Arc::new(
+            SqliteStore::open_in(&args.data, cipher)
+                .with_context(|| format!("cannot open the directory in {}", shown(&args.data)))?,
+        ),
+        Some(url) => {
+            let store = PostgresStore::open(url, cipher).context("cannot open the database")?;
+            tracing::info!("keeping the directory in {store:?}");
+            Arc::new(store)
+        }
+    };
+    check_host_key(store.as_ref(), &key_check)?;
     let (admin_token, admin_origin) =
         BearerToken::establish(store.as_ref(), ADMIN_TOKEN_ENV, "admin_token_sha256")?;
     let (scim_token, scim_origin) =
@@ -180,6 +196,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     tracing::info!("shutting down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the store keeps the fingerprint of the host key its tokens are
+/// sealed with.
+const HOST_KEY_CHECK: &str = "host_key_check";
+
+/// The host key's fingerprint: SHA-256 of a key derived from it for this
+/// purpose alone, so that it reveals nothing of the host key or of any
+/// other key derived from it.
+fn host_key_check(cipher: &TokenCipher) -> String {
+    use sha2::Digest;
+    let derived = cipher.derive_key("scimlink host key check");
+    hex::encode(sha2::Sha256::digest(derived.as_slice()))
+}
+
+/// Refuses to start with a host key other than the one the store's tokens
+/// were sealed with: every application would fail on its own, one after
+/// the other, instead. Hosts sharing a database share their key
+/// (`SCIMLINK_SECRET_KEY`, or the same `secret.key`).
+fn check_host_key(store: &dyn Store, key_check: &str) -> anyhow::Result<()> {
+    match store
+        .meta(HOST_KEY_CHECK)
+        .context("cannot read the host key's fingerprint")?
+    {
+        Some(kept) if kept == key_check => Ok(()),
+        Some(_) => anyhow::bail!(
+            "this host's key is not the one the database's application tokens are sealed              with: give it the key of the other hosts ({} or {} in the data folder)",
+            crate::secrets::SECRET_KEY_ENV,
+            crate::secrets::SECRET_KEY_FILE
+        ),
+        None => store
+            .set_meta(HOST_KEY_CHECK, key_check)
+            .context("cannot record the host key's fingerprint"),
+    }
 }
 
 /// Deletes events older than the retention period, at start and every six
