@@ -256,6 +256,45 @@ fn a_token_from_the_environment_deletes_the_generated_one_for_good() {
     assert_eq!(status(&fourth, &regenerated), 200);
 }
 
+#[test]
+fn a_host_key_other_than_the_one_that_sealed_the_tokens_is_refused_at_start() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let data = folder.path().join("data");
+    let tokens = [
+        ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SCIMLINK_SCIM_TOKEN", "scim"),
+    ];
+    // The first start makes DATA/secret.key and seals with it.
+    let first = Host::start_with(&data, &tokens);
+    drop(first);
+    let other_key = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+    let refused = Command::new(scimlink_binary())
+        .args([
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(tokens)
+        .env("SCIMLINK_SECRET_KEY", other_key)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("scimlink runs");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(
+            "this host's key is not the one the database's application tokens are sealed with"
+        ),
+        "{said}"
+    );
+    // With its own key again, the host starts.
+    let again = Host::start_with(&data, &tokens);
+    assert_eq!(again.admin("GET", "/api/v1/apps", None).status, 200);
+}
+
 #[cfg(unix)]
 #[test]
 fn the_data_folder_and_the_database_are_the_owners_only() {

@@ -1,0 +1,151 @@
+//! Hosts on PostgreSQL, as an operator runs them: `scimlink serve
+//! --database` (here through `SCIMLINK_DATABASE_URL`), several hosts on one
+//! database sharing one key, and a host with another key refused at start.
+//!
+//! The cluster is the one `SCIMLINK_TEST_DATABASE_URL` names (a throwaway
+//! one `scripts/test.sh` starts); each test makes a database of its own.
+
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+use scimlink_e2e::{ADMIN_TOKEN, Host, Running, SCIM_TOKEN, repository};
+use serde_json::json;
+
+/// Two host keys, base64 as `SCIMLINK_SECRET_KEY` takes them.
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+const OTHER_KEY: &str = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn new() -> Database {
+        let admin_url = std::env::var("SCIMLINK_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "SCIMLINK_TEST_DATABASE_URL is not set: run scripts/test.sh, which starts a \
+                 throwaway PostgreSQL cluster"
+            )
+        });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("scimlink_e2e_{}_{nanos}", std::process::id());
+        let mut admin = Client::connect(&admin_url, NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut url = reqwest::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        Database {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn host_on(database: &Database, data: &std::path::Path, key: &str) -> Host {
+    Host::start_with(
+        data,
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ("SCIMLINK_DATABASE_URL", &database.url),
+            ("SCIMLINK_SECRET_KEY", key),
+        ],
+    )
+}
+
+#[test]
+fn hosts_on_one_database_share_the_directory_and_a_host_with_another_key_is_refused() {
+    let database = Database::new();
+    let folders = tempfile::tempdir().unwrap();
+    let first = host_on(&database, &folders.path().join("first"), KEY);
+    let created = first.admin(
+        "POST",
+        "/api/v1/users",
+        Some(&json!({ "userName": "ada@example.com", "name": { "givenName": "Ada" } })),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let app = first.admin(
+        "POST",
+        "/api/v1/apps",
+        Some(&json!({
+            "name": "crm",
+            "connector": "custom-scim",
+            "baseUrl": "https://crm.example/scim/v2",
+            "token": "token-of-crm"
+        })),
+    );
+    assert_eq!(app.status, 201, "{:?}", app.body);
+
+    // A second host, its own data folder, the same database and key.
+    let second = host_on(&database, &folders.path().join("second"), KEY);
+    let seen = second.admin("GET", "/api/v1/users/ada@example.com", None);
+    assert_eq!(seen.status, 200, "{:?}", seen.body);
+    assert_eq!(seen.body["name"]["givenName"], "Ada");
+    assert_eq!(second.admin("GET", "/api/v1/apps/crm", None).status, 200);
+    // What one host writes through inbound SCIM, the other reads.
+    let pushed = second.scim(
+        "POST",
+        "/scim/v2/Users",
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "grace@example.com"
+        })),
+    );
+    assert_eq!(pushed.status, 201, "{:?}", pushed.body);
+    assert_eq!(
+        first
+            .admin("GET", "/api/v1/users/grace@example.com", None)
+            .status,
+        200
+    );
+
+    // A host with another key would fail every application one by one: it
+    // does not start.
+    let third_data = folders.path().join("third").display().to_string();
+    let mut third = Running::start_with_env(
+        &["serve", "--data", &third_data, "--listen", "127.0.0.1:0"],
+        &repository(),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ("SCIMLINK_DATABASE_URL", &database.url),
+            ("SCIMLINK_SECRET_KEY", OTHER_KEY),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while third.is_running() {
+        assert!(Instant::now() < deadline, "a host with another key started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last lines may still be on their way from the pipes.
+    let refusal =
+        "this host's key is not the one the database's application tokens are sealed with";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while {
+        third.drain();
+        !third.output().contains(refusal) && Instant::now() < deadline
+    } {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = third.output();
+    assert!(said.contains(refusal), "{said}");
+    assert!(!said.contains("scimlink is listening"), "{said}");
+}
