@@ -88,6 +88,10 @@ pub struct ServeArgs {
         env = "SCIMLINK_SCIM_SCAN_CONCURRENCY",
         value_parser = clap::value_parser!(u16).range(1..=256))]
     scim_scan_concurrency: u16,
+    /// Serve the admin API and the inbound SCIM server only, and leave
+    /// provisioning to the hosts that run the engine on the same database.
+    #[arg(long, env = "SCIMLINK_NO_ENGINE")]
+    no_engine: bool,
     #[command(flatten)]
     default_limits: LimitArgs,
 }
@@ -165,15 +169,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         retry_attempts: args.retry_attempts,
         retry_backoff: std::time::Duration::from_secs(args.retry_backoff_seconds),
     };
-    let host = HostBuilder::new(store, admin_token, scim_token)
+    let mut builder = HostBuilder::new(store, admin_token, scim_token)
         .connectors(Arc::clone(&registry))
         .connector_history(History::new(args.data.join("plugin-history")))
         .scan_limit(crate::scim_server::ScanLimit::new(
             usize::from(args.scim_scan_concurrency),
             crate::scim_server::ScanLimit::DEFAULT_WAIT,
-        ))
-        .engine(engine_settings)
-        .build()?;
+        ));
+    if args.no_engine {
+        tracing::info!("the engine does not run on this host (--no-engine)");
+    } else {
+        builder = builder.engine(engine_settings);
+    }
+    let host = builder.build()?;
     let app = host.router();
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
