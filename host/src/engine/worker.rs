@@ -10,6 +10,14 @@
 //! [`super::groups`]), running a change twice, or changes out of order,
 //! converges on the same state.
 //!
+//! One engine works at a time among the hosts that share a store: it holds
+//! the engine's turn ([`crate::store::OutboxStore::take_engine_turn`]),
+//! renewed at every step and with the batch's leases; the others stand by
+//! and the first to ask after the turn ran out takes over, so a host that
+//! dies is replaced within [`TURN_SECONDS`]. An engine whose turn was taken
+//! (it was paused that long) stops its batch as it does for a lost claim.
+//! An engine that stops gives its turn up.
+//!
 //! Progress is tracked per (change, application), so that one application
 //! never holds the others back:
 //! - each application's share of a batch runs beside the others', its
@@ -69,6 +77,13 @@ use crate::store::{
 /// [`RENEW_EVERY`] while the batch is in hand.
 const LEASE_SECONDS: u32 = 20;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How long the engine's turn lasts unrenewed: after a host dies, how
+/// long its standby waits before taking over. It is renewed at every step
+/// and with the batch's leases, so it runs out only for an engine that
+/// stopped (or was paused) for that long.
+const TURN_SECONDS: u32 = 20;
+/// How often an engine standing by asks for the turn.
+const STANDBY_POLL: Duration = Duration::from_secs(2);
 /// Changes claimed at once.
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
@@ -246,7 +261,38 @@ impl Engine {
     }
 
     async fn run(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        // The engine that runs elsewhere while this one stands by.
+        let mut standing_by: Option<String> = None;
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            match self
+                .store
+                .take_engine_turn(&self.consumer, TURN_SECONDS)
+                .await
+            {
+                Ok(turn) if turn.holder == self.consumer => {
+                    if standing_by.take().is_some() {
+                        tracing::info!("provisioning engine: this host's engine takes over");
+                    }
+                }
+                Ok(turn) => {
+                    if standing_by.as_deref() != Some(turn.holder.as_str()) {
+                        tracing::info!(
+                            "provisioning engine: standing by; engine {} runs on another host \
+                             (its turn lasts until {} unless renewed)",
+                            turn.holder,
+                            turn.until
+                        );
+                        standing_by = Some(turn.holder);
+                    }
+                    tokio::time::sleep(STANDBY_POLL).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!("provisioning engine: cannot take its turn: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
             if let Err(error) = self.probe_quarantined().await {
                 tracing::warn!("provisioning engine: {error}");
             }
@@ -266,6 +312,10 @@ impl Engine {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+        // A standby takes over at once rather than when the turn runs out.
+        if let Err(error) = self.store.release_engine_turn(&self.consumer).await {
+            tracing::warn!("provisioning engine: cannot give up its turn: {error}");
         }
     }
 
@@ -1094,6 +1144,18 @@ async fn keep_claims(
         tokio::select! {
             _ = ticks.tick() => {}
             _ = &mut stop => return None,
+        }
+        match store.take_engine_turn(&consumer, TURN_SECONDS).await {
+            Ok(turn) if turn.holder == consumer => {}
+            Ok(turn) => {
+                return Some(format!(
+                    "the engine's turn ran out and engine {} took it over",
+                    turn.holder
+                ));
+            }
+            Err(error) => {
+                return Some(format!("the engine's turn cannot be renewed: {error}"));
+            }
         }
         match store.renew_claims(&consumer, &seqs, LEASE_SECONDS).await {
             Ok(held) if held.len() == seqs.len() => {}

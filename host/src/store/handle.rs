@@ -259,6 +259,22 @@ impl StoreHandle {
 
     // Outbox.
 
+    pub async fn take_engine_turn(
+        &self,
+        engine: &str,
+        lease_seconds: u32,
+    ) -> StoreResult<EngineTurn> {
+        let engine = engine.to_owned();
+        self.run(move |store| store.take_engine_turn(&engine, lease_seconds))
+            .await
+    }
+
+    pub async fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
+        let engine = engine.to_owned();
+        self.run(move |store| store.release_engine_turn(&engine))
+            .await
+    }
+
     pub async fn claim_changes(
         &self,
         consumer: &str,

@@ -241,6 +241,13 @@ pub struct ChangeProgress {
     pub last_error: Option<String>,
 }
 
+/// Who holds the engine's turn, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineTurn {
+    pub holder: String,
+    pub until: Timestamp,
+}
+
 pub trait OutboxStore: Send + Sync {
     // Outbox.
     /// Up to `limit` unfinished changes in order that no live lease holds,
@@ -274,6 +281,14 @@ pub trait OutboxStore: Send + Sync {
     /// a consumer whose lease ran out records nothing.
     fn record_progress(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()>;
     fn pending_changes(&self) -> StoreResult<u64>;
+    /// Takes or keeps the engine's turn for `engine` for `lease_seconds`,
+    /// and says who holds it now. One engine consumes the outbox at a time
+    /// among the hosts of a store: the others stand by, and the first to
+    /// ask after a turn ran out unrenewed takes it over.
+    fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn>;
+    /// Gives up `engine`'s turn, if it holds it, so that a standby engine
+    /// takes over at once.
+    fn release_engine_turn(&self, engine: &str) -> StoreResult<()>;
     /// Woken when a commit of this process appended to the outbox, so that
     /// a consumer need not poll to learn of it (it still polls for other
     /// processes sharing the database).

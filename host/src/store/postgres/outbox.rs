@@ -163,6 +163,32 @@ impl OutboxStore for PostgresStore {
         })
     }
 
+    fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn> {
+        let lease = Duration::from_secs(u64::from(lease_seconds));
+        self.write(|transaction| {
+            let now = Timestamp::now();
+            transaction.execute(
+                "INSERT INTO engine_turn (id, holder, until) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+                 WHERE engine_turn.holder = EXCLUDED.holder OR engine_turn.until < $3",
+                &[&engine, &now.plus(lease), &now],
+            )?;
+            let row =
+                transaction.query_one("SELECT holder, until FROM engine_turn WHERE id = 1", &[])?;
+            Ok(EngineTurn {
+                holder: row.get(0),
+                until: row.get(1),
+            })
+        })
+    }
+
+    fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            transaction.execute("DELETE FROM engine_turn WHERE holder = $1", &[&engine])?;
+            Ok(())
+        })
+    }
+
     fn pending_changes(&self) -> StoreResult<u64> {
         self.read(|transaction| {
             let pending: i64 = transaction

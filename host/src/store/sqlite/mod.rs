@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0003_account_links_and_change_progress.sql"),
     ),
     (4, include_str!("migrations/0004_guard_across_changes.sql")),
+    (5, include_str!("migrations/0005_engine_turn.sql")),
 ];
 
 const READER_POOL: usize = 4;

@@ -162,6 +162,36 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn> {
+        self.write(|transaction| {
+            let now = Timestamp::now();
+            let until = now.plus(std::time::Duration::from_secs(u64::from(lease_seconds)));
+            transaction.execute(
+                "INSERT INTO engine_turn (id, holder, until) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE engine_turn.holder = excluded.holder OR engine_turn.until < ?3",
+                params![engine, until, now],
+            )?;
+            Ok(transaction.query_row(
+                "SELECT holder, until FROM engine_turn WHERE id = 1",
+                [],
+                |row| {
+                    Ok(EngineTurn {
+                        holder: row.get(0)?,
+                        until: row.get(1)?,
+                    })
+                },
+            )?)
+        })
+    }
+
+    fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
+        self.write(|transaction| {
+            transaction.execute("DELETE FROM engine_turn WHERE holder = ?1", [engine])?;
+            Ok(())
+        })
+    }
+
     fn pending_changes(&self) -> StoreResult<u64> {
         self.read(|connection| {
             Ok(connection.query_row(

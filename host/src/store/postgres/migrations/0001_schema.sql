@@ -118,6 +118,15 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (seq) WHERE done_at IS NULL;
 
+-- One engine consumes the outbox at a time among the hosts of a database:
+-- the one holding this single row's turn until `until`, renewed while it
+-- runs; the others stand by and take it over once it runs out.
+CREATE TABLE engine_turn (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    until  TIMESTAMPTZ NOT NULL
+);
+
 -- Progress of each change per application: a change is done when every
 -- application it concerns is done with it.
 CREATE TABLE change_progress (
