@@ -47,6 +47,7 @@ mod handle;
 mod ledger;
 mod meta;
 mod outbox;
+pub mod postgres;
 pub mod rules;
 mod scope;
 pub mod sqlite;
@@ -64,6 +65,7 @@ pub use scope::*;
 pub use timestamp::{Timestamp, TimestampError};
 
 pub use crate::secrets::{Secret, TokenCipher};
+pub use postgres::PostgresStore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 pub use sqlite::SqliteStore;

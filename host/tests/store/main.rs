@@ -1,5 +1,6 @@
 //! The store: the conformance suite every backend must pass
-//! (`conformance`), run against each backend (`sqlite`).
+//! (`conformance`), run against each backend (`sqlite`, `postgresql`).
 
 mod conformance;
+mod postgresql;
 mod sqlite;

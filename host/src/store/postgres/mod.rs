@@ -1,0 +1,418 @@
+//! The shared store: PostgreSQL, for several hosts on one database.
+//!
+//! The store's traits are synchronous and every async caller reaches them
+//! through [`StoreHandle`] on the blocking pool, so this backend uses the
+//! synchronous `postgres` client (tokio-postgres underneath) with an `r2d2`
+//! pool: a store call holds one pooled connection for exactly one
+//! transaction, on a thread that may block.
+//!
+//! Invariants:
+//! - every write is one transaction at `SERIALIZABLE` isolation, retried
+//!   whole when PostgreSQL reports a serialization failure or a deadlock.
+//!   The rules the store keeps were written for one writer at a time (read,
+//!   decide, write: a name still free, an application's one open hold, the
+//!   guard's count); serializable transactions behave as if they ran one
+//!   after the other, so those rules hold across hosts without a lock of
+//!   their own. A write's closure may therefore run more than once: it
+//!   must decide only from what it reads in its transaction.
+//! - every read is one `REPEATABLE READ, READ ONLY` transaction: counts,
+//!   rows and members come from one snapshot.
+//! - only transaction-scoped state is used (no session settings, no
+//!   session advisory locks, no statements prepared across transactions),
+//!   so the store works behind a pooler in transaction mode.
+//! - migrations are numbered SQL files compiled into the binary, applied in
+//!   order, each in a transaction that first takes a transaction-scoped
+//!   advisory lock, so hosts starting together migrate once; a database
+//!   written by a newer scimlink is refused rather than guessed at.
+//! - a write that appends to the outbox also sends `NOTIFY scimlink_outbox`
+//!   (delivered at commit, and only then), so idle hosts can wake at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::postgres::error::SqlState;
+use ::postgres::types::{FromSql, IsNull, ToSql, Type};
+use ::postgres::{IsolationLevel, NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use serde_json::{Map, Value};
+
+use super::*;
+
+/// Schema migrations, in order. A released migration is never edited: a
+/// change to the schema is a new file.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_schema.sql"))];
+
+/// The advisory lock key migrations take ("scimlink" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7363_696d_6c69_6e6b;
+
+/// The channel a write that appended to the outbox notifies.
+pub const OUTBOX_CHANNEL: &str = "scimlink_outbox";
+
+/// Connections a host keeps at most.
+const POOL_SIZE: u32 = 16;
+
+/// Attempts at a write that keeps meeting serialization failures.
+const WRITE_ATTEMPTS: u32 = 12;
+
+const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, created, modified";
+
+const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
+
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard";
+
+const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
+
+/// How a step of a transaction failed: the database itself (which a write
+/// may retry), or a rule of the store (which it returns as it is).
+#[derive(Debug)]
+pub(super) enum Failure {
+    Database(::postgres::Error),
+    Store(StoreError),
+}
+
+impl From<::postgres::Error> for Failure {
+    fn from(error: ::postgres::Error) -> Self {
+        Failure::Database(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+impl Failure {
+    /// Whether running the transaction again may succeed.
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Database(error) => matches!(
+                error.code(),
+                Some(&SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED)
+            ),
+            Failure::Store(_) => false,
+        }
+    }
+
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Store(error) => error,
+            Failure::Database(error) => StoreError::Backend(database_message(&error)),
+        }
+    }
+}
+
+/// A database error in words, with the server's own message when it sent
+/// one.
+fn database_message(error: &::postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {error}"),
+    }
+}
+
+pub(super) type Step<T> = Result<T, Failure>;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// The database as the operator named it, without its password.
+    shown: String,
+    cipher: TokenCipher,
+    /// Woken after a commit of this host that appended to the outbox.
+    appended: Arc<tokio::sync::Notify>,
+}
+
+thread_local! {
+    /// Set by [`append_change`] within the write running on this thread.
+    static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host/database`, or key=value
+    /// pairs; `?host=/path` for a Unix socket) and brings its schema up to
+    /// date.
+    pub fn open(url: &str, cipher: TokenCipher) -> StoreResult<Self> {
+        let config: ::postgres::Config = url.parse().map_err(|error| {
+            StoreError::Backend(format!("{} is not a PostgreSQL URL: {error}", shown(url)))
+        })?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(15))
+            .build(manager)
+            .map_err(|error| {
+                StoreError::Backend(format!("cannot connect to {}: {error}", shown(url)))
+            })?;
+        let store = PostgresStore {
+            pool,
+            shown: shown(url),
+            cipher,
+            appended: Arc::new(tokio::sync::Notify::new()),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn connection(&self) -> StoreResult<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool.get().map_err(|error| {
+            StoreError::Backend(format!("no connection to {}: {error}", self.shown))
+        })
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut connection = self.connection()?;
+        let mut transaction = connection
+            .transaction()
+            .map_err(|error| Failure::from(error).into_store())?;
+        let migrated: Step<()> = (|| {
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            transaction.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
+            )?;
+            let current: i64 = transaction
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                    &[],
+                )?
+                .get(0);
+            let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+            if current > newest {
+                return Err(StoreError::Backend(format!(
+                    "the database is at schema version {current}, newer than this scimlink \
+                     knows ({newest}); run a newer scimlink"
+                ))
+                .into());
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+                transaction.batch_execute(sql)?;
+                transaction.execute(
+                    "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
+                    &[version, &Timestamp::now()],
+                )?;
+            }
+            Ok(())
+        })();
+        migrated.map_err(Failure::into_store)?;
+        transaction
+            .commit()
+            .map_err(|error| Failure::from(error).into_store())
+    }
+
+    /// Runs `work` in one serializable transaction, again from the start
+    /// when PostgreSQL could not serialize it.
+    pub(super) fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut Transaction<'_>) -> Step<T>,
+    ) -> StoreResult<T> {
+        let mut connection = self.connection()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            APPENDED.with(|appended| appended.set(false));
+            let result: Step<T> = (|| {
+                let mut transaction = connection
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()?;
+                let value = work(&mut transaction)?;
+                transaction.commit()?;
+                Ok(value)
+            })();
+            match result {
+                Ok(value) => {
+                    if APPENDED.with(|appended| appended.replace(false)) {
+                        self.appended.notify_one();
+                    }
+                    return Ok(value);
+                }
+                Err(failure) if failure.is_transient() && attempt < WRITE_ATTEMPTS => {
+                    // Back off a little, longer each time, so that the
+                    // transactions that collided do not collide again.
+                    std::thread::sleep(Duration::from_millis(
+                        u64::from(attempt) * 3 + fastrand_jitter(),
+                    ));
+                }
+                Err(failure) => return Err(failure.into_store()),
+            }
+        }
+    }
+
+    /// Runs `work` in one read-only snapshot.
+    pub(super) fn read<T>(
+        &self,
+        work: impl FnOnce(&mut Transaction<'_>) -> Step<T>,
+    ) -> StoreResult<T> {
+        let mut connection = self.connection()?;
+        let result: Step<T> = (|| {
+            let mut transaction = connection
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let value = work(&mut transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })();
+        result.map_err(Failure::into_store)
+    }
+}
+
+/// A few milliseconds of jitter, from the clock: enough to part two
+/// transactions that retried at the same instant.
+fn fastrand_jitter() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    u64::from(nanos % 5)
+}
+
+/// `url` without its password, for messages and logs.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        // key=value form: drop any password pair.
+        Err(_) => url
+            .split_whitespace()
+            .filter(|pair| !pair.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+impl ToSql for Timestamp {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut ::postgres::types::private::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_datetime().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <time::OffsetDateTime as ToSql>::accepts(ty)
+    }
+
+    ::postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Timestamp {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Timestamp::from_datetime(time::OffsetDateTime::from_sql(
+            ty, raw,
+        )?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <time::OffsetDateTime as FromSql>::accepts(ty)
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn not_found(entity: &'static str, key: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        key: key.to_string(),
+    }
+}
+
+/// A stored document as the object it must be.
+fn doc_object(value: Value) -> StoreResult<Map<String, Value>> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(StoreError::Backend(
+            "a stored document is not a JSON object".into(),
+        )),
+    }
+}
+
+/// A count or size the API holds as `u64`, as PostgreSQL's `BIGINT`.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `BIGINT` that counts something, as the API's `u64`.
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn append_change(
+    transaction: &mut Transaction<'_>,
+    subject_id: &str,
+    change: ChangeKind,
+) -> Step<()> {
+    let (entity, action, detail) = change.to_row();
+    transaction.execute(
+        "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[&Timestamp::now(), &entity, &subject_id, &action, &detail],
+    )?;
+    transaction.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL])?;
+    APPENDED.with(|appended| appended.set(true));
+    Ok(())
+}
+
+/// The version of a row, checked against what the caller expects.
+fn current_version(
+    transaction: &mut Transaction<'_>,
+    table: &'static str,
+    entity: &'static str,
+    id: &str,
+    expected: Option<i64>,
+) -> Step<i64> {
+    let current: i64 = transaction
+        .query_opt(
+            &format!("SELECT version FROM {table} WHERE id = $1"),
+            &[&id],
+        )?
+        .ok_or_else(|| not_found(entity, id))?
+        .get(0);
+    Ok(rules::expect_version(entity, id, expected, current)?)
+}
+
+/// `(limit, offset)` of a page, as PostgreSQL takes them.
+fn page_clause(page: Page) -> (i64, i64) {
+    (to_i64(page.limit), to_i64(page.offset))
+}
+
+/// The rows of a query, each made into a record by `map`.
+fn collect<T>(rows: Vec<Row>, map: fn(&Row) -> StoreResult<T>) -> Step<Vec<T>> {
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        items.push(map(row)?);
+    }
+    Ok(items)
+}
+
+mod applications;
+mod audit;
+mod directory;
+mod guard;
+mod ledger;
+mod meta;
+mod outbox;
+mod scope;
+
+use applications::*;
+use audit::*;
+use directory::*;
