@@ -1,18 +1,97 @@
-//! [`AuditStore`] in PostgreSQL.
-#![allow(unused_variables)] // ported in progress
+//! [`AuditStore`] in PostgreSQL: the `events` table.
 
 use super::*;
 
+pub(super) fn event_from_row(row: &Row) -> StoreResult<Event> {
+    let outcome: String = row.get(7);
+    let Some(outcome) = Outcome::parse(&outcome) else {
+        return Err(StoreError::Backend(format!("unknown outcome {outcome:?}")));
+    };
+    let http_status: Option<i32> = row.get(9);
+    Ok(Event {
+        id: row.get(0),
+        at: row.get(1),
+        app_id: row.get(2),
+        app_name: row.get(3),
+        object_kind: row.get(4),
+        object_id: row.get(5),
+        operation: row.get(6),
+        outcome,
+        rule: row.get(8),
+        http_status: http_status.and_then(|status| u16::try_from(status).ok()),
+        summary: row.get(10),
+    })
+}
+
+pub(super) fn insert_event(transaction: &mut Transaction<'_>, event: &Event) -> Step<Event> {
+    let mut event = event.clone();
+    if event.id.is_empty() {
+        event.id = new_id();
+    }
+    transaction.execute(
+        &format!(
+            "INSERT INTO events ({EVENT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ),
+        &[
+            &event.id,
+            &event.at,
+            &event.app_id,
+            &event.app_name,
+            &event.object_kind,
+            &event.object_id,
+            &event.operation,
+            &event.outcome.as_str(),
+            &event.rule,
+            &event.http_status.map(i32::from),
+            &event.summary,
+        ],
+    )?;
+    Ok(event)
+}
+
 impl AuditStore for PostgresStore {
     fn record_event(&self, event: Event) -> StoreResult<Event> {
-        todo!()
+        self.write(|transaction| insert_event(transaction, &event))
     }
 
     fn events(&self, query: &EventQuery, page: Page) -> StoreResult<Listing<Event>> {
-        todo!()
+        let (limit, offset) = page_clause(page);
+        // Each condition is inert when its parameter is NULL.
+        let filter = "($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR operation = $2)
+             AND ($3::text IS NULL OR outcome = $3) AND ($4::timestamptz IS NULL OR at >= $4)";
+        let outcome = query.outcome.map(Outcome::as_str);
+        self.read(|transaction| {
+            let total: i64 = transaction
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
+                    &[&query.app_id, &query.operation, &outcome, &query.since],
+                )?
+                .get(0);
+            let rows = transaction.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE {filter}
+                     ORDER BY at DESC, id LIMIT $5 OFFSET $6"
+                ),
+                &[
+                    &query.app_id,
+                    &query.operation,
+                    &outcome,
+                    &query.since,
+                    &limit,
+                    &offset,
+                ],
+            )?;
+            Ok(Listing {
+                items: collect(rows, event_from_row)?,
+                total: to_u64(total),
+            })
+        })
     }
 
     fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
-        todo!()
+        self.write(|transaction| {
+            Ok(transaction.execute("DELETE FROM events WHERE at < $1", &[&before])?)
+        })
     }
 }

@@ -1,14 +1,24 @@
-//! [`MetaStore`] in PostgreSQL.
-#![allow(unused_variables)] // ported in progress
+//! [`MetaStore`] in PostgreSQL: the `meta` key-value table.
 
 use super::*;
 
 impl MetaStore for PostgresStore {
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
-        todo!()
+        self.read(|transaction| {
+            Ok(transaction
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+                .map(|row| row.get(0)))
+        })
     }
 
     fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )?;
+            Ok(())
+        })
     }
 }

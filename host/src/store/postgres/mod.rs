@@ -214,6 +214,16 @@ impl PostgresStore {
     /// when PostgreSQL could not serialize it.
     pub(super) fn write<T>(
         &self,
+        work: impl FnMut(&mut Transaction<'_>) -> Step<T>,
+    ) -> StoreResult<T> {
+        self.write_at(IsolationLevel::Serializable, work)
+    }
+
+    /// [`PostgresStore::write`] at another isolation level, for a write
+    /// whose rows are locked explicitly.
+    pub(super) fn write_at<T>(
+        &self,
+        isolation: IsolationLevel,
         mut work: impl FnMut(&mut Transaction<'_>) -> Step<T>,
     ) -> StoreResult<T> {
         let mut connection = self.connection()?;
@@ -224,7 +234,7 @@ impl PostgresStore {
             let result: Step<T> = (|| {
                 let mut transaction = connection
                     .build_transaction()
-                    .isolation_level(IsolationLevel::Serializable)
+                    .isolation_level(isolation)
                     .start()?;
                 let value = work(&mut transaction)?;
                 transaction.commit()?;
