@@ -1,29 +1,172 @@
-//! [`LedgerStore`] in PostgreSQL.
-#![allow(unused_variables)] // ported in progress
+//! [`LedgerStore`] in PostgreSQL: `ledger` (unique on application, kind and
+//! remote id) and `dead_letters`.
 
 use super::*;
 
+/// Writes an entry, within a transaction: refused with
+/// [`StoreError::LinkedElsewhere`] when another object holds its remote
+/// account. Takes the object's dead letter off the list.
+pub(super) fn upsert_ledger_entry(
+    transaction: &mut Transaction<'_>,
+    entry: &LedgerEntry,
+) -> Step<()> {
+    // The unique index on (app, kind, remote id) refuses a link to an
+    // account another object holds; the caller hears which account. The
+    // look comes first, in the serializable transaction, so that two hosts
+    // linking the account at once are serialized rather than one of them
+    // meeting the index.
+    let holder = transaction.query_opt(
+        "SELECT object_id FROM ledger
+         WHERE app_id = $1 AND object_kind = $2 AND remote_id = $3 AND object_id != $4",
+        &[
+            &entry.app_id,
+            &entry.object_kind,
+            &entry.remote_id,
+            &entry.object_id,
+        ],
+    )?;
+    if let Some(holder) = holder {
+        return Err(StoreError::LinkedElsewhere {
+            remote_id: entry.remote_id.clone(),
+            holder: holder.get(0),
+        }
+        .into());
+    }
+    transaction.execute(
+        "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (app_id, object_kind, object_id)
+         DO UPDATE SET remote_id = EXCLUDED.remote_id, doc_hash = EXCLUDED.doc_hash,
+                       updated = EXCLUDED.updated, doc = EXCLUDED.doc",
+        &[
+            &entry.app_id,
+            &entry.object_kind,
+            &entry.object_id,
+            &entry.remote_id,
+            &entry.doc_hash,
+            &Timestamp::now(),
+            &entry.document,
+        ],
+    )?;
+    clear_dead_letter(
+        transaction,
+        &entry.app_id,
+        &entry.object_kind,
+        &entry.object_id,
+    )
+}
+
+/// Removes an object's entry, within a transaction, and its dead letter.
+pub(super) fn delete_ledger_entry(
+    transaction: &mut Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> Step<()> {
+    transaction.execute(
+        "DELETE FROM ledger WHERE app_id = $1 AND object_kind = $2 AND object_id = $3",
+        &[&app_id, &object_kind, &object_id],
+    )?;
+    clear_dead_letter(transaction, app_id, object_kind, object_id)
+}
+
+pub(super) fn clear_dead_letter(
+    transaction: &mut Transaction<'_>,
+    app_id: &str,
+    object_kind: &str,
+    object_id: &str,
+) -> Step<()> {
+    transaction.execute(
+        "DELETE FROM dead_letters WHERE app_id = $1 AND object_kind = $2 AND object_id = $3",
+        &[&app_id, &object_kind, &object_id],
+    )?;
+    Ok(())
+}
+
+/// A ledger entry from `app_id, object_kind, object_id, remote_id,
+/// doc_hash, updated, doc`.
+fn entry_from_row(row: &Row) -> StoreResult<LedgerEntry> {
+    Ok(LedgerEntry {
+        app_id: row.get(0),
+        object_kind: row.get(1),
+        object_id: row.get(2),
+        remote_id: row.get(3),
+        doc_hash: row.get(4),
+        updated: row.get(5),
+        document: row.get(6),
+    })
+}
+
+const ENTRY_COLUMNS: &str = "app_id, object_kind, object_id, remote_id, doc_hash, updated, doc";
+
+fn dead_letter_from_row(row: &Row) -> StoreResult<DeadLetter> {
+    let http_status: Option<i32> = row.get(5);
+    let failures: i64 = row.get(8);
+    Ok(DeadLetter {
+        app_id: row.get(0),
+        object_kind: row.get(1),
+        object_id: row.get(2),
+        operation: row.get(3),
+        reason: row.get(4),
+        http_status: http_status.and_then(|status| u16::try_from(status).ok()),
+        first_failed: row.get(6),
+        last_failed: row.get(7),
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+    })
+}
+
 impl LedgerStore for PostgresStore {
-    fn ledger_entry(
-        &self,
-        app_id: &str,
-        object_kind: &str,
-        object_id: &str,
-    ) -> StoreResult<Option<LedgerEntry>> {
-        todo!()
-    }
-
-    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
-        todo!()
-    }
-
     fn remote_ids(
         &self,
         app_id: &str,
         object_kind: &str,
         object_ids: &[String],
     ) -> StoreResult<Vec<(String, String)>> {
-        todo!()
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "SELECT object_id, remote_id FROM ledger
+                 WHERE app_id = $1 AND object_kind = $2 AND object_id = ANY($3)",
+                &[&app_id, &object_kind, &object_ids],
+            )?;
+            let held: std::collections::HashMap<String, String> =
+                rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+            // In the order asked.
+            Ok(object_ids
+                .iter()
+                .filter_map(|id| held.get(id).map(|remote| (id.clone(), remote.clone())))
+                .collect())
+        })
+    }
+
+    fn ledger_entry(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<Option<LedgerEntry>> {
+        self.read(|transaction| {
+            let row = transaction.query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM ledger
+                     WHERE app_id = $1 AND object_kind = $2 AND object_id = $3"
+                ),
+                &[&app_id, &object_kind, &object_id],
+            )?;
+            Ok(row.as_ref().map(entry_from_row).transpose()?)
+        })
+    }
+
+    fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM ledger
+                     WHERE app_id = $1 AND object_kind = $2 ORDER BY object_id"
+                ),
+                &[&app_id, &object_kind],
+            )?;
+            collect(rows, entry_from_row)
+        })
     }
 
     fn ledger_holder(
@@ -32,20 +175,20 @@ impl LedgerStore for PostgresStore {
         object_kind: &str,
         remote_id: &str,
     ) -> StoreResult<Option<LedgerEntry>> {
-        todo!()
-    }
-
-    fn count_ledger_entries(
-        &self,
-        app_id: &str,
-        object_kind: &str,
-        excluding_hash: &str,
-    ) -> StoreResult<u64> {
-        todo!()
+        self.read(|transaction| {
+            let row = transaction.query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM ledger
+                     WHERE app_id = $1 AND object_kind = $2 AND remote_id = $3"
+                ),
+                &[&app_id, &object_kind, &remote_id],
+            )?;
+            Ok(row.as_ref().map(entry_from_row).transpose()?)
+        })
     }
 
     fn put_ledger_entry(&self, entry: &LedgerEntry) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| upsert_ledger_entry(transaction, entry))
     }
 
     fn remove_ledger_entry(
@@ -54,22 +197,107 @@ impl LedgerStore for PostgresStore {
         object_kind: &str,
         object_id: &str,
     ) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| delete_ledger_entry(transaction, app_id, object_kind, object_id))
+    }
+
+    fn count_ledger_entries(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        excluding_hash: &str,
+    ) -> StoreResult<u64> {
+        self.read(|transaction| {
+            let count: i64 = transaction
+                .query_one(
+                    "SELECT COUNT(*) FROM ledger
+                     WHERE app_id = $1 AND object_kind = $2 AND doc_hash != $3",
+                    &[&app_id, &object_kind, &excluding_hash],
+                )?
+                .get(0);
+            Ok(to_u64(count))
+        })
     }
 
     fn put_dead_letter(&self, letter: &DeadLetter) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            let at = Timestamp::now();
+            transaction.execute(
+                "INSERT INTO dead_letters (app_id, object_kind, object_id, operation, reason,
+                     http_status, first_failed, last_failed, failures)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1)
+                 ON CONFLICT (app_id, object_kind, object_id)
+                 DO UPDATE SET operation = EXCLUDED.operation, reason = EXCLUDED.reason,
+                     http_status = EXCLUDED.http_status, last_failed = EXCLUDED.last_failed,
+                     failures = dead_letters.failures + 1",
+                &[
+                    &letter.app_id,
+                    &letter.object_kind,
+                    &letter.object_id,
+                    &letter.operation,
+                    &letter.reason,
+                    &letter.http_status.map(i32::from),
+                    &at,
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     fn dead_letters(&self, app_id: &str) -> StoreResult<Vec<DeadLetter>> {
-        todo!()
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "SELECT app_id, object_kind, object_id, operation, reason, http_status,
+                     first_failed, last_failed, failures
+                 FROM dead_letters WHERE app_id = $1 ORDER BY first_failed, object_id",
+                &[&app_id],
+            )?;
+            collect(rows, dead_letter_from_row)
+        })
     }
 
     fn replay_dead_letters(&self, app_id: &str, object_ids: Option<&[String]>) -> StoreResult<u64> {
-        todo!()
+        self.write(|transaction| {
+            let listed: Vec<(String, String)> = transaction
+                .query(
+                    "SELECT object_kind, object_id FROM dead_letters WHERE app_id = $1
+                     ORDER BY first_failed, object_id",
+                    &[&app_id],
+                )?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            let chosen: Vec<(String, String)> = listed
+                .into_iter()
+                .filter(|(_, id)| object_ids.is_none_or(|ids| ids.contains(id)))
+                .collect();
+            if chosen.is_empty() {
+                return Ok(0);
+            }
+            let mut users = Vec::new();
+            let mut groups = Vec::new();
+            for (kind, id) in &chosen {
+                clear_dead_letter(transaction, app_id, kind, id)?;
+                match kind.as_str() {
+                    "group" => groups.push(id.clone()),
+                    _ => users.push(id.clone()),
+                }
+            }
+            append_change(transaction, app_id, ChangeKind::Replay { users, groups })?;
+            Ok(chosen.len() as u64)
+        })
     }
 
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            match change {
+                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+                LedgerChange::Remove {
+                    app_id,
+                    object_kind,
+                    object_id,
+                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
+            }
+            insert_event(transaction, &event).map(|_| ())
+        })
     }
 }
