@@ -1113,6 +1113,39 @@ pub fn host_metadata_is_kept_by_key(store: &dyn Store) {
     );
 }
 
+/// One engine holds the turn at a time; it keeps it by renewing, gives it
+/// up at once by releasing, and loses it to the next engine that asks once
+/// it ran out.
+pub fn one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up(store: &dyn Store) {
+    let first = store.take_engine_turn("engine-a", 30).unwrap();
+    assert_eq!(first.holder, "engine-a");
+    let asked = store.take_engine_turn("engine-b", 30).unwrap();
+    assert_eq!(asked, first, "a held turn is neither taken nor extended");
+    let renewed = store.take_engine_turn("engine-a", 60).unwrap();
+    assert_eq!(renewed.holder, "engine-a");
+    assert!(renewed.until > first.until);
+
+    // Released: the next engine takes it at once.
+    store.release_engine_turn("engine-b").unwrap();
+    assert_eq!(
+        store.take_engine_turn("engine-b", 30).unwrap().holder,
+        "engine-a",
+        "only the holder gives the turn up"
+    );
+    store.release_engine_turn("engine-a").unwrap();
+    assert_eq!(
+        store.take_engine_turn("engine-b", 0).unwrap().holder,
+        "engine-b"
+    );
+
+    // Run out (a lease of no time): the next engine takes it.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(
+        store.take_engine_turn("engine-a", 30).unwrap().holder,
+        "engine-a"
+    );
+}
+
 /// Runs every case against a backend: `store_conformance!(open)` in a test
 /// module, where `open()` returns `(keep_alive, store)` for a fresh, empty
 /// store; `keep_alive` (a temporary folder, a throwaway database) lives as
@@ -1145,7 +1178,8 @@ macro_rules! store_conformance {
             the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold,
             a_rejected_hold_lets_nothing_through,
             applications_are_found_by_name_or_id_and_names_are_unique,
-            host_metadata_is_kept_by_key
+            host_metadata_is_kept_by_key,
+            one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up
         );
     };
     (@cases $open:path; $($case:ident),+ $(,)?) => {
