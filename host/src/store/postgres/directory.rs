@@ -2,9 +2,13 @@
 //! uniqueness through the `*_key` columns holding the folded name.
 //!
 //! Every write is one serializable transaction that may run again from the
-//! start (see [`PostgresStore::write`]): the rules below (a name still
+//! start (see `PostgresStore::write`): the rules below (a name still
 //! free, a member that exists, a group that would not contain itself) are
 //! decided from what the transaction reads, so they hold across hosts.
+//!
+//! Lists in userName or displayName order follow the database's collation
+//! (SQLite's is byte order); lists in id order are made in Rust or with
+//! `COLLATE "C"`, so they are the same in every database.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -231,24 +235,36 @@ pub(super) fn merge_import(
 }
 
 /// Inserts memberships after checking that every member exists and that no
-/// group would contain itself; returns the ids actually added.
+/// group would contain itself; returns the ids actually added, in the order
+/// given.
+///
+/// The checks and the writes each take a few statements for the whole
+/// list, not a few per member: over a network a group of thousands is
+/// written in a handful of round trips. The outcome is the one of adding
+/// the members one by one: the first member refused (in the order given)
+/// refuses the write, and a member named twice is added once.
 pub(super) fn add_members(
     transaction: &mut Transaction<'_>,
     group_id: &str,
     members: &[Member],
 ) -> Step<Vec<String>> {
-    let mut added = Vec::new();
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let of_kind = |kind: MemberKind| -> Vec<String> {
+        members
+            .iter()
+            .filter(|member| member.kind == kind)
+            .map(|member| member.id.clone())
+            .collect()
+    };
+    let users = existing(transaction, "users", &of_kind(MemberKind::User))?;
+    let groups = existing(transaction, "groups", &of_kind(MemberKind::Group))?;
     for member in members {
-        let table = match member.kind {
-            MemberKind::User => "users",
-            MemberKind::Group => "groups",
+        let exists = match member.kind {
+            MemberKind::User => users.contains(&member.id),
+            MemberKind::Group => groups.contains(&member.id),
         };
-        let exists = transaction
-            .query_opt(
-                &format!("SELECT 1 FROM {table} WHERE id = $1"),
-                &[&member.id],
-            )?
-            .is_some();
         if !exists {
             return Err(StoreError::InvalidMembership(format!(
                 "member {} is not a {} of the directory",
@@ -257,6 +273,10 @@ pub(super) fn add_members(
             ))
             .into());
         }
+        // Memberships this call adds leave `group_id`, never enter it, so
+        // none of them makes a path from a candidate back to `group_id`:
+        // checking every candidate before writing any is checking each in
+        // turn.
         if member.kind == MemberKind::Group
             && would_contain_itself(transaction, group_id, &member.id)?
         {
@@ -266,17 +286,47 @@ pub(super) fn add_members(
             ))
             .into());
         }
-        let inserted = transaction.execute(
-            "INSERT INTO memberships (group_id, member_id, member_kind) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&group_id, &member.id, &member.kind.as_str()],
-        )?;
-        if inserted > 0 {
-            touch_user(transaction, &member.id)?;
-            added.push(member.id.clone());
-        }
     }
+    let mut seen = HashSet::new();
+    let (ids, kinds): (Vec<String>, Vec<&str>) = members
+        .iter()
+        .filter(|member| seen.insert(member.id.as_str()))
+        .map(|member| (member.id.clone(), member.kind.as_str()))
+        .unzip();
+    let inserted: HashSet<String> = transaction
+        .query(
+            "INSERT INTO memberships (group_id, member_id, member_kind)
+             SELECT $1, given.member_id, given.member_kind
+             FROM unnest($2::text[], $3::text[]) AS given(member_id, member_kind)
+             ON CONFLICT DO NOTHING
+             RETURNING member_id",
+            &[&group_id, &ids, &kinds],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let added: Vec<String> = ids.into_iter().filter(|id| inserted.contains(id)).collect();
+    touch_users(transaction, &added)?;
     Ok(added)
+}
+
+/// Those of `ids` that are rows of `table`.
+fn existing(
+    transaction: &mut Transaction<'_>,
+    table: &str,
+    ids: &[String],
+) -> Step<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(transaction
+        .query(
+            &format!("SELECT id FROM {table} WHERE id = ANY($1)"),
+            &[&ids],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// [`rules::would_contain_itself`] over the transaction's memberships. A
@@ -317,31 +367,44 @@ pub(super) fn member_groups(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Deletes memberships (absent ones are ignored); returns the ids actually
+/// removed, in the order given, each once.
 pub(super) fn remove_members(
     transaction: &mut Transaction<'_>,
     group_id: &str,
     members: &[String],
 ) -> Step<Vec<String>> {
-    let mut removed = Vec::new();
-    for member in members {
-        let deleted = transaction.execute(
-            "DELETE FROM memberships WHERE group_id = $1 AND member_id = $2",
-            &[&group_id, member],
-        )?;
-        if deleted > 0 {
-            touch_user(transaction, member)?;
-            removed.push(member.clone());
-        }
+    if members.is_empty() {
+        return Ok(Vec::new());
     }
+    let deleted: HashSet<String> = transaction
+        .query(
+            "DELETE FROM memberships WHERE group_id = $1 AND member_id = ANY($2)
+             RETURNING member_id",
+            &[&group_id, &members],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut seen = HashSet::new();
+    let removed: Vec<String> = members
+        .iter()
+        .filter(|member| deleted.contains(*member) && seen.insert(member.as_str()))
+        .cloned()
+        .collect();
+    touch_users(transaction, &removed)?;
     Ok(removed)
 }
 
 /// A user's `groups` is part of the user: a membership change gives the
 /// user a new version (and ETag). A group id matches no user and is a no-op.
-pub(super) fn touch_user(transaction: &mut Transaction<'_>, id: &str) -> Step<()> {
+pub(super) fn touch_users(transaction: &mut Transaction<'_>, ids: &[String]) -> Step<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     transaction.execute(
-        "UPDATE users SET version = version + 1, modified = $2 WHERE id = $1",
-        &[&id, &Timestamp::now()],
+        "UPDATE users SET version = version + 1, modified = $2 WHERE id = ANY($1)",
+        &[&ids, &Timestamp::now()],
     )?;
     Ok(())
 }
@@ -684,9 +747,7 @@ impl DirectoryStore for PostgresStore {
             let parents = parent_groups(transaction, id)?;
             transaction.execute("DELETE FROM memberships WHERE member_id = $1", &[&id])?;
             transaction.execute("DELETE FROM groups WHERE id = $1", &[&id])?;
-            for member in &members {
-                touch_user(transaction, member)?;
-            }
+            touch_users(transaction, &members)?;
             for parent in &parents {
                 bump_group(transaction, parent)?;
             }
