@@ -1,42 +1,190 @@
-//! [`ScopeStore`] in PostgreSQL.
-#![allow(unused_variables)] // ported in progress
+//! [`ScopeStore`] in PostgreSQL: `bindings` and `assignments`, and scope
+//! questions answered with recursive queries over `memberships`.
+//!
+//! Lists "in id order" are ordered by `COLLATE "C"` (code points, as Rust
+//! and SQLite compare), whatever the database's own collation.
 
 use super::*;
 
 impl ScopeStore for PostgresStore {
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            let app = app_in(transaction, app)?;
+            current_version(transaction, "groups", "group", group_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT INTO bindings (app_id, group_id, created) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&app.id, &group_id, &Timestamp::now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    &app.id,
+                    ChangeKind::Bound {
+                        group: group_id.to_string(),
+                    },
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn unbind(&self, app: &str, group_id: &str) -> StoreResult<()> {
-        todo!()
-    }
-
-    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>> {
-        todo!()
+        self.write(|transaction| {
+            let app = app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM bindings WHERE app_id = $1 AND group_id = $2",
+                &[&app.id, &group_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("binding", group_id).into());
+            }
+            let members = member_ids(transaction, group_id)?;
+            append_change(
+                transaction,
+                &app.id,
+                ChangeKind::Unbound {
+                    group: group_id.to_string(),
+                    members,
+                },
+            )
+        })
     }
 
     fn assign(&self, app: &str, user_id: &str) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            let app = app_in(transaction, app)?;
+            current_version(transaction, "users", "user", user_id, None)?;
+            let inserted = transaction.execute(
+                "INSERT INTO assignments (app_id, user_id, created) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&app.id, &user_id, &Timestamp::now()],
+            )?;
+            if inserted > 0 {
+                append_change(
+                    transaction,
+                    &app.id,
+                    ChangeKind::Assigned {
+                        user: user_id.to_string(),
+                    },
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn unassign(&self, app: &str, user_id: &str) -> StoreResult<()> {
-        todo!()
+        self.write(|transaction| {
+            let app = app_in(transaction, app)?;
+            let deleted = transaction.execute(
+                "DELETE FROM assignments WHERE app_id = $1 AND user_id = $2",
+                &[&app.id, &user_id],
+            )?;
+            if deleted == 0 {
+                return Err(not_found("assignment", user_id).into());
+            }
+            append_change(
+                transaction,
+                &app.id,
+                ChangeKind::Unassigned {
+                    user: user_id.to_string(),
+                },
+            )
+        })
     }
 
     fn assignments(&self, app: &str) -> StoreResult<Vec<String>> {
-        todo!()
+        self.read(|transaction| {
+            let app = app_in(transaction, app)?;
+            let rows = transaction.query(
+                "SELECT user_id FROM assignments WHERE app_id = $1 ORDER BY user_id COLLATE \"C\"",
+                &[&app.id],
+            )?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn bindings(&self, app: &str) -> StoreResult<Vec<GroupRef>> {
+        self.read(|transaction| {
+            let app = app_in(transaction, app)?;
+            let rows = transaction.query(
+                "SELECT g.id, g.display_name FROM bindings b JOIN groups g ON g.id = b.group_id
+                 WHERE b.app_id = $1 ORDER BY g.display_name",
+                &[&app.id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|row| GroupRef {
+                    id: row.get(0),
+                    display_name: row.get(1),
+                })
+                .collect())
+        })
     }
 
     fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
-        todo!()
+        self.read(|transaction| {
+            let app = app_in(transaction, app)?;
+            let rows = transaction.query(
+                "WITH RECURSIVE scope(group_id) AS (
+                     SELECT group_id FROM bindings WHERE app_id = $1
+                     UNION
+                     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
+                     WHERE m.member_kind = 'Group'
+                 )
+                 SELECT user_id FROM (
+                     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
+                     WHERE m.member_kind = 'User'
+                     UNION
+                     SELECT user_id FROM assignments WHERE app_id = $1
+                 ) AS in_scope(user_id)
+                 ORDER BY user_id COLLATE \"C\"",
+                &[&app.id],
+            )?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
     }
 
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        todo!()
+        self.read(|transaction| {
+            let assigned = transaction
+                .query_opt(
+                    "SELECT 1 FROM assignments WHERE app_id = $1 AND user_id = $2",
+                    &[&app_id, &user_id],
+                )?
+                .is_some();
+            if assigned {
+                return Ok(true);
+            }
+            let bound = transaction
+                .query_opt(
+                    "WITH RECURSIVE up(group_id) AS (
+                         SELECT group_id FROM memberships WHERE member_id = $2
+                         UNION
+                         SELECT m.group_id FROM up JOIN memberships m ON m.member_id = up.group_id
+                     )
+                     SELECT 1 FROM up JOIN bindings b ON b.group_id = up.group_id WHERE b.app_id = $1
+                     LIMIT 1",
+                    &[&app_id, &user_id],
+                )?
+                .is_some();
+            Ok(bound)
+        })
     }
 
     fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>> {
-        todo!()
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "WITH RECURSIVE up(group_id) AS (
+                     SELECT $2::text
+                     UNION
+                     SELECT m.group_id FROM up JOIN memberships m ON m.member_id = up.group_id
+                 )
+                 SELECT b.group_id FROM up JOIN bindings b ON b.group_id = up.group_id
+                 WHERE b.app_id = $1 ORDER BY b.group_id COLLATE \"C\"",
+                &[&app_id, &member_id],
+            )?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
     }
 }
