@@ -292,7 +292,7 @@ fn a_host_key_other_than_the_one_that_sealed_the_tokens_is_refused_at_start() {
     );
     // With its own key again, the host starts.
     let again = Host::start_with(&data, &tokens);
-    assert_eq!(again.admin("GET", "/api/v1/apps", None).status, 200);
+    assert_eq!(again.admin("GET", "/apps", None).status, 200);
 }
 
 #[cfg(unix)]

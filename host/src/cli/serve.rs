@@ -230,7 +230,8 @@ fn check_host_key(store: &dyn Store, key_check: &str) -> anyhow::Result<()> {
     {
         Some(kept) if kept == key_check => Ok(()),
         Some(_) => anyhow::bail!(
-            "this host's key is not the one the database's application tokens are sealed              with: give it the key of the other hosts ({} or {} in the data folder)",
+            "this host's key is not the one the database's application tokens are sealed \
+             with: give it the key of the other hosts ({} or {} in the data folder)",
             crate::secrets::SECRET_KEY_ENV,
             crate::secrets::SECRET_KEY_FILE
         ),
