@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
+use scimlink_e2e::application::{Application, connect, import_people, people, run_ok};
 use scimlink_e2e::{ADMIN_TOKEN, Host, Running, SCIM_TOKEN, repository};
 use serde_json::json;
 
@@ -146,4 +147,96 @@ fn hosts_on_one_database_share_the_directory_and_a_host_with_another_key_is_refu
     let said = third.output();
     assert!(said.contains(refusal), "{said}");
     assert!(!said.contains("scimlink is listening"), "{said}");
+}
+
+/// Waits until `process` has printed a line with every one of `parts`
+/// (before now or within a minute).
+fn said(process: &mut Running, parts: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        process.drain();
+        let output = process.output();
+        if output
+            .lines()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {parts:?}; output so far:\n{output}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until some engine holds the turn in `database`.
+fn wait_for_an_engine(database: &Database) -> String {
+    let mut client = Client::connect(&database.url, NoTls).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let holder = client
+            .query_opt("SELECT holder FROM engine_turn", &[])
+            .ok()
+            .flatten()
+            .map(|row| row.get::<_, String>(0));
+        if let Some(holder) = holder {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no engine took the turn");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_twice() {
+    let database = Database::new();
+    let application = Application::start();
+    let folders = tempfile::tempdir().unwrap();
+    let first = host_on(&database, &folders.path().join("first"), KEY);
+    let engine = wait_for_an_engine(&database);
+    let mut second = host_on(&database, &folders.path().join("second"), KEY);
+    said(&mut second.process, &["standing by", &engine]);
+
+    connect(&first, &application, &people(60, "staff"), "staff");
+    run_ok(&first, &["app", "activate", "crm"]);
+    // Killed (SIGKILL) once it has made some of the accounts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while application.total() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the first engine made no account"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(first);
+    let made_before = application.total();
+
+    // A change made through the standby's host meanwhile.
+    import_people(
+        &second,
+        "userName,email,givenName,familyName,groups\nlate,late@example.com,Late,Joiner,staff\n",
+    );
+    said(&mut second.process, &["takes over"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while application.total() < 61 {
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not finish: {} of 61 accounts",
+            application.total()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Each person has exactly one account: what the killed engine had sent
+    // was looked up and taken over, not made again.
+    let mut names = application.user_names();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "an account was made twice: {names:?}");
+    assert_eq!(names.len(), 61);
+    assert!(
+        made_before < 61,
+        "the first engine was killed too late to test anything"
+    );
 }

@@ -177,10 +177,15 @@ impl PostgresStore {
             .map_err(|error| Failure::from(error).into_store())?;
         let migrated: Step<()> = (|| {
             transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-            transaction.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                     version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
-            )?;
+            let fresh: bool = transaction
+                .query_one("SELECT to_regclass('schema_migrations') IS NULL", &[])?
+                .get(0);
+            if fresh {
+                transaction.batch_execute(
+                    "CREATE TABLE schema_migrations (
+                         version BIGINT PRIMARY KEY, applied TIMESTAMPTZ NOT NULL)",
+                )?;
+            }
             let current: i64 = transaction
                 .query_one(
                     "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
