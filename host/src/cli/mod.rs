@@ -8,6 +8,7 @@
 mod admin;
 mod check;
 pub mod import;
+mod migrate;
 mod plugin_new;
 mod plugin_test;
 mod rollback;
@@ -36,6 +37,9 @@ pub struct Cli {
 enum Command {
     /// Run the host: load the plugins folder and follow its changes.
     Serve(serve::ServeArgs),
+    /// Move a stopped host's SQLite database into an empty PostgreSQL
+    /// database, for several hosts to share.
+    Migrate(migrate::MigrateArgs),
     /// Work with connector components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -169,6 +173,7 @@ pub fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Plugin(PluginCommand::Check(args)) => check::run(args),
         Command::Plugin(PluginCommand::Rollback(args)) => rollback::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),

@@ -52,6 +52,7 @@ pub mod rules;
 mod scope;
 pub mod sqlite;
 mod timestamp;
+pub mod transfer;
 
 pub use applications::*;
 pub use audit::*;

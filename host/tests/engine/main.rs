@@ -5,6 +5,8 @@
 //!   rules for a member removed, a group unbound or deleted, group
 //!   management turned off, each carried out on the scope as it is when
 //!   the object's lock is held;
+//! - [`migration`]: a SQLite deployment moved into PostgreSQL carries on
+//!   without sending anything again;
 //! - [`operations`]: what an operator does to one application on demand,
 //!   and what each refusal leaves untouched;
 //! - [`worker`]: the outbox consumer on its own thread, as `scimlink serve`
@@ -17,7 +19,10 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "../store/database.rs"]
+mod database;
 mod groups;
+mod migration;
 mod operations;
 mod worker;
 mod world;

@@ -13,13 +13,14 @@ use std::time::Duration;
 use scimlink::auth::BearerToken;
 use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE};
 use scimlink::host::HostBuilder;
+use scimlink::runtime::PluginRegistry;
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
-use scimlink::store::AppState;
+use scimlink::store::{AppState, Store};
 
 use crate::world::{Remote, World, eventually, member_ids, simulator, sorted};
 
 /// The engine's thread, stopped when the test ends.
-struct RunningEngine {
+pub struct RunningEngine {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -30,11 +31,25 @@ impl RunningEngine {
     /// the test's setup, made while every application is inactive, so that
     /// what the engine does next is the test's own doing.
     async fn start(world: &World, connectors: &[&str], settings: EngineSettings) -> RunningEngine {
-        let registry = world.serving(connectors);
+        let engine = RunningEngine::on(
+            Arc::clone(&world.store),
+            world.serving(connectors),
+            settings,
+        )
+        .await;
+        drained(world).await;
+        engine
+    }
+
+    /// Starts the engine on `store`, serving `registry`.
+    pub async fn on(
+        store: Arc<dyn Store>,
+        registry: Arc<PluginRegistry>,
+        settings: EngineSettings,
+    ) -> RunningEngine {
         let stop = Arc::new(AtomicBool::new(false));
         // The test serves no HTTP: the host's router and its tokens go
         // unused. Starting the engine calls the store: on the blocking pool.
-        let store = Arc::clone(&world.store);
         let engine_stop = Arc::clone(&stop);
         let mut host = tokio::task::spawn_blocking(move || {
             HostBuilder::new(
@@ -50,17 +65,15 @@ impl RunningEngine {
         .unwrap()
         .unwrap();
         let thread = host.take_engine_thread().unwrap();
-        let engine = RunningEngine {
+        RunningEngine {
             stop,
             thread: Some(thread),
-        };
-        drained(world).await;
-        engine
+        }
     }
 
     /// Stops the engine after the batch in hand, serving the simulated
     /// applications meanwhile (they run on the test's runtime).
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             tokio::task::spawn_blocking(move || thread.join())
@@ -80,7 +93,7 @@ impl Drop for RunningEngine {
 
 /// Settings for a test: failed pairs retried at once, nothing on a timer
 /// of its own (no probe, no reconcile) while a test runs.
-fn settings() -> EngineSettings {
+pub fn settings() -> EngineSettings {
     EngineSettings {
         quarantine_probe: Duration::from_secs(3600),
         reconcile_every: Duration::from_secs(86_400),

@@ -53,7 +53,7 @@ impl World {
     pub async fn with_quirks(quirks: Quirks) -> World {
         let folder = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap());
+            Arc::new(SqliteStore::open_in(folder.path(), World::cipher()).unwrap());
         World {
             handle: StoreHandle::new(Arc::clone(&store)),
             store,
@@ -61,6 +61,16 @@ impl World {
             loader: Loader::new(support::runtime()),
             folder,
         }
+    }
+
+    /// The data folder the world's SQLite database is in.
+    pub fn data(&self) -> &std::path::Path {
+        self.folder.path()
+    }
+
+    /// The key the world's store seals tokens with.
+    pub fn cipher() -> TokenCipher {
+        TokenCipher::from_key(&[7; 32])
     }
 
     /// A folder of the world's own, for what a test needs on disk.

@@ -2,5 +2,6 @@
 //! (`conformance`), run against each backend (`sqlite`, `postgresql`).
 
 mod conformance;
+mod database;
 mod postgresql;
 mod sqlite;
