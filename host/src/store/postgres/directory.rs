@@ -6,9 +6,9 @@
 //! free, a member that exists, a group that would not contain itself) are
 //! decided from what the transaction reads, so they hold across hosts.
 //!
-//! Lists in userName or displayName order follow the database's collation
-//! (SQLite's is byte order); lists in id order are made in Rust or with
-//! `COLLATE "C"`, so they are the same in every database.
+//! Ids and names are `COLLATE "C"` columns, so lists in userName,
+//! displayName or id order come in byte order, as in SQLite, whatever the
+//! database's own collation.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
