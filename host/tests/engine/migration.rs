@@ -41,7 +41,8 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
     let before = log_mark(&world.sp);
 
     // Moved, as `scimlink migrate` does, into an empty database.
-    let database = Database::new();
+    // The PostgreSQL client blocks: made, used and dropped off the runtime.
+    let database = tokio::task::spawn_blocking(Database::new).await.unwrap();
     let url = database.url().to_string();
     let data = world.data().to_path_buf();
     let target: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
@@ -141,7 +142,7 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
     let sent = sent_since(&world.sp, before);
     let creates: Vec<&String> = sent
         .iter()
-        .filter(|request| request.starts_with("POST /Users"))
+        .filter(|request| request.starts_with("POST ") && request.ends_with("/Users"))
         .collect();
     assert_eq!(creates.len(), 1, "{sent:?}");
     for name in &names {
@@ -163,4 +164,8 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
             .len(),
         1
     );
+    drop(moved);
+    tokio::task::spawn_blocking(move || drop((target, database)))
+        .await
+        .unwrap();
 }
