@@ -386,7 +386,7 @@ async fn find_or_create(
 ) -> Result<Found, SyncError> {
     let filter = format!("displayName eq {}", literal(&group.display_name));
     let request = ScimRequest::get(format!("/Groups?filter={}", percent_encode(&filter)));
-    let answer = match target.client.send(&request).await {
+    let answer = match target.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
             target
@@ -438,7 +438,7 @@ async fn find_or_create(
                 listed_members(one)
             } else {
                 let path = group_path(&remote_id);
-                match target.client.send(&ScimRequest::get(path)).await {
+                match target.send(&ScimRequest::get(path)).await {
                     Ok(read) => listed_members(&read.body),
                     Err(error) => {
                         target
@@ -492,7 +492,7 @@ async fn find_or_create(
         }
     }
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Groups", resource.clone());
-    let answer = match target.client.send(&request).await {
+    let answer = match target.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
             target
@@ -564,7 +564,7 @@ async fn patch_group(
             path.clone(),
             json!({ "schemas": [PATCH_OP], "Operations": operations }),
         );
-        match target.client.send(&request).await {
+        match target.send(&request).await {
             Ok(answer) => {
                 pushed.resource = resource.clone();
                 target
@@ -659,7 +659,7 @@ async fn send_membership(
         path.to_string(),
         json!({ "schemas": [PATCH_OP], "Operations": operations }),
     );
-    match target.client.send(&request).await {
+    match target.send(&request).await {
         Ok(answer) => Ok(answer.status.as_u16()),
         Err(error) => {
             target
@@ -682,7 +682,7 @@ async fn put_group(
     desired: &BTreeSet<String>,
 ) -> Result<bool, SyncError> {
     let path = group_path(remote_id);
-    let current = match target.client.send(&ScimRequest::get(path.clone())).await {
+    let current = match target.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => listed_members(&answer.body),
         Err(error) => {
             target
@@ -923,7 +923,7 @@ async fn release_group(
     };
     let mut status = None;
     if let Some(request) = request {
-        match target.client.send(&request).await {
+        match target.send(&request).await {
             Ok(answer) => status = Some(answer.status.as_u16()),
             // Already gone: nothing left to change.
             Err(error) if error.status() == Some(404) => status = Some(404),

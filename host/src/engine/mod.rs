@@ -31,6 +31,7 @@
 //!   over: the only hit, carrying the filtered value, linked to no one else;
 //! - [`locks`] holds one object at a time and reads its state under the
 //!   lock, so that no write is decided on a stale read;
+//! - [`turn`] lets an engine send only while it holds the engine's turn;
 //! - [`connections`] keeps one SCIM client per application for every path
 //!   that sends to it.
 
@@ -47,4 +48,5 @@ pub mod provision;
 pub mod reconcile;
 pub mod retry;
 pub mod takeover;
+pub mod turn;
 pub mod worker;

@@ -627,6 +627,7 @@ impl Operations {
             app,
             plugin,
             client,
+            turn: None,
         }
     }
 

@@ -82,9 +82,28 @@ pub struct Target<'a> {
     pub app: &'a AppRecord,
     pub plugin: &'a LoadedPlugin,
     pub client: &'a ScimClient,
+    /// The engine's turn, when the engine syncs: nothing is sent once it
+    /// is lost. `None` for work an operator asked for.
+    pub turn: Option<&'a super::turn::Turn>,
 }
 
 impl Target<'_> {
+    /// Sends `request` to the application, unless this is the engine's
+    /// work and the engine no longer holds its turn.
+    pub(crate) async fn send(
+        &self,
+        request: &ScimRequest,
+    ) -> Result<crate::scim_client::ScimResponse, ScimClientError> {
+        if self.turn.is_some_and(|turn| !turn.is_held()) {
+            return Err(ScimClientError::NotSent(
+                "this host's engine no longer holds its turn (it was paused or cut off past \
+                 it); the engine that took over carries on"
+                    .into(),
+            ));
+        }
+        self.client.send(request).await
+    }
+
     pub(crate) fn settings(&self) -> Vec<Setting> {
         settings_of(self.app)
     }
@@ -163,6 +182,11 @@ impl Target<'_> {
         rule: Option<String>,
         error: &ScimClientError,
     ) {
+        // Nothing happened in the application: the engine that took over
+        // records what it does.
+        if matches!(error, ScimClientError::NotSent(_)) {
+            return;
+        }
         if error.is_permanent() {
             self.dead_letter(
                 "user",
@@ -383,7 +407,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 format!("PUT {path}"),
             ),
         };
-        match target.client.send(&request).await {
+        match target.send(&request).await {
             Ok(answer) => {
                 target
                     .link_recorded(
@@ -422,7 +446,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     };
     for filter in filters {
         let request = ScimRequest::get(format!("/Users?filter={}", percent_encode(&filter)));
-        let answer = match target.client.send(&request).await {
+        let answer = match target.send(&request).await {
             Ok(answer) => answer,
             Err(error) => {
                 target.failed(user_id, LOOKUP, Some(filter), &error).await;
@@ -449,7 +473,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     }
     let document_sent = body.clone();
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", body);
-    match target.client.send(&request).await {
+    match target.send(&request).await {
         Ok(answer) => {
             let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
                 let error = ScimClientError::Status {
@@ -527,7 +551,7 @@ async fn take_over(
         return Ok(Synced::Refused);
     }
     let request = ScimRequest::with_body(reqwest::Method::PUT, user_path(remote_id), body.clone());
-    let answer = match target.client.send(&request).await {
+    let answer = match target.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
             target.failed(&user.id, CREATE, Some(rule), &error).await;

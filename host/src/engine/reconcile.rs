@@ -289,7 +289,7 @@ async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<
                 "Operations": [{ "op": "replace", "path": "active", "value": false }],
             });
             let request = ScimRequest::with_body(reqwest::Method::PATCH, path.clone(), body);
-            return match target.client.send(&request).await {
+            return match target.send(&request).await {
                 Ok(answer) => {
                     target
                         .record(
@@ -329,7 +329,7 @@ async fn repair(target: &Target<'_>, held: &HeldUser, remote: &Value) -> Result<
         }
         UpdateMethod::Put => ScimRequest::with_body(reqwest::Method::PUT, path.clone(), ours),
     };
-    match target.client.send(&request).await {
+    match target.send(&request).await {
         Ok(answer) => {
             target
                 .record(
@@ -381,7 +381,7 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
     };
     let path = user_path(&entry.remote_id);
     let rule = "drift: deleted in the application";
-    match target.client.send(&ScimRequest::get(path.clone())).await {
+    match target.send(&ScimRequest::get(path.clone())).await {
         // The listing left it out: compared as a listed account is.
         Ok(answer) => {
             return Ok(if repair(target, &held, &answer.body).await? {
@@ -604,7 +604,7 @@ async fn reconcile_group(
         return Ok(GroupChecked::Skipped);
     }
     let path = group_path(&entry.remote_id);
-    let remote = match target.client.send(&ScimRequest::get(path.clone())).await {
+    let remote = match target.send(&ScimRequest::get(path.clone())).await {
         Ok(answer) => answer.body,
         Err(error) if error.status() == Some(404) => {
             store
@@ -715,7 +715,7 @@ async fn patch_group(
             path.to_string(),
             json!({ "schemas": [PATCH_OP], "Operations": operations }),
         );
-        let answer = target.client.send(&request).await?;
+        let answer = target.send(&request).await?;
         target
             .record_object(
                 "group",
@@ -735,7 +735,7 @@ async fn patch_group(
     let mut status = None;
     for body in membership_patches(target, &drift.add, &drift.remove) {
         let request = ScimRequest::with_body(reqwest::Method::PATCH, path.to_string(), body);
-        status = Some(target.client.send(&request).await?.status.as_u16());
+        status = Some(target.send(&request).await?.status.as_u16());
     }
     if status.is_some() {
         target
@@ -791,7 +791,7 @@ async fn put_group(
         path.to_string(),
         put_body(ours, remote, drift),
     );
-    let answer = target.client.send(&request).await?;
+    let answer = target.send(&request).await?;
     let rule = if drift.attributes.is_empty() {
         MEMBERS_RULE
     } else {

@@ -15,7 +15,9 @@
 //! renewed at every step and with the batch's leases; the others stand by
 //! and the first to ask after the turn ran out takes over, so a host that
 //! dies is replaced within [`TURN_SECONDS`]. An engine whose turn was taken
-//! (it was paused that long) stops its batch as it does for a lost claim.
+//! (it was paused that long) sends nothing more ([`super::turn`]: each
+//! request checks the turn first) and stops its batch as it does for a lost
+//! claim.
 //! An engine that stops gives its turn up.
 //!
 //! Progress is tracked per (change, application), so that one application
@@ -162,6 +164,9 @@ pub struct Engine {
     /// When each active application was last reconciled (or first seen).
     reconciled: HashMap<String, std::time::Instant>,
     consumer: String,
+    /// Until when this engine holds the engine's turn, as last renewed:
+    /// its requests ask it first.
+    turn: Arc<super::turn::Turn>,
 }
 
 /// One failed object of one pair.
@@ -255,6 +260,7 @@ impl Engine {
                     probed: HashMap::new(),
                     reconciled: HashMap::new(),
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
+                    turn: Arc::default(),
                 };
                 runtime.block_on(engine.run(&stop));
             })
@@ -264,17 +270,13 @@ impl Engine {
         // The engine that runs elsewhere while this one stands by.
         let mut standing_by: Option<String> = None;
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
-            match self
-                .store
-                .take_engine_turn(&self.consumer, TURN_SECONDS)
-                .await
-            {
-                Ok(turn) if turn.holder == self.consumer => {
+            match self.hold_turn().await {
+                Ok(None) => {
                     if standing_by.take().is_some() {
                         tracing::info!("provisioning engine: this host's engine takes over");
                     }
                 }
-                Ok(turn) => {
+                Ok(Some(turn)) => {
                     if standing_by.as_deref() != Some(turn.holder.as_str()) {
                         tracing::info!(
                             "provisioning engine: standing by; engine {} runs on another host \
@@ -319,6 +321,27 @@ impl Engine {
         }
     }
 
+    /// Takes or keeps the engine's turn: `None` when this engine holds it,
+    /// else who does. A turn with more than half of it left is kept without
+    /// a round trip (the batch's renewals keep it too).
+    async fn hold_turn(&self) -> Result<Option<crate::store::EngineTurn>, StoreError> {
+        let half_turn = Duration::from_secs(u64::from(TURN_SECONDS) / 2);
+        if !self.turn.needs_renewal(half_turn) {
+            return Ok(None);
+        }
+        let turn = self
+            .store
+            .take_engine_turn(&self.consumer, TURN_SECONDS)
+            .await?;
+        if turn.holder == self.consumer {
+            self.turn.held_until(turn.until);
+            Ok(None)
+        } else {
+            self.turn.lost();
+            Ok(Some(turn))
+        }
+    }
+
     /// Claims a batch of changes and applies them; how many it claimed.
     ///
     /// The batch's leases are renewed on a timer while it is applied; if a
@@ -337,6 +360,7 @@ impl Engine {
         let renewal = keep_claims(
             self.store.clone(),
             self.consumer.clone(),
+            Arc::clone(&self.turn),
             seqs,
             RENEW_EVERY,
             stopped,
@@ -463,6 +487,7 @@ impl Engine {
             app: &app,
             plugin: &plugin,
             client: &client,
+            turn: Some(&self.turn),
         };
         let mut touched: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, (_, _, work)) in share.into_iter().enumerate() {
@@ -699,6 +724,7 @@ impl Engine {
                 app: &app,
                 plugin: &plugin,
                 client: &client,
+                turn: Some(&self.turn),
             };
             record_reconcile(&target, reconcile_app(&target).await).await?;
         }
@@ -1133,6 +1159,7 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
 async fn keep_claims(
     store: StoreHandle,
     consumer: String,
+    turn: Arc<super::turn::Turn>,
     seqs: Vec<i64>,
     every: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -1146,11 +1173,12 @@ async fn keep_claims(
             _ = &mut stop => return None,
         }
         match store.take_engine_turn(&consumer, TURN_SECONDS).await {
-            Ok(turn) if turn.holder == consumer => {}
-            Ok(turn) => {
+            Ok(held) if held.holder == consumer => turn.held_until(held.until),
+            Ok(held) => {
+                turn.lost();
                 return Some(format!(
                     "the engine's turn ran out and engine {} took it over",
-                    turn.holder
+                    held.holder
                 ));
             }
             Err(error) => {
@@ -1228,6 +1256,7 @@ mod tests {
         let renewing = keep_claims(
             StoreHandle::new(Arc::clone(&store)),
             "paused".into(),
+            Arc::default(),
             seqs.clone(),
             every,
             stopped,
@@ -1249,6 +1278,7 @@ mod tests {
         let lost = keep_claims(
             StoreHandle::new(Arc::clone(&store)),
             "paused".into(),
+            Arc::default(),
             seqs,
             every,
             stopped,

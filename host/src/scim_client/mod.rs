@@ -207,6 +207,10 @@ pub enum ScimClientError {
     },
     #[error("the base URL {0:?} is not an http(s) URL")]
     BadBaseUrl(String),
+    /// The request was not sent: the caller may no longer send (an engine
+    /// whose turn ran out).
+    #[error("not sent: {0}")]
+    NotSent(String),
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
 }

@@ -330,3 +330,45 @@ async fn an_application_that_cannot_be_served_is_quarantined_and_holds_up_no_oth
     assert_eq!(sent_under(&world.sp, "/ghost/"), Vec::<String>::new());
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
+    use scimlink::engine::provision::{SyncError, Synced, sync_user};
+    use scimlink::engine::turn::Turn;
+    use scimlink::scim_client::ScimClientError;
+
+    let world = World::new().await;
+    let ada = world.user("ada");
+    let staff = world.group("staff", &[&ada]);
+    let crm = world.app("crm", "custom-scim", &[&staff]);
+    let connected = world.connect(world.activate(&crm.id), world.bundled("custom-scim"));
+    let mark = crate::world::log_mark(&world.sp);
+
+    // Paused past its turn: the turn this process last renewed ran out.
+    let turn = Turn::new();
+    turn.held_until(scimlink::store::Timestamp::ago(Duration::from_secs(1)));
+    let mut target = connected.target(&world);
+    target.turn = Some(&turn);
+    let refused = sync_user(&target, &ada).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SyncError::Application(ScimClientError::NotSent(_)))
+        ),
+        "{refused:?}"
+    );
+    assert!(crate::world::sent_since(&world.sp, mark).is_empty());
+    assert!(
+        world.events(&crm.id).is_empty(),
+        "{:?}",
+        world.events(&crm.id)
+    );
+    assert!(world.dead_letters(&crm.id).is_empty());
+    assert_eq!(world.remote_id(&crm.id, "user", &ada), None);
+
+    // Renewed: the same sync goes out.
+    turn.held_until(scimlink::store::Timestamp::in_future(Duration::from_secs(
+        20,
+    )));
+    assert_eq!(sync_user(&target, &ada).await.unwrap(), Synced::Created);
+}

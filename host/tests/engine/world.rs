@@ -368,6 +368,7 @@ impl Connected {
             app: &self.app,
             plugin: &self.plugin,
             client: &self.client,
+            turn: None,
         }
     }
 }
