@@ -18,6 +18,9 @@ if [[ -z "$command" || -z "$folder" ]]; then
   echo "usage: $0 start|stop FOLDER" >&2
   exit 2
 fi
+# The server resolves a relative socket folder against its data folder, and
+# a client reads only an absolute one as a socket.
+folder=$(realpath -m "$folder")
 
 find_bin() {
   local found
@@ -53,6 +56,13 @@ case "$command" in
       echo "==> installing Debian's postgresql package" >&2
       DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 \
         || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
+      # The package creates and may start a system cluster of its own: the
+      # tests do not use it, so it is stopped rather than left running.
+      if command -v pg_lsclusters >/dev/null; then
+        pg_lsclusters --no-header 2>/dev/null | while read -r version name _; do
+          pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
+        done
+      fi
       bin=$(find_bin)
     fi
     mkdir -p "$folder"
@@ -70,7 +80,8 @@ case "$command" in
         -c max_connections=200 -c fsync=off -c synchronous_commit=off \
         -c full_page_writes=off" start >&2 \
       || { cat "$folder/server.log" >&2; exit 1; }
-    echo "postgresql://scimlink@localhost/postgres?host=$folder"
+    # The socket folder is the only host: no TCP attempt comes first.
+    echo "postgresql:///postgres?user=scimlink&host=$folder"
     ;;
   stop)
     bin=$(find_bin)

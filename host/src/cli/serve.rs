@@ -224,20 +224,41 @@ fn host_key_check(cipher: &TokenCipher) -> String {
 /// the other, instead. Hosts sharing a database share their key
 /// (`SCIMLINK_SECRET_KEY`, or the same `secret.key`).
 fn check_host_key(store: &dyn Store, key_check: &str) -> anyhow::Result<()> {
-    match store
-        .meta(HOST_KEY_CHECK)
-        .context("cannot read the host key's fingerprint")?
-    {
-        Some(kept) if kept == key_check => Ok(()),
-        Some(_) => anyhow::bail!(
+    let refused = || {
+        anyhow::anyhow!(
             "this host's key is not the one the database's application tokens are sealed \
              with: give it the key of the other hosts ({} or {} in the data folder)",
             crate::secrets::SECRET_KEY_ENV,
             crate::secrets::SECRET_KEY_FILE
-        ),
-        None => store
-            .set_meta(HOST_KEY_CHECK, key_check)
-            .context("cannot record the host key's fingerprint"),
+        )
+    };
+    let kept = store
+        .meta(HOST_KEY_CHECK)
+        .context("cannot read the host key's fingerprint")?;
+    if kept.is_none() {
+        // A database from before fingerprints were kept: the key must open
+        // the tokens it holds.
+        let apps = store
+            .list_apps(crate::store::Page {
+                offset: 0,
+                limit: 1,
+            })
+            .context("cannot read the applications")?;
+        if let Some(app) = apps.items.first()
+            && let Err(crate::store::StoreError::Secret(_)) = store.app_token(&app.id)
+        {
+            return Err(refused());
+        }
+    }
+    // Of hosts starting together on a new database, one key is kept and
+    // the others are refused.
+    let kept = store
+        .set_meta_if_absent(HOST_KEY_CHECK, key_check)
+        .context("cannot record the host key's fingerprint")?;
+    if kept == key_check {
+        Ok(())
+    } else {
+        Err(refused())
     }
 }
 

@@ -180,6 +180,11 @@ impl Target<'_> {
         rule: Option<String>,
         error: &ScimClientError,
     ) {
+        // Nothing happened in the application: the engine that took over
+        // records what it does.
+        if matches!(error, ScimClientError::NotSent(_)) {
+            return;
+        }
         if error.is_permanent() {
             self.dead_letter(
                 "group",
@@ -701,7 +706,6 @@ async fn put_group(
         "membership".into()
     };
     match target
-        .client
         .send(&ScimRequest::with_body(
             reqwest::Method::PUT,
             path.clone(),

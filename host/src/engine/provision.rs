@@ -714,7 +714,6 @@ pub(crate) async fn offboard(
     match how {
         Offboarding::Delete => {
             match target
-                .client
                 .send(&ScimRequest {
                     method: reqwest::Method::DELETE,
                     path: path.clone(),
@@ -744,7 +743,6 @@ pub(crate) async fn offboard(
                 "Operations": [{ "op": "replace", "path": "active", "value": false }],
             });
             match target
-                .client
                 .send(&ScimRequest::with_body(
                     reqwest::Method::PATCH,
                     path.clone(),

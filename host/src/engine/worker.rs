@@ -295,10 +295,24 @@ impl Engine {
                     continue;
                 }
             }
-            if let Err(error) = self.probe_quarantined().await {
+            // A probe's full sync or a reconcile can outlast the turn: it is
+            // renewed meanwhile, as a batch's leases are.
+            let (store, consumer, turn) = (
+                self.store.clone(),
+                self.consumer.clone(),
+                Arc::clone(&self.turn),
+            );
+            let probed = keeping_turn(store, consumer, turn, self.probe_quarantined()).await;
+            if let Err(error) = probed {
                 tracing::warn!("provisioning engine: {error}");
             }
-            if let Err(error) = self.reconcile_due().await {
+            let (store, consumer, turn) = (
+                self.store.clone(),
+                self.consumer.clone(),
+                Arc::clone(&self.turn),
+            );
+            let reconciled = keeping_turn(store, consumer, turn, self.reconcile_due()).await;
+            if let Err(error) = reconciled {
                 tracing::warn!("provisioning engine: {error}");
             }
             match self.step().await {
@@ -329,12 +343,14 @@ impl Engine {
         if !self.turn.needs_renewal(half_turn) {
             return Ok(None);
         }
+        let asked_at = std::time::Instant::now();
         let turn = self
             .store
             .take_engine_turn(&self.consumer, TURN_SECONDS)
             .await?;
         if turn.holder == self.consumer {
-            self.turn.held_until(turn.until);
+            self.turn
+                .renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)));
             Ok(None)
         } else {
             self.turn.lost();
@@ -381,6 +397,16 @@ impl Engine {
         let _ = stop_renewing.send(());
         let _ = renewal.await;
         let Applied { outcomes, waiting } = applied?;
+        // Requests the lost turn kept from going out are not failures of
+        // the application: nothing is settled, and the engine that holds the
+        // turn now does the batch again.
+        if !self.turn.is_held() {
+            tracing::warn!(
+                "provisioning engine: its turn ran out during the batch; the batch is left \
+                 to the engine that holds the turn now"
+            );
+            return Ok(changes.len());
+        }
         self.settle(&changes, outcomes, waiting).await?;
         Ok(changes.len())
     }
@@ -1172,8 +1198,11 @@ async fn keep_claims(
             _ = ticks.tick() => {}
             _ = &mut stop => return None,
         }
+        let asked_at = std::time::Instant::now();
         match store.take_engine_turn(&consumer, TURN_SECONDS).await {
-            Ok(held) if held.holder == consumer => turn.held_until(held.until),
+            Ok(held) if held.holder == consumer => {
+                turn.renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)))
+            }
             Ok(held) => {
                 turn.lost();
                 return Some(format!(
@@ -1199,6 +1228,45 @@ async fn keep_claims(
             }
             Err(error) => {
                 return Some(format!("the lease on the batch cannot be renewed: {error}"));
+            }
+        }
+    }
+}
+
+/// Runs `work`, renewing the engine's turn every [`RENEW_EVERY`] meanwhile.
+/// A renewal that finds the turn taken marks it lost, so that `work` sends
+/// nothing more and ends.
+async fn keeping_turn<T>(
+    store: StoreHandle,
+    consumer: String,
+    turn: Arc<super::turn::Turn>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(RENEW_EVERY);
+    // The first tick is immediate; the turn was just held.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                let asked_at = std::time::Instant::now();
+                match store.take_engine_turn(&consumer, TURN_SECONDS).await {
+                    Ok(held) if held.holder == consumer => {
+                        turn.renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)));
+                    }
+                    Ok(held) => {
+                        tracing::warn!(
+                            "provisioning engine: engine {} took the turn over; this one stops",
+                            held.holder
+                        );
+                        turn.lost();
+                    }
+                    // The turn runs out by itself if renewals keep failing.
+                    Err(error) => {
+                        tracing::warn!("provisioning engine: cannot renew its turn: {error}");
+                    }
+                }
             }
         }
     }

@@ -263,12 +263,20 @@ pub fn sqlite_to_postgres(
             progress(table, rows);
             moved.tables.push((table, rows));
         }
-        // New changes are numbered after the moved ones.
+        // New changes are numbered after every number SQLite ever gave,
+        // those of changes since pruned included.
+        let last_given: i64 = source
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM (
+                     SELECT seq FROM sqlite_sequence WHERE name = 'outbox'
+                     UNION ALL SELECT MAX(seq) FROM outbox)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::from)?;
         transaction.execute(
-            "SELECT setval(pg_get_serial_sequence('outbox', 'seq'),
-                           GREATEST((SELECT MAX(seq) FROM outbox), 1),
-                           (SELECT MAX(seq) FROM outbox) IS NOT NULL)",
-            &[],
+            "SELECT setval(pg_get_serial_sequence('outbox', 'seq'), GREATEST($1::bigint, 1), $1::bigint > 0)",
+            &[&last_given],
         )?;
         Ok(moved)
     });

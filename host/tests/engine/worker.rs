@@ -346,7 +346,7 @@ async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
 
     // Paused past its turn: the turn this process last renewed ran out.
     let turn = Turn::new();
-    turn.held_until(scimlink::store::Timestamp::ago(Duration::from_secs(1)));
+    turn.renewed(std::time::Instant::now(), Duration::from_millis(1));
     let mut target = connected.target(&world);
     target.turn = Some(&turn);
     let refused = sync_user(&target, &ada).await;
@@ -367,8 +367,6 @@ async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
     assert_eq!(world.remote_id(&crm.id, "user", &ada), None);
 
     // Renewed: the same sync goes out.
-    turn.held_until(scimlink::store::Timestamp::in_future(Duration::from_secs(
-        20,
-    )));
+    turn.renewed(std::time::Instant::now(), Duration::from_secs(20));
     assert_eq!(sync_user(&target, &ada).await.unwrap(), Synced::Created);
 }

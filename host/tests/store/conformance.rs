@@ -1111,6 +1111,16 @@ pub fn host_metadata_is_kept_by_key(store: &dyn Store) {
         store.meta("admin-token").unwrap().as_deref(),
         Some("hash-2")
     );
+    // Set once: the first value stays, and every caller learns it.
+    assert_eq!(
+        store.set_meta_if_absent("key-check", "first").unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.set_meta_if_absent("key-check", "second").unwrap(),
+        "first"
+    );
+    assert_eq!(store.meta("key-check").unwrap().as_deref(), Some("first"));
 }
 
 /// One engine holds the turn at a time; it keeps it by renewing, gives it

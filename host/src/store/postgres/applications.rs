@@ -35,7 +35,11 @@ pub(super) fn app_from_row(row: &Row) -> StoreResult<AppRecord> {
 pub(super) fn app_in(transaction: &mut Transaction<'_>, name_or_id: &str) -> Step<AppRecord> {
     let row = transaction
         .query_opt(
-            &format!("SELECT {APP_COLUMNS} FROM applications WHERE id = $1 OR name = $1"),
+            // An id is preferred to a name that happens to spell it.
+            &format!(
+                "SELECT {APP_COLUMNS} FROM applications WHERE id = $1 OR name = $1
+                 ORDER BY (id = $1) DESC LIMIT 1"
+            ),
             &[&name_or_id],
         )?
         .ok_or_else(|| not_found("application", name_or_id))?;

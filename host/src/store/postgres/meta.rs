@@ -21,4 +21,16 @@ impl MetaStore for PostgresStore {
             Ok(())
         })
     }
+
+    fn set_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )?;
+            Ok(transaction
+                .query_one("SELECT value FROM meta WHERE key = $1", &[&key])?
+                .get(0))
+        })
+    }
 }

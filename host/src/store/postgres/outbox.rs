@@ -164,14 +164,16 @@ impl OutboxStore for PostgresStore {
     }
 
     fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn> {
-        let lease = Duration::from_secs(u64::from(lease_seconds));
+        // The database's clock sets and compares every turn, so hosts whose
+        // clocks differ still agree on when one ran out.
         self.write(|transaction| {
-            let now = Timestamp::now();
             transaction.execute(
-                "INSERT INTO engine_turn (id, holder, until) VALUES (1, $1, $2)
+                "INSERT INTO engine_turn (id, holder, until)
+                 VALUES (1, $1, clock_timestamp() + make_interval(secs => $2))
                  ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-                 WHERE engine_turn.holder = EXCLUDED.holder OR engine_turn.until < $3",
-                &[&engine, &now.plus(lease), &now],
+                 WHERE engine_turn.holder = EXCLUDED.holder
+                    OR engine_turn.until < clock_timestamp()",
+                &[&engine, &f64::from(lease_seconds)],
             )?;
             let row =
                 transaction.query_one("SELECT holder, until FROM engine_turn WHERE id = 1", &[])?;

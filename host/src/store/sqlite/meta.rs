@@ -23,4 +23,18 @@ impl MetaStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn set_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.write(|transaction| {
+            transaction.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )?;
+            Ok(
+                transaction.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+    }
 }
