@@ -256,6 +256,48 @@ fn a_token_from_the_environment_deletes_the_generated_one_for_good() {
     assert_eq!(status(&fourth, &regenerated), 200);
 }
 
+/// Runs `scimlink serve` on `data` with `env`, which must refuse to start:
+/// what it said on its standard error. A host that starts instead is
+/// stopped and the test fails.
+fn serve_refused(data: &Path, env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(scimlink_binary())
+        .args([
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scimlink runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait().expect("the host's state") {
+            Some(status) => {
+                assert!(!status.success(), "the host exited without an error");
+                let mut said = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    std::io::Read::read_to_string(&mut stderr, &mut said).expect("its stderr");
+                }
+                return said;
+            }
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the host started instead of refusing");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_host_key_other_than_the_one_that_sealed_the_tokens_is_refused_at_start() {
     let folder = tempfile::tempdir().expect("a temporary folder");
@@ -268,22 +310,8 @@ fn a_host_key_other_than_the_one_that_sealed_the_tokens_is_refused_at_start() {
     let first = Host::start_with(&data, &tokens);
     drop(first);
     let other_key = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
-    let refused = Command::new(scimlink_binary())
-        .args([
-            "serve",
-            "--data",
-            &data.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .envs(tokens)
-        .env("SCIMLINK_SECRET_KEY", other_key)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("scimlink runs");
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let env = [tokens[0], tokens[1], ("SCIMLINK_SECRET_KEY", other_key)];
+    let said = serve_refused(&data, &env);
     assert!(
         said.contains(
             "this host's key is not the one the database's application tokens are sealed with"
@@ -293,6 +321,49 @@ fn a_host_key_other_than_the_one_that_sealed_the_tokens_is_refused_at_start() {
     // With its own key again, the host starts.
     let again = Host::start_with(&data, &tokens);
     assert_eq!(again.admin("GET", "/apps", None).status, 200);
+}
+
+#[test]
+fn a_database_from_before_key_fingerprints_is_checked_by_opening_a_token() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let data = folder.path().join("data");
+    let tokens = [
+        ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SCIMLINK_SCIM_TOKEN", "scim"),
+    ];
+    let first = Host::start_with(&data, &tokens);
+    let created = first.admin(
+        "POST",
+        "/apps",
+        Some(&json!({
+            "name": "crm",
+            "connector": "custom-scim",
+            "baseUrl": "https://crm.example/scim/v2",
+            "token": "token-of-crm"
+        })),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    drop(first);
+    // As a database written before fingerprints were kept.
+    let forgot = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute(\"DELETE FROM meta WHERE key = 'host_key_check'\"); c.commit()",
+            &data.join("scimlink.db").display().to_string(),
+        ])
+        .status()
+        .expect("python3 runs");
+    assert!(forgot.success());
+
+    let other_key = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+    let env = [tokens[0], tokens[1], ("SCIMLINK_SECRET_KEY", other_key)];
+    // A key that opens no token is not trusted.
+    let said = serve_refused(&data, &env);
+    assert!(said.contains("this host's key is not the one"), "{said}");
+    // Its own key opens the token: the host starts and keeps the fingerprint.
+    let again = Host::start_with(&data, &tokens);
+    assert_eq!(again.admin("GET", "/apps/crm", None).status, 200);
 }
 
 #[cfg(unix)]
