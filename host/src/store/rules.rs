@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::{LedgerEntry, StoreError, StoreResult, UserWrite};
+use super::{
+    AppRecord, AppState, AppUpdate, ChangeKind, LedgerEntry, StoreError, StoreResult, UserWrite,
+};
 
 /// The `doc_hash` of a ledger entry whose account was deactivated: there is
 /// no document behind it.
@@ -118,6 +120,77 @@ pub fn holds_active_account(entry: &LedgerEntry) -> bool {
         .and_then(|document| serde_json::from_str::<Value>(document).ok())
         .is_some_and(|document| document.get("active") == Some(&Value::Bool(false)));
     !sent_inactive
+}
+
+/// Applies `update` to `app` (its fields only: sealing a new token is the
+/// backend's) and says which changes the write appends, in order and
+/// without repeats; none when nothing differs. A reason only ever explains
+/// a quarantine: any other state clears it.
+pub fn apply_app_update(app: &mut AppRecord, update: &AppUpdate) -> Vec<ChangeKind> {
+    let name = app.name.clone();
+    let updated = || ChangeKind::AppUpdated { name: name.clone() };
+    let mut changes = Vec::new();
+    if let Some(label) = &update.label {
+        app.label = label.clone();
+        changes.push(updated());
+    }
+    if let Some(base_url) = &update.base_url {
+        app.base_url = base_url.clone();
+        changes.push(updated());
+    }
+    if let Some(settings) = &update.settings {
+        app.settings = settings.clone();
+        changes.push(updated());
+    }
+    if let Some(manage_groups) = update.manage_groups
+        && manage_groups != app.manage_groups
+    {
+        app.manage_groups = manage_groups;
+        changes.push(if manage_groups {
+            ChangeKind::GroupManagementEnabled { name: name.clone() }
+        } else {
+            ChangeKind::GroupManagementDisabled { name: name.clone() }
+        });
+    }
+    if let Some(state) = update.state
+        && state != app.state
+    {
+        app.state = state;
+        changes.push(match state {
+            AppState::Active => ChangeKind::AppActivated { name: name.clone() },
+            AppState::Inactive => ChangeKind::AppDeactivated { name: name.clone() },
+            AppState::Quarantined => ChangeKind::AppQuarantined { name: name.clone() },
+        });
+    }
+    let reason = match app.state {
+        AppState::Quarantined => update.state_reason.clone().or(app.state_reason.take()),
+        _ => None,
+    };
+    if reason != app.state_reason {
+        app.state_reason = reason;
+        changes.push(updated());
+    }
+    if let Some(pacing) = update.pacing
+        && pacing != app.pacing
+    {
+        app.pacing = pacing;
+        changes.push(updated());
+    }
+    if let Some(guard) = update.guard
+        && guard != app.guard
+    {
+        app.guard = guard;
+        changes.push(updated());
+    }
+    if let Some(capabilities) = &update.capabilities {
+        app.capabilities = capabilities.clone();
+        changes.push(ChangeKind::AppTested { name: name.clone() });
+    }
+    if update.token.is_some() {
+        changes.push(ChangeKind::AppTokenRotated { name: name.clone() });
+    }
+    changes.dedup();
+    changes
 }
 
 #[cfg(test)]

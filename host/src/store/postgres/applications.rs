@@ -143,76 +143,16 @@ impl ApplicationStore for PostgresStore {
         };
         self.write(|transaction| {
             let mut app = app_in(transaction, name_or_id)?;
-            let mut changes = Vec::new();
-            let name = app.name.clone();
-            if let Some(label) = &update.label {
-                app.label = label.clone();
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(base_url) = &update.base_url {
-                app.base_url = base_url.clone();
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(settings) = &update.settings {
-                app.settings = settings.clone();
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(manage_groups) = update.manage_groups
-                && manage_groups != app.manage_groups
-            {
-                app.manage_groups = manage_groups;
-                changes.push(if manage_groups {
-                    ChangeKind::GroupManagementEnabled { name: name.clone() }
-                } else {
-                    ChangeKind::GroupManagementDisabled { name: name.clone() }
-                });
-            }
-            if let Some(state) = update.state
-                && state != app.state
-            {
-                app.state = state;
-                changes.push(match state {
-                    AppState::Active => ChangeKind::AppActivated { name: name.clone() },
-                    AppState::Inactive => ChangeKind::AppDeactivated { name: name.clone() },
-                    AppState::Quarantined => ChangeKind::AppQuarantined { name: name.clone() },
-                });
-            }
-            // A reason only ever explains a quarantine.
-            let reason = match app.state {
-                AppState::Quarantined => update.state_reason.clone().or(app.state_reason.take()),
-                _ => None,
-            };
-            if reason != app.state_reason {
-                app.state_reason = reason;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(pacing) = update.pacing
-                && pacing != app.pacing
-            {
-                app.pacing = pacing;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(guard) = update.guard
-                && guard != app.guard
-            {
-                app.guard = guard;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(capabilities) = &update.capabilities {
-                app.capabilities = capabilities.clone();
-                changes.push(ChangeKind::AppTested { name: name.clone() });
-            }
+            let changes = rules::apply_app_update(&mut app, &update);
             if let Some((nonce, sealed)) = resealed(&app.id)? {
                 transaction.execute(
                     "UPDATE applications SET token_nonce = $2, token_sealed = $3 WHERE id = $1",
                     &[&app.id, &nonce, &sealed],
                 )?;
-                changes.push(ChangeKind::AppTokenRotated { name: name.clone() });
             }
             if changes.is_empty() {
                 return Ok(app);
             }
-            changes.dedup();
             transaction.execute(
                 "UPDATE applications SET label = $2, base_url = $3, manage_groups = $4, state = $5,
                      settings = $6, version = version + 1, modified = $7, capabilities = $8,

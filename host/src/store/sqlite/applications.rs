@@ -104,65 +104,7 @@ impl ApplicationStore for SqliteStore {
     fn update_app(&self, name_or_id: &str, update: AppUpdate) -> StoreResult<AppRecord> {
         self.write(|transaction| {
             let mut app = self.app_in(transaction, name_or_id)?;
-            let mut changes = Vec::new();
-            let name = app.name.clone();
-            if let Some(label) = update.label {
-                app.label = label;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(base_url) = update.base_url {
-                app.base_url = base_url;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(settings) = update.settings {
-                app.settings = settings;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(manage_groups) = update.manage_groups
-                && manage_groups != app.manage_groups
-            {
-                app.manage_groups = manage_groups;
-                changes.push(if manage_groups {
-                    ChangeKind::GroupManagementEnabled { name: name.clone() }
-                } else {
-                    ChangeKind::GroupManagementDisabled { name: name.clone() }
-                });
-            }
-            if let Some(state) = update.state
-                && state != app.state
-            {
-                app.state = state;
-                changes.push(match state {
-                    AppState::Active => ChangeKind::AppActivated { name: name.clone() },
-                    AppState::Inactive => ChangeKind::AppDeactivated { name: name.clone() },
-                    AppState::Quarantined => ChangeKind::AppQuarantined { name: name.clone() },
-                });
-            }
-            // A reason only ever explains a quarantine.
-            let reason = match app.state {
-                AppState::Quarantined => update.state_reason.or(app.state_reason.take()),
-                _ => None,
-            };
-            if reason != app.state_reason {
-                app.state_reason = reason;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(pacing) = update.pacing
-                && pacing != app.pacing
-            {
-                app.pacing = pacing;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(guard) = update.guard
-                && guard != app.guard
-            {
-                app.guard = guard;
-                changes.push(ChangeKind::AppUpdated { name: name.clone() });
-            }
-            if let Some(capabilities) = update.capabilities {
-                app.capabilities = capabilities;
-                changes.push(ChangeKind::AppTested { name: name.clone() });
-            }
+            let changes = rules::apply_app_update(&mut app, &update);
             if let Some(token) = &update.token {
                 let (nonce, sealed) = self
                     .cipher
@@ -172,12 +114,10 @@ impl ApplicationStore for SqliteStore {
                     "UPDATE applications SET token_nonce = ?2, token_sealed = ?3 WHERE id = ?1",
                     params![app.id, nonce, sealed],
                 )?;
-                changes.push(ChangeKind::AppTokenRotated { name: name.clone() });
             }
             if changes.is_empty() {
                 return Ok(app);
             }
-            changes.dedup();
             let settings = serde_json::to_string(&app.settings)
                 .map_err(|error| StoreError::Backend(error.to_string()))?;
             transaction.execute(
