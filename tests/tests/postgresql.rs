@@ -240,3 +240,26 @@ fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_tw
         "the first engine was killed too late to test anything"
     );
 }
+
+#[test]
+fn a_move_from_a_folder_without_a_database_is_refused_and_creates_nothing() {
+    let folders = tempfile::tempdir().unwrap();
+    let named_by_mistake = folders.path().join("dtaa");
+    let output = std::process::Command::new(scimlink_e2e::scimlink_binary())
+        .args([
+            "migrate",
+            "--from",
+            &named_by_mistake.display().to_string(),
+            "--to",
+            "postgresql:///nowhere?host=/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("there is no scimlink database at"), "{said}");
+    assert!(
+        !named_by_mistake.exists(),
+        "the mistaken folder was created"
+    );
+}

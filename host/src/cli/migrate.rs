@@ -24,6 +24,14 @@ pub struct MigrateArgs {
 }
 
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    // Checked before the key is read: reading it would create one in a
+    // folder named by mistake.
+    let database = args.from.join(crate::store::sqlite::DATABASE_FILE);
+    anyhow::ensure!(
+        database.is_file(),
+        "there is no scimlink database at {}: --from names the data folder of the host to move",
+        shown(&database)
+    );
     // The tokens move sealed: the key is only read to bring an older
     // database to the current schema, and to tell the operator which key
     // the new hosts need.

@@ -177,6 +177,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             crate::scim_server::ScanLimit::DEFAULT_WAIT,
         ));
     if args.no_engine {
+        if args.database.is_none() {
+            tracing::warn!(
+                "--no-engine without --database: nothing provisions this host's own \
+                 SQLite directory"
+            );
+        }
         tracing::info!("the engine does not run on this host (--no-engine)");
     } else {
         builder = builder.engine(engine_settings);
