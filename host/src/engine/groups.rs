@@ -247,7 +247,8 @@ fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
 /// Brings the target application's copy of `group_id` to what the
 /// directory wants.
 pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
-    let _one_at_a_time = super::locks::lock_object(&target.app.id, "group", group_id).await;
+    let _one_at_a_time =
+        super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
     match sync_group_once(target, group_id).await {
         // Deleted in the application meanwhile: the ledger forgot it, and
         // the group is found or created again.
@@ -421,8 +422,13 @@ async fn find_or_create(
         Candidate::None => {}
         Candidate::Refused(reason) => return refuse(reason).await,
         Candidate::One(remote_id) => {
-            let _group =
-                super::locks::lock_object(&target.app.id, "group account", &remote_id).await;
+            let _group = super::locks::lock_object(
+                target.store,
+                &target.app.id,
+                "group account",
+                &remote_id,
+            )
+            .await?;
             if let Some(holder) = target
                 .store
                 .ledger_holder(&target.app.id, "group", &remote_id)
@@ -793,7 +799,7 @@ pub async fn apply_group_event(
     if event != GroupEvent::UserRemovedFromGroup && group_entry.is_some() {
         // Under the group's lock, on its entry as it is now: a sync of the
         // group may have changed it since the facts were gathered.
-        let _one_at_a_time = super::locks::lock_object(app_id, "group", &group.id).await;
+        let _one_at_a_time = super::locks::lock_object(store, app_id, "group", &group.id).await?;
         let bound_again = event == GroupEvent::GroupUnbound
             && store
                 .bound_groups_containing(app_id, &group.id)

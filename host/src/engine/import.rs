@@ -192,7 +192,7 @@ pub async fn import_users(
         let (user_id, rule) = match existing {
             Some(user) => {
                 _one_at_a_time =
-                    Some(super::locks::lock_object(&target.app.id, "user", &user.id).await);
+                    Some(super::locks::lock_object(store, &target.app.id, "user", &user.id).await?);
                 if let Some(held) = store.ledger_entry(&target.app.id, "user", &user.id).await? {
                     done.refused += 1;
                     let why = format!(
@@ -218,7 +218,7 @@ pub async fn import_users(
                     .await?;
                 done.created += 1;
                 _one_at_a_time =
-                    Some(super::locks::lock_object(&target.app.id, "user", &user.id).await);
+                    Some(super::locks::lock_object(store, &target.app.id, "user", &user.id).await?);
                 (user.id, "created in the directory")
             }
         };

@@ -13,12 +13,21 @@
 //! read taken before the lock. Groups are locked the same way by
 //! [`lock_object`] with kind `group`, and a takeover also locks the remote
 //! account itself, so that two objects cannot take one account at once.
-//! (Hosts sharing one database do not share these locks; they share the
-//! outbox leases instead, which keep a change with one host at a time, and
-//! the store refuses a second link to one account.)
+//!
+//! Hosts sharing one database hold an object the same way across
+//! processes: once it holds the object in memory, a process takes the
+//! object's lease in the store ([`crate::store::HostsStore::take_object_lease`]),
+//! waits while another host holds it, renews it while the object is held
+//! and gives it up when done. So an operator's provisioning on one host and
+//! the engine on another take turns on a user as two tasks of one host do.
+//! A lease that runs out unrenewed (its host died) is taken over after
+//! [`OBJECT_LEASE`]. Locks are always taken in the same order (an object,
+//! then the account it takes over; a group, then its members), in memory
+//! and in the store alike.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
@@ -32,9 +41,49 @@ static LOCKS: LazyLock<Mutex<HashMap<Key, Weak<AsyncMutex<()>>>>> =
 /// Locks beyond which the table is swept of unused entries.
 const SWEEP_ABOVE: usize = 4096;
 
-/// Waits for, and holds until dropped, the lock of one object of one
-/// application.
+/// How long an object's lease lasts unrenewed: after a host dies, how long
+/// the objects it held wait.
+pub const OBJECT_LEASE: Duration = Duration::from_secs(30);
+/// How often a held object's lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// The longest pause between two attempts at a lease another host holds.
+const LONGEST_WAIT: Duration = Duration::from_millis(500);
+/// How long a wait for a lease lasts before it is said in the log.
+const SAY_AFTER: Duration = Duration::from_secs(5);
+
+/// This process as the holder of object leases.
+static HOLDER: LazyLock<String> = LazyLock::new(|| format!("process-{}", uuid::Uuid::new_v4()));
+
+/// One object of one application, held until dropped: in this process, and
+/// in the store when other processes share it.
+pub struct ObjectLock {
+    // Dropped first: the lease is given up before the process lets the
+    // object go to its next task.
+    _lease: Option<Lease>,
+    _local: OwnedMutexGuard<()>,
+}
+
+/// Waits for, and holds until dropped, one object of one application.
 pub async fn lock_object(
+    store: &StoreHandle,
+    app_id: &str,
+    object_kind: &'static str,
+    object_id: &str,
+) -> Result<ObjectLock, StoreError> {
+    let local = local_lock(app_id, object_kind, object_id).await;
+    let lease = if store.shared_by_hosts() {
+        Some(Lease::take(store, app_id, object_kind, object_id).await?)
+    } else {
+        None
+    };
+    Ok(ObjectLock {
+        _lease: lease,
+        _local: local,
+    })
+}
+
+/// The object's lock among this process's tasks.
+async fn local_lock(
     app_id: &str,
     object_kind: &'static str,
     object_id: &str,
@@ -59,6 +108,103 @@ pub async fn lock_object(
     lock.lock_owned().await
 }
 
+/// This process's lease on one object in a shared store, renewed while it
+/// lives and given up when dropped.
+struct Lease {
+    store: StoreHandle,
+    key: Key,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Waits until the store grants the lease: another host holding it
+    /// gives it up when done, or loses it once it runs out.
+    async fn take(
+        store: &StoreHandle,
+        app_id: &str,
+        object_kind: &'static str,
+        object_id: &str,
+    ) -> Result<Lease, StoreError> {
+        let seconds = lease_seconds();
+        let mut pause = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        let mut said = false;
+        while !store
+            .take_object_lease(&HOLDER, app_id, object_kind, object_id, seconds)
+            .await?
+        {
+            if !said && waited >= SAY_AFTER {
+                tracing::info!(
+                    "waiting for {object_kind} {object_id} of application {app_id}: \
+                     another host is working on it"
+                );
+                said = true;
+            }
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            pause = (pause * 2).min(LONGEST_WAIT);
+        }
+        let key = (app_id.to_string(), object_kind, object_id.to_string());
+        let renewal = tokio::spawn(renew(store.clone(), key.clone()));
+        Ok(Lease {
+            store: store.clone(),
+            key,
+            renewal,
+        })
+    }
+}
+
+fn lease_seconds() -> u32 {
+    u32::try_from(OBJECT_LEASE.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Renews a lease for as long as its object is held.
+async fn renew(store: StoreHandle, (app_id, object_kind, object_id): Key) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        match store
+            .take_object_lease(&HOLDER, &app_id, object_kind, &object_id, lease_seconds())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    "{object_kind} {object_id} of application {app_id}: this host's lease ran \
+                     out and another host took the object over"
+                );
+                return;
+            }
+            Err(error) => tracing::warn!(
+                "{object_kind} {object_id} of application {app_id}: cannot renew its lease: \
+                 {error}"
+            ),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        // Given up at once so that another host need not wait for it to run
+        // out; without a runtime to do it on, it runs out by itself.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let (app_id, object_kind, object_id) = self.key.clone();
+            runtime.spawn(async move {
+                if let Err(error) = store
+                    .release_object_lease(&HOLDER, &app_id, object_kind, &object_id)
+                    .await
+                {
+                    tracing::warn!(
+                        "{object_kind} {object_id} of application {app_id}: cannot give up \
+                         its lease ({error}); it runs out by itself"
+                    );
+                }
+            });
+        }
+    }
+}
+
 /// One user of one application, locked while this lives, with what the
 /// directory and the ledger say of it, read under the lock.
 pub struct HeldUser {
@@ -69,7 +215,7 @@ pub struct HeldUser {
     pub in_scope: bool,
     /// What the application holds for the user, as the ledger says.
     pub entry: Option<LedgerEntry>,
-    _lock: OwnedMutexGuard<()>,
+    _lock: ObjectLock,
 }
 
 /// Waits for the user's lock in the application, then reads the user, its
@@ -79,7 +225,7 @@ pub async fn hold_user(
     app_id: &str,
     user_id: &str,
 ) -> Result<HeldUser, StoreError> {
-    let lock = lock_object(app_id, "user", user_id).await;
+    let lock = lock_object(store, app_id, "user", user_id).await?;
     let (app, user) = (app_id.to_owned(), user_id.to_owned());
     let (user, in_scope, entry) = store
         .run(move |store| {
@@ -104,10 +250,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_sync_of_the_same_object_waits() {
-        let held = lock_object("app", "user", "u1").await;
-        let other = lock_object("app", "user", "u2").await;
+        let held = local_lock("app", "user", "u1").await;
+        let other = local_lock("app", "user", "u2").await;
         drop(other);
-        let waiting = tokio::spawn(async { lock_object("app", "user", "u1").await });
+        let waiting = tokio::spawn(async { local_lock("app", "user", "u1").await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "the same object waits");
         drop(held);

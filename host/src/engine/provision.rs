@@ -538,7 +538,8 @@ async fn take_over(
     body: &Value,
     doc_hash: &str,
 ) -> Result<Synced, SyncError> {
-    let _account = super::locks::lock_object(&target.app.id, "user account", remote_id).await;
+    let _account =
+        super::locks::lock_object(target.store, &target.app.id, "user account", remote_id).await?;
     let rule = format!("takeover: {filter}");
     let holder = target
         .store

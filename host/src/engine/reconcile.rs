@@ -590,7 +590,7 @@ async fn reconcile_group(
 ) -> Result<GroupChecked, SyncError> {
     let store = target.store;
     let app_id = &target.app.id;
-    let _one_at_a_time = lock_object(app_id, "group", group_id).await;
+    let _one_at_a_time = lock_object(store, app_id, "group", group_id).await?;
     let Some(entry) = store.ledger_entry(app_id, "group", group_id).await? else {
         return Ok(GroupChecked::Skipped);
     };

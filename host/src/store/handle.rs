@@ -68,6 +68,80 @@ impl StoreHandle {
         self.store.outbox_signal()
     }
 
+    /// Whether other processes share the store ([`HostsStore::shared_by_hosts`]);
+    /// it does not block.
+    pub fn shared_by_hosts(&self) -> bool {
+        self.store.shared_by_hosts()
+    }
+
+    // Hosts.
+
+    pub async fn announce_host(
+        &self,
+        engine: &str,
+        name: &str,
+        connectors: std::collections::BTreeMap<String, String>,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<HostPresence>> {
+        let (engine, name) = (engine.to_owned(), name.to_owned());
+        self.run(move |store| store.announce_host(&engine, &name, &connectors, lease_seconds))
+            .await
+    }
+
+    pub async fn withdraw_host(&self, engine: &str) -> StoreResult<()> {
+        let engine = engine.to_owned();
+        self.run(move |store| store.withdraw_host(&engine)).await
+    }
+
+    pub async fn take_object_lease(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+        lease_seconds: u32,
+    ) -> StoreResult<bool> {
+        let (holder, app_id, object_kind, object_id) = (
+            holder.to_owned(),
+            app_id.to_owned(),
+            object_kind.to_owned(),
+            object_id.to_owned(),
+        );
+        self.run(move |store| {
+            let object = ObjectKey {
+                app_id: &app_id,
+                object_kind: &object_kind,
+                object_id: &object_id,
+            };
+            store.take_object_lease(&holder, object, lease_seconds)
+        })
+        .await
+    }
+
+    pub async fn release_object_lease(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+    ) -> StoreResult<()> {
+        let (holder, app_id, object_kind, object_id) = (
+            holder.to_owned(),
+            app_id.to_owned(),
+            object_kind.to_owned(),
+            object_id.to_owned(),
+        );
+        self.run(move |store| {
+            let object = ObjectKey {
+                app_id: &app_id,
+                object_kind: &object_kind,
+                object_id: &object_id,
+            };
+            store.release_object_lease(&holder, object)
+        })
+        .await
+    }
+
     // Directory.
 
     pub async fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {

@@ -8,7 +8,8 @@
 //! [`OutboxStore`] (the changes writes append, consumed through leases),
 //! [`LedgerStore`] (links to remote accounts, dead letters),
 //! [`GuardStore`] (the deprovisioning guard's holds), [`AuditStore`]
-//! (events) and [`MetaStore`] (host metadata). [`sqlite`] implements each in
+//! (events), [`MetaStore`] (host metadata) and [`HostsStore`] (the hosts
+//! sharing the store, and the leases that keep an object with one of them). [`sqlite`] implements each in
 //! a file of the same name; [`rules`] holds what every backend decides the
 //! same way; host/tests/store/conformance.rs is what every backend must
 //! pass.
@@ -44,6 +45,7 @@ mod audit;
 mod directory;
 mod guard;
 mod handle;
+mod hosts;
 mod ledger;
 mod meta;
 mod outbox;
@@ -59,6 +61,7 @@ pub use audit::*;
 pub use directory::*;
 pub use guard::*;
 pub use handle::StoreHandle;
+pub use hosts::*;
 pub use ledger::*;
 pub use meta::*;
 pub use outbox::*;
@@ -136,6 +139,7 @@ pub trait Store:
     + GuardStore
     + AuditStore
     + MetaStore
+    + HostsStore
     + 'static
 {
 }
@@ -149,6 +153,7 @@ impl<T> Store for T where
         + GuardStore
         + AuditStore
         + MetaStore
+        + HostsStore
         + 'static
 {
 }
@@ -158,7 +163,7 @@ impl<T> Store for T where
 /// need no import.
 pub mod prelude {
     pub use super::{
-        ApplicationStore, AuditStore, DirectoryStore, GuardStore, LedgerStore, MetaStore,
-        OutboxStore, ScopeStore, Store,
+        ApplicationStore, AuditStore, DirectoryStore, GuardStore, HostsStore, LedgerStore,
+        MetaStore, OutboxStore, ScopeStore, Store,
     };
 }

@@ -483,7 +483,7 @@ async fn a_rule_does_not_offboard_a_user_who_came_back_while_it_waited() {
     // ada leaves the group; the connector's rule for it would deactivate
     // her. While the rule waits for her lock, she is added back.
     world.remove_members(&sales, &[&ada]);
-    let held = lock_object(app, "user", &ada).await;
+    let held = lock_object(&world.handle, app, "user", &ada).await.unwrap();
     let group = world.directory_group(&sales);
     let removed = [ada.clone()];
     let rule = apply_group_event(&target, GroupEvent::UserRemovedFromGroup, &group, &removed);

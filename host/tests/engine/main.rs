@@ -5,6 +5,8 @@
 //!   rules for a member removed, a group unbound or deleted, group
 //!   management turned off, each carried out on the scope as it is when
 //!   the object's lock is held;
+//! - [`hosts`]: hosts sharing one PostgreSQL database hold an object for
+//!   one another;
 //! - [`migration`]: a SQLite deployment moved into PostgreSQL carries on
 //!   without sending anything again;
 //! - [`operations`]: what an operator does to one application on demand,
@@ -22,6 +24,7 @@ mod support;
 #[path = "../store/database.rs"]
 mod database;
 mod groups;
+mod hosts;
 mod migration;
 mod operations;
 mod worker;

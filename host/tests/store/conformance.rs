@@ -12,8 +12,8 @@
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
     GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
-    MemberKind, OffboardAction, Outcome, Page, Secret, Store, StoreError, Timestamp, UserKey,
-    UserWrite,
+    MemberKind, ObjectKey, OffboardAction, Outcome, Page, Secret, Store, StoreError, Timestamp,
+    UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -1156,6 +1156,77 @@ pub fn one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up(store: &dyn St
     );
 }
 
+/// A host is present from its announcement until it runs out or
+/// withdraws, with the connectors it said it serves.
+pub fn hosts_are_present_until_they_run_out_or_withdraw(store: &dyn Store) {
+    let coda = std::collections::BTreeMap::from([("coda".to_string(), "1.2.0".to_string())]);
+    let none = std::collections::BTreeMap::new();
+    let present = store.announce_host("engine-b", "b:2", &none, 30).unwrap();
+    assert_eq!(present.len(), 1);
+    let present = store.announce_host("engine-a", "a:1", &coda, 30).unwrap();
+    let engines: Vec<&str> = present.iter().map(|host| host.engine.as_str()).collect();
+    assert_eq!(engines, ["engine-a", "engine-b"], "in engine order");
+    assert_eq!(present[0].connectors, coda);
+    assert_eq!(present[0].name, "a:1");
+    assert!(present[0].until > present[0].seen);
+    assert_eq!(store.hosts().unwrap(), present);
+
+    // A new announcement replaces what the host said before.
+    store.announce_host("engine-a", "a:1", &none, 30).unwrap();
+    assert!(store.hosts().unwrap()[0].connectors.is_empty());
+
+    store.withdraw_host("engine-b").unwrap();
+    let engines: Vec<String> = store
+        .hosts()
+        .unwrap()
+        .into_iter()
+        .map(|host| host.engine)
+        .collect();
+    assert_eq!(engines, ["engine-a"]);
+
+    // Run out (announced for no time): no longer present.
+    store.announce_host("engine-a", "a:1", &none, 0).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(store.hosts().unwrap().is_empty());
+}
+
+/// An object's lease is held by one holder at a time; the holder renews it,
+/// gives it up by releasing it, and loses it once it ran out.
+pub fn an_object_lease_is_held_by_one_holder_at_a_time(store: &dyn Store) {
+    let ada = ObjectKey {
+        app_id: "app-1",
+        object_kind: "user",
+        object_id: "u1",
+    };
+    let other_app = ObjectKey {
+        app_id: "app-2",
+        ..ada
+    };
+    assert!(store.take_object_lease("host-a", ada, 30).unwrap());
+    assert!(!store.take_object_lease("host-b", ada, 30).unwrap());
+    assert!(
+        store.take_object_lease("host-a", ada, 30).unwrap(),
+        "renewed"
+    );
+    assert!(
+        store.take_object_lease("host-b", other_app, 30).unwrap(),
+        "another application's object is another lease"
+    );
+
+    store.release_object_lease("host-b", ada).unwrap();
+    assert!(
+        !store.take_object_lease("host-b", ada, 30).unwrap(),
+        "only the holder gives a lease up"
+    );
+    store.release_object_lease("host-a", ada).unwrap();
+    assert!(store.take_object_lease("host-b", ada, 0).unwrap());
+
+    // Run out: the next holder takes it over.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(store.take_object_lease("host-a", ada, 30).unwrap());
+    assert!(!store.take_object_lease("host-b", ada, 30).unwrap());
+}
+
 /// Runs every case against a backend: `store_conformance!(open)` in a test
 /// module, where `open()` returns `(keep_alive, store)` for a fresh, empty
 /// store; `keep_alive` (a temporary folder, a throwaway database) lives as
@@ -1189,7 +1260,9 @@ macro_rules! store_conformance {
             a_rejected_hold_lets_nothing_through,
             applications_are_found_by_name_or_id_and_names_are_unique,
             host_metadata_is_kept_by_key,
-            one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up
+            one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up,
+            hosts_are_present_until_they_run_out_or_withdraw,
+            an_object_lease_is_held_by_one_holder_at_a_time
         );
     };
     (@cases $open:path; $($case:ident),+ $(,)?) => {

@@ -40,7 +40,13 @@ use super::*;
 
 /// Schema migrations, in order. A released migration is never edited: a
 /// change to the schema is a new file.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_schema.sql")),
+    (
+        2,
+        include_str!("migrations/0002_hosts_and_object_leases.sql"),
+    ),
+];
 
 /// The advisory lock key migrations take ("scimlink" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7363_696d_6c69_6e6b;
@@ -423,6 +429,7 @@ mod applications;
 mod audit;
 mod directory;
 mod guard;
+mod hosts;
 mod ledger;
 mod meta;
 mod outbox;

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("migrations/0004_guard_across_changes.sql")),
     (5, include_str!("migrations/0005_engine_turn.sql")),
+    (
+        6,
+        include_str!("migrations/0006_hosts_and_object_leases.sql"),
+    ),
 ];
 
 const READER_POOL: usize = 4;
@@ -356,6 +360,7 @@ mod applications;
 mod audit;
 mod directory;
 mod guard;
+mod hosts;
 mod ledger;
 mod meta;
 mod outbox;

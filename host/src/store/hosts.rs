@@ -1,0 +1,72 @@
+//! The hosts sharing a store: which engines are present and which
+//! connectors each serves, and the leases that keep one object of one
+//! application with one host at a time.
+//!
+//! Invariants: a host counts as present until the time it last announced
+//! (it announces again well before then, and withdraws when it stops), so a
+//! host that died drops out on its own; an object lease is held by one
+//! holder at a time, until it runs out unrenewed or its holder releases it;
+//! the store's own clock sets and compares every deadline, so hosts whose
+//! clocks differ agree on when one ran out.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// A host whose engine announced itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPresence {
+    /// The engine's id, as it holds the engine's turn.
+    pub engine: String,
+    /// A name for people: the machine's name and the process id.
+    pub name: String,
+    /// The connectors it serves: name → version.
+    pub connectors: BTreeMap<String, String>,
+    /// When it last announced itself.
+    pub seen: Timestamp,
+    /// Until when it counts as present unless it announces again.
+    pub until: Timestamp,
+}
+
+/// One object of one application, as a lease names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectKey<'a> {
+    pub app_id: &'a str,
+    /// `user`, `group`, `user account` or `group account`.
+    pub object_kind: &'a str,
+    pub object_id: &'a str,
+}
+
+pub trait HostsStore: Send + Sync {
+    /// Records that the host `engine` (called `name`, serving
+    /// `connectors`) is present for `lease_seconds`, forgets hosts long
+    /// gone, and returns every host present now, in engine order.
+    fn announce_host(
+        &self,
+        engine: &str,
+        name: &str,
+        connectors: &BTreeMap<String, String>,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<HostPresence>>;
+    /// The host `engine` stopped: it is no longer present.
+    fn withdraw_host(&self, engine: &str) -> StoreResult<()>;
+    /// Every host present now, in engine order.
+    fn hosts(&self) -> StoreResult<Vec<HostPresence>>;
+    /// Takes or renews `holder`'s lease on `object` for `lease_seconds`;
+    /// whether `holder` holds it now. Another holder's lease is taken over
+    /// only once it ran out.
+    fn take_object_lease(
+        &self,
+        holder: &str,
+        object: ObjectKey<'_>,
+        lease_seconds: u32,
+    ) -> StoreResult<bool>;
+    /// Gives up `holder`'s lease on `object`, if it holds it.
+    fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()>;
+    /// Whether other processes may use this store at the same time (a
+    /// shared database), so that what one process holds in memory does not
+    /// keep another out and objects are leased in the store.
+    fn shared_by_hosts(&self) -> bool {
+        false
+    }
+}

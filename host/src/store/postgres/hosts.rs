@@ -1,0 +1,125 @@
+//! [`HostsStore`] in PostgreSQL: the `hosts` and `object_leases` tables.
+//!
+//! Leases are single upserts at `READ COMMITTED`: the row lock the upsert
+//! takes decides between hosts asking at once, without a serialization
+//! failure to retry, and the database's clock sets every deadline.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// How long after it ran out a host is forgotten, in seconds.
+const FORGET_AFTER_SECONDS: f64 = 3600.0;
+
+fn present(transaction: &mut Transaction<'_>) -> Step<Vec<HostPresence>> {
+    let rows = transaction.query(
+        "SELECT engine, name, connectors, seen, until FROM hosts
+         WHERE until > clock_timestamp() ORDER BY engine",
+        &[],
+    )?;
+    let mut hosts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let connectors: Value = row.get(2);
+        hosts.push(HostPresence {
+            engine: row.get(0),
+            name: row.get(1),
+            connectors: serde_json::from_value(connectors).map_err(|error| {
+                Failure::Store(StoreError::Backend(format!("hosts.connectors: {error}")))
+            })?,
+            seen: row.get(3),
+            until: row.get(4),
+        });
+    }
+    Ok(hosts)
+}
+
+impl HostsStore for PostgresStore {
+    fn announce_host(
+        &self,
+        engine: &str,
+        name: &str,
+        connectors: &BTreeMap<String, String>,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<HostPresence>> {
+        let connectors = serde_json::to_value(connectors)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            transaction.execute(
+                "INSERT INTO hosts (engine, name, connectors, seen, until)
+                 VALUES ($1, $2, $3, clock_timestamp(),
+                         clock_timestamp() + make_interval(secs => $4))
+                 ON CONFLICT (engine) DO UPDATE SET name = EXCLUDED.name,
+                     connectors = EXCLUDED.connectors, seen = EXCLUDED.seen,
+                     until = EXCLUDED.until",
+                &[&engine, &name, &connectors, &f64::from(lease_seconds)],
+            )?;
+            transaction.execute(
+                "DELETE FROM hosts
+                 WHERE until < clock_timestamp() - make_interval(secs => $1)",
+                &[&FORGET_AFTER_SECONDS],
+            )?;
+            transaction.execute(
+                "DELETE FROM object_leases WHERE until < clock_timestamp()",
+                &[],
+            )?;
+            present(transaction)
+        })
+    }
+
+    fn withdraw_host(&self, engine: &str) -> StoreResult<()> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            transaction.execute("DELETE FROM hosts WHERE engine = $1", &[&engine])?;
+            Ok(())
+        })
+    }
+
+    fn hosts(&self) -> StoreResult<Vec<HostPresence>> {
+        self.read(present)
+    }
+
+    fn take_object_lease(
+        &self,
+        holder: &str,
+        object: ObjectKey<'_>,
+        lease_seconds: u32,
+    ) -> StoreResult<bool> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            let taken = transaction.execute(
+                "INSERT INTO object_leases (app_id, object_kind, object_id, holder, until)
+                 VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5))
+                 ON CONFLICT (app_id, object_kind, object_id)
+                 DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+                 WHERE object_leases.holder = EXCLUDED.holder
+                    OR object_leases.until < clock_timestamp()",
+                &[
+                    &object.app_id,
+                    &object.object_kind,
+                    &object.object_id,
+                    &holder,
+                    &f64::from(lease_seconds),
+                ],
+            )?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            transaction.execute(
+                "DELETE FROM object_leases
+                 WHERE app_id = $1 AND object_kind = $2 AND object_id = $3 AND holder = $4",
+                &[
+                    &object.app_id,
+                    &object.object_kind,
+                    &object.object_id,
+                    &holder,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn shared_by_hosts(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,81 @@
+//! Hosts sharing one PostgreSQL database: an object one host holds is held
+//! for every other host too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scimlink::engine::locks::lock_object;
+use scimlink::store::{PostgresStore, Store, StoreHandle};
+
+use crate::database::Database;
+use crate::world::{World, eventually};
+
+/// A store on a database of its own; both are made off the runtime, since
+/// the PostgreSQL client blocks.
+async fn shared_store() -> (Database, StoreHandle) {
+    tokio::task::spawn_blocking(|| {
+        let database = Database::new();
+        let store: Arc<dyn Store> =
+            Arc::new(PostgresStore::open(database.url(), World::cipher()).unwrap());
+        (database, StoreHandle::new(store))
+    })
+    .await
+    .unwrap()
+}
+
+/// Dropped off the runtime, as they were made.
+async fn close(database: Database, handle: StoreHandle) {
+    tokio::task::spawn_blocking(move || drop((handle, database)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_another_host_holds_waits_until_it_lets_go() {
+    let (database, handle) = shared_store().await;
+    assert!(handle.shared_by_hosts());
+    let another_host = "process-elsewhere";
+    assert!(
+        handle
+            .take_object_lease(another_host, "app-1", "user", "u1", 30)
+            .await
+            .unwrap()
+    );
+
+    let waiting = {
+        let handle = handle.clone();
+        tokio::spawn(async move { lock_object(&handle, "app-1", "user", "u1").await })
+    };
+    // Another object of the same application is not held up.
+    let other = lock_object(&handle, "app-1", "user", "u2").await.unwrap();
+    drop(other);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the object waits for the other host");
+
+    handle
+        .release_object_lease(another_host, "app-1", "user", "u1")
+        .await
+        .unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the object is held once the other host lets go")
+        .unwrap()
+        .unwrap();
+    assert!(
+        !handle
+            .take_object_lease(another_host, "app-1", "user", "u1", 30)
+            .await
+            .unwrap(),
+        "while this host holds it, the other host cannot take it"
+    );
+
+    drop(held);
+    eventually("the lease is given up when the object is let go", async || {
+        handle
+            .take_object_lease(another_host, "app-1", "user", "u1", 30)
+            .await
+            .unwrap()
+    })
+    .await;
+    close(database, handle).await;
+}
