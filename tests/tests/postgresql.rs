@@ -1,6 +1,7 @@
 //! Hosts on PostgreSQL, as an operator runs them: `scimlink serve
 //! --database` (here through `SCIMLINK_DATABASE_URL`), several hosts on one
-//! database sharing one key, and a host with another key refused at start.
+//! database sharing one key, and a host with another key refused at start;
+//! hosts serving different connectors.
 //!
 //! The cluster is the one `SCIMLINK_TEST_DATABASE_URL` names (a throwaway
 //! one `scripts/test.sh` starts); each test makes a database of its own.
@@ -238,6 +239,83 @@ fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_tw
     assert!(
         made_before < 61,
         "the first engine was killed too late to test anything"
+    );
+}
+
+/// Hosts serving different connectors: the engine runs on the host that
+/// serves the application's connector, and `status` says what differs.
+#[test]
+fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
+    let database = Database::new();
+    let application = Application::start();
+    let folders = tempfile::tempdir().unwrap();
+    // The first host serves only Coda; it starts alone and takes the turn.
+    let partial = folders.path().join("partial-plugins");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::copy(
+        repository().join("dist/plugins/coda.wasm"),
+        partial.join("coda.wasm"),
+    )
+    .unwrap();
+    let mut first = Host::start_serving(
+        &folders.path().join("first"),
+        &partial,
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ("SCIMLINK_DATABASE_URL", &database.url),
+            ("SCIMLINK_SECRET_KEY", KEY),
+        ],
+    );
+    let engine = wait_for_an_engine(&database);
+    let mut second = host_on(&database, &folders.path().join("second"), KEY);
+    said(&mut second.process, &["standing by", &engine]);
+
+    // A custom SCIM application, which only the second host can serve.
+    connect(&second, &application, &people(10, "staff"), "staff");
+    run_ok(&second, &["app", "activate", "crm"]);
+    said(&mut first.process, &["leaving the engine's turn to"]);
+    said(&mut second.process, &["takes over"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while application.total() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 10 accounts made",
+            application.total()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Never quarantined for a connector the other host lacks.
+    let crm = first.admin("GET", "/apps/crm", None);
+    assert_eq!(crm.body["state"], "active", "{:?}", crm.body);
+
+    let status = first.admin("GET", "/status", None).body;
+    let hosts = status["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{status}");
+    let running: Vec<&serde_json::Value> = hosts
+        .iter()
+        .filter(|host| host["runsEngine"] == true)
+        .collect();
+    assert_eq!(running.len(), 1, "{status}");
+    assert!(
+        running[0]["connectors"]["custom-scim"].is_string(),
+        "the engine runs where custom-scim is served: {status}"
+    );
+    let mismatches = status["connectorMismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{status}");
+    assert_eq!(mismatches[0]["connector"], "custom-scim");
+    assert_eq!(mismatches[0]["applications"], json!(["crm"]));
+    let versions: Vec<&serde_json::Value> = mismatches[0]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| &host["version"])
+        .collect();
+    assert!(versions.iter().any(|version| version.is_null()), "{status}");
+    let shown = run_ok(&first, &["status"]);
+    assert!(
+        shown.contains("(runs the engine)") && shown.contains("connector custom-scim differs"),
+        "{shown}"
     );
 }
 

@@ -36,6 +36,50 @@ pub struct Status {
     pub held_apps: Vec<String>,
     /// Objects applications refused for good, all applications together.
     pub dead_letters: u64,
+    /// The hosts whose engines share this store (one, on SQLite), and
+    /// which of them runs the engine; hosts started with `--no-engine` are
+    /// not listed.
+    pub hosts: Vec<HostStatus>,
+    /// Connectors used by an active or quarantined application that the
+    /// hosts do not all serve at the same version. The engine runs on a
+    /// host that serves the most applications; an application whose
+    /// connector only another host serves waits for it.
+    pub connector_mismatches: Vec<ConnectorMismatch>,
+}
+
+/// A host whose engine shares the store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    /// The machine's name and the process id.
+    pub name: String,
+    /// The engine's id.
+    pub engine: String,
+    /// Whether this host's engine holds the engine's turn.
+    pub runs_engine: bool,
+    /// The connectors it serves: name → version.
+    pub connectors: std::collections::BTreeMap<String, String>,
+    /// When it last announced itself (RFC 3339).
+    pub last_seen: String,
+}
+
+/// A connector the hosts do not all serve alike.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorMismatch {
+    pub connector: String,
+    /// The newest version a host serves, if any does.
+    pub newest: Option<String>,
+    /// Each host's version; `null` where it is not loaded.
+    pub hosts: Vec<HostVersion>,
+    /// The applications that use it.
+    pub applications: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HostVersion {
+    pub host: String,
+    pub version: Option<String>,
 }
 
 /// A quarantined application and why.
@@ -54,6 +98,7 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
             ..Status::default()
         };
         let mut app_names = std::collections::HashMap::new();
+        let mut apps = Vec::new();
         let mut offset = 0;
         loop {
             let page = store.list_apps(Page {
@@ -76,7 +121,9 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
                 status.dead_letters += store.dead_letters(&app.id)?.len() as u64;
             }
             offset += page.items.len() as u64;
-            if page.items.is_empty() || offset >= page.total {
+            let done = page.items.is_empty() || offset >= page.total;
+            apps.extend(page.items);
+            if done {
                 break;
             }
         }
@@ -93,6 +140,31 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
                 status.held_apps.push(name.clone());
             }
         }
+        let hosts = store.hosts()?;
+        let turn = store.engine_turn()?;
+        status.hosts = hosts
+            .iter()
+            .map(|host| HostStatus {
+                name: host.name.clone(),
+                engine: host.engine.clone(),
+                runs_engine: turn.as_ref().is_some_and(|turn| turn.holder == host.engine),
+                connectors: host.connectors.clone(),
+                last_seen: host.seen.to_string(),
+            })
+            .collect();
+        status.connector_mismatches = crate::engine::hosts::mismatches(&hosts, &apps)
+            .into_iter()
+            .map(|mismatch| ConnectorMismatch {
+                connector: mismatch.connector,
+                newest: mismatch.newest,
+                hosts: mismatch
+                    .hosts
+                    .into_iter()
+                    .map(|(host, version)| HostVersion { host, version })
+                    .collect(),
+                applications: mismatch.applications,
+            })
+            .collect();
         Ok(status)
     })
     .await?;

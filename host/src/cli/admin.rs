@@ -1144,6 +1144,60 @@ pub fn run_status(connection: Connection, format: Format) -> anyhow::Result<Exit
                 );
             }
             println!("dead letters      {}", count("deadLetters"));
+            let hosts = status["hosts"].as_array().map_or(&[][..], Vec::as_slice);
+            println!("hosts             {}", hosts.len());
+            for host in hosts {
+                let connectors: Vec<String> = host["connectors"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, version)| format!("{name} {}", version.as_str().unwrap_or("?")))
+                    .collect();
+                println!(
+                    "  {}{}: {}",
+                    host["name"].as_str().unwrap_or("-"),
+                    if host["runsEngine"] == true {
+                        " (runs the engine)"
+                    } else {
+                        ""
+                    },
+                    if connectors.is_empty() {
+                        "no connectors".to_string()
+                    } else {
+                        connectors.join(", ")
+                    }
+                );
+            }
+            for mismatch in status["connectorMismatches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let versions: Vec<String> = mismatch["hosts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|host| {
+                        format!(
+                            "{} {}",
+                            host["host"].as_str().unwrap_or("-"),
+                            host["version"].as_str().unwrap_or("(not loaded)")
+                        )
+                    })
+                    .collect();
+                let applications: Vec<&str> = mismatch["applications"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "  connector {} differs between hosts ({}), used by {}",
+                    mismatch["connector"].as_str().unwrap_or("-"),
+                    versions.join("; "),
+                    applications.join(", ")
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -39,6 +39,7 @@ pub mod connections;
 pub mod directory_user;
 pub mod groups;
 pub mod guard;
+pub mod hosts;
 pub mod import;
 pub mod lifecycle;
 pub mod locks;

@@ -70,8 +70,8 @@ use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
-    AppRecord, AppState, AppUpdate, Change, ChangeKind, ChangeProgress, Outcome, Page, Store,
-    StoreError, StoreHandle, Timestamp,
+    AppRecord, AppState, AppUpdate, Change, ChangeKind, ChangeProgress, HostPresence, Outcome,
+    Page, Store, StoreError, StoreHandle, Timestamp,
 };
 
 /// How long a claimed change is held before another consumer may take it:
@@ -84,8 +84,15 @@ const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// and with the batch's leases, so it runs out only for an engine that
 /// stopped (or was paused) for that long.
 const TURN_SECONDS: u32 = 20;
+/// How long a host counts as present after it announced itself, and how
+/// often it does.
+const PRESENCE_SECONDS: u32 = 20;
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 /// How often an engine standing by asks for the turn.
 const STANDBY_POLL: Duration = Duration::from_secs(2);
+/// How long a change waits, for an application whose connector another
+/// host serves, before it is looked at again.
+const SERVED_ELSEWHERE_WAIT: Duration = Duration::from_secs(10);
 /// Changes claimed at once.
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
@@ -164,9 +171,26 @@ pub struct Engine {
     /// When each active application was last reconciled (or first seen).
     reconciled: HashMap<String, std::time::Instant>,
     consumer: String,
+    /// This host as people read it (`status`, the log).
+    host_name: String,
+    /// The hosts present as this engine last announced itself, itself
+    /// among them ([`super::hosts`]); kept by [`announce`] on a timer.
+    hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
+    /// When this engine last weighed whether another host should run.
+    hosts_weighed: std::time::Instant,
     /// Until when this engine holds the engine's turn, as last renewed:
     /// its requests ask it first.
     turn: Arc<super::turn::Turn>,
+}
+
+/// Where the engine's turn is, as [`Engine::hold_turn`] found it.
+enum TurnState {
+    /// This engine holds it.
+    Held,
+    /// Another engine holds it.
+    Elsewhere(crate::store::EngineTurn),
+    /// This engine leaves it to a host that serves more applications.
+    LeftTo(HostPresence),
 }
 
 /// One failed object of one pair.
@@ -211,6 +235,9 @@ struct PairOutcome {
     failures: Vec<Failure>,
     /// The application was quarantined: done with, whatever failed.
     quarantined: bool,
+    /// Why another host's engine should send to the application rather
+    /// than this one: the pair waits for it, without counting an attempt.
+    served_elsewhere: Option<String>,
 }
 
 impl Engine {
@@ -260,6 +287,9 @@ impl Engine {
                     probed: HashMap::new(),
                     reconciled: HashMap::new(),
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
+                    host_name: super::hosts::this_host_name(),
+                    hosts: Arc::default(),
+                    hosts_weighed: std::time::Instant::now(),
                     turn: Arc::default(),
                 };
                 runtime.block_on(engine.run(&stop));
@@ -267,16 +297,23 @@ impl Engine {
     }
 
     async fn run(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        let presence = tokio::spawn(announce(
+            self.store.clone(),
+            self.consumer.clone(),
+            self.host_name.clone(),
+            Arc::clone(&self.plugins),
+            Arc::clone(&self.hosts),
+        ));
         // The engine that runs elsewhere while this one stands by.
         let mut standing_by: Option<String> = None;
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
             match self.hold_turn().await {
-                Ok(None) => {
+                Ok(TurnState::Held) => {
                     if standing_by.take().is_some() {
                         tracing::info!("provisioning engine: this host's engine takes over");
                     }
                 }
-                Ok(Some(turn)) => {
+                Ok(TurnState::Elsewhere(turn)) => {
                     if standing_by.as_deref() != Some(turn.holder.as_str()) {
                         tracing::info!(
                             "provisioning engine: standing by; engine {} runs on another host \
@@ -286,7 +323,19 @@ impl Engine {
                         );
                         standing_by = Some(turn.holder);
                     }
-                    tokio::time::sleep(STANDBY_POLL).await;
+                    self.stand_by().await;
+                    continue;
+                }
+                Ok(TurnState::LeftTo(host)) => {
+                    if standing_by.as_deref() != Some(host.engine.as_str()) {
+                        tracing::info!(
+                            "provisioning engine: standing by for {}, which serves more of \
+                             the applications' connectors than this host",
+                            host.name
+                        );
+                        standing_by = Some(host.engine);
+                    }
+                    self.stand_by().await;
                     continue;
                 }
                 Err(error) => {
@@ -333,17 +382,74 @@ impl Engine {
         if let Err(error) = self.store.release_engine_turn(&self.consumer).await {
             tracing::warn!("provisioning engine: cannot give up its turn: {error}");
         }
+        presence.abort();
+        if let Err(error) = self.store.withdraw_host(&self.consumer).await {
+            tracing::warn!("provisioning engine: cannot withdraw this host: {error}");
+        }
     }
 
-    /// Takes or keeps the engine's turn: `None` when this engine holds it,
-    /// else who does. A turn with more than half of it left is kept without
-    /// a round trip (the batch's renewals keep it too).
-    async fn hold_turn(&self) -> Result<Option<crate::store::EngineTurn>, StoreError> {
-        let half_turn = Duration::from_secs(u64::from(TURN_SECONDS) / 2);
-        if !self.turn.needs_renewal(half_turn) {
-            return Ok(None);
+    /// Waits before asking for the turn again: until another host's write
+    /// wakes this one (where the store can say so), or [`STANDBY_POLL`].
+    async fn stand_by(&self) {
+        match self.store.outbox_signal() {
+            Some(signal) => {
+                let _ = tokio::time::timeout(STANDBY_POLL, signal.notified()).await;
+            }
+            None => tokio::time::sleep(STANDBY_POLL).await,
         }
+    }
+
+    /// The hosts present, as last announced.
+    fn present_hosts(&self) -> Vec<HostPresence> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Why another host should send to `app` rather than this one, when
+    /// another present host serves its connector and this one does not.
+    fn served_elsewhere(&self, app: &AppRecord) -> Option<String> {
+        let served = served_connectors(&self.plugins);
+        let hosts = self.present_hosts();
+        let elsewhere = super::hosts::served_elsewhere(&served, app, &hosts);
+        (!elsewhere.is_empty()).then(|| super::hosts::not_served_here(&served, app, &elsewhere))
+    }
+
+    /// Takes or keeps the engine's turn, or leaves it to a present host
+    /// that serves more of the applications' connectors
+    /// ([`super::hosts::better_host`]). A turn with more than half of it
+    /// left is kept without a round trip (the batch's renewals keep it
+    /// too).
+    async fn hold_turn(&mut self) -> Result<TurnState, StoreError> {
+        let half_turn = Duration::from_secs(u64::from(TURN_SECONDS) / 2);
+        let needs_renewal = self.turn.needs_renewal(half_turn);
+        // A busy engine's turn is renewed with its batches, so whether a
+        // better host came along is asked on a timer of its own.
+        if !needs_renewal && self.hosts_weighed.elapsed() < ANNOUNCE_EVERY {
+            return Ok(TurnState::Held);
+        }
+        self.hosts_weighed = std::time::Instant::now();
         let asked_at = std::time::Instant::now();
+        let served = served_connectors(&self.plugins);
+        let hosts = self.present_hosts();
+        let apps = self.all_apps().await?;
+        if let Some(better) = super::hosts::better_host(&self.consumer, &served, &hosts, &apps) {
+            let better = better.clone();
+            if self.turn.is_held() {
+                tracing::info!(
+                    "provisioning engine: leaving the engine's turn to {}, which serves more \
+                     of the applications' connectors",
+                    better.name
+                );
+            }
+            self.turn.lost();
+            self.store.release_engine_turn(&self.consumer).await?;
+            return Ok(TurnState::LeftTo(better));
+        }
+        if !needs_renewal {
+            return Ok(TurnState::Held);
+        }
         let turn = self
             .store
             .take_engine_turn(&self.consumer, TURN_SECONDS)
@@ -351,10 +457,10 @@ impl Engine {
         if turn.holder == self.consumer {
             self.turn
                 .renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)));
-            Ok(None)
+            Ok(TurnState::Held)
         } else {
             self.turn.lost();
-            Ok(Some(turn))
+            Ok(TurnState::Elsewhere(turn))
         }
     }
 
@@ -483,8 +589,15 @@ impl Engine {
                 attempts: *attempts,
                 failures: Vec::new(),
                 quarantined: false,
+                served_elsewhere: None,
             })
             .collect();
+        if let Some(why) = self.served_elsewhere(&app) {
+            for outcome in &mut outcomes {
+                outcome.served_elsewhere = Some(why.clone());
+            }
+            return Ok(outcomes);
+        }
         let (plugin, client) = match self
             .clients
             .connection(&self.store, &self.plugins, &app)
@@ -607,6 +720,7 @@ impl Engine {
             attempts,
             failures,
             quarantined,
+            served_elsewhere,
         } = outcome;
         let done = |attempts| ChangeProgress {
             seq,
@@ -616,6 +730,18 @@ impl Engine {
             retry_at: None,
             last_error: None,
         };
+        if let Some(why) = served_elsewhere {
+            // Not a failure of the application: no attempt is counted, and
+            // the pair is looked at again soon, by whichever engine runs.
+            return Ok(ChangeProgress {
+                seq,
+                app_id: app.id.clone(),
+                done: false,
+                attempts,
+                retry_at: Some(Timestamp::in_future(SERVED_ELSEWHERE_WAIT)),
+                last_error: Some(why),
+            });
+        }
         if quarantined || failures.is_empty() {
             return Ok(done(attempts));
         }
@@ -740,6 +866,9 @@ impl Engine {
             if last.elapsed() < every {
                 continue;
             }
+            if self.served_elsewhere(&app).is_some() {
+                continue;
+            }
             self.reconciled.insert(app.id.clone(), now);
             let (plugin, client) = match self.connection(&app).await? {
                 Some(connection) => connection,
@@ -796,6 +925,7 @@ impl Engine {
                     .get(&app.id)
                     .is_none_or(|at| at.elapsed() >= self.settings.quarantine_probe)
             })
+            .filter(|app| self.served_elsewhere(app).is_none())
             .collect();
         for app in due {
             self.probed
@@ -868,6 +998,47 @@ impl Engine {
                 return Ok(apps);
             }
         }
+    }
+}
+
+/// The connectors this host serves, by name, with their versions.
+fn served_connectors(plugins: &PluginRegistry) -> BTreeMap<String, String> {
+    plugins
+        .list()
+        .into_iter()
+        .map(|plugin| {
+            let identity = plugin.identity();
+            (identity.name.clone(), identity.version.clone())
+        })
+        .collect()
+}
+
+/// Announces this host and the connectors it serves every
+/// [`ANNOUNCE_EVERY`], whatever the engine is doing, and keeps the hosts
+/// present in `hosts`.
+async fn announce(
+    store: StoreHandle,
+    engine: String,
+    name: String,
+    plugins: Arc<PluginRegistry>,
+    hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
+) {
+    loop {
+        let served = served_connectors(&plugins);
+        match store
+            .announce_host(&engine, &name, served, PRESENCE_SECONDS)
+            .await
+        {
+            Ok(present) => {
+                *hosts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = present;
+            }
+            Err(error) => {
+                tracing::warn!("provisioning engine: cannot announce this host: {error}");
+            }
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
     }
 }
 

@@ -289,6 +289,9 @@ pub trait OutboxStore: Send + Sync {
     /// Gives up `engine`'s turn, if it holds it, so that a standby engine
     /// takes over at once.
     fn release_engine_turn(&self, engine: &str) -> StoreResult<()>;
+    /// Who holds the engine's turn now, if anyone does (a turn that ran out
+    /// is held by no one).
+    fn engine_turn(&self) -> StoreResult<Option<EngineTurn>>;
     /// Woken when a commit of this process appended to the outbox, so that
     /// a consumer need not poll to learn of it (it still polls for other
     /// processes sharing the database).

@@ -50,7 +50,10 @@ async fn an_object_another_host_holds_waits_until_it_lets_go() {
     let other = lock_object(&handle, "app-1", "user", "u2").await.unwrap();
     drop(other);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "the object waits for the other host");
+    assert!(
+        !waiting.is_finished(),
+        "the object waits for the other host"
+    );
 
     handle
         .release_object_lease(another_host, "app-1", "user", "u1")
@@ -70,12 +73,15 @@ async fn an_object_another_host_holds_waits_until_it_lets_go() {
     );
 
     drop(held);
-    eventually("the lease is given up when the object is let go", async || {
-        handle
-            .take_object_lease(another_host, "app-1", "user", "u1", 30)
-            .await
-            .unwrap()
-    })
+    eventually(
+        "the lease is given up when the object is let go",
+        async || {
+            handle
+                .take_object_lease(another_host, "app-1", "user", "u1", 30)
+                .await
+                .unwrap()
+        },
+    )
     .await;
     close(database, handle).await;
 }

@@ -1127,8 +1127,10 @@ pub fn host_metadata_is_kept_by_key(store: &dyn Store) {
 /// up at once by releasing, and loses it to the next engine that asks once
 /// it ran out.
 pub fn one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up(store: &dyn Store) {
+    assert_eq!(store.engine_turn().unwrap(), None, "no one holds it yet");
     let first = store.take_engine_turn("engine-a", 30).unwrap();
     assert_eq!(first.holder, "engine-a");
+    assert_eq!(store.engine_turn().unwrap(), Some(first.clone()));
     let asked = store.take_engine_turn("engine-b", 30).unwrap();
     assert_eq!(asked, first, "a held turn is neither taken nor extended");
     let renewed = store.take_engine_turn("engine-a", 60).unwrap();
@@ -1148,8 +1150,10 @@ pub fn one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up(store: &dyn St
         "engine-b"
     );
 
-    // Run out (a lease of no time): the next engine takes it.
+    // Run out (a lease of no time): held by no one, and the next engine
+    // takes it.
     std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(store.engine_turn().unwrap(), None);
     assert_eq!(
         store.take_engine_turn("engine-a", 30).unwrap().holder,
         "engine-a"

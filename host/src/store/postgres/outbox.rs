@@ -191,6 +191,20 @@ impl OutboxStore for PostgresStore {
         })
     }
 
+    fn engine_turn(&self) -> StoreResult<Option<EngineTurn>> {
+        self.read(|transaction| {
+            let row = transaction.query_opt(
+                "SELECT holder, until FROM engine_turn
+                 WHERE id = 1 AND until > clock_timestamp()",
+                &[],
+            )?;
+            Ok(row.map(|row| EngineTurn {
+                holder: row.get(0),
+                until: row.get(1),
+            }))
+        })
+    }
+
     fn pending_changes(&self) -> StoreResult<u64> {
         self.read(|transaction| {
             let pending: i64 = transaction

@@ -192,6 +192,23 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    fn engine_turn(&self) -> StoreResult<Option<EngineTurn>> {
+        self.read(|connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT holder, until FROM engine_turn WHERE id = 1 AND until > ?1",
+                    [Timestamp::now()],
+                    |row| {
+                        Ok(EngineTurn {
+                            holder: row.get(0)?,
+                            until: row.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
     fn pending_changes(&self) -> StoreResult<u64> {
         self.read(|connection| {
             Ok(connection.query_row(
