@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the conformance suite, each case in a database
 //! of its own, and what only a shared database has (a newer schema
-//! refused, hosts starting together migrating once).
+//! refused, hosts starting together migrating once, one host woken by
+//! another's change).
 //!
 //! The cluster is the one `SCIMLINK_TEST_DATABASE_URL` names
 //! ([`crate::database`]).
@@ -95,4 +96,43 @@ fn a_token_sealed_under_one_key_does_not_open_under_another() {
 
 fn open_at(database: &Database, key: u8) -> PostgresStore {
     PostgresStore::open(database.url(), TokenCipher::from_key(&[key; 32])).unwrap()
+}
+
+/// A host waiting for work is woken by a change another host writes, and
+/// by another engine giving up its turn, without polling for it.
+#[test]
+fn a_change_on_one_host_wakes_the_others() {
+    let database = Database::new();
+    let waiting = open_at(&database, 3);
+    let writing = open_at(&database, 3);
+    let signal = waiting.outbox_signal().expect("PostgreSQL signals");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let woken_within = |span: std::time::Duration| {
+        runtime.block_on(async { tokio::time::timeout(span, signal.notified()).await.is_ok() })
+    };
+
+    // The listener connects in the background: a write before it listens
+    // is not heard, so writes go on until one is.
+    let mut heard = false;
+    for attempt in 0..40 {
+        app(&writing, &format!("app-{attempt}"));
+        if woken_within(std::time::Duration::from_millis(250)) {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "no write of the other host woke this one");
+    // Drain what the writes before were heard as.
+    while woken_within(std::time::Duration::from_millis(200)) {}
+
+    // An engine giving up its turn wakes the engines standing by.
+    writing.take_engine_turn("engine-w", 30).unwrap();
+    while woken_within(std::time::Duration::from_millis(200)) {}
+    writing.release_engine_turn("engine-w").unwrap();
+    assert!(woken_within(std::time::Duration::from_secs(5)));
+    // Nothing is said when nothing happened.
+    assert!(!woken_within(std::time::Duration::from_millis(300)));
 }

@@ -25,7 +25,13 @@
 //!   advisory lock, so hosts starting together migrate once; a database
 //!   written by a newer scimlink is refused rather than guessed at.
 //! - a write that appends to the outbox also sends `NOTIFY scimlink_outbox`
-//!   (delivered at commit, and only then), so idle hosts can wake at once.
+//!   (delivered at commit, and only then), and so does an engine giving up
+//!   its turn. Once an engine asks for [`OutboxStore::outbox_signal`], a
+//!   thread of the store listens on a connection of its own (outside the
+//!   pool, since `LISTEN` is session state) and wakes the engine on every
+//!   notification, from any host. Behind a pooler in transaction mode, or
+//!   while the listening connection is down, nothing is lost: the engine
+//!   polls all the same.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,8 +132,12 @@ pub struct PostgresStore {
     /// The database as the operator named it, without its password.
     shown: String,
     cipher: TokenCipher,
-    /// Woken after a commit of this host that appended to the outbox.
+    /// Woken after a commit of this host that appended to the outbox, and
+    /// by the listener on any host's notification.
     appended: Arc<tokio::sync::Notify>,
+    /// Where the listener connects.
+    config: ::postgres::Config,
+    listening: std::sync::Once,
 }
 
 thread_local! {
@@ -151,7 +161,7 @@ impl PostgresStore {
         let config: ::postgres::Config = url.parse().map_err(|error| {
             StoreError::Backend(format!("{} is not a PostgreSQL URL: {error}", shown(url)))
         })?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -165,9 +175,27 @@ impl PostgresStore {
             shown: shown(url),
             cipher,
             appended: Arc::new(tokio::sync::Notify::new()),
+            config,
+            listening: std::sync::Once::new(),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The signal [`OutboxStore::outbox_signal`] hands out, with the
+    /// listener started on first use.
+    pub(super) fn signal(&self) -> Arc<tokio::sync::Notify> {
+        self.listening.call_once(|| {
+            let (config, woken) = (self.config.clone(), Arc::downgrade(&self.appended));
+            let shown = self.shown.clone();
+            let started = std::thread::Builder::new()
+                .name("scimlink-listen".into())
+                .spawn(move || listen(&config, &woken, &shown));
+            if let Err(error) = started {
+                tracing::warn!("cannot listen for other hosts' changes ({error}); polling");
+            }
+        });
+        Arc::clone(&self.appended)
     }
 
     fn connection(&self) -> StoreResult<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
@@ -287,6 +315,65 @@ impl PostgresStore {
             Ok(value)
         })();
         result.map_err(Failure::into_store)
+    }
+}
+
+/// How often the listener looks whether its store is gone.
+const LISTEN_CHECK: Duration = Duration::from_secs(5);
+/// The longest pause between two attempts at the listening connection.
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Listens on [`OUTBOX_CHANNEL`] and wakes `woken` on every notification,
+/// until the store that owns `woken` is dropped. A lost connection is made
+/// again, after a pause that grows to [`LISTEN_RETRY_MAX`].
+fn listen(config: &::postgres::Config, woken: &std::sync::Weak<tokio::sync::Notify>, shown: &str) {
+    use ::postgres::fallible_iterator::FallibleIterator;
+
+    let mut pause = Duration::from_secs(1);
+    let mut said = false;
+    while woken.strong_count() > 0 {
+        let listening = config.connect(NoTls).and_then(|mut client| {
+            client.batch_execute(&format!("LISTEN {OUTBOX_CHANNEL}"))?;
+            Ok(client)
+        });
+        match listening {
+            Ok(mut client) => {
+                if said {
+                    tracing::info!("listening for other hosts' changes on {shown} again");
+                    said = false;
+                }
+                pause = Duration::from_secs(1);
+                while !client.is_closed() {
+                    let mut notifications = client.notifications();
+                    let mut arrived = notifications.timeout_iter(LISTEN_CHECK);
+                    loop {
+                        match arrived.next() {
+                            Ok(Some(_)) => match woken.upgrade() {
+                                Some(signal) => signal.notify_one(),
+                                None => return,
+                            },
+                            Ok(None) => break,
+                            Err(_) => break,
+                        }
+                    }
+                    if woken.strong_count() == 0 {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                if !said {
+                    tracing::warn!(
+                        "cannot listen for other hosts' changes on {shown} ({}); polling \
+                         meanwhile",
+                        database_message(&error)
+                    );
+                    said = true;
+                }
+            }
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(LISTEN_RETRY_MAX);
     }
 }
 

@@ -21,7 +21,7 @@ fn change_from_row(row: &Row) -> StoreResult<Change> {
 
 impl OutboxStore for PostgresStore {
     fn outbox_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
-        Some(Arc::clone(&self.appended))
+        Some(self.signal())
     }
 
     fn claim_changes(
@@ -186,7 +186,12 @@ impl OutboxStore for PostgresStore {
 
     fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
         self.write(|transaction| {
-            transaction.execute("DELETE FROM engine_turn WHERE holder = $1", &[&engine])?;
+            let released =
+                transaction.execute("DELETE FROM engine_turn WHERE holder = $1", &[&engine])?;
+            if released > 0 {
+                // Standing-by engines wake and take the turn at once.
+                transaction.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL])?;
+            }
             Ok(())
         })
     }
