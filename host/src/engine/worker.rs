@@ -857,19 +857,32 @@ impl Engine {
     }
 
     /// Reconciles each active application whose interval has passed since
-    /// it was last reconciled (or first seen by this engine).
+    /// it was last reconciled, by whichever engine did it (the time is kept
+    /// in the store, so an engine taking over neither reconciles everything
+    /// at once nor puts it off for another interval), or since an engine
+    /// first saw it.
     async fn reconcile_due(&mut self) -> Result<(), StoreError> {
-        let now = std::time::Instant::now();
         let every = self.settings.reconcile_every;
         for app in self.active_apps().await? {
-            let last = *self.reconciled.entry(app.id.clone()).or_insert(now);
+            let last = match self.reconciled.get(&app.id) {
+                Some(last) => *last,
+                None => {
+                    let last = self.last_reconciled(&app.id).await?;
+                    self.reconciled.insert(app.id.clone(), last);
+                    last
+                }
+            };
             if last.elapsed() < every {
                 continue;
             }
             if self.served_elsewhere(&app).is_some() {
                 continue;
             }
-            self.reconciled.insert(app.id.clone(), now);
+            self.reconciled
+                .insert(app.id.clone(), std::time::Instant::now());
+            self.store
+                .set_meta(&reconciled_key(&app.id), &Timestamp::now().to_string())
+                .await?;
             let (plugin, client) = match self.connection(&app).await? {
                 Some(connection) => connection,
                 None => continue,
@@ -884,6 +897,26 @@ impl Engine {
             record_reconcile(&target, reconcile_app(&target).await).await?;
         }
         Ok(())
+    }
+
+    /// When `app_id` was last reconciled, as the store says, on this
+    /// process's clock; an application never reconciled counts from now,
+    /// which is recorded.
+    async fn last_reconciled(&self, app_id: &str) -> Result<std::time::Instant, StoreError> {
+        let key = reconciled_key(app_id);
+        let now = Timestamp::now();
+        let recorded = match self.store.meta(&key).await? {
+            Some(text) => text.parse::<Timestamp>().ok(),
+            None => None,
+        };
+        let Some(recorded) = recorded else {
+            self.store.set_meta(&key, &now.to_string()).await?;
+            return Ok(std::time::Instant::now());
+        };
+        // A time ahead of this host's clock counts as now.
+        let ago = now.since(recorded);
+        let at = std::time::Instant::now();
+        Ok(at.checked_sub(ago).unwrap_or(at))
     }
 
     /// The connector and client of an active application, or `None` once
@@ -999,6 +1032,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// The host metadata key of when an application was last reconciled.
+pub fn reconciled_key(app_id: &str) -> String {
+    format!("reconciled:{app_id}")
 }
 
 /// The connectors this host serves, by name, with their versions.

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use scimlink::auth::BearerToken;
-use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE};
+use scimlink::engine::reconcile::RECONCILE;
+use scimlink::engine::worker::{EngineSettings, GAVE_UP, QUARANTINE, reconciled_key};
 use scimlink::host::HostBuilder;
 use scimlink::runtime::PluginRegistry;
 use scimlink::sandbox::sp::{Quirks, SandboxSp};
@@ -369,4 +370,63 @@ async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
     // Renewed: the same sync goes out.
     turn.renewed(std::time::Instant::now(), Duration::from_secs(20));
     assert_eq!(sync_user(&target, &ada).await.unwrap(), Synced::Created);
+}
+
+/// An engine taking over (a restart, another host) reconciles each
+/// application when its interval is up counted from the last reconcile any
+/// engine made, which the store keeps: neither at once nor a whole interval
+/// later.
+#[tokio::test]
+async fn reconcile_is_due_from_the_last_one_whichever_engine_made_it() {
+    let world = World::new().await;
+    let ada = world.user("ada");
+    let everyone = world.group("Everyone", &[&ada]);
+    let crm = world.app("crm", "custom-scim", &[&everyone]);
+    let erp = world.app("erp", "custom-scim", &[&everyone]);
+    world.activate(&crm.id);
+    world.activate(&erp.id);
+    let every = Duration::from_secs(120);
+    let now = scimlink::store::Timestamp::now();
+    // crm was last reconciled by another engine almost an interval ago,
+    // erp just now.
+    world
+        .store
+        .set_meta(
+            &reconciled_key(&crm.id),
+            &now.minus(every - Duration::from_secs(2)).to_string(),
+        )
+        .unwrap();
+    world
+        .store
+        .set_meta(&reconciled_key(&erp.id), &now.to_string())
+        .unwrap();
+    let engine = RunningEngine::start(
+        &world,
+        &["custom-scim"],
+        EngineSettings {
+            reconcile_every: every,
+            ..settings()
+        },
+    )
+    .await;
+
+    let reconciled = |app: &str| world.events_of(app, app, RECONCILE).len();
+    eventually("crm is reconciled when its interval is up", async || {
+        reconciled(&crm.id) == 1
+    })
+    .await;
+    let recorded: scimlink::store::Timestamp = world
+        .store
+        .meta(&reconciled_key(&crm.id))
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        recorded > now,
+        "the new reconcile is recorded for the next engine"
+    );
+    engine.stop().await;
+    assert_eq!(reconciled(&erp.id), 0, "erp's interval is not up");
+    assert_eq!(reconciled(&crm.id), 1, "once per interval");
 }
