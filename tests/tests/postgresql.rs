@@ -171,37 +171,68 @@ fn said(process: &mut Running, parts: &[&str]) {
     }
 }
 
-/// Waits until some engine holds the turn in `database`.
-fn wait_for_an_engine(database: &Database) -> String {
+/// Waits until `count` engines are present in `database`, and then until
+/// each has seen the others (they look every five seconds).
+fn wait_for_engines(database: &Database, count: usize) {
     let mut client = Client::connect(&database.url, NoTls).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let holder = client
-            .query_opt("SELECT holder FROM engine_turn", &[])
-            .ok()
-            .flatten()
-            .map(|row| row.get::<_, String>(0));
-        if let Some(holder) = holder {
-            return holder;
+        let present: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM hosts WHERE until > clock_timestamp()",
+                &[],
+            )
+            .map(|row| row.get(0))
+            .unwrap_or(0);
+        if present >= count as i64 {
+            std::thread::sleep(Duration::from_secs(6));
+            return;
         }
-        assert!(Instant::now() < deadline, "no engine took the turn");
+        assert!(
+            Instant::now() < deadline,
+            "{present} of {count} engines present"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Which of `hosts` runs the application `name`, as its log says.
+fn runner_of(hosts: &mut [Host], name: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (index, host) in hosts.iter_mut().enumerate() {
+            host.process.drain();
+            let line = format!("this host runs {name}");
+            if host
+                .process
+                .output()
+                .lines()
+                .any(|said| said.ends_with(&line))
+            {
+                return index;
+            }
+        }
+        assert!(Instant::now() < deadline, "no host runs {name}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
-fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_twice() {
+fn a_host_killed_mid_sync_is_replaced_and_no_account_is_made_twice() {
     let database = Database::new();
     let application = Application::start();
     let folders = tempfile::tempdir().unwrap();
-    let first = host_on(&database, &folders.path().join("first"), KEY);
-    let engine = wait_for_an_engine(&database);
-    let mut second = host_on(&database, &folders.path().join("second"), KEY);
-    said(&mut second.process, &["standing by", &engine]);
+    let mut hosts = vec![
+        host_on(&database, &folders.path().join("first"), KEY),
+        host_on(&database, &folders.path().join("second"), KEY),
+    ];
+    wait_for_engines(&database, 2);
 
-    connect(&first, &application, &people(60, "staff"), "staff");
-    run_ok(&first, &["app", "activate", "crm"]);
-    // Killed (SIGKILL) once it has made some of the accounts.
+    connect(&hosts[0], &application, &people(60, "staff"), "staff");
+    run_ok(&hosts[0], &["app", "activate", "crm"]);
+    let running = runner_of(&mut hosts, "crm");
+    // The host running crm is killed (SIGKILL) once it has made some of
+    // the accounts.
     let deadline = Instant::now() + Duration::from_secs(60);
     while application.total() < 5 {
         assert!(
@@ -210,20 +241,21 @@ fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_tw
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    drop(first);
+    drop(hosts.remove(running));
     let made_before = application.total();
+    let mut survivor = hosts.remove(0);
 
-    // A change made through the standby's host meanwhile.
+    // A change made through the surviving host meanwhile.
     import_people(
-        &second,
+        &survivor,
         "userName,email,givenName,familyName,groups\nlate,late@example.com,Late,Joiner,staff\n",
     );
-    said(&mut second.process, &["takes over"]);
+    said(&mut survivor.process, &["this host runs crm"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while application.total() < 61 {
         assert!(
             Instant::now() < deadline,
-            "the standby did not finish: {} of 61 accounts",
+            "the surviving host did not finish: {} of 61 accounts",
             application.total()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -242,14 +274,14 @@ fn a_standby_takes_over_from_an_engine_killed_mid_sync_and_no_account_is_made_tw
     );
 }
 
-/// Hosts serving different connectors: the engine runs on the host that
-/// serves the application's connector, and `status` says what differs.
+/// Hosts serving different connectors: an application is run by a host
+/// that serves its connector, and `status` says what differs.
 #[test]
-fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
+fn an_application_is_run_by_a_host_that_serves_its_connector() {
     let database = Database::new();
     let application = Application::start();
     let folders = tempfile::tempdir().unwrap();
-    // The first host serves only Coda; it starts alone and takes the turn.
+    // The first host serves only Coda.
     let partial = folders.path().join("partial-plugins");
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::copy(
@@ -257,7 +289,7 @@ fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
         partial.join("coda.wasm"),
     )
     .unwrap();
-    let mut first = Host::start_serving(
+    let first = Host::start_serving(
         &folders.path().join("first"),
         &partial,
         &[
@@ -267,15 +299,14 @@ fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
             ("SCIMLINK_SECRET_KEY", KEY),
         ],
     );
-    let engine = wait_for_an_engine(&database);
-    let mut second = host_on(&database, &folders.path().join("second"), KEY);
-    said(&mut second.process, &["standing by", &engine]);
+    let second = host_on(&database, &folders.path().join("second"), KEY);
+    wait_for_engines(&database, 2);
 
     // A custom SCIM application, which only the second host can serve.
     connect(&second, &application, &people(10, "staff"), "staff");
     run_ok(&second, &["app", "activate", "crm"]);
-    said(&mut first.process, &["leaving the engine's turn to"]);
-    said(&mut second.process, &["takes over"]);
+    let mut hosts = vec![first, second];
+    assert_eq!(runner_of(&mut hosts, "crm"), 1);
     let deadline = Instant::now() + Duration::from_secs(60);
     while application.total() < 10 {
         assert!(
@@ -285,21 +316,22 @@ fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let first = &hosts[0];
     // Never quarantined for a connector the other host lacks.
     let crm = first.admin("GET", "/apps/crm", None);
     assert_eq!(crm.body["state"], "active", "{:?}", crm.body);
 
     let status = first.admin("GET", "/status", None).body;
-    let hosts = status["hosts"].as_array().unwrap();
-    assert_eq!(hosts.len(), 2, "{status}");
-    let running: Vec<&serde_json::Value> = hosts
+    let listed = status["hosts"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{status}");
+    let running: Vec<&serde_json::Value> = listed
         .iter()
-        .filter(|host| host["runsEngine"] == true)
+        .filter(|host| host["applications"] == json!(["crm"]))
         .collect();
     assert_eq!(running.len(), 1, "{status}");
     assert!(
         running[0]["connectors"]["custom-scim"].is_string(),
-        "the engine runs where custom-scim is served: {status}"
+        "crm runs where custom-scim is served: {status}"
     );
     let mismatches = status["connectorMismatches"].as_array().unwrap();
     assert_eq!(mismatches.len(), 1, "{status}");
@@ -312,9 +344,9 @@ fn the_engine_runs_on_a_host_that_serves_the_applications_connector() {
         .map(|host| &host["version"])
         .collect();
     assert!(versions.iter().any(|version| version.is_null()), "{status}");
-    let shown = run_ok(&first, &["status"]);
+    let shown = run_ok(first, &["status"]);
     assert!(
-        shown.contains("(runs the engine)") && shown.contains("connector custom-scim differs"),
+        shown.contains("runs crm") && shown.contains("connector custom-scim differs"),
         "{shown}"
     );
 }

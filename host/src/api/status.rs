@@ -36,14 +36,13 @@ pub struct Status {
     pub held_apps: Vec<String>,
     /// Objects applications refused for good, all applications together.
     pub dead_letters: u64,
-    /// The hosts whose engines share this store (one, on SQLite), and
-    /// which of them runs the engine; hosts started with `--no-engine` are
-    /// not listed.
+    /// The hosts whose engines share this store (one, on SQLite), and the
+    /// applications each runs; hosts started with `--no-engine` are not
+    /// listed.
     pub hosts: Vec<HostStatus>,
     /// Connectors used by an active or quarantined application that the
-    /// hosts do not all serve at the same version. The engine runs on a
-    /// host that serves the most applications; an application whose
-    /// connector only another host serves waits for it.
+    /// hosts do not all serve at the same version. An application is run
+    /// only by a host that serves its connector at the newest version.
     pub connector_mismatches: Vec<ConnectorMismatch>,
 }
 
@@ -55,8 +54,8 @@ pub struct HostStatus {
     pub name: String,
     /// The engine's id.
     pub engine: String,
-    /// Whether this host's engine holds the engine's turn.
-    pub runs_engine: bool,
+    /// The applications this host's engine runs, by name.
+    pub applications: Vec<String>,
     /// The connectors it serves: name → version.
     pub connectors: std::collections::BTreeMap<String, String>,
     /// When it last announced itself (RFC 3339).
@@ -141,13 +140,17 @@ async fn status(State(state): State<ApiState>) -> Result<Json<Status>, ApiError>
             }
         }
         let hosts = store.hosts()?;
-        let turn = store.engine_turn()?;
+        let runners = store.object_leases(crate::engine::worker::RUNNER)?;
         status.hosts = hosts
             .iter()
             .map(|host| HostStatus {
                 name: host.name.clone(),
                 engine: host.engine.clone(),
-                runs_engine: turn.as_ref().is_some_and(|turn| turn.holder == host.engine),
+                applications: runners
+                    .iter()
+                    .filter(|lease| lease.holder == host.engine)
+                    .filter_map(|lease| app_names.get(&lease.app_id).cloned())
+                    .collect(),
                 connectors: host.connectors.clone(),
                 last_seen: host.seen.to_string(),
             })

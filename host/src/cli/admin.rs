@@ -1153,13 +1153,19 @@ pub fn run_status(connection: Connection, format: Format) -> anyhow::Result<Exit
                     .flatten()
                     .map(|(name, version)| format!("{name} {}", version.as_str().unwrap_or("?")))
                     .collect();
+                let running: Vec<&str> = host["applications"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 println!(
-                    "  {}{}: {}",
+                    "  {} runs {}; serves {}",
                     host["name"].as_str().unwrap_or("-"),
-                    if host["runsEngine"] == true {
-                        " (runs the engine)"
+                    if running.is_empty() {
+                        "no application".to_string()
                     } else {
-                        ""
+                        running.join(", ")
                     },
                     if connectors.is_empty() {
                         "no connectors".to_string()

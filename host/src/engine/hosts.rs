@@ -1,5 +1,5 @@
-//! Hosts that serve different connectors: which one's engine should run,
-//! and where each application's connector is served.
+//! The hosts whose engines share a store: which one runs each
+//! application, and where each application's connector is served.
 //!
 //! Connectors are loaded per host, from each host's own folder, so the
 //! hosts sharing a database may serve different connectors, or other
@@ -9,14 +9,15 @@
 //! the newest connector sends.
 //!
 //! Rules:
-//! - the engine's turn belongs with a host that serves the most
-//!   applications; a host that serves fewer than another present host
-//!   leaves the turn to it (ties keep the turn where it is);
+//! - each application is run by one host among the present hosts that
+//!   serve its connector ([`runner`]), chosen by rendezvous hashing: every
+//!   host reaches the same choice from the same list, the applications
+//!   spread evenly, and a host that comes or goes moves only its own share;
 //! - an application whose connector another present host serves but this
 //!   one does not is not this host's to send to: its work waits for a host
 //!   that serves it, and is neither failed nor quarantined;
-//! - an application whose connector no present host serves is quarantined
-//!   by whichever engine runs, as on a single host;
+//! - an application whose connector no present host serves is run by one of
+//!   all the present hosts, which quarantines it, as a single host does;
 //! - every difference between hosts that matters to an application is a
 //!   [`Mismatch`], which `status` shows.
 
@@ -81,28 +82,37 @@ pub fn coverage(
         .count()
 }
 
-/// The present host this one (`engine`, serving `connectors`) should leave
-/// the engine's turn to: the one that serves the most of `apps`, when that
-/// is more than this host does.
-pub fn better_host<'a>(
-    engine: &str,
-    connectors: &BTreeMap<String, String>,
-    hosts: &'a [HostPresence],
-    apps: &[AppRecord],
-) -> Option<&'a HostPresence> {
+/// The present host that runs `app`: of the hosts that serve its
+/// connector (all of them, when none does), the one whose hash with the
+/// application ranks highest. `None` only when no host is present.
+pub fn runner<'a>(app: &AppRecord, hosts: &'a [HostPresence]) -> Option<&'a HostPresence> {
     let newest = newest_versions(hosts);
-    let mine = coverage(connectors, apps, &newest);
-    hosts
+    let serving: Vec<&HostPresence> = hosts
         .iter()
-        .filter(|host| host.engine != engine)
-        .map(|host| (coverage(&host.connectors, apps, &newest), host))
-        .filter(|(theirs, _)| *theirs > mine)
-        // The most; among equals, the first in engine order.
-        .max_by(|(left, left_host), (right, right_host)| {
-            left.cmp(right)
-                .then_with(|| right_host.engine.cmp(&left_host.engine))
-        })
-        .map(|(_, host)| host)
+        .filter(|host| serves(&host.connectors, &app.connector, &newest))
+        .collect();
+    let candidates = if serving.is_empty() {
+        hosts.iter().collect()
+    } else {
+        serving
+    };
+    candidates
+        .into_iter()
+        .max_by_key(|host| (rank(&app.id, &host.engine), host.engine.clone()))
+}
+
+/// The rendezvous rank of `engine` for `app_id`: the first eight bytes of
+/// the SHA-256 of both, the same on every host and every build.
+fn rank(app_id: &str, engine: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(app_id.as_bytes());
+    hasher.update([0]);
+    hasher.update(engine.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The present hosts that serve `app`'s connector, when this host (serving
@@ -255,35 +265,61 @@ mod tests {
     }
 
     #[test]
-    fn the_turn_goes_to_the_host_that_serves_the_most() {
-        let apps = [
-            app("crm", "coda", AppState::Active),
-            app("hr", "cinode", AppState::Quarantined),
-            app("old", "scalekit", AppState::Inactive),
-        ];
+    fn each_application_is_run_by_one_host_that_serves_it() {
         let full = host("b", &[("coda", "1.0.0"), ("cinode", "0.2.0")]);
         let partial = host("a", &[("coda", "1.0.0")]);
-        let hosts = [partial.clone(), full.clone()];
-        assert_eq!(
-            better_host("a", &partial.connectors, &hosts, &apps).map(|host| &host.engine),
-            Some(&full.engine)
+        let older = host("c", &[("coda", "0.9.0"), ("cinode", "0.2.0")]);
+        let hosts = [partial.clone(), full.clone(), older.clone()];
+        let hr = app("hr", "cinode", AppState::Active);
+        let chosen = runner(&hr, &hosts).unwrap();
+        assert!(
+            ["b", "c"].contains(&chosen.engine.as_str()),
+            "only b and c serve cinode: {}",
+            chosen.engine
         );
-        assert_eq!(better_host("b", &full.connectors, &hosts, &apps), None);
-        // An inactive application's connector does not count.
-        let with_scalekit = host("c", &[("coda", "1.0.0"), ("scalekit", "1.0.0")]);
-        let hosts = [partial.clone(), with_scalekit.clone()];
-        assert_eq!(
-            better_host("a", &partial.connectors, &hosts, &apps),
-            None,
-            "a tie keeps the turn where it is"
-        );
-        // An older version counts as not served.
-        let older = host("d", &[("coda", "0.9.0"), ("cinode", "0.2.0")]);
-        let hosts = [older.clone(), full.clone()];
-        assert_eq!(
-            better_host("d", &older.connectors, &hosts, &apps).map(|host| &host.engine),
-            Some(&full.engine)
-        );
+        // Whoever runs it serves its connector, and every host agrees.
+        for index in 0..50 {
+            let crm = app(&format!("crm-{index}"), "coda", AppState::Active);
+            let chosen = runner(&crm, &hosts).unwrap();
+            assert_ne!(chosen.engine, "c", "c serves an older coda");
+            let reordered = [older.clone(), full.clone(), partial.clone()];
+            assert_eq!(runner(&crm, &reordered).unwrap().engine, chosen.engine);
+        }
+        // Served by no one: still run, by some host, which quarantines it.
+        let lonely = app("lonely", "scalekit", AppState::Active);
+        assert!(runner(&lonely, &hosts).is_some());
+        assert_eq!(runner(&lonely, &[]), None);
+    }
+
+    #[test]
+    fn applications_spread_over_the_hosts_and_a_new_host_moves_only_its_share() {
+        let two = [
+            host("a", &[("coda", "1.0.0")]),
+            host("b", &[("coda", "1.0.0")]),
+        ];
+        let three = [
+            two[0].clone(),
+            two[1].clone(),
+            host("c", &[("coda", "1.0.0")]),
+        ];
+        let apps: Vec<AppRecord> = (0..300)
+            .map(|index| app(&format!("app-{index}"), "coda", AppState::Active))
+            .collect();
+        let mut counts = BTreeMap::new();
+        let mut moved = 0;
+        for app in &apps {
+            let before = runner(app, &two).unwrap().engine.clone();
+            let after = runner(app, &three).unwrap().engine.clone();
+            *counts.entry(after.clone()).or_insert(0) += 1;
+            if before != after {
+                assert_eq!(after, "c", "an application moves only to the new host");
+                moved += 1;
+            }
+        }
+        for (engine, count) in &counts {
+            assert!((60..=140).contains(count), "{engine} runs {count} of 300");
+        }
+        assert_eq!(moved, counts["c"]);
     }
 
     #[test]

@@ -31,7 +31,8 @@
 //!   over: the only hit, carrying the filtered value, linked to no one else;
 //! - [`locks`] holds one object at a time and reads its state under the
 //!   lock, so that no write is decided on a stale read;
-//! - [`turn`] lets an engine send only while it holds the engine's turn;
+//! - [`turn`] lets an engine send to an application only while it holds
+//!   the application's lease;
 //! - [`connections`] keeps one SCIM client per application for every path
 //!   that sends to it.
 

@@ -82,8 +82,9 @@ pub struct Target<'a> {
     pub app: &'a AppRecord,
     pub plugin: &'a LoadedPlugin,
     pub client: &'a ScimClient,
-    /// The engine's turn, when the engine syncs: nothing is sent once it
-    /// is lost. `None` for work an operator asked for.
+    /// The engine's lease on the application, when the engine syncs:
+    /// nothing is sent once it is lost. `None` for work an operator asked
+    /// for.
     pub turn: Option<&'a super::turn::Turn>,
 }
 

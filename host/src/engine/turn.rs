@@ -1,14 +1,15 @@
-//! The engine's turn as this process last renewed it, for the sends it
-//! makes: an engine that no longer holds its turn sends nothing more.
+//! An engine's lease on an application as this process last renewed it,
+//! for the sends it makes: an engine that no longer holds an application's
+//! lease sends nothing more to it.
 //!
-//! The store says who holds the turn
-//! ([`crate::store::OutboxStore::take_engine_turn`]) and the engine renews
-//! it every few seconds. A process paused past its turn (SIGSTOP, a frozen
-//! machine) learns at its next renewal that a standby took over, but until
-//! then it would carry on the sync it was in. [`Turn`] closes that gap
-//! without a round trip: every request of the engine asks it first, and it
-//! answers whether the turn this process last renewed still has [`MARGIN`]
-//! left.
+//! The store says who runs an application (its lease,
+//! [`crate::store::HostsStore::take_object_lease`] with kind
+//! [`super::worker::RUNNER`]) and the engine renews it every few seconds. A
+//! process paused past its lease (SIGSTOP, a frozen machine) learns at its
+//! next renewal that another host took over, but until then it would carry
+//! on the sync it was in. [`Turn`] closes that gap without a round trip:
+//! every request of the engine asks it first, and it answers whether the
+//! lease this process last renewed still has [`MARGIN`] left.
 //!
 //! The turn is measured on this process's monotonic clock, from the moment
 //! it *asked* for the renewal: the store's deadline is set later than that,
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 /// How much of the turn must be left for a request to go out.
 pub const MARGIN: Duration = Duration::from_secs(3);
 
-/// Until when this process holds the engine's turn.
+/// Until when this process holds an application's lease.
 #[derive(Debug)]
 pub struct Turn {
     base: Instant,

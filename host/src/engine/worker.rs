@@ -1,35 +1,46 @@
 //! The engine's loop: it consumes the outbox and syncs every user and group
 //! a change touches in every active application.
 //!
-//! The outbox is the durable queue. A batch of changes is claimed with a
-//! lease, renewed on a timer for as long as the batch is in hand; a renewal
-//! that finds a claim taken by another consumer (this one was paused past
-//! its lease) stops the work at once, and nothing more of it is written. A
-//! host killed in between leaves the lease to expire and the change to be
-//! claimed again. Because a sync is level-triggered ([`super::provision`],
-//! [`super::groups`]), running a change twice, or changes out of order,
-//! converges on the same state.
+//! The outbox is the durable queue. Each change is handed out once as one
+//! pending pair per application it concerns
+//! ([`crate::store::OutboxStore::dispatch_changes`]), and every
+//! application's work is run by one engine at a time:
+//! - every host that runs an engine announces itself and the connectors it
+//!   serves ([`crate::store::HostsStore::announce_host`]);
+//! - each active or quarantined application is run by one of the present
+//!   hosts that serve its connector at the newest version
+//!   ([`super::hosts::runner`]: rendezvous hashing, so the applications
+//!   spread evenly, and a host that comes or goes moves only its share). The
+//!   runner holds the application's lease, renewed while it runs; a host
+//!   that is no longer an application's runner lets it go, and a host that
+//!   died loses it once it runs out;
+//! - the runner claims the application's pairs in change order under a
+//!   lease of their own, renewed on a timer for as long as they are in
+//!   hand; a renewal that finds a pair taken by another consumer (this one
+//!   was paused past its lease) stops the work at once, and nothing more of
+//!   it is written. A host killed in between leaves the leases to expire
+//!   and the pairs to be claimed again;
+//! - every request to an application first asks whether this engine still
+//!   holds the application's lease ([`super::turn::Turn`], on this
+//!   process's monotonic clock): an engine paused past its lease sends
+//!   nothing more once it resumes.
 //!
-//! One engine works at a time among the hosts that share a store: it holds
-//! the engine's turn ([`crate::store::OutboxStore::take_engine_turn`]),
-//! renewed at every step and with the batch's leases; the others stand by
-//! and the first to ask after the turn ran out takes over, so a host that
-//! dies is replaced within [`TURN_SECONDS`]. An engine whose turn was taken
-//! (it was paused that long) sends nothing more ([`super::turn`]: each
-//! request checks the turn first) and stops its batch as it does for a lost
-//! claim.
-//! An engine that stops gives its turn up.
+//! So an application's pacing, concurrency and circuit breaker are one
+//! host's, as on a single host, and its changes are applied in order.
+//! Because a sync is level-triggered ([`super::provision`],
+//! [`super::groups`]), running a change twice, or a host taking over in the
+//! middle of one, converges on the same state; hosts hold an object for one
+//! another ([`super::locks`]) against an operator's provisioning on another
+//! host meanwhile. An engine that stops gives its leases up.
 //!
-//! Progress is tracked per (change, application), so that one application
-//! never holds the others back:
-//! - each application's share of a batch runs beside the others', its
-//!   changes in order;
+//! Progress is kept per (change, application) pair, so that one
+//! application never holds the others back:
 //! - an application that cannot be served at all — its connector is not
-//!   loaded, a setting its base URL needs is missing, its token no longer
-//!   opens — or whose circuit opened is quarantined with the reason (shown
-//!   by `status` and `app list`, and in an event); its share of the changes
-//!   is done with, since the full sync that resumes it brings it up to
-//!   date. A probe resumes it by itself once the cause is gone;
+//!   loaded anywhere, a setting its base URL needs is missing, its token no
+//!   longer opens — or whose circuit opened is quarantined with the reason
+//!   (shown by `status` and `app list`, and in an event); its pending pairs
+//!   are let go, since the full sync that resumes it brings it up to date.
+//!   A probe resumes it by itself once the cause is gone;
 //! - an object that fails in one application (a 5xx for one user, a
 //!   connector that traps on one user's data) fails only that pair, which is
 //!   tried again after a backoff that doubles each time; after the last
@@ -37,20 +48,21 @@
 //!   and the pair is done with (the policy: [`super::retry`]);
 //! - a change completes when every application it concerns is done with it.
 //!
-//! For each change and application, in this order:
-//! 1. the connector's group-management rules, for the group events the
-//!    change carries;
+//! For each application's claimed pairs, in change order:
+//! 1. the connector's group-management rules, for the group events a change
+//!    carries;
 //! 2. the users it touches, in parallel up to the application's concurrency;
-//! 3. the groups it touches, once per batch, after every user (a group
+//! 3. the groups they touched, once per batch, after every user (a group
 //!    pushes the accounts its users now have).
 //!
 //! Every offboarding on the way asks the deprovisioning guard
 //! ([`super::guard`]) first, which counts them per application across
-//! changes; a held one is not sent and its sync reports `Held`.
+//! changes and hosts; a held one is not sent and its sync reports `Held`.
 //!
-//! Between batches the loop probes quarantined applications (a probe that
-//! passes resumes the application and syncs it whole) and reconciles
-//! applications whose interval has passed.
+//! Between batches the loop probes the quarantined applications it runs (a
+//! probe that passes resumes the application and syncs it whole) and
+//! reconciles those whose interval has passed, counted from the last
+//! reconcile any engine made.
 //!
 //! The loop runs on a thread of its own with a single-threaded runtime: the
 //! store is synchronous, and its short calls then block nothing else.
@@ -66,6 +78,7 @@ use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::{SyncError, Synced, Target, sync_user};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
 use super::retry::{AfterFailure, RetryPolicy};
+use super::turn::Turn;
 use crate::runtime::contract::{DirectoryGroup, GroupEvent};
 use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
@@ -74,26 +87,29 @@ use crate::store::{
     Page, Store, StoreError, StoreHandle, Timestamp,
 };
 
-/// How long a claimed change is held before another consumer may take it:
-/// after a crash, how long its changes wait. The lease is renewed every
-/// [`RENEW_EVERY`] while the batch is in hand.
+/// How long claimed pairs are held before another consumer may take them:
+/// after a crash, how long they wait. The lease is renewed every
+/// [`RENEW_EVERY`] while they are in hand.
 const LEASE_SECONDS: u32 = 20;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// How long the engine's turn lasts unrenewed: after a host dies, how
-/// long its standby waits before taking over. It is renewed at every step
-/// and with the batch's leases, so it runs out only for an engine that
-/// stopped (or was paused) for that long.
-const TURN_SECONDS: u32 = 20;
+/// How long an application's lease lasts unrenewed: after a host dies, how
+/// long its applications wait before another host runs them. It is renewed
+/// with every share-out and with the pairs' leases, so it runs out only for
+/// an engine that stopped (or was paused) for that long.
+pub const APP_LEASE_SECONDS: u32 = 20;
+/// The lease kind an application's runner holds
+/// ([`crate::store::ObjectKey`]).
+pub const RUNNER: &str = "application";
 /// How long a host counts as present after it announced itself, and how
-/// often it does.
+/// often it does (and weighs which applications it should run).
 const PRESENCE_SECONDS: u32 = 20;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
-/// How often an engine standing by asks for the turn.
-const STANDBY_POLL: Duration = Duration::from_secs(2);
+/// How often pairs of applications no longer active are let go.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a change waits, for an application whose connector another
 /// host serves, before it is looked at again.
 const SERVED_ELSEWHERE_WAIT: Duration = Duration::from_secs(10);
-/// Changes claimed at once.
+/// Changes handed out, and pairs of one application claimed, at once.
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
@@ -176,21 +192,13 @@ pub struct Engine {
     /// The hosts present as this engine last announced itself, itself
     /// among them ([`super::hosts`]); kept by [`announce`] on a timer.
     hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
-    /// When this engine last weighed whether another host should run.
-    hosts_weighed: std::time::Instant,
-    /// Until when this engine holds the engine's turn, as last renewed:
-    /// its requests ask it first.
-    turn: Arc<super::turn::Turn>,
-}
-
-/// Where the engine's turn is, as [`Engine::hold_turn`] found it.
-enum TurnState {
-    /// This engine holds it.
-    Held,
-    /// Another engine holds it.
-    Elsewhere(crate::store::EngineTurn),
-    /// This engine leaves it to a host that serves more applications.
-    LeftTo(HostPresence),
+    /// The applications this engine runs, each with its lease as last
+    /// renewed: their requests ask it first.
+    running: BTreeMap<String, Arc<Turn>>,
+    /// When this engine last weighed which applications it should run.
+    shared_out: Option<std::time::Instant>,
+    /// When pairs of applications no longer active were last let go.
+    swept: Option<std::time::Instant>,
 }
 
 /// One failed object of one pair.
@@ -217,13 +225,6 @@ impl Failure {
             recorded,
         }
     }
-}
-
-/// What a batch came to: each pair tried, and the pairs whose retry was not
-/// due yet (change, when).
-struct Applied {
-    outcomes: Vec<PairOutcome>,
-    waiting: Vec<(i64, Timestamp)>,
 }
 
 /// What one application made of one change.
@@ -289,14 +290,25 @@ impl Engine {
                     consumer: format!("engine-{}", uuid::Uuid::new_v4()),
                     host_name: super::hosts::this_host_name(),
                     hosts: Arc::default(),
-                    hosts_weighed: std::time::Instant::now(),
-                    turn: Arc::default(),
+                    running: BTreeMap::new(),
+                    shared_out: None,
+                    swept: None,
                 };
                 runtime.block_on(engine.run(&stop));
             })
     }
 
     async fn run(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        // Announced once before anything else, so that this engine weighs
+        // its share knowing the hosts present; then on a timer.
+        announce_once(
+            &self.store,
+            &self.consumer,
+            &self.host_name,
+            &self.plugins,
+            &self.hosts,
+        )
+        .await;
         let presence = tokio::spawn(announce(
             self.store.clone(),
             self.consumer.clone(),
@@ -304,64 +316,16 @@ impl Engine {
             Arc::clone(&self.plugins),
             Arc::clone(&self.hosts),
         ));
-        // The engine that runs elsewhere while this one stands by.
-        let mut standing_by: Option<String> = None;
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
-            match self.hold_turn().await {
-                Ok(TurnState::Held) => {
-                    if standing_by.take().is_some() {
-                        tracing::info!("provisioning engine: this host's engine takes over");
-                    }
-                }
-                Ok(TurnState::Elsewhere(turn)) => {
-                    if standing_by.as_deref() != Some(turn.holder.as_str()) {
-                        tracing::info!(
-                            "provisioning engine: standing by; engine {} runs on another host \
-                             (its turn lasts until {} unless renewed)",
-                            turn.holder,
-                            turn.until
-                        );
-                        standing_by = Some(turn.holder);
-                    }
-                    self.stand_by().await;
-                    continue;
-                }
-                Ok(TurnState::LeftTo(host)) => {
-                    if standing_by.as_deref() != Some(host.engine.as_str()) {
-                        tracing::info!(
-                            "provisioning engine: standing by for {}, which serves more of \
-                             the applications' connectors than this host",
-                            host.name
-                        );
-                        standing_by = Some(host.engine);
-                    }
-                    self.stand_by().await;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!("provisioning engine: cannot take its turn: {error}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            if let Err(error) = self.share_out().await {
+                tracing::warn!("provisioning engine: cannot weigh its applications: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            // A probe's full sync or a reconcile can outlast the turn: it is
-            // renewed meanwhile, as a batch's leases are.
-            let (store, consumer, turn) = (
-                self.store.clone(),
-                self.consumer.clone(),
-                Arc::clone(&self.turn),
-            );
-            let probed = keeping_turn(store, consumer, turn, self.probe_quarantined()).await;
-            if let Err(error) = probed {
+            if let Err(error) = self.probe_quarantined().await {
                 tracing::warn!("provisioning engine: {error}");
             }
-            let (store, consumer, turn) = (
-                self.store.clone(),
-                self.consumer.clone(),
-                Arc::clone(&self.turn),
-            );
-            let reconciled = keeping_turn(store, consumer, turn, self.reconcile_due()).await;
-            if let Err(error) = reconciled {
+            if let Err(error) = self.reconcile_due().await {
                 tracing::warn!("provisioning engine: {error}");
             }
             match self.step().await {
@@ -378,24 +342,14 @@ impl Engine {
                 }
             }
         }
-        // A standby takes over at once rather than when the turn runs out.
-        if let Err(error) = self.store.release_engine_turn(&self.consumer).await {
-            tracing::warn!("provisioning engine: cannot give up its turn: {error}");
-        }
         presence.abort();
+        // The other hosts take this one's applications over at once rather
+        // than when the leases run out.
+        for app_id in std::mem::take(&mut self.running).into_keys() {
+            self.let_go(&app_id).await;
+        }
         if let Err(error) = self.store.withdraw_host(&self.consumer).await {
             tracing::warn!("provisioning engine: cannot withdraw this host: {error}");
-        }
-    }
-
-    /// Waits before asking for the turn again: until another host's write
-    /// wakes this one (where the store can say so), or [`STANDBY_POLL`].
-    async fn stand_by(&self) {
-        match self.store.outbox_signal() {
-            Some(signal) => {
-                let _ = tokio::time::timeout(STANDBY_POLL, signal.notified()).await;
-            }
-            None => tokio::time::sleep(STANDBY_POLL).await,
         }
     }
 
@@ -416,73 +370,141 @@ impl Engine {
         (!elsewhere.is_empty()).then(|| super::hosts::not_served_here(&served, app, &elsewhere))
     }
 
-    /// Takes or keeps the engine's turn, or leaves it to a present host
-    /// that serves more of the applications' connectors
-    /// ([`super::hosts::better_host`]). A turn with more than half of it
-    /// left is kept without a round trip (the batch's renewals keep it
-    /// too).
-    async fn hold_turn(&mut self) -> Result<TurnState, StoreError> {
-        let half_turn = Duration::from_secs(u64::from(TURN_SECONDS) / 2);
-        let needs_renewal = self.turn.needs_renewal(half_turn);
-        // A busy engine's turn is renewed with its batches, so whether a
-        // better host came along is asked on a timer of its own.
-        if !needs_renewal && self.hosts_weighed.elapsed() < ANNOUNCE_EVERY {
-            return Ok(TurnState::Held);
+    /// The lease of `app_id` this engine holds, if it runs it and the lease
+    /// still has time to send.
+    fn lease_of(&self, app_id: &str) -> Option<Arc<Turn>> {
+        self.running
+            .get(app_id)
+            .filter(|turn| turn.is_held())
+            .cloned()
+    }
+
+    /// Weighs which applications this engine should run
+    /// ([`super::hosts::runner`]) every [`ANNOUNCE_EVERY`], or sooner when
+    /// a lease needs renewing: takes or renews the lease of each it should
+    /// run, and lets go of the others.
+    async fn share_out(&mut self) -> Result<(), StoreError> {
+        let half_lease = Duration::from_secs(u64::from(APP_LEASE_SECONDS) / 2);
+        let due = self
+            .shared_out
+            .is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY)
+            || self
+                .running
+                .values()
+                .any(|turn| turn.needs_renewal(half_lease));
+        if !due {
+            return Ok(());
         }
-        self.hosts_weighed = std::time::Instant::now();
-        let asked_at = std::time::Instant::now();
-        let served = served_connectors(&self.plugins);
+        self.shared_out = Some(std::time::Instant::now());
         let hosts = self.present_hosts();
         let apps = self.all_apps().await?;
-        if let Some(better) = super::hosts::better_host(&self.consumer, &served, &hosts, &apps) {
-            let better = better.clone();
-            if self.turn.is_held() {
+        let mut should_run = BTreeSet::new();
+        for app in &apps {
+            if matches!(app.state, AppState::Active | AppState::Quarantined)
+                && super::hosts::runner(app, &hosts).map(|host| host.engine.as_str())
+                    == Some(self.consumer.as_str())
+            {
+                should_run.insert(app.id.clone());
+            }
+        }
+        let let_go: Vec<String> = self
+            .running
+            .keys()
+            .filter(|app_id| !should_run.contains(*app_id))
+            .cloned()
+            .collect();
+        for app_id in let_go {
+            if let Some(app) = apps.iter().find(|app| app.id == app_id) {
                 tracing::info!(
-                    "provisioning engine: leaving the engine's turn to {}, which serves more \
-                     of the applications' connectors",
-                    better.name
+                    "provisioning engine: {} is another host's to run now",
+                    app.name
                 );
             }
-            self.turn.lost();
-            self.store.release_engine_turn(&self.consumer).await?;
-            return Ok(TurnState::LeftTo(better));
+            self.running.remove(&app_id);
+            self.let_go(&app_id).await;
         }
-        if !needs_renewal {
-            return Ok(TurnState::Held);
+        for app_id in should_run {
+            let asked_at = std::time::Instant::now();
+            let held = self
+                .store
+                .take_object_lease(&self.consumer, &app_id, RUNNER, &app_id, APP_LEASE_SECONDS)
+                .await?;
+            let lease = Duration::from_secs(u64::from(APP_LEASE_SECONDS));
+            match (held, self.running.get(&app_id)) {
+                (true, Some(turn)) => turn.renewed(asked_at, lease),
+                (true, None) => {
+                    let turn = Arc::new(Turn::new());
+                    turn.renewed(asked_at, lease);
+                    self.running.insert(app_id.clone(), turn);
+                    if let Some(app) = apps.iter().find(|app| app.id == app_id) {
+                        tracing::info!("provisioning engine: this host runs {}", app.name);
+                    }
+                }
+                // Another host still holds it: it lets go once it sees it
+                // is not the runner, or its lease runs out.
+                (false, Some(turn)) => {
+                    turn.lost();
+                    self.running.remove(&app_id);
+                }
+                (false, None) => {}
+            }
         }
-        let turn = self
+        Ok(())
+    }
+
+    /// Gives up this engine's lease on `app_id`.
+    async fn let_go(&self, app_id: &str) {
+        if let Err(error) = self
             .store
-            .take_engine_turn(&self.consumer, TURN_SECONDS)
-            .await?;
-        if turn.holder == self.consumer {
-            self.turn
-                .renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)));
-            Ok(TurnState::Held)
-        } else {
-            self.turn.lost();
-            Ok(TurnState::Elsewhere(turn))
+            .release_object_lease(&self.consumer, app_id, RUNNER, app_id)
+            .await
+        {
+            tracing::warn!("provisioning engine: cannot let {app_id} go: {error}");
         }
     }
 
-    /// Claims a batch of changes and applies them; how many it claimed.
-    ///
-    /// The batch's leases are renewed on a timer while it is applied; if a
-    /// renewal finds a claim taken, the work stops where it is and records
-    /// nothing more (the consumer that took the claim does it again).
+    /// Hands out new changes, then runs a batch of every application this
+    /// engine runs, beside one another; how many pairs it claimed.
     pub async fn step(&mut self) -> Result<usize, StoreError> {
-        let changes = self
+        self.store.dispatch_changes(BATCH).await?;
+        if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            self.swept = Some(std::time::Instant::now());
+            self.store.sweep_pairs().await?;
+        }
+        let active = self.active_apps().await?;
+        let batches = active.into_iter().filter_map(|app| {
+            let lease = self.lease_of(&app.id)?;
+            Some(self.run_batch(app, lease))
+        });
+        let mut claimed = 0;
+        for batch in futures_util::future::join_all(batches).await {
+            claimed += batch?;
+        }
+        Ok(claimed)
+    }
+
+    /// Claims a batch of one application's pairs and applies it; how many
+    /// it claimed.
+    ///
+    /// The pairs' leases (and the application's) are renewed on a timer
+    /// while the batch is applied; if a renewal finds a pair taken, the
+    /// work stops where it is and records nothing more (the consumer that
+    /// took the pair does it again).
+    async fn run_batch(&self, app: AppRecord, lease: Arc<Turn>) -> Result<usize, StoreError> {
+        let pairs = self
             .store
-            .claim_changes(&self.consumer, BATCH, LEASE_SECONDS)
+            .claim_pairs(&self.consumer, &app.id, BATCH, LEASE_SECONDS)
             .await?;
-        if changes.is_empty() {
+        if pairs.is_empty() {
             return Ok(0);
         }
-        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+        let seqs: Vec<i64> = pairs.iter().map(|(change, _)| change.seq).collect();
         let (stop_renewing, stopped) = tokio::sync::oneshot::channel();
-        let renewal = keep_claims(
+        let renewal = keep_pairs(
             self.store.clone(),
             self.consumer.clone(),
-            Arc::clone(&self.turn),
+            app.id.clone(),
+            Arc::clone(&lease),
             seqs,
             RENEW_EVERY,
             stopped,
@@ -491,96 +513,107 @@ impl Engine {
         let applied = tokio::select! {
             Some(lost) = &mut renewal => {
                 tracing::warn!(
-                    "provisioning engine: {lost}; the batch stops here and is left to the \
-                     consumer that holds it now"
+                    "provisioning engine: {}: {lost}; the batch stops here and is left to the \
+                     engine that holds it now",
+                    app.name
                 );
-                return Ok(changes.len());
+                return Ok(pairs.len());
             }
-            applied = self.apply_batch(&changes) => applied,
+            applied = self.apply_pairs(&app, &pairs, &lease) => applied,
         };
         // A renewal already on its way lands before the batch is settled:
         // landing after, it would overwrite the retry time settling records.
         let _ = stop_renewing.send(());
         let _ = renewal.await;
-        let Applied { outcomes, waiting } = applied?;
-        // Requests the lost turn kept from going out are not failures of
-        // the application: nothing is settled, and the engine that holds the
-        // turn now does the batch again.
-        if !self.turn.is_held() {
+        let outcomes = applied?;
+        // Requests the lost lease kept from going out are not failures of
+        // the application: nothing is settled, and the engine that runs the
+        // application now does the batch again.
+        if !lease.is_held() {
             tracing::warn!(
-                "provisioning engine: its turn ran out during the batch; the batch is left \
-                 to the engine that holds the turn now"
+                "provisioning engine: {}: this host's lease ran out during the batch; the \
+                 batch is left to the engine that runs it now",
+                app.name
             );
-            return Ok(changes.len());
+            return Ok(pairs.len());
         }
-        self.settle(&changes, outcomes, waiting).await?;
-        Ok(changes.len())
+        let mut progress = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            progress.push(self.pair_progress(outcome).await?);
+        }
+        self.store.settle_pairs(&self.consumer, progress).await?;
+        Ok(pairs.len())
     }
 
-    /// Applies a batch: each application's share beside the others', and
-    /// what each (change, application) pair came to.
-    async fn apply_batch(&self, changes: &[Change]) -> Result<Applied, StoreError> {
-        let active = self.active_apps().await?;
-        let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
-        let recorded: HashMap<(i64, String), ChangeProgress> = self
-            .store
-            .change_progress(&seqs)
-            .await?
-            .into_iter()
-            .map(|progress| ((progress.seq, progress.app_id.clone()), progress))
-            .collect();
-        let now = Timestamp::now();
-        let mut shares: BTreeMap<String, Vec<(&Change, u32, Work)>> = BTreeMap::new();
-        let mut waiting = Vec::new();
-        let affected_by_change = {
-            let (changes, active) = (changes.to_vec(), active.clone());
+    /// Applies one application's claimed pairs, in change order: what each
+    /// came to.
+    async fn apply_pairs(
+        &self,
+        app: &AppRecord,
+        pairs: &[(Change, ChangeProgress)],
+        lease: &Turn,
+    ) -> Result<Vec<PairOutcome>, StoreError> {
+        let works = {
+            let changes: Vec<Change> = pairs.iter().map(|(change, _)| change.clone()).collect();
+            let app = app.clone();
             self.store
                 .run(move |store| {
                     changes
                         .iter()
-                        .map(|change| affected(store, change, &active))
+                        .map(|change| affected(store, change, std::slice::from_ref(&app)))
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .await?
         };
-        for (change, affected) in changes.iter().zip(affected_by_change) {
-            for work in affected {
-                let attempts = match recorded.get(&(change.seq, work.app.id.clone())) {
-                    Some(progress) if progress.done => continue,
-                    // Waits for its retry, and keeps its change open.
-                    Some(progress)
-                        if let Some(retry_at) = &progress.retry_at
-                            && *retry_at > now =>
-                    {
-                        waiting.push((change.seq, *retry_at));
-                        continue;
-                    }
-                    Some(progress) => progress.attempts,
-                    None => 0,
-                };
-                shares
-                    .entry(work.app.id.clone())
-                    .or_default()
-                    .push((change, attempts, work));
+        let mut share = Vec::new();
+        for ((change, progress), works) in pairs.iter().zip(works) {
+            for work in works {
+                share.push((change, progress.attempts, work));
             }
         }
-        let per_app = shares.into_values().map(|share| self.apply_share(share));
-        let mut outcomes = Vec::new();
-        for share in futures_util::future::join_all(per_app).await {
-            outcomes.extend(share?);
+        let mut outcomes = self.apply_share(app, share, lease).await?;
+        // A pair whose change asks nothing of the application is done; one
+        // that came to several pieces of work is one outcome.
+        let mut merged: BTreeMap<i64, PairOutcome> = BTreeMap::new();
+        for outcome in outcomes.drain(..) {
+            match merged.get_mut(&outcome.seq) {
+                Some(known) => {
+                    known.failures.extend(outcome.failures);
+                    known.quarantined |= outcome.quarantined;
+                    if known.served_elsewhere.is_none() {
+                        known.served_elsewhere = outcome.served_elsewhere;
+                    }
+                }
+                None => {
+                    merged.insert(outcome.seq, outcome);
+                }
+            }
         }
-        Ok(Applied { outcomes, waiting })
+        for (change, progress) in pairs {
+            merged.entry(change.seq).or_insert_with(|| PairOutcome {
+                seq: change.seq,
+                app: app.clone(),
+                attempts: progress.attempts,
+                failures: Vec::new(),
+                quarantined: false,
+                served_elsewhere: None,
+            });
+        }
+        Ok(merged.into_values().collect())
     }
 
     /// Applies one application's share of a batch, its changes in order,
     /// then the groups they touched, once each.
     async fn apply_share(
         &self,
+        app: &AppRecord,
         share: Vec<(&Change, u32, Work)>,
+        lease: &Turn,
     ) -> Result<Vec<PairOutcome>, StoreError> {
-        let Some(app) = share.first().map(|(_, _, work)| work.app.clone()) else {
+        if share.is_empty() {
             return Ok(Vec::new());
-        };
+        }
+        let app = app.clone();
         let mut outcomes: Vec<PairOutcome> = share
             .iter()
             .map(|(change, attempts, _)| PairOutcome {
@@ -626,7 +659,7 @@ impl Engine {
             app: &app,
             plugin: &plugin,
             client: &client,
-            turn: Some(&self.turn),
+            turn: Some(lease),
         };
         let mut touched: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, (_, _, work)) in share.into_iter().enumerate() {
@@ -664,51 +697,6 @@ impl Engine {
             }
         }
         Ok(outcomes)
-    }
-
-    /// Records what each pair came to, and completes the changes every
-    /// application is done with; the others are left until their earliest
-    /// retry. `waiting` are the pairs whose retry was not due yet.
-    async fn settle(
-        &self,
-        changes: &[Change],
-        outcomes: Vec<PairOutcome>,
-        waiting: Vec<(i64, Timestamp)>,
-    ) -> Result<(), StoreError> {
-        let mut open: BTreeMap<i64, Timestamp> = BTreeMap::new();
-        let mut keep_open = |seq: i64, retry_at: Timestamp| {
-            let until = open.entry(seq).or_insert(retry_at);
-            if retry_at < *until {
-                *until = retry_at;
-            }
-        };
-        for (seq, retry_at) in &waiting {
-            keep_open(*seq, *retry_at);
-        }
-        let mut progress = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            let pair = self.pair_progress(outcome).await?;
-            if let (false, Some(retry_at)) = (pair.done, pair.retry_at) {
-                keep_open(pair.seq, retry_at);
-            }
-            progress.push(pair);
-        }
-        // A pair matters to the store only while its change stays open: the
-        // common batch, every change done, writes no progress at all.
-        progress.retain(|pair| open.contains_key(&pair.seq));
-        if !progress.is_empty() {
-            self.store
-                .record_progress(&self.consumer, &progress)
-                .await?;
-        }
-        let done: Vec<i64> = changes
-            .iter()
-            .map(|change| change.seq)
-            .filter(|seq| !open.contains_key(seq))
-            .collect();
-        self.store.complete_changes(&self.consumer, &done).await?;
-        let deferred: Vec<(i64, Timestamp)> = open.into_iter().collect();
-        self.store.defer_changes(&self.consumer, &deferred).await
     }
 
     /// Where a pair stands after an attempt: done, waiting for a retry, or
@@ -864,6 +852,9 @@ impl Engine {
     async fn reconcile_due(&mut self) -> Result<(), StoreError> {
         let every = self.settings.reconcile_every;
         for app in self.active_apps().await? {
+            let Some(lease) = self.lease_of(&app.id) else {
+                continue;
+            };
             let last = match self.reconciled.get(&app.id) {
                 Some(last) => *last,
                 None => {
@@ -892,9 +883,19 @@ impl Engine {
                 app: &app,
                 plugin: &plugin,
                 client: &client,
-                turn: Some(&self.turn),
+                turn: Some(&lease),
             };
-            record_reconcile(&target, reconcile_app(&target).await).await?;
+            // A reconcile can outlast the application's lease: it is
+            // renewed meanwhile, as a batch's is.
+            let reconciled = keeping_lease(
+                self.store.clone(),
+                self.consumer.clone(),
+                app.id.clone(),
+                Arc::clone(&lease),
+                reconcile_app(&target),
+            )
+            .await;
+            record_reconcile(&target, reconciled).await?;
         }
         Ok(())
     }
@@ -944,7 +945,8 @@ impl Engine {
         }
     }
 
-    /// Probes each quarantined application once every probe interval: it
+    /// Probes each quarantined application this engine runs once every
+    /// probe interval: it
     /// must be servable (connector, settings, token) and answer a
     /// connection test. One that passes is resumed, which syncs it whole.
     async fn probe_quarantined(&mut self) -> Result<(), StoreError> {
@@ -958,7 +960,7 @@ impl Engine {
                     .get(&app.id)
                     .is_none_or(|at| at.elapsed() >= self.settings.quarantine_probe)
             })
-            .filter(|app| self.served_elsewhere(app).is_none())
+            .filter(|app| self.lease_of(&app.id).is_some())
             .collect();
         for app in due {
             self.probed
@@ -1051,9 +1053,33 @@ fn served_connectors(plugins: &PluginRegistry) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Announces this host and the connectors it serves every
-/// [`ANNOUNCE_EVERY`], whatever the engine is doing, and keeps the hosts
+/// Announces this host and the connectors it serves, and keeps the hosts
 /// present in `hosts`.
+async fn announce_once(
+    store: &StoreHandle,
+    engine: &str,
+    name: &str,
+    plugins: &PluginRegistry,
+    hosts: &std::sync::Mutex<Vec<HostPresence>>,
+) {
+    let served = served_connectors(plugins);
+    match store
+        .announce_host(engine, name, served, PRESENCE_SECONDS)
+        .await
+    {
+        Ok(present) => {
+            *hosts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = present;
+        }
+        Err(error) => {
+            tracing::warn!("provisioning engine: cannot announce this host: {error}");
+        }
+    }
+}
+
+/// [`announce_once`] every [`ANNOUNCE_EVERY`], whatever the engine is
+/// doing.
 async fn announce(
     store: StoreHandle,
     engine: String,
@@ -1062,21 +1088,8 @@ async fn announce(
     hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
 ) {
     loop {
-        let served = served_connectors(&plugins);
-        match store
-            .announce_host(&engine, &name, served, PRESENCE_SECONDS)
-            .await
-        {
-            Ok(present) => {
-                *hosts
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = present;
-            }
-            Err(error) => {
-                tracing::warn!("provisioning engine: cannot announce this host: {error}");
-            }
-        }
         tokio::time::sleep(ANNOUNCE_EVERY).await;
+        announce_once(&store, &engine, &name, &plugins, &hosts).await;
     }
 }
 
@@ -1385,16 +1398,18 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
     (failures, groups)
 }
 
-/// Renews `consumer`'s leases on `seqs` `every` so often (the engine:
-/// [`RENEW_EVERY`]) until `stop` fires, then returns `None` once no renewal
-/// is under way (a store call cannot be called back: dropping this future
-/// mid-renewal would let that renewal land later). It returns why when a
-/// renewal finds a claim taken (or cannot be written), which is when the
+/// Renews `consumer`'s leases on the pairs `seqs` of `app_id`, and its
+/// lease on the application, `every` so often (the engine: [`RENEW_EVERY`])
+/// until `stop` fires, then returns `None` once no renewal is under way (a
+/// store call cannot be called back: dropping this future mid-renewal would
+/// let that renewal land later). It returns why when a renewal finds a
+/// pair or the application taken (or cannot be written), which is when the
 /// work on them must stop.
-async fn keep_claims(
+async fn keep_pairs(
     store: StoreHandle,
     consumer: String,
-    turn: Arc<super::turn::Turn>,
+    app_id: String,
+    lease: Arc<Turn>,
     seqs: Vec<i64>,
     every: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -1407,23 +1422,13 @@ async fn keep_claims(
             _ = ticks.tick() => {}
             _ = &mut stop => return None,
         }
-        let asked_at = std::time::Instant::now();
-        match store.take_engine_turn(&consumer, TURN_SECONDS).await {
-            Ok(held) if held.holder == consumer => {
-                turn.renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)))
-            }
-            Ok(held) => {
-                turn.lost();
-                return Some(format!(
-                    "the engine's turn ran out and engine {} took it over",
-                    held.holder
-                ));
-            }
-            Err(error) => {
-                return Some(format!("the engine's turn cannot be renewed: {error}"));
-            }
+        if let Err(why) = renew_app_lease(&store, &consumer, &app_id, &lease).await {
+            return Some(why);
         }
-        match store.renew_claims(&consumer, &seqs, LEASE_SECONDS).await {
+        match store
+            .renew_pairs(&consumer, &app_id, &seqs, LEASE_SECONDS)
+            .await
+        {
             Ok(held) if held.len() == seqs.len() => {}
             Ok(held) => {
                 let lost: Vec<i64> = seqs
@@ -1442,39 +1447,55 @@ async fn keep_claims(
     }
 }
 
-/// Runs `work`, renewing the engine's turn every [`RENEW_EVERY`] meanwhile.
-/// A renewal that finds the turn taken marks it lost, so that `work` sends
-/// nothing more and ends.
-async fn keeping_turn<T>(
+/// Renews this engine's lease on an application; why not when another
+/// engine took it over (this one was paused past it) or it cannot be
+/// written, the lease then marked lost so that nothing more is sent.
+async fn renew_app_lease(
+    store: &StoreHandle,
+    consumer: &str,
+    app_id: &str,
+    lease: &Turn,
+) -> Result<(), String> {
+    let asked_at = std::time::Instant::now();
+    match store
+        .take_object_lease(consumer, app_id, RUNNER, app_id, APP_LEASE_SECONDS)
+        .await
+    {
+        Ok(true) => {
+            lease.renewed(asked_at, Duration::from_secs(u64::from(APP_LEASE_SECONDS)));
+            Ok(())
+        }
+        Ok(false) => {
+            lease.lost();
+            Err("the application's lease ran out and another host runs it now".to_string())
+        }
+        // The lease runs out by itself if renewals keep failing.
+        Err(error) => Err(format!(
+            "the application's lease cannot be renewed: {error}"
+        )),
+    }
+}
+
+/// Runs `work`, renewing this engine's lease on `app_id` every
+/// [`RENEW_EVERY`] meanwhile. A renewal that finds the lease taken marks it
+/// lost, so that `work` sends nothing more and ends.
+async fn keeping_lease<T>(
     store: StoreHandle,
     consumer: String,
-    turn: Arc<super::turn::Turn>,
+    app_id: String,
+    lease: Arc<Turn>,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
     let mut ticks = tokio::time::interval(RENEW_EVERY);
-    // The first tick is immediate; the turn was just held.
+    // The first tick is immediate; the lease was just held.
     ticks.tick().await;
     loop {
         tokio::select! {
             done = &mut work => return done,
             _ = ticks.tick() => {
-                let asked_at = std::time::Instant::now();
-                match store.take_engine_turn(&consumer, TURN_SECONDS).await {
-                    Ok(held) if held.holder == consumer => {
-                        turn.renewed(asked_at, Duration::from_secs(u64::from(TURN_SECONDS)));
-                    }
-                    Ok(held) => {
-                        tracing::warn!(
-                            "provisioning engine: engine {} took the turn over; this one stops",
-                            held.holder
-                        );
-                        turn.lost();
-                    }
-                    // The turn runs out by itself if renewals keep failing.
-                    Err(error) => {
-                        tracing::warn!("provisioning engine: cannot renew its turn: {error}");
-                    }
+                if let Err(why) = renew_app_lease(&store, &consumer, &app_id, &lease).await {
+                    tracing::warn!("provisioning engine: {app_id}: {why}");
                 }
             }
         }
@@ -1506,13 +1527,31 @@ fn object_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SqliteStore, TokenCipher, UserWrite};
+    use crate::store::{AppWrite, Secret, SqliteStore, TokenCipher, UserWrite};
 
     #[tokio::test]
-    async fn renewals_go_on_until_a_claim_is_taken() {
+    async fn renewals_go_on_until_a_pair_or_the_application_is_taken() {
         let folder = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[1; 32])).unwrap());
+        let app = store
+            .create_app(AppWrite {
+                name: "crm".into(),
+                label: "crm".into(),
+                connector: "custom-scim".into(),
+                base_url: "https://crm.example/scim/v2".into(),
+                token: Secret::new("token".to_string()),
+                manage_groups: false,
+                settings: vec![],
+                pacing: Default::default(),
+                guard: Default::default(),
+            })
+            .unwrap();
+        let active = AppUpdate {
+            state: Some(AppState::Active),
+            ..AppUpdate::default()
+        };
+        store.update_app(&app.id, active).unwrap();
         store
             .create_user(UserWrite {
                 user_name: "ada".into(),
@@ -1521,47 +1560,77 @@ mod tests {
                 attributes: serde_json::Map::new(),
             })
             .unwrap();
+        while store.dispatch_changes(100).unwrap() > 0 {}
+        let handle = StoreHandle::new(Arc::clone(&store));
+        assert!(
+            handle
+                .take_object_lease("paused", &app.id, RUNNER, &app.id, APP_LEASE_SECONDS)
+                .await
+                .unwrap()
+        );
         let seqs: Vec<i64> = store
-            .claim_changes("paused", 10, 0)
+            .claim_pairs("paused", &app.id, 10, 0)
             .unwrap()
             .iter()
-            .map(|change| change.seq)
+            .map(|(change, _)| change.seq)
             .collect();
-        // Held: renewals keep the claim, and the work goes on.
-        let every = Duration::from_millis(20);
+        assert_eq!(seqs.len(), 2, "the activation and the user");
+        let lease = Arc::new(Turn::new());
+        let keep = |seqs: Vec<i64>, stopped| {
+            keep_pairs(
+                handle.clone(),
+                "paused".into(),
+                app.id.clone(),
+                Arc::clone(&lease),
+                seqs,
+                Duration::from_millis(20),
+                stopped,
+            )
+        };
+        // Held: renewals keep the pairs and the application, and the work
+        // goes on.
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let renewing = keep_claims(
-            StoreHandle::new(Arc::clone(&store)),
-            "paused".into(),
-            Arc::default(),
-            seqs.clone(),
-            every,
-            stopped,
-        );
+        let renewing = keep(seqs.clone(), stopped);
         tokio::pin!(renewing);
-        let kept = tokio::time::timeout(every * 5, &mut renewing).await;
-        assert!(kept.is_err(), "renewals stop only when a claim is lost");
+        let kept = tokio::time::timeout(Duration::from_millis(100), &mut renewing).await;
+        assert!(kept.is_err(), "renewals stop only when something is lost");
         stop.send(()).unwrap();
         assert_eq!(renewing.await, None, "stopped, having lost nothing");
+        assert!(lease.is_held(), "the application's lease was renewed");
         assert!(
-            store.claim_changes("other", 10, 60).unwrap().is_empty(),
+            store
+                .claim_pairs("other", &app.id, 10, 60)
+                .unwrap()
+                .is_empty(),
             "the renewed lease holds"
         );
-        // Taken after a pause past the lease: the next renewal says so.
-        store.renew_claims("paused", &seqs, 0).unwrap();
+
+        // A pair taken after a pause past its lease: the next renewal says so.
+        store.renew_pairs("paused", &app.id, &seqs, 0).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(store.claim_changes("other", 10, 60).unwrap().len(), 1);
+        assert_eq!(
+            store.claim_pairs("other", &app.id, 10, 60).unwrap().len(),
+            2
+        );
         let (_stop, stopped) = tokio::sync::oneshot::channel();
-        let lost = keep_claims(
-            StoreHandle::new(Arc::clone(&store)),
-            "paused".into(),
-            Arc::default(),
-            seqs,
-            every,
-            stopped,
-        )
-        .await
-        .unwrap_or_default();
+        let lost = keep(seqs.clone(), stopped).await.unwrap_or_default();
         assert!(lost.contains("another consumer took them"), "{lost}");
+
+        // The application taken by another host: the lease is lost, and
+        // nothing more is sent.
+        handle
+            .release_object_lease("paused", &app.id, RUNNER, &app.id)
+            .await
+            .unwrap();
+        assert!(
+            handle
+                .take_object_lease("elsewhere", &app.id, RUNNER, &app.id, APP_LEASE_SECONDS)
+                .await
+                .unwrap()
+        );
+        let (_stop, stopped) = tokio::sync::oneshot::channel();
+        let lost = keep(seqs, stopped).await.unwrap_or_default();
+        assert!(lost.contains("another host runs it now"), "{lost}");
+        assert!(!lease.is_held());
     }
 }

@@ -333,77 +333,51 @@ impl StoreHandle {
 
     // Outbox.
 
-    pub async fn take_engine_turn(
-        &self,
-        engine: &str,
-        lease_seconds: u32,
-    ) -> StoreResult<EngineTurn> {
-        let engine = engine.to_owned();
-        self.run(move |store| store.take_engine_turn(&engine, lease_seconds))
-            .await
+    pub async fn dispatch_changes(&self, limit: u32) -> StoreResult<u32> {
+        self.run(move |store| store.dispatch_changes(limit)).await
     }
 
-    pub async fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
-        let engine = engine.to_owned();
-        self.run(move |store| store.release_engine_turn(&engine))
-            .await
-    }
-
-    pub async fn claim_changes(
+    pub async fn claim_pairs(
         &self,
         consumer: &str,
+        app_id: &str,
         limit: u32,
         lease_seconds: u32,
-    ) -> StoreResult<Vec<Change>> {
-        let consumer = consumer.to_owned();
-        self.run(move |store| store.claim_changes(&consumer, limit, lease_seconds))
+    ) -> StoreResult<Vec<(Change, ChangeProgress)>> {
+        let (consumer, app_id) = (consumer.to_owned(), app_id.to_owned());
+        self.run(move |store| store.claim_pairs(&consumer, &app_id, limit, lease_seconds))
             .await
     }
 
-    pub async fn renew_claims(
+    pub async fn renew_pairs(
         &self,
         consumer: &str,
+        app_id: &str,
         seqs: &[i64],
         lease_seconds: u32,
     ) -> StoreResult<Vec<i64>> {
-        let consumer = consumer.to_owned();
-        let seqs = seqs.to_vec();
-        self.run(move |store| store.renew_claims(&consumer, &seqs, lease_seconds))
+        let (consumer, app_id, seqs) = (consumer.to_owned(), app_id.to_owned(), seqs.to_vec());
+        self.run(move |store| store.renew_pairs(&consumer, &app_id, &seqs, lease_seconds))
             .await
     }
 
-    pub async fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()> {
-        let consumer = consumer.to_owned();
-        let seqs = seqs.to_vec();
-        self.run(move |store| store.complete_changes(&consumer, &seqs))
-            .await
-    }
-
-    pub async fn defer_changes(
+    pub async fn settle_pairs(
         &self,
         consumer: &str,
-        until: &[(i64, Timestamp)],
+        progress: Vec<ChangeProgress>,
     ) -> StoreResult<()> {
         let consumer = consumer.to_owned();
-        let until = until.to_vec();
-        self.run(move |store| store.defer_changes(&consumer, &until))
+        self.run(move |store| store.settle_pairs(&consumer, &progress))
             .await
+    }
+
+    pub async fn sweep_pairs(&self) -> StoreResult<u64> {
+        self.run(|store| store.sweep_pairs()).await
     }
 
     pub async fn change_progress(&self, seqs: &[i64]) -> StoreResult<Vec<ChangeProgress>> {
         let seqs = seqs.to_vec();
         self.run(move |store| store.change_progress(&seqs)).await
-    }
-
-    pub async fn record_progress(
-        &self,
-        consumer: &str,
-        progress: &[ChangeProgress],
-    ) -> StoreResult<()> {
-        let consumer = consumer.to_owned();
-        let progress = progress.to_vec();
-        self.run(move |store| store.record_progress(&consumer, &progress))
-            .await
     }
 
     pub async fn pending_changes(&self) -> StoreResult<u64> {

@@ -16,7 +16,7 @@ use super::*;
 /// A host whose engine announced itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPresence {
-    /// The engine's id, as it holds the engine's turn.
+    /// The engine's id, as it holds its leases.
     pub engine: String,
     /// A name for people: the machine's name and the process id.
     pub name: String,
@@ -35,6 +35,15 @@ pub struct ObjectKey<'a> {
     /// `user`, `group`, `user account` or `group account`.
     pub object_kind: &'a str,
     pub object_id: &'a str,
+}
+
+/// A lease held now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLease {
+    pub app_id: String,
+    pub object_id: String,
+    pub holder: String,
+    pub until: Timestamp,
 }
 
 pub trait HostsStore: Send + Sync {
@@ -63,6 +72,9 @@ pub trait HostsStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Gives up `holder`'s lease on `object`, if it holds it.
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()>;
+    /// The leases on objects of `object_kind` that have not run out, by
+    /// application and object.
+    fn object_leases(&self, object_kind: &str) -> StoreResult<Vec<ObjectLease>>;
     /// Whether other processes may use this store at the same time (a
     /// shared database), so that what one process holds in memory does not
     /// keep another out and objects are leased in the store.

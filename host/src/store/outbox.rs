@@ -1,11 +1,18 @@
 //! The outbox: every directory or application write appends what changed,
-//! in the same transaction, and the engine consumes it through leases.
+//! in the same transaction, and the engine consumes it one application at
+//! a time.
 //!
-//! Invariants: changes are claimed in order and a change is held by one
-//! consumer at a time (a lease, renewed while the work runs, taken over by
-//! another consumer only once it ran out); a consumer whose lease ran out
-//! records nothing; progress is kept per (change, application), so one
-//! application's failure never holds up another's work on the same change.
+//! A change is first *handed out* ([`OutboxStore::dispatch_changes`]):
+//! it becomes one pending *pair* per application it concerns. Each
+//! application's pairs are then claimed, in change order, by the engine
+//! running that application's work, under a lease renewed while the work
+//! runs. A change is done once every one of its pairs is.
+//!
+//! Invariants: changes are handed out in order, each once; a pair is held
+//! by one consumer at a time (taken over by another only once its lease ran
+//! out), and a consumer whose lease ran out records nothing; one
+//! application's failure never holds up another's work on the same change;
+//! a change completes only when no pair of it is pending.
 
 use super::*;
 
@@ -241,57 +248,51 @@ pub struct ChangeProgress {
     pub last_error: Option<String>,
 }
 
-/// Who holds the engine's turn, and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineTurn {
-    pub holder: String,
-    pub until: Timestamp,
-}
-
 pub trait OutboxStore: Send + Sync {
-    // Outbox.
-    /// Up to `limit` unfinished changes in order that no live lease holds,
-    /// leased to `consumer` for `lease_seconds`.
-    fn claim_changes(
+    /// Hands out up to `limit` changes not handed out yet, in order: each
+    /// becomes one pending pair per application it concerns
+    /// ([`rules::concerned_apps`], among the applications active now), and
+    /// one that concerns none is done at once. How many were handed out.
+    /// One host hands out at a time; another asking meanwhile hands out
+    /// nothing.
+    fn dispatch_changes(&self, limit: u32) -> StoreResult<u32>;
+    /// Up to `limit` pending pairs of the application `app_id`, in change
+    /// order, that are due (never failed, or their retry time has come)
+    /// and that no live lease holds, leased to `consumer` for
+    /// `lease_seconds`; each with its change.
+    fn claim_pairs(
         &self,
         consumer: &str,
+        app_id: &str,
         limit: u32,
         lease_seconds: u32,
-    ) -> StoreResult<Vec<Change>>;
-    /// Extends `consumer`'s leases on `seqs` (a long change stays its own);
+    ) -> StoreResult<Vec<(Change, ChangeProgress)>>;
+    /// Extends `consumer`'s leases on the pairs of `app_id` among `seqs`;
     /// the seqs it still held and extended. One missing was taken by
     /// another consumer after the lease ran out: its work must stop.
-    fn renew_claims(
+    fn renew_pairs(
         &self,
         consumer: &str,
+        app_id: &str,
         seqs: &[i64],
         lease_seconds: u32,
     ) -> StoreResult<Vec<i64>>;
-    /// Marks `consumer`'s changes among `seqs` done and forgets their
-    /// per-application progress.
-    fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()>;
-    /// Lets `consumer`'s claim on each change run until the given time
-    /// when it may be claimed again: a change waiting for a
-    /// failed application's retry is not claimed before it is due.
-    fn defer_changes(&self, consumer: &str, until: &[(i64, Timestamp)]) -> StoreResult<()>;
-    /// The per-application progress recorded for `seqs`.
+    /// Records where `consumer`'s pairs stand, for those it still holds (a
+    /// consumer whose lease ran out records nothing), and gives their
+    /// leases up: a pair not done waits for its retry time. A change whose
+    /// every pair is done is done, its pairs forgotten.
+    fn settle_pairs(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()>;
+    /// Marks done every pending pair of an application that is no longer
+    /// active (deactivated, quarantined, deleted: the full sync that
+    /// resumes one brings it up to date), and completes the changes left
+    /// with nothing pending. How many pairs it let go.
+    fn sweep_pairs(&self) -> StoreResult<u64>;
+    /// The pairs recorded for `seqs`, done or not.
     fn change_progress(&self, seqs: &[i64]) -> StoreResult<Vec<ChangeProgress>>;
-    /// Records where changes stand for applications (replacing what was
-    /// recorded for the same pairs), for those still claimed by `consumer`:
-    /// a consumer whose lease ran out records nothing.
-    fn record_progress(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()>;
+    /// Up to `limit` changes after `seq`, done or not, in order.
+    fn changes_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<Change>>;
+    /// Changes not done yet.
     fn pending_changes(&self) -> StoreResult<u64>;
-    /// Takes or keeps the engine's turn for `engine` for `lease_seconds`,
-    /// and says who holds it now. One engine consumes the outbox at a time
-    /// among the hosts of a store: the others stand by, and the first to
-    /// ask after a turn ran out unrenewed takes it over.
-    fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn>;
-    /// Gives up `engine`'s turn, if it holds it, so that a standby engine
-    /// takes over at once.
-    fn release_engine_turn(&self, engine: &str) -> StoreResult<()>;
-    /// Who holds the engine's turn now, if anyone does (a turn that ran out
-    /// is held by no one).
-    fn engine_turn(&self) -> StoreResult<Option<EngineTurn>>;
     /// Woken when a commit of this process appended to the outbox, so that
     /// a consumer need not poll to learn of it (it still polls for other
     /// processes sharing the database).

@@ -193,6 +193,46 @@ pub fn apply_app_update(app: &mut AppRecord, update: &AppUpdate) -> Vec<ChangeKi
     changes
 }
 
+/// The applications a change concerns, among those `active` now (by id):
+/// every one for a change to the directory, the application itself for a
+/// change to its scope, its first sync, its group management, a replay or
+/// an approved hold, and none for the rest (a change to an application's
+/// own settings sends nothing, and one this scimlink does not know is not
+/// guessed at).
+pub fn concerned_apps(kind: &ChangeKind, subject_id: &str, active: &[String]) -> Vec<String> {
+    match kind {
+        ChangeKind::UserCreated { .. }
+        | ChangeKind::UserUpdated { .. }
+        | ChangeKind::UserDeleted { .. }
+        | ChangeKind::GroupCreated { .. }
+        | ChangeKind::GroupUpdated { .. }
+        | ChangeKind::GroupRenamed { .. }
+        | ChangeKind::MembersChanged { .. }
+        | ChangeKind::GroupDeleted { .. } => active.to_vec(),
+        ChangeKind::Bound { .. }
+        | ChangeKind::Unbound { .. }
+        | ChangeKind::Assigned { .. }
+        | ChangeKind::Unassigned { .. }
+        | ChangeKind::AppActivated { .. }
+        | ChangeKind::GroupManagementEnabled { .. }
+        | ChangeKind::GroupManagementDisabled { .. }
+        | ChangeKind::Replay { .. }
+        | ChangeKind::HoldApproved { .. } => active
+            .iter()
+            .filter(|app_id| app_id.as_str() == subject_id)
+            .cloned()
+            .collect(),
+        ChangeKind::AppCreated { .. }
+        | ChangeKind::AppUpdated { .. }
+        | ChangeKind::AppTested { .. }
+        | ChangeKind::AppTokenRotated { .. }
+        | ChangeKind::AppDeactivated { .. }
+        | ChangeKind::AppQuarantined { .. }
+        | ChangeKind::AppDeleted { .. }
+        | ChangeKind::Unrecognized { .. } => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 //!   progress what is left to do (nothing done is done again);
 //! - tokens move sealed, never opened: the target's hosts need the same
 //!   host key, and the key's fingerprint moves with the metadata;
-//! - the engine's turn does not move: it belonged to the stopped host.
+//! - hosts and leases do not move: they belonged to the stopped host.
 
 use std::path::Path;
 
@@ -139,6 +139,7 @@ const TABLES: &[(&str, &[(&str, Column)])] = &[
             ("claimed_by", OptionalText),
             ("claimed_until", OptionalTime),
             ("done_at", OptionalTime),
+            ("dispatched_at", OptionalTime),
         ],
     ),
     (
@@ -150,6 +151,8 @@ const TABLES: &[(&str, &[(&str, Column)])] = &[
             ("attempts", Integer),
             ("retry_at", OptionalTime),
             ("last_error", OptionalText),
+            ("claimed_by", OptionalText),
+            ("claimed_until", OptionalTime),
         ],
     ),
     (

@@ -333,7 +333,7 @@ async fn an_application_that_cannot_be_served_is_quarantined_and_holds_up_no_oth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
+async fn an_engine_that_lost_an_applications_lease_sends_nothing_and_records_nothing() {
     use scimlink::engine::provision::{SyncError, Synced, sync_user};
     use scimlink::engine::turn::Turn;
     use scimlink::scim_client::ScimClientError;
@@ -345,7 +345,7 @@ async fn an_engine_that_lost_its_turn_sends_nothing_and_records_nothing() {
     let connected = world.connect(world.activate(&crm.id), world.bundled("custom-scim"));
     let mark = crate::world::log_mark(&world.sp);
 
-    // Paused past its turn: the turn this process last renewed ran out.
+    // Paused past its lease: the lease this process last renewed ran out.
     let turn = Turn::new();
     turn.renewed(std::time::Instant::now(), Duration::from_millis(1));
     let mut target = connected.target(&world);

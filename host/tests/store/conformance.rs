@@ -89,7 +89,7 @@ pub fn every_change_is_recorded_in_the_outbox_in_order(store: &dyn Store) {
         .change_members(&eng.id, &[user_member(&ada.id)], &[])
         .unwrap();
     store.delete_user(&ada.id, None).unwrap();
-    let changes = store.claim_changes("worker-1", 100, 60).unwrap();
+    let changes = store.changes_after(0, 100).unwrap();
     let seen: Vec<String> = changes
         .iter()
         .map(|c| {
@@ -168,32 +168,123 @@ pub fn a_failed_change_leaves_neither_data_nor_outbox_record(store: &dyn Store) 
     assert_eq!(store.pending_changes().unwrap(), before);
 }
 
-pub fn leases_hand_unfinished_work_to_the_next_consumer(store: &dyn Store) {
-    store.create_user(user("ada")).unwrap();
-    store.create_user(user("bob")).unwrap();
-    let first = store.claim_changes("a", 1, 60).unwrap();
-    assert_eq!(first.len(), 1);
-    let second = store.claim_changes("b", 10, 60).unwrap();
-    assert_eq!(second.len(), 1, "a leased change is not handed out twice");
-    assert_ne!(first[0].seq, second[0].seq);
-    // Completing someone else's lease does nothing.
-    store.complete_changes("b", &[first[0].seq]).unwrap();
-    assert_eq!(store.pending_changes().unwrap(), 2);
-    store.complete_changes("a", &[first[0].seq]).unwrap();
-    assert_eq!(store.pending_changes().unwrap(), 1);
-    // A lease that runs out returns the change to the queue.
-    let expired = store.claim_changes("c", 10, 0).unwrap();
-    assert!(expired.is_empty(), "b's lease still holds");
+/// An application made active, for the outbox cases, its first sync
+/// (the pair its activation hands out) done with.
+fn active_app(store: &dyn Store, name: &str) -> String {
+    let id = app(store, name);
+    store
+        .update_app(
+            &id,
+            AppUpdate {
+                state: Some(AppState::Active),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    while store.dispatch_changes(100).unwrap() > 0 {}
+    let first_sync = store.claim_pairs("setup", &id, 100, 60).unwrap();
+    assert_eq!(
+        first_sync.len(),
+        1,
+        "the activation is the application's own"
+    );
+    let done: Vec<scimlink::store::ChangeProgress> = first_sync
+        .into_iter()
+        .map(|(_, pair)| scimlink::store::ChangeProgress { done: true, ..pair })
+        .collect();
+    store.settle_pairs("setup", &done).unwrap();
+    id
 }
 
-pub fn an_expired_lease_is_claimed_again(store: &dyn Store) {
-    store.create_user(user("ada")).unwrap();
-    let first = store.claim_changes("crashed", 10, 0).unwrap();
-    assert_eq!(first.len(), 1);
+/// Hands out every change so far; the seqs of the users created.
+fn dispatched_users(store: &dyn Store, names: &[&str]) -> Vec<i64> {
+    let seqs = names
+        .iter()
+        .map(|name| {
+            store.create_user(user(name)).unwrap();
+            store.changes_after(0, 1000).unwrap().last().unwrap().seq
+        })
+        .collect();
+    while store.dispatch_changes(100).unwrap() > 0 {}
+    seqs
+}
+
+/// A change becomes one pair per application it concerns; one that
+/// concerns none is done at once; each is handed out once.
+pub fn changes_are_handed_out_once_as_one_pair_per_application(store: &dyn Store) {
+    let crm = active_app(store, "crm");
+    let hr = active_app(store, "hr");
+    let idle = app(store, "idle");
+    // An application's own settings concern no application.
+    store
+        .update_app(
+            &idle,
+            AppUpdate {
+                label: Some("Idle".into()),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.dispatch_changes(100).unwrap(), 2);
+    assert_eq!(store.pending_changes().unwrap(), 0);
+
+    let ada = store.create_user(user("ada")).unwrap();
+    store.assign(&crm, &ada.id).unwrap();
+    assert_eq!(store.dispatch_changes(100).unwrap(), 2);
+    assert_eq!(store.dispatch_changes(100).unwrap(), 0, "each change once");
+    let changes = store.changes_after(0, 1000).unwrap();
+    let created = changes[changes.len() - 2].seq;
+    let assigned = changes[changes.len() - 1].seq;
+    let pairs = |seq: i64| -> Vec<String> {
+        store
+            .change_progress(&[seq])
+            .unwrap()
+            .into_iter()
+            .map(|pair| pair.app_id)
+            .collect()
+    };
+    let mut every_active = vec![crm.clone(), hr.clone()];
+    every_active.sort();
+    assert_eq!(
+        pairs(created),
+        every_active,
+        "a directory change: every active one"
+    );
+    assert_eq!(
+        pairs(assigned),
+        std::slice::from_ref(&crm),
+        "an assignment: its application"
+    );
+    assert!(!pairs(created).contains(&idle));
+    assert_eq!(store.pending_changes().unwrap(), 2);
+}
+
+/// Each application's pairs are claimed in change order, by one consumer
+/// at a time, and only when due; a lease that ran out is claimed again.
+pub fn pairs_are_claimed_in_order_by_one_consumer_at_a_time(store: &dyn Store) {
+    let crm = active_app(store, "crm");
+    let hr = active_app(store, "hr");
+    let seqs = dispatched_users(store, &["ada", "bob", "cy"]);
+    let first = store.claim_pairs("a", &crm, 2, 60).unwrap();
+    let claimed: Vec<i64> = first.iter().map(|(change, _)| change.seq).collect();
+    assert_eq!(claimed, seqs[..2], "in change order");
+    assert!(first.iter().all(|(change, pair)| pair.seq == change.seq
+        && pair.app_id == crm
+        && !pair.done
+        && pair.attempts == 0));
+    let second = store.claim_pairs("b", &crm, 10, 60).unwrap();
+    let claimed: Vec<i64> = second.iter().map(|(change, _)| change.seq).collect();
+    assert_eq!(claimed, seqs[2..], "a leased pair is not handed out twice");
+    // Another application's pairs are its own.
+    assert_eq!(store.claim_pairs("b", &hr, 10, 60).unwrap().len(), 3);
+
+    // A lease that runs out returns the pair to the queue.
+    assert!(store.claim_pairs("c", &crm, 10, 60).unwrap().is_empty());
+    store.renew_pairs("a", &crm, &seqs[..2], 0).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let again = store.claim_changes("survivor", 10, 60).unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].seq, first[0].seq);
+    let again = store.claim_pairs("c", &crm, 10, 60).unwrap();
+    let claimed: Vec<i64> = again.iter().map(|(change, _)| change.seq).collect();
+    assert_eq!(claimed, seqs[..2]);
 }
 
 pub fn membership_never_forms_a_cycle(store: &dyn Store) {
@@ -529,30 +620,35 @@ pub fn a_remote_account_is_linked_to_one_object_at_most(store: &dyn Store) {
     store.put_ledger_entry(&link(&crm, "dave", "r1")).unwrap();
 }
 
-pub fn a_renewal_says_which_claims_are_still_held(store: &dyn Store) {
-    store.create_user(user("ada")).unwrap();
-    store.create_user(user("bob")).unwrap();
-    let mine = store.claim_changes("paused", 10, 0).unwrap();
+pub fn a_renewal_says_which_pairs_are_still_held(store: &dyn Store) {
+    let crm = active_app(store, "crm");
+    dispatched_users(store, &["ada", "bob"]);
+    let mine = store.claim_pairs("paused", &crm, 10, 0).unwrap();
     assert_eq!(mine.len(), 2);
-    let seqs: Vec<i64> = mine.iter().map(|change| change.seq).collect();
+    let seqs: Vec<i64> = mine.iter().map(|(change, _)| change.seq).collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
     // The lease ran out while the consumer was paused; another took one.
-    let taken = store.claim_changes("other", 1, 60).unwrap();
+    let taken = store.claim_pairs("other", &crm, 1, 60).unwrap();
     assert_eq!(taken.len(), 1);
-    let held = store.renew_claims("paused", &seqs, 60).unwrap();
+    let taken = taken[0].0.seq;
+    let held = store.renew_pairs("paused", &crm, &seqs, 60).unwrap();
     assert_eq!(held.len(), 1);
-    assert!(!held.contains(&taken[0].seq));
+    assert!(!held.contains(&taken));
     assert_eq!(
-        store.renew_claims("other", &seqs, 60).unwrap(),
-        [taken[0].seq]
+        store.renew_pairs("other", &crm, &seqs, 60).unwrap(),
+        [taken]
     );
 }
 
-pub fn progress_is_kept_per_change_and_application_until_the_change_completes(store: &dyn Store) {
+/// A pair settles only for the consumer holding it; one not done waits for
+/// its retry; a change completes, its pairs forgotten, when every pair is
+/// done; an application that is no longer active lets its pairs go.
+pub fn a_change_completes_when_every_pair_is_done(store: &dyn Store) {
     use scimlink::store::ChangeProgress;
-    store.create_user(user("ada")).unwrap();
-    let claimed = store.claim_changes("a", 10, 60).unwrap();
-    let seq = claimed[0].seq;
+    let crm = active_app(store, "crm");
+    let hr = active_app(store, "hr");
+    let wiki = active_app(store, "wiki");
+    let seq = dispatched_users(store, &["ada"])[0];
     let pair = |app: &str, done: bool| ChangeProgress {
         seq,
         app_id: app.into(),
@@ -561,21 +657,65 @@ pub fn progress_is_kept_per_change_and_application_until_the_change_completes(st
         retry_at: (!done).then(|| "2999-01-01T00:00:00.000Z".parse().unwrap()),
         last_error: (!done).then(|| "user ada: 500".to_string()),
     };
+    assert_eq!(store.claim_pairs("a", &crm, 10, 60).unwrap().len(), 1);
+    assert_eq!(store.claim_pairs("a", &hr, 10, 60).unwrap().len(), 1);
+    // A consumer that does not hold a pair records nothing.
+    store.settle_pairs("b", &[pair("crm", true)]).unwrap();
     store
-        .record_progress("a", &[pair("crm", true), pair("hr", false)])
+        .settle_pairs("a", &[pair(&crm, true), pair(&hr, false)])
         .unwrap();
-    // A consumer that does not hold the change records nothing.
-    store.record_progress("b", &[pair("wiki", true)]).unwrap();
-    let progress = store.change_progress(&[seq]).unwrap();
-    assert_eq!(progress, [pair("crm", true), pair("hr", false)]);
-    // Deferred: not claimed again before it is due.
+    let recorded = store.change_progress(&[seq]).unwrap();
+    let done: Vec<(&str, bool)> = recorded
+        .iter()
+        .map(|pair| (pair.app_id.as_str(), pair.done))
+        .collect();
+    let mut expected = vec![
+        (crm.as_str(), true),
+        (hr.as_str(), false),
+        (wiki.as_str(), false),
+    ];
+    expected.sort();
+    assert_eq!(done, expected);
+    let waiting = recorded.iter().find(|pair| pair.app_id == hr).unwrap();
+    assert_eq!(
+        waiting,
+        &pair(&hr, false),
+        "its attempts, retry time and error"
+    );
+    // Waiting for its retry: not claimed before it is due.
+    assert!(store.claim_pairs("b", &hr, 10, 60).unwrap().is_empty());
+    assert_eq!(store.pending_changes().unwrap(), 1);
+
+    // wiki is deactivated, hr deleted: their pairs are let go, and the
+    // change is done.
     store
-        .defer_changes("a", &[(seq, "2999-01-01T00:00:00.000Z".parse().unwrap())])
+        .update_app(
+            &wiki,
+            AppUpdate {
+                state: Some(AppState::Inactive),
+                ..AppUpdate::default()
+            },
+        )
         .unwrap();
-    assert!(store.claim_changes("b", 10, 60).unwrap().is_empty());
-    store.complete_changes("a", &[seq]).unwrap();
+    store.delete_app(&hr).unwrap();
+    while store.dispatch_changes(100).unwrap() > 0 {}
+    assert_eq!(store.sweep_pairs().unwrap(), 2);
     assert_eq!(store.pending_changes().unwrap(), 0);
     assert!(store.change_progress(&[seq]).unwrap().is_empty());
+
+    // The last pair settled done completes its change at once.
+    let seq = dispatched_users(store, &["bob"])[0];
+    store.claim_pairs("a", &crm, 10, 60).unwrap();
+    store
+        .settle_pairs(
+            "a",
+            &[ChangeProgress {
+                seq,
+                ..pair(&crm, true)
+            }],
+        )
+        .unwrap();
+    assert_eq!(store.pending_changes().unwrap(), 0);
 }
 
 pub fn a_quarantine_keeps_its_reason_and_any_other_state_clears_it(store: &dyn Store) {
@@ -619,12 +759,19 @@ pub fn a_quarantine_keeps_its_reason_and_any_other_state_clears_it(store: &dyn S
     );
 }
 
-/// The kinds of the changes not yet claimed, in order, claimed by `probe`
-/// and completed at once so that the next call sees only what follows.
+/// The kinds of the changes appended since the last call, in order (where
+/// the last call stopped is kept in host metadata).
 fn appended(store: &dyn Store) -> Vec<ChangeKind> {
-    let changes = store.claim_changes("probe", 1000, 60).unwrap();
-    let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
-    store.complete_changes("probe", &seqs).unwrap();
+    let seen: i64 = store
+        .meta("conformance-seen")
+        .unwrap()
+        .map_or(0, |seq| seq.parse().unwrap());
+    let changes = store.changes_after(seen, 1000).unwrap();
+    if let Some(last) = changes.last() {
+        store
+            .set_meta("conformance-seen", &last.seq.to_string())
+            .unwrap();
+    }
     changes.into_iter().map(|change| change.kind).collect()
 }
 
@@ -815,7 +962,7 @@ pub fn each_write_appends_its_change(store: &dyn Store) {
             ChangeKind::AppDeleted { name: name() },
         ]
     );
-    assert_eq!(store.pending_changes().unwrap(), 0);
+    assert!(appended(store).is_empty(), "every change was seen");
 }
 
 pub fn a_change_of_membership_gives_the_member_a_new_version(store: &dyn Store) {
@@ -1123,43 +1270,6 @@ pub fn host_metadata_is_kept_by_key(store: &dyn Store) {
     assert_eq!(store.meta("key-check").unwrap().as_deref(), Some("first"));
 }
 
-/// One engine holds the turn at a time; it keeps it by renewing, gives it
-/// up at once by releasing, and loses it to the next engine that asks once
-/// it ran out.
-pub fn one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up(store: &dyn Store) {
-    assert_eq!(store.engine_turn().unwrap(), None, "no one holds it yet");
-    let first = store.take_engine_turn("engine-a", 30).unwrap();
-    assert_eq!(first.holder, "engine-a");
-    assert_eq!(store.engine_turn().unwrap(), Some(first.clone()));
-    let asked = store.take_engine_turn("engine-b", 30).unwrap();
-    assert_eq!(asked, first, "a held turn is neither taken nor extended");
-    let renewed = store.take_engine_turn("engine-a", 60).unwrap();
-    assert_eq!(renewed.holder, "engine-a");
-    assert!(renewed.until > first.until);
-
-    // Released: the next engine takes it at once.
-    store.release_engine_turn("engine-b").unwrap();
-    assert_eq!(
-        store.take_engine_turn("engine-b", 30).unwrap().holder,
-        "engine-a",
-        "only the holder gives the turn up"
-    );
-    store.release_engine_turn("engine-a").unwrap();
-    assert_eq!(
-        store.take_engine_turn("engine-b", 0).unwrap().holder,
-        "engine-b"
-    );
-
-    // Run out (a lease of no time): held by no one, and the next engine
-    // takes it.
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    assert_eq!(store.engine_turn().unwrap(), None);
-    assert_eq!(
-        store.take_engine_turn("engine-a", 30).unwrap().holder,
-        "engine-a"
-    );
-}
-
 /// A host is present from its announcement until it runs out or
 /// withdraws, with the connectors it said it serves.
 pub fn hosts_are_present_until_they_run_out_or_withdraw(store: &dyn Store) {
@@ -1240,8 +1350,8 @@ macro_rules! store_conformance {
         $crate::conformance::store_conformance!(@cases $open;
             every_change_is_recorded_in_the_outbox_in_order,
             a_failed_change_leaves_neither_data_nor_outbox_record,
-            leases_hand_unfinished_work_to_the_next_consumer,
-            an_expired_lease_is_claimed_again,
+            changes_are_handed_out_once_as_one_pair_per_application,
+            pairs_are_claimed_in_order_by_one_consumer_at_a_time,
             membership_never_forms_a_cycle,
             scope_follows_bindings_through_nested_groups,
             remote_ids_answer_only_for_what_the_ledger_holds,
@@ -1252,8 +1362,8 @@ macro_rules! store_conformance {
             events_are_listed_newest_first_filtered_and_pruned,
             the_users_of_a_group_include_those_of_nested_groups,
             a_remote_account_is_linked_to_one_object_at_most,
-            a_renewal_says_which_claims_are_still_held,
-            progress_is_kept_per_change_and_application_until_the_change_completes,
+            a_renewal_says_which_pairs_are_still_held,
+            a_change_completes_when_every_pair_is_done,
             a_quarantine_keeps_its_reason_and_any_other_state_clears_it,
             each_write_appends_its_change,
             a_change_of_membership_gives_the_member_a_new_version,
@@ -1264,7 +1374,6 @@ macro_rules! store_conformance {
             a_rejected_hold_lets_nothing_through,
             applications_are_found_by_name_or_id_and_names_are_unique,
             host_metadata_is_kept_by_key,
-            one_engine_holds_the_turn_until_it_runs_out_or_gives_it_up,
             hosts_are_present_until_they_run_out_or_withdraw,
             an_object_lease_is_held_by_one_holder_at_a_time
         );

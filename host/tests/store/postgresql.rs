@@ -62,7 +62,7 @@ fn hosts_starting_together_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(applied, vec![1, 2], "each migration once, in order");
+    assert_eq!(applied, vec![1, 2, 3], "each migration once, in order");
     // Each host sees what another wrote.
     app(&opened[0], "crm");
     assert!(opened[3].get_app("crm").unwrap().is_some());
@@ -98,8 +98,8 @@ fn open_at(database: &Database, key: u8) -> PostgresStore {
     PostgresStore::open(database.url(), TokenCipher::from_key(&[key; 32])).unwrap()
 }
 
-/// A host waiting for work is woken by a change another host writes, and
-/// by another engine giving up its turn, without polling for it.
+/// A host waiting for work is woken by a change another host writes,
+/// without polling for it.
 #[test]
 fn a_change_on_one_host_wakes_the_others() {
     let database = Database::new();
@@ -128,11 +128,6 @@ fn a_change_on_one_host_wakes_the_others() {
     // Drain what the writes before were heard as.
     while woken_within(std::time::Duration::from_millis(200)) {}
 
-    // An engine giving up its turn wakes the engines standing by.
-    writing.take_engine_turn("engine-w", 30).unwrap();
-    while woken_within(std::time::Duration::from_millis(200)) {}
-    writing.release_engine_turn("engine-w").unwrap();
-    assert!(woken_within(std::time::Duration::from_secs(5)));
     // Nothing is said when nothing happened.
     assert!(!woken_within(std::time::Duration::from_millis(300)));
 }

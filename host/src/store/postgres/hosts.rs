@@ -103,6 +103,26 @@ impl HostsStore for PostgresStore {
         })
     }
 
+    fn object_leases(&self, object_kind: &str) -> StoreResult<Vec<ObjectLease>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "SELECT app_id, object_id, holder, until FROM object_leases
+                 WHERE object_kind = $1 AND until > clock_timestamp()
+                 ORDER BY app_id, object_id",
+                &[&object_kind],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|row| ObjectLease {
+                    app_id: row.get(0),
+                    object_id: row.get(1),
+                    holder: row.get(2),
+                    until: row.get(3),
+                })
+                .collect())
+        })
+    }
+
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
         self.write_at(IsolationLevel::ReadCommitted, |transaction| {
             transaction.execute(

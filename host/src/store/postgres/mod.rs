@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/0002_hosts_and_object_leases.sql"),
     ),
+    (3, include_str!("migrations/0003_work_per_application.sql")),
 ];
 
 /// The advisory lock key migrations take ("scimlink" in ASCII).

@@ -1,12 +1,22 @@
-//! [`OutboxStore`] in PostgreSQL: the `outbox` table with its lease
-//! columns, and `change_progress`.
+//! [`OutboxStore`] in PostgreSQL: the `outbox` table and `change_progress`,
+//! one row per (change, application) pair.
 //!
-//! Claims run at `READ COMMITTED` and take their rows with `FOR UPDATE SKIP
-//! LOCKED`: hosts claiming at the same instant each take other changes,
-//! without waiting for one another and without a serialization failure to
-//! retry.
+//! - Handing out runs under a transaction-scoped advisory lock taken
+//!   without waiting: one host hands out at a time, in order, and another
+//!   asking meanwhile hands out nothing (the holder is doing it).
+//! - Claims run at `READ COMMITTED` and take their rows with `FOR UPDATE
+//!   SKIP LOCKED`, so two consumers claiming at once never wait on each
+//!   other nor claim one pair twice; leases are set and compared by the
+//!   database's clock.
+//! - Settling is serializable: two hosts settling the last two pairs of
+//!   one change at once cannot both miss that the change is done.
 
 use super::*;
+
+/// The advisory lock key handing out takes ("dispatch" in ASCII).
+const DISPATCH_LOCK: i64 = 0x6469_7370_6174_6368;
+
+const CHANGE_COLUMNS: &str = "seq, at, entity, entity_id, action, detail";
 
 fn change_from_row(row: &Row) -> StoreResult<Change> {
     let entity: String = row.get(2);
@@ -19,54 +29,149 @@ fn change_from_row(row: &Row) -> StoreResult<Change> {
     })
 }
 
+fn progress_from_row(row: &Row) -> StoreResult<ChangeProgress> {
+    Ok(ChangeProgress {
+        seq: row.get(0),
+        app_id: row.get(1),
+        done: row.get(2),
+        attempts: u32::try_from(row.get::<_, i64>(3)).unwrap_or(u32::MAX),
+        retry_at: row.get(4),
+        last_error: row.get(5),
+    })
+}
+
+/// Completes each change among `seqs` that was handed out and has no
+/// pending pair left, and forgets its pairs.
+fn complete_settled(transaction: &mut Transaction<'_>, seqs: &[i64]) -> Step<()> {
+    let rows = transaction.query(
+        "UPDATE outbox o SET done_at = $2
+         WHERE o.seq = ANY($1) AND o.done_at IS NULL AND o.dispatched_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM change_progress p WHERE p.seq = o.seq AND NOT p.done)
+         RETURNING o.seq",
+        &[&seqs, &Timestamp::now()],
+    )?;
+    let done: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    if !done.is_empty() {
+        transaction.execute("DELETE FROM change_progress WHERE seq = ANY($1)", &[&done])?;
+    }
+    Ok(())
+}
+
 impl OutboxStore for PostgresStore {
     fn outbox_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.signal())
     }
 
-    fn claim_changes(
-        &self,
-        consumer: &str,
-        limit: u32,
-        lease_seconds: u32,
-    ) -> StoreResult<Vec<Change>> {
-        let lease = Duration::from_secs(u64::from(lease_seconds));
+    fn dispatch_changes(&self, limit: u32) -> StoreResult<u32> {
         self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            let ours: bool = transaction
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&DISPATCH_LOCK])?
+                .get(0);
+            if !ours {
+                return Ok(0);
+            }
             let rows = transaction.query(
-                "UPDATE outbox SET claimed_by = $1, claimed_until = $2
-                 WHERE seq IN (
-                     SELECT seq FROM outbox
-                     WHERE done_at IS NULL AND (claimed_until IS NULL OR claimed_until < $3)
-                     ORDER BY seq LIMIT $4
-                     FOR UPDATE SKIP LOCKED
-                 )
-                 RETURNING seq, at, entity, entity_id, action, detail",
-                &[
-                    &consumer,
-                    &Timestamp::in_future(lease),
-                    &Timestamp::now(),
-                    &i64::from(limit),
-                ],
+                &format!(
+                    "SELECT {CHANGE_COLUMNS} FROM outbox
+                     WHERE dispatched_at IS NULL AND done_at IS NULL ORDER BY seq LIMIT $1"
+                ),
+                &[&i64::from(limit)],
             )?;
-            let mut changes = collect(rows, change_from_row)?;
-            changes.sort_by_key(|change| change.seq);
-            Ok(changes)
+            let changes = collect(rows, change_from_row)?;
+            if changes.is_empty() {
+                return Ok(0);
+            }
+            let active: Vec<String> = transaction
+                .query(
+                    "SELECT id FROM applications WHERE state = $1 ORDER BY id",
+                    &[&AppState::Active.as_str()],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let (mut pair_seqs, mut pair_apps) = (Vec::new(), Vec::new());
+            for change in &changes {
+                for app_id in rules::concerned_apps(&change.kind, &change.subject_id, &active) {
+                    pair_seqs.push(change.seq);
+                    pair_apps.push(app_id);
+                }
+            }
+            transaction.execute(
+                "INSERT INTO change_progress (seq, app_id, done, attempts)
+                 SELECT seq, app_id, false, 0 FROM unnest($1::BIGINT[], $2::TEXT[]) AS p(seq, app_id)
+                 ON CONFLICT (seq, app_id) DO NOTHING",
+                &[&pair_seqs, &pair_apps],
+            )?;
+            let seqs: Vec<i64> = changes.iter().map(|change| change.seq).collect();
+            transaction.execute(
+                "UPDATE outbox SET dispatched_at = $2 WHERE seq = ANY($1)",
+                &[&seqs, &Timestamp::now()],
+            )?;
+            complete_settled(transaction, &seqs)?;
+            Ok(u32::try_from(changes.len()).unwrap_or(u32::MAX))
         })
     }
 
-    fn renew_claims(
+    fn claim_pairs(
         &self,
         consumer: &str,
+        app_id: &str,
+        limit: u32,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<(Change, ChangeProgress)>> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            let rows = transaction.query(
+                "UPDATE change_progress SET claimed_by = $1,
+                     claimed_until = clock_timestamp() + make_interval(secs => $2)
+                 WHERE app_id = $3 AND seq IN (
+                     SELECT seq FROM change_progress
+                     WHERE app_id = $3 AND NOT done
+                       AND (retry_at IS NULL OR retry_at <= clock_timestamp())
+                       AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+                     ORDER BY seq LIMIT $4
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 RETURNING seq, app_id, done, attempts, retry_at, last_error",
+                &[
+                    &consumer,
+                    &f64::from(lease_seconds),
+                    &app_id,
+                    &i64::from(limit),
+                ],
+            )?;
+            let mut claimed = collect(rows, progress_from_row)?;
+            claimed.sort_by_key(|pair| pair.seq);
+            let seqs: Vec<i64> = claimed.iter().map(|pair| pair.seq).collect();
+            let rows = transaction.query(
+                &format!("SELECT {CHANGE_COLUMNS} FROM outbox WHERE seq = ANY($1)"),
+                &[&seqs],
+            )?;
+            let mut changes: std::collections::HashMap<i64, Change> =
+                collect(rows, change_from_row)?
+                    .into_iter()
+                    .map(|change| (change.seq, change))
+                    .collect();
+            Ok(claimed
+                .into_iter()
+                .filter_map(|pair| changes.remove(&pair.seq).map(|change| (change, pair)))
+                .collect())
+        })
+    }
+
+    fn renew_pairs(
+        &self,
+        consumer: &str,
+        app_id: &str,
         seqs: &[i64],
         lease_seconds: u32,
     ) -> StoreResult<Vec<i64>> {
-        let lease = Duration::from_secs(u64::from(lease_seconds));
-        self.write(|transaction| {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
             let rows = transaction.query(
-                "UPDATE outbox SET claimed_until = $3
-                 WHERE seq = ANY($1) AND claimed_by = $2 AND done_at IS NULL
+                "UPDATE change_progress
+                 SET claimed_until = clock_timestamp() + make_interval(secs => $4)
+                 WHERE seq = ANY($1) AND app_id = $2 AND claimed_by = $3 AND NOT done
                  RETURNING seq",
-                &[&seqs, &consumer, &Timestamp::in_future(lease)],
+                &[&seqs, &app_id, &consumer, &f64::from(lease_seconds)],
             )?;
             let held: std::collections::HashSet<i64> = rows.iter().map(|row| row.get(0)).collect();
             // In the order asked.
@@ -78,30 +183,53 @@ impl OutboxStore for PostgresStore {
         })
     }
 
-    fn complete_changes(&self, consumer: &str, seqs: &[i64]) -> StoreResult<()> {
+    fn settle_pairs(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()> {
         self.write(|transaction| {
-            let rows = transaction.query(
-                "UPDATE outbox SET done_at = $3
-                 WHERE seq = ANY($1) AND claimed_by = $2 AND done_at IS NULL
-                 RETURNING seq",
-                &[&seqs, &consumer, &Timestamp::now()],
-            )?;
-            let done: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-            transaction.execute("DELETE FROM change_progress WHERE seq = ANY($1)", &[&done])?;
-            Ok(())
+            let mut settled = Vec::with_capacity(progress.len());
+            for pair in progress {
+                let changed = transaction.execute(
+                    "UPDATE change_progress SET done = $3, attempts = $4, retry_at = $5,
+                         last_error = $6, claimed_by = NULL, claimed_until = NULL
+                     WHERE seq = $1 AND app_id = $2 AND claimed_by = $7 AND NOT done",
+                    &[
+                        &pair.seq,
+                        &pair.app_id,
+                        &pair.done,
+                        &i64::from(pair.attempts),
+                        &pair.retry_at,
+                        &pair.last_error,
+                        &consumer,
+                    ],
+                )?;
+                if changed == 1 && pair.done {
+                    settled.push(pair.seq);
+                }
+            }
+            complete_settled(transaction, &settled)
         })
     }
 
-    fn defer_changes(&self, consumer: &str, until: &[(i64, Timestamp)]) -> StoreResult<()> {
+    fn sweep_pairs(&self) -> StoreResult<u64> {
         self.write(|transaction| {
-            for (seq, at) in until {
-                transaction.execute(
-                    "UPDATE outbox SET claimed_until = $3
-                     WHERE seq = $1 AND claimed_by = $2 AND done_at IS NULL",
-                    &[seq, &consumer, at],
-                )?;
-            }
-            Ok(())
+            let let_go = transaction.execute(
+                "UPDATE change_progress SET done = true, claimed_by = NULL, claimed_until = NULL
+                 WHERE NOT done
+                   AND app_id NOT IN (SELECT id FROM applications WHERE state = $1)",
+                &[&AppState::Active.as_str()],
+            )?;
+            let open: Vec<i64> = transaction
+                .query(
+                    "SELECT seq FROM outbox o
+                     WHERE done_at IS NULL AND dispatched_at IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM change_progress p
+                                       WHERE p.seq = o.seq AND NOT p.done)",
+                    &[],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            complete_settled(transaction, &open)?;
+            Ok(let_go)
         })
     }
 
@@ -112,17 +240,7 @@ impl OutboxStore for PostgresStore {
                  WHERE seq = ANY($1)",
                 &[&seqs],
             )?;
-            let mut progress: Vec<ChangeProgress> = rows
-                .iter()
-                .map(|row| ChangeProgress {
-                    seq: row.get(0),
-                    app_id: row.get(1),
-                    done: row.get(2),
-                    attempts: u32::try_from(row.get::<_, i64>(3)).unwrap_or(u32::MAX),
-                    retry_at: row.get(4),
-                    last_error: row.get(5),
-                })
-                .collect();
+            let mut progress = collect(rows, progress_from_row)?;
             // In the order asked, each change's applications by id.
             let order: std::collections::HashMap<i64, usize> = seqs
                 .iter()
@@ -137,76 +255,15 @@ impl OutboxStore for PostgresStore {
         })
     }
 
-    fn record_progress(&self, consumer: &str, progress: &[ChangeProgress]) -> StoreResult<()> {
-        self.write(|transaction| {
-            for pair in progress {
-                transaction.execute(
-                    "INSERT INTO change_progress (seq, app_id, done, attempts, retry_at, last_error)
-                     SELECT $1, $2, $3, $4, $5, $6
-                     WHERE EXISTS (SELECT 1 FROM outbox
-                                   WHERE seq = $1 AND claimed_by = $7 AND done_at IS NULL)
-                     ON CONFLICT (seq, app_id) DO UPDATE SET done = EXCLUDED.done,
-                         attempts = EXCLUDED.attempts, retry_at = EXCLUDED.retry_at,
-                         last_error = EXCLUDED.last_error",
-                    &[
-                        &pair.seq,
-                        &pair.app_id,
-                        &pair.done,
-                        &i64::from(pair.attempts),
-                        &pair.retry_at,
-                        &pair.last_error,
-                        &consumer,
-                    ],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    fn take_engine_turn(&self, engine: &str, lease_seconds: u32) -> StoreResult<EngineTurn> {
-        // The database's clock sets and compares every turn, so hosts whose
-        // clocks differ still agree on when one ran out.
-        self.write(|transaction| {
-            transaction.execute(
-                "INSERT INTO engine_turn (id, holder, until)
-                 VALUES (1, $1, clock_timestamp() + make_interval(secs => $2))
-                 ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-                 WHERE engine_turn.holder = EXCLUDED.holder
-                    OR engine_turn.until < clock_timestamp()",
-                &[&engine, &f64::from(lease_seconds)],
-            )?;
-            let row =
-                transaction.query_one("SELECT holder, until FROM engine_turn WHERE id = 1", &[])?;
-            Ok(EngineTurn {
-                holder: row.get(0),
-                until: row.get(1),
-            })
-        })
-    }
-
-    fn release_engine_turn(&self, engine: &str) -> StoreResult<()> {
-        self.write(|transaction| {
-            let released =
-                transaction.execute("DELETE FROM engine_turn WHERE holder = $1", &[&engine])?;
-            if released > 0 {
-                // Standing-by engines wake and take the turn at once.
-                transaction.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL])?;
-            }
-            Ok(())
-        })
-    }
-
-    fn engine_turn(&self) -> StoreResult<Option<EngineTurn>> {
+    fn changes_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<Change>> {
         self.read(|transaction| {
-            let row = transaction.query_opt(
-                "SELECT holder, until FROM engine_turn
-                 WHERE id = 1 AND until > clock_timestamp()",
-                &[],
+            let rows = transaction.query(
+                &format!(
+                    "SELECT {CHANGE_COLUMNS} FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ),
+                &[&seq, &i64::from(limit)],
             )?;
-            Ok(row.map(|row| EngineTurn {
-                holder: row.get(0),
-                until: row.get(1),
-            }))
+            collect(rows, change_from_row)
         })
     }
 

@@ -115,6 +115,25 @@ impl HostsStore for SqliteStore {
         })
     }
 
+    fn object_leases(&self, object_kind: &str) -> StoreResult<Vec<ObjectLease>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT app_id, object_id, holder, until FROM object_leases
+                     WHERE object_kind = ?1 AND until > ?2 ORDER BY app_id, object_id",
+                )?
+                .query_map(params![object_kind, Timestamp::now()], |row| {
+                    Ok(ObjectLease {
+                        app_id: row.get(0)?,
+                        object_id: row.get(1)?,
+                        holder: row.get(2)?,
+                        until: row.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
         self.write(|transaction| {
             transaction.execute(

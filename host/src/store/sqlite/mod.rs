@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("migrations/0006_hosts_and_object_leases.sql"),
     ),
+    (7, include_str!("migrations/0007_work_per_application.sql")),
 ];
 
 const READER_POOL: usize = 4;
