@@ -21,7 +21,7 @@
 //!   work is owed.
 //! - Ids are UUIDs chosen by the host, not database sequences, and nothing is
 //!   cached between calls, so several hosts may share one database (the
-//!   outbox is consumed through leases, see [`OutboxStore::claim_changes`]).
+//!   outbox is consumed through leases, see [`OutboxStore::claim_pairs`]).
 //! - `userName` and group `displayName` are unique without regard to case
 //!   ([`rules::fold_name`]).
 //! - Group membership never references a missing user or group and never

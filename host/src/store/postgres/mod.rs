@@ -25,8 +25,7 @@
 //!   advisory lock, so hosts starting together migrate once; a database
 //!   written by a newer scimlink is refused rather than guessed at.
 //! - a write that appends to the outbox also sends `NOTIFY scimlink_outbox`
-//!   (delivered at commit, and only then), and so does an engine giving up
-//!   its turn. Once an engine asks for [`OutboxStore::outbox_signal`], a
+//!   (delivered at commit, and only then). Once an engine asks for [`OutboxStore::outbox_signal`], a
 //!   thread of the store listens on a connection of its own (outside the
 //!   pool, since `LISTEN` is session state) and wakes the engine on every
 //!   notification, from any host. Behind a pooler in transaction mode, or
