@@ -340,6 +340,13 @@ impl From<StoreError> for ApiError {
             StoreError::LinkedElsewhere { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "linked_elsewhere", error.to_string())
             }
+            // An operator's work held the object for as long as it ran; one
+            // that lost it was paused past it, and may be asked again.
+            StoreError::LeaseLost(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "lease_lost",
+                error.to_string(),
+            ),
             StoreError::Secret(_) | StoreError::Backend(_) => {
                 tracing::error!("admin API: {error}");
                 ApiError::new(

@@ -54,6 +54,13 @@ const SAY_AFTER: Duration = Duration::from_secs(5);
 /// This process as the holder of object leases.
 static HOLDER: LazyLock<String> = LazyLock::new(|| format!("process-{}", uuid::Uuid::new_v4()));
 
+/// This process as the holder of object leases, for a write that must be
+/// made only while the object is held
+/// ([`crate::store::LedgerStore::record_with_ledger_holding`]).
+pub fn holder() -> &'static str {
+    &HOLDER
+}
+
 /// One object of one application, held until dropped: in this process, and
 /// in the store when other processes share it.
 pub struct ObjectLock {
@@ -163,7 +170,7 @@ async fn renew(store: StoreHandle, (app_id, object_kind, object_id): Key) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         match store
-            .take_object_lease(&HOLDER, &app_id, object_kind, &object_id, lease_seconds())
+            .renew_object_lease(&HOLDER, &app_id, object_kind, &object_id, lease_seconds())
             .await
         {
             Ok(true) => {}

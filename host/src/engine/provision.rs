@@ -291,9 +291,21 @@ impl Target<'_> {
             status,
             summary,
         );
-        self.store
-            .record_with_ledger(LedgerChange::Put(&entry), event)
-            .await
+        self.record_held(LedgerChange::Put(&entry), event).await
+    }
+
+    /// Records a ledger change and its event; where hosts share the store,
+    /// only while this host still holds the user (its lease, taken with the
+    /// user's lock): a host paused past it records nothing, since another
+    /// host may have synced the user since.
+    async fn record_held(&self, change: LedgerChange<'_>, event: Event) -> Result<(), StoreError> {
+        if self.store.shared_by_hosts() {
+            self.store
+                .record_with_ledger_holding(super::locks::holder(), change, event)
+                .await
+        } else {
+            self.store.record_with_ledger(change, event).await
+        }
     }
 
     /// Forgets the user's account (it is gone from the application) and
@@ -315,16 +327,15 @@ impl Target<'_> {
             status,
             summary,
         );
-        self.store
-            .record_with_ledger(
-                LedgerChange::Remove {
-                    app_id: &self.app.id,
-                    object_kind: "user",
-                    object_id: user_id,
-                },
-                event,
-            )
-            .await
+        self.record_held(
+            LedgerChange::Remove {
+                app_id: &self.app.id,
+                object_kind: "user",
+                object_id: user_id,
+            },
+            event,
+        )
+        .await
     }
 }
 

@@ -1458,7 +1458,7 @@ async fn renew_app_lease(
 ) -> Result<(), String> {
     let asked_at = std::time::Instant::now();
     match store
-        .take_object_lease(consumer, app_id, RUNNER, app_id, APP_LEASE_SECONDS)
+        .renew_object_lease(consumer, app_id, RUNNER, app_id, APP_LEASE_SECONDS)
         .await
     {
         Ok(true) => {

@@ -98,6 +98,9 @@ impl From<StoreError> for ScimError {
             StoreError::LinkedElsewhere { .. } => {
                 ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), error.to_string())
             }
+            StoreError::LeaseLost(_) => {
+                ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, error.to_string())
+            }
             StoreError::Secret(_) | StoreError::Backend(_) => {
                 tracing::error!("inbound SCIM: {error}");
                 ScimError::new(

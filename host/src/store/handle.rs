@@ -118,6 +118,31 @@ impl StoreHandle {
         .await
     }
 
+    pub async fn renew_object_lease(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_id: &str,
+        lease_seconds: u32,
+    ) -> StoreResult<bool> {
+        let (holder, app_id, object_kind, object_id) = (
+            holder.to_owned(),
+            app_id.to_owned(),
+            object_kind.to_owned(),
+            object_id.to_owned(),
+        );
+        self.run(move |store| {
+            let object = ObjectKey {
+                app_id: &app_id,
+                object_kind: &object_kind,
+                object_id: &object_id,
+            };
+            store.renew_object_lease(&holder, object, lease_seconds)
+        })
+        .await
+    }
+
     pub async fn release_object_lease(
         &self,
         holder: &str,
@@ -495,6 +520,17 @@ impl StoreHandle {
     ) -> StoreResult<()> {
         let change = OwnedLedgerChange::from(change);
         self.run(move |store| store.record_with_ledger(change.borrowed(), event))
+            .await
+    }
+
+    pub async fn record_with_ledger_holding(
+        &self,
+        holder: &str,
+        change: LedgerChange<'_>,
+        event: Event,
+    ) -> StoreResult<()> {
+        let (holder, change) = (holder.to_owned(), OwnedLedgerChange::from(change));
+        self.run(move |store| store.record_with_ledger_holding(&holder, change.borrowed(), event))
             .await
     }
 

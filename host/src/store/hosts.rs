@@ -70,6 +70,16 @@ pub trait HostsStore: Send + Sync {
         object: ObjectKey<'_>,
         lease_seconds: u32,
     ) -> StoreResult<bool>;
+    /// Extends `holder`'s lease on `object` by `lease_seconds` if it still
+    /// holds it and it has not run out; whether it did. Unlike taking, a
+    /// renewal never takes a lease back: a holder that lost it meanwhile
+    /// must not carry on as if it had not.
+    fn renew_object_lease(
+        &self,
+        holder: &str,
+        object: ObjectKey<'_>,
+        lease_seconds: u32,
+    ) -> StoreResult<bool>;
     /// Gives up `holder`'s lease on `object`, if it holds it.
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()>;
     /// The leases on objects of `object_kind` that have not run out, by

@@ -100,6 +100,13 @@ pub enum StoreError {
     /// object of the same application already holds.
     #[error("account {remote_id} is already linked to {holder}")]
     LinkedElsewhere { remote_id: String, holder: String },
+    /// A write for a host whose lease on the object ran out: another host
+    /// may have taken the object over, so nothing was written.
+    #[error(
+        "this host's lease on {0} ran out and another host may have taken it over; nothing was \
+         recorded"
+    )]
+    LeaseLost(String),
     #[error("sealed token cannot be opened: {0}")]
     Secret(String),
     #[error("storage failure: {0}")]

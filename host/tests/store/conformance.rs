@@ -1335,10 +1335,91 @@ pub fn an_object_lease_is_held_by_one_holder_at_a_time(store: &dyn Store) {
     store.release_object_lease("host-a", ada).unwrap();
     assert!(store.take_object_lease("host-b", ada, 0).unwrap());
 
-    // Run out: the next holder takes it over.
+    // Run out: a renewal does not take it back, and the next holder takes
+    // it over.
     std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(!store.renew_object_lease("host-b", ada, 30).unwrap());
     assert!(store.take_object_lease("host-a", ada, 30).unwrap());
     assert!(!store.take_object_lease("host-b", ada, 30).unwrap());
+    assert!(store.renew_object_lease("host-a", ada, 30).unwrap());
+    assert!(
+        !store.renew_object_lease("host-b", ada, 30).unwrap(),
+        "only the holder renews"
+    );
+    let leases = store.object_leases("user").unwrap();
+    let holders: Vec<(&str, &str)> = leases
+        .iter()
+        .map(|lease| (lease.app_id.as_str(), lease.holder.as_str()))
+        .collect();
+    assert_eq!(holders, [("app-1", "host-a"), ("app-2", "host-b")]);
+}
+
+/// A ledger write made for a lease holder lands only while it holds the
+/// object: one whose lease ran out records neither the link nor its event.
+pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let ada = ObjectKey {
+        app_id: &crm,
+        object_kind: "user",
+        object_id: "ada",
+    };
+    let events_before = store
+        .events(
+            &EventQuery::default(),
+            Page {
+                offset: 0,
+                limit: 100,
+            },
+        )
+        .unwrap()
+        .total;
+    let refused = store
+        .record_with_ledger_holding(
+            "host-a",
+            LedgerChange::Put(&link(&crm, "ada", "r1")),
+            event(&crm, "created"),
+        )
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost(_)), "{refused}");
+    assert!(store.ledger_entry(&crm, "user", "ada").unwrap().is_none());
+
+    assert!(store.take_object_lease("host-a", ada, 30).unwrap());
+    store
+        .record_with_ledger_holding(
+            "host-a",
+            LedgerChange::Put(&link(&crm, "ada", "r1")),
+            event(&crm, "created"),
+        )
+        .unwrap();
+    assert!(store.ledger_entry(&crm, "user", "ada").unwrap().is_some());
+    let refused = store
+        .record_with_ledger_holding(
+            "host-b",
+            LedgerChange::Remove {
+                app_id: &crm,
+                object_kind: "user",
+                object_id: "ada",
+            },
+            event(&crm, "deleted"),
+        )
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost(_)), "{refused}");
+    assert!(store.ledger_entry(&crm, "user", "ada").unwrap().is_some());
+    let events_after = store
+        .events(
+            &EventQuery::default(),
+            Page {
+                offset: 0,
+                limit: 100,
+            },
+        )
+        .unwrap()
+        .total;
+    assert_eq!(
+        events_after,
+        events_before + 1,
+        "only the held write's event"
+    );
 }
 
 /// Runs every case against a backend: `store_conformance!(open)` in a test
@@ -1375,7 +1456,8 @@ macro_rules! store_conformance {
             applications_are_found_by_name_or_id_and_names_are_unique,
             host_metadata_is_kept_by_key,
             hosts_are_present_until_they_run_out_or_withdraw,
-            an_object_lease_is_held_by_one_holder_at_a_time
+            an_object_lease_is_held_by_one_holder_at_a_time,
+            a_ledger_write_for_a_lost_lease_records_nothing
         );
     };
     (@cases $open:path; $($case:ident),+ $(,)?) => {

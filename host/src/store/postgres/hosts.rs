@@ -123,6 +123,30 @@ impl HostsStore for PostgresStore {
         })
     }
 
+    fn renew_object_lease(
+        &self,
+        holder: &str,
+        object: ObjectKey<'_>,
+        lease_seconds: u32,
+    ) -> StoreResult<bool> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            let renewed = transaction.execute(
+                "UPDATE object_leases
+                 SET until = clock_timestamp() + make_interval(secs => $5)
+                 WHERE app_id = $1 AND object_kind = $2 AND object_id = $3 AND holder = $4
+                   AND until > clock_timestamp()",
+                &[
+                    &object.app_id,
+                    &object.object_kind,
+                    &object.object_id,
+                    &holder,
+                    &f64::from(lease_seconds),
+                ],
+            )?;
+            Ok(renewed == 1)
+        })
+    }
+
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
         self.write_at(IsolationLevel::ReadCommitted, |transaction| {
             transaction.execute(

@@ -287,6 +287,46 @@ impl LedgerStore for PostgresStore {
         })
     }
 
+    fn record_with_ledger_holding(
+        &self,
+        holder: &str,
+        change: LedgerChange<'_>,
+        event: Event,
+    ) -> StoreResult<()> {
+        self.write(|transaction| {
+            let object = change.object();
+            // FOR SHARE: a lease taken over meanwhile conflicts with this
+            // transaction, which then runs again and sees the new holder.
+            let held = transaction.query_opt(
+                "SELECT 1 FROM object_leases
+                 WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
+                   AND holder = $4 AND until > clock_timestamp()
+                 FOR SHARE",
+                &[
+                    &object.app_id,
+                    &object.object_kind,
+                    &object.object_id,
+                    &holder,
+                ],
+            )?;
+            if held.is_none() {
+                return Err(Failure::Store(StoreError::LeaseLost(format!(
+                    "{} {} of application {}",
+                    object.object_kind, object.object_id, object.app_id
+                ))));
+            }
+            match change {
+                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+                LedgerChange::Remove {
+                    app_id,
+                    object_kind,
+                    object_id,
+                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
+            }
+            insert_event(transaction, &event).map(|_| ())
+        })
+    }
+
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
         self.write(|transaction| {
             match change {

@@ -134,6 +134,31 @@ impl HostsStore for SqliteStore {
         })
     }
 
+    fn renew_object_lease(
+        &self,
+        holder: &str,
+        object: ObjectKey<'_>,
+        lease_seconds: u32,
+    ) -> StoreResult<bool> {
+        self.write(|transaction| {
+            let now = Timestamp::now();
+            let renewed = transaction.execute(
+                "UPDATE object_leases SET until = ?5
+                 WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3 AND holder = ?4
+                   AND until > ?6",
+                params![
+                    object.app_id,
+                    object.object_kind,
+                    object.object_id,
+                    holder,
+                    now.plus(Duration::from_secs(u64::from(lease_seconds))),
+                    now
+                ],
+            )?;
+            Ok(renewed == 1)
+        })
+    }
+
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
         self.write(|transaction| {
             transaction.execute(
