@@ -1,0 +1,141 @@
+//! What the benches that run `scimlink` processes share: a host
+//! (`scimlink serve`), the simulated application (`scimlink sandbox-sp`),
+//! sizes from the environment.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+pub const APP_TOKEN: &str = "bench-app-token";
+
+pub fn count(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn repository() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .parent()
+        .expect("the repository")
+        .to_path_buf()
+}
+
+/// A `scimlink serve` process; killed when dropped.
+pub struct Served {
+    child: Child,
+    pub base: String,
+}
+
+impl Served {
+    pub fn start(data: &Path, plugins: &Path) -> Served {
+        Served::start_with(data, plugins, &[])
+    }
+
+    /// A host with more environment (`SCIMLINK_DATABASE_URL`, …).
+    pub fn start_with(data: &Path, plugins: &Path, env: &[(&str, &str)]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimlink"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .arg("--plugins")
+            .arg(plugins)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SCIMLINK_SCIM_TOKEN", APP_TOKEN)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scimlink serve starts");
+        let stdout = child.stdout.take().expect("its output");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("scimlink serve says where it listens")
+                .expect("a line");
+            if let Some(address) = line.strip_prefix("scimlink is listening on ") {
+                break address.trim().to_string();
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served { child, base }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_scimlink"))
+            .args(args)
+            .args(["--host", &self.base])
+            .env("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("scimlink runs");
+        assert!(
+            output.status.success(),
+            "scimlink {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// Peak resident memory, from /proc.
+    pub fn peak_memory_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+/// A `scimlink sandbox-sp` process: the application; killed when dropped.
+pub struct Simulated {
+    child: Child,
+    pub base: String,
+}
+
+impl Simulated {
+    pub fn start() -> Simulated {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scimlink"))
+            .args(["sandbox-sp", "--listen", "127.0.0.1:0", "--log-limit", "0"])
+            .args(["--token", APP_TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scimlink sandbox-sp starts");
+        let stdout = child.stdout.take().expect("its output");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("scimlink sandbox-sp says where it listens")
+                .expect("a line");
+            if let Some(address) = line.strip_prefix("sandbox SCIM application listening on ") {
+                break address.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Simulated { child, base }
+    }
+}
+
+impl Drop for Simulated {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
