@@ -486,6 +486,9 @@ fn render_group(base: &str, group: &GroupRecord) -> Value {
     for (key, value) in &group.attributes {
         out.insert(key.clone(), value.clone());
     }
+    // Groups an older import created keep their name in the record alone.
+    out.entry("displayName")
+        .or_insert_with(|| Value::String(group.display_name.clone()));
     if !group.members.is_empty() {
         out.insert("members".into(), Value::Array(members_json(base, group)));
     }
@@ -1505,6 +1508,9 @@ fn patch_group_in(
         .into());
     }
     let mut resource = current.attributes.clone();
+    resource
+        .entry("displayName")
+        .or_insert_with(|| Value::String(current.display_name.clone()));
     if !current.members.is_empty() {
         resource.insert("members".into(), Value::Array(members_json(base, &current)));
     }

@@ -740,3 +740,34 @@ fn the_admin_api_names_the_field_at_fault() {
         "R&D"
     );
 }
+
+/// A group an import created is a whole SCIM group: read with its
+/// `displayName`, and changed through PATCH like any other.
+#[test]
+fn a_group_made_by_an_import_is_read_and_patched_through_scim() {
+    let host = Host::start();
+    let folder = tempfile::tempdir().unwrap();
+    let csv = folder.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "userName,email,givenName,familyName,groups\nada,ada@example.com,Ada,L,eng\n",
+    )
+    .unwrap();
+    run_ok(&host, &["directory", "import", csv.to_str().unwrap()]);
+    let grace = create_user(&host, "grace");
+    let found = host.scim("GET", "/Groups?filter=displayName%20eq%20%22eng%22", None);
+    let group = &found.body["Resources"][0];
+    assert_eq!(group["displayName"], "eng", "{:?}", found.body);
+    let id = group["id"].as_str().unwrap().to_string();
+
+    let patched = host.scim(
+        "PATCH",
+        &format!("/Groups/{id}"),
+        Some(&json!({ "schemas": [PATCH_SCHEMA], "Operations": [
+            { "op": "add", "path": "members", "value": [{ "value": grace }] }
+        ] })),
+    );
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(patched.body["displayName"], "eng");
+    assert_eq!(patched.body["members"].as_array().unwrap().len(), 2);
+}

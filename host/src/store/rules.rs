@@ -193,6 +193,22 @@ pub fn apply_app_update(app: &mut AppRecord, update: &AppUpdate) -> Vec<ChangeKi
     changes
 }
 
+/// A group an import creates: its name, and the same as its SCIM
+/// `displayName`, as a group created through SCIM holds it.
+pub fn imported_group(display_name: &str) -> super::GroupWrite {
+    let mut attributes = Map::new();
+    attributes.insert(
+        "displayName".into(),
+        Value::String(display_name.to_string()),
+    );
+    super::GroupWrite {
+        display_name: display_name.to_string(),
+        external_id: None,
+        attributes,
+        members: None,
+    }
+}
+
 /// The applications a change concerns, among those `active` now (by id):
 /// every one for a change to the directory, the application itself for a
 /// change to its scope, its first sync, its group management, a replay or

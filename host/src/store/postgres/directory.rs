@@ -877,12 +877,7 @@ impl DirectoryStore for PostgresStore {
                         outcome.groups_created += 1;
                         insert_group(
                             transaction,
-                            &GroupWrite {
-                                display_name: group.display_name.clone(),
-                                external_id: None,
-                                attributes: Map::new(),
-                                members: None,
-                            },
+                            &rules::imported_group(&group.display_name),
                         )?
                     }
                 };
