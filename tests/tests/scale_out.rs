@@ -141,6 +141,32 @@ fn wait_for_runner(database: &Database, hosts: &[Option<Host>], name: &str) -> u
     }
 }
 
+/// Waits until both applications are run by a host and stay with it for
+/// a few seconds: the hosts have settled after the kill and the pause (the
+/// resumed host may take some applications back).
+fn wait_settled(database: &Database) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since = Instant::now();
+    let mut seen = (None, None);
+    loop {
+        let now = (
+            runner_engine(database, "sim"),
+            runner_engine(database, "crm"),
+        );
+        if now != seen || now.0.is_none() || now.1.is_none() {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_secs(8) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hosts did not settle: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The people: `user0000` … in groups `g00` … `g19` (user n in group n mod
 /// 20), as CSV.
 fn people(count: usize, from: usize) -> String {
@@ -287,7 +313,10 @@ fn check_recorded_once(host: &Host, app: &str, want: usize) {
         }
         offset += items.len();
         for event in items {
-            let user = event["objectId"].as_str().unwrap_or_default().to_string();
+            let user = event["object_id"]
+                .as_str()
+                .expect("an event names its user")
+                .to_string();
             *users.entry(user).or_default() += 1;
         }
     }
@@ -353,6 +382,7 @@ fn three_hosts_provision_every_account_once_through_a_kill_and_a_pause() {
 
     // A change through one host's inbound SCIM, pushed within a second or
     // two by whichever hosts run the applications.
+    wait_settled(&database);
     let inbound = hosts.iter().flatten().next().unwrap();
     let started = Instant::now();
     let created = inbound.scim(

@@ -104,6 +104,9 @@ pub const RUNNER: &str = "application";
 /// often it does (and weighs which applications it should run).
 const PRESENCE_SECONDS: u32 = 20;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// How soon an engine asks again for an application it should run that
+/// another host still held.
+const AWAITING_EVERY: Duration = Duration::from_secs(1);
 /// How often pairs of applications no longer active are let go.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a change waits, for an application whose connector another
@@ -197,6 +200,10 @@ pub struct Engine {
     running: BTreeMap<String, Arc<Turn>>,
     /// When this engine last weighed which applications it should run.
     shared_out: Option<std::time::Instant>,
+    /// Whether another host still held an application this one should run
+    /// when it last weighed: it asks again sooner, to take it over as soon
+    /// as the other lets go.
+    awaiting: bool,
     /// When pairs of applications no longer active were last let go.
     swept: Option<std::time::Instant>,
 }
@@ -292,6 +299,7 @@ impl Engine {
                     hosts: Arc::default(),
                     running: BTreeMap::new(),
                     shared_out: None,
+                    awaiting: false,
                     swept: None,
                 };
                 runtime.block_on(engine.run(&stop));
@@ -385,9 +393,12 @@ impl Engine {
     /// run, and lets go of the others.
     async fn share_out(&mut self) -> Result<(), StoreError> {
         let half_lease = Duration::from_secs(u64::from(APP_LEASE_SECONDS) / 2);
-        let due = self
-            .shared_out
-            .is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY)
+        let every = if self.awaiting {
+            AWAITING_EVERY
+        } else {
+            ANNOUNCE_EVERY
+        };
+        let due = self.shared_out.is_none_or(|at| at.elapsed() >= every)
             || self
                 .running
                 .values()
@@ -423,6 +434,7 @@ impl Engine {
             self.running.remove(&app_id);
             self.let_go(&app_id).await;
         }
+        self.awaiting = false;
         for app_id in should_run {
             let asked_at = std::time::Instant::now();
             let held = self
@@ -445,8 +457,9 @@ impl Engine {
                 (false, Some(turn)) => {
                     turn.lost();
                     self.running.remove(&app_id);
+                    self.awaiting = true;
                 }
-                (false, None) => {}
+                (false, None) => self.awaiting = true,
             }
         }
         Ok(())
