@@ -64,10 +64,32 @@ pub fn holder() -> &'static str {
 /// One object of one application, held until dropped: in this process, and
 /// in the store when other processes share it.
 pub struct ObjectLock {
-    // Dropped first: the lease is given up before the process lets the
-    // object go to its next task.
-    _lease: Option<Lease>,
-    _local: OwnedMutexGuard<()>,
+    /// Taken when dropped: the lease is given up, and only then is the
+    /// object let go in this process. The process is one holder for all its
+    /// tasks, so a task taking the object next must not take the lease
+    /// before the release of the last one has landed (the release would
+    /// then delete the new lease).
+    held: Option<(OwnedMutexGuard<()>, Option<Lease>)>,
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        let Some((local, lease)) = self.held.take() else {
+            return;
+        };
+        let Some(lease) = lease else {
+            return;
+        };
+        lease.renewal.abort();
+        // Given up at once so that another host need not wait for it to run
+        // out; without a runtime to do it on, it runs out by itself.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                lease.release().await;
+                drop(local);
+            });
+        }
+    }
 }
 
 /// Waits for, and holds until dropped, one object of one application.
@@ -84,8 +106,7 @@ pub async fn lock_object(
         None
     };
     Ok(ObjectLock {
-        _lease: lease,
-        _local: local,
+        held: Some((local, lease)),
     })
 }
 
@@ -189,25 +210,20 @@ async fn renew(store: StoreHandle, (app_id, object_kind, object_id): Key) {
     }
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renewal.abort();
-        // Given up at once so that another host need not wait for it to run
-        // out; without a runtime to do it on, it runs out by itself.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            let (app_id, object_kind, object_id) = self.key.clone();
-            runtime.spawn(async move {
-                if let Err(error) = store
-                    .release_object_lease(&HOLDER, &app_id, object_kind, &object_id)
-                    .await
-                {
-                    tracing::warn!(
-                        "{object_kind} {object_id} of application {app_id}: cannot give up \
-                         its lease ({error}); it runs out by itself"
-                    );
-                }
-            });
+impl Lease {
+    /// Gives the lease up. A renewal still on its way cannot bring it back:
+    /// a renewal only extends a lease that is there.
+    async fn release(self) {
+        let (app_id, object_kind, object_id) = &self.key;
+        if let Err(error) = self
+            .store
+            .release_object_lease(&HOLDER, app_id, object_kind, object_id)
+            .await
+        {
+            tracing::warn!(
+                "{object_kind} {object_id} of application {app_id}: cannot give up its lease \
+                 ({error}); it runs out by itself"
+            );
         }
     }
 }

@@ -209,6 +209,21 @@ pub fn imported_group(display_name: &str) -> super::GroupWrite {
     }
 }
 
+/// How long a change of a kind this scimlink does not know waits to be
+/// handed out by a host that knows it, before it is taken to concern no
+/// application.
+pub const UNKNOWN_CHANGE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether this scimlink may hand `change` out now. A change of a kind it
+/// does not know was written by a newer scimlink sharing the database
+/// (hosts are upgraded one at a time): it, and every change after it, is
+/// left for a newer host to hand out, and taken to concern nothing only
+/// once no host has done so for [`UNKNOWN_CHANGE_GRACE`].
+pub fn may_hand_out(change: &super::Change, now: super::Timestamp) -> bool {
+    !matches!(change.kind, ChangeKind::Unrecognized { .. })
+        || now.since(change.at) >= UNKNOWN_CHANGE_GRACE
+}
+
 /// The applications a change concerns, among those `active` now (by id):
 /// every one for a change to the directory, the application itself for a
 /// change to its scope, its first sync, its group management, a replay or
@@ -361,5 +376,34 @@ mod tests {
             Some(r#"{"active":false}"#)
         )));
         assert!(!holds_active_account(&entry(DEACTIVATED, None)));
+    }
+
+    #[test]
+    fn a_change_of_an_unknown_kind_waits_for_a_host_that_knows_it() {
+        let now = crate::store::Timestamp::now();
+        let change = |kind: ChangeKind, age: u64| crate::store::Change {
+            seq: 1,
+            at: now.minus(std::time::Duration::from_secs(age)),
+            subject_id: "u1".into(),
+            kind,
+        };
+        let unknown = || ChangeKind::Unrecognized {
+            entity: "widget".into(),
+            action: "spun".into(),
+            detail: Value::Null,
+        };
+        let known = ChangeKind::UserCreated {
+            user_name: "ada".into(),
+        };
+        assert!(may_hand_out(&change(known, 0), now));
+        assert!(
+            !may_hand_out(&change(unknown(), 5), now),
+            "a newer host hands it out"
+        );
+        assert!(
+            may_hand_out(&change(unknown(), 61), now),
+            "no host knew it for a minute: it concerns nothing"
+        );
+        assert!(concerned_apps(&unknown(), "u1", &["a1".into()]).is_empty());
     }
 }

@@ -85,3 +85,36 @@ async fn an_object_another_host_holds_waits_until_it_lets_go() {
     .await;
     close(database, handle).await;
 }
+
+/// An object let go and taken again at once by this process keeps its
+/// lease: the release of the first hold lands before the second takes it,
+/// not after (which would leave the object held by no one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_taken_again_at_once_keeps_its_lease() {
+    let (database, handle) = shared_store().await;
+    for _ in 0..20 {
+        let first = lock_object(&handle, "app-1", "user", "u1").await.unwrap();
+        drop(first);
+        let again = lock_object(&handle, "app-1", "user", "u1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            !handle
+                .take_object_lease("process-elsewhere", "app-1", "user", "u1", 30)
+                .await
+                .unwrap(),
+            "the second hold has its lease"
+        );
+        drop(again);
+    }
+    // The last release has landed (and its task let go of the store) before
+    // the store is closed.
+    eventually("the last hold gave its lease up", async || {
+        handle
+            .take_object_lease("process-elsewhere", "app-1", "user", "u1", 30)
+            .await
+            .unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    close(database, handle).await;
+}

@@ -77,7 +77,11 @@ impl OutboxStore for PostgresStore {
                 ),
                 &[&i64::from(limit)],
             )?;
-            let changes = collect(rows, change_from_row)?;
+            let now = Timestamp::now();
+            let changes: Vec<Change> = collect(rows, change_from_row)?
+                .into_iter()
+                .take_while(|change| rules::may_hand_out(change, now))
+                .collect();
             if changes.is_empty() {
                 return Ok(0);
             }

@@ -60,13 +60,17 @@ impl OutboxStore for SqliteStore {
 
     fn dispatch_changes(&self, limit: u32) -> StoreResult<u32> {
         self.write(|transaction| {
+            let now = Timestamp::now();
             let changes: Vec<Change> = transaction
                 .prepare_cached(&format!(
                     "SELECT {CHANGE_COLUMNS} FROM outbox
                      WHERE dispatched_at IS NULL AND done_at IS NULL ORDER BY seq LIMIT ?1"
                 ))?
                 .query_map([limit], change_from_row)?
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .take_while(|change| rules::may_hand_out(change, now))
+                .collect();
             if changes.is_empty() {
                 return Ok(0);
             }
@@ -74,7 +78,6 @@ impl OutboxStore for SqliteStore {
                 .prepare_cached("SELECT id FROM applications WHERE state = ?1 ORDER BY id")?
                 .query_map([AppState::Active.as_str()], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
-            let now = Timestamp::now();
             let mut pair = transaction.prepare_cached(
                 "INSERT INTO change_progress (seq, app_id, done, attempts)
                  VALUES (?1, ?2, 0, 0) ON CONFLICT (seq, app_id) DO NOTHING",
