@@ -215,17 +215,28 @@ impl Target<'_> {
     ) -> Result<(), StoreError> {
         let document = serde_json::to_string(pushed)
             .map_err(|error| StoreError::Backend(error.to_string()))?;
-        self.store
-            .put_ledger_entry(&LedgerEntry {
-                app_id: self.app.id.clone(),
-                object_kind: "group".into(),
-                object_id: group_id.to_string(),
-                remote_id: remote_id.to_string(),
-                doc_hash: doc_hash.to_string(),
-                document: Some(document),
-                updated: Timestamp::now(),
-            })
-            .await
+        let entry = LedgerEntry {
+            app_id: self.app.id.clone(),
+            object_kind: "group".into(),
+            object_id: group_id.to_string(),
+            remote_id: remote_id.to_string(),
+            doc_hash: doc_hash.to_string(),
+            document: Some(document),
+            updated: Timestamp::now(),
+        };
+        // Where hosts share the store, only while this host still holds the
+        // group (its lease, taken with the group's lock).
+        if self.store.shared_by_hosts() {
+            self.store
+                .record_with_ledger_holding(
+                    super::locks::holder(),
+                    crate::store::LedgerChange::Put(&entry),
+                    None,
+                )
+                .await
+        } else {
+            self.store.put_ledger_entry(&entry).await
+        }
     }
 }
 

@@ -301,7 +301,7 @@ impl Target<'_> {
     async fn record_held(&self, change: LedgerChange<'_>, event: Event) -> Result<(), StoreError> {
         if self.store.shared_by_hosts() {
             self.store
-                .record_with_ledger_holding(super::locks::holder(), change, event)
+                .record_with_ledger_holding(super::locks::holder(), change, Some(event))
                 .await
         } else {
             self.store.record_with_ledger(change, event).await

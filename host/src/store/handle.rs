@@ -527,7 +527,7 @@ impl StoreHandle {
         &self,
         holder: &str,
         change: LedgerChange<'_>,
-        event: Event,
+        event: Option<Event>,
     ) -> StoreResult<()> {
         let (holder, change) = (holder.to_owned(), OwnedLedgerChange::from(change));
         self.run(move |store| store.record_with_ledger_holding(&holder, change.borrowed(), event))

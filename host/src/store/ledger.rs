@@ -118,16 +118,17 @@ pub trait LedgerStore: Send + Sync {
     /// transaction: what the application accepted and its audit entry land
     /// together or not at all.
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()>;
-    /// [`LedgerStore::record_with_ledger`] for a host that holds the
-    /// changed object's lease ([`HostsStore::take_object_lease`]), checked
-    /// in the same transaction: a host whose lease ran out (it was paused
-    /// past it, and another host may have synced the object since) records
-    /// nothing and is told [`StoreError::LeaseLost`].
+    /// [`LedgerStore::record_with_ledger`] (the event, when there is one)
+    /// for a host that holds the changed object's lease
+    /// ([`HostsStore::take_object_lease`]), checked in the same
+    /// transaction: a host whose lease ran out (it was paused past it, and
+    /// another host may have synced the object since) records nothing and
+    /// is told [`StoreError::LeaseLost`].
     fn record_with_ledger_holding(
         &self,
         holder: &str,
         change: LedgerChange<'_>,
-        event: Event,
+        event: Option<Event>,
     ) -> StoreResult<()>;
 }
 

@@ -1377,7 +1377,7 @@ pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
         .record_with_ledger_holding(
             "host-a",
             LedgerChange::Put(&link(&crm, "ada", "r1")),
-            event(&crm, "created"),
+            Some(event(&crm, "created")),
         )
         .unwrap_err();
     assert!(matches!(refused, StoreError::LeaseLost(_)), "{refused}");
@@ -1388,7 +1388,7 @@ pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
         .record_with_ledger_holding(
             "host-a",
             LedgerChange::Put(&link(&crm, "ada", "r1")),
-            event(&crm, "created"),
+            Some(event(&crm, "created")),
         )
         .unwrap();
     assert!(store.ledger_entry(&crm, "user", "ada").unwrap().is_some());
@@ -1400,7 +1400,7 @@ pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
                 object_kind: "user",
                 object_id: "ada",
             },
-            event(&crm, "deleted"),
+            Some(event(&crm, "deleted")),
         )
         .unwrap_err();
     assert!(matches!(refused, StoreError::LeaseLost(_)), "{refused}");

@@ -300,7 +300,7 @@ impl LedgerStore for SqliteStore {
         &self,
         holder: &str,
         change: LedgerChange<'_>,
-        event: Event,
+        event: Option<Event>,
     ) -> StoreResult<()> {
         self.write(|transaction| {
             let object = change.object();
@@ -333,7 +333,10 @@ impl LedgerStore for SqliteStore {
                     object_id,
                 } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
             }
-            insert_event(transaction, event).map(|_| ())
+            match event {
+                Some(event) => insert_event(transaction, event).map(|_| ()),
+                None => Ok(()),
+            }
         })
     }
 
