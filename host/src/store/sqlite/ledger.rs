@@ -325,32 +325,32 @@ impl LedgerStore for SqliteStore {
                     object.object_kind, object.object_id, object.app_id
                 )));
             }
-            match change {
-                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
-                LedgerChange::Remove {
-                    app_id,
-                    object_kind,
-                    object_id,
-                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
-            }
-            match event {
-                Some(event) => insert_event(transaction, event).map(|_| ()),
-                None => Ok(()),
-            }
+            apply_ledger_change(transaction, change, event)
         })
     }
 
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
-        self.write(|transaction| {
-            match change {
-                LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
-                LedgerChange::Remove {
-                    app_id,
-                    object_kind,
-                    object_id,
-                } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
-            }
-            insert_event(transaction, event).map(|_| ())
-        })
+        self.write(|transaction| apply_ledger_change(transaction, change, Some(event)))
+    }
+}
+
+/// Writes a ledger change and, when there is one, the event that records
+/// it, in the caller's transaction.
+fn apply_ledger_change(
+    transaction: &Transaction<'_>,
+    change: LedgerChange<'_>,
+    event: Option<Event>,
+) -> StoreResult<()> {
+    match change {
+        LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+        LedgerChange::Remove {
+            app_id,
+            object_kind,
+            object_id,
+        } => delete_ledger_entry(transaction, app_id, object_kind, object_id)?,
+    }
+    match event {
+        Some(event) => insert_event(transaction, event).map(|_| ()),
+        None => Ok(()),
     }
 }
