@@ -25,7 +25,7 @@ done
 
 if [[ "${1:-}" == "--fixtures" ]]; then
   mkdir -p dist/test-plugins
-  fixtures=(minimal hostile contract-v0-1 missing-export incompatible-major deleting wrong aliasing)
+  fixtures=(minimal hostile contract-v0-1 contract-v0-2 missing-export incompatible-major deleting wrong aliasing)
   build $(printf -- '-p fixture-%s ' "${fixtures[@]}")
   for name in "${fixtures[@]}"; do
     cp "$out/fixture_${name//-/_}.wasm" "dist/test-plugins/$name.wasm"

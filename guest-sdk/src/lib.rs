@@ -44,7 +44,7 @@ pub mod glue;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "wit/v0.2.0",
+        path: "wit/v0.3.0",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "scimlink_sdk::bindings",
@@ -55,14 +55,15 @@ use bindings::scimlink::connector::types as contract;
 pub use contract::{
     AccountAction, Address, Capabilities, CustomAttribute, DirectoryGroup, DirectoryUser, Email,
     GroupAction, GroupDecision, GroupEvent, GroupEventFacts, Manifest, MappingError,
-    MemberDecision, MemberFacts, Offboarding, Phone, Setting, SettingSpec, UpdateMethod,
+    MemberDecision, MemberFacts, Offboarding, PasswordSupport, Phone, Setting, SettingSpec,
+    UpdateMethod,
 };
 pub use scim::ScimJson;
 pub use serde_json::{self, Value, json};
 pub use settings::Settings;
 
 /// The contract version this SDK implements; a connector's manifest carries it.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// A connector: the mapping and the rules of one application.
 ///
@@ -107,7 +108,7 @@ pub trait Connector {
 impl Manifest {
     /// A manifest with the defaults of plain SCIM 2.0: groups supported,
     /// direct assignment allowed, offboarding deactivates, PATCH updates,
-    /// 100 members per group PATCH.
+    /// 100 members per group PATCH, no passwords.
     pub fn new(name: &str, version: &str) -> Self {
         Manifest {
             name: name.to_owned(),
@@ -126,6 +127,10 @@ impl Manifest {
                     .iter()
                     .map(|a| (*a).to_owned())
                     .collect(),
+                passwords: PasswordSupport {
+                    on_create: false,
+                    on_change: None,
+                },
             },
         }
     }
@@ -173,6 +178,19 @@ impl Manifest {
 
     pub fn max_members_per_patch(mut self, max: u32) -> Self {
         self.capabilities.max_members_per_patch = max;
+        self
+    }
+
+    /// The application takes passwords: a new account is created with
+    /// one when `on_create`, and a password the user sets later reaches an
+    /// existing account by `on_change` (`None`: it does not). The
+    /// connector never sees a password: the host adds it to the document
+    /// [`Connector::map_user`] made.
+    pub fn passwords(mut self, on_create: bool, on_change: Option<UpdateMethod>) -> Self {
+        self.capabilities.passwords = PasswordSupport {
+            on_create,
+            on_change,
+        };
         self
     }
 

@@ -47,6 +47,7 @@ fn user(index: usize) -> UserWrite {
     );
     attributes.insert("active".into(), json!(true));
     UserWrite {
+        password: None,
         user_name: name,
         external_id: None,
         active: true,
@@ -102,6 +103,7 @@ fn store_benchmark() {
             settings: vec![],
             pacing: Default::default(),
             guard: Default::default(),
+            passwords: Default::default(),
         })
         .expect("app");
     // A tenth of the groups are bound: a tenth of the users are in scope.

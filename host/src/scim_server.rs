@@ -1151,6 +1151,7 @@ fn user_write(attributes: Attributes) -> Result<UserWrite, ScimError> {
     let mut attributes = attributes;
     attributes.insert("userName".into(), Value::String(user_name.clone()));
     Ok(UserWrite {
+        password: None,
         user_name,
         external_id: attributes
             .get("externalId")
@@ -1548,6 +1549,7 @@ mod tests {
         let store = SqliteStore::open_in(data.path(), TokenCipher::from_key(&[1; 32])).unwrap();
         store
             .create_user(UserWrite {
+                password: None,
                 user_name: "ada".into(),
                 external_id: None,
                 active: true,

@@ -1,10 +1,13 @@
-//! Secrets at rest: application bearer tokens are sealed with
-//! XChaCha20-Poly1305 under a host key before they reach storage.
+//! Secrets at rest: application bearer tokens, and users' passwords on
+//! their way to applications, are sealed with XChaCha20-Poly1305 under a
+//! host key before they reach storage.
 //!
 //! The key comes from `SCIMLINK_SECRET_KEY` (32 bytes, base64) or from the
 //! file `secret.key` in the data folder, created with owner-only permissions
 //! on first run. The application's id is the associated data of its seal, so
-//! a sealed token copied onto another application does not open.
+//! a sealed token copied onto another application does not open; a
+//! password's associated data names its use and its user (and, for a
+//! temporary password, its application), so it opens nowhere else.
 //!
 //! [`Secret`] never prints its content: not in `Debug`, not in `Display`,
 //! not in logs or events; its memory is wiped when it is dropped.
@@ -138,6 +141,52 @@ impl TokenCipher {
 
     /// Seals `token` for the application `app_id`: (nonce, ciphertext).
     pub fn seal(&self, app_id: &str, token: &Secret) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+        self.seal_with(app_id.as_bytes(), token)
+    }
+
+    /// Opens what [`TokenCipher::seal`] sealed for the same application.
+    pub fn open(&self, app_id: &str, nonce: &[u8], sealed: &[u8]) -> Option<Secret> {
+        self.open_with(app_id.as_bytes(), nonce, sealed)
+    }
+
+    /// Seals a user's password: (nonce, ciphertext). Its associated data
+    /// names the user and the use, so it opens for no other user, and not
+    /// in a token's place.
+    pub fn seal_password(
+        &self,
+        user_id: &str,
+        password: &Secret,
+    ) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+        self.seal_with(&password_aad(user_id), password)
+    }
+
+    /// Opens what [`TokenCipher::seal_password`] sealed for the same user.
+    pub fn open_password(&self, user_id: &str, nonce: &[u8], sealed: &[u8]) -> Option<Secret> {
+        self.open_with(&password_aad(user_id), nonce, sealed)
+    }
+
+    /// Seals a temporary password kept for an operator to read once.
+    pub fn seal_temporary_password(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        password: &Secret,
+    ) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+        self.seal_with(&temporary_password_aad(app_id, user_id), password)
+    }
+
+    /// Opens what [`TokenCipher::seal_temporary_password`] sealed.
+    pub fn open_temporary_password(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Option<Secret> {
+        self.open_with(&temporary_password_aad(app_id, user_id), nonce, sealed)
+    }
+
+    fn seal_with(&self, aad: &[u8], secret: &Secret) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
         let mut nonce = [0u8; NONCE_BYTES];
         random_bytes(&mut nonce)?;
         let sealed = self
@@ -145,16 +194,15 @@ impl TokenCipher {
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
-                    msg: token.expose().as_bytes(),
-                    aad: app_id.as_bytes(),
+                    msg: secret.expose().as_bytes(),
+                    aad,
                 },
             )
             .map_err(|_| KeyError::Random("encryption failed".into()))?;
         Ok((nonce.to_vec(), sealed))
     }
 
-    /// Opens what [`TokenCipher::seal`] sealed for the same application.
-    pub fn open(&self, app_id: &str, nonce: &[u8], sealed: &[u8]) -> Option<Secret> {
+    fn open_with(&self, aad: &[u8], nonce: &[u8], sealed: &[u8]) -> Option<Secret> {
         if nonce.len() != NONCE_BYTES {
             return None;
         }
@@ -162,15 +210,28 @@ impl TokenCipher {
             self.aead
                 .decrypt(
                     XNonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: app_id.as_bytes(),
-                    },
+                    Payload { msg: sealed, aad },
                 )
                 .ok()?,
         );
         String::from_utf8(plain.to_vec()).ok().map(Secret::new)
     }
+}
+
+/// The associated data of a user's sealed password. Application ids are
+/// UUIDs, so no token's associated data starts this way.
+fn password_aad(user_id: &str) -> Vec<u8> {
+    [b"scimlink user password\0".as_slice(), user_id.as_bytes()].concat()
+}
+
+fn temporary_password_aad(app_id: &str, user_id: &str) -> Vec<u8> {
+    [
+        b"scimlink temporary password\0".as_slice(),
+        app_id.as_bytes(),
+        b"\0",
+        user_id.as_bytes(),
+    ]
+    .concat()
 }
 
 fn decode_key(encoded: &str) -> Option<[u8; KEY_BYTES]> {

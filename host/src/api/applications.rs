@@ -22,7 +22,9 @@ use super::views::{AppStateView, GuardOverridesView, PacingView};
 use super::{ApiError, ApiErrorBody, ApiState, Body, PageOf, PageParams, store_call};
 use crate::engine::lifecycle::{self, fill_placeholders};
 use crate::runtime::PluginRegistry;
-use crate::store::{AppRecord, AppUpdate, AppWrite, GuardOverrides, Pacing, Secret};
+use crate::store::{
+    AppRecord, AppUpdate, AppWrite, GuardOverrides, Pacing, PasswordPolicy, Secret,
+};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -60,6 +62,9 @@ pub struct AppView {
     /// The application's own deprovisioning-guard thresholds; an absent
     /// field is the host's default.
     pub guard: GuardOverridesView,
+    /// How temporary passwords are made, when the connector takes
+    /// passwords.
+    pub password_policy: PasswordPolicy,
     pub version: i64,
     pub created: String,
     pub modified: String,
@@ -83,6 +88,7 @@ impl From<AppRecord> for AppView {
             capabilities: app.capabilities,
             pacing: app.pacing.into(),
             guard: app.guard.into(),
+            password_policy: app.passwords,
             version: app.version,
             created: app.created.to_string(),
             modified: app.modified.to_string(),
@@ -114,6 +120,9 @@ pub struct AppInput {
     /// The application's own deprovisioning-guard thresholds; the host's
     /// defaults when absent.
     pub guard: Option<GuardOverridesView>,
+    /// How temporary passwords are made; 20 characters of every class,
+    /// never revealed, when absent.
+    pub password_policy: Option<PasswordPolicy>,
 }
 
 /// A change of an application's settings; absent fields stay. (No
@@ -130,6 +139,8 @@ pub struct AppChange {
     /// Replaces the application's guard thresholds; `{}` returns to the
     /// host's defaults.
     pub guard: Option<GuardOverridesView>,
+    /// Replaces how temporary passwords are made.
+    pub password_policy: Option<PasswordPolicy>,
     /// The application's bearer token, replaced without a connection test.
     /// Required when the change moves the resolved base URL to another
     /// origin (scheme, host or port): the stored token is never sent to a
@@ -270,6 +281,13 @@ fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
     Ok(pacing)
 }
 
+fn check_password_policy(policy: PasswordPolicy) -> Result<PasswordPolicy, ApiError> {
+    policy
+        .check()
+        .map(|()| policy)
+        .map_err(|reason| ApiError::invalid("passwordPolicy", reason))
+}
+
 fn check_guard(guard: GuardOverrides) -> Result<GuardOverrides, ApiError> {
     if let Some(percent) = guard.percent
         && !(percent.is_finite() && (0.0..=100.0).contains(&percent))
@@ -363,6 +381,7 @@ fn app_write(plugins: Option<&PluginRegistry>, input: AppInput) -> Result<AppWri
         settings: input.settings.into_iter().collect(),
         pacing: check_pacing(input.pacing.map(Pacing::from).unwrap_or_default())?,
         guard: check_guard(input.guard.map(GuardOverrides::from).unwrap_or_default())?,
+        passwords: check_password_policy(input.password_policy.unwrap_or_default())?,
     })
 }
 
@@ -476,6 +495,11 @@ async fn update_app(
             .map(check_guard)
             .transpose()?
             .filter(|guard| *guard != current.guard),
+        passwords: change
+            .password_policy
+            .map(check_password_policy)
+            .transpose()?
+            .filter(|policy| *policy != current.passwords),
         token,
         ..AppUpdate::default()
     };

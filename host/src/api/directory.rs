@@ -284,6 +284,7 @@ impl UserFields {
             ),
         }
         Ok(UserWrite {
+            password: None,
             user_name,
             external_id: self.external_id,
             active: self.active,

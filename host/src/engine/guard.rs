@@ -547,6 +547,7 @@ mod tests {
                 settings: Vec::new(),
                 pacing: Default::default(),
                 guard: Default::default(),
+                passwords: Default::default(),
             })
             .unwrap();
         for index in 0..users {

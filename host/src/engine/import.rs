@@ -210,6 +210,7 @@ pub async fn import_users(
                 let (attributes, active) = directory_attributes(&read);
                 let user = store
                     .create_user(UserWrite {
+                        password: None,
                         user_name: read.username.clone(),
                         external_id: None,
                         active,

@@ -1558,6 +1558,7 @@ mod tests {
                 settings: vec![],
                 pacing: Default::default(),
                 guard: Default::default(),
+                passwords: Default::default(),
             })
             .unwrap();
         let active = AppUpdate {
@@ -1567,6 +1568,7 @@ mod tests {
         store.update_app(&app.id, active).unwrap();
         store
             .create_user(UserWrite {
+                password: None,
                 user_name: "ada".into(),
                 external_id: None,
                 active: true,

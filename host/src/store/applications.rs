@@ -114,6 +114,9 @@ pub struct AppRecord {
     /// Why the application is quarantined (`None` in any other state).
     pub state_reason: Option<String>,
     pub guard: GuardOverrides,
+    /// How temporary passwords are made for the application, when its
+    /// connector takes passwords.
+    pub passwords: PasswordPolicy,
     pub version: i64,
     pub created: Timestamp,
     pub modified: Timestamp,
@@ -131,6 +134,7 @@ pub struct AppWrite {
     pub settings: Vec<(String, String)>,
     pub pacing: Pacing,
     pub guard: GuardOverrides,
+    pub passwords: PasswordPolicy,
 }
 
 /// A change to an application; `None` leaves a field as it is.
@@ -147,6 +151,7 @@ pub struct AppUpdate {
     /// Why, with `state` quarantined; any other state clears the reason.
     pub state_reason: Option<String>,
     pub guard: Option<GuardOverrides>,
+    pub passwords: Option<PasswordPolicy>,
 }
 
 pub trait ApplicationStore: Send + Sync {

@@ -32,6 +32,9 @@ pub struct UserWrite {
     pub external_id: Option<String>,
     pub active: bool,
     pub attributes: Map<String, Value>,
+    /// A password the write sets, sealed in the same transaction (see
+    /// [`PasswordStore`]); `None` leaves the user's password as it is.
+    pub password: Option<Secret>,
 }
 
 /// What kind of object a group member is.

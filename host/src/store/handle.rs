@@ -597,6 +597,7 @@ impl StoreHandle {
 /// A [`LedgerChange`] that owns what it names, to cross to the blocking pool.
 enum OwnedLedgerChange {
     Put(LedgerEntry),
+    PutWithPassword(LedgerEntry, OwnedPasswordSent),
     Remove {
         app_id: String,
         object_kind: String,
@@ -604,10 +605,27 @@ enum OwnedLedgerChange {
     },
 }
 
+/// A [`PasswordSent`] that owns what it names.
+enum OwnedPasswordSent {
+    Own { generation: String },
+    Temporary { reveal: Option<Secret> },
+}
+
 impl From<LedgerChange<'_>> for OwnedLedgerChange {
     fn from(change: LedgerChange<'_>) -> Self {
         match change {
             LedgerChange::Put(entry) => OwnedLedgerChange::Put(entry.clone()),
+            LedgerChange::PutWithPassword(entry, sent) => {
+                let sent = match sent {
+                    PasswordSent::Own { generation } => OwnedPasswordSent::Own {
+                        generation: generation.to_owned(),
+                    },
+                    PasswordSent::Temporary { reveal } => OwnedPasswordSent::Temporary {
+                        reveal: reveal.cloned(),
+                    },
+                };
+                OwnedLedgerChange::PutWithPassword(entry.clone(), sent)
+            }
             LedgerChange::Remove {
                 app_id,
                 object_kind,
@@ -625,6 +643,15 @@ impl OwnedLedgerChange {
     fn borrowed(&self) -> LedgerChange<'_> {
         match self {
             OwnedLedgerChange::Put(entry) => LedgerChange::Put(entry),
+            OwnedLedgerChange::PutWithPassword(entry, sent) => LedgerChange::PutWithPassword(
+                entry,
+                match sent {
+                    OwnedPasswordSent::Own { generation } => PasswordSent::Own { generation },
+                    OwnedPasswordSent::Temporary { reveal } => PasswordSent::Temporary {
+                        reveal: reveal.as_ref(),
+                    },
+                },
+            ),
             OwnedLedgerChange::Remove {
                 app_id,
                 object_kind,

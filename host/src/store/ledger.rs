@@ -32,6 +32,10 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone, Copy)]
 pub enum LedgerChange<'a> {
     Put(&'a LedgerEntry),
+    /// [`LedgerChange::Put`] for a request that carried a password: the
+    /// user's own (its delivery to the entry's application is recorded) or
+    /// a temporary one (kept for an operator when the policy says so).
+    PutWithPassword(&'a LedgerEntry, PasswordSent<'a>),
     Remove {
         app_id: &'a str,
         object_kind: &'a str,
@@ -136,7 +140,7 @@ impl LedgerChange<'_> {
     /// The object the change is about, as its lease names it.
     pub fn object(&self) -> ObjectKey<'_> {
         match self {
-            LedgerChange::Put(entry) => ObjectKey {
+            LedgerChange::Put(entry) | LedgerChange::PutWithPassword(entry, _) => ObjectKey {
                 app_id: &entry.app_id,
                 object_kind: &entry.object_kind,
                 object_id: &entry.object_id,

@@ -8,8 +8,10 @@
 //! [`OutboxStore`] (the changes writes append, consumed through leases),
 //! [`LedgerStore`] (links to remote accounts, dead letters),
 //! [`GuardStore`] (the deprovisioning guard's holds), [`AuditStore`]
-//! (events), [`MetaStore`] (host metadata) and [`HostsStore`] (the hosts
-//! sharing the store, and the leases that keep an object with one of them). [`sqlite`] implements each in
+//! (events), [`MetaStore`] (host metadata), [`HostsStore`] (the hosts
+//! sharing the store, and the leases that keep an object with one of them)
+//! and [`PasswordStore`] (users' passwords on their way to applications,
+//! sealed). [`sqlite`] implements each in
 //! a file of the same name; [`rules`] holds what every backend decides the
 //! same way; host/tests/store/conformance.rs is what every backend must
 //! pass.
@@ -29,9 +31,9 @@
 //! - A remote account is linked (in the ledger) to at most one directory
 //!   object of a kind per application: a write that would link it to a
 //!   second is refused with [`StoreError::LinkedElsewhere`].
-//! - Application bearer tokens are sealed before they reach storage
-//!   ([`TokenCipher`]); only [`ApplicationStore::app_token`] opens
-//!   them.
+//! - Application bearer tokens and users' passwords are sealed before they
+//!   reach storage ([`TokenCipher`]); only [`ApplicationStore::app_token`]
+//!   opens a token, and only [`PasswordStore`] a password.
 //! - Times are [`Timestamp`]s: UTC, to the millisecond, stored so that text
 //!   order is time order.
 //!
@@ -49,6 +51,7 @@ mod hosts;
 mod ledger;
 mod meta;
 mod outbox;
+mod passwords;
 pub mod postgres;
 pub mod rules;
 mod scope;
@@ -65,6 +68,7 @@ pub use hosts::*;
 pub use ledger::*;
 pub use meta::*;
 pub use outbox::*;
+pub use passwords::*;
 pub use scope::*;
 pub use timestamp::{Timestamp, TimestampError};
 
@@ -147,6 +151,7 @@ pub trait Store:
     + AuditStore
     + MetaStore
     + HostsStore
+    + PasswordStore
     + 'static
 {
 }
@@ -161,6 +166,7 @@ impl<T> Store for T where
         + AuditStore
         + MetaStore
         + HostsStore
+        + PasswordStore
         + 'static
 {
 }
@@ -171,6 +177,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         ApplicationStore, AuditStore, DirectoryStore, GuardStore, HostsStore, LedgerStore,
-        MetaStore, OutboxStore, ScopeStore, Store,
+        MetaStore, OutboxStore, PasswordStore, ScopeStore, Store,
     };
 }

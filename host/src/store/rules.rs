@@ -95,6 +95,7 @@ pub fn merge_imported_user(
     };
     stored.insert("active".into(), Value::Bool(active));
     UserWrite {
+        password: None,
         user_name: incoming.user_name.clone(),
         external_id: incoming.external_id.clone().or_else(|| {
             stored
@@ -180,6 +181,12 @@ pub fn apply_app_update(app: &mut AppRecord, update: &AppUpdate) -> Vec<ChangeKi
         && guard != app.guard
     {
         app.guard = guard;
+        changes.push(updated());
+    }
+    if let Some(passwords) = update.passwords
+        && passwords != app.passwords
+    {
+        app.passwords = passwords;
         changes.push(updated());
     }
     if let Some(capabilities) = &update.capabilities {
@@ -337,6 +344,7 @@ mod tests {
         let mut attributes = Map::new();
         attributes.insert("name".into(), json!({ "familyName": "King" }));
         let incoming = UserWrite {
+            password: None,
             user_name: "ada".into(),
             external_id: None,
             active: true,

@@ -104,6 +104,7 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
     attributes.insert("userName".into(), json!("late"));
     let late = moved
         .create_user(UserWrite {
+            password: None,
             user_name: "late".into(),
             external_id: None,
             active: true,

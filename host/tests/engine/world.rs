@@ -91,6 +91,7 @@ impl World {
             json!([{ "value": format!("{name}@example.com"), "primary": true }]),
         );
         let user = UserWrite {
+            password: None,
             user_name: name.into(),
             external_id: None,
             active: true,
@@ -164,6 +165,7 @@ impl World {
                     ..Pacing::default()
                 },
                 guard: Default::default(),
+                passwords: Default::default(),
             })
             .unwrap();
         for group in groups {

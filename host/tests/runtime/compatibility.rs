@@ -88,6 +88,46 @@ fn every_call_of_a_previous_minor_version_speaks_the_host_types() {
 }
 
 #[test]
+fn connectors_built_before_passwords_came_take_no_passwords() {
+    let loader = Loader::new(runtime());
+    for (name, version) in [("contract-v0-1", "0.1.0"), ("contract-v0-2", "0.2.0")] {
+        let old = load(&loader, &fixture(name));
+        assert_eq!(old.identity().contract, version);
+        let passwords = &old.manifest().capabilities.passwords;
+        assert!(!passwords.on_create, "{name}");
+        assert_eq!(passwords.on_change, None, "{name}");
+    }
+}
+
+#[test]
+fn a_connector_of_contract_0_2_serves_its_batch_call_in_the_host_types() {
+    let loader = Loader::new(runtime());
+    let old = load(&loader, &fixture("contract-v0-2"));
+    assert_eq!(old.manifest().contract_version, "0.2.0");
+    assert_eq!(old.manifest().capabilities.max_members_per_patch, 50);
+    let users = [user("a"), user("b")];
+    let names: Vec<String> = old
+        .map_users(&users, &[])
+        .unwrap()
+        .value
+        .into_iter()
+        .map(|d| d.unwrap().value()["userName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let group = DirectoryGroup {
+        id: "g-1".to_owned(),
+        name: "Engineers".to_owned(),
+        description: None,
+    };
+    assert_eq!(
+        old.map_group(&group, &[]).unwrap().value.value()["displayName"],
+        "Engineers"
+    );
+    let error = old.read_user("{}", &[]).unwrap_err();
+    assert!(!error.is_plugin_fault(), "{error}");
+}
+
+#[test]
 fn an_incompatible_major_version_is_refused_naming_both_versions() {
     let loader = Loader::new(runtime());
     let error = loader
@@ -97,7 +137,7 @@ fn an_incompatible_major_version_is_refused_naming_both_versions() {
     let message = error.to_string();
     assert!(message.contains("incompatible-major.wasm"), "{message}");
     assert!(message.contains("1.0.0"), "{message}");
-    assert!(message.contains("0.2.0"), "{message}");
+    assert!(message.contains("0.3.0"), "{message}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub fn user(name: &str) -> UserWrite {
     let mut attributes = Map::new();
     attributes.insert("userName".into(), json!(name));
     UserWrite {
+        password: None,
         user_name: name.into(),
         external_id: None,
         active: true,
@@ -65,6 +66,7 @@ pub fn app(store: &dyn Store, name: &str) -> String {
             settings: vec![],
             pacing: Default::default(),
             guard: Default::default(),
+            passwords: Default::default(),
         })
         .unwrap()
         .id
@@ -1234,6 +1236,7 @@ pub fn applications_are_found_by_name_or_id_and_names_are_unique(store: &dyn Sto
             settings: vec![],
             pacing: Default::default(),
             guard: Default::default(),
+            passwords: Default::default(),
         })
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict { .. }), "{error}");

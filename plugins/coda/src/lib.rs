@@ -143,6 +143,8 @@ mod tests {
     fn users_only_deactivated_on_offboarding_with_a_tenant_url() {
         let manifest = Coda::manifest();
         assert!(!manifest.capabilities.groups);
+        assert!(!manifest.capabilities.passwords.on_create);
+        assert_eq!(manifest.capabilities.passwords.on_change, None);
         assert_eq!(manifest.capabilities.offboarding, Offboarding::Deactivate);
         assert_eq!(manifest.base_url_template.as_deref(), Some(BASE_URL));
         assert!(

@@ -3,6 +3,11 @@
 //! takeover by userName then email, PATCH updates, deactivation on
 //! offboarding, groups pushed with their members — so it is also the
 //! reference for what "plain SCIM" means in scimlink.
+//!
+//! Its application takes passwords, as JumpCloud's generic connector
+//! does: a new account gets a temporary password (or the user's own), and
+//! every password the user sets later is sent by PATCH. The connector
+//! never sees them; the host adds `password` to the documents it makes.
 
 use scimlink_sdk::prelude::*;
 
@@ -10,9 +15,11 @@ pub struct CustomScim;
 
 impl Connector for CustomScim {
     fn manifest() -> Manifest {
-        Manifest::new("custom-scim", env!("CARGO_PKG_VERSION")).description(
-            "Any SCIM 2.0 application: core User and Group with the enterprise extension",
-        )
+        Manifest::new("custom-scim", env!("CARGO_PKG_VERSION"))
+            .description(
+                "Any SCIM 2.0 application: core User and Group with the enterprise extension",
+            )
+            .passwords(true, Some(UpdateMethod::Patch))
     }
 }
 
@@ -22,6 +29,13 @@ scimlink_sdk::export_connector!(CustomScim);
 mod tests {
     use super::*;
     use scimlink_sdk::scim::ENTERPRISE_USER_SCHEMA;
+
+    #[test]
+    fn its_application_takes_passwords_on_create_and_by_patch() {
+        let passwords = CustomScim::manifest().capabilities.passwords;
+        assert!(passwords.on_create);
+        assert_eq!(passwords.on_change, Some(UpdateMethod::Patch));
+    }
 
     #[test]
     fn maps_the_full_default_attribute_set() {

@@ -6,7 +6,8 @@
 //! |---|---|
 //! | `mod.rs` | the supported versions, version detection, what every version provides ([`ContractBindings`], [`ConnectorPre`], [`ConnectorInstance`]) |
 //! | `v0_1.rs` | contract 0.1.0: its bindings, its `log` import, the batch `map-users` it lacks, conversions to and from the newest types |
-//! | `v0_2.rs` | contract 0.2.0, the newest: its bindings and its `log` import; its types are the host's |
+//! | `v0_2.rs` | contract 0.2.0: its bindings (over 0.1.0's types, which it did not change) and its `log` import |
+//! | `v0_3.rs` | contract 0.3.0, the newest: its bindings and its `log` import; its types are the host's |
 //!
 //! Invariants:
 //! - the host accepts a component whose `scimlink:connector/connector`
@@ -14,9 +15,10 @@
 //!   [`SUPPORTED`]; anything else is refused with both versions named;
 //! - the rest of the host sees one set of types, the newest version's
 //!   (re-exported here: [`DirectoryUser`], [`Manifest`] …). Every older
-//!   version has its own generated types and converts, field by field, to
-//!   and from the newest ones in its own file, so no version depends on
-//!   another's WIT staying the same;
+//!   version's types convert, field by field, to and from the newest ones,
+//!   so no version depends on the newest WIT staying the same. An older
+//!   version that changed no type (0.2.0) reuses the generated types of
+//!   the version before it, and with them its conversions;
 //! - a version's file serves every call of the newest contract: a call the
 //!   version lacks is emulated there (0.1.0 has no batch `map-users`: it is
 //!   served by repeated `map-user` calls);
@@ -27,6 +29,7 @@
 
 mod v0_1;
 mod v0_2;
+mod v0_3;
 
 use std::fmt;
 
@@ -37,17 +40,18 @@ use wasmtime::component::{InstancePre, Linker};
 use super::limits::PluginState;
 
 /// The newest contract version: the rest of the host speaks its types.
-use v0_2 as latest;
+use v0_3 as latest;
 
 pub use latest::scimlink::connector::types::{
     AccountAction, Address, Capabilities, CustomAttribute, DirectoryGroup, DirectoryUser, Email,
     GroupAction, GroupDecision, GroupEvent, GroupEventFacts, Manifest, MappingError,
-    MemberDecision, MemberFacts, Offboarding, Phone, Setting, SettingSpec, UpdateMethod,
+    MemberDecision, MemberFacts, Offboarding, PasswordSupport, Phone, Setting, SettingSpec,
+    UpdateMethod,
 };
 
 /// Every contract version this host speaks, oldest first; the last is
 /// [`CURRENT`].
-static SUPPORTED: &[&ContractBindings] = &[&v0_1::BINDINGS, &v0_2::BINDINGS];
+static SUPPORTED: &[&ContractBindings] = &[&v0_1::BINDINGS, &v0_2::BINDINGS, &v0_3::BINDINGS];
 
 /// The interface a connector component exports, without its version.
 pub const CONNECTOR_INTERFACE: &str = "scimlink:connector/connector";

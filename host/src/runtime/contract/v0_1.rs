@@ -1,5 +1,5 @@
 //! Contract 0.1.0 (`guest-sdk/wit/v0.1.0`): the first contract, without
-//! the batch `map-users`.
+//! the batch `map-users`. Its types are also 0.2.0's (see `v0_2.rs`).
 //!
 //! Its bindings have types of their own. Every value crosses between them
 //! and the newest version's types (the host's) through the conversions at
@@ -161,7 +161,7 @@ impl log::Host for PluginState {
 
 // The host's inputs, copied into 0.1.0's types.
 
-fn settings_of(settings: &[latest::Setting]) -> Vec<types::Setting> {
+pub(super) fn settings_of(settings: &[latest::Setting]) -> Vec<types::Setting> {
     settings.iter().map(Into::into).collect()
 }
 
@@ -404,6 +404,12 @@ impl From<types::Capabilities> for latest::Capabilities {
             },
             max_members_per_patch,
             required_attributes,
+            // Passwords came with 0.3.0: an older connector's application
+            // takes none.
+            passwords: latest::PasswordSupport {
+                on_create: false,
+                on_change: None,
+            },
         }
     }
 }

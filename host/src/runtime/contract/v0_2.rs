@@ -1,25 +1,28 @@
-//! Contract 0.2.0, the newest (`guest-sdk/wit/v0.2.0`). It added
-//! `map-users`, the batch form of `map-user`.
+//! Contract 0.2.0 (`guest-sdk/wit/v0.2.0`). It added `map-users`, the
+//! batch form of `map-user`, and changed no type.
 //!
-//! Its generated types are the host's types (re-exported by the contract
-//! module), so its calls pass the host's values through unconverted. When
-//! a newer version becomes the newest, this file gains the conversions to
-//! that version's types, as `v0_1.rs` has.
-
+//! Its types are 0.1.0's: the bindings map 0.2.0's `types` interface onto
+//! the ones generated for 0.1.0 (bindgen's `with`), so the conversions of
+//! `v0_1.rs` serve both versions. That holds only while the two interfaces
+//! are the same; the component model checks it structurally when a 0.2.0
+//! component is linked, and the fixture built against 0.2.0
+//! (`plugins/testing/contract-v0-2`) is loaded by the compatibility tests.
 use semver::Version;
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
 use self::scimlink::connector::log;
-use self::scimlink::connector::types::{
-    DirectoryGroup, DirectoryUser, GroupDecision, GroupEventFacts, Manifest, MappingError, Setting,
-};
+use super::latest::scimlink::connector::types as latest;
+use super::v0_1::settings_of;
 use super::{ConnectorInstance, ConnectorPre, ContractBindings, Mapped};
 use crate::runtime::limits::PluginState;
 
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../guest-sdk/wit/v0.2.0",
+    with: {
+        "scimlink:connector/types@0.2.0": super::v0_1::scimlink::connector::types,
+    },
 });
 
 pub(super) static BINDINGS: ContractBindings = ContractBindings {
@@ -47,70 +50,98 @@ impl ConnectorPre for PluginPre<PluginState> {
 }
 
 impl ConnectorInstance for Plugin {
-    fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Manifest> {
-        self.scimlink_connector_connector().call_describe(store)
+    fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<latest::Manifest> {
+        let manifest = self.scimlink_connector_connector().call_describe(store)?;
+        Ok(manifest.into())
     }
 
     fn map_user(
         &self,
         store: &mut Store<PluginState>,
-        user: &DirectoryUser,
-        settings: &[Setting],
+        user: &latest::DirectoryUser,
+        settings: &[latest::Setting],
     ) -> wasmtime::Result<Mapped> {
-        self.scimlink_connector_connector()
-            .call_map_user(store, user, settings)
+        let mapped = self.scimlink_connector_connector().call_map_user(
+            store,
+            &user.into(),
+            &settings_of(settings),
+        )?;
+        Ok(mapped.map_err(Into::into))
     }
 
     fn map_users(
         &self,
         store: &mut Store<PluginState>,
-        users: &[DirectoryUser],
-        settings: &[Setting],
+        users: &[latest::DirectoryUser],
+        settings: &[latest::Setting],
         _call_deadline_ticks: u64,
     ) -> wasmtime::Result<Vec<Mapped>> {
         // One guest call: the deadline the caller set covers it.
-        self.scimlink_connector_connector()
-            .call_map_users(store, users, settings)
+        let users: Vec<_> = users.iter().map(Into::into).collect();
+        let mapped = self.scimlink_connector_connector().call_map_users(
+            store,
+            &users,
+            &settings_of(settings),
+        )?;
+        Ok(mapped
+            .into_iter()
+            .map(|mapped| mapped.map_err(Into::into))
+            .collect())
     }
 
     fn map_group(
         &self,
         store: &mut Store<PluginState>,
-        group: &DirectoryGroup,
-        settings: &[Setting],
+        group: &latest::DirectoryGroup,
+        settings: &[latest::Setting],
     ) -> wasmtime::Result<Mapped> {
-        self.scimlink_connector_connector()
-            .call_map_group(store, group, settings)
+        let mapped = self.scimlink_connector_connector().call_map_group(
+            store,
+            &group.into(),
+            &settings_of(settings),
+        )?;
+        Ok(mapped.map_err(Into::into))
     }
 
     fn lookup_filters(
         &self,
         store: &mut Store<PluginState>,
-        user: &DirectoryUser,
-        settings: &[Setting],
+        user: &latest::DirectoryUser,
+        settings: &[latest::Setting],
     ) -> wasmtime::Result<Vec<String>> {
-        self.scimlink_connector_connector()
-            .call_lookup_filters(store, user, settings)
+        self.scimlink_connector_connector().call_lookup_filters(
+            store,
+            &user.into(),
+            &settings_of(settings),
+        )
     }
 
     fn on_group_event(
         &self,
         store: &mut Store<PluginState>,
-        facts: &GroupEventFacts,
-        settings: &[Setting],
-    ) -> wasmtime::Result<GroupDecision> {
-        self.scimlink_connector_connector()
-            .call_on_group_event(store, facts, settings)
+        facts: &latest::GroupEventFacts,
+        settings: &[latest::Setting],
+    ) -> wasmtime::Result<latest::GroupDecision> {
+        let decision = self.scimlink_connector_connector().call_on_group_event(
+            store,
+            &facts.into(),
+            &settings_of(settings),
+        )?;
+        Ok(decision.into())
     }
 
     fn read_user(
         &self,
         store: &mut Store<PluginState>,
         scim_user: &str,
-        settings: &[Setting],
-    ) -> wasmtime::Result<Result<DirectoryUser, MappingError>> {
-        self.scimlink_connector_connector()
-            .call_read_user(store, scim_user, settings)
+        settings: &[latest::Setting],
+    ) -> wasmtime::Result<Result<latest::DirectoryUser, latest::MappingError>> {
+        let read = self.scimlink_connector_connector().call_read_user(
+            store,
+            scim_user,
+            &settings_of(settings),
+        )?;
+        Ok(read.map(Into::into).map_err(Into::into))
     }
 }
 

@@ -28,6 +28,7 @@ pub(super) fn app_from_row(row: &Row) -> StoreResult<AppRecord> {
         pacing: serde_json::from_value(row.get(12)).unwrap_or_default(),
         state_reason: row.get(13),
         guard: serde_json::from_value(row.get(14)).unwrap_or_default(),
+        passwords: serde_json::from_value(row.get(15)).unwrap_or_default(),
     })
 }
 
@@ -60,6 +61,7 @@ impl ApplicationStore for PostgresStore {
         let settings = json(&app.settings)?;
         let pacing = json(&app.pacing)?;
         let guard = json(&app.guard)?;
+        let passwords = json(&app.passwords)?;
         self.write(|transaction| {
             let taken = transaction
                 .query_opt("SELECT 1 FROM applications WHERE name = $1", &[&app.name])?
@@ -76,8 +78,8 @@ impl ApplicationStore for PostgresStore {
             transaction.execute(
                 "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
                      token_sealed, manage_groups, state, settings, version, created, modified,
-                     pacing, guard)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'inactive', $9, 1, $10, $10, $11, $12)",
+                     pacing, guard, password_policy)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'inactive', $9, 1, $10, $10, $11, $12, $13)",
                 &[
                     &id,
                     &app.name,
@@ -91,6 +93,7 @@ impl ApplicationStore for PostgresStore {
                     &at,
                     &pacing,
                     &guard,
+                    &passwords,
                 ],
             )?;
             append_change(
@@ -156,7 +159,7 @@ impl ApplicationStore for PostgresStore {
             transaction.execute(
                 "UPDATE applications SET label = $2, base_url = $3, manage_groups = $4, state = $5,
                      settings = $6, version = version + 1, modified = $7, capabilities = $8,
-                     pacing = $9, state_reason = $10, guard = $11
+                     pacing = $9, state_reason = $10, guard = $11, password_policy = $12
                  WHERE id = $1",
                 &[
                     &app.id,
@@ -170,6 +173,7 @@ impl ApplicationStore for PostgresStore {
                     &json(&app.pacing)?,
                     &app.state_reason,
                     &json(&app.guard)?,
+                    &json(&app.passwords)?,
                 ],
             )?;
             for change in changes {

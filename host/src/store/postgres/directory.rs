@@ -530,7 +530,13 @@ fn group_key(key: GroupKey, value: &str) -> (&'static str, String) {
 
 impl DirectoryStore for PostgresStore {
     fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
-        self.write(|transaction| insert_user(transaction, &user))
+        self.write(|transaction| {
+            let record = insert_user(transaction, &user)?;
+            if let Some(password) = &user.password {
+                passwords::store_password(transaction, &self.cipher, &record.id, password)?;
+            }
+            Ok(record)
+        })
     }
 
     fn replace_user(
@@ -539,7 +545,13 @@ impl DirectoryStore for PostgresStore {
         user: UserWrite,
         expected_version: Option<i64>,
     ) -> StoreResult<UserRecord> {
-        self.write(|transaction| update_user(transaction, id, &user, expected_version))
+        self.write(|transaction| {
+            let record = update_user(transaction, id, &user, expected_version)?;
+            if let Some(password) = &user.password {
+                passwords::store_password(transaction, &self.cipher, id, password)?;
+            }
+            Ok(record)
+        })
     }
 
     fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
@@ -550,6 +562,7 @@ impl DirectoryStore for PostgresStore {
                 .query_one("SELECT user_name FROM users WHERE id = $1", &[&id])?
                 .get(0);
             transaction.execute("DELETE FROM memberships WHERE member_id = $1", &[&id])?;
+            passwords::forget_passwords(transaction, id)?;
             transaction.execute("DELETE FROM users WHERE id = $1", &[&id])?;
             for group in &groups {
                 bump_group(transaction, group)?;

@@ -315,12 +315,14 @@ impl LedgerStore for PostgresStore {
                     object.object_kind, object.object_id, object.app_id
                 ))));
             }
-            apply_ledger_change(transaction, change, event.clone())
+            apply_ledger_change(transaction, &self.cipher, change, event.clone())
         })
     }
 
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
-        self.write(|transaction| apply_ledger_change(transaction, change, Some(event.clone())))
+        self.write(|transaction| {
+            apply_ledger_change(transaction, &self.cipher, change, Some(event.clone()))
+        })
     }
 }
 
@@ -328,11 +330,16 @@ impl LedgerStore for PostgresStore {
 /// it, in the caller's transaction.
 fn apply_ledger_change(
     transaction: &mut Transaction<'_>,
+    cipher: &TokenCipher,
     change: LedgerChange<'_>,
     event: Option<Event>,
 ) -> Step<()> {
     match change {
         LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+        LedgerChange::PutWithPassword(entry, sent) => {
+            upsert_ledger_entry(transaction, entry)?;
+            super::passwords::record_password_sent(transaction, cipher, entry, sent)?;
+        }
         LedgerChange::Remove {
             app_id,
             object_kind,

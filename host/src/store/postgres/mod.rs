@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0002_hosts_and_object_leases.sql"),
     ),
     (3, include_str!("migrations/0003_work_per_application.sql")),
+    (4, include_str!("migrations/0004_passwords.sql")),
 ];
 
 /// The advisory lock key migrations take ("scimlink" in ASCII).
@@ -70,7 +71,7 @@ const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, cr
 
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
 
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard, password_policy";
 
 const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
@@ -520,6 +521,7 @@ mod hosts;
 mod ledger;
 mod meta;
 mod outbox;
+mod passwords;
 mod scope;
 
 use applications::*;

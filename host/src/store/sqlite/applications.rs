@@ -31,6 +31,7 @@ pub(super) fn app_from_row(row: &Row<'_>) -> RowResult<AppRecord> {
         pacing: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
         state_reason: row.get(13)?,
         guard: serde_json::from_str(&row.get::<_, String>(14)?).unwrap_or_default(),
+        passwords: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
     }))
 }
 
@@ -58,8 +59,8 @@ impl ApplicationStore for SqliteStore {
             transaction.execute(
                 "INSERT INTO applications (id, name, label, connector, base_url, token_nonce,
                      token_sealed, manage_groups, state, settings, version, created, modified, pacing,
-                     guard)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10, ?11, ?12)",
+                     guard, password_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'inactive', ?9, 1, ?10, ?10, ?11, ?12, ?13)",
                 params![
                     id,
                     app.name,
@@ -72,7 +73,8 @@ impl ApplicationStore for SqliteStore {
                     settings,
                     at,
                     serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
-                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
+                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into()),
+                    serde_json::to_string(&app.passwords).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             append_change(transaction, &id, ChangeKind::AppCreated { name: app.name.clone() })?;
@@ -123,7 +125,7 @@ impl ApplicationStore for SqliteStore {
             transaction.execute(
                 "UPDATE applications SET label = ?2, base_url = ?3, manage_groups = ?4, state = ?5,
                      settings = ?6, version = version + 1, modified = ?7, capabilities = ?8,
-                     pacing = ?9, state_reason = ?10, guard = ?11
+                     pacing = ?9, state_reason = ?10, guard = ?11, password_policy = ?12
                  WHERE id = ?1",
                 params![
                     app.id,
@@ -136,7 +138,8 @@ impl ApplicationStore for SqliteStore {
                     app.capabilities.to_string(),
                     serde_json::to_string(&app.pacing).unwrap_or_else(|_| "{}".into()),
                     app.state_reason,
-                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into())
+                    serde_json::to_string(&app.guard).unwrap_or_else(|_| "{}".into()),
+                    serde_json::to_string(&app.passwords).unwrap_or_else(|_| "{}".into())
                 ],
             )?;
             for change in changes {

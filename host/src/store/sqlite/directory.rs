@@ -352,7 +352,13 @@ pub(super) fn insert_group(
 
 impl DirectoryStore for SqliteStore {
     fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
-        self.write(|transaction| insert_user(transaction, &user))
+        self.write(|transaction| {
+            let record = insert_user(transaction, &user)?;
+            if let Some(password) = &user.password {
+                passwords::store_password(transaction, &self.cipher, &record.id, password)?;
+            }
+            Ok(record)
+        })
     }
 
     fn replace_user(
@@ -361,7 +367,13 @@ impl DirectoryStore for SqliteStore {
         user: UserWrite,
         expected_version: Option<i64>,
     ) -> StoreResult<UserRecord> {
-        self.write(|transaction| update_user(transaction, id, &user, expected_version))
+        self.write(|transaction| {
+            let record = update_user(transaction, id, &user, expected_version)?;
+            if let Some(password) = &user.password {
+                passwords::store_password(transaction, &self.cipher, id, password)?;
+            }
+            Ok(record)
+        })
     }
 
     fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
@@ -379,6 +391,7 @@ impl DirectoryStore for SqliteStore {
             )?;
             transaction.execute("DELETE FROM memberships WHERE member_id = ?1", [id])?;
             transaction.execute("DELETE FROM users WHERE id = ?1", [id])?;
+            passwords::forget_passwords(transaction, id)?;
             for group in &groups {
                 bump_group(transaction, group)?;
             }

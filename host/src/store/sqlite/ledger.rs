@@ -325,12 +325,12 @@ impl LedgerStore for SqliteStore {
                     object.object_kind, object.object_id, object.app_id
                 )));
             }
-            apply_ledger_change(transaction, change, event)
+            apply_ledger_change(transaction, &self.cipher, change, event)
         })
     }
 
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
-        self.write(|transaction| apply_ledger_change(transaction, change, Some(event)))
+        self.write(|transaction| apply_ledger_change(transaction, &self.cipher, change, Some(event)))
     }
 }
 
@@ -338,11 +338,16 @@ impl LedgerStore for SqliteStore {
 /// it, in the caller's transaction.
 fn apply_ledger_change(
     transaction: &Transaction<'_>,
+    cipher: &TokenCipher,
     change: LedgerChange<'_>,
     event: Option<Event>,
 ) -> StoreResult<()> {
     match change {
         LedgerChange::Put(entry) => upsert_ledger_entry(transaction, entry)?,
+        LedgerChange::PutWithPassword(entry, sent) => {
+            upsert_ledger_entry(transaction, entry)?;
+            super::passwords::record_password_sent(transaction, cipher, entry, sent)?;
+        }
         LedgerChange::Remove {
             app_id,
             object_kind,

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0006_hosts_and_object_leases.sql"),
     ),
     (7, include_str!("migrations/0007_work_per_application.sql")),
+    (8, include_str!("migrations/0008_passwords.sql")),
 ];
 
 const READER_POOL: usize = 4;
@@ -72,7 +73,7 @@ const USER_COLUMNS: &str = "id, user_name, external_id, active, doc, version, cr
 
 const GROUP_COLUMNS: &str = "id, display_name, external_id, doc, version, created, modified";
 
-const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard";
+const APP_COLUMNS: &str = "id, name, label, connector, base_url, manage_groups, state, settings, version, created, modified, capabilities, pacing, state_reason, guard, password_policy";
 
 const EVENT_COLUMNS: &str = "id, at, app_id, app_name, object_kind, object_id, operation, outcome, rule, http_status, summary";
 
@@ -365,6 +366,7 @@ mod hosts;
 mod ledger;
 mod meta;
 mod outbox;
+mod passwords;
 mod scope;
 
 use applications::*;
