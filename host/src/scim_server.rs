@@ -34,7 +34,7 @@ use crate::scim::filter::{self, AttrPath, Filter, parse_filter_with, parse_patch
 use crate::scim::patch;
 use crate::scim::schema::{
     self, Attributes, EXTENSION_URNS, GROUP_TYPE, RESOURCE_TYPES, ResourceType, Returned,
-    USER_TYPE, check_resource, schemas_of,
+    USER_TYPE, check_resource, schemas_of, written_password,
 };
 use crate::store::{
     GroupKey, GroupRecord, GroupRef, GroupWrite, Member, MemberKind, Page, Store, StoreError,
@@ -1212,7 +1212,9 @@ async fn create_user(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ScimError> {
-    let write = user_write(check_resource(&USER_TYPE, &json_body(body).await?)?)?;
+    let body = json_body(body).await?;
+    let mut write = user_write(check_resource(&USER_TYPE, &body)?)?;
+    write.password = written_password(&body)?;
     let user = state
         .store
         .run(move |store| store.create_user(write))
@@ -1232,7 +1234,11 @@ async fn replace_user(
     body: Body,
 ) -> Result<Response, ScimError> {
     let expected = if_match(&headers)?;
-    let write = user_write(check_resource(&USER_TYPE, &json_body(body).await?)?)?;
+    let body = json_body(body).await?;
+    let mut write = user_write(check_resource(&USER_TYPE, &body)?)?;
+    // A replace without a password leaves the user's as it is: the
+    // attribute is write-only, so a client cannot send back what it read.
+    write.password = written_password(&body)?;
     let (user, groups) = state
         .store
         .run(move |store| {
@@ -1314,7 +1320,11 @@ fn patch_user_in(
     }
     let mut resource = current.attributes.clone();
     patch::apply(&USER_TYPE, &mut resource, operations)?;
-    let write = user_write(check_resource(&USER_TYPE, &Value::Object(resource))?)?;
+    let resource = Value::Object(resource);
+    let mut write = user_write(check_resource(&USER_TYPE, &resource)?)?;
+    // The stored document never holds a password, so one in the patched
+    // resource is one this PATCH sets.
+    write.password = written_password(&resource)?;
     // The version read above guards against a change in between.
     let user = store.replace_user(id, write, Some(current.version))?;
     let groups = store.user_groups(id)?;

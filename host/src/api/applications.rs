@@ -33,6 +33,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(activate))
         .routes(routes!(deactivate))
         .routes(routes!(rotate_token))
+        .routes(routes!(reveal_temporary_password))
 }
 
 /// An application as the admin API shows it. The token is never shown.
@@ -440,6 +441,44 @@ async fn get_app(
         (Some(app), _) => Ok(Json(app.into())),
         (None, name) => Err(ApiError::not_found(format!(
             "application {name:?} not found"
+        ))),
+    }
+}
+
+/// A temporary password, shown once. (No `Debug`: it is the password.)
+#[derive(Serialize, ToSchema)]
+pub struct TemporaryPasswordView {
+    pub password: String,
+}
+
+/// Read, once, the temporary password the host made for a user's account
+/// in the application, to hand it to the user. Kept only when the
+/// application's password policy says `reveal: once`; reading it wipes it.
+#[utoipa::path(post, path = "/apps/{app}/users/{user}/temporary-password", tag = "applications",
+    params(("app" = String, Path, description = "name or id"), ("user" = String, Path, description = "id or userName")),
+    responses((status = 200, body = TemporaryPasswordView),
+        (status = 404, description = "none is kept: the policy never reveals it, it was read, or it expired", body = ApiErrorBody)))]
+async fn reveal_temporary_password(
+    State(state): State<ApiState>,
+    Path((app, user)): Path<(String, String)>,
+) -> Result<Json<TemporaryPasswordView>, ApiError> {
+    let app = load_app(&state, app).await?;
+    let revealed = store_call(&state, move |store| {
+        let user = crate::store::user_by_id_or_name(store, &user)?;
+        let password = store.reveal_temporary_password(&app.id, &user.id)?;
+        Ok((password, user.user_name, app.name))
+    })
+    .await?;
+    match revealed {
+        (Some(password), user_name, app_name) => {
+            tracing::info!("the temporary password of {user_name} in {app_name} was read");
+            Ok(Json(TemporaryPasswordView {
+                password: password.expose().to_owned(),
+            }))
+        }
+        (None, user_name, app_name) => Err(ApiError::not_found(format!(
+            "no temporary password is kept for {user_name} in {app_name}: its password \
+             policy never reveals one, it was read already, or it expired"
         ))),
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(set_password))
         .routes(routes!(list_groups, create_group))
         .routes(routes!(get_group, update_group, delete_group))
         .routes(routes!(add_member, remove_member))
@@ -516,6 +517,44 @@ async fn delete_user(
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A password to set. (No `Debug`: it is the password.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordInput {
+    pub password: String,
+}
+
+/// Set a user's password. It is kept sealed only until every application
+/// that takes passwords has it (each gets it once), and is never returned.
+#[utoipa::path(put, path = "/users/{user}/password", tag = "directory",
+    params(("user" = String, Path, description = "id or userName")), request_body = PasswordInput,
+    responses((status = 204), (status = 404, body = ApiErrorBody), (status = 422, body = ApiErrorBody)))]
+async fn set_password(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    Body(input): Body<PasswordInput>,
+) -> Result<StatusCode, ApiError> {
+    let password = crate::secrets::Secret::new(input.password);
+    if password.expose().is_empty() {
+        return Err(ApiError::invalid("password", "must not be empty"));
+    }
+    if password.expose().chars().count() > MAX_PASSWORD_CHARACTERS {
+        return Err(ApiError::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_CHARACTERS} characters"),
+        ));
+    }
+    store_call(&state, move |store| {
+        let user = user_by_id_or_name(store, &user)?;
+        store.set_password(&user.id, &password)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The longest password the directory takes.
+const MAX_PASSWORD_CHARACTERS: usize = 1024;
 
 /// A group as the admin API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -80,6 +80,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5, env = "SCIMLINK_RETRY_BACKOFF_SECONDS",
         value_parser = clap::value_parser!(u64).range(1..=600))]
     retry_backoff_seconds: u64,
+    /// Seconds a user's password is kept, sealed, for the applications
+    /// still owed it (one quarantined, one whose account keeps failing)
+    /// before it is wiped with an event for each; also how long a
+    /// temporary password waits for an operator to read it. A week by
+    /// default.
+    #[arg(long, default_value_t = 7 * 24 * 3600, env = "SCIMLINK_PASSWORD_RETENTION_SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=365 * 24 * 3600))]
+    password_retention_seconds: u64,
     /// Inbound SCIM searches that read the whole directory (`/.search`, a
     /// filter other than an indexed equality, a sort) running at once; one
     /// more waits up to 10 seconds for its turn, then gets 503 with
@@ -168,6 +176,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         reconcile_every: std::time::Duration::from_secs(args.reconcile_seconds),
         retry_attempts: args.retry_attempts,
         retry_backoff: std::time::Duration::from_secs(args.retry_backoff_seconds),
+        password_retention: std::time::Duration::from_secs(args.password_retention_seconds),
     };
     let mut builder = HostBuilder::new(store, admin_token, scim_token)
         .connectors(Arc::clone(&registry))

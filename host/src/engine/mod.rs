@@ -45,6 +45,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod locks;
 pub mod operations;
+pub mod passwords;
 pub mod plan;
 pub mod provision;
 pub mod reconcile;

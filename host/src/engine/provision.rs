@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::directory_user::directory_user;
 use super::locks::{HeldUser, hold_user};
+use super::passwords::{self, Password};
 use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
@@ -149,6 +150,19 @@ impl Target<'_> {
         }
     }
 
+    /// An event about one of the application's users.
+    pub(crate) fn user_event(
+        &self,
+        user_id: &str,
+        operation: &str,
+        outcome: Outcome,
+        rule: Option<String>,
+        status: Option<u16>,
+        summary: String,
+    ) -> Event {
+        self.event("user", user_id, operation, outcome, rule, status, summary)
+    }
+
     /// An event about one object of the application.
     #[allow(clippy::too_many_arguments)]
     fn event(
@@ -268,6 +282,7 @@ impl Target<'_> {
         remote_id: &str,
         doc_hash: &str,
         document: Option<&Value>,
+        password: Option<&Password>,
         operation: &str,
         rule: Option<String>,
         status: Option<u16>,
@@ -282,6 +297,10 @@ impl Target<'_> {
             document: document.map(Value::to_string),
             updated: Timestamp::now(),
         };
+        let summary = match password {
+            Some(password) => format!("{summary}, with {}", password.described()),
+            None => summary,
+        };
         let event = self.event(
             "user",
             user_id,
@@ -291,14 +310,22 @@ impl Target<'_> {
             status,
             summary,
         );
-        self.record_held(LedgerChange::Put(&entry), event).await
+        let change = match password {
+            Some(password) => LedgerChange::PutWithPassword(&entry, password.sent()),
+            None => LedgerChange::Put(&entry),
+        };
+        self.record_held(change, event).await
     }
 
     /// Records a ledger change and its event; where hosts share the store,
     /// only while this host still holds the user (its lease, taken with the
     /// user's lock): a host paused past it records nothing, since another
     /// host may have synced the user since.
-    async fn record_held(&self, change: LedgerChange<'_>, event: Event) -> Result<(), StoreError> {
+    pub(crate) async fn record_held(
+        &self,
+        change: LedgerChange<'_>,
+        event: Event,
+    ) -> Result<(), StoreError> {
         if self.store.shared_by_hosts() {
             self.store
                 .record_with_ledger_holding(super::locks::holder(), change, Some(event))
@@ -378,9 +405,11 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         Err(Desired::Failed(error)) => return Err(error),
     };
     let doc_hash = hash(&body.to_string());
+    let mut own = passwords::waiting(target, user_id).await?;
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
-            return Ok(Synced::Unchanged);
+            return then_password(target, &user, &entry.remote_id, &body, own, Synced::Unchanged)
+                .await;
         }
         // Turning an active account inactive is an offboarding: guarded.
         let suspend = crate::store::OffboardAction::Suspend;
@@ -427,13 +456,15 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                         &entry.remote_id,
                         &doc_hash,
                         Some(&body),
+                        None,
                         UPDATE,
                         None,
                         Some(answer.status.as_u16()),
                         format!("{what} for {}", user.user_name),
                     )
                     .await?;
-                return Ok(Synced::Updated);
+                return then_password(target, &user, &entry.remote_id, &body, own, Synced::Updated)
+                    .await;
             }
             // Deleted in the application: found again or created below.
             Err(error) if error.status() == Some(404) => {
@@ -481,11 +512,29 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 return Ok(Synced::Refused);
             }
         };
-        return take_over(target, &user, &remote_id, &filter, &body, &doc_hash).await;
+        let synced = take_over(target, &user, &remote_id, &filter, &body, &doc_hash).await?;
+        if synced != Synced::TakenOver {
+            return Ok(synced);
+        }
+        return then_password(target, &user, &remote_id, &body, own, synced).await;
     }
-    let document_sent = body.clone();
-    let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", body);
-    match target.send(&request).await {
+    let support = target.plugin.manifest().capabilities.passwords.clone();
+    let password = passwords::for_new_account(&support, &mut own, &target.app.passwords)
+        .map_err(|error| SyncError::Connector {
+            connector: target.plugin.name().to_string(),
+            reason: error.to_string(),
+        })?;
+    // What the ledger keeps is the document without the password.
+    let sent = match &password {
+        Some(password) => passwords::with_password(&body, password.secret()),
+        None => body.clone(),
+    };
+    let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", sent);
+    let scrubbed = |error: ScimClientError| match &password {
+        Some(password) => passwords::scrub(error, password.secret()),
+        None => error,
+    };
+    match target.send(&request).await.map_err(scrubbed) {
         Ok(answer) => {
             let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
                 let error = ScimClientError::Status {
@@ -505,7 +554,8 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                     user_id,
                     remote_id,
                     &doc_hash,
-                    Some(&document_sent),
+                    Some(&body),
+                    password.as_ref(),
                     CREATE,
                     Some("created".into()),
                     Some(answer.status.as_u16()),
@@ -513,7 +563,9 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
                 )
                 .await;
             match linked {
-                Ok(()) => Ok(Synced::Created),
+                Ok(()) => {
+                    then_password(target, &user, remote_id, &body, own, Synced::Created).await
+                }
                 // The application answered the create with an account it
                 // already had (some upsert on POST): it belongs to another.
                 Err(StoreError::LinkedElsewhere { holder, .. }) => {
@@ -577,6 +629,7 @@ async fn take_over(
             remote_id,
             doc_hash,
             Some(body),
+            None,
             CREATE,
             Some(rule),
             Some(answer.status.as_u16()),
@@ -596,6 +649,37 @@ async fn take_over(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Sends the user's own password to the account `remote_id`, which now
+/// holds `body`, when one is waiting and the application takes password
+/// changes; a sync that had nothing else to send then counts as an update.
+async fn then_password(
+    target: &Target<'_>,
+    user: &crate::store::UserRecord,
+    remote_id: &str,
+    body: &Value,
+    own: Option<Password>,
+    synced: Synced,
+) -> Result<Synced, SyncError> {
+    let method = target.plugin.manifest().capabilities.passwords.on_change;
+    let (Some(password), Some(method)) = (own, method) else {
+        return Ok(synced);
+    };
+    let entry = LedgerEntry {
+        app_id: target.app.id.clone(),
+        object_kind: "user".into(),
+        object_id: user.id.clone(),
+        remote_id: remote_id.to_owned(),
+        doc_hash: hash(&body.to_string()),
+        document: Some(body.to_string()),
+        updated: Timestamp::now(),
+    };
+    passwords::push(target, &user.user_name, &entry, body, &password, method).await?;
+    Ok(match synced {
+        Synced::Unchanged => Synced::Updated,
+        other => other,
+    })
 }
 
 /// Why an account is not taken over for `user_name`: `holder` has it.
@@ -771,6 +855,7 @@ pub(crate) async fn offboard(
                             user_id,
                             &entry.remote_id,
                             DEACTIVATED,
+                            None,
                             None,
                             DEPROVISION,
                             rule(),

@@ -116,6 +116,8 @@ const SERVED_ELSEWHERE_WAIT: Duration = Duration::from_secs(10);
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often passwords are looked over for wiping.
+const PASSWORD_SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// What an operator may tune in the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,6 +140,10 @@ pub struct EngineSettings {
     /// The wait after the first failed attempt; it doubles with each
     /// further one ([`RetryPolicy::backoff`]).
     pub retry_backoff: Duration,
+    /// How long a user's password waits for the applications owed it, and
+    /// a temporary password for an operator to read it, before it is wiped
+    /// ([`super::passwords::sweep`]).
+    pub password_retention: Duration,
 }
 
 impl Default for EngineSettings {
@@ -150,6 +156,7 @@ impl Default for EngineSettings {
             reconcile_every: Duration::from_secs(3600),
             retry_attempts: 8,
             retry_backoff: Duration::from_secs(5),
+            password_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -206,6 +213,8 @@ pub struct Engine {
     awaiting: bool,
     /// When pairs of applications no longer active were last let go.
     swept: Option<std::time::Instant>,
+    /// When passwords were last looked over for wiping.
+    passwords_swept: Option<std::time::Instant>,
 }
 
 /// One failed object of one pair.
@@ -301,6 +310,7 @@ impl Engine {
                     shared_out: None,
                     awaiting: false,
                     swept: None,
+                    passwords_swept: None,
                 };
                 runtime.block_on(engine.run(&stop));
             })
@@ -335,6 +345,9 @@ impl Engine {
             }
             if let Err(error) = self.reconcile_due().await {
                 tracing::warn!("provisioning engine: {error}");
+            }
+            if let Err(error) = self.sweep_passwords_due().await {
+                tracing::warn!("provisioning engine: cannot look passwords over: {error}");
             }
             match self.step().await {
                 Ok(0) => match self.store.outbox_signal() {
@@ -855,6 +868,26 @@ impl Engine {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Wipes the passwords no application is owed any more, and those that
+    /// waited too long, every few seconds.
+    async fn sweep_passwords_due(&mut self) -> Result<(), StoreError> {
+        if self
+            .passwords_swept
+            .is_some_and(|swept| swept.elapsed() < PASSWORD_SWEEP_EVERY)
+        {
+            return Ok(());
+        }
+        self.passwords_swept = Some(std::time::Instant::now());
+        let apps = self.all_apps().await?;
+        super::passwords::sweep(
+            &self.store,
+            &self.plugins,
+            &apps,
+            self.settings.password_retention,
+        )
+        .await
     }
 
     /// Reconciles each active application whose interval has passed since

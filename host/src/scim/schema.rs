@@ -14,8 +14,9 @@
 //! - `"True"`/`"False"` strings (Entra ID) are accepted for booleans;
 //! - `null` means absent; read-only attributes in a request are ignored, as
 //!   RFC 7643 §2.2 asks;
-//! - `password` is write-only and never stored: scimlink does not push
-//!   passwords.
+//! - `password` is write-only: [`check_resource`] leaves it out of what
+//!   the directory stores, and [`written_password`] hands it over apart, to
+//!   be sealed; it is never returned.
 
 use serde_json::{Map, Value, json};
 
@@ -258,7 +259,8 @@ pub static USER: Schema = Schema {
             case_exact: true,
             ..string(
                 "password",
-                "Accepted and never stored: scimlink does not push passwords.",
+                "Write-only, never returned: kept sealed until every application \
+                 that takes passwords has it, then wiped.",
             )
         },
         plural("emails", &EMAIL_SUBS, "Email addresses."),
@@ -542,6 +544,28 @@ impl Schema {
                 "location": format!("{base}/Schemas/{}", self.id),
             },
         })
+    }
+}
+
+/// The password a resource a client sent sets, if it sets one: a
+/// non-empty string (RFC 7643 §4.1.1). `null` sets none.
+pub fn written_password(input: &Value) -> Result<Option<crate::secrets::Secret>, ScimError> {
+    let Value::Object(input) = input else {
+        return Ok(None);
+    };
+    let Some((_, value)) = input
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("password"))
+    else {
+        return Ok(None);
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::String(password) if !password.is_empty() => {
+            Ok(Some(crate::secrets::Secret::new(password.as_str())))
+        }
+        Value::String(_) => Err(ScimError::invalid_value("password must not be empty")),
+        _ => Err(wrong_type("password", "string")),
     }
 }
 

@@ -1,0 +1,436 @@
+//! Users' passwords into the applications that take them.
+//!
+//! A connector declares whether its application takes passwords
+//! (`capabilities.passwords`: on create, and on change by PATCH or PUT);
+//! the connector never sees one. The host adds `password` to what it sends:
+//! - a new account gets the user's own password when one is waiting, else
+//!   a temporary one made by the application's [`PasswordPolicy`], sent once
+//!   and recorded as set, never its value (kept sealed for an operator to
+//!   read once only when the policy says so);
+//! - a password the user sets later is sent once to each application that
+//!   takes password changes and holds an account of the user, by the
+//!   connector's method, as its own request and its own event;
+//! - a failed push is a failed write: retried with the change, then
+//!   dead-lettered, like any other.
+//!
+//! [`sweep`] keeps a password only while some application is still owed
+//! it: it wipes one that every such application has, and one that waited
+//! past the retention (an application quarantined too long, an account
+//! that keeps failing), recording an event for each application that never
+//! got it.
+//!
+//! Invariant: a password's value appears in no event, log line, ledger
+//! entry or error the host keeps; what an application answers is scrubbed
+//! of it ([`scrub`]) before it is recorded.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::provision::{SyncError, Target};
+use crate::runtime::contract::{PasswordSupport, UpdateMethod};
+use crate::scim_client::{ScimClientError, ScimRequest, user_path};
+use crate::secrets::{KeyError, Secret, random_bytes};
+use crate::store::{
+    AppRecord, AppState, Event, LedgerChange, LedgerEntry, Outcome, PasswordPolicy,
+    PasswordSent, PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
+};
+
+/// The event of a password sent to an account that exists, or of one that
+/// expired before it could be.
+pub const PASSWORD: &str = "user_password_provision";
+
+/// What the host will send as a user's password to one application.
+pub(crate) enum Password {
+    /// The user's own, of this generation.
+    Own { generation: String, secret: Secret },
+    /// One the host made by the application's policy.
+    Temporary { secret: Secret, reveal: Reveal },
+}
+
+impl Password {
+    pub(crate) fn secret(&self) -> &Secret {
+        match self {
+            Password::Own { secret, .. } | Password::Temporary { secret, .. } => secret,
+        }
+    }
+
+    /// How the store records it with the account's ledger entry.
+    pub(crate) fn sent(&self) -> PasswordSent<'_> {
+        match self {
+            Password::Own { generation, .. } => PasswordSent::Own { generation },
+            Password::Temporary { secret, reveal } => PasswordSent::Temporary {
+                reveal: matches!(reveal, Reveal::Once).then_some(secret),
+            },
+        }
+    }
+
+    /// How an event says what was sent.
+    pub(crate) fn described(&self) -> &'static str {
+        match self {
+            Password::Own { .. } => "the user's password",
+            Password::Temporary {
+                reveal: Reveal::Once,
+                ..
+            } => "a temporary password (kept, sealed, for an operator to read once)",
+            Password::Temporary {
+                reveal: Reveal::Never,
+                ..
+            } => "a temporary password (not kept)",
+        }
+    }
+}
+
+/// The user's own password when it is waiting for the target application,
+/// whose connector takes passwords.
+pub(crate) async fn waiting(
+    target: &Target<'_>,
+    user_id: &str,
+) -> Result<Option<Password>, StoreError> {
+    let support = &target.plugin.manifest().capabilities.passwords;
+    if !support.on_create && support.on_change.is_none() {
+        return Ok(None);
+    }
+    let pending = {
+        let user_id = user_id.to_owned();
+        target
+            .store
+            .run(move |store| store.user_password(&user_id))
+            .await?
+    };
+    Ok(pending
+        .filter(|pending| !pending.delivered_to.contains(&target.app.id))
+        .map(|pending| Password::Own {
+            generation: pending.generation,
+            secret: pending.secret,
+        }))
+}
+
+/// The password a new account is created with, if the application takes
+/// one on create: the user's own when waiting, else a temporary one.
+pub(crate) fn for_new_account(
+    support: &PasswordSupport,
+    own: &mut Option<Password>,
+    policy: &PasswordPolicy,
+) -> Result<Option<Password>, TemporaryPasswordError> {
+    if !support.on_create {
+        return Ok(None);
+    }
+    if let Some(own) = own.take() {
+        return Ok(Some(own));
+    }
+    Ok(Some(Password::Temporary {
+        secret: temporary(policy)?,
+        reveal: policy.reveal,
+    }))
+}
+
+/// `document` with the password added, as the application receives it.
+pub(crate) fn with_password(document: &Value, password: &Secret) -> Value {
+    let mut sent = document.clone();
+    sent["password"] = Value::String(password.expose().to_owned());
+    sent
+}
+
+/// Sends the user's own password to the account `entry` links, by the
+/// connector's method, and records its delivery with the entry in one
+/// transaction. `document` is what the account holds (the PUT's body).
+pub(crate) async fn push(
+    target: &Target<'_>,
+    user_name: &str,
+    entry: &LedgerEntry,
+    document: &Value,
+    password: &Password,
+    method: UpdateMethod,
+) -> Result<(), SyncError> {
+    let path = user_path(&entry.remote_id);
+    let request = match method {
+        UpdateMethod::Patch => ScimRequest::with_body(
+            reqwest::Method::PATCH,
+            path.clone(),
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{
+                    "op": "replace",
+                    "path": "password",
+                    "value": password.secret().expose(),
+                }],
+            }),
+        ),
+        UpdateMethod::Put => ScimRequest::with_body(
+            reqwest::Method::PUT,
+            path.clone(),
+            with_password(document, password.secret()),
+        ),
+    };
+    let verb = match method {
+        UpdateMethod::Patch => "PATCH",
+        UpdateMethod::Put => "PUT",
+    };
+    match target.send(&request).await {
+        Ok(answer) => {
+            let event = target.user_event(
+                &entry.object_id,
+                PASSWORD,
+                Outcome::Success,
+                Some("password".into()),
+                Some(answer.status.as_u16()),
+                format!(
+                    "{verb} {path}: {} for {user_name}",
+                    password.described()
+                ),
+            );
+            let entry = LedgerEntry {
+                updated: Timestamp::now(),
+                ..entry.clone()
+            };
+            target
+                .record_held(LedgerChange::PutWithPassword(&entry, password.sent()), event)
+                .await?;
+            Ok(())
+        }
+        Err(error) => {
+            let error = scrub(error, password.secret());
+            target
+                .failed(&entry.object_id, PASSWORD, Some("password".into()), &error)
+                .await;
+            Err(error.into())
+        }
+    }
+}
+
+/// `error` without the password, should the application have echoed it.
+pub(crate) fn scrub(error: ScimClientError, password: &Secret) -> ScimClientError {
+    let secret = password.expose();
+    if secret.is_empty() {
+        return error;
+    }
+    match error {
+        ScimClientError::Status {
+            method,
+            path,
+            status,
+            detail,
+            attempts,
+        } => ScimClientError::Status {
+            method,
+            path,
+            status,
+            detail: detail.replace(secret, "[password]"),
+            attempts,
+        },
+        other => other,
+    }
+}
+
+/// Why no temporary password could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TemporaryPasswordError {
+    #[error("the application's password policy cannot make a password: {0}")]
+    Policy(String),
+    #[error(transparent)]
+    Random(#[from] KeyError),
+}
+
+/// A temporary password by `policy`: each enabled class at least once, the
+/// rest drawn from all of them, in a random order.
+pub fn temporary(policy: &PasswordPolicy) -> Result<Secret, TemporaryPasswordError> {
+    policy.check().map_err(TemporaryPasswordError::Policy)?;
+    let classes = policy.classes();
+    let every: Vec<char> = classes.iter().flat_map(|class| class.chars()).collect();
+    let mut chosen: Vec<char> = Vec::with_capacity(usize::from(policy.length));
+    for class in &classes {
+        let class: Vec<char> = class.chars().collect();
+        chosen.push(class[uniform(class.len())?]);
+    }
+    while chosen.len() < usize::from(policy.length) {
+        chosen.push(every[uniform(every.len())?]);
+    }
+    // Fisher–Yates, so the classes' first characters are not in front.
+    for i in (1..chosen.len()).rev() {
+        chosen.swap(i, uniform(i + 1)?);
+    }
+    let password = Secret::new(chosen.iter().collect::<String>());
+    chosen.fill('\0');
+    Ok(password)
+}
+
+/// A uniform draw from `0..bound`, by rejection, from the system's random
+/// source.
+fn uniform(bound: usize) -> Result<usize, KeyError> {
+    let bound = bound as u32;
+    let zone = u32::MAX - u32::MAX % bound;
+    loop {
+        let mut bytes = [0u8; 4];
+        random_bytes(&mut bytes)?;
+        let drawn = u32::from_le_bytes(bytes);
+        if drawn < zone {
+            return Ok((drawn % bound) as usize);
+        }
+    }
+}
+
+/// Which applications are still owed `password`: those active or
+/// quarantined whose connector takes it (on change, or on create while the
+/// user has no account there), with the user in scope, that have not had
+/// it.
+async fn owed(
+    store: &StoreHandle,
+    plugins: &crate::runtime::PluginRegistry,
+    apps: &[AppRecord],
+    password: &PasswordState,
+) -> Result<Vec<AppRecord>, StoreError> {
+    let mut owed = Vec::new();
+    for app in apps {
+        if !matches!(app.state, AppState::Active | AppState::Quarantined)
+            || password.delivered_to.contains(&app.id)
+        {
+            continue;
+        }
+        let Some(plugin) = plugins.get(&app.connector) else {
+            continue;
+        };
+        let support = plugin.manifest().capabilities.passwords.clone();
+        if !support.on_create && support.on_change.is_none() {
+            continue;
+        }
+        if !store.user_in_scope(&app.id, &password.user_id).await? {
+            continue;
+        }
+        let linked = store
+            .ledger_entry(&app.id, "user", &password.user_id)
+            .await?
+            .is_some();
+        if support.on_change.is_some() || !linked {
+            owed.push(app.clone());
+        }
+    }
+    Ok(owed)
+}
+
+/// Wipes every password no application is owed any more, and every one
+/// that waited past `retention` (with an event for each application that
+/// never got it), and the temporary passwords nobody read within it.
+pub(crate) async fn sweep(
+    store: &StoreHandle,
+    plugins: &crate::runtime::PluginRegistry,
+    apps: &[AppRecord],
+    retention: Duration,
+) -> Result<(), StoreError> {
+    let stored = store.run(|store| store.passwords()).await?;
+    let expired_before = Timestamp::ago(retention);
+    for password in stored {
+        let owed = owed(store, plugins, apps, &password).await?;
+        let expired = password.set_at < expired_before;
+        if !owed.is_empty() && !expired {
+            continue;
+        }
+        let wiped = {
+            let (user_id, generation) = (password.user_id.clone(), password.generation.clone());
+            store
+                .run(move |store| store.wipe_password(&user_id, &generation))
+                .await?
+        };
+        if !wiped || !expired {
+            continue;
+        }
+        for app in owed {
+            let event = Event {
+                id: String::new(),
+                at: Timestamp::now(),
+                app_id: Some(app.id.clone()),
+                app_name: Some(app.name.clone()),
+                object_kind: Some("user".into()),
+                object_id: Some(password.user_id.clone()),
+                operation: PASSWORD.into(),
+                outcome: Outcome::Failure,
+                rule: Some("expired".into()),
+                http_status: None,
+                summary: format!(
+                    "the password set at {} waited more than {} hours for {} and was \
+                     wiped without reaching it; the user must set it again",
+                    password.set_at,
+                    retention.as_secs() / 3600,
+                    app.name
+                ),
+            };
+            store.record_event(event).await?;
+        }
+    }
+    store
+        .run(move |store| store.wipe_temporary_passwords(expired_before))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_password_has_the_policy_length_and_every_class() {
+        let policy = PasswordPolicy::default();
+        for _ in 0..200 {
+            let password = temporary(&policy).unwrap();
+            let text = password.expose();
+            assert_eq!(text.chars().count(), 20);
+            for class in policy.classes() {
+                assert!(text.chars().any(|c| class.contains(c)), "{class}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_of_digits_only_makes_digits() {
+        let policy = PasswordPolicy {
+            length: 8,
+            lowercase: false,
+            uppercase: false,
+            symbols: false,
+            ..PasswordPolicy::default()
+        };
+        let password = temporary(&policy).unwrap();
+        assert!(password.expose().chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(password.expose().len(), 8);
+    }
+
+    #[test]
+    fn temporary_passwords_differ() {
+        let policy = PasswordPolicy::default();
+        let drawn: std::collections::HashSet<String> = (0..100)
+            .map(|_| temporary(&policy).unwrap().expose().to_owned())
+            .collect();
+        assert_eq!(drawn.len(), 100);
+    }
+
+    #[test]
+    fn a_policy_that_cannot_make_a_password_is_refused() {
+        let none = PasswordPolicy {
+            lowercase: false,
+            uppercase: false,
+            digits: false,
+            symbols: false,
+            ..PasswordPolicy::default()
+        };
+        assert!(temporary(&none).is_err());
+        let short = PasswordPolicy {
+            length: 4,
+            ..PasswordPolicy::default()
+        };
+        assert!(short.check().is_err());
+    }
+
+    #[test]
+    fn an_echoed_password_is_scrubbed_from_the_error() {
+        let error = ScimClientError::Status {
+            method: "PATCH".into(),
+            path: "/Users/1".into(),
+            status: 400,
+            detail: "password \"hunter2hunter2\" is too weak".into(),
+            attempts: 1,
+        };
+        let scrubbed = scrub(error, &Secret::new("hunter2hunter2")).to_string();
+        assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
+        assert!(scrubbed.contains("[password]"), "{scrubbed}");
+    }
+}
