@@ -86,6 +86,44 @@ pub enum AppCommand {
     /// List the application's accounts as new or imported; with --apply,
     /// import the new ones into the directory.
     Import(AppImport),
+    /// Show or change how temporary passwords are made for the
+    /// application (when its connector takes passwords).
+    PasswordPolicy(AppPasswordPolicy),
+    /// Print, once, the temporary password the host made for a user's
+    /// account, to hand to the user (kept only under `--reveal once`).
+    RevealPassword { name: String, user: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AppPasswordPolicy {
+    /// The application's name.
+    name: String,
+    /// Characters in a temporary password (8–128).
+    #[arg(long)]
+    length: Option<u16>,
+    /// The character classes a temporary password holds, each at least
+    /// once: a comma-separated list of lowercase, uppercase, digits,
+    /// symbols.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<PasswordClass>>,
+    /// Whether an operator may read a temporary password once
+    /// (`scimlink app reveal-password`), or never.
+    #[arg(long, value_enum)]
+    reveal: Option<RevealArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PasswordClass {
+    Lowercase,
+    Uppercase,
+    Digits,
+    Symbols,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RevealArg {
+    Once,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +312,13 @@ pub struct EventsArgs {
 pub enum DirectoryCommand {
     /// Import users (and groups) from a CSV or JSON file.
     Import(ImportArgs),
+    /// Set a user's password, read from standard input (one line). It
+    /// reaches each application that takes passwords once, and is kept
+    /// sealed only until they all have it.
+    SetPassword {
+        /// The user's id or userName.
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +461,34 @@ fn run_app_update(client: &AdminClient, update: AppUpdateArgs) -> anyhow::Result
         app["resolvedBaseUrl"].as_str().unwrap_or_default(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A password policy as people read it.
+fn policy_text(policy: &Value) -> String {
+    let classes: Vec<&str> = ["lowercase", "uppercase", "digits", "symbols"]
+        .into_iter()
+        .filter(|class| policy[*class].as_bool() == Some(true))
+        .collect();
+    format!(
+        "of {} characters ({}), revealed {}",
+        policy["length"],
+        classes.join(", "),
+        policy["reveal"].as_str().unwrap_or("never")
+    )
+}
+
+/// One line of standard input without its line ending: a password, which
+/// may begin or end with spaces.
+fn password_from_stdin() -> anyhow::Result<crate::secrets::Secret> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        bail!("standard input held no password");
+    }
+    Ok(crate::secrets::Secret::new(password))
 }
 
 /// The token as given, or read from standard input when given as `-`.
@@ -630,6 +703,53 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
             )?;
             println!("{name} is inactive");
         }
+        AppCommand::PasswordPolicy(args) => {
+            let path = format!("/apps/{}", percent_encode(&args.name));
+            let mut policy = client.call(Method::GET, &path, None)?["passwordPolicy"].clone();
+            let changed =
+                args.length.is_some() || args.classes.is_some() || args.reveal.is_some();
+            if let Some(length) = args.length {
+                policy["length"] = json!(length);
+            }
+            if let Some(classes) = &args.classes {
+                for (key, class) in [
+                    ("lowercase", PasswordClass::Lowercase),
+                    ("uppercase", PasswordClass::Uppercase),
+                    ("digits", PasswordClass::Digits),
+                    ("symbols", PasswordClass::Symbols),
+                ] {
+                    policy[key] = json!(classes.contains(&class));
+                }
+            }
+            if let Some(reveal) = args.reveal {
+                policy["reveal"] = json!(match reveal {
+                    RevealArg::Once => "once",
+                    RevealArg::Never => "never",
+                });
+            }
+            if changed {
+                policy = client.call(
+                    Method::PATCH,
+                    &path,
+                    Some(json!({ "passwordPolicy": policy })),
+                )?["passwordPolicy"]
+                    .clone();
+            }
+            println!("{}: temporary passwords {}", args.name, policy_text(&policy));
+        }
+        AppCommand::RevealPassword { name, user } => {
+            let revealed = client.call(
+                Method::POST,
+                &format!(
+                    "/apps/{}/users/{}/temporary-password",
+                    percent_encode(&name),
+                    percent_encode(&user)
+                ),
+                None,
+            )?;
+            let password = revealed["password"].as_str().unwrap_or_default();
+            println!("{password}");
+        }
         AppCommand::RotateToken { name, token } => {
             client.call(
                 Method::POST,
@@ -809,7 +929,20 @@ pub fn run_directory(
     connection: Connection,
     command: DirectoryCommand,
 ) -> anyhow::Result<ExitCode> {
-    let DirectoryCommand::Import(args) = command;
+    let args = match command {
+        DirectoryCommand::Import(args) => args,
+        DirectoryCommand::SetPassword { user } => {
+            let password = password_from_stdin()?;
+            let client = AdminClient::new(&connection)?;
+            client.call(
+                Method::PUT,
+                &format!("/directory/users/{}/password", percent_encode(&user)),
+                Some(json!({ "password": password.expose() })),
+            )?;
+            println!("{user}: password set; it reaches each application that takes passwords once");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     // Read and check the whole file before sending anything.
     let (users, groups) = super::import::read_file(&args.file)
         .with_context(|| format!("cannot import {}", shown(&args.file)))?;

@@ -68,6 +68,13 @@ pub struct SandboxSpArgs {
     /// Requests kept in the log (GET /_sandbox/requests).
     #[arg(long, default_value_t = 10_000)]
     log_limit: usize,
+    /// Refuse passwords shorter than this (400, without repeating them).
+    #[arg(long, default_value_t = 0)]
+    password_min_length: usize,
+    /// Refuse passwords mixing fewer of these classes: lowercase,
+    /// uppercase, digits, other characters (0–4).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    password_classes: u8,
 }
 
 impl SandboxSpArgs {
@@ -89,6 +96,8 @@ impl SandboxSpArgs {
             tokens: self.tokens.clone(),
             seed: self.seed,
             log_limit: self.log_limit,
+            password_min_length: self.password_min_length,
+            password_classes: self.password_classes,
         }
     }
 }

@@ -105,6 +105,11 @@ pub struct Quirks {
     pub seed: u64,
     /// Requests kept in the log.
     pub log_limit: usize,
+    /// The fewest characters a password may have (0: any).
+    pub password_min_length: usize,
+    /// How many character classes (lowercase, uppercase, digits, others)
+    /// a password must mix (0–4).
+    pub password_classes: u8,
 }
 
 impl Default for Quirks {
@@ -126,6 +131,8 @@ impl Default for Quirks {
             tokens: Vec::new(),
             seed: 0,
             log_limit: 10_000,
+            password_min_length: 0,
+            password_classes: 0,
         }
     }
 }
@@ -154,6 +161,8 @@ pub enum QuirksError {
     MembersPerPatch,
     #[error("the page size limit must be at least 1")]
     PageSize,
+    #[error("a password mixes at most 4 character classes")]
+    PasswordClasses,
 }
 
 impl Quirks {
@@ -171,6 +180,9 @@ impl Quirks {
         }
         if self.page_size_limit == Some(0) {
             return Err(QuirksError::PageSize);
+        }
+        if self.password_classes > 4 {
+            return Err(QuirksError::PasswordClasses);
         }
         if self
             .tenants
@@ -307,6 +319,31 @@ struct Stored {
     created: String,
     modified: String,
     version: u64,
+    /// A user's password: never rendered, only checked at sign-in.
+    password: Option<StoredPassword>,
+}
+
+/// What the simulator keeps of a user's password: its digest, and how many
+/// times one was set (what tests count to see a password sent once).
+#[derive(Clone)]
+struct StoredPassword {
+    digest: [u8; 32],
+    sets: u32,
+}
+
+impl StoredPassword {
+    fn digest(password: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(password.as_bytes()).into()
+    }
+
+    /// The password after `password` is set over `previous`.
+    fn set(previous: Option<&StoredPassword>, password: &str) -> StoredPassword {
+        StoredPassword {
+            digest: Self::digest(password),
+            sets: previous.map_or(0, |previous| previous.sets) + 1,
+        }
+    }
 }
 
 impl Shared {
@@ -450,6 +487,14 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.to_string());
+    if let Some(tenant) = path.strip_suffix(SIGN_IN) {
+        // Never logged: the body is a password.
+        let tokens = &shared.quirks().tokens;
+        if !tokens.is_empty() && !authorized(&headers, tokens) {
+            return render(Answer::error(ScimError::unauthorized(), false));
+        }
+        return render(sign_in(&shared, tenant.trim_matches('/'), &body));
+    }
     if path
         .trim_start_matches('/')
         .starts_with("_sandbox/requests")
@@ -462,6 +507,11 @@ async fn handle(
         return log_endpoint(&shared, &method);
     }
     let request: Option<Value> = serde_json::from_slice(&body).ok();
+    // What the log keeps: the request without its password.
+    let logged = request.clone().map(|mut logged| {
+        crate::scim::redact_passwords(&mut logged);
+        logged
+    });
     let started = Instant::now();
     let quirks = shared.quirks();
     let answer = answer(
@@ -483,13 +533,91 @@ async fn handle(
             method: method.to_string(),
             path: shown,
             status: answer.status.as_u16(),
-            request,
+            request: logged,
             response: answer.body.clone(),
             fault: answer.fault.clone(),
         },
         quirks.log_limit,
     );
     render(answer)
+}
+
+/// The path, after the tenant, where a user signs in with their password:
+/// `POST {"userName", "password"}` answers 200 with the account's id and
+/// how many times a password was set for it, or 401.
+pub const SIGN_IN: &str = "/_sandbox/sign-in";
+
+fn sign_in(shared: &Shared, tenant: &str, body: &[u8]) -> Answer {
+    let refused = || Answer::error(ScimError::unauthorized(), false);
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Answer::error(ScimError::invalid_syntax("the body is not valid JSON"), false);
+    };
+    let (Some(user_name), Some(password)) = (
+        request.get("userName").and_then(Value::as_str),
+        request.get("password").and_then(Value::as_str),
+    ) else {
+        return Answer::error(
+            ScimError::invalid_value("userName and password are required"),
+            false,
+        );
+    };
+    let Ok(world) = shared.world.lock() else {
+        return refused();
+    };
+    let Some(users) = world.tenants.get(tenant).map(|tenant| &tenant.users) else {
+        return refused();
+    };
+    let Some((id, stored)) = users
+        .by_name
+        .get(&user_name.to_lowercase())
+        .and_then(|id| Some((id, users.by_id.get(id)?)))
+    else {
+        return refused();
+    };
+    match &stored.password {
+        Some(stored_password) if stored_password.digest == StoredPassword::digest(password) => {
+            Answer::json(
+                StatusCode::OK,
+                json!({ "id": id, "passwordSets": stored_password.sets }),
+            )
+        }
+        _ => refused(),
+    }
+}
+
+/// Refuses a password the quirks' policy calls weak, without repeating it.
+fn check_password(quirks: &Quirks, password: &str) -> Result<(), ScimError> {
+    let classes = [
+        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_uppercase()),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password.chars().any(|c| !c.is_alphanumeric()),
+    ]
+    .into_iter()
+    .filter(|present| *present)
+    .count();
+    if password.chars().count() < quirks.password_min_length
+        || classes < usize::from(quirks.password_classes)
+    {
+        return Err(ScimError::invalid_value(format!(
+            "the password is too weak: this application wants at least {} characters \
+             mixing {} of lowercase, uppercase, digits and other characters",
+            quirks.password_min_length, quirks.password_classes
+        )));
+    }
+    Ok(())
+}
+
+/// The password a request sets, checked against the policy.
+fn password_of(quirks: &Quirks, resource: &Value) -> Result<Option<String>, ScimError> {
+    let password = crate::scim::schema::written_password(resource)?;
+    match password {
+        Some(password) => {
+            check_password(quirks, password.expose())?;
+            Ok(Some(password.expose().to_owned()))
+        }
+        None => Ok(None),
+    }
 }
 
 fn render(answer: Answer) -> Response {
@@ -913,6 +1041,10 @@ impl Context<'_> {
         if kind == Kind::Group {
             check_members(tenant, &attributes)?;
         }
+        let password = match kind {
+            Kind::User => password_of(self.quirks, request)?,
+            Kind::Group => None,
+        };
         let name = name_of(kind, &attributes)?;
         if kind
             .resources(tenant)
@@ -940,6 +1072,7 @@ impl Context<'_> {
             created: now.clone(),
             modified: now,
             version: 1,
+            password: password.map(|password| StoredPassword::set(None, &password)),
         };
         let body = self.render(kind, &id, &stored, &[]);
         resources.by_id.insert(id, stored);
@@ -977,7 +1110,11 @@ impl Context<'_> {
                 if kind == Kind::Group {
                     check_members(tenant, &attributes)?;
                 }
-                self.replace(tenant, kind, id, attributes)
+                let password = match kind {
+                    Kind::User => password_of(self.quirks, request)?,
+                    Kind::Group => None,
+                };
+                self.replace(tenant, kind, id, attributes, password)
                     .map(|body| Answer::json(StatusCode::OK, body))
             }
             Method::PATCH => {
@@ -994,11 +1131,18 @@ impl Context<'_> {
                 self.check_patch(&operations)?;
                 let mut attributes = kind.resources(tenant).by_id[id].attributes.clone();
                 patch::apply(kind.resource_type(), &mut attributes, &operations)?;
-                let attributes = checked(kind, &Value::Object(attributes))?;
+                let patched = Value::Object(attributes);
+                // Stored attributes hold no password: one in the patched
+                // resource is one this PATCH sets.
+                let password = match kind {
+                    Kind::User => password_of(self.quirks, &patched)?,
+                    Kind::Group => None,
+                };
+                let attributes = checked(kind, &patched)?;
                 if kind == Kind::Group {
                     check_members(tenant, &attributes)?;
                 }
-                let body = self.replace(tenant, kind, id, attributes)?;
+                let body = self.replace(tenant, kind, id, attributes, password)?;
                 if self.quirks.entra_style {
                     Ok(Answer::empty(StatusCode::NO_CONTENT))
                 } else {
@@ -1082,6 +1226,7 @@ impl Context<'_> {
         kind: Kind,
         id: &str,
         attributes: Map<String, Value>,
+        password: Option<String>,
     ) -> Result<Value, ScimError> {
         let name = name_of(kind, &attributes)?;
         let resources = kind.resources(tenant);
@@ -1101,6 +1246,9 @@ impl Context<'_> {
         stored.attributes = attributes;
         stored.modified = now();
         stored.version += 1;
+        if let Some(password) = password {
+            stored.password = Some(StoredPassword::set(stored.password.as_ref(), &password));
+        }
         if let Some(old) = old_name {
             resources.by_name.remove(&old.to_lowercase());
         }
@@ -1273,6 +1421,61 @@ mod tests {
             .await;
             assert_eq!(list.unwrap()["totalResults"], found);
         }
+    }
+
+    #[tokio::test]
+    async fn passwords_are_checked_kept_apart_and_never_shown() {
+        let (sp, http, base) = started(Quirks {
+            password_min_length: 12,
+            password_classes: 3,
+            ..Quirks::default()
+        })
+        .await;
+        let sign_in = |password: &str| {
+            send(
+                &http,
+                Method::POST,
+                &format!("{base}{SIGN_IN}"),
+                Some(json!({ "userName": "ada", "password": password })),
+            )
+        };
+        let mut weak = user("ada");
+        weak["password"] = json!("short1");
+        let (status, body, _) = send(&http, Method::POST, &format!("{base}/Users"), Some(weak)).await;
+        assert_eq!(status, 400);
+        assert!(!body.unwrap().to_string().contains("short1"));
+
+        let mut strong = user("ada");
+        strong["password"] = json!("Correct-Horse-9");
+        let (status, created, _) =
+            send(&http, Method::POST, &format!("{base}/Users"), Some(strong)).await;
+        assert_eq!(status, 201);
+        let created = created.unwrap();
+        assert!(created.get("password").is_none(), "{created}");
+        let (status, signed_in, _) = sign_in("Correct-Horse-9").await;
+        assert_eq!((status, signed_in.unwrap()["passwordSets"].clone()), (200, json!(1)));
+        assert_eq!(sign_in("wrong").await.0, 401);
+
+        let url = format!("{base}/Users/{}", created["id"].as_str().unwrap());
+        let weak = patch(json!([{"op": "replace", "path": "password", "value": "alllowercase"}]));
+        assert_eq!(send(&http, Method::PATCH, &url, Some(weak)).await.0, 400);
+        let new = patch(json!([{"op": "replace", "path": "password", "value": "Battery-Staple-7"}]));
+        let (status, patched, _) = send(&http, Method::PATCH, &url, Some(new)).await;
+        assert_eq!(status, 200);
+        assert!(patched.unwrap().get("password").is_none());
+        assert_eq!(sign_in("Correct-Horse-9").await.0, 401);
+        let (_, signed_in, _) = sign_in("Battery-Staple-7").await;
+        assert_eq!(signed_in.unwrap()["passwordSets"], 2);
+
+        // A PUT without a password leaves the one set.
+        send(&http, Method::PUT, &url, Some(user("ada"))).await;
+        assert_eq!(sign_in("Battery-Staple-7").await.0, 200);
+
+        let log = serde_json::to_string(&sp.requests()).unwrap();
+        for password in ["short1", "Correct-Horse-9", "alllowercase", "Battery-Staple-7"] {
+            assert!(!log.contains(password), "{password} in the log");
+        }
+        assert!(log.contains(crate::scim::REDACTED));
     }
 
     #[tokio::test]

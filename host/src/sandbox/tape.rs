@@ -254,7 +254,11 @@ async fn handle(
     } else {
         Sender::Host
     };
-    let request: Option<Value> = serde_json::from_slice(&body).ok();
+    // A recording never holds a password, sent or (wrongly) echoed.
+    let request: Option<Value> = serde_json::from_slice(&body).ok().map(|mut request| {
+        crate::scim::redact_passwords(&mut request);
+        request
+    });
     let mut exchange = match &shared.upstream {
         Upstream::Forward(base) => forward(&shared, base, &method, &path, &headers, body).await,
         Upstream::Replay(recorded) => replay(&shared, recorded, by, &method, &path),
@@ -309,7 +313,10 @@ async fn forward(
                 .map(str::to_string);
             let bytes = answer.bytes().await.unwrap_or_default();
             match serde_json::from_slice(&bytes) {
-                Ok(body) => exchange.response = Some(body),
+                Ok(mut body) => {
+                    crate::scim::redact_passwords(&mut body);
+                    exchange.response = Some(body);
+                }
                 Err(_) if !bytes.is_empty() => {
                     exchange.response_text = Some(String::from_utf8_lossy(&bytes).into_owned());
                 }

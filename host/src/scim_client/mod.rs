@@ -112,13 +112,28 @@ pub const PROBE_ATTEMPTS: u32 = 2;
 /// The longest wait between a connection test's attempts.
 pub const PROBE_LONGEST_WAIT: Duration = Duration::from_secs(5);
 
-/// A request to the application, relative to its SCIM base URL.
-#[derive(Debug, Clone, PartialEq)]
+/// A request to the application, relative to its SCIM base URL. Its
+/// `Debug` shows the body with any password redacted.
+#[derive(Clone, PartialEq)]
 pub struct ScimRequest {
     pub method: Method,
     /// `/Users`, `/Users/ID`, `/Users?filter=…` (already encoded).
     pub path: String,
     pub body: Option<Value>,
+}
+
+impl std::fmt::Debug for ScimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = self.body.clone().map(|mut body| {
+            crate::scim::redact_passwords(&mut body);
+            body
+        });
+        f.debug_struct("ScimRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body", &body)
+            .finish()
+    }
 }
 
 impl ScimRequest {
