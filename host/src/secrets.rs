@@ -208,10 +208,7 @@ impl TokenCipher {
         }
         let plain = Zeroizing::new(
             self.aead
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload { msg: sealed, aad },
-                )
+                .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
                 .ok()?,
         );
         String::from_utf8(plain.to_vec()).ok().map(Secret::new)

@@ -706,8 +706,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::PasswordPolicy(args) => {
             let path = format!("/apps/{}", percent_encode(&args.name));
             let mut policy = client.call(Method::GET, &path, None)?["passwordPolicy"].clone();
-            let changed =
-                args.length.is_some() || args.classes.is_some() || args.reveal.is_some();
+            let changed = args.length.is_some() || args.classes.is_some() || args.reveal.is_some();
             if let Some(length) = args.length {
                 policy["length"] = json!(length);
             }
@@ -735,7 +734,11 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 )?["passwordPolicy"]
                     .clone();
             }
-            println!("{}: temporary passwords {}", args.name, policy_text(&policy));
+            println!(
+                "{}: temporary passwords {}",
+                args.name,
+                policy_text(&policy)
+            );
         }
         AppCommand::RevealPassword { name, user } => {
             let revealed = client.call(
@@ -936,7 +939,7 @@ pub fn run_directory(
             let client = AdminClient::new(&connection)?;
             client.call(
                 Method::PUT,
-                &format!("/directory/users/{}/password", percent_encode(&user)),
+                &format!("/users/{}/password", percent_encode(&user)),
                 Some(json!({ "password": password.expose() })),
             )?;
             println!("{user}: password set; it reaches each application that takes passwords once");

@@ -32,8 +32,8 @@ use crate::runtime::contract::{PasswordSupport, UpdateMethod};
 use crate::scim_client::{ScimClientError, ScimRequest, user_path};
 use crate::secrets::{KeyError, Secret, random_bytes};
 use crate::store::{
-    AppRecord, AppState, Event, LedgerChange, LedgerEntry, Outcome, PasswordPolicy,
-    PasswordSent, PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
+    AppRecord, AppState, Event, LedgerChange, LedgerEntry, Outcome, PasswordPolicy, PasswordSent,
+    PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
 };
 
 /// The event of a password sent to an account that exists, or of one that
@@ -175,17 +175,17 @@ pub(crate) async fn push(
                 Outcome::Success,
                 Some("password".into()),
                 Some(answer.status.as_u16()),
-                format!(
-                    "{verb} {path}: {} for {user_name}",
-                    password.described()
-                ),
+                format!("{verb} {path}: {} for {user_name}", password.described()),
             );
             let entry = LedgerEntry {
                 updated: Timestamp::now(),
                 ..entry.clone()
             };
             target
-                .record_held(LedgerChange::PutWithPassword(&entry, password.sent()), event)
+                .record_held(
+                    LedgerChange::PutWithPassword(&entry, password.sent()),
+                    event,
+                )
                 .await?;
             Ok(())
         }

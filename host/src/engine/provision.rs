@@ -408,8 +408,15 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
     let mut own = passwords::waiting(target, user_id).await?;
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
-            return then_password(target, &user, &entry.remote_id, &body, own, Synced::Unchanged)
-                .await;
+            return then_password(
+                target,
+                &user,
+                &entry.remote_id,
+                &body,
+                own,
+                Synced::Unchanged,
+            )
+            .await;
         }
         // Turning an active account inactive is an offboarding: guarded.
         let suspend = crate::store::OffboardAction::Suspend;
@@ -519,10 +526,12 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         return then_password(target, &user, &remote_id, &body, own, synced).await;
     }
     let support = target.plugin.manifest().capabilities.passwords.clone();
-    let password = passwords::for_new_account(&support, &mut own, &target.app.passwords)
-        .map_err(|error| SyncError::Connector {
-            connector: target.plugin.name().to_string(),
-            reason: error.to_string(),
+    let password =
+        passwords::for_new_account(&support, &mut own, &target.app.passwords).map_err(|error| {
+            SyncError::Connector {
+                connector: target.plugin.name().to_string(),
+                reason: error.to_string(),
+            }
         })?;
     // What the ledger keeps is the document without the password.
     let sent = match &password {

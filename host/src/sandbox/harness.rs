@@ -357,6 +357,10 @@ const CREATE: (&str, &str) = (
     "a user granted access gets an account holding the directory's values",
 );
 const UPDATE: (&str, &str) = ("update", "a change in the directory reaches the account");
+const PASSWORD: (&str, &str) = (
+    "password",
+    "an application that takes passwords gets one on create and each one the user sets, once; no recording holds one",
+);
 const READ_BACK: (&str, &str) = (
     "read-back",
     "a reconcile reads every account back and finds nothing to repair",
@@ -408,10 +412,11 @@ const CLEANUP: (&str, &str) = (
 
 /// Every step after `connect`, in order: what a failed load or connection
 /// skips.
-const AFTER_CONNECT: [(&str, &str); 15] = [
+const AFTER_CONNECT: [(&str, &str); 16] = [
     TAKEOVER,
     CREATE,
     UPDATE,
+    PASSWORD,
     READ_BACK,
     DEACTIVATE,
     DELETE,
@@ -478,6 +483,20 @@ impl Run {
             let mark = self.begin();
             let result = self.update(&ada).await;
             self.end(UPDATE, mark, result);
+            let takes_passwords = self.plugin.as_ref().is_some_and(|plugin| {
+                let passwords = &plugin.manifest().capabilities.passwords;
+                passwords.on_create || passwords.on_change.is_some()
+            });
+            if takes_passwords {
+                let mark = self.begin();
+                let result = self.password(&ada).await;
+                self.end(PASSWORD, mark, result);
+            } else {
+                self.skip_rest(
+                    &[PASSWORD],
+                    "the connector's manifest says its application takes no passwords",
+                );
+            }
             let mark = self.begin();
             let result = self.read_back().await;
             self.end(READ_BACK, mark, result);
@@ -485,7 +504,10 @@ impl Run {
             let result = self.leave_scope(&ada, &access).await;
             self.end(DEACTIVATE, mark, result);
         } else {
-            self.skip_rest(&[UPDATE, READ_BACK, DEACTIVATE], "create made no account");
+            self.skip_rest(
+                &[UPDATE, PASSWORD, READ_BACK, DEACTIVATE],
+                "create made no account",
+            );
         }
         let mark = self.begin();
         let result = self.delete(&alan).await;
@@ -826,6 +848,102 @@ impl Run {
             ));
         }
         fail_on(problems)
+    }
+
+    /// The create carried a password (the manifest says on create), and a
+    /// password the user sets reaches the account once (on change); the
+    /// recording holds neither.
+    async fn password(&mut self, ada: &Person) -> StepResult {
+        let passwords = self.plugin()?.manifest().capabilities.passwords.clone();
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        if passwords.on_create {
+            let created = self.tape.since(0).into_iter().find(|e| {
+                e.by == Sender::Host
+                    && e.method == "POST"
+                    && e.path.starts_with("/Users")
+                    && e.status < 300
+                    && e.request
+                        .as_ref()
+                        .is_some_and(|r| r["userName"] == ada.user_name)
+            });
+            match created.and_then(|e| e.request) {
+                Some(sent) if sent["password"] == crate::scim::REDACTED => {
+                    notes.push(
+                        "the create carried a temporary password (redacted in the recording)"
+                            .into(),
+                    );
+                }
+                Some(_) => problems.push(
+                    "the manifest says the application takes a password on create, yet the \
+                     create carried none"
+                        .to_string(),
+                ),
+                None => {
+                    problems.push("the host sent no successful POST /Users for the user".into())
+                }
+            }
+        }
+        let Some(method) = passwords.on_change else {
+            notes.push("the manifest says the application takes no password changes".into());
+            return if problems.is_empty() {
+                Ok(Ended::Passed(notes))
+            } else {
+                fail_on(problems)
+            };
+        };
+        let user_id = self.directory[&ada.user_name].clone();
+        let password =
+            crate::engine::passwords::temporary(&crate::store::PasswordPolicy::default())
+                .map_err(|error| error.to_string())?;
+        self.admin(
+            "PUT",
+            &format!("/users/{user_id}/password"),
+            Some(json!({ "password": password.expose() })),
+        )
+        .await?;
+        self.settle().await?;
+        let carried = |e: &Exchange| {
+            e.request
+                .as_ref()
+                .is_some_and(|body| body.to_string().contains(crate::scim::REDACTED))
+        };
+        let pushes: Vec<Exchange> = self
+            .host_requests()
+            .into_iter()
+            .filter(|e| matches!(e.method.as_str(), "PATCH" | "PUT") && carried(e))
+            .collect();
+        let expected = match method {
+            crate::runtime::contract::UpdateMethod::Patch => "PATCH",
+            crate::runtime::contract::UpdateMethod::Put => "PUT",
+        };
+        match pushes.as_slice() {
+            [] => problems.push("the user set a password; the host sent none".into()),
+            [push] if push.status >= 300 => problems.push(format!(
+                "the application refused the password: {}",
+                answer(push)
+            )),
+            [push] if push.method != expected => problems.push(format!(
+                "the manifest says passwords change by {expected}; the host sent {}",
+                push.method
+            )),
+            [_] => notes.push(format!(
+                "the password the user set was sent once, by {expected}"
+            )),
+            more => problems.push(format!(
+                "the password the user set was sent {} times",
+                more.len()
+            )),
+        }
+        let recorded = serde_json::to_string(&self.tape.since(0)).unwrap_or_default();
+        if recorded.contains(password.expose()) {
+            problems.push("the recording holds the password in clear".into());
+        }
+        if problems.is_empty() {
+            Ok(Ended::Passed(notes))
+        } else {
+            fail_on(problems)
+        }
     }
 
     async fn read_back(&mut self) -> StepResult {

@@ -550,7 +550,10 @@ pub const SIGN_IN: &str = "/_sandbox/sign-in";
 fn sign_in(shared: &Shared, tenant: &str, body: &[u8]) -> Answer {
     let refused = || Answer::error(ScimError::unauthorized(), false);
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return Answer::error(ScimError::invalid_syntax("the body is not valid JSON"), false);
+        return Answer::error(
+            ScimError::invalid_syntax("the body is not valid JSON"),
+            false,
+        );
     };
     let (Some(user_name), Some(password)) = (
         request.get("userName").and_then(Value::as_str),
@@ -1441,7 +1444,8 @@ mod tests {
         };
         let mut weak = user("ada");
         weak["password"] = json!("short1");
-        let (status, body, _) = send(&http, Method::POST, &format!("{base}/Users"), Some(weak)).await;
+        let (status, body, _) =
+            send(&http, Method::POST, &format!("{base}/Users"), Some(weak)).await;
         assert_eq!(status, 400);
         assert!(!body.unwrap().to_string().contains("short1"));
 
@@ -1453,13 +1457,17 @@ mod tests {
         let created = created.unwrap();
         assert!(created.get("password").is_none(), "{created}");
         let (status, signed_in, _) = sign_in("Correct-Horse-9").await;
-        assert_eq!((status, signed_in.unwrap()["passwordSets"].clone()), (200, json!(1)));
+        assert_eq!(
+            (status, signed_in.unwrap()["passwordSets"].clone()),
+            (200, json!(1))
+        );
         assert_eq!(sign_in("wrong").await.0, 401);
 
         let url = format!("{base}/Users/{}", created["id"].as_str().unwrap());
         let weak = patch(json!([{"op": "replace", "path": "password", "value": "alllowercase"}]));
         assert_eq!(send(&http, Method::PATCH, &url, Some(weak)).await.0, 400);
-        let new = patch(json!([{"op": "replace", "path": "password", "value": "Battery-Staple-7"}]));
+        let new =
+            patch(json!([{"op": "replace", "path": "password", "value": "Battery-Staple-7"}]));
         let (status, patched, _) = send(&http, Method::PATCH, &url, Some(new)).await;
         assert_eq!(status, 200);
         assert!(patched.unwrap().get("password").is_none());
@@ -1472,7 +1480,12 @@ mod tests {
         assert_eq!(sign_in("Battery-Staple-7").await.0, 200);
 
         let log = serde_json::to_string(&sp.requests()).unwrap();
-        for password in ["short1", "Correct-Horse-9", "alllowercase", "Battery-Staple-7"] {
+        for password in [
+            "short1",
+            "Correct-Horse-9",
+            "alllowercase",
+            "Battery-Staple-7",
+        ] {
             assert!(!log.contains(password), "{password} in the log");
         }
         assert!(log.contains(crate::scim::REDACTED));

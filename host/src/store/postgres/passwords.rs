@@ -220,7 +220,9 @@ impl PasswordStore for PostgresStore {
             .open_temporary_password(app_id, user_id, &nonce, &sealed)
             .map(Some)
             .ok_or_else(|| {
-                StoreError::Secret("the temporary password does not open under this host key".into())
+                StoreError::Secret(
+                    "the temporary password does not open under this host key".into(),
+                )
             })
     }
 

@@ -330,7 +330,9 @@ impl LedgerStore for SqliteStore {
     }
 
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()> {
-        self.write(|transaction| apply_ledger_change(transaction, &self.cipher, change, Some(event)))
+        self.write(|transaction| {
+            apply_ledger_change(transaction, &self.cipher, change, Some(event))
+        })
     }
 }
 

@@ -91,7 +91,11 @@ pub(super) fn record_password_sent(
     Ok(())
 }
 
-fn deliveries(connection: &Connection, user_id: &str, generation: &str) -> StoreResult<Vec<String>> {
+fn deliveries(
+    connection: &Connection,
+    user_id: &str,
+    generation: &str,
+) -> StoreResult<Vec<String>> {
     let mut statement = connection.prepare_cached(
         "SELECT app_id FROM password_deliveries WHERE user_id = ?1 AND generation = ?2
          ORDER BY app_id",
