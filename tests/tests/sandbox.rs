@@ -94,6 +94,22 @@ fn every_bundled_connector_passes_against_the_simulated_application() {
         } else {
             assert_eq!(group_step, "pass", "{name}");
         }
+        // Only custom-scim's application takes passwords: its create
+        // carried one and the password the user set reached it once.
+        let password = step(&report, "password");
+        if name == "custom-scim" {
+            assert_eq!(password["outcome"], "pass", "{password:#}");
+            let sent = password["requests"].as_array().unwrap();
+            assert_eq!(
+                sent.iter()
+                    .filter(|r| r["method"] == "PATCH" && r["status"] == 200)
+                    .count(),
+                1,
+                "{password:#}"
+            );
+        } else {
+            assert_eq!(password["outcome"], "skip", "{name}: {password:#}");
+        }
         for name in [
             "lookup-takeover",
             "create",
@@ -438,7 +454,7 @@ fn a_component_that_does_not_load_fails_the_first_step_and_skips_the_rest() {
         "{load:#}"
     );
     let steps = report["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 17, "every step is reported");
+    assert_eq!(steps.len(), 18, "every step is reported");
     assert!(steps[1..].iter().all(|s| s["outcome"] == "skip"));
 }
 

@@ -244,6 +244,7 @@ mod tests {
             pacing: Default::default(),
             state_reason: None,
             guard: Default::default(),
+            passwords: Default::default(),
             version: 1,
             created: Timestamp::now(),
             modified: Timestamp::now(),

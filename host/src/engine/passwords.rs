@@ -290,7 +290,7 @@ async fn owed(
         let Some(plugin) = plugins.get(&app.connector) else {
             continue;
         };
-        let support = plugin.manifest().capabilities.passwords.clone();
+        let support = plugin.manifest().capabilities.passwords;
         if !support.on_create && support.on_change.is_none() {
             continue;
         }

@@ -525,7 +525,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         }
         return then_password(target, &user, &remote_id, &body, own, synced).await;
     }
-    let support = target.plugin.manifest().capabilities.passwords.clone();
+    let support = target.plugin.manifest().capabilities.passwords;
     let password =
         passwords::for_new_account(&support, &mut own, &target.app.passwords).map_err(|error| {
             SyncError::Connector {

@@ -854,7 +854,7 @@ impl Run {
     /// password the user sets reaches the account once (on change); the
     /// recording holds neither.
     async fn password(&mut self, ada: &Person) -> StepResult {
-        let passwords = self.plugin()?.manifest().capabilities.passwords.clone();
+        let passwords = self.plugin()?.manifest().capabilities.passwords;
         let mut problems = Vec::new();
         let mut notes = Vec::new();
         if passwords.on_create {

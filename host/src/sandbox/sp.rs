@@ -1434,11 +1434,12 @@ mod tests {
             ..Quirks::default()
         })
         .await;
+        let sign_in_url = format!("{base}{SIGN_IN}");
         let sign_in = |password: &str| {
             send(
                 &http,
                 Method::POST,
-                &format!("{base}{SIGN_IN}"),
+                &sign_in_url,
                 Some(json!({ "userName": "ada", "password": password })),
             )
         };
