@@ -90,6 +90,17 @@ fn print_text(report: &Value) {
     println!("  offboarding   {}", text(&capabilities["offboarding"]));
     println!("  updates       {}", text(&capabilities["update_method"]));
     println!("  members/PATCH {}", capabilities["max_members_per_patch"]);
+    let passwords = &capabilities["passwords"];
+    let takes = match (
+        passwords["on_create"] == true,
+        passwords["on_change"].as_str(),
+    ) {
+        (false, None) => "none".to_string(),
+        (true, None) => "on create".to_string(),
+        (false, Some(method)) => format!("on change ({method})"),
+        (true, Some(method)) => format!("on create, on change ({method})"),
+    };
+    println!("  passwords     {takes}");
     if let Some(settings) = manifest["settings"].as_array() {
         for setting in settings {
             println!(

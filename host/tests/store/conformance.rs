@@ -12,8 +12,8 @@
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
     GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
-    MemberKind, ObjectKey, OffboardAction, Outcome, Page, Secret, Store, StoreError, Timestamp,
-    UserKey, UserWrite,
+    MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent, PasswordStore, Secret,
+    Store, StoreError, Timestamp, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -1425,6 +1425,200 @@ pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
     );
 }
 
+pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let docs = app(store, "docs");
+    let ada = store.create_user(user("ada")).unwrap();
+    assert!(store.user_password(&ada.id).unwrap().is_none());
+    appended(store);
+    store
+        .set_password(&ada.id, &Secret::new("first-Pass-1"))
+        .unwrap();
+    // Setting it queues the user for a sync, and the change holds no password.
+    let changes = appended(store);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(matches!(
+        changes.last(),
+        Some(ChangeKind::UserUpdated { user_name, .. }) if user_name == "ada"
+    ));
+    assert!(!format!("{changes:?}").contains("first-Pass-1"));
+
+    let first = store.user_password(&ada.id).unwrap().unwrap();
+    assert_eq!(first.secret.expose(), "first-Pass-1");
+    assert!(first.delivered_to.is_empty());
+
+    // A delivery is recorded with the ledger entry, in one write.
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&crm, &ada.id, "r-1"),
+                PasswordSent::Own {
+                    generation: &first.generation,
+                },
+            ),
+            event(&crm, "password sent"),
+        )
+        .unwrap();
+    assert!(store.ledger_entry(&crm, "user", &ada.id).unwrap().is_some());
+    let states = store.passwords().unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].delivered_to, vec![crm.clone()]);
+    assert!(
+        states[0].set_at <= Timestamp::now(),
+        "set at {}",
+        states[0].set_at
+    );
+
+    // A new password replaces it; the old one's delivery does not count.
+    store
+        .set_password(&ada.id, &Secret::new("second-Pass-2"))
+        .unwrap();
+    let second = store.user_password(&ada.id).unwrap().unwrap();
+    assert_eq!(second.secret.expose(), "second-Pass-2");
+    assert_ne!(second.generation, first.generation);
+    assert!(second.delivered_to.is_empty());
+
+    // A wipe names its generation: the old one wipes nothing.
+    assert!(!store.wipe_password(&ada.id, &first.generation).unwrap());
+    assert!(store.user_password(&ada.id).unwrap().is_some());
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&docs, &ada.id, "r-2"),
+                PasswordSent::Own {
+                    generation: &second.generation,
+                },
+            ),
+            event(&docs, "password sent"),
+        )
+        .unwrap();
+    assert_eq!(
+        store.user_password(&ada.id).unwrap().unwrap().delivered_to,
+        vec![docs.clone()]
+    );
+    assert!(store.wipe_password(&ada.id, &second.generation).unwrap());
+    assert!(store.user_password(&ada.id).unwrap().is_none());
+    assert!(store.passwords().unwrap().is_empty());
+
+    // A password of a user deleted goes with the user.
+    store
+        .set_password(&ada.id, &Secret::new("third-Pass-3"))
+        .unwrap();
+    store.delete_user(&ada.id, None).unwrap();
+    assert!(store.passwords().unwrap().is_empty());
+    assert!(matches!(
+        store.set_password(&ada.id, &Secret::new("x")),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub fn a_user_written_with_a_password_lands_with_it(store: &dyn Store) {
+    let mut write = user("grace");
+    write.password = Some(Secret::new("Cobol-1959!"));
+    let grace = store.create_user(write).unwrap();
+    assert_eq!(
+        store
+            .user_password(&grace.id)
+            .unwrap()
+            .unwrap()
+            .secret
+            .expose(),
+        "Cobol-1959!"
+    );
+    // Nothing of it in the user's document.
+    let stored = store.get_user(&grace.id).unwrap().unwrap();
+    assert!(
+        !serde_json::to_string(&stored.attributes)
+            .unwrap()
+            .contains("Cobol")
+    );
+
+    // A replace without one leaves it; a replace with one replaces it.
+    store.replace_user(&grace.id, user("grace"), None).unwrap();
+    let kept = store.user_password(&grace.id).unwrap().unwrap();
+    assert_eq!(kept.secret.expose(), "Cobol-1959!");
+    let mut write = user("grace");
+    write.password = Some(Secret::new("Mark-I-1944!"));
+    store.replace_user(&grace.id, write, None).unwrap();
+    let replaced = store.user_password(&grace.id).unwrap().unwrap();
+    assert_eq!(replaced.secret.expose(), "Mark-I-1944!");
+    assert_ne!(replaced.generation, kept.generation);
+
+    // A write refused whole keeps no password either.
+    let mut taken = user("grace");
+    taken.password = Some(Secret::new("never-kept"));
+    assert!(store.create_user(taken).is_err());
+    assert_eq!(store.passwords().unwrap().len(), 1);
+}
+
+pub fn a_temporary_password_is_kept_only_to_be_read_once(store: &dyn Store) {
+    let crm = app(store, "crm");
+    let ada = store.create_user(user("ada")).unwrap();
+    let bob = store.create_user(user("bob")).unwrap();
+    let revealed = Secret::new("Temporary-Pass-7");
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&crm, &ada.id, "r-1"),
+                PasswordSent::Temporary {
+                    reveal: Some(&revealed),
+                },
+            ),
+            event(&crm, "created"),
+        )
+        .unwrap();
+    // A temporary password the policy does not reveal is not kept.
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&crm, &bob.id, "r-2"),
+                PasswordSent::Temporary { reveal: None },
+            ),
+            event(&crm, "created"),
+        )
+        .unwrap();
+    assert_eq!(
+        store.reveal_temporary_password(&crm, &bob.id).unwrap(),
+        None
+    );
+
+    let read = store.reveal_temporary_password(&crm, &ada.id).unwrap();
+    assert_eq!(read.as_ref().map(Secret::expose), Some("Temporary-Pass-7"));
+    assert_eq!(
+        store.reveal_temporary_password(&crm, &ada.id).unwrap(),
+        None
+    );
+
+    // Unread past the retention, it is wiped.
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&crm, &ada.id, "r-1"),
+                PasswordSent::Temporary {
+                    reveal: Some(&revealed),
+                },
+            ),
+            event(&crm, "created again"),
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .wipe_temporary_passwords(Timestamp::now().minus(std::time::Duration::from_secs(60)))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .wipe_temporary_passwords(Timestamp::now().plus(std::time::Duration::from_secs(1)))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.reveal_temporary_password(&crm, &ada.id).unwrap(),
+        None
+    );
+}
+
 /// Runs every case against a backend: `store_conformance!(open)` in a test
 /// module, where `open()` returns `(keep_alive, store)` for a fresh, empty
 /// store; `keep_alive` (a temporary folder, a throwaway database) lives as
@@ -1460,7 +1654,10 @@ macro_rules! store_conformance {
             host_metadata_is_kept_by_key,
             hosts_are_present_until_they_run_out_or_withdraw,
             an_object_lease_is_held_by_one_holder_at_a_time,
-            a_ledger_write_for_a_lost_lease_records_nothing
+            a_ledger_write_for_a_lost_lease_records_nothing,
+            a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own,
+            a_user_written_with_a_password_lands_with_it,
+            a_temporary_password_is_kept_only_to_be_read_once
         );
     };
     (@cases $open:path; $($case:ident),+ $(,)?) => {

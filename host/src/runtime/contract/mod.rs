@@ -307,6 +307,13 @@ pub fn manifest_json(manifest: &Manifest) -> serde_json::Value {
             },
             "max_members_per_patch": capabilities.max_members_per_patch,
             "required_attributes": capabilities.required_attributes,
+            "passwords": {
+                "on_create": capabilities.passwords.on_create,
+                "on_change": capabilities.passwords.on_change.map(|method| match method {
+                    UpdateMethod::Patch => "patch",
+                    UpdateMethod::Put => "put",
+                }),
+            },
         },
     })
 }
@@ -333,8 +340,10 @@ mod tests {
         let (_, version) = detect(["scimlink:connector/connector@0.1.0"]).unwrap();
         assert_eq!(version.semver(), Version::new(0, 1, 0));
         let (_, version) = detect(["scimlink:connector/connector@0.2.3"]).unwrap();
+        assert_eq!(version.semver(), Version::new(0, 2, 0));
+        let (_, version) = detect(["scimlink:connector/connector@0.3.1"]).unwrap();
         assert_eq!(version, CURRENT);
-        assert_eq!(version.to_string(), "0.2.0");
+        assert_eq!(version.to_string(), "0.3.0");
     }
 
     #[test]
@@ -342,7 +351,7 @@ mod tests {
         let error = detect(["scimlink:connector/connector@1.0.0"]).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.contains("1.0.0") && message.contains("0.2.0"),
+            message.contains("1.0.0") && message.contains("0.3.0"),
             "{message}"
         );
     }
