@@ -851,7 +851,8 @@ pub fn differing_attributes(ours: &Value, remote: &Value) -> Vec<String> {
         return Vec::new();
     };
     ours.iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "schemas" | "id" | "meta"))
+        // `password` is write-only (RFC 7643): never read back.
+        .filter(|(name, _)| !matches!(name.as_str(), "schemas" | "id" | "meta" | "password"))
         .filter(|(name, value)| !field(remote, name).is_some_and(|theirs| contains(theirs, value)))
         .map(|(name, _)| name.clone())
         .collect()
