@@ -12,8 +12,8 @@
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
     GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
-    MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent, PasswordStore, Secret,
-    Store, StoreError, Timestamp, UserKey, UserWrite,
+    MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent, Secret, Store, StoreError,
+    Timestamp, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
