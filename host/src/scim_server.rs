@@ -1550,6 +1550,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::scim::schema::USER_SCHEMA;
     use crate::store::prelude::*;
     use crate::store::{SqliteStore, TokenCipher};
 
@@ -1591,6 +1592,87 @@ mod tests {
             .send()
             .await
             .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_password_is_taken_sealed_and_never_returned() {
+        let (base, data) = serve(ScanLimit::default()).await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let send = |method: reqwest::Method, path: String, body: Value| {
+            http.request(method, format!("{base}{path}"))
+                .bearer_auth("t")
+                .header("content-type", "application/scim+json")
+                .body(body.to_string())
+                .send()
+        };
+        let created = send(
+            reqwest::Method::POST,
+            "/Users".into(),
+            json!({ "schemas": [USER_SCHEMA], "userName": "grace", "password": "Cobol-1959!" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        assert!(created.get("password").is_none(), "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+
+        let store = SqliteStore::open_in(data.path(), TokenCipher::from_key(&[1; 32])).unwrap();
+        let first = store.user_password(&id).unwrap().unwrap();
+        assert_eq!(first.secret.expose(), "Cobol-1959!");
+
+        // A replace without a password keeps it; one with a password sets it.
+        let replaced = send(
+            reqwest::Method::PUT,
+            format!("/Users/{id}"),
+            json!({ "schemas": [USER_SCHEMA], "userName": "grace", "title": "RADM" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(replaced.status(), StatusCode::OK);
+        assert_eq!(
+            store.user_password(&id).unwrap().unwrap().generation,
+            first.generation
+        );
+        let replaced = send(
+            reqwest::Method::PUT,
+            format!("/Users/{id}"),
+            json!({ "schemas": [USER_SCHEMA], "userName": "grace", "password": "Mark-I-1944!" }),
+        )
+        .await
+        .unwrap();
+        let replaced: Value = replaced.json().await.unwrap();
+        assert!(replaced.get("password").is_none());
+        assert_eq!(
+            store.user_password(&id).unwrap().unwrap().secret.expose(),
+            "Mark-I-1944!"
+        );
+
+        // An empty or non-string password is refused, naming the attribute only.
+        for bad in [json!(""), json!(12)] {
+            let refused = send(
+                reqwest::Method::POST,
+                "/Users".into(),
+                json!({ "schemas": [USER_SCHEMA], "userName": "alan", "password": bad }),
+            )
+            .await
+            .unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+
+        let read: Value = get(&base, &format!("/Users/{id}?attributes=password"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(!read.to_string().contains("Mark-I"), "{read}");
+        let stored = store.get_user(&id).unwrap().unwrap();
+        assert!(
+            !Value::Object(stored.attributes)
+                .to_string()
+                .contains("Mark-I")
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

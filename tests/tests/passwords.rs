@@ -174,11 +174,9 @@ fn files_under(folder: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Fails if `password` is in any file under the host's data folder, in its
-/// log, in its events or in what its APIs answer about the user.
-fn assert_no_trace(host: &mut Host, password: &str, user: &str) {
-    host.process.drain();
-    for (path, bytes) in files_under(&host.data) {
+/// Fails if `password` is in clear in any file under `folder`.
+fn assert_not_on_disk(folder: &Path, password: &str) {
+    for (path, bytes) in files_under(folder) {
         assert!(
             !bytes
                 .windows(password.len())
@@ -186,6 +184,13 @@ fn assert_no_trace(host: &mut Host, password: &str, user: &str) {
             "the password is in {path}"
         );
     }
+}
+
+/// Fails if `password` is in any file under the host's data folder, in its
+/// log, in its events or in what its APIs answer about the user.
+fn assert_no_trace(host: &mut Host, password: &str, user: &str) {
+    host.process.drain();
+    assert_not_on_disk(&host.data, password);
     assert!(
         !host.process.output().contains(password),
         "in the host's log"
@@ -262,6 +267,8 @@ fn a_password_reaches_each_application_that_takes_passwords_once_and_leaves_no_t
     // Ada sets her password: it reaches crm once, and docs not at all.
     let ada_password = "Analytical-Engine-1843";
     set_password(&host, "ada", ada_password);
+    // Kept sealed while it waits: never in clear on disk.
+    assert_not_on_disk(&host.data, ada_password);
     let sets = eventually("ada's password in crm", WITHIN, || {
         simulated.sign_in("crm", "ada", ada_password)
     });
@@ -427,6 +434,16 @@ fn a_password_the_application_refuses_is_dead_lettered_then_wiped_when_it_expire
     );
     assert!(!letters[0].to_string().contains(weak));
     assert_eq!(simulated.sign_in("crm", "ada", weak), None);
+
+    // While it waits, the plan says a password is owed and shows none, and
+    // the disk holds it only sealed.
+    let plan = run_ok(&host, &["plan", "crm", "--format", "json"]);
+    assert!(
+        plan.contains("the password the user set (not shown)"),
+        "{plan}"
+    );
+    assert!(!plan.contains(weak));
+    assert_not_on_disk(&host.data, weak);
 
     // Past its retention it is wiped, and an event says the application
     // never got it.

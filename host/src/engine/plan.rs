@@ -28,8 +28,8 @@ pub struct Planned {
     pub object_id: String,
     /// userName or displayName, when the object still exists.
     pub name: Option<String>,
-    /// For users `create_or_take_over`, `update`, `deactivate`, `delete`,
-    /// `refused`; for groups `create_or_take_over_group`, `update_group`,
+    /// For users `create_or_take_over`, `update`, `password`, `deactivate`,
+    /// `delete`, `refused`; for groups `create_or_take_over_group`, `update_group`,
     /// `add_members`, `remove_members`.
     pub operation: String,
     /// For an update, the attributes that would change (empty: the whole
@@ -55,6 +55,14 @@ pub fn plan(
     everyone.extend(ledger.keys());
     let settings = settings_of(app);
     let capabilities = &plugin.manifest().capabilities;
+    // Which users have a password of their own waiting for this
+    // application (never the password itself).
+    let passwords_waiting: BTreeSet<String> = store
+        .passwords()?
+        .into_iter()
+        .filter(|password| !password.delivered_to.contains(&app.id))
+        .map(|password| password.user_id)
+        .collect();
     let mut planned = Vec::new();
     for user_id in everyone {
         let user = store.get_user(user_id)?;
@@ -100,11 +108,19 @@ pub fn plan(
             }
             Err(Desired::Failed(error)) => return Err(error),
         };
+        let own_password = passwords_waiting.contains(user_id);
         match entry {
             None => planned.push(operation(
                 "create_or_take_over",
                 Vec::new(),
-                "no account linked yet: looked up by the connector's filters, else created".into(),
+                format!(
+                    "no account linked yet: looked up by the connector's filters, else created{}",
+                    match (capabilities.passwords.on_create, own_password) {
+                        (false, _) => "",
+                        (true, true) => " with the password the user set",
+                        (true, false) => " with a temporary password",
+                    }
+                ),
             )),
             Some(entry) if entry.doc_hash == hash(&body.to_string()) => {}
             Some(entry) => {
@@ -127,6 +143,22 @@ pub fn plan(
                     ),
                 });
             }
+        }
+        if let (Some(entry), Some(method), true) =
+            (entry, capabilities.passwords.on_change, own_password)
+        {
+            let verb = match method {
+                UpdateMethod::Patch => "PATCH",
+                UpdateMethod::Put => "PUT",
+            };
+            planned.push(operation(
+                "password",
+                vec!["password".into()],
+                format!(
+                    "the password the user set (not shown): {verb} /Users/{}",
+                    entry.remote_id
+                ),
+            ));
         }
     }
     if app.manage_groups && capabilities.groups {
