@@ -67,6 +67,20 @@ pub fn fixture_component(name: &str) -> PathBuf {
 }
 
 /// Every bundled connector component.
+/// A plugins folder of its own holding the bundled `connectors`, for a
+/// test that takes one away or puts one back.
+pub fn plugins_with(connectors: &[&str]) -> tempfile::TempDir {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    for connector in connectors {
+        std::fs::copy(
+            bundled_component(connector),
+            folder.path().join(format!("{connector}.wasm")),
+        )
+        .expect("the bundled connector is copied");
+    }
+    folder
+}
+
 pub fn bundled_components() -> Vec<PathBuf> {
     let folder = repository().join("dist/plugins");
     let mut components: Vec<PathBuf> = std::fs::read_dir(&folder)

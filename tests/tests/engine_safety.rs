@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use scimlink_e2e::application::{Application, WITHIN, add_app, events_of, import_people, run_ok};
 use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
-use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN, bundled_component, repository};
+use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN, bundled_component, plugins_with, repository};
 use serde_json::{Value, json};
 
 /// A host on a data folder of its own, with the test tokens and `env`,
@@ -272,18 +272,6 @@ fn import_refuses_an_account_whose_user_already_holds_another() {
 }
 
 /// A plugins folder of its own with copies of the bundled `connectors`.
-fn plugins_with(connectors: &[&str]) -> tempfile::TempDir {
-    let folder = tempfile::tempdir().unwrap();
-    for connector in connectors {
-        std::fs::copy(
-            bundled_component(connector),
-            folder.path().join(format!("{connector}.wasm")),
-        )
-        .unwrap();
-    }
-    folder
-}
-
 fn state_of(host: &Host, app: &str) -> Value {
     host.admin("GET", &format!("/apps/{app}"), None).body
 }

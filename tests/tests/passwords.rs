@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use scimlink_e2e::application::{Remote, WITHIN, add_app, events_of, import_people, run_ok};
 use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
-use scimlink_e2e::{ADMIN_TOKEN, Host, Running, SCIM_TOKEN, scimlink_binary};
+use scimlink_e2e::{
+    ADMIN_TOKEN, Host, Running, SCIM_TOKEN, bundled_component, plugins_with, scimlink_binary,
+};
 use serde_json::{Value, json};
 
 const PEOPLE: &str = "userName,email,givenName,familyName,groups\n\
@@ -517,5 +519,60 @@ fn a_temporary_password_is_revealed_once_when_the_policy_says_so() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    assert_no_trace(&mut host, password, "ada");
+}
+
+#[test]
+fn a_password_set_while_the_application_is_quarantined_reaches_it_when_it_resumes() {
+    let folder = tempfile::tempdir().unwrap();
+    let simulated = Simulated::start(folder.path());
+    let plugins = plugins_with(&["custom-scim"]);
+    let mut host = Host::start_serving(
+        &folder.path().join("data"),
+        plugins.path(),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ("SCIMLINK_QUARANTINE_PROBE_SECONDS", "1"),
+        ],
+    );
+    import_people(&host, PEOPLE);
+    add_app(
+        &host,
+        "crm",
+        "custom-scim",
+        simulated.port(),
+        "crm",
+        "Staff",
+    );
+    run_ok(&host, &["app", "activate", "crm"]);
+    simulated
+        .tenant("crm")
+        .eventually("ada", "creation", |account| account["active"] == true);
+
+    // Its connector goes away: the application is quarantined.
+    std::fs::remove_file(plugins.path().join("custom-scim.wasm")).unwrap();
+    host.process
+        .expect_line(&["plugin custom-scim", "removed"], WITHIN);
+    eventually("quarantine", WITHIN, || {
+        let app = host.admin("GET", "/apps/crm", None).body;
+        (app["state"] == "quarantined").then_some(())
+    });
+
+    let password = "Jacquard-Loom-1804";
+    set_password(&host, "ada", password);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(simulated.sign_in("crm", "ada", password), None);
+
+    // The connector comes back: the application resumes and gets it, once.
+    let staged = plugins.path().join(".custom-scim.wasm.tmp");
+    std::fs::copy(bundled_component("custom-scim"), &staged).unwrap();
+    std::fs::rename(&staged, plugins.path().join("custom-scim.wasm")).unwrap();
+    let sets = eventually(
+        "the password after resuming",
+        Duration::from_secs(40),
+        || simulated.sign_in("crm", "ada", password),
+    );
+    assert_eq!(sets, 2, "the temporary password, then hers once");
     assert_no_trace(&mut host, password, "ada");
 }
