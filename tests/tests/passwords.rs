@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use scimlink_e2e::application::{Remote, WITHIN, add_app, events_of, import_people, run_ok};
 use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
 use scimlink_e2e::{
-    ADMIN_TOKEN, Host, Running, SCIM_TOKEN, bundled_component, plugins_with, scimlink_binary,
+    ADMIN_TOKEN, Host, Running, SCIM_TOKEN, bundled_component, http_client_builder, plugins_with,
+    scimlink_binary,
 };
 use serde_json::{Value, json};
 
@@ -51,7 +52,7 @@ impl Simulated {
         Simulated {
             _process: process,
             origin,
-            http: reqwest::blocking::Client::new(),
+            http: http_client_builder().build().unwrap(),
         }
     }
 

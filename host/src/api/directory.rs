@@ -539,10 +539,13 @@ async fn set_password(
     if password.expose().is_empty() {
         return Err(ApiError::invalid("password", "must not be empty"));
     }
-    if password.expose().chars().count() > MAX_PASSWORD_CHARACTERS {
+    if password.expose().chars().count() > crate::scim::schema::MAX_PASSWORD_CHARACTERS {
         return Err(ApiError::invalid(
             "password",
-            format!("must be at most {MAX_PASSWORD_CHARACTERS} characters"),
+            format!(
+                "must be at most {} characters",
+                crate::scim::schema::MAX_PASSWORD_CHARACTERS
+            ),
         ));
     }
     store_call(&state, move |store| {
@@ -552,9 +555,6 @@ async fn set_password(
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// The longest password the directory takes.
-const MAX_PASSWORD_CHARACTERS: usize = 1024;
 
 /// A group as the admin API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

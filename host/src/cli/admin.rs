@@ -98,6 +98,10 @@ pub enum AppCommand {
 pub struct AppPasswordPolicy {
     /// The application's name.
     name: String,
+    /// Whether passwords are sent to the application at all (when its
+    /// connector takes them): `false` for an application that refuses them.
+    #[arg(long, action = clap::ArgAction::Set)]
+    send: Option<bool>,
     /// Characters in a temporary password (8–128).
     #[arg(long)]
     length: Option<u16>,
@@ -465,12 +469,15 @@ fn run_app_update(client: &AdminClient, update: AppUpdateArgs) -> anyhow::Result
 
 /// A password policy as people read it.
 fn policy_text(policy: &Value) -> String {
+    if policy["send"] == false {
+        return "off: no password is sent".into();
+    }
     let classes: Vec<&str> = ["lowercase", "uppercase", "digits", "symbols"]
         .into_iter()
         .filter(|class| policy[*class].as_bool() == Some(true))
         .collect();
     format!(
-        "of {} characters ({}), revealed {}",
+        "sent; temporary ones of {} characters ({}), revealed {}",
         policy["length"],
         classes.join(", "),
         policy["reveal"].as_str().unwrap_or("never")
@@ -706,7 +713,13 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
         AppCommand::PasswordPolicy(args) => {
             let path = format!("/apps/{}", percent_encode(&args.name));
             let mut policy = client.call(Method::GET, &path, None)?["passwordPolicy"].clone();
-            let changed = args.length.is_some() || args.classes.is_some() || args.reveal.is_some();
+            let changed = args.send.is_some()
+                || args.length.is_some()
+                || args.classes.is_some()
+                || args.reveal.is_some();
+            if let Some(send) = args.send {
+                policy["send"] = json!(send);
+            }
             if let Some(length) = args.length {
                 policy["length"] = json!(length);
             }
@@ -734,11 +747,7 @@ pub fn run_app(connection: Connection, command: AppCommand) -> anyhow::Result<Ex
                 )?["passwordPolicy"]
                     .clone();
             }
-            println!(
-                "{}: temporary passwords {}",
-                args.name,
-                policy_text(&policy)
-            );
+            println!("{}: passwords {}", args.name, policy_text(&policy));
         }
         AppCommand::RevealPassword { name, user } => {
             let revealed = client.call(

@@ -13,32 +13,63 @@
 //! - a failed push is a failed write: retried with the change, then
 //!   dead-lettered, like any other.
 //!
+//! An application's policy may turn passwords off for it, whatever its
+//! connector takes ([`support`]).
+//!
 //! [`sweep`] keeps a password only while some application is still owed
 //! it: it wipes one that every such application has, and one that waited
 //! past the retention (an application quarantined too long, an account
 //! that keeps failing), recording an event for each application that never
-//! got it.
+//! got it. It decides only what it can know: an application whose
+//! connector this host does not serve at the newest version any host
+//! serves counts as owed (the host that runs it decides), and a password
+//! no application is owed yet is kept a while ([`UNCLAIMED_GRACE`]), since
+//! an identity provider creates a user first and puts them in a group
+//! after.
 //!
 //! Invariant: a password's value appears in no event, log line, ledger
-//! entry or error the host keeps; what an application answers is scrubbed
-//! of it ([`scrub`]) before it is recorded.
+//! entry or error the host keeps; an application's answer that repeats it
+//! is scrubbed of it by the SCIM client before anything reads the answer
+//! ([`crate::scim::scrub_passwords`]).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::provision::{SyncError, Target};
 use crate::runtime::contract::{PasswordSupport, UpdateMethod};
-use crate::scim_client::{ScimClientError, ScimRequest, user_path};
+use crate::runtime::{LoadedPlugin, PluginRegistry};
+use crate::scim_client::{ScimRequest, user_path};
 use crate::secrets::{KeyError, Secret, random_bytes};
 use crate::store::{
-    AppRecord, AppState, Event, LedgerChange, LedgerEntry, Outcome, PasswordPolicy, PasswordSent,
-    PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
+    AppRecord, AppState, Event, HostPresence, LedgerChange, LedgerEntry, Outcome, PasswordPolicy,
+    PasswordSent, PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
 };
 
 /// The event of a password sent to an account that exists, or of one that
 /// expired before it could be.
 pub const PASSWORD: &str = "user_password_provision";
+
+/// How often passwords are looked over for wiping.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a password no application is owed, and none has had, is kept
+/// for an application the user is about to reach.
+pub const UNCLAIMED_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Whether and how `app` takes passwords: what its connector declares,
+/// unless the application's policy turns passwords off.
+pub(crate) fn support(plugin: &LoadedPlugin, app: &AppRecord) -> PasswordSupport {
+    if app.passwords.send {
+        plugin.manifest().capabilities.passwords
+    } else {
+        PasswordSupport {
+            on_create: false,
+            on_change: None,
+        }
+    }
+}
 
 /// What the host will send as a user's password to one application.
 pub(crate) enum Password {
@@ -87,7 +118,7 @@ pub(crate) async fn waiting(
     target: &Target<'_>,
     user_id: &str,
 ) -> Result<Option<Password>, StoreError> {
-    let support = &target.plugin.manifest().capabilities.passwords;
+    let support = support(target.plugin, target.app);
     if !support.on_create && support.on_change.is_none() {
         return Ok(None);
     }
@@ -190,36 +221,11 @@ pub(crate) async fn push(
             Ok(())
         }
         Err(error) => {
-            let error = scrub(error, password.secret());
             target
                 .failed(&entry.object_id, PASSWORD, Some("password".into()), &error)
                 .await;
             Err(error.into())
         }
-    }
-}
-
-/// `error` without the password, should the application have echoed it.
-pub(crate) fn scrub(error: ScimClientError, password: &Secret) -> ScimClientError {
-    let secret = password.expose();
-    if secret.is_empty() {
-        return error;
-    }
-    match error {
-        ScimClientError::Status {
-            method,
-            path,
-            status,
-            detail,
-            attempts,
-        } => ScimClientError::Status {
-            method,
-            path,
-            status,
-            detail: detail.replace(secret, "[password]"),
-            attempts,
-        },
-        other => other,
     }
 }
 
@@ -271,12 +277,14 @@ fn uniform(bound: usize) -> Result<usize, KeyError> {
 }
 
 /// Which applications are still owed `password`: those active or
-/// quarantined whose connector takes it (on change, or on create while the
-/// user has no account there), with the user in scope, that have not had
-/// it.
+/// quarantined that take it (on change, or on create while the user has no
+/// account there), with the user in scope, that have not had it; and
+/// those this host cannot judge, whose connector it does not serve at the
+/// newest version (`newest`, over the hosts present).
 async fn owed(
     store: &StoreHandle,
-    plugins: &crate::runtime::PluginRegistry,
+    plugins: &PluginRegistry,
+    newest: &std::collections::BTreeMap<String, String>,
     apps: &[AppRecord],
     password: &PasswordState,
 ) -> Result<Vec<AppRecord>, StoreError> {
@@ -287,10 +295,16 @@ async fn owed(
         {
             continue;
         }
-        let Some(plugin) = plugins.get(&app.connector) else {
+        let judged = plugins.get(&app.connector).filter(|plugin| {
+            newest
+                .get(&app.connector)
+                .is_none_or(|version| *version == plugin.manifest().version)
+        });
+        let Some(plugin) = judged else {
+            owed.push(app.clone());
             continue;
         };
-        let support = plugin.manifest().capabilities.passwords;
+        let support = support(&plugin, app);
         if !support.on_create && support.on_change.is_none() {
             continue;
         }
@@ -308,21 +322,48 @@ async fn owed(
     Ok(owed)
 }
 
-/// Wipes every password no application is owed any more, and every one
+/// Sweeps every few seconds, for the life of the engine ([`sweep`]);
+/// `hosts` are the hosts present, as the engine last announced itself.
+pub(crate) async fn keep_swept(
+    store: StoreHandle,
+    plugins: Arc<PluginRegistry>,
+    hosts: Arc<Mutex<Vec<HostPresence>>>,
+    retention: Duration,
+) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let present = hosts.lock().map(|hosts| hosts.clone()).unwrap_or_default();
+        let swept = match super::worker::all_apps(&store).await {
+            Ok(apps) => sweep(&store, &plugins, &present, &apps, retention).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = swept {
+            tracing::warn!("provisioning engine: cannot look passwords over: {error}");
+        }
+    }
+}
+
+/// Wipes every password no application is owed any more (once one has
+/// had it, or it went unclaimed past [`UNCLAIMED_GRACE`]), and every one
 /// that waited past `retention` (with an event for each application that
 /// never got it), and the temporary passwords nobody read within it.
 pub(crate) async fn sweep(
     store: &StoreHandle,
-    plugins: &crate::runtime::PluginRegistry,
+    plugins: &PluginRegistry,
+    hosts: &[HostPresence],
     apps: &[AppRecord],
     retention: Duration,
 ) -> Result<(), StoreError> {
     let stored = store.run(|store| store.passwords()).await?;
+    let newest = super::hosts::newest_versions(hosts);
     let expired_before = Timestamp::ago(retention);
+    let unclaimed_before = Timestamp::ago(UNCLAIMED_GRACE.min(retention));
     for password in stored {
-        let owed = owed(store, plugins, apps, &password).await?;
+        let owed = owed(store, plugins, &newest, apps, &password).await?;
         let expired = password.set_at < expired_before;
-        if !owed.is_empty() && !expired {
+        let settled = owed.is_empty()
+            && (!password.delivered_to.is_empty() || password.set_at < unclaimed_before);
+        if !settled && !expired {
             continue;
         }
         let wiped = {
@@ -418,19 +459,5 @@ mod tests {
             ..PasswordPolicy::default()
         };
         assert!(short.check().is_err());
-    }
-
-    #[test]
-    fn an_echoed_password_is_scrubbed_from_the_error() {
-        let error = ScimClientError::Status {
-            method: "PATCH".into(),
-            path: "/Users/1".into(),
-            status: 400,
-            detail: "password \"hunter2hunter2\" is too weak".into(),
-            attempts: 1,
-        };
-        let scrubbed = scrub(error, &Secret::new("hunter2hunter2")).to_string();
-        assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
-        assert!(scrubbed.contains("[password]"), "{scrubbed}");
     }
 }

@@ -55,6 +55,7 @@ pub fn plan(
     everyone.extend(ledger.keys());
     let settings = settings_of(app);
     let capabilities = &plugin.manifest().capabilities;
+    let passwords = super::passwords::support(plugin, app);
     // Which users have a password of their own waiting for this
     // application (never the password itself).
     let passwords_waiting: BTreeSet<String> = store
@@ -115,7 +116,7 @@ pub fn plan(
                 Vec::new(),
                 format!(
                     "no account linked yet: looked up by the connector's filters, else created{}",
-                    match (capabilities.passwords.on_create, own_password) {
+                    match (passwords.on_create, own_password) {
                         (false, _) => "",
                         (true, true) => " with the password the user set",
                         (true, false) => " with a temporary password",
@@ -144,9 +145,7 @@ pub fn plan(
                 });
             }
         }
-        if let (Some(entry), Some(method), true) =
-            (entry, capabilities.passwords.on_change, own_password)
-        {
+        if let (Some(entry), Some(method), true) = (entry, passwords.on_change, own_password) {
             let verb = match method {
                 UpdateMethod::Patch => "PATCH",
                 UpdateMethod::Put => "PUT",

@@ -525,7 +525,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         }
         return then_password(target, &user, &remote_id, &body, own, synced).await;
     }
-    let support = target.plugin.manifest().capabilities.passwords;
+    let support = passwords::support(target.plugin, target.app);
     let password =
         passwords::for_new_account(&support, &mut own, &target.app.passwords).map_err(|error| {
             SyncError::Connector {
@@ -539,11 +539,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         None => body.clone(),
     };
     let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", sent);
-    let scrubbed = |error: ScimClientError| match &password {
-        Some(password) => passwords::scrub(error, password.secret()),
-        None => error,
-    };
-    match target.send(&request).await.map_err(scrubbed) {
+    match target.send(&request).await {
         Ok(answer) => {
             let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
                 let error = ScimClientError::Status {
@@ -671,7 +667,7 @@ async fn then_password(
     own: Option<Password>,
     synced: Synced,
 ) -> Result<Synced, SyncError> {
-    let method = target.plugin.manifest().capabilities.passwords.on_change;
+    let method = passwords::support(target.plugin, target.app).on_change;
     let (Some(password), Some(method)) = (own, method) else {
         return Ok(synced);
     };

@@ -116,8 +116,6 @@ const SERVED_ELSEWHERE_WAIT: Duration = Duration::from_secs(10);
 const BATCH: u32 = 100;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
-/// How often passwords are looked over for wiping.
-const PASSWORD_SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// What an operator may tune in the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,8 +211,6 @@ pub struct Engine {
     awaiting: bool,
     /// When pairs of applications no longer active were last let go.
     swept: Option<std::time::Instant>,
-    /// When passwords were last looked over for wiping.
-    passwords_swept: Option<std::time::Instant>,
 }
 
 /// One failed object of one pair.
@@ -310,7 +306,6 @@ impl Engine {
                     shared_out: None,
                     awaiting: false,
                     swept: None,
-                    passwords_swept: None,
                 };
                 runtime.block_on(engine.run(&stop));
             })
@@ -334,6 +329,13 @@ impl Engine {
             Arc::clone(&self.plugins),
             Arc::clone(&self.hosts),
         ));
+        // Passwords are looked over beside the engine's loop, never in it.
+        let passwords = tokio::spawn(super::passwords::keep_swept(
+            self.store.clone(),
+            Arc::clone(&self.plugins),
+            Arc::clone(&self.hosts),
+            self.settings.password_retention,
+        ));
         while !stop.load(std::sync::atomic::Ordering::Acquire) {
             if let Err(error) = self.share_out().await {
                 tracing::warn!("provisioning engine: cannot weigh its applications: {error}");
@@ -345,9 +347,6 @@ impl Engine {
             }
             if let Err(error) = self.reconcile_due().await {
                 tracing::warn!("provisioning engine: {error}");
-            }
-            if let Err(error) = self.sweep_passwords_due().await {
-                tracing::warn!("provisioning engine: cannot look passwords over: {error}");
             }
             match self.step().await {
                 Ok(0) => match self.store.outbox_signal() {
@@ -364,6 +363,7 @@ impl Engine {
             }
         }
         presence.abort();
+        passwords.abort();
         // The other hosts take this one's applications over at once rather
         // than when the leases run out.
         for app_id in std::mem::take(&mut self.running).into_keys() {
@@ -870,26 +870,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Wipes the passwords no application is owed any more, and those that
-    /// waited too long, every few seconds.
-    async fn sweep_passwords_due(&mut self) -> Result<(), StoreError> {
-        if self
-            .passwords_swept
-            .is_some_and(|swept| swept.elapsed() < PASSWORD_SWEEP_EVERY)
-        {
-            return Ok(());
-        }
-        self.passwords_swept = Some(std::time::Instant::now());
-        let apps = self.all_apps().await?;
-        super::passwords::sweep(
-            &self.store,
-            &self.plugins,
-            &apps,
-            self.settings.password_retention,
-        )
-        .await
-    }
-
     /// Reconciles each active application whose interval has passed since
     /// it was last reconciled, by whichever engine did it (the time is kept
     /// in the store, so an engine taking over neither reconciles everything
@@ -1062,22 +1042,26 @@ impl Engine {
     }
 
     async fn all_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let mut apps = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = self
-                .store
-                .list_apps(Page {
-                    offset,
-                    limit: 1000,
-                })
-                .await?;
-            let count = page.items.len() as u64;
-            apps.extend(page.items);
-            offset += count;
-            if count == 0 || offset >= page.total {
-                return Ok(apps);
-            }
+        all_apps(&self.store).await
+    }
+}
+
+/// Every application, read a page at a time.
+pub(crate) async fn all_apps(store: &StoreHandle) -> Result<Vec<AppRecord>, StoreError> {
+    let mut apps = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store
+            .list_apps(Page {
+                offset,
+                limit: 1000,
+            })
+            .await?;
+        let count = page.items.len() as u64;
+        apps.extend(page.items);
+        offset += count;
+        if count == 0 || offset >= page.total {
+            return Ok(apps);
         }
     }
 }

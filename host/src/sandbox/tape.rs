@@ -281,6 +281,10 @@ async fn forward(
     body: Bytes,
 ) -> Exchange {
     let url = format!("{}{path}", base.trim_end_matches('/'));
+    // What the answer is scrubbed of, should the application repeat it.
+    let sent_passwords = serde_json::from_slice::<Value>(&body)
+        .map(|sent| crate::scim::passwords_in(&sent))
+        .unwrap_or_default();
     let mut request = shared.http.request(method.clone(), &url).body(body);
     for name in [
         header::AUTHORIZATION,
@@ -312,14 +316,16 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let bytes = answer.bytes().await.unwrap_or_default();
-            match serde_json::from_slice(&bytes) {
+            let text = crate::scim::scrub_passwords(
+                String::from_utf8_lossy(&bytes).into_owned(),
+                &sent_passwords,
+            );
+            match serde_json::from_str(&text) {
                 Ok(mut body) => {
                     crate::scim::redact_passwords(&mut body);
                     exchange.response = Some(body);
                 }
-                Err(_) if !bytes.is_empty() => {
-                    exchange.response_text = Some(String::from_utf8_lossy(&bytes).into_owned());
-                }
+                Err(_) if !text.is_empty() => exchange.response_text = Some(text),
                 Err(_) => {}
             }
         }

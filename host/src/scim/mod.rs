@@ -27,24 +27,69 @@ pub const REDACTED: &str = "[redacted]";
 /// request or an answer (a sandbox recording, the simulated application's
 /// log, a debug print) passes it through here first.
 pub fn redact_passwords(body: &mut serde_json::Value) {
+    for_each_password(body, &mut |value| {
+        *value = serde_json::Value::String(REDACTED.into());
+    });
+}
+
+/// The passwords `body` carries, where [`redact_passwords`] finds them:
+/// what an answer that echoes one is scrubbed of ([`scrub_passwords`]).
+pub fn passwords_in(body: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut body = body.clone();
+    for_each_password(&mut body, &mut |value| {
+        if let serde_json::Value::String(password) = value
+            && !password.is_empty()
+        {
+            found.push(std::mem::take(password));
+        }
+    });
+    found
+}
+
+/// `text` with each of `passwords` replaced by [`REDACTED`], as sent and
+/// as JSON escapes it: an application's answer that repeats a password it
+/// was sent (an error detail, a resource echoed back) is scrubbed of it
+/// before anything keeps or shows the answer.
+pub fn scrub_passwords(text: String, passwords: &[String]) -> String {
+    let mut text = text;
+    for password in passwords {
+        let escaped = serde_json::Value::String(password.clone()).to_string();
+        let escaped = &escaped[1..escaped.len() - 1];
+        for form in [password.as_str(), escaped] {
+            if text.contains(form) {
+                text = text.replace(form, REDACTED);
+            }
+        }
+    }
+    text
+}
+
+/// Calls `found` with every password value in `body`: any `password`
+/// attribute, at any depth, and the value of a PATCH operation whose path
+/// names `password` (plain or with its schema's URN).
+fn for_each_password(body: &mut serde_json::Value, found: &mut dyn FnMut(&mut serde_json::Value)) {
     use serde_json::Value;
     match body {
         Value::Object(fields) => {
             let sets_password = fields
                 .get("path")
                 .and_then(Value::as_str)
-                .is_some_and(|path| path.trim().eq_ignore_ascii_case("password"));
+                .map(|path| path.trim().to_ascii_lowercase())
+                .is_some_and(|path| path == "password" || path.ends_with(":password"));
             for (key, value) in fields.iter_mut() {
                 if key.eq_ignore_ascii_case("password")
                     || (sets_password && key.eq_ignore_ascii_case("value"))
                 {
-                    *value = Value::String(REDACTED.into());
+                    found(value);
                 } else {
-                    redact_passwords(value);
+                    for_each_password(value, found);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_passwords),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| for_each_password(item, found)),
         _ => {}
     }
 }
@@ -67,11 +112,37 @@ mod redaction_tests {
             ],
             "Resources": [{ "password": "s3cret-4" }],
         });
+        let mut found = passwords_in(&body);
+        found.sort();
+        assert_eq!(found, ["s3cret-1", "s3cret-2", "s3cret-3", "s3cret-4"]);
         redact_passwords(&mut body);
         let text = body.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert_eq!(body["Operations"][2]["value"], "kept");
         assert_eq!(body["Operations"][1]["value"]["title"], "Countess");
         assert_eq!(body["userName"], "ada");
+    }
+
+    #[test]
+    fn a_password_set_by_its_urn_path_is_redacted() {
+        let mut body = json!({ "Operations": [{
+            "op": "replace",
+            "path": "urn:ietf:params:scim:schemas:core:2.0:User:password",
+            "value": "s3cret",
+        }]});
+        redact_passwords(&mut body);
+        assert!(!body.to_string().contains("s3cret"), "{body}");
+    }
+
+    #[test]
+    fn an_echoed_password_is_scrubbed_raw_and_escaped() {
+        let passwords = ["pa\"ss\\wörd".to_string()];
+        let raw = "weak password: pa\"ss\\wörd".to_string();
+        let escaped = json!({ "detail": "weak: pa\"ss\\wörd" }).to_string();
+        for text in [raw, escaped] {
+            let scrubbed = scrub_passwords(text.clone(), &passwords);
+            assert!(!scrubbed.contains("wörd"), "{text} → {scrubbed}");
+            assert!(scrubbed.contains(REDACTED));
+        }
     }
 }

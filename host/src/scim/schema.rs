@@ -547,6 +547,9 @@ impl Schema {
     }
 }
 
+/// The longest password the directory takes.
+pub const MAX_PASSWORD_CHARACTERS: usize = 1024;
+
 /// The password a resource a client sent sets, if it sets one: a
 /// non-empty string (RFC 7643 §4.1.1). `null` sets none.
 pub fn written_password(input: &Value) -> Result<Option<crate::secrets::Secret>, ScimError> {
@@ -561,6 +564,11 @@ pub fn written_password(input: &Value) -> Result<Option<crate::secrets::Secret>,
     };
     match value {
         Value::Null => Ok(None),
+        Value::String(password) if password.chars().count() > MAX_PASSWORD_CHARACTERS => {
+            Err(ScimError::invalid_value(format!(
+                "password must be at most {MAX_PASSWORD_CHARACTERS} characters"
+            )))
+        }
         Value::String(password) if !password.is_empty() => {
             Ok(Some(crate::secrets::Secret::new(password.as_str())))
         }

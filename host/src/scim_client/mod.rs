@@ -463,7 +463,12 @@ impl ScimClient {
             });
         }
         let text = match read_capped(response, self.settings.max_response_bytes).await {
-            Ok(text) => text,
+            // An answer that repeats a password the request carried is
+            // scrubbed of it before any error, log line or breaker keeps it.
+            Ok(text) => match &request.body {
+                Some(body) => crate::scim::scrub_passwords(text, &crate::scim::passwords_in(body)),
+                None => text,
+            },
             Err(Unread::TooLarge) => {
                 return Attempt::Fail(ScimClientError::TooLarge {
                     method,

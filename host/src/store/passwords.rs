@@ -24,13 +24,16 @@
 
 use super::*;
 
-/// What a temporary password is made of, and whether an operator may read
-/// it, for one application. The host makes one for each account it creates
+/// Whether an application gets passwords, what a temporary password is
+/// made of, and whether an operator may read it. The host makes one for each account it creates
 /// in an application that takes passwords, for a user without a password
 /// of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordPolicy {
+    /// Whether passwords are sent to the application at all, when its
+    /// connector takes them: off for an application that refuses them.
+    pub send: bool,
     /// How many characters (8–128).
     pub length: u16,
     /// Each enabled class is present at least once.
@@ -46,6 +49,7 @@ pub struct PasswordPolicy {
 impl Default for PasswordPolicy {
     fn default() -> Self {
         PasswordPolicy {
+            send: true,
             length: 20,
             lowercase: true,
             uppercase: true,

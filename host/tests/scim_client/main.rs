@@ -20,6 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Debug, Clone)]
 enum Play {
     Status(u16, Option<&'static str>),
+    /// Answers this status with the request's body repeated in `detail`, as
+    /// an application that echoes what it refused does.
+    Echo(u16),
     /// Answers 200 after this long.
     Hang(Duration),
     /// Closes the connection without answering.
@@ -108,6 +111,7 @@ async fn serve(
                 Ok(read) => buffer.extend_from_slice(&chunk[..read]),
             }
         }
+        let sent = String::from_utf8_lossy(&buffer[head_end..head_end + length]).to_string();
         buffer.drain(..head_end + length);
         seen.lock().unwrap().push(Seen {
             request_line: head.lines().next().unwrap_or_default().to_string(),
@@ -142,6 +146,22 @@ async fn serve(
                 (200, None)
             }
             Play::Status(status, retry_after) => (status, retry_after),
+            Play::Echo(status) => {
+                let body = json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": status.to_string(),
+                    "detail": format!("refused: {sent}"),
+                })
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status} Refused\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         let body = if status < 300 {
             json!({ "id": "42", "userName": "ada" }).to_string()
@@ -304,6 +324,32 @@ async fn a_permanent_refusal_is_not_retried_and_never_shows_the_token() {
         Some("Bearer t0k-secret")
     );
     assert_eq!(requests[0].request_line, "POST /scim/v2/Users HTTP/1.1");
+}
+
+#[tokio::test]
+async fn an_answer_that_repeats_a_password_is_scrubbed_of_it() {
+    let server = Scripted::start(vec![Play::Echo(400), Play::Echo(503)]).await;
+    let client = client(&server.base(), settings());
+    let set_password = ScimRequest::with_body(
+        reqwest::Method::PATCH,
+        "/Users/42",
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "replace", "path": "password", "value": "Sw0rd\"fish" }],
+        }),
+    );
+    let refused = client.send(&set_password).await.unwrap_err();
+    let text = format!("{refused} {refused:?} {set_password:?}");
+    assert!(text.contains("refused"), "{text}");
+    assert!(!text.contains("fish"), "{text}");
+    // A retryable answer, too, before the breaker or a log line sees it.
+    let created = ScimRequest::with_body(
+        reqwest::Method::POST,
+        "/Users",
+        json!({ "userName": "ada", "password": "Sw0rd\"fish" }),
+    );
+    let error = client.send(&created).await.unwrap_err();
+    assert!(!format!("{error} {client:?}").contains("fish"), "{error}");
 }
 
 #[tokio::test]

@@ -1477,6 +1477,34 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     assert_eq!(second.secret.expose(), "second-Pass-2");
     assert_ne!(second.generation, first.generation);
     assert!(second.delivered_to.is_empty());
+    // A delivery of the replaced one, landing late, records nothing.
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(
+                &link(&crm, &ada.id, "r-1"),
+                PasswordSent::Own {
+                    generation: &first.generation,
+                },
+            ),
+            event(&crm, "the old password sent"),
+        )
+        .unwrap();
+    assert!(
+        store
+            .user_password(&ada.id)
+            .unwrap()
+            .unwrap()
+            .delivered_to
+            .is_empty()
+    );
+    // The same password set again is the same password: nothing to send.
+    store
+        .set_password(&ada.id, &Secret::new("second-Pass-2"))
+        .unwrap();
+    assert_eq!(
+        store.user_password(&ada.id).unwrap().unwrap().generation,
+        second.generation
+    );
 
     // A wipe names its generation: the old one wipes nothing.
     assert!(!store.wipe_password(&ada.id, &first.generation).unwrap());

@@ -4,14 +4,25 @@
 use super::*;
 
 /// Seals `password` as the user's and forgets every delivery of the one it
-/// replaces, in the caller's transaction. The caller appends the change
-/// that queues the user for a sync.
+/// replaces, in the caller's transaction; the same password set again
+/// changes nothing (an identity provider may send it with every replace).
+/// The caller appends the change that queues the user for a sync.
 pub(super) fn store_password(
     transaction: &mut Transaction<'_>,
     cipher: &TokenCipher,
     user_id: &str,
     password: &Secret,
 ) -> Step<()> {
+    let current = transaction.query_opt(
+        "SELECT nonce, sealed FROM user_passwords WHERE user_id = $1",
+        &[&user_id],
+    )?;
+    if current.is_some_and(|row| {
+        let (nonce, sealed): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+        cipher.open_password(user_id, &nonce, &sealed).as_ref() == Some(password)
+    }) {
+        return Ok(());
+    }
     let (nonce, sealed) = cipher
         .seal_password(user_id, password)
         .map_err(|error| StoreError::Secret(error.to_string()))?;
@@ -29,13 +40,15 @@ pub(super) fn store_password(
     Ok(())
 }
 
-/// Wipes the temporary passwords kept for a user (the user is deleted; the
-/// other tables follow the user by their foreign keys).
+/// Wipes what is kept of a user's passwords (the user is deleted).
 pub(super) fn forget_passwords(transaction: &mut Transaction<'_>, user_id: &str) -> Step<()> {
-    transaction.execute(
+    for statement in [
+        "DELETE FROM user_passwords WHERE user_id = $1",
+        "DELETE FROM password_deliveries WHERE user_id = $1",
         "DELETE FROM temporary_passwords WHERE user_id = $1",
-        &[&user_id],
-    )?;
+    ] {
+        transaction.execute(statement, &[&user_id])?;
+    }
     Ok(())
 }
 
@@ -48,10 +61,14 @@ pub(super) fn record_password_sent(
     sent: PasswordSent<'_>,
 ) -> Step<()> {
     match sent {
+        // Recorded only while that password is still kept: one replaced,
+        // expired or whose user was deleted meanwhile leaves no row behind
+        // (and fails no ledger write).
         PasswordSent::Own { generation } => {
             transaction.execute(
                 "INSERT INTO password_deliveries (user_id, app_id, generation, delivered_at)
-                 VALUES ($1, $2, $3, $4)
+                 SELECT $1::text, $2::text, $3::text, $4::timestamptz WHERE EXISTS (
+                     SELECT 1 FROM user_passwords WHERE user_id = $1 AND generation = $3)
                  ON CONFLICT (user_id, app_id) DO UPDATE SET generation = excluded.generation,
                      delivered_at = excluded.delivered_at",
                 &[

@@ -4,14 +4,24 @@
 use super::*;
 
 /// Seals `password` as the user's and forgets every delivery of the one it
-/// replaces, in the caller's transaction. The caller appends the change
-/// that queues the user for a sync.
+/// replaces, in the caller's transaction; the same password set again
+/// changes nothing (an identity provider may send it with every replace).
+/// The caller appends the change that queues the user for a sync.
 pub(super) fn store_password(
     transaction: &Transaction<'_>,
     cipher: &TokenCipher,
     user_id: &str,
     password: &Secret,
 ) -> StoreResult<()> {
+    let current: Option<(Vec<u8>, Vec<u8>)> = transaction
+        .prepare_cached("SELECT nonce, sealed FROM user_passwords WHERE user_id = ?1")?
+        .query_row([user_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if current.is_some_and(|(nonce, sealed)| {
+        cipher.open_password(user_id, &nonce, &sealed).as_ref() == Some(password)
+    }) {
+        return Ok(());
+    }
     let (nonce, sealed) = cipher
         .seal_password(user_id, password)
         .map_err(|error| StoreError::Secret(error.to_string()))?;
@@ -50,11 +60,14 @@ pub(super) fn record_password_sent(
     sent: PasswordSent<'_>,
 ) -> StoreResult<()> {
     match sent {
+        // Recorded only while that password is still kept: one replaced,
+        // expired or whose user was deleted meanwhile leaves no row behind.
         PasswordSent::Own { generation } => {
             transaction
                 .prepare_cached(
                     "INSERT INTO password_deliveries (user_id, app_id, generation, delivered_at)
-                     VALUES (?1, ?2, ?3, ?4)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (
+                         SELECT 1 FROM user_passwords WHERE user_id = ?1 AND generation = ?3)
                      ON CONFLICT (user_id, app_id) DO UPDATE SET generation = excluded.generation,
                          delivered_at = excluded.delivered_at",
                 )?

@@ -8,16 +8,18 @@ ALTER TABLE applications ADD COLUMN password_policy JSONB NOT NULL DEFAULT '{}';
 -- every application that takes passwords has it. A new password replaces
 -- it with a new generation.
 CREATE TABLE user_passwords (
-    user_id    TEXT COLLATE "C" PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    user_id    TEXT COLLATE "C" PRIMARY KEY,
     generation TEXT NOT NULL,
     nonce      BYTEA NOT NULL,
     sealed     BYTEA NOT NULL,
     set_at     TIMESTAMPTZ NOT NULL
 );
 
--- The applications that accepted a user's password, and which one.
+-- The applications that accepted a user's password, and which one. No
+-- foreign keys: a delivery recorded as the user is deleted must not fail
+-- the ledger write it belongs to; deleting a user deletes these rows.
 CREATE TABLE password_deliveries (
-    user_id      TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id      TEXT COLLATE "C" NOT NULL,
     app_id       TEXT COLLATE "C" NOT NULL,
     generation   TEXT NOT NULL,
     delivered_at TIMESTAMPTZ NOT NULL,
