@@ -347,7 +347,7 @@ pub(crate) async fn keep_swept(
 /// had it, or it went unclaimed past [`UNCLAIMED_GRACE`]), and every one
 /// that waited past `retention` (with an event for each application that
 /// never got it), and the temporary passwords nobody read within it.
-pub(crate) async fn sweep(
+pub async fn sweep(
     store: &StoreHandle,
     plugins: &PluginRegistry,
     hosts: &[HostPresence],

@@ -11,6 +11,7 @@
 //!   without sending anything again;
 //! - [`operations`]: what an operator does to one application on demand,
 //!   and what each refusal leaves untouched;
+//! - [`passwords`]: when a user's password is wiped;
 //! - [`worker`]: the outbox consumer on its own thread, as `scimlink serve`
 //!   runs it — each change applied per application, progress recorded per
 //!   application, a failing application retried while the others proceed;
@@ -27,5 +28,6 @@ mod groups;
 mod hosts;
 mod migration;
 mod operations;
+mod passwords;
 mod worker;
 mod world;
