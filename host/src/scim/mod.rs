@@ -52,11 +52,16 @@ pub fn passwords_in(body: &serde_json::Value) -> Vec<String> {
 /// was sent (an error detail, a resource echoed back) is scrubbed of it
 /// before anything keeps or shows the answer.
 pub fn scrub_passwords(text: String, passwords: &[String]) -> String {
+    // JSON inside JSON (a detail quoting the request) escapes it twice.
+    fn escaped(text: &str) -> String {
+        let quoted = serde_json::Value::String(text.to_owned()).to_string();
+        quoted[1..quoted.len() - 1].to_owned()
+    }
     let mut text = text;
     for password in passwords {
-        let escaped = serde_json::Value::String(password.clone()).to_string();
-        let escaped = &escaped[1..escaped.len() - 1];
-        for form in [password.as_str(), escaped] {
+        let once = escaped(password);
+        let twice = escaped(&once);
+        for form in [twice.as_str(), once.as_str(), password.as_str()] {
             if text.contains(form) {
                 text = text.replace(form, REDACTED);
             }
@@ -139,7 +144,11 @@ mod redaction_tests {
         let passwords = ["pa\"ss\\wörd".to_string()];
         let raw = "weak password: pa\"ss\\wörd".to_string();
         let escaped = json!({ "detail": "weak: pa\"ss\\wörd" }).to_string();
-        for text in [raw, escaped] {
+        let quoted_request = json!({
+            "detail": json!({ "password": "pa\"ss\\wörd" }).to_string()
+        })
+        .to_string();
+        for text in [raw, escaped, quoted_request] {
             let scrubbed = scrub_passwords(text.clone(), &passwords);
             assert!(!scrubbed.contains("wörd"), "{text} → {scrubbed}");
             assert!(scrubbed.contains(REDACTED));

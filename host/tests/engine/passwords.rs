@@ -72,9 +72,9 @@ fn host_serving(connector: &str, version: &str) -> HostPresence {
 async fn a_password_is_wiped_once_every_application_owed_it_has_it() {
     let world = World::new().await;
     let ada = world.user("ada");
-    world.group("staff", &[&ada]);
-    let crm = world.app("crm", "custom-scim", &["staff"]);
-    let docs = world.app("docs", "coda", &["staff"]);
+    let staff = world.group("staff", &[&ada]);
+    let crm = world.app("crm", "custom-scim", &[&staff]);
+    let docs = world.app("docs", "coda", &[&staff]);
     world.activate(&crm.id);
     world.activate(&docs.id);
     let plugins = world.serving(&["custom-scim", "coda"]);
@@ -160,9 +160,9 @@ async fn a_password_nobody_is_owed_yet_is_kept_for_a_while() {
 async fn a_password_that_waited_too_long_is_wiped_with_an_event_per_application_owed() {
     let world = World::new().await;
     let ada = world.user("ada");
-    world.group("staff", &[&ada]);
-    let crm = world.app("crm", "custom-scim", &["staff"]);
-    let docs = world.app("docs", "coda", &["staff"]);
+    let staff = world.group("staff", &[&ada]);
+    let crm = world.app("crm", "custom-scim", &[&staff]);
+    let docs = world.app("docs", "coda", &[&staff]);
     world.activate(&crm.id);
     world.activate(&docs.id);
     let plugins = world.serving(&["custom-scim", "coda"]);

@@ -328,8 +328,16 @@ async fn a_permanent_refusal_is_not_retried_and_never_shows_the_token() {
 
 #[tokio::test]
 async fn an_answer_that_repeats_a_password_is_scrubbed_of_it() {
-    let server = Scripted::start(vec![Play::Echo(400), Play::Echo(503)]).await;
-    let client = client(&server.base(), settings());
+    let mut script = vec![Play::Echo(400)];
+    script.extend(std::iter::repeat_n(Play::Echo(503), 4));
+    let server = Scripted::start(script).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            breaker_threshold: 1,
+            ..settings()
+        },
+    );
     let set_password = ScimRequest::with_body(
         reqwest::Method::PATCH,
         "/Users/42",
@@ -342,14 +350,23 @@ async fn an_answer_that_repeats_a_password_is_scrubbed_of_it() {
     let text = format!("{refused} {refused:?} {set_password:?}");
     assert!(text.contains("refused"), "{text}");
     assert!(!text.contains("fish"), "{text}");
-    // A retryable answer, too, before the breaker or a log line sees it.
+    // A retryable answer, too, before the breaker keeps it as the reason
+    // it opened, which the next request's error repeats.
     let created = ScimRequest::with_body(
         reqwest::Method::POST,
         "/Users",
         json!({ "userName": "ada", "password": "Sw0rd\"fish" }),
     );
-    let error = client.send(&created).await.unwrap_err();
-    assert!(!format!("{error} {client:?}").contains("fish"), "{error}");
+    let failed = client.send(&created).await.unwrap_err();
+    assert_eq!(failed.status(), Some(503), "{failed}");
+    assert!(!failed.to_string().contains("fish"), "{failed}");
+    let held = client.send(&created).await.unwrap_err();
+    assert!(
+        matches!(held, ScimClientError::CircuitOpen { .. }),
+        "{held}"
+    );
+    assert!(held.to_string().contains("refused"), "{held}");
+    assert!(!held.to_string().contains("fish"), "{held}");
 }
 
 #[tokio::test]
