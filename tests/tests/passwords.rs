@@ -551,17 +551,17 @@ fn a_password_set_while_the_application_is_quarantined_reaches_it_when_it_resume
         .tenant("crm")
         .eventually("ada", "creation", |account| account["active"] == true);
 
-    // Its connector goes away: the application is quarantined.
+    // Its connector goes away; the password the user sets next finds the
+    // application unservable, and it is quarantined.
     std::fs::remove_file(plugins.path().join("custom-scim.wasm")).unwrap();
     host.process
         .expect_line(&["plugin custom-scim", "removed"], WITHIN);
+    let password = "Jacquard-Loom-1804";
+    set_password(&host, "ada", password);
     eventually("quarantine", WITHIN, || {
         let app = host.admin("GET", "/apps/crm", None).body;
         (app["state"] == "quarantined").then_some(())
     });
-
-    let password = "Jacquard-Loom-1804";
-    set_password(&host, "ada", password);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(simulated.sign_in("crm", "ada", password), None);
 
