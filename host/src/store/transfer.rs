@@ -1,7 +1,8 @@
 //! Moving a SQLite deployment into PostgreSQL (`scimlink migrate`): the
 //! directory, applications with their sealed tokens, scope, the outbox with
 //! its progress, the ledger, dead letters, the guard's holds and
-//! admissions, events and host metadata, row for row.
+//! admissions, events, host metadata and the passwords still on their way,
+//! row for row.
 //!
 //! Invariants:
 //! - the SQLite database is brought to the current schema first and then
@@ -15,8 +16,9 @@
 //!   the engine carries on where it stopped: the ledger says what each
 //!   application holds (nothing is created again), the outbox and its
 //!   progress what is left to do (nothing done is done again);
-//! - tokens move sealed, never opened: the target's hosts need the same
-//!   host key, and the key's fingerprint moves with the metadata;
+//! - tokens and passwords move sealed, never opened: the target's hosts
+//!   need the same host key, and the key's fingerprint moves with the
+//!   metadata;
 //! - hosts and leases do not move: they belonged to the stopped host.
 
 use std::path::Path;
@@ -102,6 +104,7 @@ const TABLES: &[(&str, &[(&str, Column)])] = &[
             ("capabilities", Json),
             ("pacing", Json),
             ("guard", Json),
+            ("password_policy", Json),
             ("version", Integer),
             ("created", Time),
             ("modified", Time),
@@ -225,6 +228,35 @@ const TABLES: &[(&str, &[(&str, Column)])] = &[
         ],
     ),
     ("meta", &[("key", Text), ("value", Text)]),
+    (
+        "user_passwords",
+        &[
+            ("user_id", Text),
+            ("generation", Text),
+            ("nonce", Blob),
+            ("sealed", Blob),
+            ("set_at", Time),
+        ],
+    ),
+    (
+        "password_deliveries",
+        &[
+            ("user_id", Text),
+            ("app_id", Text),
+            ("generation", Text),
+            ("delivered_at", Time),
+        ],
+    ),
+    (
+        "temporary_passwords",
+        &[
+            ("app_id", Text),
+            ("user_id", Text),
+            ("nonce", Blob),
+            ("sealed", Blob),
+            ("created", Time),
+        ],
+    ),
 ];
 
 /// What was moved: each table with its rows, in the order moved.

@@ -1,12 +1,14 @@
 //! A SQLite deployment moved into PostgreSQL (`scimlink::store::transfer`)
 //! carries on where it stopped: accounts provisioned before the move are
-//! neither created nor sent again, and a change after it is pushed once.
+//! neither created nor sent again, and a change after it is pushed once;
+//! a password on its way moves sealed and reaches its account once.
 
 use std::sync::Arc;
 
 use scimlink::store::transfer::sqlite_to_postgres;
 use scimlink::store::{
-    AppState, GroupKey, Member, MemberKind, PostgresStore, Store, StoreHandle, UserKey, UserWrite,
+    AppState, AppUpdate, GroupKey, Member, MemberKind, PasswordPolicy, PostgresStore, Reveal,
+    Secret, Store, StoreHandle, UserKey, UserWrite,
 };
 use serde_json::{Map, json};
 
@@ -39,6 +41,27 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
     engine.stop().await;
     let remote = Remote::of(&world.sp, "crm");
     let before = log_mark(&world.sp);
+    // A password on its way, and the application's policy, move too.
+    let policy = PasswordPolicy {
+        length: 12,
+        symbols: false,
+        reveal: Reveal::Once,
+        ..PasswordPolicy::default()
+    };
+    world
+        .store
+        .update_app(
+            &crm.id,
+            AppUpdate {
+                passwords: Some(policy),
+                ..AppUpdate::default()
+            },
+        )
+        .unwrap();
+    world
+        .store
+        .set_password(&ids[0], &Secret::new("Moved-Sealed-1"))
+        .unwrap();
 
     // Moved, as `scimlink migrate` does, into an empty database.
     // The PostgreSQL client blocks: made, used and dropped off the runtime.
@@ -85,6 +108,14 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
         moved.app_token("crm").await.unwrap(),
         world.store.app_token("crm").unwrap()
     );
+    assert_eq!(app.passwords, policy);
+    let user00 = ids[0].clone();
+    let password = moved
+        .run(move |store| store.user_password(&user00))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(password.secret.expose(), "Moved-Sealed-1");
     for (id, name) in ids.iter().zip(&names) {
         assert_eq!(
             moved
@@ -96,7 +127,11 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
             "{name}"
         );
     }
-    assert_eq!(moved.pending_changes().await.unwrap(), 0);
+    assert_eq!(
+        moved.pending_changes().await.unwrap(),
+        1,
+        "the password's change is the one thing left to do"
+    );
 
     // The engine on PostgreSQL has nothing to send for what was done…
     let engine = RunningEngine::on(Arc::clone(&target), Arc::clone(&registry), settings()).await;
@@ -146,6 +181,18 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
         .filter(|request| request.starts_with("POST ") && request.ends_with("/Users"))
         .collect();
     assert_eq!(creates.len(), 1, "{sent:?}");
+    // The password set before the move reached its account once.
+    let user00_account = format!(
+        "PATCH /crm/Users/{}",
+        world.remote_id(&crm.id, "user", &ids[0]).unwrap()
+    );
+    assert_eq!(
+        sent.iter()
+            .filter(|request| **request == user00_account)
+            .count(),
+        1,
+        "{sent:?}"
+    );
     for name in &names {
         assert!(
             !sent.iter().any(|request| request.contains(name.as_str())),
