@@ -238,6 +238,17 @@ pub enum TemporaryPasswordError {
     Random(#[from] KeyError),
 }
 
+/// `retention` as people say it: "90 seconds", "15 minutes", "7 days".
+fn span(retention: Duration) -> String {
+    let seconds = retention.as_secs();
+    match seconds {
+        0..120 => format!("{seconds} seconds"),
+        120..7200 => format!("{} minutes", seconds / 60),
+        7200..172_800 => format!("{} hours", seconds / 3600),
+        _ => format!("{} days", seconds / 86_400),
+    }
+}
+
 /// A temporary password by `policy`: each enabled class at least once, the
 /// rest drawn from all of them, in a random order.
 pub fn temporary(policy: &PasswordPolicy) -> Result<Secret, TemporaryPasswordError> {
@@ -388,10 +399,10 @@ pub async fn sweep(
                 rule: Some("expired".into()),
                 http_status: None,
                 summary: format!(
-                    "the password set at {} waited more than {} hours for {} and was \
-                     wiped without reaching it; the user must set it again",
+                    "the password set at {} waited more than {} for {} and was wiped \
+                     without reaching it; the user must set it again",
                     password.set_at,
-                    retention.as_secs() / 3600,
+                    span(retention),
                     app.name
                 ),
             };
@@ -419,6 +430,14 @@ mod tests {
                 assert!(text.chars().any(|c| class.contains(c)), "{class}");
             }
         }
+    }
+
+    #[test]
+    fn a_retention_reads_as_people_say_it() {
+        assert_eq!(span(Duration::from_secs(6)), "6 seconds");
+        assert_eq!(span(Duration::from_secs(900)), "15 minutes");
+        assert_eq!(span(Duration::from_secs(36 * 3600)), "36 hours");
+        assert_eq!(span(Duration::from_secs(7 * 86_400)), "7 days");
     }
 
     #[test]
