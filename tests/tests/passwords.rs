@@ -209,6 +209,22 @@ fn assert_no_trace(host: &mut Host, password: &str, user: &str) {
     }
 }
 
+/// The directory's people, and `crm` (custom-scim) reaching the simulated
+/// application through `port` (its own, or a proxy's), bound to Staff and
+/// not yet active.
+fn add_crm(host: &Host, port: u16) {
+    import_people(host, PEOPLE);
+    add_app(host, "crm", "custom-scim", port, "crm", "Staff");
+}
+
+/// Activates `crm` and waits for ada's account in it.
+fn activate_crm(host: &Host, simulated: &Simulated) {
+    run_ok(host, &["app", "activate", "crm"]);
+    simulated
+        .tenant("crm")
+        .eventually("ada", "creation", |account| account["active"] == true);
+}
+
 fn password_events(host: &Host, app: &str) -> Vec<Value> {
     events_of(host, app)
         .into_iter()
@@ -221,15 +237,7 @@ fn a_password_reaches_each_application_that_takes_passwords_once_and_leaves_no_t
     let folder = tempfile::tempdir().unwrap();
     let simulated = Simulated::start(folder.path());
     let mut host = host(folder.path(), &[]);
-    import_people(&host, PEOPLE);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        simulated.port(),
-        "crm",
-        "Staff",
-    );
+    add_crm(&host, simulated.port());
     add_app(&host, "docs", "coda", simulated.port(), "docs", "Staff");
     for app in ["crm", "docs"] {
         run_ok(&host, &["app", "activate", app]);
@@ -338,11 +346,9 @@ fn a_password_push_that_fails_is_retried_then_delivered_once() {
     let simulated = Simulated::start(folder.path());
     let proxy = FaultProxy::start(simulated.port());
     let mut host = host(folder.path(), &[]);
-    import_people(&host, PEOPLE);
-    add_app(&host, "crm", "custom-scim", proxy.port, "crm", "Staff");
-    run_ok(&host, &["app", "activate", "crm"]);
+    add_crm(&host, proxy.port);
+    activate_crm(&host, &simulated);
     let crm = simulated.tenant("crm");
-    crm.eventually("ada", "creation", |account| account["active"] == true);
 
     // The application fails every request that sets a password, for now.
     proxy.set(Faults {
@@ -409,19 +415,8 @@ fn a_password_the_application_refuses_is_dead_lettered_then_wiped_when_it_expire
         folder.path(),
         &[("SCIMLINK_PASSWORD_RETENTION_SECONDS", "6")],
     );
-    import_people(&host, PEOPLE);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        simulated.port(),
-        "crm",
-        "Staff",
-    );
-    run_ok(&host, &["app", "activate", "crm"]);
-    simulated
-        .tenant("crm")
-        .eventually("ada", "creation", |account| account["active"] == true);
+    add_crm(&host, simulated.port());
+    activate_crm(&host, &simulated);
 
     // Too weak for the application: refused for good, dead-lettered.
     let weak = "lowercase only";
@@ -471,15 +466,7 @@ fn a_temporary_password_is_revealed_once_when_the_policy_says_so() {
     let folder = tempfile::tempdir().unwrap();
     let simulated = Simulated::start(folder.path());
     let mut host = host(folder.path(), &[]);
-    import_people(&host, PEOPLE);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        simulated.port(),
-        "crm",
-        "Staff",
-    );
+    add_crm(&host, simulated.port());
     let shown = run_ok(
         &host,
         &[
@@ -498,10 +485,7 @@ fn a_temporary_password_is_revealed_once_when_the_policy_says_so() {
         shown.contains("of 16 characters (lowercase, uppercase, digits), revealed once"),
         "{shown}"
     );
-    run_ok(&host, &["app", "activate", "crm"]);
-    simulated
-        .tenant("crm")
-        .eventually("ada", "creation", |account| account["active"] == true);
+    activate_crm(&host, &simulated);
 
     let revealed = run_ok(&host, &["app", "reveal-password", "crm", "ada"]);
     let password = revealed.trim();
@@ -537,19 +521,8 @@ fn a_password_set_while_the_application_is_quarantined_reaches_it_when_it_resume
             ("SCIMLINK_QUARANTINE_PROBE_SECONDS", "1"),
         ],
     );
-    import_people(&host, PEOPLE);
-    add_app(
-        &host,
-        "crm",
-        "custom-scim",
-        simulated.port(),
-        "crm",
-        "Staff",
-    );
-    run_ok(&host, &["app", "activate", "crm"]);
-    simulated
-        .tenant("crm")
-        .eventually("ada", "creation", |account| account["active"] == true);
+    add_crm(&host, simulated.port());
+    activate_crm(&host, &simulated);
 
     // Its connector goes away; the password the user sets next finds the
     // application unservable, and it is quarantined.

@@ -6,11 +6,13 @@
 //! yet.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use scimlink::engine::passwords::{PASSWORD, sweep};
+use scimlink::runtime::PluginRegistry;
 use scimlink::store::{
-    HostPresence, LedgerChange, LedgerEntry, Page, PasswordSent, Secret, Timestamp,
+    AppRecord, HostPresence, LedgerChange, LedgerEntry, Page, PasswordSent, Secret, Timestamp,
 };
 
 use crate::world::World;
@@ -68,16 +70,38 @@ fn host_serving(connector: &str, version: &str) -> HostPresence {
     }
 }
 
+/// Ada, in the Staff group bound to `crm` (custom-scim, which takes
+/// passwords) and `docs` (Coda, which does not), both active.
+struct Staff {
+    ada: String,
+    crm: AppRecord,
+    docs: AppRecord,
+    plugins: Arc<PluginRegistry>,
+}
+
+impl Staff {
+    fn in_crm_and_docs(world: &World) -> Staff {
+        let ada = world.user("ada");
+        let staff = world.group("staff", &[&ada]);
+        let crm = world.app("crm", "custom-scim", &[&staff]);
+        let docs = world.app("docs", "coda", &[&staff]);
+        world.activate(&crm.id);
+        world.activate(&docs.id);
+        Staff {
+            ada,
+            crm,
+            docs,
+            plugins: world.serving(&["custom-scim", "coda"]),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_is_wiped_once_every_application_owed_it_has_it() {
     let world = World::new().await;
-    let ada = world.user("ada");
-    let staff = world.group("staff", &[&ada]);
-    let crm = world.app("crm", "custom-scim", &[&staff]);
-    let docs = world.app("docs", "coda", &[&staff]);
-    world.activate(&crm.id);
-    world.activate(&docs.id);
-    let plugins = world.serving(&["custom-scim", "coda"]);
+    let Staff {
+        ada, crm, plugins, ..
+    } = Staff::in_crm_and_docs(&world);
     let apps = || {
         world
             .store
@@ -159,13 +183,12 @@ async fn a_password_nobody_is_owed_yet_is_kept_for_a_while() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_that_waited_too_long_is_wiped_with_an_event_per_application_owed() {
     let world = World::new().await;
-    let ada = world.user("ada");
-    let staff = world.group("staff", &[&ada]);
-    let crm = world.app("crm", "custom-scim", &[&staff]);
-    let docs = world.app("docs", "coda", &[&staff]);
-    world.activate(&crm.id);
-    world.activate(&docs.id);
-    let plugins = world.serving(&["custom-scim", "coda"]);
+    let Staff {
+        ada,
+        crm,
+        docs,
+        plugins,
+    } = Staff::in_crm_and_docs(&world);
     let apps = world
         .store
         .list_apps(Page {

@@ -1448,17 +1448,15 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     assert!(first.delivered_to.is_empty());
 
     // A delivery is recorded with the ledger entry, in one write.
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&crm, &ada.id, "r-1"),
-                PasswordSent::Own {
-                    generation: &first.generation,
-                },
-            ),
-            event(&crm, "password sent"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &crm,
+        &ada.id,
+        "r-1",
+        PasswordSent::Own {
+            generation: &first.generation,
+        },
+    );
     assert!(store.ledger_entry(&crm, "user", &ada.id).unwrap().is_some());
     let states = store.passwords().unwrap();
     assert_eq!(states.len(), 1);
@@ -1478,17 +1476,15 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     assert_ne!(second.generation, first.generation);
     assert!(second.delivered_to.is_empty());
     // A delivery of the replaced one, landing late, records nothing.
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&crm, &ada.id, "r-1"),
-                PasswordSent::Own {
-                    generation: &first.generation,
-                },
-            ),
-            event(&crm, "the old password sent"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &crm,
+        &ada.id,
+        "r-1",
+        PasswordSent::Own {
+            generation: &first.generation,
+        },
+    );
     assert!(
         store
             .user_password(&ada.id)
@@ -1509,17 +1505,15 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     // A wipe names its generation: the old one wipes nothing.
     assert!(!store.wipe_password(&ada.id, &first.generation).unwrap());
     assert!(store.user_password(&ada.id).unwrap().is_some());
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&docs, &ada.id, "r-2"),
-                PasswordSent::Own {
-                    generation: &second.generation,
-                },
-            ),
-            event(&docs, "password sent"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &docs,
+        &ada.id,
+        "r-2",
+        PasswordSent::Own {
+            generation: &second.generation,
+        },
+    );
     assert_eq!(
         store.user_password(&ada.id).unwrap().unwrap().delivered_to,
         vec![docs.clone()]
@@ -1584,27 +1578,23 @@ pub fn a_temporary_password_is_kept_only_to_be_read_once(store: &dyn Store) {
     let ada = store.create_user(user("ada")).unwrap();
     let bob = store.create_user(user("bob")).unwrap();
     let revealed = Secret::new("Temporary-Pass-7");
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&crm, &ada.id, "r-1"),
-                PasswordSent::Temporary {
-                    reveal: Some(&revealed),
-                },
-            ),
-            event(&crm, "created"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &crm,
+        &ada.id,
+        "r-1",
+        PasswordSent::Temporary {
+            reveal: Some(&revealed),
+        },
+    );
     // A temporary password the policy does not reveal is not kept.
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&crm, &bob.id, "r-2"),
-                PasswordSent::Temporary { reveal: None },
-            ),
-            event(&crm, "created"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &crm,
+        &bob.id,
+        "r-2",
+        PasswordSent::Temporary { reveal: None },
+    );
     assert_eq!(
         store.reveal_temporary_password(&crm, &bob.id).unwrap(),
         None
@@ -1618,17 +1608,15 @@ pub fn a_temporary_password_is_kept_only_to_be_read_once(store: &dyn Store) {
     );
 
     // Unread past the retention, it is wiped.
-    store
-        .record_with_ledger(
-            LedgerChange::PutWithPassword(
-                &link(&crm, &ada.id, "r-1"),
-                PasswordSent::Temporary {
-                    reveal: Some(&revealed),
-                },
-            ),
-            event(&crm, "created again"),
-        )
-        .unwrap();
+    sent_with(
+        store,
+        &crm,
+        &ada.id,
+        "r-1",
+        PasswordSent::Temporary {
+            reveal: Some(&revealed),
+        },
+    );
     assert_eq!(
         store
             .wipe_temporary_passwords(Timestamp::now().minus(std::time::Duration::from_secs(60)))
@@ -1645,6 +1633,23 @@ pub fn a_temporary_password_is_kept_only_to_be_read_once(store: &dyn Store) {
         store.reveal_temporary_password(&crm, &ada.id).unwrap(),
         None
     );
+}
+
+/// Records that the account `remote_id` of `user_id` in `app_id` was
+/// written with a password, as the engine records it.
+fn sent_with(
+    store: &dyn Store,
+    app_id: &str,
+    user_id: &str,
+    remote_id: &str,
+    sent: PasswordSent<'_>,
+) {
+    store
+        .record_with_ledger(
+            LedgerChange::PutWithPassword(&link(app_id, user_id, remote_id), sent),
+            event(app_id, "written with a password"),
+        )
+        .unwrap();
 }
 
 /// Runs every case against a backend: `store_conformance!(open)` in a test
