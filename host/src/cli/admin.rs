@@ -485,17 +485,59 @@ fn policy_text(policy: &Value) -> String {
 }
 
 /// One line of standard input without its line ending: a password, which
-/// may begin or end with spaces.
+/// may begin or end with spaces. At a terminal it asks, and what is typed
+/// is not shown.
 fn password_from_stdin() -> anyhow::Result<crate::secrets::Secret> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let hidden = if stdin.is_terminal() {
+        eprint!("password (not shown): ");
+        Some(EchoOff::on()?)
+    } else {
+        None
+    };
     let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
+    stdin
         .read_line(&mut line)
         .context("cannot read the password from standard input")?;
+    if hidden.is_some() {
+        eprintln!();
+    }
+    drop(hidden);
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         bail!("standard input held no password");
     }
     Ok(crate::secrets::Secret::new(password))
+}
+
+/// The terminal on standard input not echoing what is typed, until
+/// dropped.
+struct EchoOff {
+    before: rustix::termios::Termios,
+}
+
+impl EchoOff {
+    fn on() -> anyhow::Result<Self> {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let before = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
+        let mut quiet = before.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        tcsetattr(&stdin, OptionalActions::Now, &quiet)
+            .context("cannot stop the terminal echoing")?;
+        Ok(EchoOff { before })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.before,
+        );
+    }
 }
 
 /// The token as given, or read from standard input when given as `-`.
