@@ -129,8 +129,8 @@ async fn a_moved_deployment_carries_on_without_sending_anything_again() {
     }
     assert_eq!(
         moved.pending_changes().await.unwrap(),
-        1,
-        "the password's change is the one thing left to do"
+        2,
+        "the policy's change and the password's are what is left to do"
     );
 
     // The engine on PostgreSQL has nothing to send for what was done…
