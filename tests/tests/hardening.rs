@@ -452,3 +452,36 @@ fn bad_input_gets_a_400_and_the_host_keeps_serving() {
     assert!(host.process.is_running());
     assert_eq!(host.admin("GET", "/events?since=5m", None).status, 200);
 }
+
+#[test]
+fn a_host_that_cannot_listen_neither_announces_itself_nor_takes_work() {
+    let first = Host::start();
+    let address = first.base.trim_start_matches("http://").to_string();
+    let data = first.data.display().to_string();
+    // A second host on the same data folder and the same, taken, address.
+    let output = Command::new(scimlink_binary())
+        .args([
+            "serve",
+            "--data",
+            &data,
+            "--plugins",
+            "dist/plugins",
+            "--listen",
+            &address,
+        ])
+        .current_dir(scimlink_e2e::repository())
+        .env("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SCIMLINK_SCIM_TOKEN", scimlink_e2e::SCIM_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    // Only the first host ever counted as present.
+    let status = first.admin("GET", "/status", None).body;
+    let hosts = status["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{status:#}");
+}

@@ -196,6 +196,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         builder = builder.engine(engine_settings);
     }
+    // Bound before the engine starts: a host that cannot listen neither
+    // announces itself to the others nor takes any work.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let host = builder.build()?;
     let app = host.router();
 
@@ -204,8 +209,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = tokio::net::TcpListener::from_std(listener)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener
             .local_addr()
