@@ -2,6 +2,7 @@
 //! built components, and a child process whose log lines can be awaited.
 
 pub mod application;
+pub mod database;
 pub mod fault_proxy;
 
 use std::io::{BufRead, BufReader};

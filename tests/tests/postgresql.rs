@@ -8,76 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
 use scimlink_e2e::application::{Application, connect, import_people, people, run_ok};
+use scimlink_e2e::database::{Database, KEY};
 use scimlink_e2e::{ADMIN_TOKEN, Host, Running, SCIM_TOKEN, repository};
 use serde_json::json;
 
 /// Two host keys, base64 as `SCIMLINK_SECRET_KEY` takes them.
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const OTHER_KEY: &str = "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
-
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new() -> Database {
-        let admin_url = std::env::var("SCIMLINK_TEST_DATABASE_URL").unwrap_or_else(|_| {
-            panic!(
-                "SCIMLINK_TEST_DATABASE_URL is not set: run scripts/test.sh, which starts a \
-                 throwaway PostgreSQL cluster"
-            )
-        });
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("scimlink_e2e_{}_{nanos}", std::process::id());
-        let mut admin = Client::connect(&admin_url, NoTls).unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let mut url = reqwest::Url::parse(&admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        Database {
-            admin_url,
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn host_on(database: &Database, data: &std::path::Path, key: &str) -> Host {
-    Host::start_with(
-        data,
-        &[
-            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-            ("SCIMLINK_DATABASE_URL", &database.url),
-            ("SCIMLINK_SECRET_KEY", key),
-        ],
-    )
-}
 
 #[test]
 fn hosts_on_one_database_share_the_directory_and_a_host_with_another_key_is_refused() {
     let database = Database::new();
     let folders = tempfile::tempdir().unwrap();
-    let first = host_on(&database, &folders.path().join("first"), KEY);
+    let first = database.host(&folders.path().join("first"), KEY);
     let created = first.admin(
         "POST",
         "/users",
@@ -97,7 +40,7 @@ fn hosts_on_one_database_share_the_directory_and_a_host_with_another_key_is_refu
     assert_eq!(app.status, 201, "{:?}", app.body);
 
     // A second host, its own data folder, the same database and key.
-    let second = host_on(&database, &folders.path().join("second"), KEY);
+    let second = database.host(&folders.path().join("second"), KEY);
     let seen = second.admin("GET", "/users/ada@example.com", None);
     assert_eq!(seen.status, 200, "{:?}", seen.body);
     assert_eq!(seen.body["givenName"], "Ada", "{:?}", seen.body);
@@ -126,7 +69,7 @@ fn hosts_on_one_database_share_the_directory_and_a_host_with_another_key_is_refu
         &[
             ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
             ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-            ("SCIMLINK_DATABASE_URL", &database.url),
+            ("SCIMLINK_DATABASE_URL", database.url()),
             ("SCIMLINK_SECRET_KEY", OTHER_KEY),
         ],
     );
@@ -171,31 +114,6 @@ fn said(process: &mut Running, parts: &[&str]) {
     }
 }
 
-/// Waits until `count` engines are present in `database`, and then until
-/// each has seen the others (they look every five seconds).
-fn wait_for_engines(database: &Database, count: usize) {
-    let mut client = Client::connect(&database.url, NoTls).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let present: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM hosts WHERE until > clock_timestamp()",
-                &[],
-            )
-            .map(|row| row.get(0))
-            .unwrap_or(0);
-        if present >= count as i64 {
-            std::thread::sleep(Duration::from_secs(6));
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{present} of {count} engines present"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Which of `hosts` runs the application `name`, as its log says.
 fn runner_of(hosts: &mut [Host], name: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -223,10 +141,10 @@ fn a_host_killed_mid_sync_is_replaced_and_no_account_is_made_twice() {
     let application = Application::start();
     let folders = tempfile::tempdir().unwrap();
     let mut hosts = vec![
-        host_on(&database, &folders.path().join("first"), KEY),
-        host_on(&database, &folders.path().join("second"), KEY),
+        database.host(&folders.path().join("first"), KEY),
+        database.host(&folders.path().join("second"), KEY),
     ];
-    wait_for_engines(&database, 2);
+    database.wait_for_engines(2, Duration::from_secs(30));
 
     connect(&hosts[0], &application, &people(60, "staff"), "staff");
     run_ok(&hosts[0], &["app", "activate", "crm"]);
@@ -295,12 +213,12 @@ fn an_application_is_run_by_a_host_that_serves_its_connector() {
         &[
             ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
             ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-            ("SCIMLINK_DATABASE_URL", &database.url),
+            ("SCIMLINK_DATABASE_URL", database.url()),
             ("SCIMLINK_SECRET_KEY", KEY),
         ],
     );
-    let second = host_on(&database, &folders.path().join("second"), KEY);
-    wait_for_engines(&database, 2);
+    let second = database.host(&folders.path().join("second"), KEY);
+    database.wait_for_engines(2, Duration::from_secs(30));
 
     // A custom SCIM application, which only the second host can serve.
     connect(&second, &application, &people(10, "staff"), "staff");

@@ -15,90 +15,16 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 use scimlink_e2e::application::{APP_TOKEN, Application, Remote, import_people, run_ok};
-use scimlink_e2e::{ADMIN_TOKEN, Host, Running, SCIM_TOKEN};
+use scimlink_e2e::database::{Database, KEY};
+use scimlink_e2e::{Host, Running};
 use serde_json::json;
 
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const USERS: usize = 2000;
 const GROUPS: usize = 20;
 
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn new() -> Database {
-        let admin_url = std::env::var("SCIMLINK_TEST_DATABASE_URL").unwrap_or_else(|_| {
-            panic!(
-                "SCIMLINK_TEST_DATABASE_URL is not set: run scripts/test.sh, which starts a \
-                 throwaway PostgreSQL cluster"
-            )
-        });
-        let name = format!("scimlink_scale_{}", std::process::id());
-        let mut admin = Client::connect(&admin_url, NoTls).unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let mut url = reqwest::Url::parse(&admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        Database {
-            admin_url,
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn host_on(database: &Database, data: &std::path::Path) -> Host {
-    Host::start_with(
-        data,
-        &[
-            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-            ("SCIMLINK_DATABASE_URL", &database.url),
-            ("SCIMLINK_SECRET_KEY", KEY),
-        ],
-    )
-}
-
-/// Waits until `count` engines are present, then until each has seen the
-/// others (they look every five seconds).
-fn wait_for_engines(database: &Database, count: i64) {
-    let mut client = Client::connect(&database.url, NoTls).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let present: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM hosts WHERE until > clock_timestamp()",
-                &[],
-            )
-            .map(|row| row.get(0))
-            .unwrap_or(0);
-        if present >= count {
-            std::thread::sleep(Duration::from_secs(6));
-            return;
-        }
-        assert!(Instant::now() < deadline, "{present} of {count} engines");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The engine that holds application `name`'s lease now, if any.
 fn runner_engine(database: &Database, name: &str) -> Option<String> {
-    let mut client = Client::connect(&database.url, NoTls).ok()?;
+    let mut client = Client::connect(database.url(), NoTls).ok()?;
     client
         .query_opt(
             "SELECT l.holder FROM object_leases l JOIN applications a ON a.id = l.app_id
@@ -114,7 +40,7 @@ fn runner_engine(database: &Database, name: &str) -> Option<String> {
 /// The index among `hosts` of the host whose engine is `engine`, from the
 /// hosts table and each host's process id.
 fn host_of(database: &Database, hosts: &[Option<Host>], engine: &str) -> Option<usize> {
-    let mut client = Client::connect(&database.url, NoTls).ok()?;
+    let mut client = Client::connect(database.url(), NoTls).ok()?;
     let name: String = client
         .query_opt("SELECT name FROM hosts WHERE engine = $1", &[&engine])
         .ok()
@@ -336,14 +262,9 @@ fn three_hosts_provision_every_account_once_through_a_kill_and_a_pause() {
     let sim = Remote::new(format!("{origin}/acme/v2"));
 
     let mut hosts: Vec<Option<Host>> = (0..3)
-        .map(|index| {
-            Some(host_on(
-                &database,
-                &folders.path().join(format!("host{index}")),
-            ))
-        })
+        .map(|index| Some(database.host(&folders.path().join(format!("host{index}")), KEY)))
         .collect();
-    wait_for_engines(&database, 3);
+    database.wait_for_engines(3, Duration::from_secs(60));
     let first = hosts[0].as_ref().unwrap();
     import_people(first, &people(USERS, 0));
     add_app(first, "sim", &format!("{origin}/acme/v2"));
