@@ -467,6 +467,32 @@ fn a_temporary_password_is_revealed_once_when_the_policy_says_so() {
     let simulated = Simulated::start(folder.path());
     let mut host = host(folder.path(), &[]);
     add_crm(&host, simulated.port());
+    // A policy that cannot make a password, or a password that is none,
+    // is refused whole, naming the field.
+    for policy in [
+        json!({ "length": 4 }),
+        json!({ "lowercase": false, "uppercase": false, "digits": false, "symbols": false }),
+    ] {
+        let refused = host.admin(
+            "PATCH",
+            "/apps/crm",
+            Some(&json!({ "passwordPolicy": policy })),
+        );
+        assert_eq!(refused.status, 422, "{policy}: {:?}", refused.body);
+        assert_eq!(refused.body["error"]["field"], "passwordPolicy");
+    }
+    let empty = host.admin(
+        "PUT",
+        "/users/ada/password",
+        Some(&json!({ "password": "" })),
+    );
+    assert_eq!(empty.status, 422, "{:?}", empty.body);
+    let unknown = host.admin(
+        "PUT",
+        "/users/nobody/password",
+        Some(&json!({ "password": "Whatever-123" })),
+    );
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
     let shown = run_ok(
         &host,
         &[
