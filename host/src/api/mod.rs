@@ -381,6 +381,12 @@ impl From<OperationError> for ApiError {
             OperationError::ReconcileFailed { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "reconcile_failed", message)
             }
+            // The host's own random source failed: nothing was sent.
+            OperationError::Password(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "temporary_password",
+                message,
+            ),
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum OperationError {
     /// The application cannot be served at all right now.
     #[error(transparent)]
     Unavailable(Unavailable),
+    /// No temporary password could be made for a new account.
+    #[error(transparent)]
+    Password(#[from] super::passwords::TemporaryPasswordError),
     #[error(
         "this change moves {app} from {from} to {to}: give the application's token for {to} in the same request (\"token\"), so that the stored one is never sent to another server"
     )]
@@ -96,6 +99,7 @@ impl OperationError {
             },
             SyncError::Connector { .. } => OperationError::Connector(error.to_string()),
             SyncError::Unavailable(unavailable) => OperationError::Unavailable(unavailable),
+            SyncError::Password(error) => OperationError::Password(error),
         }
     }
 }

@@ -75,6 +75,10 @@ pub enum SyncError {
     /// token): nothing of any object can be sent until the cause is gone.
     #[error(transparent)]
     Unavailable(#[from] super::connections::Unavailable),
+    /// No temporary password could be made for a new account (the system's
+    /// random source failed): nothing was sent.
+    #[error(transparent)]
+    Password(#[from] passwords::TemporaryPasswordError),
 }
 
 /// What one sync works with.
@@ -526,13 +530,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         return then_password(target, &user, &remote_id, &body, own, synced).await;
     }
     let support = passwords::support(target.plugin, target.app);
-    let password =
-        passwords::for_new_account(&support, &mut own, &target.app.passwords).map_err(|error| {
-            SyncError::Connector {
-                connector: target.plugin.name().to_string(),
-                reason: error.to_string(),
-            }
-        })?;
+    let password = passwords::for_new_account(&support, &mut own, &target.app.passwords)?;
     // What the ledger keeps is the document without the password.
     let sent = match &password {
         Some(password) => passwords::with_password(&body, password.secret()),
