@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Format, LimitArgs, shown};
-use crate::runtime::contract::manifest_json;
-use crate::runtime::{CallReceipt, Loader, Runtime, validate};
+use crate::runtime::{Loader, Runtime, check};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -33,36 +32,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let settings = [];
-    let user = validate::fixture_user();
-    let mut receipts: Vec<CallReceipt> = Vec::new();
-
-    let user_document = plugin.map_user(&user, &settings)?;
-    receipts.push(user_document.receipt);
-    let filters = plugin.lookup_filters(&user, &settings)?;
-    receipts.push(filters.receipt);
-    let group_document = if plugin.manifest().capabilities.groups {
-        let called = plugin.map_group(&validate::fixture_group(), &settings)?;
-        receipts.push(called.receipt);
-        Some(called.value.value())
-    } else {
-        None
+    let report = match check::report(&plugin, &load, &shown(&args.file)) {
+        Ok(report) => report,
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
-
-    let report = json!({
-        "file": shown(&args.file),
-        "sha256": plugin.identity().sha256,
-        "contract": plugin.identity().contract,
-        "compile_ms": load.elapsed.as_millis() as u64,
-        "manifest": manifest_json(plugin.manifest()),
-        "sample_user": {
-            "user_name": user.username,
-            "scim": user_document.value.value(),
-            "lookup_filters": filters.value,
-        },
-        "sample_group": group_document,
-        "receipts": receipts,
-    });
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print_text(&report),

@@ -25,6 +25,7 @@
 //! - [`import`] brings accounts that exist only in an application into the
 //!   directory;
 //! - [`plan`] shows what a sync would send without sending it;
+//! - [`progress`] shows how far along the reconciles this process runs are;
 //! - [`directory_user`] reads a directory user as the connector contract's
 //!   record;
 //! - [`takeover`] decides whether an account a lookup found may be taken
@@ -47,6 +48,7 @@ pub mod locks;
 pub mod operations;
 pub mod passwords;
 pub mod plan;
+pub mod progress;
 pub mod provision;
 pub mod reconcile;
 pub mod retry;

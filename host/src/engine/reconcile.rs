@@ -134,9 +134,21 @@ pub fn absent_limit(managed: usize) -> usize {
 /// Reads the target application's users and groups back and repairs every
 /// drift.
 pub async fn reconcile_app(target: &Target<'_>) -> Result<Reconciled, SyncError> {
-    let mut done = reconcile_users(target).await?;
-    done.groups_repaired = reconcile_groups(target).await?;
-    Ok(done)
+    // Ends the run's progress however this future ends: dropped midway (an
+    // operator's request that went away), the run shows as interrupted.
+    let mut run = super::progress::Run::start(&target.app.id);
+    let result = async {
+        let mut done = reconcile_users(target).await?;
+        done.groups_repaired = reconcile_groups(target).await?;
+        Ok(done)
+    }
+    .await;
+    run.finish(
+        result
+            .as_ref()
+            .map_err(|error: &SyncError| error.to_string()),
+    );
+    result
 }
 
 async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
@@ -157,6 +169,7 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     let mut drifted: Vec<(&LedgerEntry, Value)> = Vec::new();
     let mut pages = target.client.pages("/Users", PAGE);
     while let Some(resources) = pages.next().await? {
+        super::progress::listed(app_id, done.listed + resources.len() as u64);
         for resource in resources {
             done.listed += 1;
             let Some(remote_id) = resource.get("id").and_then(Value::as_str) else {

@@ -7,6 +7,7 @@
 //! | `wasm.rs` | the wasmtime engine, pooling allocator, linker, epoch ticker |
 //! | `limits.rs` | memory cap, component limits, CPU deadline, output cap; the capability-free WASI context |
 //! | `plugin.rs` | one loaded version: warm instances, calls, cost receipts |
+//! | `check.rs` | what `plugin check` reports of a component, for the CLI and the API |
 //! | `validate.rs` | checks of every output, and the smoke-call fixtures |
 //! | `cache.rs` | the precompile cache |
 //! | `loader.rs` | bytes → compiled, linked, validated version |
@@ -20,6 +21,7 @@
 //! before anything uses it.
 
 pub mod cache;
+pub mod check;
 pub mod contract;
 pub mod events;
 pub mod history;

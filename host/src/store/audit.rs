@@ -60,6 +60,10 @@ pub struct EventQuery {
     pub outcome: Option<Outcome>,
     /// Events at or after it.
     pub since: Option<Timestamp>,
+    /// Events before it.
+    pub until: Option<Timestamp>,
+    /// Events about one object (a user's or a group's id).
+    pub object_id: Option<String>,
 }
 
 pub trait AuditStore: Send + Sync {

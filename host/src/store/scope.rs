@@ -30,4 +30,22 @@ pub trait ScopeStore: Send + Sync {
     /// a group) directly or through nested groups — `member_id` itself when
     /// it is a bound group — in id order.
     fn bound_groups_containing(&self, app_id: &str, member_id: &str) -> StoreResult<Vec<String>>;
+    /// How far the application's accounts cover its scope, counted by the
+    /// store in one read (an operator's page asks every few seconds; no row
+    /// is loaded).
+    fn scope_tally(&self, app_id: &str) -> StoreResult<ScopeTally>;
+}
+
+/// An application's scope and accounts, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeTally {
+    pub users_in_scope: u64,
+    /// Users in scope with a linked account.
+    pub users_linked: u64,
+    /// Linked user accounts, in scope or not.
+    pub accounts: u64,
+    /// Linked user accounts that are deactivated.
+    pub accounts_deactivated: u64,
+    /// Groups pushed to the application.
+    pub groups: u64,
 }

@@ -305,6 +305,54 @@ pub fn membership_never_forms_a_cycle(store: &dyn Store) {
     }
 }
 
+pub fn the_scope_and_its_accounts_are_counted_in_the_store(store: &dyn Store) {
+    use scimlink::store::ScopeTally;
+    let users: Vec<String> = ["ada", "bob", "carol", "dave"]
+        .iter()
+        .map(|name| store.create_user(user(name)).unwrap().id)
+        .collect();
+    let inner = store
+        .create_group(group("inner", Some(vec![user_member(&users[0])])))
+        .unwrap();
+    let outer = store
+        .create_group(group(
+            "outer",
+            Some(vec![group_member(&inner.id), user_member(&users[1])]),
+        ))
+        .unwrap();
+    let crm = app(store, "crm");
+    assert_eq!(store.scope_tally(&crm).unwrap(), ScopeTally::default());
+    store.bind(&crm, &outer.id).unwrap();
+    store.assign(&crm, &users[2]).unwrap();
+    // ada (through inner), bob and carol are in scope; dave is not, but
+    // keeps a deactivated account from before.
+    let put = |object: &str, remote: &str, kind: &str, doc_hash: &str| {
+        let mut entry = link(&crm, object, remote);
+        entry.object_kind = kind.into();
+        entry.doc_hash = doc_hash.into();
+        store
+            .record_with_ledger(LedgerChange::Put(&entry), event(&crm, "linked"))
+            .unwrap();
+    };
+    put(&users[0], "r-ada", "user", "h");
+    put(&users[3], "r-dave", "user", "deactivated");
+    put(&outer.id, "r-outer", "group", "h");
+    assert_eq!(
+        store.scope_tally(&crm).unwrap(),
+        ScopeTally {
+            users_in_scope: 3,
+            users_linked: 1,
+            accounts: 2,
+            accounts_deactivated: 1,
+            groups: 1,
+        }
+    );
+    assert_eq!(
+        store.scope_tally(&crm).unwrap().users_in_scope,
+        store.users_in_scope(&crm).unwrap().len() as u64
+    );
+}
+
 pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
     let users: Vec<String> = ["ada", "bob", "carol", "dave"]
         .iter()
@@ -562,6 +610,20 @@ pub fn events_are_listed_newest_first_filtered_and_pruned(store: &dyn Store) {
         ..EventQuery::default()
     };
     assert_eq!(store.events(&query, page).unwrap().total, 1);
+    // A time range is half open: `until` itself is outside it.
+    let query = EventQuery {
+        since: Some("2026-01-01T00:00:00.000Z".parse().unwrap()),
+        until: Some("2026-03-01T00:00:00.000Z".parse().unwrap()),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.events(&query, page).unwrap().total, 2);
+    let query = EventQuery {
+        object_id: Some("b".into()),
+        ..EventQuery::default()
+    };
+    let about_b = store.events(&query, page).unwrap();
+    assert_eq!(about_b.total, 1);
+    assert_eq!(about_b.items[0].operation, "idm_integration_reauth");
     assert_eq!(
         store
             .prune_events("2026-02-15T00:00:00.000Z".parse().unwrap())
@@ -1681,6 +1743,7 @@ macro_rules! store_conformance {
             a_missing_member_is_refused_whole,
             success_takes_an_object_off_the_dead_letters,
             the_ledger_and_its_event_land_together_or_not_at_all,
+            the_scope_and_its_accounts_are_counted_in_the_store,
             the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold,
             a_rejected_hold_lets_nothing_through,
             applications_are_found_by_name_or_id_and_names_are_unique,

@@ -59,28 +59,33 @@ impl AuditStore for PostgresStore {
         let (limit, offset) = page_clause(page);
         // Each condition is inert when its parameter is NULL.
         let filter = "($1::text IS NULL OR app_id = $1) AND ($2::text IS NULL OR operation = $2)
-             AND ($3::text IS NULL OR outcome = $3) AND ($4::timestamptz IS NULL OR at >= $4)";
+             AND ($3::text IS NULL OR outcome = $3) AND ($4::timestamptz IS NULL OR at >= $4)
+             AND ($5::timestamptz IS NULL OR at < $5) AND ($6::text IS NULL OR object_id = $6)";
         let outcome = query.outcome.map(Outcome::as_str);
+        // The filter's parameters, then the page's.
+        let filter_params: [&(dyn ToSql + Sync); 6] = [
+            &query.app_id,
+            &query.operation,
+            &outcome,
+            &query.since,
+            &query.until,
+            &query.object_id,
+        ];
+        let mut paged_params = filter_params.to_vec();
+        paged_params.extend([&limit as &(dyn ToSql + Sync), &offset]);
         self.read(|transaction| {
             let total: i64 = transaction
                 .query_one(
                     &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
-                    &[&query.app_id, &query.operation, &outcome, &query.since],
+                    &filter_params,
                 )?
                 .get(0);
             let rows = transaction.query(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE {filter}
-                     ORDER BY at DESC, id LIMIT $5 OFFSET $6"
+                     ORDER BY at DESC, id LIMIT $7 OFFSET $8"
                 ),
-                &[
-                    &query.app_id,
-                    &query.operation,
-                    &outcome,
-                    &query.since,
-                    &limit,
-                    &offset,
-                ],
+                &paged_params,
             )?;
             Ok(Listing {
                 items: collect(rows, event_from_row)?,

@@ -6,6 +6,22 @@
 
 use super::*;
 
+/// The users in an application's scope (`$1` is its id): members of a
+/// bound group, directly or through nested groups, and users assigned
+/// directly.
+const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
+     SELECT group_id FROM bindings WHERE app_id = $1
+     UNION
+     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
+     WHERE m.member_kind = 'Group'
+ ),
+ in_scope(user_id) AS (
+     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
+     WHERE m.member_kind = 'User'
+     UNION
+     SELECT user_id FROM assignments WHERE app_id = $1
+ )";
+
 impl ScopeStore for PostgresStore {
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
         self.write(|transaction| {
@@ -126,22 +142,37 @@ impl ScopeStore for PostgresStore {
         self.read(|transaction| {
             let app = app_in(transaction, app)?;
             let rows = transaction.query(
-                "WITH RECURSIVE scope(group_id) AS (
-                     SELECT group_id FROM bindings WHERE app_id = $1
-                     UNION
-                     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
-                     WHERE m.member_kind = 'Group'
-                 )
-                 SELECT user_id FROM (
-                     SELECT m.member_id FROM scope s JOIN memberships m ON m.group_id = s.group_id
-                     WHERE m.member_kind = 'User'
-                     UNION
-                     SELECT user_id FROM assignments WHERE app_id = $1
-                 ) AS in_scope(user_id)
-                 ORDER BY user_id COLLATE \"C\"",
+                &format!("{IN_SCOPE} SELECT user_id FROM in_scope ORDER BY user_id COLLATE \"C\""),
                 &[&app.id],
             )?;
             Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn scope_tally(&self, app_id: &str) -> StoreResult<ScopeTally> {
+        self.read(|transaction| {
+            let row = transaction.query_one(
+                &format!(
+                    "{IN_SCOPE}
+                 SELECT
+                     (SELECT COUNT(*) FROM in_scope),
+                     (SELECT COUNT(*) FROM in_scope i JOIN ledger l
+                          ON l.app_id = $1 AND l.object_kind = 'user' AND l.object_id = i.user_id),
+                     (SELECT COUNT(*) FROM ledger WHERE app_id = $1 AND object_kind = 'user'),
+                     (SELECT COUNT(*) FROM ledger
+                          WHERE app_id = $1 AND object_kind = 'user' AND doc_hash = $2),
+                     (SELECT COUNT(*) FROM ledger WHERE app_id = $1 AND object_kind = 'group')"
+                ),
+                &[&app_id, &rules::DEACTIVATED],
+            )?;
+            let count = |index: usize| to_u64(row.get::<_, i64>(index));
+            Ok(ScopeTally {
+                users_in_scope: count(0),
+                users_linked: count(1),
+                accounts: count(2),
+                accounts_deactivated: count(3),
+                groups: count(4),
+            })
         })
     }
 

@@ -57,30 +57,31 @@ impl AuditStore for SqliteStore {
         let (limit, offset) = page_clause(page);
         // Each condition is inert when its parameter is NULL.
         let filter = "(?1 IS NULL OR app_id = ?1) AND (?2 IS NULL OR operation = ?2)
-             AND (?3 IS NULL OR outcome = ?3) AND (?4 IS NULL OR at >= ?4)";
+             AND (?3 IS NULL OR outcome = ?3) AND (?4 IS NULL OR at >= ?4)
+             AND (?5 IS NULL OR at < ?5) AND (?6 IS NULL OR object_id = ?6)";
         let outcome = query.outcome.map(Outcome::as_str);
+        // The filter's parameters, then the page's.
+        let filter_params: [&dyn rusqlite::ToSql; 6] = [
+            &query.app_id,
+            &query.operation,
+            &outcome,
+            &query.since,
+            &query.until,
+            &query.object_id,
+        ];
+        let mut paged_params = filter_params.to_vec();
+        paged_params.extend([&limit as &dyn rusqlite::ToSql, &offset]);
         self.read(|connection| {
             let total: u64 = connection.query_row(
                 &format!("SELECT COUNT(*) FROM events WHERE {filter}"),
-                params![query.app_id, query.operation, outcome, query.since],
+                &filter_params[..],
                 |row| row.get(0),
             )?;
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE {filter}
-                 ORDER BY at DESC, id LIMIT ?5 OFFSET ?6"
+                 ORDER BY at DESC, id LIMIT ?7 OFFSET ?8"
             ))?;
-            let items = collect(
-                &mut statement,
-                params![
-                    query.app_id,
-                    query.operation,
-                    outcome,
-                    query.since,
-                    limit,
-                    offset
-                ],
-                event_from_row,
-            )?;
+            let items = collect(&mut statement, &paged_params[..], event_from_row)?;
             Ok(Listing { items, total })
         })
     }

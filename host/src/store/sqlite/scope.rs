@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// The users in an application's scope (`?1` is its id): members of a
+/// bound group, directly or through nested groups, and users assigned
+/// directly. CROSS JOIN keeps the bound groups as the outer loop: left to
+/// itself the planner walks every membership of the directory.
+const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
+     SELECT group_id FROM bindings WHERE app_id = ?1
+     UNION
+     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
+     WHERE m.member_kind = 'Group'
+ ),
+ in_scope(user_id) AS (
+     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
+     WHERE m.member_kind = 'User'
+     UNION
+     SELECT user_id FROM assignments WHERE app_id = ?1
+ )";
+
 impl ScopeStore for SqliteStore {
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
         self.write(|transaction| {
@@ -123,25 +140,39 @@ impl ScopeStore for SqliteStore {
     fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
         self.read(|connection| {
             let app = self.app_in(connection, app)?;
-            // CROSS JOIN keeps the bound groups as the outer loop: left to
-            // itself the planner walks every membership of the directory.
-            let mut statement = connection.prepare_cached(
-                "WITH RECURSIVE scope(group_id) AS (
-                     SELECT group_id FROM bindings WHERE app_id = ?1
-                     UNION
-                     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
-                     WHERE m.member_kind = 'Group'
-                 )
-                 SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
-                 WHERE m.member_kind = 'User'
-                 UNION
-                 SELECT user_id FROM assignments WHERE app_id = ?1
-                 ORDER BY 1",
-            )?;
+            let mut statement = connection.prepare_cached(&format!(
+                "{IN_SCOPE} SELECT user_id FROM in_scope ORDER BY 1"
+            ))?;
             let users = statement
                 .query_map([&app.id], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             Ok(users)
+        })
+    }
+
+    fn scope_tally(&self, app_id: &str) -> StoreResult<ScopeTally> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "{IN_SCOPE}
+                 SELECT
+                     (SELECT COUNT(*) FROM in_scope),
+                     (SELECT COUNT(*) FROM in_scope i JOIN ledger l
+                          ON l.app_id = ?1 AND l.object_kind = 'user' AND l.object_id = i.user_id),
+                     (SELECT COUNT(*) FROM ledger WHERE app_id = ?1 AND object_kind = 'user'),
+                     (SELECT COUNT(*) FROM ledger
+                          WHERE app_id = ?1 AND object_kind = 'user' AND doc_hash = ?2),
+                     (SELECT COUNT(*) FROM ledger WHERE app_id = ?1 AND object_kind = 'group')"
+            ))?;
+            let tally = statement.query_row(params![app_id, rules::DEACTIVATED], |row| {
+                Ok(ScopeTally {
+                    users_in_scope: row.get(0)?,
+                    users_linked: row.get(1)?,
+                    accounts: row.get(2)?,
+                    accounts_deactivated: row.get(3)?,
+                    groups: row.get(4)?,
+                })
+            })?;
+            Ok(tally)
         })
     }
 
