@@ -78,9 +78,14 @@ impl BearerToken {
 
     /// Whether an `Authorization` header value carries this token.
     pub fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(presented) = authorization.and_then(bearer_credential) else {
-            return false;
-        };
+        authorization
+            .and_then(bearer_credential)
+            .is_some_and(|presented| self.is(presented))
+    }
+
+    /// Whether `presented` is this token (as typed into the console's
+    /// sign-in form, without the `Bearer` scheme).
+    pub fn is(&self, presented: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         presented.ct_eq(&self.hash).into()
     }

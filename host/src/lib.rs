@@ -14,6 +14,7 @@
 //! | [`scim`] | SCIM 2.0 itself: schemas, filters, PATCH, error bodies (no HTTP routes) |
 //! | [`scim_server`] | the inbound SCIM 2.0 server that feeds the directory |
 //! | [`api`] | the HTTP server: admin API, OpenAPI document, health |
+//! | [`console`] | the operator console under `/console`: sign-in, sessions, the embedded front end over the admin API |
 //! | [`scim_client`] | talking to an application: retries, pacing, circuit breaker |
 //! | [`engine`] | provisioning: the outbox consumer, user and group sync, the operations on demand |
 //! | [`sandbox`] | the connector author's kit: simulated application, lifecycle test, scaffold |
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod engine;
 pub mod host;
 pub mod runtime;

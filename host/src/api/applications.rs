@@ -168,7 +168,7 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_token(token: &str) -> Result<Secret, ApiError> {
+pub(super) fn check_token(token: &str) -> Result<Secret, ApiError> {
     let token = token.trim();
     if token.is_empty() || token.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -181,7 +181,7 @@ fn check_token(token: &str) -> Result<Secret, ApiError> {
 
 /// Checks an application's connector, settings and base URL; returns the
 /// base URL to store.
-fn check_against_connector(
+pub(super) fn check_against_connector(
     plugins: Option<&PluginRegistry>,
     connector: &str,
     base_url: Option<&str>,

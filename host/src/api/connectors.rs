@@ -41,6 +41,21 @@ pub struct PluginView {
     pub base_url_template: Option<String>,
     /// Settings the connector understands: key → (required, description).
     pub settings: Vec<SettingView>,
+    /// What the connector does: groups, direct assignment, offboarding,
+    /// the update method, members per PATCH, passwords (as `plugin check`
+    /// shows them).
+    #[schema(value_type = Object)]
+    pub capabilities: serde_json::Value,
+    /// The versions that served, oldest first (the last is the current
+    /// one); empty when the host keeps no serving history.
+    pub history: Vec<ServedView>,
+}
+
+/// A version that served.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServedView {
+    pub version: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -64,9 +79,14 @@ async fn list_plugins(
         .map(|registry| registry.list())
         .unwrap_or_default();
     plugins.sort_by(|a, b| a.name().cmp(b.name()));
+    let history = state.plugin_history.clone();
     Ok(Json(PageOf::slice(plugins, page, |plugin| {
         let identity = plugin.identity();
         let manifest = plugin.manifest();
+        let served = history
+            .as_ref()
+            .and_then(|history| history.served(&identity.name).ok())
+            .unwrap_or_default();
         PluginView {
             name: identity.name.clone(),
             version: identity.version.clone(),
@@ -81,6 +101,14 @@ async fn list_plugins(
                     key: spec.key.clone(),
                     required: spec.required,
                     description: spec.description.clone(),
+                })
+                .collect(),
+            capabilities: crate::runtime::contract::manifest_json(manifest)["capabilities"].clone(),
+            history: served
+                .into_iter()
+                .map(|served| ServedView {
+                    version: served.version,
+                    sha256: served.sha256,
                 })
                 .collect(),
         }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::views::EventView;
 use super::{ApiError, ApiErrorBody, ApiState, PageOf, PageParams, store_call};
-use crate::store::{EventQuery, Outcome, Timestamp};
+use crate::store::{EventQuery, Outcome, StoreError, Timestamp, user_by_id_or_name};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(list_events))
@@ -28,12 +28,16 @@ pub struct EventFilter {
     /// Events at or after: an RFC 3339 time, or a span back from now
     /// (`30m`, `12h`, `7d`).
     pub since: Option<String>,
+    /// Events before: an RFC 3339 time, or a span back from now.
+    pub until: Option<String>,
+    /// Events about one user: an id or a userName.
+    pub user: Option<String>,
 }
 
 /// The audit trail, newest first.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventFilter, PageParams),
     responses((status = 200, body = PageOf<EventView>),
-        (status = 400, description = "`since` is neither a time nor a span", body = ApiErrorBody),
+        (status = 400, description = "`since` or `until` is neither a time nor a span", body = ApiErrorBody),
         (status = 422, body = ApiErrorBody)))]
 async fn list_events(
     State(state): State<ApiState>,
@@ -48,24 +52,11 @@ async fn list_events(
                 .ok_or_else(|| ApiError::invalid("outcome", "outcome is success or failure"))?,
         ),
     };
-    let since = match filter.since.as_deref() {
-        None => None,
-        Some(text) => Some(
-            Timestamp::parse_since(text, Timestamp::now()).ok_or_else(|| {
-                let mut error = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!(
-                        "since {text:?} is neither an RFC 3339 time nor a number followed by \
-                         s, m, h or d (like 12h)"
-                    ),
-                );
-                error.detail.field = Some("since".into());
-                error
-            })?,
-        ),
-    };
+    let now = Timestamp::now();
+    let since = time_bound("since", filter.since.as_deref(), now)?;
+    let until = time_bound("until", filter.until.as_deref(), now)?;
     let app = filter.app.clone();
+    let user = filter.user.clone();
     let listing = store_call(&state, move |store| {
         let app_id = match app {
             None => None,
@@ -78,11 +69,23 @@ async fn list_events(
                     .unwrap_or(app),
             ),
         };
+        let object_id = match user {
+            None => None,
+            Some(user) => Some(match user_by_id_or_name(store, &user) {
+                Ok(found) => found.id,
+                // Events outlive their user: a removed one is still found
+                // by its id.
+                Err(StoreError::NotFound { .. }) => user,
+                Err(error) => return Err(error),
+            }),
+        };
         let query = EventQuery {
             app_id,
             operation: filter.operation,
             outcome,
             since,
+            until,
+            object_id,
         };
         store.events(&query, page)
     })
@@ -93,4 +96,27 @@ async fn list_events(
         offset: page.offset,
         limit: page.limit,
     }))
+}
+
+/// A `since` or `until` bound: an RFC 3339 time, or a span back from `now`.
+fn time_bound(
+    field: &str,
+    text: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    Timestamp::parse_since(text, now).map(Some).ok_or_else(|| {
+        let mut error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "{field} {text:?} is neither an RFC 3339 time nor a number followed by \
+                 s, m, h or d (like 12h)"
+            ),
+        );
+        error.detail.field = Some(field.into());
+        error
+    })
 }

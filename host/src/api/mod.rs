@@ -1,9 +1,12 @@
 //! The HTTP server: the admin API under `/api/v1`, the inbound SCIM server
-//! under `/scim/v2`, `GET /health` and `GET /openapi.json`.
+//! under `/scim/v2`, the operator console under `/console`
+//! ([`crate::console`]), `GET /health` and `GET /openapi.json`.
 //!
-//! Every endpoint but `/health` requires a bearer token: the admin token for
-//! the admin API and the OpenAPI document, the inbound-SCIM token for
-//! `/scim/v2`. The OpenAPI document is generated from the handlers
+//! Every endpoint but `/health` and the console's pages requires a bearer
+//! token: the admin token for the admin API and the OpenAPI document, the
+//! inbound-SCIM token for `/scim/v2`. The console reaches the admin API
+//! under `/console/api/v1` with a signed-in session instead. The OpenAPI
+//! document is generated from the handlers
 //! themselves, so it lists exactly the routes that exist.
 //!
 //! Admin errors are `{"error": {"code", "message", "field"?}}` with a stable
@@ -14,6 +17,7 @@ mod applications;
 mod connectors;
 pub(crate) mod directory;
 pub mod events;
+mod insight;
 mod operations;
 mod safety;
 mod status;
@@ -86,6 +90,7 @@ fn admin_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
                 .merge(operations::routes())
                 .merge(connectors::routes())
                 .merge(events::routes())
+                .merge(insight::routes())
                 .merge(safety::routes())
                 .merge(status::routes()),
         )
@@ -214,6 +219,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// engine.
 pub fn app(state: ApiState, scim_token: BearerToken, scans: scim_server::ScanLimit) -> Router {
     let (admin, document) = admin_routes();
+    let console = crate::console::router(
+        state.clone(),
+        admin.clone(),
+        crate::console::sessions::SessionPolicy::default(),
+    );
     let document = Arc::new(document);
     let admin = admin
         .route(
@@ -234,6 +244,7 @@ pub fn app(state: ApiState, scim_token: BearerToken, scans: scim_server::ScanLim
         .route("/health", axum::routing::get(health))
         .nest("/scim/v2", scim)
         .merge(admin)
+        .merge(console)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -601,6 +612,38 @@ mod body_tests {
                 panic!("{operation:?}: {:?}", error.detail.message);
             }
         }
+    }
+
+    /// `open_flattened_schemas` works on the document as JSON and reads it
+    /// back; a schema utoipa cannot read back would leave every flattened
+    /// view strict, silently.
+    #[test]
+    fn the_document_reads_back_after_its_flattened_schemas_are_opened() {
+        let (_, document) = admin_routes();
+        let json = serde_json::to_value(&document).unwrap();
+        if let Err(error) = serde_json::from_value::<utoipa::openapi::OpenApi>(json.clone()) {
+            let mut culprits = Vec::new();
+            for (name, schema) in json["components"]["schemas"].as_object().unwrap() {
+                if serde_json::from_value::<utoipa::openapi::RefOr<utoipa::openapi::Schema>>(
+                    schema.clone(),
+                )
+                .is_err()
+                {
+                    culprits.push(format!("schema {name}"));
+                }
+            }
+            for (path, item) in json["paths"].as_object().unwrap() {
+                if serde_json::from_value::<utoipa::openapi::PathItem>(item.clone()).is_err() {
+                    culprits.push(format!("path {path}"));
+                }
+            }
+            panic!("the OpenAPI document does not read back ({error}): {culprits:?}");
+        }
+        let user_view = &json["components"]["schemas"]["UserView"]["allOf"][0];
+        assert!(
+            user_view.get("$ref").is_none() && user_view.get("additionalProperties").is_none(),
+            "UserView still refers to the strict UserFields: {user_view}"
+        );
     }
 
     #[test]

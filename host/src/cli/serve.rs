@@ -320,6 +320,7 @@ async fn shutdown_signal() {
 fn announce(address: SocketAddr, admin: &TokenOrigin, scim: &TokenOrigin) {
     let base = format!("http://{address}");
     println!("scimlink is listening on {base}");
+    println!("  console         {base}/console");
     println!("  admin API       {base}/api/v1");
     println!("  inbound SCIM    {base}/scim/v2");
     println!("  OpenAPI         {base}/openapi.json");
