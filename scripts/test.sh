@@ -19,6 +19,23 @@ fi
 "$SCIMLINK_PYTHON_ENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r tests/peers/requirements.txt
 
+echo "==> Chromium and playwright-core for the console's tests"
+if ! command -v chromium >/dev/null; then
+  # Debian's Chromium: the console is tested in a real browser, never in
+  # one a test tool downloads.
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "Chromium is not installed and this script is not root: install Debian's" >&2
+    echo "chromium package" >&2
+    exit 1
+  fi
+  echo "==> installing Debian's chromium package"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+fi
+if [[ ! -d tests/console/node_modules/playwright-core ]]; then
+  (cd tests/console && npm ci --no-audit --no-fund --silent)
+fi
+
 echo "==> PostgreSQL for the store's tests"
 if [[ -z "${SCIMLINK_TEST_DATABASE_URL:-}" ]]; then
   # A throwaway cluster on a Unix socket, removed when the tests end.

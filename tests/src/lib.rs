@@ -67,7 +67,6 @@ pub fn fixture_component(name: &str) -> PathBuf {
     path
 }
 
-/// Every bundled connector component.
 /// A plugins folder of its own holding the bundled `connectors`, for a
 /// test that takes one away or puts one back.
 pub fn plugins_with(connectors: &[&str]) -> tempfile::TempDir {
@@ -82,6 +81,19 @@ pub fn plugins_with(connectors: &[&str]) -> tempfile::TempDir {
     folder
 }
 
+/// Deploys `component` into a watched `plugins` folder as `NAME.wasm`, as
+/// an operator should: copied beside it under a dot-name the host ignores,
+/// then renamed into place, so the host only ever reads a whole file.
+pub fn deploy(component: &Path, plugins: &Path, name: &str) {
+    std::fs::copy(component, plugins.join(".incoming")).expect("the component is copied");
+    std::fs::rename(
+        plugins.join(".incoming"),
+        plugins.join(format!("{name}.wasm")),
+    )
+    .expect("the component is renamed into place");
+}
+
+/// Every bundled connector component.
 pub fn bundled_components() -> Vec<PathBuf> {
     let folder = repository().join("dist/plugins");
     let mut components: Vec<PathBuf> = std::fs::read_dir(&folder)

@@ -143,8 +143,7 @@ fn serve_waits_for_a_missing_plugins_folder() {
 }
 
 fn deploy(component: &Path, plugins: &Path) {
-    std::fs::copy(component, plugins.join(".incoming")).unwrap();
-    std::fs::rename(plugins.join(".incoming"), plugins.join("versioned.wasm")).unwrap();
+    scimlink_e2e::deploy(component, plugins, "versioned");
 }
 
 fn rollback(work: &Path) -> std::process::Output {
