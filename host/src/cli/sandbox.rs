@@ -35,6 +35,14 @@ pub struct SandboxSpArgs {
     /// Fraction of requests answered 503 (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     server_error_rate: f64,
+    /// Requests per second at most, over every tenant; beyond it, 429 with
+    /// Retry-After.
+    #[arg(long)]
+    rate_limit: Option<f64>,
+    /// Requests the rate limit lets through at once (one second's worth
+    /// by default).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate_burst: Option<u32>,
     /// The least time, in milliseconds, every answer takes.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -87,6 +95,8 @@ impl SandboxSpArgs {
             too_many_requests_rate: self.too_many_requests_rate,
             retry_after_seconds: self.retry_after_seconds,
             server_error_rate: self.server_error_rate,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
             latency: Duration::from_millis(self.latency_ms),
             entra_style: self.entra_style,
             page_size_limit: self.page_size_limit.map(|n| n as usize),

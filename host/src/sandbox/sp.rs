@@ -17,10 +17,18 @@
 //!   request's work is a few map operations, so the simulator is not what
 //!   limits a benchmark;
 //! - injected faults (429, 5xx) are drawn from a seeded generator: the same
-//!   seed and the same requests give the same faults.
+//!   seed and the same requests give the same faults;
+//! - a rate limit ([`Quirks::rate_limit`]) is a token bucket over every SCIM
+//!   request of every tenant, as a real application meters one customer: a
+//!   request beyond it is answered 429 with the whole seconds until a token
+//!   is back in `Retry-After`, and changes nothing;
+//! - `GET /_sandbox/stats` counts the SCIM requests answered and those
+//!   answered 429, whatever the log keeps, and the users and groups held;
+//!   it is not itself a SCIM request, and no rate limit applies to it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +87,11 @@ pub struct Quirks {
     pub retry_after_seconds: u64,
     /// Fraction of requests answered 503.
     pub server_error_rate: f64,
+    /// Requests per second at most, over every tenant; beyond it, 429.
+    pub rate_limit: Option<f64>,
+    /// Requests the rate limit lets through at once (its bucket's size);
+    /// one second's worth when unset.
+    pub rate_burst: Option<u32>,
     /// The least time every answer takes, in milliseconds.
     #[serde(rename = "latencyMs", with = "millis")]
     pub latency: Duration,
@@ -122,6 +135,8 @@ impl Default for Quirks {
             too_many_requests_rate: 0.0,
             retry_after_seconds: 1,
             server_error_rate: 0.0,
+            rate_limit: None,
+            rate_burst: None,
             latency: Duration::ZERO,
             entra_style: false,
             page_size_limit: None,
@@ -163,6 +178,10 @@ pub enum QuirksError {
     PageSize,
     #[error("a password mixes at most 4 character classes")]
     PasswordClasses,
+    #[error("the rate limit must be a positive number of requests per second")]
+    RateLimit,
+    #[error("the rate limit's burst must be at least 1")]
+    RateBurst,
 }
 
 impl Quirks {
@@ -183,6 +202,15 @@ impl Quirks {
         }
         if self.password_classes > 4 {
             return Err(QuirksError::PasswordClasses);
+        }
+        if self
+            .rate_limit
+            .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+        {
+            return Err(QuirksError::RateLimit);
+        }
+        if self.rate_burst == Some(0) {
+            return Err(QuirksError::RateBurst);
         }
         if self
             .tenants
@@ -258,6 +286,11 @@ impl SandboxSp {
         self.shared.clear_log();
     }
 
+    /// The SCIM requests answered so far, and those answered 429.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
     /// The quirks now in force.
     pub fn quirks(&self) -> Quirks {
         Quirks::clone(&self.shared.quirks())
@@ -285,6 +318,21 @@ pub struct Shared {
     quirks: std::sync::RwLock<Arc<Quirks>>,
     world: Mutex<World>,
     log: Mutex<Log>,
+    answered: AtomicU64,
+    too_many_requests: AtomicU64,
+}
+
+/// What the simulator has answered (`GET /_sandbox/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// SCIM requests answered, whatever the answer.
+    pub requests: u64,
+    /// Of those, answered 429 (the rate limit's and injected ones).
+    pub too_many_requests: u64,
+    /// Users and groups held now, over every tenant.
+    pub users: u64,
+    pub groups: u64,
 }
 
 #[derive(Default)]
@@ -296,6 +344,29 @@ struct Log {
 struct World {
     tenants: HashMap<String, Tenant>,
     faults: StdRng,
+    /// The rate limit's bucket, filled when the first request comes.
+    budget: Option<Budget>,
+}
+
+/// A token bucket: `tokens` as of `refilled`.
+struct Budget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Budget {
+    /// Takes a token at `now`, or says how long until one is there.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
 }
 
 #[derive(Default)]
@@ -354,8 +425,11 @@ impl Shared {
             world: Mutex::new(World {
                 tenants: HashMap::new(),
                 faults,
+                budget: None,
             }),
             log: Mutex::new(Log::default()),
+            answered: AtomicU64::new(0),
+            too_many_requests: AtomicU64::new(0),
         }
     }
 
@@ -366,6 +440,30 @@ impl Shared {
             .read()
             .map(|quirks| Arc::clone(&quirks))
             .unwrap_or_default()
+    }
+
+    fn stats(&self) -> Stats {
+        let (users, groups) = self
+            .world
+            .lock()
+            .map(|world| {
+                world
+                    .tenants
+                    .values()
+                    .fold((0, 0), |(users, groups), tenant| {
+                        (
+                            users + tenant.users.by_id.len() as u64,
+                            groups + tenant.groups.by_id.len() as u64,
+                        )
+                    })
+            })
+            .unwrap_or_default();
+        Stats {
+            requests: self.answered.load(Ordering::Relaxed),
+            too_many_requests: self.too_many_requests.load(Ordering::Relaxed),
+            users,
+            groups,
+        }
     }
 
     fn log_snapshot(&self) -> Vec<LoggedRequest> {
@@ -495,6 +593,15 @@ async fn handle(
         }
         return render(sign_in(&shared, tenant.trim_matches('/'), &body));
     }
+    if path.trim_start_matches('/') == "_sandbox/stats" {
+        let body = serde_json::to_string(&shared.stats()).unwrap_or_default();
+        let mut response = (StatusCode::OK, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     if path
         .trim_start_matches('/')
         .starts_with("_sandbox/requests")
@@ -523,6 +630,10 @@ async fn handle(
         &body,
         request.as_ref(),
     );
+    shared.answered.fetch_add(1, Ordering::Relaxed);
+    if answer.status == StatusCode::TOO_MANY_REQUESTS {
+        shared.too_many_requests.fetch_add(1, Ordering::Relaxed);
+    }
     let latency = quirks.latency.saturating_sub(started.elapsed());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -693,6 +804,9 @@ fn answer(
         );
     };
     let world = &mut *world;
+    if let Some(refused) = over_rate_limit(world, quirks) {
+        return refused;
+    }
     if let Some(fault) = draw_fault(&mut world.faults, quirks) {
         return fault;
     }
@@ -759,6 +873,32 @@ fn authorized(headers: &HeaderMap, tokens: &[String]) -> bool {
         return false;
     };
     scheme.eq_ignore_ascii_case("bearer") && tokens.iter().any(|t| t == token.trim())
+}
+
+/// The 429 of a request beyond the rate limit, if it is.
+fn over_rate_limit(world: &mut World, quirks: &Quirks) -> Option<Answer> {
+    let rate = quirks.rate_limit?;
+    let burst = quirks
+        .rate_burst
+        .map_or_else(|| rate.ceil().max(1.0), f64::from);
+    let now = Instant::now();
+    let budget = world.budget.get_or_insert(Budget {
+        tokens: burst,
+        refilled: now,
+    });
+    let wait = budget.take(now, rate, burst).err()?;
+    let mut answer = Answer::error(
+        ScimError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            format!("rate limit exceeded: {rate} requests per second"),
+        ),
+        quirks.entra_style,
+    );
+    // Whole seconds, as the header has them: never less than the wait.
+    answer.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+    answer.fault = Some("rate limit".into());
+    Some(answer)
 }
 
 fn draw_fault(faults: &mut StdRng, quirks: &Quirks) -> Option<Answer> {
@@ -1566,6 +1706,65 @@ mod tests {
         .await;
         let (_, group, _) = send(&http, Method::GET, &url, None).await;
         assert_eq!(group.unwrap()["members"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_rate_limit_are_answered_429_and_counted() {
+        let (sp, http, base) = started(Quirks {
+            rate_limit: Some(0.5),
+            rate_burst: Some(3),
+            ..Quirks::default()
+        })
+        .await;
+        let url = format!("{base}/Users");
+        for name in ["ada", "alan", "edsger"] {
+            let (status, _, _) = send(&http, Method::POST, &url, Some(user(name))).await;
+            assert_eq!(status, 201);
+        }
+        let (status, body, retry_after) =
+            send(&http, Method::POST, &url, Some(user("grace"))).await;
+        // Two seconds a token: the header says so in whole seconds.
+        assert_eq!((status, retry_after.as_deref()), (429, Some("2")));
+        assert!(
+            body.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("rate limit")
+        );
+        let (status, _, _) = send(&http, Method::GET, &url, None).await;
+        assert_eq!(
+            status, 429,
+            "a read counts against the limit as a write does"
+        );
+        assert_eq!(
+            sp.stats(),
+            Stats {
+                requests: 5,
+                too_many_requests: 2,
+                users: 3,
+                groups: 0,
+            }
+        );
+        let stats: Stats = http
+            .get(format!("http://{}/_sandbox/stats", sp.address()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            stats.requests, 5,
+            "the stats endpoint is not a SCIM request"
+        );
+        assert!(
+            Quirks {
+                rate_limit: Some(0.0),
+                ..Quirks::default()
+            }
+            .check()
+            .is_err()
+        );
     }
 
     #[tokio::test]
