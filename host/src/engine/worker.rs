@@ -65,7 +65,12 @@
 //! reconcile any engine made.
 //!
 //! The loop runs on a thread of its own with a single-threaded runtime: the
-//! store is synchronous, and its short calls then block nothing else.
+//! store is synchronous, and its short calls then block nothing else. Each
+//! application's batch runs as a task of that thread, one batch per
+//! application at a time, so its changes keep their order while a long
+//! batch of one application (a first sync of many users) holds no other
+//! back; the engine's own reconciles and probes of an application wait
+//! for its batch to end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -185,21 +190,23 @@ pub const GAVE_UP: &str = "sync_gave_up";
 /// One failed attempt at an object that no other event records.
 pub const SYNC_FAILED: &str = "sync_failed";
 
+/// The engine's loop and what it alone changes; what its applications'
+/// batches share is the [`Core`].
 pub struct Engine {
-    store: StoreHandle,
-    plugins: Arc<PluginRegistry>,
-    clients: Arc<Clients>,
-    settings: EngineSettings,
+    core: Arc<Core>,
     /// When each quarantined application was last probed.
     probed: HashMap<String, std::time::Instant>,
     /// When each active application was last reconciled (or first seen).
     reconciled: HashMap<String, std::time::Instant>,
-    consumer: String,
-    /// This host as people read it (`status`, the log).
-    host_name: String,
-    /// The hosts present as this engine last announced itself, itself
-    /// among them ([`super::hosts`]); kept by [`announce`] on a timer.
-    hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
+    /// The batch each application has under way, on a task of its own, so
+    /// that a long one (a first sync of many users) holds no other
+    /// application back.
+    batches: HashMap<String, tokio::task::JoinHandle<Result<usize, StoreError>>>,
+    /// Applications whose last batch failed, and when to try them again.
+    failed_batches: HashMap<String, std::time::Instant>,
+    /// Told when a batch that claimed pairs ends: its application may have
+    /// more waiting, so the loop goes round at once.
+    batch_ended: Arc<tokio::sync::Notify>,
     /// The applications this engine runs, each with its lease as last
     /// renewed: their requests ask it first.
     running: BTreeMap<String, Arc<Turn>>,
@@ -211,6 +218,29 @@ pub struct Engine {
     awaiting: bool,
     /// When pairs of applications no longer active were last let go.
     swept: Option<std::time::Instant>,
+}
+
+/// What every batch of the engine works with, whichever application it is
+/// for.
+pub struct Core {
+    store: StoreHandle,
+    plugins: Arc<PluginRegistry>,
+    clients: Arc<Clients>,
+    settings: EngineSettings,
+    consumer: String,
+    /// This host as people read it (`status`, the log).
+    host_name: String,
+    /// The hosts present as this engine last announced itself, itself
+    /// among them ([`super::hosts`]); kept by [`announce`] on a timer.
+    hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 /// One failed object of one pair.
@@ -293,21 +323,27 @@ impl Engine {
                     }
                 };
                 let mut engine = Engine {
-                    store: StoreHandle::new(store),
-                    plugins,
-                    clients,
-                    settings,
+                    core: Arc::new(Core {
+                        store: StoreHandle::new(store),
+                        plugins,
+                        clients,
+                        settings,
+                        consumer: format!("engine-{}", uuid::Uuid::new_v4()),
+                        host_name: super::hosts::this_host_name(),
+                        hosts: Arc::default(),
+                    }),
                     probed: HashMap::new(),
                     reconciled: HashMap::new(),
-                    consumer: format!("engine-{}", uuid::Uuid::new_v4()),
-                    host_name: super::hosts::this_host_name(),
-                    hosts: Arc::default(),
+                    batches: HashMap::new(),
+                    failed_batches: HashMap::new(),
+                    batch_ended: Arc::default(),
                     running: BTreeMap::new(),
                     shared_out: None,
                     awaiting: false,
                     swept: None,
                 };
-                runtime.block_on(engine.run(&stop));
+                // Batches run as local tasks of this one thread.
+                tokio::task::LocalSet::new().block_on(&runtime, engine.run(&stop));
             })
     }
 
@@ -348,19 +384,30 @@ impl Engine {
             if let Err(error) = self.reconcile_due().await {
                 tracing::warn!("provisioning engine: {error}");
             }
-            match self.step().await {
-                Ok(0) => match self.store.outbox_signal() {
-                    Some(signal) => {
-                        let _ = tokio::time::timeout(IDLE_POLL, signal.notified()).await;
-                    }
-                    None => tokio::time::sleep(IDLE_POLL).await,
-                },
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!("provisioning engine: {error}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            if let Err(error) = self.step().await {
+                tracing::warn!("provisioning engine: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
+            // Until a batch that claimed pairs ends, a change comes, or the
+            // poll is due.
+            let batch_ended = Arc::clone(&self.batch_ended);
+            let change = async {
+                match self.store.outbox_signal() {
+                    Some(signal) => signal.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = batch_ended.notified() => {}
+                () = change => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+        // The batches under way end first: a batch stops only between two
+        // of its pieces of work, and its leases are given up after it.
+        for (_, batch) in std::mem::take(&mut self.batches) {
+            let _ = batch.await;
         }
         presence.abort();
         passwords.abort();
@@ -373,7 +420,9 @@ impl Engine {
             tracing::warn!("provisioning engine: cannot withdraw this host: {error}");
         }
     }
+}
 
+impl Core {
     /// The hosts present, as last announced.
     fn present_hosts(&self) -> Vec<HostPresence> {
         self.hosts
@@ -390,7 +439,9 @@ impl Engine {
         let elsewhere = super::hosts::served_elsewhere(&served, app, &hosts);
         (!elsewhere.is_empty()).then(|| super::hosts::not_served_here(&served, app, &elsewhere))
     }
+}
 
+impl Engine {
     /// The lease of `app_id` this engine holds, if it runs it and the lease
     /// still has time to send.
     fn lease_of(&self, app_id: &str) -> Option<Arc<Turn>> {
@@ -444,7 +495,14 @@ impl Engine {
                     app.name
                 );
             }
-            self.running.remove(&app_id);
+            if let Some(turn) = self.running.remove(&app_id) {
+                // A batch under way sends nothing more; it ends before the
+                // lease is given up, so that nothing of it lands after.
+                turn.lost();
+            }
+            if let Some(batch) = self.batches.remove(&app_id) {
+                let _ = batch.await;
+            }
             self.let_go(&app_id).await;
         }
         self.awaiting = false;
@@ -489,26 +547,74 @@ impl Engine {
         }
     }
 
-    /// Hands out new changes, then runs a batch of every application this
-    /// engine runs, beside one another; how many pairs it claimed.
-    pub async fn step(&mut self) -> Result<usize, StoreError> {
+    /// Hands out new changes, then starts a batch of every application
+    /// this engine runs that has none under way. Each runs as a task of
+    /// its own: an application's batches follow one another, in change
+    /// order, while the applications go beside one another.
+    async fn step(&mut self) -> Result<(), StoreError> {
         self.store.dispatch_changes(BATCH).await?;
         if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
             self.swept = Some(std::time::Instant::now());
             self.store.sweep_pairs().await?;
         }
-        let active = self.active_apps().await?;
-        let batches = active.into_iter().filter_map(|app| {
-            let lease = self.lease_of(&app.id)?;
-            Some(self.run_batch(app, lease))
-        });
-        let mut claimed = 0;
-        for batch in futures_util::future::join_all(batches).await {
-            claimed += batch?;
+        self.reap_batches().await;
+        let now = std::time::Instant::now();
+        self.failed_batches.retain(|_, until| *until > now);
+        for app in self.active_apps().await? {
+            if self.batches.contains_key(&app.id) || self.failed_batches.contains_key(&app.id) {
+                continue;
+            }
+            let Some(lease) = self.lease_of(&app.id) else {
+                continue;
+            };
+            let (core, ended) = (Arc::clone(&self.core), Arc::clone(&self.batch_ended));
+            let app_id = app.id.clone();
+            let batch = tokio::task::spawn_local(async move {
+                let claimed = core.run_batch(app, lease).await;
+                if !matches!(claimed, Ok(0)) {
+                    ended.notify_one();
+                }
+                claimed
+            });
+            self.batches.insert(app_id, batch);
         }
-        Ok(claimed)
+        Ok(())
     }
 
+    /// Whether a batch of `app_id` is under way: nothing else of the
+    /// engine's reaches the application meanwhile.
+    fn batch_under_way(&self, app_id: &str) -> bool {
+        self.batches
+            .get(app_id)
+            .is_some_and(|batch| !batch.is_finished())
+    }
+
+    /// Takes in the batches that have ended; one that failed waits a
+    /// second before its application's next.
+    async fn reap_batches(&mut self) {
+        let ended: Vec<String> = self
+            .batches
+            .iter()
+            .filter(|(_, batch)| batch.is_finished())
+            .map(|(app_id, _)| app_id.clone())
+            .collect();
+        for app_id in ended {
+            let Some(batch) = self.batches.remove(&app_id) else {
+                continue;
+            };
+            let error = match batch.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => error.to_string(),
+                Err(join) => format!("a batch task failed: {join}"),
+            };
+            tracing::warn!("provisioning engine: {error}");
+            self.failed_batches
+                .insert(app_id, std::time::Instant::now() + Duration::from_secs(1));
+        }
+    }
+}
+
+impl Core {
     /// Claims a batch of one application's pairs and applies it; how many
     /// it claimed.
     ///
@@ -869,7 +975,9 @@ impl Engine {
             .await?;
         Ok(())
     }
+}
 
+impl Engine {
     /// Reconciles each active application whose interval has passed since
     /// it was last reconciled, by whichever engine did it (the time is kept
     /// in the store, so an engine taking over neither reconciles everything
@@ -881,6 +989,9 @@ impl Engine {
             let Some(lease) = self.lease_of(&app.id) else {
                 continue;
             };
+            if self.batch_under_way(&app.id) {
+                continue;
+            }
             let last = match self.reconciled.get(&app.id) {
                 Some(last) => *last,
                 None => {
@@ -925,7 +1036,9 @@ impl Engine {
         }
         Ok(())
     }
+}
 
+impl Core {
     /// When `app_id` was last reconciled, as the store says, on this
     /// process's clock; an application never reconciled counts from now,
     /// which is recorded.
@@ -970,7 +1083,9 @@ impl Engine {
             }
         }
     }
+}
 
+impl Engine {
     /// Probes each quarantined application this engine runs once every
     /// probe interval: it
     /// must be servable (connector, settings, token) and answer a
@@ -986,7 +1101,7 @@ impl Engine {
                     .get(&app.id)
                     .is_none_or(|at| at.elapsed() >= self.settings.quarantine_probe)
             })
-            .filter(|app| self.lease_of(&app.id).is_some())
+            .filter(|app| self.lease_of(&app.id).is_some() && !self.batch_under_way(&app.id))
             .collect();
         for app in due {
             self.probed
@@ -1031,7 +1146,9 @@ impl Engine {
         }
         Ok(())
     }
+}
 
+impl Core {
     async fn active_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         Ok(self
             .all_apps()
