@@ -415,10 +415,13 @@ impl ScimClient {
     }
 
     async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {
-        self.rate.acquire().await;
+        // The slot first, then the token: a token taken while waiting for a
+        // slot would be spent late, and requests held back that way would
+        // leave together, past the application's rate.
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Attempt::Fail(ScimClientError::Setup("the client is shut down".into()));
         };
+        self.rate.acquire().await;
         let url = format!("{}{}", self.base_url, request.path);
         let mut builder = self
             .http
