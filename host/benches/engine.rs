@@ -1,26 +1,36 @@
 //! The provisioning engine end to end, as an operator runs it. Prints its
-//! figures:
+//! figures, and writes them as JSON to the file `SCIMLINK_BENCH_JSON` names:
 //!
 //! - initial provisioning of 10,000 users in 100 bound groups (groups
 //!   managed) to a fast local SCIM server: objects per second, and the ratio
 //!   to a plain HTTP load generator sending the same requests (a lookup and
 //!   a create per user; a lookup, a create and member PATCHes per group) at
-//!   the same concurrency to a fresh server of the same kind;
-//! - the host's peak memory (VmHWM) during that run;
+//!   the same concurrency to a fresh server of the same kind; the host's
+//!   peak memory (VmHWM);
 //! - a reconcile of every provisioned user, unchanged: its time and the
 //!   write requests it sent (zero expected);
-//! - change-to-request latency: 200 directory changes one after the other,
+//! - change-to-request latency while a first sync of the same 10,000 users
+//!   runs to another application: directory changes one after the other,
 //!   each from its commit (the user's `modified`) to the application's
-//!   answer (the event's time); p50 and p99.
+//!   answer (the event's time); p50 and p99;
+//! - first syncs into rate-limited applications (the simulated application
+//!   answering 429 with Retry-After beyond L requests a second, with a
+//!   bucket of one second's worth): time against the physical limit (the
+//!   bucket at once, then the other requests needed at L a second), and the
+//!   share of requests answered 429, at two limits;
+//! - on a host of its own, the first sync of 100,000 users (time and peak
+//!   memory) and a reconcile of them unchanged (time, write requests).
 //!
-//! The host is a `scimlink serve` process and the application a `scimlink
-//! sandbox-sp` process (the in-memory simulated application, request log
-//! off), both on loopback, so that the host's memory is its own and the
+//! The hosts are `scimlink serve` processes and the applications `scimlink
+//! sandbox-sp` processes (the in-memory simulated application, request log
+//! off), all on loopback, so that a host's memory is its own and the
 //! application is not what limits the run. Needs the bundled connectors
 //! built (`scripts/build-plugins.sh`).
 //!
-//! `SCIMLINK_BENCH_USERS` (default 10000) and `SCIMLINK_BENCH_GROUPS`
-//! (default 100) change the size.
+//! Sizes: `SCIMLINK_BENCH_USERS` (10000) and `SCIMLINK_BENCH_GROUPS` (100);
+//! `SCIMLINK_BENCH_LARGE_USERS` (100000, 0 leaves that part out);
+//! `SCIMLINK_BENCH_RATE_LIMITS` (`100:1000,25:200`: requests a second and
+//! users, for each limited application).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +79,30 @@ impl Http {
         assert!(status.is_success(), "{url}: {status} {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
+
+    /// The application's counters (`GET /_sandbox/stats`): no SCIM request,
+    /// so no rate limit applies to it.
+    async fn stats(&self, application: &Simulated) -> Value {
+        self.send(
+            reqwest::Method::GET,
+            &format!("{}/_sandbox/stats", application.base),
+            APP_TOKEN,
+            None,
+        )
+        .await
+    }
+
+    async fn pending_changes(&self, host: &Served) -> u64 {
+        self.send(
+            reqwest::Method::GET,
+            &format!("{}/api/v1/status", host.base),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await["pendingChanges"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    }
 }
 
 fn directory_csv(users: usize, groups: usize) -> String {
@@ -97,6 +131,12 @@ fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
+fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(f64::NAN, |kib| kib as f64 / 1024.0)
+}
+
+/// Waits until `application` holds `users` users and `groups` groups and
+/// the host has no change pending.
 async fn wait_until_synced(
     http: &Http,
     host: &Served,
@@ -106,43 +146,60 @@ async fn wait_until_synced(
 ) {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let status = http
-            .send(
-                reqwest::Method::GET,
-                &format!("{}/api/v1/status", host.base),
-                ADMIN_TOKEN,
-                None,
-            )
-            .await;
-        let remote_users = http
-            .send(
-                reqwest::Method::GET,
-                &format!("{}/scim/v2/Users?count=0", application.base),
-                APP_TOKEN,
-                None,
-            )
-            .await["totalResults"]
-            .as_u64()
-            .unwrap_or(0);
-        let remote_groups = http
-            .send(
-                reqwest::Method::GET,
-                &format!("{}/scim/v2/Groups?count=0", application.base),
-                APP_TOKEN,
-                None,
-            )
-            .await["totalResults"]
-            .as_u64()
-            .unwrap_or(0);
-        if status["pendingChanges"] == 0
-            && remote_users == users as u64
-            && remote_groups == groups as u64
+        let stats = http.stats(application).await;
+        if stats["users"] == users as u64
+            && stats["groups"] == groups as u64
+            && http.pending_changes(host).await == 0
         {
             return;
         }
         assert!(Instant::now() < deadline, "the initial sync did not finish");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Adds an application of the custom SCIM connector on `application`,
+/// groups managed, bound to `groups`; not yet active.
+fn add_app(
+    host: &Served,
+    name: &str,
+    application: &Simulated,
+    requests_per_second: f64,
+    groups: impl IntoIterator<Item = usize>,
+) {
+    host.cli(&[
+        "app",
+        "add",
+        name,
+        "--connector",
+        "custom-scim",
+        "--base-url",
+        &format!("{}/scim/v2", application.base),
+        "--token",
+        APP_TOKEN,
+        "--manage-groups",
+        "--requests-per-second",
+        &requests_per_second.to_string(),
+        "--concurrency",
+        &CONCURRENCY.to_string(),
+    ]);
+    for group in groups {
+        host.cli(&["app", "bind", name, &format!("group{group:03}")]);
+    }
+}
+
+/// Reconciles `app` and says how long it took and how many write
+/// requests it sent.
+fn reconcile(host: &Served, app: &str) -> (Duration, u64, u64) {
+    let started = Instant::now();
+    let reconciled: Value =
+        serde_json::from_str(&host.cli(&["reconcile", app, "--format", "json"])).expect("JSON");
+    let took = started.elapsed();
+    let writes = ["repaired", "recreated", "provisioned", "groups_repaired"]
+        .iter()
+        .map(|key| reconciled[key].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    (took, writes, reconciled["listed"].as_u64().unwrap_or(0))
 }
 
 /// What the engine sends for the initial sync, sent by a plain client.
@@ -232,9 +289,154 @@ async fn load_generator(http: Arc<Http>, base: String, users: usize, groups: usi
     started.elapsed()
 }
 
+/// One rate-limited first sync.
+struct Limited {
+    limit: f64,
+    users: usize,
+    seconds: f64,
+    requests: u64,
+    too_many_requests: u64,
+}
+
+impl Limited {
+    /// The least time the application's limit allows for the requests that
+    /// were needed (every request answered other than 429): its bucket
+    /// (`--rate-burst`, one second's worth by default) at once, the rest at
+    /// the limit.
+    fn physical_limit(&self) -> f64 {
+        let needed = (self.requests - self.too_many_requests) as f64;
+        (needed - self.limit.ceil()).max(0.0) / self.limit
+    }
+
+    fn efficiency(&self) -> f64 {
+        self.physical_limit() / self.seconds
+    }
+
+    fn too_many_share(&self) -> f64 {
+        self.too_many_requests as f64 / self.requests.max(1) as f64
+    }
+}
+
+fn rate_limits() -> Vec<(f64, usize)> {
+    let text = std::env::var("SCIMLINK_BENCH_RATE_LIMITS")
+        .unwrap_or_else(|_| "100:1000,25:200".to_string());
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (limit, users) = part
+                .split_once(':')
+                .expect("SCIMLINK_BENCH_RATE_LIMITS: limit:users, comma-separated");
+            (
+                limit.trim().parse().expect("a limit in requests a second"),
+                users.trim().parse().expect("a number of users"),
+            )
+        })
+        .collect()
+}
+
+/// Changes users of `app` (`members`) one after the other, 10 ms apart,
+/// until `other` holds `other_users` (the other application's first sync is
+/// over) or 1,000 changes are made; the latency of each, from its commit to
+/// the first event of `app` about its user after it, and whether the other
+/// sync outlasted the changes.
+async fn latencies_while(
+    http: &Http,
+    host: &Served,
+    app: &str,
+    members: &[usize],
+    other: &Simulated,
+    other_users: usize,
+) -> (Vec<Duration>, bool) {
+    let since = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time");
+    let mut committed = Vec::new();
+    let mut outlasted = false;
+    for (round, index) in members.iter().cycle().take(1000).enumerate() {
+        let user = http
+            .send(
+                reqwest::Method::PATCH,
+                &format!("{}/api/v1/users/user{index:06}", host.base),
+                ADMIN_TOKEN,
+                Some(json!({ "title": format!("Engineer {round}") })),
+            )
+            .await;
+        committed.push((
+            user["modified"].as_str().unwrap_or_default().to_string(),
+            user["id"].as_str().unwrap_or_default().to_string(),
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if round % 10 == 9 && http.stats(other).await["users"].as_u64() >= Some(other_users as u64)
+        {
+            break;
+        }
+        if round == 999 {
+            outlasted = true;
+        }
+    }
+    let changes = committed.len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut latencies = Vec::new();
+    loop {
+        let mut items = Vec::new();
+        let mut offset = 0;
+        loop {
+            let events = http
+                .send(
+                    reqwest::Method::GET,
+                    &format!(
+                        "{}/api/v1/events?app={app}&operation=user_update_provision&since={since}&limit=1000&offset={offset}",
+                        host.base
+                    ),
+                    ADMIN_TOKEN,
+                    None,
+                )
+                .await;
+            let page = events["items"].as_array().cloned().unwrap_or_default();
+            offset += page.len();
+            let done = page.len() < 1000;
+            items.extend(page);
+            if done {
+                break;
+            }
+        }
+        if items.len() >= changes || Instant::now() > deadline {
+            // Each change from its commit to the first event after it for
+            // the same user.
+            let mut answered: std::collections::HashMap<String, Vec<time::OffsetDateTime>> =
+                std::collections::HashMap::new();
+            for event in &items {
+                if let (Some(user), Some(at)) = (
+                    event["object_id"].as_str(),
+                    event["at"].as_str().and_then(parse_time),
+                ) {
+                    answered.entry(user.to_string()).or_default().push(at);
+                }
+            }
+            for times in answered.values_mut() {
+                times.sort();
+            }
+            for (modified, user) in &committed {
+                let (Some(modified), Some(times)) = (parse_time(modified), answered.get(user))
+                else {
+                    continue;
+                };
+                if let Some(at) = times.iter().find(|at| **at >= modified) {
+                    latencies.push(Duration::from_secs_f64((*at - modified).as_seconds_f64()));
+                }
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    latencies.sort();
+    (latencies, outlasted)
+}
+
 fn main() {
     let users = count("SCIMLINK_BENCH_USERS", 10_000);
     let groups = count("SCIMLINK_BENCH_GROUPS", 100).clamp(1, users.max(1));
+    let large_users = count("SCIMLINK_BENCH_LARGE_USERS", 100_000);
     let plugins = repository().join("dist/plugins");
     assert!(
         plugins.join("custom-scim.wasm").exists(),
@@ -246,6 +448,12 @@ fn main() {
         .build()
         .expect("a runtime");
     let http = Arc::new(Http::new());
+    let mut figures = serde_json::Map::new();
+    let mut record = |key: &str, value: Value| {
+        figures.insert(key.to_string(), value);
+    };
+    record("users", json!(users));
+    record("groups", json!(groups));
 
     // The baseline: a plain client against a fresh application.
     let baseline_app = Simulated::start();
@@ -262,25 +470,7 @@ fn main() {
     let csv = folder.path().join("directory.csv");
     std::fs::write(&csv, directory_csv(users, groups)).expect("the directory file");
     host.cli(&["directory", "import", csv.to_str().expect("a path")]);
-    host.cli(&[
-        "app",
-        "add",
-        "crm",
-        "--connector",
-        "custom-scim",
-        "--base-url",
-        &format!("{}/scim/v2", application.base),
-        "--token",
-        APP_TOKEN,
-        "--manage-groups",
-        "--requests-per-second",
-        "10000",
-        "--concurrency",
-        &CONCURRENCY.to_string(),
-    ]);
-    for group in 0..groups {
-        host.cli(&["app", "bind", "crm", &format!("group{group:03}")]);
-    }
+    add_app(&host, "crm", &application, 10_000.0, 0..groups);
     let before = host.peak_memory_kib();
     let started = Instant::now();
     host.cli(&["app", "activate", "crm"]);
@@ -291,6 +481,7 @@ fn main() {
     let objects = (users + groups) as f64;
     let engine_rate = objects / initial.as_secs_f64();
     let baseline_rate = objects / baseline.as_secs_f64();
+    let ratio = engine_rate / baseline_rate;
     println!(
         "initial provisioning: {users} users in {groups} groups (groups managed), concurrency {CONCURRENCY}"
     );
@@ -304,94 +495,181 @@ fn main() {
         baseline.as_secs_f64(),
         baseline_rate
     );
+    println!("  ratio           {ratio:>8.2}  (target >= 0.8)");
     println!(
-        "  ratio           {:>8.2}  (target >= 0.8)",
-        engine_rate / baseline_rate
+        "  host peak memory {:.1} MiB (before the sync {:.1} MiB)",
+        mib(peak),
+        mib(before)
     );
-    if let (Some(before), Some(peak)) = (before, peak) {
-        println!(
-            "  host peak memory {:.1} MiB (before the sync {:.1} MiB)",
-            peak as f64 / 1024.0,
-            before as f64 / 1024.0
-        );
-    }
+    record("engine_seconds", json!(initial.as_secs_f64()));
+    record("engine_objects_per_s", json!(engine_rate));
+    record("baseline_seconds", json!(baseline.as_secs_f64()));
+    record("baseline_objects_per_s", json!(baseline_rate));
+    record("ratio", json!(ratio));
+    record("peak_rss_10k_mib", json!(mib(peak)));
 
-    // A reconcile of everything, unchanged.
-    let started = Instant::now();
-    let reconciled: Value =
-        serde_json::from_str(&host.cli(&["reconcile", "crm", "--format", "json"])).expect("JSON");
-    let took = started.elapsed();
-    let writes = ["repaired", "recreated", "provisioned", "groups_repaired"]
-        .iter()
-        .map(|key| reconciled[key].as_u64().unwrap_or(0))
-        .sum::<u64>();
+    let (took, writes, listed) = reconcile(&host, "crm");
     println!(
-        "reconcile of {} unchanged users: {:.2} s, {writes} write requests (target: 100,000 in <= 5 s, 0 writes)",
-        reconciled["listed"],
+        "reconcile of {listed} unchanged users: {:.2} s, {writes} write requests (0 expected)",
         took.as_secs_f64()
     );
+    record("reconcile_10k_s", json!(took.as_secs_f64()));
+    record("reconcile_10k_writes", json!(writes));
 
-    // Change-to-request latency.
-    let changes = 200.min(users);
-    let mut latencies = Vec::with_capacity(changes);
-    runtime.block_on(async {
-        let since = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("a time");
-        let mut committed = std::collections::HashMap::new();
-        for index in 0..changes {
-            let user = http
-                .send(
-                    reqwest::Method::PATCH,
-                    &format!("{}/api/v1/users/user{index:06}", host.base),
-                    ADMIN_TOKEN,
-                    Some(json!({ "title": format!("Engineer {index}") })),
-                )
-                .await;
-            committed.insert(
-                user["id"].as_str().unwrap_or_default().to_string(),
-                user["modified"].as_str().unwrap_or_default().to_string(),
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let events = http
-                .send(
-                    reqwest::Method::GET,
-                    &format!(
-                        "{}/api/v1/events?operation=user_update_provision&since={since}&limit=1000",
-                        host.base
-                    ),
-                    ADMIN_TOKEN,
-                    None,
-                )
-                .await;
-            let items = events["items"].as_array().cloned().unwrap_or_default();
-            if items.len() >= changes || Instant::now() > deadline {
-                for event in items {
-                    let Some(modified) = event["object_id"]
-                        .as_str()
-                        .and_then(|id| committed.get(id))
-                        .and_then(|at| parse_time(at))
-                    else {
-                        continue;
-                    };
-                    if let Some(answered) = event["at"].as_str().and_then(parse_time) {
-                        let latency = answered - modified;
-                        latencies.push(Duration::from_secs_f64(latency.as_seconds_f64().max(0.0)));
-                    }
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    latencies.sort();
-    println!(
-        "change to request ({} changes): p50 {:.1} ms, p99 {:.1} ms (target p50 <= 50 ms)",
-        latencies.len(),
+    // Latency: changes to one application's users while a first sync of
+    // every user runs to another.
+    let chat = Simulated::start();
+    add_app(&host, "chat", &chat, 10_000.0, [0]);
+    host.cli(&["app", "activate", "chat"]);
+    let members: Vec<usize> = (0..users).filter(|index| index % groups == 0).collect();
+    runtime.block_on(wait_until_synced(&http, &host, &chat, members.len(), 1));
+    let second = Simulated::start();
+    add_app(&host, "crm-two", &second, 10_000.0, 0..groups);
+    host.cli(&["app", "activate", "crm-two"]);
+    let (latencies, outlasted) = runtime.block_on(latencies_while(
+        &http, &host, "chat", &members, &second, users,
+    ));
+    runtime.block_on(wait_until_synced(&http, &host, &second, users, groups));
+    let (p50, p99) = (
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
     );
+    println!(
+        "change to request ({} changes during a {users}-user first sync{}): p50 {p50:.1} ms, p99 {p99:.1} ms (target p50 <= 50 ms, p99 <= 200 ms)",
+        latencies.len(),
+        if outlasted {
+            ", which outlasted them"
+        } else {
+            ""
+        }
+    );
+    record("latency_changes", json!(latencies.len()));
+    record("latency_p50_ms", json!(p50));
+    record("latency_p99_ms", json!(p99));
+
+    // Rate-limited applications.
+    let mut limited = Vec::new();
+    for (index, (limit, limited_users)) in rate_limits().into_iter().enumerate() {
+        let bound_groups = limited_users
+            .div_ceil(users.div_ceil(groups))
+            .clamp(1, groups);
+        let limited_users = (0..users)
+            .filter(|user| user % groups < bound_groups)
+            .count();
+        let application = Simulated::start_with(&["--rate-limit", &limit.to_string()]);
+        let name = format!("limited-{index}");
+        add_app(&host, &name, &application, limit, 0..bound_groups);
+        let started = Instant::now();
+        host.cli(&["app", "activate", &name]);
+        runtime.block_on(wait_until_synced(
+            &http,
+            &host,
+            &application,
+            limited_users,
+            bound_groups,
+        ));
+        let seconds = started.elapsed().as_secs_f64();
+        let stats = runtime.block_on(http.stats(&application));
+        let run = Limited {
+            limit,
+            users: limited_users,
+            seconds,
+            requests: stats["requests"].as_u64().unwrap_or(0),
+            too_many_requests: stats["tooManyRequests"].as_u64().unwrap_or(0),
+        };
+        println!(
+            "rate-limited first sync: {} users and {bound_groups} groups at {limit} requests/s: {:.1} s against a physical limit of {:.1} s (efficiency {:.3}, target >= 0.95); {} of {} requests answered 429 ({:.2} %, target <= 1 %)",
+            run.users,
+            run.seconds,
+            run.physical_limit(),
+            run.efficiency(),
+            run.too_many_requests,
+            run.requests,
+            run.too_many_share() * 100.0
+        );
+        limited.push(run);
+    }
+    if !limited.is_empty() {
+        let efficiency = limited
+            .iter()
+            .map(Limited::efficiency)
+            .fold(f64::INFINITY, f64::min);
+        let share = limited
+            .iter()
+            .map(Limited::too_many_share)
+            .fold(0.0, f64::max);
+        record("rate_limited_efficiency", json!(efficiency));
+        record("rate_limited_429_share", json!(share));
+        record(
+            "rate_limited",
+            Value::Array(
+                limited
+                    .iter()
+                    .map(|run| {
+                        json!({
+                            "limit": run.limit,
+                            "users": run.users,
+                            "seconds": run.seconds,
+                            "physical_limit_s": run.physical_limit(),
+                            "requests": run.requests,
+                            "too_many_requests": run.too_many_requests,
+                            "efficiency": run.efficiency(),
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    drop(host);
+
+    // 100,000 users on a host of their own.
+    if large_users > 0 {
+        let application = Simulated::start();
+        let host = Served::start(&folder.path().join("large"), &plugins);
+        let csv = folder.path().join("large.csv");
+        std::fs::write(&csv, directory_csv(large_users, groups)).expect("the directory file");
+        host.cli(&["directory", "import", csv.to_str().expect("a path")]);
+        add_app(&host, "large", &application, 10_000.0, 0..groups);
+        let before = host.peak_memory_kib();
+        let started = Instant::now();
+        host.cli(&["app", "activate", "large"]);
+        runtime.block_on(wait_until_synced(
+            &http,
+            &host,
+            &application,
+            large_users,
+            groups,
+        ));
+        let initial = started.elapsed();
+        let peak = host.peak_memory_kib();
+        println!(
+            "first sync of {large_users} users: {:.1} s ({:.0} objects/s); host peak memory {:.1} MiB, {:.1} MiB before it (target <= 150 MiB)",
+            initial.as_secs_f64(),
+            (large_users + groups) as f64 / initial.as_secs_f64(),
+            mib(peak),
+            mib(before)
+        );
+        let (took, writes, listed) = reconcile(&host, "large");
+        println!(
+            "reconcile of {listed} unchanged users: {:.2} s, {writes} write requests (target <= 5 s, 0 writes)",
+            took.as_secs_f64()
+        );
+        record("large_users", json!(large_users));
+        record("first_sync_100k_s", json!(initial.as_secs_f64()));
+        record("peak_rss_mib", json!(mib(peak)));
+        record("reconcile_100k_s", json!(took.as_secs_f64()));
+        record("reconcile_writes", json!(writes));
+    } else {
+        record("peak_rss_mib", json!(mib(peak)));
+        record("reconcile_writes", json!(writes));
+    }
+
+    if let Some(path) = std::env::var_os("SCIMLINK_BENCH_JSON") {
+        let text = serde_json::to_string_pretty(&Value::Object(figures)).expect("JSON");
+        std::fs::write(&path, text + "\n").expect("the figures file is written");
+        println!(
+            "figures written to {}",
+            std::path::Path::new(&path).display()
+        );
+    }
 }

@@ -103,9 +103,15 @@ pub struct Simulated {
 
 impl Simulated {
     pub fn start() -> Simulated {
+        Simulated::start_with(&[])
+    }
+
+    /// The application with more quirks (`--rate-limit`, …).
+    pub fn start_with(quirks: &[&str]) -> Simulated {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scimlink"))
             .args(["sandbox-sp", "--listen", "127.0.0.1:0", "--log-limit", "0"])
             .args(["--token", APP_TOKEN])
+            .args(quirks)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::store::{LedgerEntry, StoreError, StoreHandle, UserRecord};
+use crate::store::{LedgerEntry, PendingPassword, StoreError, StoreHandle, UserRecord};
 
 type Key = (String, &'static str, String);
 
@@ -238,6 +238,9 @@ pub struct HeldUser {
     pub in_scope: bool,
     /// What the application holds for the user, as the ledger says.
     pub entry: Option<LedgerEntry>,
+    /// The user's password waiting for delivery, when it was asked for
+    /// ([`hold_user_and_password`]).
+    pub password: Option<PendingPassword>,
     _lock: ObjectLock,
 }
 
@@ -248,14 +251,37 @@ pub async fn hold_user(
     app_id: &str,
     user_id: &str,
 ) -> Result<HeldUser, StoreError> {
+    hold(store, app_id, user_id, false).await
+}
+
+/// [`hold_user`], reading the user's waiting password too, in the same
+/// store call (a sync to an application that takes passwords needs both).
+pub async fn hold_user_and_password(
+    store: &StoreHandle,
+    app_id: &str,
+    user_id: &str,
+) -> Result<HeldUser, StoreError> {
+    hold(store, app_id, user_id, true).await
+}
+
+async fn hold(
+    store: &StoreHandle,
+    app_id: &str,
+    user_id: &str,
+    with_password: bool,
+) -> Result<HeldUser, StoreError> {
     let lock = lock_object(store, app_id, "user", user_id).await?;
     let (app, user) = (app_id.to_owned(), user_id.to_owned());
-    let (user, in_scope, entry) = store
+    let (user, in_scope, entry, password) = store
         .run(move |store| {
             let found = store.get_user(&user)?;
             let in_scope = found.is_some() && store.user_in_scope(&app, &user)?;
             let entry = store.ledger_entry(&app, "user", &user)?;
-            Ok((found, in_scope, entry))
+            let password = match found {
+                Some(_) if with_password => store.user_password(&user)?,
+                _ => None,
+            };
+            Ok((found, in_scope, entry, password))
         })
         .await?;
     Ok(HeldUser {
@@ -263,6 +289,7 @@ pub async fn hold_user(
         user,
         in_scope,
         entry,
+        password,
         _lock: lock,
     })
 }

@@ -44,7 +44,7 @@ use crate::scim_client::{ScimRequest, user_path};
 use crate::secrets::{KeyError, Secret, random_bytes};
 use crate::store::{
     AppRecord, AppState, Event, HostPresence, LedgerChange, LedgerEntry, Outcome, PasswordPolicy,
-    PasswordSent, PasswordState, Reveal, StoreError, StoreHandle, Timestamp,
+    PasswordSent, PasswordState, PendingPassword, Reveal, StoreError, StoreHandle, Timestamp,
 };
 
 /// The event of a password sent to an account that exists, or of one that
@@ -112,29 +112,26 @@ impl Password {
     }
 }
 
-/// The user's own password when it is waiting for the target application,
-/// whose connector takes passwords.
-pub(crate) async fn waiting(
-    target: &Target<'_>,
-    user_id: &str,
-) -> Result<Option<Password>, StoreError> {
+/// Whether the target application takes passwords at all: a sync to it
+/// reads the user's waiting password ([`waiting`]).
+pub(crate) fn taken(target: &Target<'_>) -> bool {
     let support = support(target.plugin, target.app);
-    if !support.on_create && support.on_change.is_none() {
-        return Ok(None);
+    support.on_create || support.on_change.is_some()
+}
+
+/// The user's own password when it is waiting for the target application,
+/// whose connector takes passwords: of what was read with the user
+/// ([`super::locks::hold_user_and_password`]).
+pub(crate) fn waiting(target: &Target<'_>, pending: Option<PendingPassword>) -> Option<Password> {
+    if !taken(target) {
+        return None;
     }
-    let pending = {
-        let user_id = user_id.to_owned();
-        target
-            .store
-            .run(move |store| store.user_password(&user_id))
-            .await?
-    };
-    Ok(pending
+    pending
         .filter(|pending| !pending.delivered_to.contains(&target.app.id))
         .map(|pending| Password::Own {
             generation: pending.generation,
             secret: pending.secret,
-        }))
+        })
 }
 
 /// The password a new account is created with, if the application takes
@@ -256,34 +253,66 @@ pub fn temporary(policy: &PasswordPolicy) -> Result<Secret, TemporaryPasswordErr
     let classes = policy.classes();
     let every: Vec<char> = classes.iter().flat_map(|class| class.chars()).collect();
     let mut chosen: Vec<char> = Vec::with_capacity(usize::from(policy.length));
+    let mut draws = Draws::new();
     for class in &classes {
         let class: Vec<char> = class.chars().collect();
-        chosen.push(class[uniform(class.len())?]);
+        chosen.push(class[draws.uniform(class.len())?]);
     }
     while chosen.len() < usize::from(policy.length) {
-        chosen.push(every[uniform(every.len())?]);
+        chosen.push(every[draws.uniform(every.len())?]);
     }
     // Fisher–Yates, so the classes' first characters are not in front.
     for i in (1..chosen.len()).rev() {
-        chosen.swap(i, uniform(i + 1)?);
+        chosen.swap(i, draws.uniform(i + 1)?);
     }
     let password = Secret::new(chosen.iter().collect::<String>());
     chosen.fill('\0');
     Ok(password)
 }
 
-/// A uniform draw from `0..bound`, by rejection, from the system's random
-/// source.
-fn uniform(bound: usize) -> Result<usize, KeyError> {
-    let bound = bound as u32;
-    let zone = u32::MAX - u32::MAX % bound;
-    loop {
-        let mut bytes = [0u8; 4];
-        random_bytes(&mut bytes)?;
-        let drawn = u32::from_le_bytes(bytes);
-        if drawn < zone {
-            return Ok((drawn % bound) as usize);
+/// Bytes from the system's random source, read a buffer at a time rather
+/// than a call per draw, and wiped when dropped.
+struct Draws {
+    buffer: [u8; 256],
+    used: usize,
+}
+
+impl Draws {
+    fn new() -> Draws {
+        Draws {
+            buffer: [0; 256],
+            used: 256,
         }
+    }
+
+    fn next_u32(&mut self) -> Result<u32, KeyError> {
+        if self.used + 4 > self.buffer.len() {
+            random_bytes(&mut self.buffer)?;
+            self.used = 0;
+        }
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&self.buffer[self.used..self.used + 4]);
+        self.used += 4;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    /// A uniform draw from `0..bound`, by rejection.
+    fn uniform(&mut self, bound: usize) -> Result<usize, KeyError> {
+        let bound = bound as u32;
+        let zone = u32::MAX - u32::MAX % bound;
+        loop {
+            let drawn = self.next_u32()?;
+            if drawn < zone {
+                return Ok((drawn % bound) as usize);
+            }
+        }
+    }
+}
+
+impl Drop for Draws {
+    fn drop(&mut self) {
+        // What is left would tell the password's characters.
+        zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }
 

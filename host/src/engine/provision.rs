@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::directory_user::directory_user;
-use super::locks::{HeldUser, hold_user};
+use super::locks::{HeldUser, hold_user, hold_user_and_password};
 use super::passwords::{self, Password};
 use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
@@ -377,7 +377,11 @@ pub(crate) fn hash(text: &str) -> String {
 /// Brings `user_id`'s account in the target application to what the
 /// directory wants.
 pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
-    let held = hold_user(target.store, &target.app.id, user_id).await?;
+    let mut held = if passwords::taken(target) {
+        hold_user_and_password(target.store, &target.app.id, user_id).await?
+    } else {
+        hold_user(target.store, &target.app.id, user_id).await?
+    };
     let store = target.store;
     let Some(user) = held.user.clone().filter(|_| held.in_scope) else {
         let how = target.plugin.manifest().capabilities.offboarding;
@@ -409,7 +413,7 @@ pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, Syn
         Err(Desired::Failed(error)) => return Err(error),
     };
     let doc_hash = hash(&body.to_string());
-    let mut own = passwords::waiting(target, user_id).await?;
+    let mut own = passwords::waiting(target, held.password.take());
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
             return then_password(

@@ -216,6 +216,10 @@ pub struct Engine {
     /// when it last weighed: it asks again sooner, to take it over as soon
     /// as the other lets go.
     awaiting: bool,
+    /// The active and quarantined applications as this engine last
+    /// weighed them: one it has not weighed yet (just activated) is weighed
+    /// at once, not at the next announcement.
+    weighed: BTreeSet<String>,
     /// When pairs of applications no longer active were last let go.
     swept: Option<std::time::Instant>,
 }
@@ -340,6 +344,7 @@ impl Engine {
                     running: BTreeMap::new(),
                     shared_out: None,
                     awaiting: false,
+                    weighed: BTreeSet::new(),
                     swept: None,
                 };
                 // Batches run as local tasks of this one thread.
@@ -473,6 +478,11 @@ impl Engine {
         self.shared_out = Some(std::time::Instant::now());
         let hosts = self.present_hosts();
         let apps = self.all_apps().await?;
+        self.weighed = apps
+            .iter()
+            .filter(|app| matches!(app.state, AppState::Active | AppState::Quarantined))
+            .map(|app| app.id.clone())
+            .collect();
         let mut should_run = BTreeSet::new();
         for app in &apps {
             if matches!(app.state, AppState::Active | AppState::Quarantined)
@@ -561,6 +571,12 @@ impl Engine {
         let now = std::time::Instant::now();
         self.failed_batches.retain(|_, until| *until > now);
         for app in self.active_apps().await? {
+            if !self.weighed.contains(&app.id) {
+                // Activated since the last weighing: weighed on the next
+                // round rather than at the next announcement.
+                self.shared_out = None;
+                continue;
+            }
             if self.batches.contains_key(&app.id) || self.failed_batches.contains_key(&app.id) {
                 continue;
             }

@@ -91,12 +91,23 @@ impl Default for ClientSettings {
     }
 }
 
+/// The burst at an application's pace: half a second's worth. An
+/// application that allows `rate` a second meters it with a bucket of its
+/// own, commonly a second's worth; a client whose bucket is as large drains
+/// the application's along with its own, and then every request that
+/// arrives a little early (the network's jitter) is refused. Half as large
+/// leaves the application's bucket half full for that jitter, at the cost
+/// of half a second's worth of requests at the start.
+fn paced_burst(rate: f64) -> u32 {
+    (rate / 2.0).ceil().clamp(1.0, 1000.0) as u32
+}
+
 impl ClientSettings {
     /// The defaults, at an application's configured pace.
     pub fn paced(pacing: &crate::store::Pacing) -> Self {
         ClientSettings {
             requests_per_second: pacing.requests_per_second,
-            burst: pacing.requests_per_second.ceil().clamp(1.0, 1000.0) as u32,
+            burst: paced_burst(pacing.requests_per_second),
             concurrency: pacing.concurrency,
             request_timeout: Duration::from_secs(u64::from(pacing.timeout_seconds.max(1))),
             max_attempts: pacing.max_attempts.max(1),

@@ -45,7 +45,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_passwords.sql")),
 ];
 
-const READER_POOL: usize = 4;
+/// Read connections kept open. Enough for the engine's syncs and the API
+/// at once: a read that finds none free opens one, which costs a fresh
+/// parse of the schema at its first statement, and a connection not kept
+/// pays it again and again.
+const READER_POOL: usize = 16;
 
 pub struct SqliteStore {
     path: PathBuf,
