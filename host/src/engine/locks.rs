@@ -264,6 +264,62 @@ pub async fn hold_user_and_password(
     hold(store, app_id, user_id, true).await
 }
 
+/// Holds each of `user_ids` (locks taken in order, so that two holders
+/// of overlapping sets cannot wait on each other), then reads them all in
+/// one store call, one snapshot: what [`hold_user`] does for each, at the
+/// cost of one call for the lot. For a store that hosts share, each lock is
+/// a lease in the store as well; the caller should hold users one at a time
+/// there ([`StoreHandle::shared_by_hosts`]).
+pub async fn hold_users(
+    store: &StoreHandle,
+    app_id: &str,
+    user_ids: &[String],
+    with_password: bool,
+) -> Result<Vec<HeldUser>, StoreError> {
+    let mut ordered: Vec<&String> = user_ids.iter().collect();
+    ordered.sort();
+    ordered.dedup();
+    let mut locks = Vec::with_capacity(ordered.len());
+    for user_id in &ordered {
+        locks.push(lock_object(store, app_id, "user", user_id).await?);
+    }
+    let (app, users): (String, Vec<String>) = (
+        app_id.to_owned(),
+        ordered.iter().map(|id| (*id).clone()).collect(),
+    );
+    let read = store
+        .run(move |store| {
+            users
+                .into_iter()
+                .map(|user| {
+                    let found = store.get_user(&user)?;
+                    let in_scope = found.is_some() && store.user_in_scope(&app, &user)?;
+                    let entry = store.ledger_entry(&app, "user", &user)?;
+                    let password = match found {
+                        Some(_) if with_password => store.user_password(&user)?,
+                        _ => None,
+                    };
+                    Ok((user, found, in_scope, entry, password))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await?;
+    Ok(read
+        .into_iter()
+        .zip(locks)
+        .map(
+            |((user_id, user, in_scope, entry, password), lock)| HeldUser {
+                user_id,
+                user,
+                in_scope,
+                entry,
+                password,
+                _lock: lock,
+            },
+        )
+        .collect())
+}
+
 async fn hold(
     store: &StoreHandle,
     app_id: &str,

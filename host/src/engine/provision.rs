@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::directory_user::directory_user;
-use super::locks::{HeldUser, hold_user, hold_user_and_password};
+use super::locks::{HeldUser, hold_user, hold_user_and_password, hold_users};
 use super::passwords::{self, Password};
 use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::LoadedPlugin;
@@ -377,11 +377,90 @@ pub(crate) fn hash(text: &str) -> String {
 /// Brings `user_id`'s account in the target application to what the
 /// directory wants.
 pub async fn sync_user(target: &Target<'_>, user_id: &str) -> Result<Synced, SyncError> {
-    let mut held = if passwords::taken(target) {
+    let held = if passwords::taken(target) {
         hold_user_and_password(target.store, &target.app.id, user_id).await?
     } else {
         hold_user(target.store, &target.app.id, user_id).await?
     };
+    sync_held(target, held).await
+}
+
+/// Users a sync of many holds and reads at once ([`sync_users`]).
+const HELD_AT_ONCE: usize = 32;
+
+/// [`sync_user`] for each of `user_ids`, `in_flight` at a time: each
+/// result beside its user. Users are held and read [`HELD_AT_ONCE`] at a
+/// time, one store call for them all ([`super::locks::hold_users`]); the
+/// next ones are held only when the syncs under way make room for them, and
+/// each is let go when its sync ends. Where hosts share the store, each is
+/// held on its own, as [`sync_user`] does.
+pub async fn sync_users<'u>(
+    target: &Target<'_>,
+    user_ids: &'u [String],
+    in_flight: usize,
+) -> Vec<(&'u String, Result<Synced, SyncError>)> {
+    use futures_util::StreamExt;
+    if target.store.shared_by_hosts() {
+        return futures_util::stream::iter(
+            user_ids
+                .iter()
+                .map(|user| async move { (user, sync_user(target, user).await) }),
+        )
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    }
+    let with_password = passwords::taken(target);
+    futures_util::stream::iter(user_ids.chunks(HELD_AT_ONCE))
+        .then(|chunk| async move {
+            let held = hold_users(target.store, &target.app.id, chunk, with_password).await;
+            (chunk, held)
+        })
+        .flat_map(|(chunk, held)| {
+            // A chunk that cannot be read fails each of its users, as a
+            // sync that cannot read its user does.
+            let items: Vec<(&'u String, Result<HeldUser, SyncError>)> = match held {
+                Ok(held) => {
+                    let mut held: std::collections::HashMap<String, HeldUser> = held
+                        .into_iter()
+                        .map(|held| (held.user_id.clone(), held))
+                        .collect();
+                    // A user named twice is synced once.
+                    chunk
+                        .iter()
+                        .filter_map(|user| held.remove(user).map(|held| (user, Ok(held))))
+                        .collect()
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    chunk
+                        .iter()
+                        .map(|user| {
+                            (
+                                user,
+                                Err(SyncError::Store(StoreError::Backend(reason.clone()))),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            futures_util::stream::iter(items)
+        })
+        .map(|(user, held)| async move {
+            match held {
+                Ok(held) => (user, sync_held(target, held).await),
+                Err(error) => (user, Err(error)),
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await
+}
+
+/// [`sync_user`] once the user is held and read.
+async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, SyncError> {
+    let user_id = held.user_id.clone();
+    let user_id = user_id.as_str();
     let store = target.store;
     let Some(user) = held.user.clone().filter(|_| held.in_scope) else {
         let how = target.plugin.manifest().capabilities.offboarding;

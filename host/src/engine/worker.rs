@@ -76,11 +76,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 
 use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
-use super::provision::{SyncError, Synced, Target, sync_user};
+use super::provision::{SyncError, Synced, Target, sync_users};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
 use super::retry::{AfterFailure, RetryPolicy};
 use super::turn::Turn;
@@ -117,8 +116,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a change waits, for an application whose connector another
 /// host serves, before it is looked at again.
 const SERVED_ELSEWHERE_WAIT: Duration = Duration::from_secs(10);
-/// Changes handed out, and pairs of one application claimed, at once.
+/// Pairs of one application claimed at once.
 const BATCH: u32 = 100;
+/// Changes handed out at once. A change that concerns no active
+/// application is done with as it is handed out, so an import of many
+/// users before any application is active is cleared at this pace, not
+/// left for the application activated next to take change by change.
+const DISPATCH: u32 = 1000;
 /// How often an idle engine looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
@@ -204,9 +208,10 @@ pub struct Engine {
     batches: HashMap<String, tokio::task::JoinHandle<Result<usize, StoreError>>>,
     /// Applications whose last batch failed, and when to try them again.
     failed_batches: HashMap<String, std::time::Instant>,
-    /// Told when a batch that claimed pairs ends: its application may have
-    /// more waiting, so the loop goes round at once.
-    batch_ended: Arc<tokio::sync::Notify>,
+    /// Told when the loop should go round at once: a batch that claimed
+    /// pairs ended (its application may have more waiting), or changes are
+    /// left to hand out.
+    again: Arc<tokio::sync::Notify>,
     /// The applications this engine runs, each with its lease as last
     /// renewed: their requests ask it first.
     running: BTreeMap<String, Arc<Turn>>,
@@ -340,7 +345,7 @@ impl Engine {
                     reconciled: HashMap::new(),
                     batches: HashMap::new(),
                     failed_batches: HashMap::new(),
-                    batch_ended: Arc::default(),
+                    again: Arc::default(),
                     running: BTreeMap::new(),
                     shared_out: None,
                     awaiting: false,
@@ -396,7 +401,7 @@ impl Engine {
             }
             // Until a batch that claimed pairs ends, a change comes, or the
             // poll is due.
-            let batch_ended = Arc::clone(&self.batch_ended);
+            let again = Arc::clone(&self.again);
             let change = async {
                 match self.store.outbox_signal() {
                     Some(signal) => signal.notified().await,
@@ -404,7 +409,7 @@ impl Engine {
                 }
             };
             tokio::select! {
-                () = batch_ended.notified() => {}
+                () = again.notified() => {}
                 () = change => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
@@ -562,7 +567,9 @@ impl Engine {
     /// its own: an application's batches follow one another, in change
     /// order, while the applications go beside one another.
     async fn step(&mut self) -> Result<(), StoreError> {
-        self.store.dispatch_changes(BATCH).await?;
+        if self.store.dispatch_changes(DISPATCH).await? == DISPATCH {
+            self.again.notify_one();
+        }
         if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
             self.swept = Some(std::time::Instant::now());
             self.store.sweep_pairs().await?;
@@ -583,7 +590,7 @@ impl Engine {
             let Some(lease) = self.lease_of(&app.id) else {
                 continue;
             };
-            let (core, ended) = (Arc::clone(&self.core), Arc::clone(&self.batch_ended));
+            let (core, ended) = (Arc::clone(&self.core), Arc::clone(&self.again));
             let app_id = app.id.clone();
             let batch = tokio::task::spawn_local(async move {
                 let claimed = core.run_batch(app, lease).await;
@@ -1533,14 +1540,8 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
     let in_flight = usize::try_from(work.app.pacing.concurrency)
         .unwrap_or(1)
         .max(1);
-    let results: Vec<(&String, Result<Synced, SyncError>)> = futures_util::stream::iter(
-        work.users
-            .iter()
-            .map(|user| async move { (user, sync_user(target, user).await) }),
-    )
-    .buffer_unordered(in_flight)
-    .collect()
-    .await;
+    let users: Vec<String> = work.users.iter().cloned().collect();
+    let results = sync_users(target, &users, in_flight).await;
     let mut linked_or_unlinked = false;
     for (user, result) in results {
         match result {
