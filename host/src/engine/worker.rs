@@ -76,7 +76,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_group};
 use super::provision::{SyncError, Synced, Target, sync_users};

@@ -182,6 +182,60 @@ async fn every_active_application_gets_each_change_and_the_outbox_drains() {
 }
 
 #[tokio::test]
+async fn a_long_first_sync_in_one_application_holds_no_other_back() {
+    let world = World::new().await;
+    // Every answer of this application takes 100 ms: 60 users, two requests
+    // each, four at a time, take three seconds.
+    let slow = simulator(Quirks {
+        latency: Duration::from_millis(100),
+        ..Quirks::default()
+    })
+    .await;
+    let names: Vec<String> = (0..60).map(|index| format!("user{index:02}")).collect();
+    let users: Vec<String> = names.iter().map(|name| world.user(name)).collect();
+    let everyone = world.group(
+        "Everyone",
+        &users.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let ada = world.user("ada");
+    let few = world.group("Few", &[&ada]);
+    let crm = world.app_at("crm", "custom-scim", &slow.base_url("crm"), &[&everyone]);
+    let chat = world.app("chat", "custom-scim", &[&few]);
+    let engine = RunningEngine::start(&world, &["custom-scim"], settings()).await;
+    world.activate(&chat.id);
+    drained(&world).await;
+
+    world.activate(&crm.id);
+    eventually("crm's first sync under way", async || {
+        !world
+            .store
+            .ledger_entries(&crm.id, "user")
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let grace = world.user("grace");
+    world.add_member(&few, &grace);
+    eventually("grace's account in chat", async || {
+        world.remote_id(&chat.id, "user", &grace).is_some()
+    })
+    .await;
+    let linked = world.store.ledger_entries(&crm.id, "user").unwrap().len();
+    assert!(
+        linked < users.len(),
+        "chat's change waited for crm's whole first sync ({linked} of {} linked)",
+        users.len()
+    );
+
+    drained(&world).await;
+    assert_eq!(
+        world.store.ledger_entries(&crm.id, "user").unwrap().len(),
+        users.len()
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_application_is_retried_while_another_proceeds() {
     let world = World::new().await;
     let failing = simulator(Quirks {
