@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::store::{LedgerEntry, PendingPassword, StoreError, StoreHandle, UserRecord};
+use crate::store::{LedgerEntry, PendingPassword, Store, StoreError, StoreHandle, UserRecord};
 
 type Key = (String, &'static str, String);
 
@@ -292,14 +292,8 @@ pub async fn hold_users(
             users
                 .into_iter()
                 .map(|user| {
-                    let found = store.get_user(&user)?;
-                    let in_scope = found.is_some() && store.user_in_scope(&app, &user)?;
-                    let entry = store.ledger_entry(&app, "user", &user)?;
-                    let password = match found {
-                        Some(_) if with_password => store.user_password(&user)?,
-                        _ => None,
-                    };
-                    Ok((user, found, in_scope, entry, password))
+                    let read = read_user(store, &app, &user, with_password)?;
+                    Ok((user, read))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()
         })
@@ -307,17 +301,52 @@ pub async fn hold_users(
     Ok(read
         .into_iter()
         .zip(locks)
-        .map(
-            |((user_id, user, in_scope, entry, password), lock)| HeldUser {
-                user_id,
-                user,
-                in_scope,
-                entry,
-                password,
-                _lock: lock,
-            },
-        )
+        .map(|((user_id, read), lock)| read.held(user_id, lock))
         .collect())
+}
+
+/// What a holder reads of one user.
+struct UserRead {
+    user: Option<UserRecord>,
+    in_scope: bool,
+    entry: Option<LedgerEntry>,
+    password: Option<PendingPassword>,
+}
+
+impl UserRead {
+    fn held(self, user_id: String, lock: ObjectLock) -> HeldUser {
+        HeldUser {
+            user_id,
+            user: self.user,
+            in_scope: self.in_scope,
+            entry: self.entry,
+            password: self.password,
+            _lock: lock,
+        }
+    }
+}
+
+/// The user, its scope in `app_id`, its ledger entry there and, when
+/// asked, its waiting password.
+fn read_user(
+    store: &dyn Store,
+    app_id: &str,
+    user_id: &str,
+    with_password: bool,
+) -> Result<UserRead, StoreError> {
+    let user = store.get_user(user_id)?;
+    let in_scope = user.is_some() && store.user_in_scope(app_id, user_id)?;
+    let entry = store.ledger_entry(app_id, "user", user_id)?;
+    let password = match user {
+        Some(_) if with_password => store.user_password(user_id)?,
+        _ => None,
+    };
+    Ok(UserRead {
+        user,
+        in_scope,
+        entry,
+        password,
+    })
 }
 
 async fn hold(
@@ -328,26 +357,10 @@ async fn hold(
 ) -> Result<HeldUser, StoreError> {
     let lock = lock_object(store, app_id, "user", user_id).await?;
     let (app, user) = (app_id.to_owned(), user_id.to_owned());
-    let (user, in_scope, entry, password) = store
-        .run(move |store| {
-            let found = store.get_user(&user)?;
-            let in_scope = found.is_some() && store.user_in_scope(&app, &user)?;
-            let entry = store.ledger_entry(&app, "user", &user)?;
-            let password = match found {
-                Some(_) if with_password => store.user_password(&user)?,
-                _ => None,
-            };
-            Ok((found, in_scope, entry, password))
-        })
+    let read = store
+        .run(move |store| read_user(store, &app, &user, with_password))
         .await?;
-    Ok(HeldUser {
-        user_id: user_id.to_string(),
-        user,
-        in_scope,
-        entry,
-        password,
-        _lock: lock,
-    })
+    Ok(read.held(user_id.to_string(), lock))
 }
 
 #[cfg(test)]
