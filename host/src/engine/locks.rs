@@ -22,7 +22,8 @@
 //! the engine on another take turns on a user as two tasks of one host do.
 //! A lease that runs out unrenewed (its host died) is taken over after
 //! [`OBJECT_LEASE`]. Locks are always taken in the same order (an object,
-//! then the account it takes over; a group, then its members), in memory
+//! then the account it takes over; a group, then its members; several
+//! users at once, in the order of their ids: [`hold_users`]), in memory
 //! and in the store alike.
 
 use std::collections::HashMap;
@@ -266,16 +267,17 @@ pub async fn hold_user_and_password(
 
 /// Holds each of `user_ids` (locks taken in order, so that two holders
 /// of overlapping sets cannot wait on each other), then reads them all in
-/// one store call, one snapshot: what [`hold_user`] does for each, at the
-/// cost of one call for the lot. For a store that hosts share, each lock is
-/// a lease in the store as well; the caller should hold users one at a time
-/// there ([`StoreHandle::shared_by_hosts`]).
+/// one store call: what [`hold_user`] does for each, at the cost of one
+/// call for the lot. Each user's read stands on its own: one that fails
+/// fails that user alone (its lock let go), beside its id. For a store
+/// that hosts share, each lock is a lease in the store as well; the caller
+/// should hold users one at a time there ([`StoreHandle::shared_by_hosts`]).
 pub async fn hold_users(
     store: &StoreHandle,
     app_id: &str,
     user_ids: &[String],
     with_password: bool,
-) -> Result<Vec<HeldUser>, StoreError> {
+) -> Result<Vec<(String, Result<HeldUser, StoreError>)>, StoreError> {
     let mut ordered: Vec<&String> = user_ids.iter().collect();
     ordered.sort();
     ordered.dedup();
@@ -289,19 +291,22 @@ pub async fn hold_users(
     );
     let read = store
         .run(move |store| {
-            users
+            Ok(users
                 .into_iter()
                 .map(|user| {
-                    let read = read_user(store, &app, &user, with_password)?;
-                    Ok((user, read))
+                    let read = read_user(store, &app, &user, with_password);
+                    (user, read)
                 })
-                .collect::<Result<Vec<_>, StoreError>>()
+                .collect::<Vec<_>>())
         })
         .await?;
     Ok(read
         .into_iter()
         .zip(locks)
-        .map(|((user_id, read), lock)| read.held(user_id, lock))
+        .map(|((user_id, read), lock)| {
+            let held = read.map(|read| read.held(user_id.clone(), lock));
+            (user_id, held)
+        })
         .collect())
 }
 
@@ -337,9 +342,12 @@ fn read_user(
     let user = store.get_user(user_id)?;
     let in_scope = user.is_some() && store.user_in_scope(app_id, user_id)?;
     let entry = store.ledger_entry(app_id, "user", user_id)?;
-    let password = match user {
-        Some(_) if with_password => store.user_password(user_id)?,
-        _ => None,
+    // Only a sync that sends the user's document wants the password: an
+    // offboarding never does, and must not fail on it.
+    let password = if with_password && in_scope {
+        store.user_password(user_id)?
+    } else {
+        None
     };
     Ok(UserRead {
         user,

@@ -390,9 +390,9 @@ const HELD_AT_ONCE: usize = 32;
 
 /// [`sync_user`] for each of `user_ids`, `in_flight` at a time: each
 /// result beside its user. Users are held and read [`HELD_AT_ONCE`] at a
-/// time, one store call for them all ([`super::locks::hold_users`]); the
-/// next ones are held only when the syncs under way make room for them, and
-/// each is let go when its sync ends. Where hosts share the store, each is
+/// time, one store call for them all ([`super::locks::hold_users`]): the
+/// next chunk is held once the last user of this one has started, and each
+/// user is let go when its sync ends. Where hosts share the store, each is
 /// held on its own, as [`sync_user`] does.
 pub async fn sync_users<'u>(
     target: &Target<'_>,
@@ -411,27 +411,42 @@ pub async fn sync_users<'u>(
         .await;
     }
     let with_password = passwords::taken(target);
+    // A batch whose turn is over (its application let go, or taken over)
+    // holds and reads no more users: each fails as its send would.
+    let turn_over = || target.turn.is_some_and(|turn| !turn.is_held());
+    let not_sent = || {
+        SyncError::Application(ScimClientError::NotSent(
+            "this host's engine no longer holds its turn; the engine that runs the \
+             application carries on"
+                .into(),
+        ))
+    };
     futures_util::stream::iter(user_ids.chunks(HELD_AT_ONCE))
         .then(|chunk| async move {
-            let held = hold_users(target.store, &target.app.id, chunk, with_password).await;
+            let held = if turn_over() {
+                None
+            } else {
+                Some(hold_users(target.store, &target.app.id, chunk, with_password).await)
+            };
             (chunk, held)
         })
         .flat_map(|(chunk, held)| {
-            // A chunk that cannot be read fails each of its users, as a
-            // sync that cannot read its user does.
             let items: Vec<(&'u String, Result<HeldUser, SyncError>)> = match held {
-                Ok(held) => {
-                    let mut held: std::collections::HashMap<String, HeldUser> = held
-                        .into_iter()
-                        .map(|held| (held.user_id.clone(), held))
-                        .collect();
+                Some(Ok(held)) => {
+                    let mut held: std::collections::HashMap<String, Result<HeldUser, StoreError>> =
+                        held.into_iter().collect();
                     // A user named twice is synced once.
                     chunk
                         .iter()
-                        .filter_map(|user| held.remove(user).map(|held| (user, Ok(held))))
+                        .filter_map(|user| {
+                            held.remove(user)
+                                .map(|held| (user, held.map_err(SyncError::from)))
+                        })
                         .collect()
                 }
-                Err(error) => {
+                // A chunk whose locks or read failed as a whole fails each
+                // of its users, as a sync that cannot read its user does.
+                Some(Err(error)) => {
                     let reason = error.to_string();
                     chunk
                         .iter()
@@ -443,11 +458,16 @@ pub async fn sync_users<'u>(
                         })
                         .collect()
                 }
+                None => chunk.iter().map(|user| (user, Err(not_sent()))).collect(),
             };
             futures_util::stream::iter(items)
         })
         .map(|(user, held)| async move {
             match held {
+                Ok(held) if turn_over() => {
+                    drop(held);
+                    (user, Err(not_sent()))
+                }
                 Ok(held) => (user, sync_held(target, held).await),
                 Err(error) => (user, Err(error)),
             }

@@ -16,7 +16,7 @@
 //! by the store's own clock, so this process always believes its turn ends
 //! before it really does, whatever the hosts' wall clocks say.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How much of the turn must be left for a request to go out.
@@ -28,6 +28,8 @@ pub struct Turn {
     base: Instant,
     /// Milliseconds after `base`; 0 while the turn is not held.
     deadline_ms: AtomicI64,
+    /// Given up for good: no renewal brings it back.
+    given_up: AtomicBool,
 }
 
 impl Default for Turn {
@@ -35,6 +37,7 @@ impl Default for Turn {
         Turn {
             base: Instant::now(),
             deadline_ms: AtomicI64::new(0),
+            given_up: AtomicBool::new(false),
         }
     }
 }
@@ -48,8 +51,18 @@ impl Turn {
     /// The store granted or renewed the turn for `lease`, asked at
     /// `asked_at`.
     pub fn renewed(&self, asked_at: Instant, lease: Duration) {
+        if self.given_up.load(Ordering::Acquire) {
+            return;
+        }
         let deadline = asked_at.saturating_duration_since(self.base) + lease;
         self.deadline_ms.store(millis(deadline), Ordering::Release);
+    }
+
+    /// The engine lets the application go: the turn ends now and for good,
+    /// whatever renewal of a batch still under way lands after.
+    pub fn give_up(&self) {
+        self.given_up.store(true, Ordering::Release);
+        self.deadline_ms.store(0, Ordering::Release);
     }
 
     /// The turn was taken over or given up.
@@ -91,5 +104,10 @@ mod tests {
         turn.renewed(Instant::now(), Duration::from_secs(20));
         turn.lost();
         assert!(!turn.is_held());
+        turn.renewed(Instant::now(), Duration::from_secs(20));
+        assert!(turn.is_held(), "a lost turn is taken again");
+        turn.give_up();
+        turn.renewed(Instant::now(), Duration::from_secs(20));
+        assert!(!turn.is_held(), "a turn given up stays given up");
     }
 }

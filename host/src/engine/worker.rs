@@ -209,6 +209,9 @@ pub struct Engine {
     batches: HashMap<String, tokio::task::JoinHandle<Result<usize, StoreError>>>,
     /// Applications whose last batch failed, and when to try them again.
     failed_batches: HashMap<String, std::time::Instant>,
+    /// Applications let go while a batch of theirs was under way: their
+    /// lease is given up once it ends, so that nothing of it lands after.
+    leaving: BTreeSet<String>,
     /// Told when the loop should go round at once: a batch that claimed
     /// pairs ended (its application may have more waiting), or changes are
     /// left to hand out.
@@ -346,6 +349,7 @@ impl Engine {
                     reconciled: HashMap::new(),
                     batches: HashMap::new(),
                     failed_batches: HashMap::new(),
+                    leaving: BTreeSet::new(),
                     again: Arc::default(),
                     running: BTreeMap::new(),
                     shared_out: None,
@@ -417,8 +421,11 @@ impl Engine {
         }
         // The batches under way end first: a batch stops only between two
         // of its pieces of work, and its leases are given up after it.
-        for (_, batch) in std::mem::take(&mut self.batches) {
-            let _ = batch.await;
+        for (app_id, batch) in std::mem::take(&mut self.batches) {
+            report_batch(&app_id, batch.await);
+        }
+        for app_id in std::mem::take(&mut self.leaving) {
+            self.let_go(&app_id).await;
         }
         presence.abort();
         passwords.abort();
@@ -512,17 +519,20 @@ impl Engine {
                 );
             }
             if let Some(turn) = self.running.remove(&app_id) {
-                // A batch under way sends nothing more; it ends before the
-                // lease is given up, so that nothing of it lands after.
-                turn.lost();
+                // A batch under way sends and records nothing more, and
+                // stops at its next user.
+                turn.give_up();
             }
-            if let Some(batch) = self.batches.remove(&app_id) {
-                let _ = batch.await;
+            if self.batch_under_way(&app_id) {
+                self.leaving.insert(app_id);
+                continue;
             }
             self.let_go(&app_id).await;
         }
         self.awaiting = false;
         for app_id in should_run {
+            // Still this engine's after all: its lease is kept.
+            self.leaving.remove(&app_id);
             let asked_at = std::time::Instant::now();
             let held = self
                 .store
@@ -626,14 +636,15 @@ impl Engine {
             let Some(batch) = self.batches.remove(&app_id) else {
                 continue;
             };
-            let error = match batch.await {
-                Ok(Ok(_)) => continue,
-                Ok(Err(error)) => error.to_string(),
-                Err(join) => format!("a batch task failed: {join}"),
-            };
-            tracing::warn!("provisioning engine: {error}");
-            self.failed_batches
-                .insert(app_id, std::time::Instant::now() + Duration::from_secs(1));
+            if !report_batch(&app_id, batch.await) {
+                self.failed_batches.insert(
+                    app_id.clone(),
+                    std::time::Instant::now() + Duration::from_secs(1),
+                );
+            }
+            if self.leaving.remove(&app_id) {
+                self.let_go(&app_id).await;
+            }
         }
     }
 }
@@ -1198,6 +1209,20 @@ impl Core {
     async fn all_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         all_apps(&self.store).await
     }
+}
+
+/// Logs how a batch of `app_id` ended, if it failed; whether it did not.
+fn report_batch(
+    app_id: &str,
+    ended: Result<Result<usize, StoreError>, tokio::task::JoinError>,
+) -> bool {
+    let error = match ended {
+        Ok(Ok(_)) => return true,
+        Ok(Err(error)) => error.to_string(),
+        Err(join) => format!("a batch task failed: {join}"),
+    };
+    tracing::warn!("provisioning engine: a batch of application {app_id}: {error}");
+    false
 }
 
 /// Every application, read a page at a time.

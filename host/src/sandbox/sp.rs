@@ -65,6 +65,8 @@ static APP_GROUP: ResourceType = ResourceType {
     extensions: &[],
 };
 
+/// The slowest rate limit: a request every 1,000 seconds.
+const MIN_RATE_LIMIT: f64 = 0.001;
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const MAX_PAGE: usize = 1000;
 
@@ -178,7 +180,7 @@ pub enum QuirksError {
     PageSize,
     #[error("a password mixes at most 4 character classes")]
     PasswordClasses,
-    #[error("the rate limit must be a positive number of requests per second")]
+    #[error("the rate limit must be at least 0.001 requests per second")]
     RateLimit,
     #[error("the rate limit's burst must be at least 1")]
     RateBurst,
@@ -205,7 +207,7 @@ impl Quirks {
         }
         if self
             .rate_limit
-            .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+            .is_some_and(|rate| !(rate.is_finite() && rate >= MIN_RATE_LIMIT))
         {
             return Err(QuirksError::RateLimit);
         }
