@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -385,6 +386,12 @@ struct Resources {
     by_id: BTreeMap<String, Stored>,
     /// Lower-cased userName (users) or displayName (groups) → id.
     by_name: HashMap<String, String>,
+    /// Where the last unfiltered page ended: the next page's `startIndex`
+    /// and the id it starts at. A walk then reads each page from its first
+    /// resource rather than counting from the first of the list. Creates
+    /// append (ids sort in creation order) and leave it right; a delete
+    /// forgets it.
+    resume: Option<(usize, String)>,
 }
 
 struct Stored {
@@ -1133,29 +1140,6 @@ impl Context<'_> {
             ),
             None => None,
         };
-        let rules = self.rules(kind);
-        let candidates: Vec<(&String, &Stored)> = match filter
-            .as_ref()
-            .and_then(|f| name_equality(f, kind.name_attribute()))
-        {
-            // The common lookup (`userName eq "…"`) reads the name index; the
-            // filter is still evaluated, for the case-sensitivity quirk.
-            Some(name) => resources
-                .by_name
-                .get(&name.to_lowercase())
-                .and_then(|id| resources.by_id.get_key_value(id))
-                .into_iter()
-                .collect(),
-            None => resources.by_id.iter().collect(),
-        };
-        let matching: Vec<(&String, &Stored)> = match &filter {
-            None => candidates,
-            Some(filter) => candidates
-                .into_iter()
-                .filter(|(id, stored)| matches(filter, &self.render(kind, id, stored, &[]), rules))
-                .collect(),
-        };
-        let total = matching.len();
         let count = query
             .count
             .unwrap_or(MAX_PAGE)
@@ -1166,6 +1150,48 @@ impl Context<'_> {
         } else {
             query.start_index
         };
+        let Some(filter) = filter else {
+            // No filter: the page is read straight off the index, so a walk
+            // through a large list costs each page its own size, not the
+            // whole list's.
+            let mut listed: Box<dyn Iterator<Item = (&String, &Stored)>> = match &resources.resume {
+                Some((next, id)) if *next == start_index => Box::new(
+                    resources
+                        .by_id
+                        .range::<str, _>((Bound::Included(id.as_str()), Bound::Unbounded)),
+                ),
+                _ => Box::new(resources.by_id.iter().skip(start_index - 1)),
+            };
+            let page: Vec<Value> = listed
+                .by_ref()
+                .take(count)
+                .map(|(id, stored)| self.render(kind, id, stored, &query.excluded))
+                .collect();
+            let resume = listed
+                .next()
+                .map(|(id, _)| (start_index + page.len(), id.clone()));
+            drop(listed);
+            resources.resume = resume;
+            return Ok(list(page, resources.by_id.len(), start_index, self.quirks));
+        };
+        let rules = self.rules(kind);
+        let candidates: Vec<(&String, &Stored)> =
+            match name_equality(&filter, kind.name_attribute()) {
+                // The common lookup (`userName eq "…"`) reads the name index; the
+                // filter is still evaluated, for the case-sensitivity quirk.
+                Some(name) => resources
+                    .by_name
+                    .get(&name.to_lowercase())
+                    .and_then(|id| resources.by_id.get_key_value(id))
+                    .into_iter()
+                    .collect(),
+                None => resources.by_id.iter().collect(),
+            };
+        let matching: Vec<(&String, &Stored)> = candidates
+            .into_iter()
+            .filter(|(id, stored)| matches(&filter, &self.render(kind, id, stored, &[]), rules))
+            .collect();
+        let total = matching.len();
         let page: Vec<Value> = matching
             .into_iter()
             .skip(start_index - 1)
@@ -1296,6 +1322,7 @@ impl Context<'_> {
             }
             Method::DELETE => {
                 let resources = kind.resources(tenant);
+                resources.resume = None;
                 if let Some(stored) = resources.by_id.remove(id)
                     && let Ok(name) = name_of(kind, &stored.attributes)
                 {
@@ -1876,6 +1903,63 @@ mod tests {
                 .0,
             400
         );
+    }
+
+    #[tokio::test]
+    async fn pages_read_in_turn_or_out_of_turn_list_the_same_users() {
+        let (_sp, http, base) = started(Quirks::default()).await;
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c", "d", "e", "f", "g"] {
+            let (_, created, _) = send(
+                &http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user(name)),
+            )
+            .await;
+            ids.push(created.unwrap()["id"].as_str().unwrap().to_string());
+        }
+        let names = |start: usize| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let url = format!("{base}/Users?startIndex={start}&count=3");
+                let (_, body, _) = send(&http, Method::GET, &url, None).await;
+                body.unwrap()["Resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["userName"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        // In turn: each page starts where the last one ended.
+        assert_eq!(names(1).await, ["a", "b", "c"]);
+        assert_eq!(names(4).await, ["d", "e", "f"]);
+        assert_eq!(names(7).await, ["g"]);
+        // Out of turn, after a page that ended elsewhere.
+        assert_eq!(names(1).await, ["a", "b", "c"]);
+        assert_eq!(names(2).await, ["b", "c", "d"]);
+        // A create between pages is listed last; a delete between pages
+        // moves every later user up one place.
+        assert_eq!(names(4).await, ["d", "e", "f"]);
+        send(
+            &http,
+            Method::POST,
+            &format!("{base}/Users"),
+            Some(user("h")),
+        )
+        .await;
+        assert_eq!(names(7).await, ["g", "h"]);
+        assert_eq!(names(1).await, ["a", "b", "c"]);
+        let (status, _, _) = send(
+            &http,
+            Method::DELETE,
+            &format!("{base}/Users/{}", ids[1]),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204);
+        assert_eq!(names(4).await, ["e", "f", "g"]);
     }
 
     #[tokio::test]
