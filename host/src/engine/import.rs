@@ -81,39 +81,42 @@ pub struct Imported {
 pub async fn remote_users(target: &Target<'_>) -> Result<Vec<RemoteUser>, SyncError> {
     let linked: HashMap<String, String> = target
         .store
-        .ledger_entries(&target.app.id, "user")
+        .ledger_links(&target.app.id, "user")
         .await?
         .into_iter()
-        .map(|entry| (entry.remote_id, entry.object_id))
+        .map(|(object_id, remote_id)| (remote_id, object_id))
         .collect();
     let mut users = Vec::new();
-    let mut pages = target.client.pages("/Users", PAGE);
-    while let Some(resources) = pages.next().await? {
-        for resource in resources {
-            let (Some(remote_id), Some(user_name)) = (
-                resource.get("id").and_then(Value::as_str),
-                resource.get("userName").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            let directory_user_id = linked.get(remote_id).cloned();
-            users.push(RemoteUser {
-                remote_id: remote_id.to_string(),
-                user_name: user_name.to_string(),
-                display_name: resource
-                    .get("displayName")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                status: if directory_user_id.is_some() {
-                    ImportStatus::Imported
-                } else {
-                    ImportStatus::New
-                },
-                directory_user_id,
-                document: resource,
-            });
-        }
-    }
+    target
+        .client
+        .pages("/Users", PAGE)
+        .read_ahead(|resources| {
+            for resource in resources {
+                let (Some(remote_id), Some(user_name)) = (
+                    resource.get("id").and_then(Value::as_str),
+                    resource.get("userName").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                let directory_user_id = linked.get(remote_id).cloned();
+                users.push(RemoteUser {
+                    remote_id: remote_id.to_string(),
+                    user_name: user_name.to_string(),
+                    display_name: resource
+                        .get("displayName")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    status: if directory_user_id.is_some() {
+                        ImportStatus::Imported
+                    } else {
+                        ImportStatus::New
+                    },
+                    directory_user_id,
+                    document: resource,
+                });
+            }
+        })
+        .await?;
     Ok(users)
 }
 

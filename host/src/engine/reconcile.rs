@@ -23,7 +23,8 @@
 //!
 //! An account missing from the listing is about to be forgotten (or, if
 //! active, created again), so the listing must be the whole list. It is
-//! walked by [`crate::scim_client::Pages`], which fails the listing — and
+//! walked by [`crate::scim_client::Pages`] (the next page asked for while
+//! this one is compared), which fails the listing — and
 //! with it the reconcile, before anything is repaired or forgotten, with an
 //! event saying why — when a page has no `totalResults`, when an id comes
 //! twice (the application ignores `startIndex`), when the count moves more
@@ -50,7 +51,8 @@
 //! # Groups
 //!
 //! Each group in the ledger is read with `GET /Groups/{id}` under the
-//! group's lock, rather than through a `/Groups` listing: many applications
+//! group's lock (groups side by side, as many as the application's
+//! concurrency), rather than through a `/Groups` listing: many applications
 //! leave members out of listings, a group read alone answers 404 for
 //! certain when it is gone, and the host pushes far fewer groups than
 //! users. The group is compared with what the ledger says was pushed:
@@ -72,6 +74,8 @@
 //! now.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use futures_util::StreamExt;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -167,23 +171,26 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     // Only the accounts that differ are kept, so memory follows the drift,
     // not the size of the application.
     let mut drifted: Vec<(&LedgerEntry, Value)> = Vec::new();
-    let mut pages = target.client.pages("/Users", PAGE);
-    while let Some(resources) = pages.next().await? {
-        super::progress::listed(app_id, done.listed + resources.len() as u64);
-        for resource in resources {
-            done.listed += 1;
-            let Some(remote_id) = resource.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            let Some((remote_id, entry)) = snapshot.get_key_value(remote_id) else {
-                continue;
-            };
-            seen.insert(remote_id);
-            if drift(entry, &resource).is_some() {
-                drifted.push((entry, resource));
+    target
+        .client
+        .pages("/Users", PAGE)
+        .read_ahead(|resources| {
+            super::progress::listed(app_id, done.listed + resources.len() as u64);
+            for resource in resources {
+                done.listed += 1;
+                let Some(remote_id) = resource.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some((remote_id, entry)) = snapshot.get_key_value(remote_id) else {
+                    continue;
+                };
+                seen.insert(remote_id);
+                if drift(entry, &resource).is_some() {
+                    drifted.push((entry, resource));
+                }
             }
-        }
-    }
+        })
+        .await?;
     let absent: Vec<&LedgerEntry> = snapshot
         .values()
         .filter(|entry| !seen.contains(entry.remote_id.as_str()))
@@ -224,10 +231,10 @@ async fn reconcile_users(target: &Target<'_>) -> Result<Reconciled, SyncError> {
     // Read again: the accounts created above and by the worker meanwhile
     // are linked now.
     let linked: HashSet<String> = store
-        .ledger_entries(app_id, "user")
+        .ledger_links(app_id, "user")
         .await?
         .into_iter()
-        .map(|entry| entry.object_id)
+        .map(|(object_id, _)| object_id)
         .collect();
     for user_id in store.users_in_scope(app_id).await? {
         if linked.contains(&user_id) {
@@ -494,25 +501,37 @@ async fn reconcile_groups(target: &Target<'_>) -> Result<u64, SyncError> {
     // The accounts the host manages here, read once after the users'
     // reconcile: only these are ever taken out of a group.
     let linked: HashSet<String> = store
-        .ledger_entries(&target.app.id, "user")
+        .ledger_links(&target.app.id, "user")
         .await?
         .into_iter()
-        .map(|entry| entry.remote_id)
+        .map(|(_, remote_id)| remote_id)
         .collect();
+    // Each group is read and repaired under its own lock, so groups are
+    // checked side by side, as many at once as the application takes
+    // requests; the first failure ends the reconcile, as one at a time.
+    let in_flight = usize::try_from(target.app.pacing.concurrency)
+        .unwrap_or(1)
+        .max(1);
+    let linked = &linked;
+    let mut checks = futures_util::stream::iter(entries)
+        .map(|entry| async move {
+            Ok::<bool, SyncError>(
+                match reconcile_group(target, &entry.object_id, linked).await? {
+                    GroupChecked::Repaired => true,
+                    // The lock is released: the sync takes it.
+                    GroupChecked::Deleted => matches!(
+                        sync_group(target, &entry.object_id).await,
+                        Ok(GroupSynced::Created | GroupSynced::TakenOver)
+                    ),
+                    GroupChecked::Unchanged | GroupChecked::Skipped => false,
+                },
+            )
+        })
+        .buffer_unordered(in_flight);
     let mut repaired = 0;
-    for entry in entries {
-        match reconcile_group(target, &entry.object_id, &linked).await? {
-            GroupChecked::Repaired => repaired += 1,
-            // The lock is released: the sync takes it.
-            GroupChecked::Deleted => {
-                if matches!(
-                    sync_group(target, &entry.object_id).await,
-                    Ok(GroupSynced::Created | GroupSynced::TakenOver)
-                ) {
-                    repaired += 1;
-                }
-            }
-            GroupChecked::Unchanged | GroupChecked::Skipped => {}
+    while let Some(checked) = checks.next().await {
+        if checked? {
+            repaired += 1;
         }
     }
     Ok(repaired)

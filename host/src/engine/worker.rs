@@ -1441,9 +1441,9 @@ fn affected(
                 item.users.extend(store.users_in_scope(&app.id)?);
                 item.users.extend(
                     store
-                        .ledger_entries(&app.id, "user")?
+                        .ledger_links(&app.id, "user")?
                         .into_iter()
-                        .map(|entry| entry.object_id),
+                        .map(|(object_id, _)| object_id),
                 );
                 item.groups
                     .extend(store.bindings(&app.id)?.into_iter().map(|group| group.id));

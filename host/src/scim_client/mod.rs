@@ -625,6 +625,40 @@ impl Pages<'_> {
     }
 }
 
+impl Pages<'_> {
+    /// Walks the whole list, handing each page to `take` in order, with the
+    /// next page already asked for: the application reads and sends it
+    /// while `take` works through this one. Where a page starts is known
+    /// once the page before it is checked, so nothing is guessed and every
+    /// rule of the walk holds as in [`Pages::next`]. At most two pages wait
+    /// beside the one `take` holds. The first page that breaks a rule (or a
+    /// request that fails) ends the walk with its error, after `take` has
+    /// seen only the pages before it.
+    pub async fn read_ahead(
+        mut self,
+        mut take: impl FnMut(Vec<Value>),
+    ) -> Result<(), ScimClientError> {
+        let (ready, mut waiting) = tokio::sync::mpsc::channel::<Vec<Value>>(1);
+        let walk = async move {
+            while let Some(page) = self.next().await? {
+                if ready.send(page).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let handle = async move {
+            while let Some(page) = waiting.recv().await {
+                take(page);
+            }
+        };
+        // One task: the walk's request is in flight whenever `take` is done
+        // with a page and waits for the next.
+        let (walked, ()) = tokio::join!(walk, handle);
+        walked
+    }
+}
+
 /// Why a listing is not trusted, in the words of an operator reading the
 /// reconcile's event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

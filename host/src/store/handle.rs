@@ -435,6 +435,17 @@ impl StoreHandle {
             .await
     }
 
+    pub async fn ledger_links(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let app_id = app_id.to_owned();
+        let object_kind = object_kind.to_owned();
+        self.run(move |store| store.ledger_links(&app_id, &object_kind))
+            .await
+    }
+
     pub async fn remote_ids(
         &self,
         app_id: &str,

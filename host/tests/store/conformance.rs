@@ -423,7 +423,7 @@ pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
     ));
 }
 
-pub fn remote_ids_answer_only_for_what_the_ledger_holds(store: &dyn Store) {
+pub fn remote_ids_and_links_answer_only_for_what_the_ledger_holds(store: &dyn Store) {
     let crm = app(store, "crm");
     for (object, remote) in [("u1", "r1"), ("u3", "r3")] {
         store
@@ -444,6 +444,26 @@ pub fn remote_ids_answer_only_for_what_the_ledger_holds(store: &dyn Store) {
         [("u3".into(), "r3".into()), ("u1".into(), "r1".into())]
     );
     assert!(store.remote_ids(&crm, "group", &asked).unwrap().is_empty());
+    assert!(store.remote_ids(&crm, "user", &[]).unwrap().is_empty());
+    // A large group's members are asked for at once.
+    let many: Vec<String> = (0..5_000)
+        .map(|index| format!("u{index}"))
+        .chain(["u1".to_string()])
+        .collect();
+    assert_eq!(
+        store.remote_ids(&crm, "user", &many).unwrap(),
+        [
+            ("u1".into(), "r1".into()),
+            ("u3".into(), "r3".into()),
+            ("u1".into(), "r1".into())
+        ]
+    );
+    // The links alone, without documents, in object id order.
+    assert_eq!(
+        store.ledger_links(&crm, "user").unwrap(),
+        [("u1".into(), "r1".into()), ("u3".into(), "r3".into())]
+    );
+    assert!(store.ledger_links(&crm, "group").unwrap().is_empty());
 }
 
 pub fn versions_refuse_lost_updates(store: &dyn Store) {
@@ -1727,7 +1747,7 @@ macro_rules! store_conformance {
             pairs_are_claimed_in_order_by_one_consumer_at_a_time,
             membership_never_forms_a_cycle,
             scope_follows_bindings_through_nested_groups,
-            remote_ids_answer_only_for_what_the_ledger_holds,
+            remote_ids_and_links_answer_only_for_what_the_ledger_holds,
             versions_refuse_lost_updates,
             readers_see_what_was_committed_from_other_threads,
             an_import_updates_what_it_names_and_keeps_the_rest,

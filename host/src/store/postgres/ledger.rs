@@ -169,6 +169,17 @@ impl LedgerStore for PostgresStore {
         })
     }
 
+    fn ledger_links(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<(String, String)>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "SELECT object_id, remote_id FROM ledger
+                 WHERE app_id = $1 AND object_kind = $2 ORDER BY object_id",
+                &[&app_id, &object_kind],
+            )?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
     fn ledger_holder(
         &self,
         app_id: &str,
