@@ -889,6 +889,25 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_client_bursts_half_a_second_of_its_pace() {
+        let burst = |requests_per_second| {
+            ClientSettings::paced(&crate::store::Pacing {
+                requests_per_second,
+                ..Default::default()
+            })
+            .burst
+        };
+        // Half of an application's own bucket (commonly a second's worth)
+        // is left for the network's jitter.
+        assert_eq!(burst(100.0), 50);
+        assert_eq!(burst(25.0), 13);
+        // Never less than one request, never more than a thousand.
+        assert_eq!(burst(1.0), 1);
+        assert_eq!(burst(0.1), 1);
+        assert_eq!(burst(10_000.0), 1000);
+    }
+
+    #[test]
     fn a_complete_list_ends_at_its_count_even_with_short_pages() {
         let mut listing = Listing::default();
         // The application caps its pages at 2 whatever `count` asked.
