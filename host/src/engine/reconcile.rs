@@ -74,6 +74,7 @@
 //! now.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt;
 
@@ -508,13 +509,20 @@ async fn reconcile_groups(target: &Target<'_>) -> Result<u64, SyncError> {
         .collect();
     // Each group is read and repaired under its own lock, so groups are
     // checked side by side, as many at once as the application takes
-    // requests; the first failure ends the reconcile, as one at a time.
+    // requests. After a failure no other check starts, and the reconcile
+    // fails once those under way have finished: none is cut off between
+    // its request and its record.
     let in_flight = usize::try_from(target.app.pacing.concurrency)
         .unwrap_or(1)
         .max(1);
     let linked = &linked;
+    let stopped = AtomicBool::new(false);
+    let stopped = &stopped;
     let mut checks = futures_util::stream::iter(entries)
         .map(|entry| async move {
+            if stopped.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
             Ok::<bool, SyncError>(
                 match reconcile_group(target, &entry.object_id, linked).await? {
                     GroupChecked::Repaired => true,
@@ -529,12 +537,21 @@ async fn reconcile_groups(target: &Target<'_>) -> Result<u64, SyncError> {
         })
         .buffer_unordered(in_flight);
     let mut repaired = 0;
+    let mut failed = None;
     while let Some(checked) = checks.next().await {
-        if checked? {
-            repaired += 1;
+        match checked {
+            Ok(true) => repaired += 1,
+            Ok(false) => {}
+            Err(error) => {
+                stopped.store(true, Ordering::Relaxed);
+                failed.get_or_insert(error);
+            }
         }
     }
-    Ok(repaired)
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(repaired),
+    }
 }
 
 enum GroupChecked {

@@ -623,9 +623,7 @@ impl Pages<'_> {
                 fault,
             })
     }
-}
 
-impl Pages<'_> {
     /// Walks the whole list, handing each page to `take` in order, with the
     /// next page already asked for: the application reads and sends it
     /// while `take` works through this one. Where a page starts is known
