@@ -3,7 +3,8 @@
 //! retention (with an event for each application that never got it), not
 //! while an application this host cannot judge may still be owed it, and
 //! not in the minutes after it was set while no application is owed it
-//! yet.
+//! yet. And what a password that no longer opens does to a sync: it fails
+//! its own user, not the users read beside it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -221,4 +222,49 @@ async fn a_password_that_waited_too_long_is_wiped_with_an_event_per_application_
     assert_eq!(expired[0].rule.as_deref(), Some("expired"));
     assert!(!expired[0].summary.contains("Lovelace"));
     assert!(world.events_of(&docs.id, &ada, PASSWORD).is_empty());
+}
+
+/// Users synced together are read together (one store call for a chunk),
+/// yet each read stands alone: a password that no longer opens (sealed
+/// under another host key) fails its own user's sync, and the users read
+/// beside it are provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_that_no_longer_opens_fails_only_its_own_user() {
+    use scimlink::engine::provision::{Synced, sync_users};
+    use scimlink::store::{PasswordStore, SqliteStore, TokenCipher};
+
+    let world = World::new().await;
+    let (ada, bob, cy) = (world.user("ada"), world.user("bob"), world.user("cy"));
+    let staff = world.group("staff", &[&ada, &bob, &cy]);
+    let crm = world.app("crm", "custom-scim", &[&staff]);
+    let connected = world.connect(world.activate(&crm.id), world.bundled("custom-scim"));
+    SqliteStore::open_in(world.data(), TokenCipher::from_key(&[9; 32]))
+        .unwrap()
+        .set_password(&bob, &Secret::new("Sealed-elsewhere-1"))
+        .unwrap();
+
+    let users = [ada.clone(), bob.clone(), cy.clone()];
+    let synced: BTreeMap<String, String> = sync_users(&connected.target(&world), &users, 8)
+        .await
+        .into_iter()
+        .map(|(user, result)| (user.clone(), format!("{result:?}")))
+        .collect();
+    assert_eq!(synced.len(), 3, "{synced:?}");
+    assert_eq!(synced[&ada], format!("{:?}", Ok::<_, ()>(Synced::Created)));
+    assert_eq!(synced[&cy], format!("{:?}", Ok::<_, ()>(Synced::Created)));
+    assert!(
+        synced[&bob].starts_with("Err(Store(Secret(")
+            && synced[&bob].contains("does not open under this host key"),
+        "{synced:?}"
+    );
+    assert!(world.remote_id(&crm.id, "user", &ada).is_some());
+    assert!(world.remote_id(&crm.id, "user", &cy).is_some());
+    assert_eq!(world.remote_id(&crm.id, "user", &bob), None);
+    // The password is never sent, nor shown in what is recorded.
+    assert!(
+        world
+            .events(&crm.id)
+            .iter()
+            .all(|event| !event.summary.contains("Sealed-elsewhere"))
+    );
 }
