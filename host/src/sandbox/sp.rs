@@ -1540,6 +1540,23 @@ mod tests {
         (sp, reqwest::Client::new(), base)
     }
 
+    /// Creates a user for each name, in order; their ids.
+    async fn created_users(http: &reqwest::Client, base: &str, names: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for name in names {
+            let (status, created, _) = send(
+                http,
+                Method::POST,
+                &format!("{base}/Users"),
+                Some(user(name)),
+            )
+            .await;
+            assert_eq!(status, 201, "{name}");
+            ids.push(created.unwrap()["id"].as_str().unwrap().to_string());
+        }
+        ids
+    }
+
     async fn send(
         http: &reqwest::Client,
         method: reqwest::Method,
@@ -1694,17 +1711,7 @@ mod tests {
             ..Quirks::default()
         })
         .await;
-        let mut ids = Vec::new();
-        for name in ["a", "b"] {
-            let (_, created, _) = send(
-                &http,
-                Method::POST,
-                &format!("{base}/Users"),
-                Some(user(name)),
-            )
-            .await;
-            ids.push(created.unwrap()["id"].as_str().unwrap().to_string());
-        }
+        let ids = created_users(&http, &base, &["a", "b"]).await;
         let group = json!({"schemas": [GROUP.id], "displayName": "staff"});
         let (status, created, _) =
             send(&http, Method::POST, &format!("{base}/Groups"), Some(group)).await;
@@ -1908,17 +1915,7 @@ mod tests {
     #[tokio::test]
     async fn pages_read_in_turn_or_out_of_turn_list_the_same_users() {
         let (_sp, http, base) = started(Quirks::default()).await;
-        let mut ids = Vec::new();
-        for name in ["a", "b", "c", "d", "e", "f", "g"] {
-            let (_, created, _) = send(
-                &http,
-                Method::POST,
-                &format!("{base}/Users"),
-                Some(user(name)),
-            )
-            .await;
-            ids.push(created.unwrap()["id"].as_str().unwrap().to_string());
-        }
+        let ids = created_users(&http, &base, &["a", "b", "c", "d", "e", "f", "g"]).await;
         let names = |start: usize| {
             let (http, base) = (http.clone(), base.clone());
             async move {
@@ -1969,15 +1966,7 @@ mod tests {
             ..Quirks::default()
         })
         .await;
-        for name in ["a", "b", "c"] {
-            send(
-                &http,
-                Method::POST,
-                &format!("{base}/Users"),
-                Some(user(name)),
-            )
-            .await;
-        }
+        created_users(&http, &base, &["a", "b", "c"]).await;
         let page = |body: Option<Value>| {
             let body = body.unwrap();
             let names: Vec<String> = body["Resources"]
