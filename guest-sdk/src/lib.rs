@@ -32,7 +32,9 @@
 //! - nothing here touches a clock, the environment or randomness, so a
 //!   connector built on the defaults is deterministic given its inputs.
 
+pub mod allocator;
 pub mod defaults;
+mod json_text;
 pub mod scim;
 pub mod settings;
 

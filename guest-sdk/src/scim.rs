@@ -29,6 +29,11 @@ impl ScimJson {
         })
     }
 
+    /// Text the SDK's own writer produced, which is a JSON object.
+    pub(crate) fn written(text: String) -> Self {
+        ScimJson(text)
+    }
+
     pub fn text(&self) -> &str {
         &self.0
     }

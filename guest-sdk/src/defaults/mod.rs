@@ -23,13 +23,13 @@
 //! group, or group management turned off does to groups and accounts) are
 //! in [`group_rules`]'s file, `group_rules.rs`.
 
-use serde::Serialize;
 use serde_json::Value;
 
 mod group_rules;
 
 pub use group_rules::{group_rule, keep_all, offboard_unless_in_scope};
 
+use crate::json_text::JsonObject;
 use crate::scim::{self, ENTERPRISE_USER_SCHEMA, ScimJson};
 use crate::{Address, DirectoryGroup, DirectoryUser, Email, MappingError, Phone};
 
@@ -90,191 +90,142 @@ pub fn display_name(user: &DirectoryUser) -> Option<String> {
 }
 
 /// The full default SCIM User of a directory user (see the module table),
-/// serialized straight from the record: no JSON tree is built.
+/// written straight from the record: no JSON tree is built.
 pub fn scim_user(user: &DirectoryUser) -> Result<ScimJson, MappingError> {
-    ScimJson::serialize(&UserDocument::of(user))
+    Ok(ScimJson::written(user_document(user)))
 }
 
 /// The same document as a JSON tree, for a connector that changes a few
 /// attributes of the default before sending it.
 pub fn scim_user_value(user: &DirectoryUser) -> Value {
-    // Serializing these plain structs into a tree cannot fail.
-    serde_json::to_value(UserDocument::of(user)).unwrap_or(Value::Null)
+    // The writer's text always parses.
+    serde_json::from_str(&user_document(user)).unwrap_or(Value::Null)
 }
 
 /// The default SCIM Group: displayName and externalId.
 pub fn scim_group(group: &DirectoryGroup) -> Result<ScimJson, MappingError> {
-    ScimJson::serialize(&GroupDocument {
-        schemas: [scim::GROUP_SCHEMA],
-        display_name: group.name.as_str(),
-        external_id: text(&group.id),
-    })
+    let mut out = String::with_capacity(128);
+    let mut document = JsonObject::open(&mut out);
+    document.static_strings("schemas", &[scim::GROUP_SCHEMA]);
+    document.string("displayName", &group.name);
+    document.optional_string("externalId", text(&group.id));
+    document.close();
+    Ok(ScimJson::written(out))
 }
 
 /// A string attribute, unless it is blank: nothing is sent as `""`.
 fn text(value: &str) -> Option<&str> {
-    (!value.trim().is_empty()).then_some(value)
+    // What `trim().is_empty()` says, from the first character on: most
+    // values answer at their first.
+    (!value.chars().all(char::is_whitespace)).then_some(value)
 }
 
 fn optional(value: &Option<String>) -> Option<&str> {
     value.as_deref().and_then(text)
 }
 
-#[derive(Serialize)]
-struct GroupDocument<'a> {
-    schemas: [&'static str; 1],
-    #[serde(rename = "displayName")]
-    display_name: &'a str,
-    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
-    external_id: Option<&'a str>,
-}
+/// Room for a user with every attribute set, so the text is not regrown
+/// while it is written.
+const USER_DOCUMENT_CAPACITY: usize = 1024;
 
-#[derive(Serialize)]
-struct UserDocument<'a> {
-    schemas: &'static [&'static str],
-    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
-    external_id: Option<&'a str>,
-    #[serde(rename = "userName", skip_serializing_if = "Option::is_none")]
-    user_name: Option<&'a str>,
-    active: bool,
-    #[serde(skip_serializing_if = "Name::is_empty")]
-    name: Name<'a>,
-    #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    emails: Vec<Contact<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    addresses: Vec<PostalAddress<'a>>,
-    #[serde(rename = "phoneNumbers", skip_serializing_if = "Vec::is_empty")]
-    phone_numbers: Vec<Contact<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    title: Option<&'a str>,
-    #[serde(
-        rename = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
-        skip_serializing_if = "Enterprise::is_empty"
-    )]
-    enterprise: Enterprise<'a>,
-}
+/// The default user document's text. An object or a list with nothing in
+/// it is left out, as a blank string is.
+fn user_document(user: &DirectoryUser) -> String {
+    let employee_number = optional(&user.employee_identifier);
+    let department = optional(&user.department);
+    let organization = optional(&user.company);
+    let enterprise = employee_number.is_some() || department.is_some() || organization.is_some();
 
-#[derive(Serialize)]
-struct Name<'a> {
-    #[serde(rename = "givenName", skip_serializing_if = "Option::is_none")]
-    given_name: Option<&'a str>,
-    #[serde(rename = "middleName", skip_serializing_if = "Option::is_none")]
-    middle_name: Option<&'a str>,
-    #[serde(rename = "familyName", skip_serializing_if = "Option::is_none")]
-    family_name: Option<&'a str>,
-}
+    let mut out = String::with_capacity(USER_DOCUMENT_CAPACITY);
+    let mut document = JsonObject::open(&mut out);
+    document.static_strings(
+        "schemas",
+        if enterprise {
+            &[scim::USER_SCHEMA, ENTERPRISE_USER_SCHEMA]
+        } else {
+            &[scim::USER_SCHEMA]
+        },
+    );
+    document.optional_string("externalId", text(&user.id));
+    document.optional_string("userName", text(&user.username));
+    document.bool("active", is_active(user));
 
-impl Name<'_> {
-    fn is_empty(&self) -> bool {
-        self.given_name.is_none() && self.middle_name.is_none() && self.family_name.is_none()
+    let given_name = optional(&user.first_name);
+    let middle_name = optional(&user.middle_name);
+    let family_name = optional(&user.last_name);
+    if given_name.is_some() || middle_name.is_some() || family_name.is_some() {
+        let mut name = document.object("name");
+        name.optional_string("givenName", given_name);
+        name.optional_string("middleName", middle_name);
+        name.optional_string("familyName", family_name);
+        name.close();
     }
-}
+    document.optional_string("displayName", optional(&user.display_name));
 
-/// An entry of `emails` or `phoneNumbers`.
-#[derive(Serialize)]
-struct Contact<'a> {
-    value: &'a str,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'a str>,
-    primary: bool,
-}
-
-#[derive(Serialize)]
-struct PostalAddress<'a> {
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'a str>,
-    #[serde(rename = "streetAddress", skip_serializing_if = "Option::is_none")]
-    street_address: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    locality: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    region: Option<&'a str>,
-    #[serde(rename = "postalCode", skip_serializing_if = "Option::is_none")]
-    postal_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    country: Option<&'a str>,
-    primary: bool,
-}
-
-#[derive(Serialize)]
-struct Enterprise<'a> {
-    #[serde(rename = "employeeNumber", skip_serializing_if = "Option::is_none")]
-    employee_number: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    department: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    organization: Option<&'a str>,
-}
-
-impl Enterprise<'_> {
-    fn is_empty(&self) -> bool {
-        self.employee_number.is_none() && self.department.is_none() && self.organization.is_none()
-    }
-}
-
-impl<'a> UserDocument<'a> {
-    fn of(user: &'a DirectoryUser) -> Self {
-        let enterprise = Enterprise {
-            employee_number: optional(&user.employee_identifier),
-            department: optional(&user.department),
-            organization: optional(&user.company),
-        };
-        UserDocument {
-            schemas: if enterprise.is_empty() {
-                &[scim::USER_SCHEMA]
-            } else {
-                &[scim::USER_SCHEMA, ENTERPRISE_USER_SCHEMA]
-            },
-            external_id: text(&user.id),
-            user_name: text(&user.username),
-            active: is_active(user),
-            name: Name {
-                given_name: optional(&user.first_name),
-                middle_name: optional(&user.middle_name),
-                family_name: optional(&user.last_name),
-            },
-            display_name: optional(&user.display_name),
-            emails: user
-                .emails
-                .iter()
-                .filter_map(|e| {
-                    Some(Contact {
-                        value: text(&e.value)?,
-                        kind: optional(&e.kind),
-                        primary: e.primary,
-                    })
-                })
-                .collect(),
-            addresses: user
-                .addresses
-                .iter()
-                .map(|a| PostalAddress {
-                    kind: optional(&a.kind),
-                    street_address: optional(&a.street_address),
-                    locality: optional(&a.locality),
-                    region: optional(&a.region),
-                    postal_code: optional(&a.postal_code),
-                    country: optional(&a.country),
-                    primary: a.primary,
-                })
-                .collect(),
-            phone_numbers: user
-                .phones
-                .iter()
-                .filter_map(|p| {
-                    Some(Contact {
-                        value: text(&p.number)?,
-                        kind: optional(&p.kind),
-                        primary: p.primary,
-                    })
-                })
-                .collect(),
-            title: optional(&user.job_title),
-            enterprise,
+    contacts(
+        &mut document,
+        "emails",
+        user.emails
+            .iter()
+            .map(|email| (email.value.as_str(), &email.kind, email.primary)),
+    );
+    if !user.addresses.is_empty() {
+        let mut addresses = document.objects("addresses");
+        for address in &user.addresses {
+            let mut entry = addresses.object();
+            entry.optional_string("type", optional(&address.kind));
+            entry.optional_string("streetAddress", optional(&address.street_address));
+            entry.optional_string("locality", optional(&address.locality));
+            entry.optional_string("region", optional(&address.region));
+            entry.optional_string("postalCode", optional(&address.postal_code));
+            entry.optional_string("country", optional(&address.country));
+            entry.bool("primary", address.primary);
+            entry.close();
         }
+        addresses.close();
     }
+    contacts(
+        &mut document,
+        "phoneNumbers",
+        user.phones
+            .iter()
+            .map(|phone| (phone.number.as_str(), &phone.kind, phone.primary)),
+    );
+    document.optional_string("title", optional(&user.job_title));
+
+    if enterprise {
+        let mut extension = document.object(ENTERPRISE_USER_SCHEMA);
+        extension.optional_string("employeeNumber", employee_number);
+        extension.optional_string("department", department);
+        extension.optional_string("organization", organization);
+        extension.close();
+    }
+    document.close();
+    out
+}
+
+/// `emails` or `phoneNumbers`: an entry without a value is left out, and
+/// the list with it when no entry is left.
+fn contacts<'u>(
+    document: &mut JsonObject<'_>,
+    key: &'static str,
+    entries: impl Iterator<Item = (&'u str, &'u Option<String>, bool)>,
+) {
+    let mut entries = entries
+        .filter_map(|(value, kind, primary)| Some((text(value)?, optional(kind), primary)))
+        .peekable();
+    if entries.peek().is_none() {
+        return;
+    }
+    let mut list = document.objects(key);
+    for (value, kind, primary) in entries {
+        let mut entry = list.object();
+        entry.string("value", value);
+        entry.optional_string("type", kind);
+        entry.bool("primary", primary);
+        entry.close();
+    }
+    list.close();
 }
 
 /// Take over by userName first, then by the primary email.
@@ -427,6 +378,51 @@ mod tests {
         assert_eq!(
             document[ENTERPRISE_USER_SCHEMA]["organization"],
             "Babbage & Co"
+        );
+    }
+
+    /// The documents are the same text, byte for byte, as the
+    /// `serde_json` serialization of the same attributes.
+    #[test]
+    fn default_documents_are_compact_json_with_blank_attributes_left_out() {
+        let mut user = sample_user();
+        assert_eq!(
+            scim_user(&user).unwrap().text(),
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"externalId":"5f1d2c3b4a","userName":"ada.lovelace","active":true,"name":{"givenName":"Ada","middleName":"King","familyName":"Lovelace"},"displayName":"Ada Lovelace","emails":[{"value":"ada@example.com","type":"work","primary":true}],"addresses":[{"type":"work","streetAddress":"12 St James's Square","locality":"London","postalCode":"SW1Y 4LB","country":"GB","primary":true}],"phoneNumbers":[{"value":"+44 20 7946 0000","type":"work","primary":true}],"title":"Mathematician","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"E-1815","department":"Analytical Engines","organization":"Babbage & Co"}}"#
+        );
+
+        user.emails[0].value = " ".into();
+        user.phones.clear();
+        user.first_name = None;
+        user.middle_name = Some(String::new());
+        user.last_name = None;
+        user.employee_identifier = None;
+        user.department = None;
+        user.company = Some(" ".into());
+        user.addresses[0].kind = None;
+        user.display_name = Some("Zoë \"Q\" \\ \t\u{1}".into());
+        user.suspended = true;
+        assert_eq!(
+            scim_user(&user).unwrap().text(),
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"externalId":"5f1d2c3b4a","userName":"ada.lovelace","active":false,"displayName":"Zoë \"Q\" \\ \t\u0001","addresses":[{"streetAddress":"12 St James's Square","locality":"London","postalCode":"SW1Y 4LB","country":"GB","primary":true}],"title":"Mathematician"}"#
+        );
+        assert_eq!(
+            scim_user_value(&user)["displayName"],
+            "Zoë \"Q\" \\ \t\u{1}"
+        );
+
+        let group = |id: &str, name: &str| DirectoryGroup {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+        };
+        assert_eq!(
+            scim_group(&group("g1", "Eng \"A\"")).unwrap().text(),
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Eng \"A\"","externalId":"g1"}"#
+        );
+        assert_eq!(
+            scim_group(&group(" ", "Eng")).unwrap().text(),
+            r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Eng"}"#
         );
     }
 
