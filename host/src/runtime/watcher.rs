@@ -16,6 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use super::registry::PluginRegistry;
@@ -114,17 +115,31 @@ fn watch_loop(
     }
 }
 
+/// What a file event means for the watch. A file opened or read changes
+/// nothing, and the registry's own sync reads every file: were reads
+/// changes, each sync would set off the next, for ever.
+fn signal_of(event: notify::Result<notify::Event>, watched: &Path) -> Option<Signal> {
+    match event {
+        Ok(event) if event.kind.is_remove() && event.paths.iter().any(|p| p == watched) => {
+            Some(Signal::Lost)
+        }
+        // Closing a file written to is the end of a change; every other
+        // access is a read.
+        Ok(notify::Event {
+            kind: EventKind::Access(access),
+            ..
+        }) if access != AccessKind::Close(AccessMode::Write) => None,
+        Ok(_) => Some(Signal::Changed),
+        Err(_) => Some(Signal::Lost),
+    }
+}
+
 fn start_watch(folder: &Path, sender: mpsc::Sender<Signal>) -> Option<RecommendedWatcher> {
     let watched = folder.to_path_buf();
     let handler = move |event: notify::Result<notify::Event>| {
-        let signal = match event {
-            Ok(event) if event.kind.is_remove() && event.paths.iter().any(|p| p == &watched) => {
-                Signal::Lost
-            }
-            Ok(_) => Signal::Changed,
-            Err(_) => Signal::Lost,
-        };
-        let _ = sender.send(signal);
+        if let Some(signal) = signal_of(event, &watched) {
+            let _ = sender.send(signal);
+        }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(watcher) => watcher,
@@ -139,5 +154,44 @@ fn start_watch(folder: &Path, sender: mpsc::Sender<Signal>) -> Option<Recommende
             tracing::debug!("{}: cannot watch for changes yet: {e}", folder.display());
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next_signal(signals: &mpsc::Receiver<Signal>, within: Duration) -> Option<&'static str> {
+        signals
+            .recv_timeout(within)
+            .ok()
+            .map(|signal| match signal {
+                Signal::Changed => "changed",
+                Signal::Lost => "lost",
+                Signal::Stop => "stop",
+            })
+    }
+
+    /// The registry reads every file of the folder at each sync: reading
+    /// must not count as a change, or an idle host syncs without end.
+    #[test]
+    fn reading_the_folder_is_no_change_and_writing_to_it_is() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("connector.wasm");
+        std::fs::write(&file, b"first").unwrap();
+        let (sender, signals) = mpsc::channel();
+        let _watch = start_watch(folder.path(), sender).unwrap();
+
+        for _ in 0..3 {
+            assert_eq!(std::fs::read(&file).unwrap(), b"first");
+            let _ = std::fs::read_dir(folder.path()).unwrap().count();
+        }
+        assert_eq!(next_signal(&signals, Duration::from_millis(300)), None);
+
+        std::fs::write(&file, b"second").unwrap();
+        assert_eq!(
+            next_signal(&signals, Duration::from_secs(5)),
+            Some("changed")
+        );
     }
 }
