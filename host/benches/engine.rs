@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{ADMIN_TOKEN, APP_TOKEN, Served, Simulated, count, repository};
+use support::{ADMIN_TOKEN, APP_TOKEN, Served, Simulated, count, cpu_time, repository};
 
 const CONCURRENCY: usize = 8;
 const MEMBERS_PER_PATCH: usize = 100;
@@ -117,6 +117,15 @@ fn directory_csv(users: usize, groups: usize) -> String {
         ));
     }
     rows
+}
+
+/// The CPU time each of `pids` used since `before`.
+fn cpu_spent(pids: [u32; 2], before: [Duration; 2]) -> [Duration; 2] {
+    let now = pids.map(|pid| cpu_time(pid).unwrap_or_default());
+    [
+        now[0].saturating_sub(before[0]),
+        now[1].saturating_sub(before[1]),
+    ]
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -457,12 +466,16 @@ fn main() {
 
     // The baseline: a plain client against a fresh application.
     let baseline_app = Simulated::start();
+    let cpu_before = |pids: [u32; 2]| pids.map(|pid| cpu_time(pid).unwrap_or_default());
+    let baseline_pids = [std::process::id(), baseline_app.pid()];
+    let baseline_cpu = cpu_before(baseline_pids);
     let baseline = runtime.block_on(load_generator(
         Arc::clone(&http),
         baseline_app.base.clone(),
         users,
         groups,
     ));
+    let baseline_cpu = cpu_spent(baseline_pids, baseline_cpu);
     drop(baseline_app);
 
     let application = Simulated::start();
@@ -472,10 +485,13 @@ fn main() {
     host.cli(&["directory", "import", csv.to_str().expect("a path")]);
     add_app(&host, "crm", &application, 10_000.0, 0..groups);
     let before = host.peak_memory_kib();
+    let engine_pids = [host.pid(), application.pid()];
+    let engine_cpu = cpu_before(engine_pids);
     let started = Instant::now();
     host.cli(&["app", "activate", "crm"]);
     runtime.block_on(wait_until_synced(&http, &host, &application, users, groups));
     let initial = started.elapsed();
+    let engine_cpu = cpu_spent(engine_pids, engine_cpu);
     let peak = host.peak_memory_kib();
 
     let objects = (users + groups) as f64;
@@ -496,6 +512,14 @@ fn main() {
         baseline_rate
     );
     println!("  ratio           {ratio:>8.2}  (target >= 0.8)");
+    let per_thousand = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 1_000.0 / objects;
+    println!(
+        "  CPU per 1,000 objects: host {:.0} ms and application {:.0} ms; load generator {:.0} ms and application {:.0} ms",
+        per_thousand(engine_cpu[0]),
+        per_thousand(engine_cpu[1]),
+        per_thousand(baseline_cpu[0]),
+        per_thousand(baseline_cpu[1]),
+    );
     println!(
         "  host peak memory {:.1} MiB (before the sync {:.1} MiB)",
         mib(peak),
@@ -506,6 +530,18 @@ fn main() {
     record("baseline_seconds", json!(baseline.as_secs_f64()));
     record("baseline_objects_per_s", json!(baseline_rate));
     record("ratio", json!(ratio));
+    record(
+        "host_cpu_ms_per_1000_objects",
+        json!(per_thousand(engine_cpu[0])),
+    );
+    record(
+        "application_cpu_ms_per_1000_objects",
+        json!(per_thousand(engine_cpu[1])),
+    );
+    record(
+        "load_generator_cpu_ms_per_1000_objects",
+        json!(per_thousand(baseline_cpu[0])),
+    );
     record("peak_rss_10k_mib", json!(mib(peak)));
 
     let (took, writes, listed) = reconcile(&host, "crm");

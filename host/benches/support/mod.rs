@@ -85,6 +85,10 @@ impl Served {
         String::from_utf8_lossy(&output.stdout).to_string()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory, from /proc.
     pub fn peak_memory_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -95,6 +99,20 @@ impl Served {
     }
 }
 
+/// CPU time a process has used, user and system, from /proc (Linux counts
+/// it in hundredths of a second there).
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    // utime and stime: fields 14 and 15 of the line; the state, field 3,
+    // is the first after the name.
+    Some(std::time::Duration::from_millis(
+        (ticks(11)? + ticks(12)?) * 10,
+    ))
+}
+
 /// A `scimlink sandbox-sp` process: the application; killed when dropped.
 pub struct Simulated {
     child: Child,
@@ -102,6 +120,10 @@ pub struct Simulated {
 }
 
 impl Simulated {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start() -> Simulated {
         Simulated::start_with(&[])
     }

@@ -24,7 +24,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> RowResult<Event> {
     }))
 }
 
-pub(super) fn insert_event(transaction: &Transaction<'_>, mut event: Event) -> StoreResult<Event> {
+pub(super) fn insert_event(transaction: &Connection, mut event: Event) -> StoreResult<Event> {
     if event.id.is_empty() {
         event.id = new_id();
     }

@@ -58,10 +58,7 @@ pub(super) fn with_members(
     Ok(group)
 }
 
-pub(super) fn insert_user(
-    transaction: &Transaction<'_>,
-    user: &UserWrite,
-) -> StoreResult<UserRecord> {
+pub(super) fn insert_user(transaction: &Connection, user: &UserWrite) -> StoreResult<UserRecord> {
     ensure_unique(
         transaction,
         "SELECT id FROM users WHERE user_name_key = ?1 AND id != ?2",
@@ -106,7 +103,7 @@ pub(super) fn insert_user(
 }
 
 pub(super) fn update_user(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     id: &str,
     user: &UserWrite,
     expected_version: Option<i64>,
@@ -163,7 +160,7 @@ pub(super) fn update_user(
 /// An imported user laid over the stored one (see
 /// [`rules::merge_imported_user`]).
 pub(super) fn merge_import(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     id: &str,
     user: &UserWrite,
 ) -> StoreResult<UserWrite> {
@@ -177,7 +174,7 @@ pub(super) fn merge_import(
 /// Inserts memberships after checking that every member exists and that no
 /// group would contain itself; returns the ids actually added.
 pub(super) fn add_members(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     group_id: &str,
     members: &[Member],
 ) -> StoreResult<Vec<String>> {
@@ -221,10 +218,7 @@ pub(super) fn add_members(
 }
 
 /// The groups that are direct members of `group_id`.
-pub(super) fn member_groups(
-    transaction: &Transaction<'_>,
-    group_id: &str,
-) -> StoreResult<Vec<String>> {
+pub(super) fn member_groups(transaction: &Connection, group_id: &str) -> StoreResult<Vec<String>> {
     let mut statement = transaction.prepare_cached(
         "SELECT member_id FROM memberships WHERE group_id = ?1 AND member_kind = 'Group'",
     )?;
@@ -235,7 +229,7 @@ pub(super) fn member_groups(
 }
 
 pub(super) fn remove_members(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     group_id: &str,
     members: &[String],
 ) -> StoreResult<Vec<String>> {
@@ -254,7 +248,7 @@ pub(super) fn remove_members(
 
 /// A user's `groups` is part of the user: a membership change gives the
 /// user a new version (and ETag). A group id matches no user and is a no-op.
-pub(super) fn touch_user(transaction: &Transaction<'_>, id: &str) -> StoreResult<()> {
+pub(super) fn touch_user(transaction: &Connection, id: &str) -> StoreResult<()> {
     transaction
         .prepare_cached("UPDATE users SET version = version + 1, modified = ?2 WHERE id = ?1")?
         .execute(params![id, Timestamp::now()])?;
@@ -262,7 +256,7 @@ pub(super) fn touch_user(transaction: &Transaction<'_>, id: &str) -> StoreResult
 }
 
 pub(super) fn record_membership_change(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     group_id: &str,
     added: &[String],
     removed: &[String],
@@ -280,17 +274,14 @@ pub(super) fn record_membership_change(
     )
 }
 
-pub(super) fn bump_group(transaction: &Transaction<'_>, group_id: &str) -> StoreResult<()> {
+pub(super) fn bump_group(transaction: &Connection, group_id: &str) -> StoreResult<()> {
     transaction
         .prepare_cached("UPDATE groups SET version = version + 1, modified = ?2 WHERE id = ?1")?
         .execute(params![group_id, Timestamp::now()])?;
     Ok(())
 }
 
-pub(super) fn member_ids(
-    transaction: &Transaction<'_>,
-    group_id: &str,
-) -> StoreResult<Vec<String>> {
+pub(super) fn member_ids(transaction: &Connection, group_id: &str) -> StoreResult<Vec<String>> {
     let mut statement =
         transaction.prepare_cached("SELECT member_id FROM memberships WHERE group_id = ?1")?;
     let ids = statement
@@ -299,20 +290,14 @@ pub(super) fn member_ids(
     Ok(ids)
 }
 
-pub(super) fn find_group_id(
-    transaction: &Transaction<'_>,
-    name: &str,
-) -> StoreResult<Option<String>> {
+pub(super) fn find_group_id(transaction: &Connection, name: &str) -> StoreResult<Option<String>> {
     Ok(transaction
         .prepare_cached("SELECT id FROM groups WHERE display_name_key = ?1")?
         .query_row([rules::fold_name(name)], |row| row.get(0))
         .optional()?)
 }
 
-pub(super) fn insert_group(
-    transaction: &Transaction<'_>,
-    group: &GroupWrite,
-) -> StoreResult<String> {
+pub(super) fn insert_group(transaction: &Connection, group: &GroupWrite) -> StoreResult<String> {
     ensure_unique(
         transaction,
         "SELECT id FROM groups WHERE display_name_key = ?1 AND id != ?2",

@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) fn upsert_ledger_entry(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     entry: &LedgerEntry,
 ) -> StoreResult<()> {
     // The unique index on (app, kind, remote id) refuses a link to an
@@ -56,7 +56,7 @@ pub(super) fn upsert_ledger_entry(
 }
 
 pub(super) fn delete_ledger_entry(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     app_id: &str,
     object_kind: &str,
     object_id: &str,
@@ -69,7 +69,7 @@ pub(super) fn delete_ledger_entry(
 }
 
 pub(super) fn clear_dead_letter(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     app_id: &str,
     object_kind: &str,
     object_id: &str,
@@ -363,7 +363,7 @@ impl LedgerStore for SqliteStore {
 /// Writes a ledger change and, when there is one, the event that records
 /// it, in the caller's transaction.
 fn apply_ledger_change(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     cipher: &TokenCipher,
     change: LedgerChange<'_>,
     event: Option<Event>,
@@ -394,7 +394,8 @@ mod tests {
     fn remote_ids_look_each_id_up_by_the_primary_key() {
         let folder = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
-        let connection = store.writer.lock().unwrap();
+        let writer = store.writer.lock().unwrap();
+        let connection = &writer.connection;
         let plan: Vec<String> = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {REMOTE_IDS}"))
             .unwrap()

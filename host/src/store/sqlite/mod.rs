@@ -3,9 +3,25 @@
 //! One connection writes, behind a mutex, because SQLite admits one writer
 //! at a time anyway and a single writer never sees `SQLITE_BUSY` from
 //! itself. Readers take connections from a small pool and, thanks to WAL,
-//! never wait for the writer. Migrations are numbered SQL files compiled into
-//! the binary and applied in order inside a transaction each; a database
-//! written by a newer scimlink is refused rather than guessed at.
+//! never wait for the writer.
+//!
+//! Writes commit in groups. Most of a small write's cost is its commit, and
+//! while one write runs others queue for the writer; so a write that finds
+//! others queued behind it leaves its transaction open for them, and the
+//! last of the group commits for all. The guarantees are a lone write's:
+//! - each write runs in a savepoint of the group's transaction, so a write
+//!   that fails undoes only its own changes, and a write sees the changes
+//!   of the writes before it, as it would after their commits;
+//! - no write returns success before the commit that holds it: a caller
+//!   that has heard `Ok` has its changes committed (the process killed
+//!   after loses nothing it was told of), and a commit that fails fails
+//!   every write of its group (nothing is half kept);
+//! - a group is never left open: the write that finds nobody queued, or
+//!   fills the group, commits it, and every write that queued is in it.
+//!
+//! Migrations are numbered SQL files compiled into the binary and applied
+//! in order inside a transaction each; a database written by a newer
+//! scimlink is refused rather than guessed at.
 //!
 //! `synchronous = NORMAL` with WAL: a committed transaction survives the
 //! process being killed at any instant; a power cut may lose the last
@@ -13,9 +29,10 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
 use super::*;
@@ -51,13 +68,49 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// pays it again and again.
 const READER_POOL: usize = 16;
 
+/// Writes one group holds at most: a bound on how long the first write of
+/// a group waits for its commit.
+const GROUP_WRITES: usize = 64;
+
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writes waiting for the writer: while there are any, the write that
+    /// holds it leaves the commit to them.
+    queued_writes: AtomicUsize,
+    /// How the groups ended, for the writes that wait for their commit.
+    settled: Mutex<Settled>,
+    commit_settled: Condvar,
     readers: Mutex<Vec<Connection>>,
     cipher: TokenCipher,
     /// Woken after a commit that appended to the outbox.
     appended: Arc<tokio::sync::Notify>,
+}
+
+/// The writing connection and the group its open transaction holds.
+struct Writer {
+    connection: Connection,
+    group: Option<Group>,
+    next_group: u64,
+}
+
+/// The writes in the writer's open transaction.
+struct Group {
+    number: u64,
+    writes: usize,
+    /// Its writes that wait for its commit.
+    waiting: usize,
+    /// One of its writes appended to the outbox.
+    appended: bool,
+}
+
+/// Groups numbered below `through` are committed or failed. A failed group
+/// is kept, with why, until each of its waiting writes has heard of it.
+/// Groups settle in order, each before the next can begin: the writer is
+/// held until its group is settled.
+struct Settled {
+    through: u64,
+    failed: std::collections::HashMap<u64, (String, usize)>,
 }
 
 thread_local! {
@@ -94,30 +147,164 @@ impl SqliteStore {
         migrate(&mut writer)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                connection: writer,
+                group: None,
+                next_group: 0,
+            }),
+            queued_writes: AtomicUsize::new(0),
+            settled: Mutex::new(Settled {
+                through: 0,
+                failed: std::collections::HashMap::new(),
+            }),
+            commit_settled: Condvar::new(),
             readers: Mutex::new(Vec::new()),
             cipher,
             appended: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
-    fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        // A panic in an earlier write rolled its transaction back when it
-        // unwound; the connection itself is sound.
-        let mut connection = self
+    /// Runs `work` in a write transaction and returns once it is
+    /// committed, with the writes queued behind it (see the module's
+    /// documentation).
+    fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.queued_writes.fetch_add(1, Ordering::SeqCst);
+        // A panic in an earlier write failed its group and rolled it back
+        // before it unwound; the connection itself is sound.
+        let mut guard = self
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // IMMEDIATE takes the write lock up front: a transaction that reads
-        // before it writes cannot be invalidated by another process's commit.
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        APPENDED.with(|appended| appended.set(false));
-        let value = work(&transaction)?;
-        transaction.commit()?;
-        if APPENDED.with(|appended| appended.replace(false)) {
+        self.queued_writes.fetch_sub(1, Ordering::SeqCst);
+        let writer = &mut *guard;
+        let mut open = match writer.group.take() {
+            Some(open) => open,
+            None => {
+                // IMMEDIATE takes the write lock up front: a transaction that
+                // reads before it writes cannot be invalidated by another
+                // process's commit.
+                writer
+                    .connection
+                    .prepare_cached("BEGIN IMMEDIATE")?
+                    .execute([])?;
+                writer.next_group += 1;
+                Group {
+                    number: writer.next_group - 1,
+                    writes: 0,
+                    waiting: 0,
+                    appended: false,
+                }
+            }
+        };
+
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            in_savepoint(&writer.connection, work)
+        }));
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let _ = writer.connection.execute_batch("ROLLBACK");
+                self.settle(
+                    &open,
+                    Some("a write of its group failed unexpectedly".into()),
+                );
+                std::panic::resume_unwind(panic);
+            }
+        };
+        if let Ok((_, appended)) = &outcome {
+            open.writes += 1;
+            open.appended |= appended;
+        }
+
+        // A statement that failed badly enough (a full disk, an I/O error)
+        // makes SQLite roll the whole transaction back: the group is gone.
+        let lost = writer.connection.is_autocommit();
+        let commit_now =
+            lost || open.writes >= GROUP_WRITES || self.queued_writes.load(Ordering::SeqCst) == 0;
+        if !commit_now {
+            let (value, _) = match outcome {
+                Ok(done) => done,
+                Err(error) => {
+                    writer.group = Some(open);
+                    return Err(error);
+                }
+            };
+            let number = open.number;
+            open.waiting += 1;
+            writer.group = Some(open);
+            drop(guard);
+            return self.committed(number).map(|()| value);
+        }
+
+        let failure = if lost {
+            Some(match &outcome {
+                Err(error) => format!("its transaction was rolled back: {error}"),
+                Ok(_) => "its transaction was rolled back".to_owned(),
+            })
+        } else {
+            let commit = writer
+                .connection
+                .prepare_cached("COMMIT")
+                .and_then(|mut commit| commit.execute([]));
+            match commit {
+                Ok(_) => None,
+                Err(error) => {
+                    let _ = writer.connection.execute_batch("ROLLBACK");
+                    Some(error.to_string())
+                }
+            }
+        };
+        // Settled before the writer is let go, so that no later group can
+        // settle first.
+        self.settle(&open, failure.clone());
+        drop(guard);
+        if open.appended && failure.is_none() {
             self.appended.notify_one();
         }
-        Ok(value)
+        match failure {
+            Some(reason) => Err(StoreError::Backend(format!(
+                "the write was not committed: {reason}"
+            ))),
+            None => outcome.map(|(value, _)| value),
+        }
+    }
+
+    /// Records how `group` ended and wakes the writes waiting for it.
+    fn settle(&self, group: &Group, failure: Option<String>) {
+        let mut settled = self
+            .settled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        settled.through = group.number + 1;
+        if let Some(reason) = failure
+            && group.waiting > 0
+        {
+            settled.failed.insert(group.number, (reason, group.waiting));
+        }
+        self.commit_settled.notify_all();
+    }
+
+    /// Waits for group `number` to be settled: `Ok` once it is committed.
+    fn committed(&self, number: u64) -> StoreResult<()> {
+        let mut settled = self
+            .settled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while settled.through <= number {
+            settled = self
+                .commit_settled
+                .wait(settled)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        let Some((reason, waiting)) = settled.failed.get_mut(&number) else {
+            return Ok(());
+        };
+        let error = StoreError::Backend(format!("the write was not committed: {reason}"));
+        *waiting -= 1;
+        if *waiting == 0 {
+            settled.failed.remove(&number);
+        }
+        Err(error)
     }
 
     fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -206,6 +393,36 @@ fn private_database_files(path: &Path) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Runs one write in a savepoint of the open transaction: its changes are
+/// undone if it fails. With the value, whether it appended to the outbox.
+fn in_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<(T, bool)> {
+    connection.prepare_cached("SAVEPOINT write")?.execute([])?;
+    APPENDED.with(|appended| appended.set(false));
+    let outcome = work(connection).and_then(|value| {
+        connection.prepare_cached("RELEASE write")?.execute([])?;
+        Ok(value)
+    });
+    match outcome {
+        Ok(value) => Ok((value, APPENDED.with(|appended| appended.replace(false)))),
+        Err(error) => {
+            // Undone, then let go: the savepoint ends with nothing of it
+            // kept. Should that fail, the whole transaction goes, so that
+            // nothing of a write that failed is ever committed.
+            if !connection.is_autocommit()
+                && connection
+                    .execute_batch("ROLLBACK TO write; RELEASE write")
+                    .is_err()
+            {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            Err(error)
+        }
+    }
 }
 
 fn connect(path: &Path) -> StoreResult<Connection> {
@@ -297,7 +514,7 @@ fn collect<T>(
 }
 
 fn append_change(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     subject_id: &str,
     change: ChangeKind,
 ) -> StoreResult<()> {
@@ -317,7 +534,7 @@ fn to_json(map: &Map<String, Value>) -> String {
 
 /// The version of a row, checked against what the caller expects.
 fn current_version(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     table: &'static str,
     entity: &'static str,
     id: &str,
@@ -335,7 +552,7 @@ fn current_version(
 }
 
 fn ensure_unique(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     sql: &str,
     value: &str,
     except_id: &str,
@@ -376,3 +593,190 @@ mod scope;
 use applications::*;
 use audit::*;
 use directory::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
+        let folder = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
+        (folder, Arc::new(store))
+    }
+
+    fn put(connection: &Connection, key: &str) -> StoreResult<()> {
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, 'v')",
+            params![key],
+        )?;
+        Ok(())
+    }
+
+    fn kept(store: &SqliteStore, key: &str) -> bool {
+        store
+            .read(|connection| {
+                Ok(connection
+                    .query_row("SELECT 1 FROM meta WHERE key = ?1", [key], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .unwrap()
+    }
+
+    /// Writers side by side, every fifth failing after its insert: a write
+    /// that returned `Ok` is already visible to another connection, and a
+    /// write that failed left nothing behind, whichever group each fell in.
+    #[test]
+    fn grouped_writes_are_committed_before_they_return_and_failures_keep_nothing() {
+        let (_folder, store) = store();
+        let threads: Vec<_> = (0..6)
+            .map(|thread| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for index in 0..150 {
+                        let key = format!("{thread}-{index}");
+                        let fails = index % 5 == 0;
+                        let result = store.write(|connection| {
+                            put(connection, &key)?;
+                            if fails {
+                                return Err(StoreError::Backend("refused".into()));
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(result.is_ok(), !fails, "{key}: {result:?}");
+                        assert_eq!(kept(&store, &key), !fails, "{key}");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let rows: i64 = store
+            .read(|connection| {
+                Ok(connection.query_row("SELECT COUNT(*) FROM meta", [], |row| row.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(rows, 6 * 120);
+    }
+
+    /// Writes that queue while the writer is busy are committed together,
+    /// in one transaction, and each returns once that is done.
+    #[test]
+    fn writes_queued_behind_one_another_commit_as_one_group() {
+        let (_folder, store) = store();
+        let busy = store.writer.lock().unwrap();
+        let groups_before = busy.next_group;
+        let writers: Vec<_> = (0..5)
+            .map(|index| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    store.write(|connection| put(connection, &format!("queued-{index}")))
+                })
+            })
+            .collect();
+        while store.queued_writes.load(Ordering::SeqCst) < 5 {
+            std::thread::yield_now();
+        }
+        drop(busy);
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
+        assert_eq!(store.writer.lock().unwrap().next_group, groups_before + 1);
+        assert!((0..5).all(|index| kept(&store, &format!("queued-{index}"))));
+    }
+
+    /// A group whose transaction is lost under one of its writes fails the
+    /// writes waiting for its commit: whichever order the writes take, a
+    /// write reports `Ok` exactly when its change was kept.
+    #[test]
+    fn a_lost_group_fails_the_writes_waiting_for_it() {
+        let (_folder, store) = store();
+        for round in 0..20 {
+            let busy = store.writer.lock().unwrap();
+            let spawn = |key: String, lose: bool| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    store.write(|connection| {
+                        put(connection, &key)?;
+                        if lose {
+                            connection.execute_batch("ROLLBACK")?;
+                        }
+                        Ok(())
+                    })
+                })
+            };
+            let kept_key = format!("kept-{round}");
+            let lost_key = format!("lost-{round}");
+            let kept_writer = spawn(kept_key.clone(), false);
+            let lost_writer = spawn(lost_key.clone(), true);
+            while store.queued_writes.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            drop(busy);
+            let kept_result = kept_writer.join().unwrap();
+            assert!(lost_writer.join().unwrap().is_err());
+            assert!(!kept(&store, &lost_key));
+            assert_eq!(
+                kept_result.is_ok(),
+                kept(&store, &kept_key),
+                "{kept_result:?}"
+            );
+        }
+        assert!(store.settled.lock().unwrap().failed.is_empty());
+    }
+
+    /// A write sees the writes before it in its group, as it would after
+    /// their commits: one that conflicts with an earlier one fails alone.
+    #[test]
+    fn a_write_sees_the_earlier_writes_of_its_group() {
+        let (_folder, store) = store();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|index| {
+                            store
+                                .write(|connection| put(connection, &index.to_string()))
+                                .is_ok()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let inserted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(inserted, 100, "each key is inserted by exactly one writer");
+    }
+
+    #[test]
+    fn a_write_whose_transaction_is_lost_fails_and_the_next_one_starts_afresh() {
+        let (_folder, store) = store();
+        // What SQLite does on a full disk or an I/O error: the whole
+        // transaction is rolled back under the write.
+        let lost = store.write(|connection| {
+            put(connection, "lost")?;
+            connection.execute_batch("ROLLBACK")?;
+            Ok(())
+        });
+        assert!(lost.is_err(), "{lost:?}");
+        assert!(!kept(&store, "lost"));
+        store.write(|connection| put(connection, "next")).unwrap();
+        assert!(kept(&store, "next"));
+    }
+
+    #[test]
+    fn a_write_that_panics_keeps_nothing_and_the_writer_goes_on() {
+        let (_folder, store) = store();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = store.write(|connection| -> StoreResult<()> {
+                put(connection, "half")?;
+                panic!("a bug in a write");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(!kept(&store, "half"));
+        store.write(|connection| put(connection, "after")).unwrap();
+        assert!(kept(&store, "after"));
+    }
+}

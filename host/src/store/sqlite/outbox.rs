@@ -37,7 +37,7 @@ fn progress_from_row(row: &Row<'_>) -> rusqlite::Result<ChangeProgress> {
 
 /// Completes each change among `seqs` that was handed out and has no
 /// pending pair left, and forgets its pairs.
-fn complete_settled(transaction: &Transaction<'_>, seqs: &[i64]) -> StoreResult<()> {
+fn complete_settled(transaction: &Connection, seqs: &[i64]) -> StoreResult<()> {
     let now = Timestamp::now();
     let mut complete = transaction.prepare_cached(
         "UPDATE outbox SET done_at = ?2

@@ -8,7 +8,7 @@ use super::*;
 /// changes nothing (an identity provider may send it with every replace).
 /// The caller appends the change that queues the user for a sync.
 pub(super) fn store_password(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     cipher: &TokenCipher,
     user_id: &str,
     password: &Secret,
@@ -40,7 +40,7 @@ pub(super) fn store_password(
 }
 
 /// Wipes what is kept of a user's passwords (the user is deleted).
-pub(super) fn forget_passwords(transaction: &Transaction<'_>, user_id: &str) -> StoreResult<()> {
+pub(super) fn forget_passwords(transaction: &Connection, user_id: &str) -> StoreResult<()> {
     for statement in [
         "DELETE FROM user_passwords WHERE user_id = ?1",
         "DELETE FROM password_deliveries WHERE user_id = ?1",
@@ -54,7 +54,7 @@ pub(super) fn forget_passwords(transaction: &Transaction<'_>, user_id: &str) -> 
 /// Records what a request that the application accepted did with a
 /// password, in the caller's transaction (see [`LedgerChange::PutWithPassword`]).
 pub(super) fn record_password_sent(
-    transaction: &Transaction<'_>,
+    transaction: &Connection,
     cipher: &TokenCipher,
     entry: &LedgerEntry,
     sent: PasswordSent<'_>,
