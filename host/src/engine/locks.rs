@@ -291,13 +291,19 @@ pub async fn hold_users(
     );
     let read = store
         .run(move |store| {
-            Ok(users
-                .into_iter()
-                .map(|user| {
-                    let read = read_user(store, &app, &user, with_password);
-                    (user, read)
-                })
-                .collect::<Vec<_>>())
+            // One snapshot for the chunk: its users, scopes, ledger entries
+            // and passwords as they stood together.
+            let mut read = Vec::with_capacity(users.len());
+            store.in_one_read(&mut || {
+                read = users
+                    .iter()
+                    .map(|user| {
+                        let answer = read_user(store, &app, user, with_password);
+                        (user.clone(), answer)
+                    })
+                    .collect();
+            });
+            Ok(read)
         })
         .await?;
     Ok(read

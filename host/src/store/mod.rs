@@ -55,6 +55,7 @@ mod passwords;
 pub mod postgres;
 pub mod rules;
 mod scope;
+mod snapshot;
 pub mod sqlite;
 mod timestamp;
 pub mod transfer;
@@ -70,6 +71,7 @@ pub use meta::*;
 pub use outbox::*;
 pub use passwords::*;
 pub use scope::*;
+pub use snapshot::SnapshotStore;
 pub use timestamp::{Timestamp, TimestampError};
 
 pub use crate::secrets::{Secret, TokenCipher};
@@ -152,6 +154,7 @@ pub trait Store:
     + MetaStore
     + HostsStore
     + PasswordStore
+    + SnapshotStore
     + 'static
 {
 }
@@ -167,6 +170,7 @@ impl<T> Store for T where
         + MetaStore
         + HostsStore
         + PasswordStore
+        + SnapshotStore
         + 'static
 {
 }
@@ -177,6 +181,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         ApplicationStore, AuditStore, DirectoryStore, GuardStore, HostsStore, LedgerStore,
-        MetaStore, OutboxStore, PasswordStore, ScopeStore, Store,
+        MetaStore, OutboxStore, PasswordStore, ScopeStore, SnapshotStore, Store,
     };
 }

@@ -34,3 +34,6 @@ impl MetaStore for PostgresStore {
         })
     }
 }
+
+/// Each read is its own transaction, as every PostgreSQL read is.
+impl SnapshotStore for PostgresStore {}

@@ -114,6 +114,10 @@ struct Settled {
 }
 
 thread_local! {
+    /// The read transaction [`SnapshotStore::in_one_read`] keeps open on
+    /// this thread, with the address of the store it belongs to.
+    static SHARED_READ: std::cell::RefCell<Option<(usize, Connection)>> =
+        const { std::cell::RefCell::new(None) };
     /// Set by [`append_change`] within the write running on this thread.
     static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -308,11 +312,15 @@ impl SqliteStore {
     }
 
     fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
-        let connection = match pooled {
-            Some(connection) => connection,
-            None => connect(&self.path)?,
-        };
+        if self.holds_shared_read() {
+            return SHARED_READ.with(|shared| match &*shared.borrow() {
+                Some((_, connection)) => work(connection),
+                None => Err(StoreError::Backend(
+                    "the shared read ended while in use".into(),
+                )),
+            });
+        }
+        let connection = self.reader()?;
         // One read transaction: counts, rows and members are one snapshot.
         let value = match connection.unchecked_transaction() {
             Ok(snapshot) => {
@@ -322,12 +330,31 @@ impl SqliteStore {
             }
             Err(error) => Err(error.into()),
         };
+        self.keep_reader(connection);
+        value
+    }
+
+    /// A read connection: a kept one, else a new one.
+    fn reader(&self) -> StoreResult<Connection> {
+        match self.readers.lock().ok().and_then(|mut pool| pool.pop()) {
+            Some(connection) => Ok(connection),
+            None => connect(&self.path),
+        }
+    }
+
+    fn keep_reader(&self, connection: Connection) {
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < READER_POOL
         {
             pool.push(connection);
         }
-        value
+    }
+
+    /// Whether this thread is inside [`SnapshotStore::in_one_read`] of this
+    /// store.
+    fn holds_shared_read(&self) -> bool {
+        let this = std::ptr::from_ref(self) as usize;
+        SHARED_READ.with(|shared| matches!(&*shared.borrow(), Some((store, _)) if *store == this))
     }
 
     fn load_group(&self, connection: &Connection, id: &str) -> StoreResult<Option<GroupRecord>> {
@@ -353,6 +380,44 @@ impl SqliteStore {
             )
             .optional()?
             .ok_or_else(|| not_found("application", name_or_id))?
+    }
+}
+
+impl SnapshotStore for SqliteStore {
+    /// Each read would otherwise start a transaction of its own, and a
+    /// read transaction that starts after a commit finds its connection's
+    /// page cache stale and reads its pages again.
+    fn in_one_read(&self, reads: &mut dyn FnMut()) {
+        if SHARED_READ.with(|shared| shared.borrow().is_some()) {
+            // Already inside one (of this store or another): its reads go
+            // on as they are.
+            return reads();
+        }
+        let connection = match self.reader() {
+            Ok(connection) => connection,
+            // Each read then opens what it needs and reports what fails.
+            Err(_) => return reads(),
+        };
+        if connection.execute_batch("BEGIN").is_err() {
+            self.keep_reader(connection);
+            return reads();
+        }
+        let this = std::ptr::from_ref(self) as usize;
+        SHARED_READ.with(|shared| *shared.borrow_mut() = Some((this, connection)));
+        // Ends the read even if `reads` panics: the thread goes back to
+        // its pool and must not carry the transaction to its next task.
+        struct EndRead<'s>(&'s SqliteStore);
+        impl Drop for EndRead<'_> {
+            fn drop(&mut self) {
+                if let Some((_, connection)) = SHARED_READ.with(|shared| shared.borrow_mut().take())
+                {
+                    let _ = connection.execute_batch("COMMIT");
+                    self.0.keep_reader(connection);
+                }
+            }
+        }
+        let _end = EndRead(self);
+        reads();
     }
 }
 
@@ -778,5 +843,38 @@ mod tests {
         assert!(!kept(&store, "half"));
         store.write(|connection| put(connection, "after")).unwrap();
         assert!(kept(&store, "after"));
+    }
+
+    /// Reads inside `in_one_read` answer from one snapshot: a write made
+    /// meanwhile shows only once it is over.
+    #[test]
+    fn reads_in_one_read_share_one_snapshot() {
+        let (_folder, store) = store();
+        store.write(|connection| put(connection, "before")).unwrap();
+        let mut seen = Vec::new();
+        store.in_one_read(&mut || {
+            seen.push(kept(&store, "before"));
+            store.write(|connection| put(connection, "during")).unwrap();
+            seen.push(kept(&store, "during"));
+            // Nested, it is the same read.
+            store.in_one_read(&mut || seen.push(kept(&store, "during")));
+        });
+        assert_eq!(seen, [true, false, false]);
+        assert!(kept(&store, "during"));
+    }
+
+    #[test]
+    fn a_read_that_panics_ends_its_snapshot() {
+        let (_folder, store) = store();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.in_one_read(&mut || {
+                let _ = kept(&store, "x");
+                panic!("a bug in a read");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(SHARED_READ.with(|shared| shared.borrow().is_none()));
+        store.write(|connection| put(connection, "x")).unwrap();
+        assert!(kept(&store, "x"));
     }
 }
