@@ -119,9 +119,14 @@ fn directory_csv(users: usize, groups: usize) -> String {
     rows
 }
 
+/// The CPU time each of `pids` has used so far.
+fn cpu_times(pids: [u32; 2]) -> [Duration; 2] {
+    pids.map(|pid| cpu_time(pid).unwrap_or_default())
+}
+
 /// The CPU time each of `pids` used since `before`.
 fn cpu_spent(pids: [u32; 2], before: [Duration; 2]) -> [Duration; 2] {
-    let now = pids.map(|pid| cpu_time(pid).unwrap_or_default());
+    let now = cpu_times(pids);
     [
         now[0].saturating_sub(before[0]),
         now[1].saturating_sub(before[1]),
@@ -466,9 +471,8 @@ fn main() {
 
     // The baseline: a plain client against a fresh application.
     let baseline_app = Simulated::start();
-    let cpu_before = |pids: [u32; 2]| pids.map(|pid| cpu_time(pid).unwrap_or_default());
     let baseline_pids = [std::process::id(), baseline_app.pid()];
-    let baseline_cpu = cpu_before(baseline_pids);
+    let baseline_cpu = cpu_times(baseline_pids);
     let baseline = runtime.block_on(load_generator(
         Arc::clone(&http),
         baseline_app.base.clone(),
@@ -486,7 +490,7 @@ fn main() {
     add_app(&host, "crm", &application, 10_000.0, 0..groups);
     let before = host.peak_memory_kib();
     let engine_pids = [host.pid(), application.pid()];
-    let engine_cpu = cpu_before(engine_pids);
+    let engine_cpu = cpu_times(engine_pids);
     let started = Instant::now();
     host.cli(&["app", "activate", "crm"]);
     runtime.block_on(wait_until_synced(&http, &host, &application, users, groups));
