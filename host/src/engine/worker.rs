@@ -51,7 +51,8 @@
 //! For each application's claimed pairs, in change order:
 //! 1. the connector's group-management rules, for the group events a change
 //!    carries;
-//! 2. the users it touches, in parallel up to the application's concurrency;
+//! 2. the users it touches, in parallel (the application's client caps the
+//!    requests in flight at its concurrency);
 //! 3. the groups they touched, once per batch, after every user (a group
 //!    pushes the accounts its users now have).
 //!
@@ -1561,11 +1562,20 @@ impl Work {
     }
 }
 
+/// Users synced at once for each request the application takes at once.
+/// A user's sync is more than its requests (its connector calls, its store
+/// reads and the commit of its record), and the application's client caps
+/// the requests in flight at the application's concurrency whatever the
+/// number of users: so while some users wait on the store, others keep the
+/// application's slots busy, and the records of users that finish together
+/// are committed together.
+const USERS_PER_REQUEST_SLOT: usize = 4;
+
 /// Applies one change's work in one application: the connector's rules for
-/// its group events, then every user it touches, in parallel up to the
-/// application's concurrency (each user once, so one object's work stays in
-/// order). What failed, and the groups to sync once the batch's users are
-/// done.
+/// its group events, then every user it touches, [`USERS_PER_REQUEST_SLOT`]
+/// for each of the application's concurrent requests (each user once, so
+/// one object's work stays in order). What failed, and the groups to sync
+/// once the batch's users are done.
 async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<String>) {
     let mut failures = Vec::new();
     for (event, group, users) in &work.events {
@@ -1578,7 +1588,8 @@ async fn apply_work(target: &Target<'_>, work: Work) -> (Vec<Failure>, BTreeSet<
     }
     let in_flight = usize::try_from(work.app.pacing.concurrency)
         .unwrap_or(1)
-        .max(1);
+        .max(1)
+        .saturating_mul(USERS_PER_REQUEST_SLOT);
     let users: Vec<String> = work.users.iter().cloned().collect();
     let results = sync_users(target, &users, in_flight).await;
     let mut linked_or_unlinked = false;

@@ -16,8 +16,19 @@
 //! and its write may land after whatever the caller does next. A caller
 //! that must know its writes are over awaits them (see how the engine stops
 //! its lease renewal in `engine::worker`).
+//!
+//! Records of a ledger change with its event ([`StoreHandle::record_with_ledger`])
+//! are the one write every synced object makes, so they are gathered: a
+//! record made while others are being written waits for them, and then is
+//! written with every record that queued meanwhile, in one blocking call
+//! ([`LedgerStore::record_each_with_ledger`]). Nothing waits to gather: a
+//! record made while none is being written goes at once. Each record still
+//! stands on its own, and each caller hears its own outcome only once its
+//! record is committed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
 
 use super::*;
 
@@ -25,6 +36,7 @@ use super::*;
 #[derive(Clone)]
 pub struct StoreHandle {
     store: Arc<dyn Store>,
+    records: Arc<Mutex<RecordQueue>>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -35,7 +47,10 @@ impl std::fmt::Debug for StoreHandle {
 
 impl StoreHandle {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        StoreHandle { store }
+        StoreHandle {
+            store,
+            records: Arc::default(),
+        }
     }
 
     /// Runs `call` on the blocking pool: several store calls that belong
@@ -524,14 +539,34 @@ impl StoreHandle {
             .await
     }
 
+    /// [`LedgerStore::record_with_ledger`], written together with the
+    /// records made while it waited for the writer (see the module's
+    /// documentation).
     pub async fn record_with_ledger(
         &self,
         change: LedgerChange<'_>,
         event: Event,
     ) -> StoreResult<()> {
-        let change = OwnedLedgerChange::from(change);
-        self.run(move |store| store.record_with_ledger(change.borrowed(), event))
-            .await
+        let (done, outcome) = oneshot::channel();
+        let record = QueuedRecord {
+            change: OwnedLedgerChange::from(change),
+            event,
+            done,
+        };
+        let start_writing = {
+            let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.waiting.push(record);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start_writing {
+            let (store, records) = (Arc::clone(&self.store), Arc::clone(&self.records));
+            tokio::task::spawn_blocking(move || write_queued_records(store.as_ref(), &records));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "the record was not written: the store task failed".into(),
+            ))
+        })
     }
 
     pub async fn record_with_ledger_holding(
@@ -605,6 +640,68 @@ impl StoreHandle {
     }
 }
 
+/// Records waiting to be written, and whether a blocking call is writing.
+#[derive(Default)]
+struct RecordQueue {
+    waiting: Vec<QueuedRecord>,
+    writing: bool,
+}
+
+/// A record and where its outcome goes.
+struct QueuedRecord {
+    change: OwnedLedgerChange,
+    event: Event,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Writes the queued records, all that have queued at each turn, until
+/// none is left; then lets the next record start a call of its own. Runs
+/// on the blocking pool.
+fn write_queued_records(store: &dyn Store, records: &Mutex<RecordQueue>) {
+    loop {
+        let batch = {
+            let mut queue = records.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.waiting.is_empty() {
+                queue.writing = false;
+                return;
+            }
+            std::mem::take(&mut queue.waiting)
+        };
+        let mut changes = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        let mut senders = Vec::with_capacity(batch.len());
+        for record in batch {
+            changes.push(record.change);
+            events.push(record.event);
+            senders.push(record.done);
+        }
+        // A panic fails this turn's records and leaves the queue served.
+        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let records = changes
+                .iter()
+                .map(OwnedLedgerChange::borrowed)
+                .zip(events)
+                .collect();
+            store.record_each_with_ledger(records)
+        }));
+        match outcomes {
+            Ok(outcomes) if outcomes.len() == senders.len() => {
+                for (sender, outcome) in senders.into_iter().zip(outcomes) {
+                    // A caller that stopped waiting no longer hears it.
+                    let _ = sender.send(outcome);
+                }
+            }
+            _ => {
+                for sender in senders {
+                    let _ = sender.send(Err(StoreError::Backend(
+                        "the record was not written: the store failed unexpectedly".into(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
 /// A [`LedgerChange`] that owns what it names, to cross to the blocking pool.
 enum OwnedLedgerChange {
     Put(LedgerEntry),
@@ -673,5 +770,120 @@ impl OwnedLedgerChange {
                 object_id,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::{Secret, TokenCipher};
+    use crate::store::sqlite::SqliteStore;
+
+    fn handle() -> (tempfile::TempDir, StoreHandle, String) {
+        let folder = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
+        let app = store
+            .create_app(AppWrite {
+                name: "crm".into(),
+                label: "CRM".into(),
+                connector: "custom-scim".into(),
+                base_url: "https://app.example/scim/v2".into(),
+                token: Secret::new("token"),
+                manage_groups: true,
+                settings: vec![],
+                pacing: Default::default(),
+                guard: Default::default(),
+                passwords: Default::default(),
+            })
+            .unwrap();
+        (folder, StoreHandle::new(Arc::new(store)), app.id)
+    }
+
+    fn link(app_id: &str, user: &str, remote: &str) -> LedgerEntry {
+        LedgerEntry {
+            app_id: app_id.into(),
+            object_kind: "user".into(),
+            object_id: user.into(),
+            remote_id: remote.into(),
+            doc_hash: "h".into(),
+            document: None,
+            updated: Timestamp::now(),
+        }
+    }
+
+    fn event(app_id: &str, user: &str) -> Event {
+        Event {
+            id: String::new(),
+            at: Timestamp::now(),
+            app_id: Some(app_id.into()),
+            app_name: None,
+            object_kind: Some("user".into()),
+            object_id: Some(user.into()),
+            operation: "user_create_provision".into(),
+            outcome: Outcome::Success,
+            rule: None,
+            http_status: Some(201),
+            summary: format!("{user} created"),
+        }
+    }
+
+    /// Records made while another is being written queue, and are written
+    /// together by the call that is writing; each caller hears its own
+    /// outcome, a refused link its refusal, and only once it is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_made_while_one_is_written_are_written_together() {
+        let (_folder, handle, app) = handle();
+        // As though a call were writing: the records below queue.
+        handle.records.lock().unwrap().writing = true;
+        let records: Vec<_> = (0..10)
+            .map(|index| {
+                let (handle, app) = (handle.clone(), app.clone());
+                // Two users claim each account: the second link is refused.
+                let (user, remote) = (format!("u{index}"), format!("r{}", index / 2));
+                tokio::spawn(async move {
+                    let entry = link(&app, &user, &remote);
+                    let outcome = handle
+                        .record_with_ledger(LedgerChange::Put(&entry), event(&app, &user))
+                        .await;
+                    (user, outcome)
+                })
+            })
+            .collect();
+        while handle.records.lock().unwrap().waiting.len() < 10 {
+            tokio::task::yield_now().await;
+        }
+        let (store, queue) = (Arc::clone(&handle.store), Arc::clone(&handle.records));
+        tokio::task::spawn_blocking(move || write_queued_records(store.as_ref(), &queue))
+            .await
+            .unwrap();
+        assert!(handle.records.lock().unwrap().waiting.is_empty());
+        assert!(!handle.records.lock().unwrap().writing);
+        let mut linked = 0;
+        for record in records {
+            let (user, outcome) = record.await.unwrap();
+            let kept = handle.ledger_entry(&app, "user", &user).await.unwrap();
+            match outcome {
+                Ok(()) => {
+                    assert!(kept.is_some(), "{user}");
+                    linked += 1;
+                }
+                Err(StoreError::LinkedElsewhere { .. }) => assert!(kept.is_none(), "{user}"),
+                Err(error) => panic!("{user}: {error}"),
+            }
+        }
+        assert_eq!(linked, 5);
+        // The next record finds nobody writing, and goes at once.
+        let entry = link(&app, "late", "r-late");
+        handle
+            .record_with_ledger(LedgerChange::Put(&entry), event(&app, "late"))
+            .await
+            .unwrap();
+        assert!(
+            handle
+                .ledger_entry(&app, "user", "late")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -126,6 +126,21 @@ pub trait LedgerStore: Send + Sync {
     /// transaction: what the application accepted and its audit entry land
     /// together or not at all.
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()>;
+    /// [`LedgerStore::record_with_ledger`] for each of `records`, each on
+    /// its own: one that fails keeps nothing of itself and leaves the
+    /// others be. One outcome per record, in order, each reported only once
+    /// what it wrote is committed. A backend may commit them together (the
+    /// cost of a small write is mostly its commit); this one writes each in
+    /// turn.
+    fn record_each_with_ledger(
+        &self,
+        records: Vec<(LedgerChange<'_>, Event)>,
+    ) -> Vec<StoreResult<()>> {
+        records
+            .into_iter()
+            .map(|(change, event)| self.record_with_ledger(change, event))
+            .collect()
+    }
     /// [`LedgerStore::record_with_ledger`] (the event, when there is one)
     /// for a host that holds the changed object's lease
     /// ([`HostsStore::take_object_lease`]), checked in the same

@@ -127,6 +127,14 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A new row's id: a UUID whose leading bits are its creation time
+/// (version 7), so that rows made one after another sit side by side in
+/// every index keyed by id. A random id would land each insert on a page
+/// of its own, and every commit would write a page per new row and index.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A window into an ordered list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {

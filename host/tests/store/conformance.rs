@@ -1125,6 +1125,61 @@ pub fn success_takes_an_object_off_the_dead_letters(store: &dyn Store) {
     );
 }
 
+/// Records written in one call stand on their own: a refused one (a link
+/// to an account another user holds, even one linked earlier in the same
+/// call) keeps neither its entry nor its event, and the others land whole.
+pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
+    let crm = app(store, "crm");
+    store
+        .record_with_ledger(
+            LedgerChange::Put(&link(&crm, "ann", "r1")),
+            event(&crm, "ann created"),
+        )
+        .unwrap();
+    let (bob, cid, dan) = (
+        link(&crm, "bob", "r2"),
+        link(&crm, "cid", "r1"),
+        link(&crm, "dan", "r2"),
+    );
+    let outcomes = store.record_each_with_ledger(vec![
+        (LedgerChange::Put(&bob), event(&crm, "bob created")),
+        (LedgerChange::Put(&cid), event(&crm, "cid created")),
+        (LedgerChange::Put(&dan), event(&crm, "dan created")),
+        (
+            LedgerChange::Remove {
+                app_id: &crm,
+                object_kind: "user",
+                object_id: "ann",
+            },
+            event(&crm, "ann deleted"),
+        ),
+    ]);
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes[0].is_ok() && outcomes[3].is_ok(), "{outcomes:?}");
+    for refused in [&outcomes[1], &outcomes[2]] {
+        assert!(
+            matches!(refused, Err(StoreError::LinkedElsewhere { .. })),
+            "{refused:?}"
+        );
+    }
+    let entry = |user: &str| store.ledger_entry(&crm, "user", user).unwrap();
+    assert_eq!(entry("bob").map(|entry| entry.remote_id), Some("r2".into()));
+    assert!(entry("cid").is_none() && entry("dan").is_none() && entry("ann").is_none());
+    let all = Page {
+        offset: 0,
+        limit: 100,
+    };
+    let mut summaries: Vec<String> = store
+        .events(&EventQuery::default(), all)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|event| event.summary)
+        .collect();
+    summaries.sort();
+    assert_eq!(summaries, ["ann created", "ann deleted", "bob created"]);
+}
+
 pub fn the_ledger_and_its_event_land_together_or_not_at_all(store: &dyn Store) {
     let crm = app(store, "crm");
     let all = Page {
@@ -1763,6 +1818,7 @@ macro_rules! store_conformance {
             a_missing_member_is_refused_whole,
             success_takes_an_object_off_the_dead_letters,
             the_ledger_and_its_event_land_together_or_not_at_all,
+            records_written_together_stand_on_their_own,
             the_scope_and_its_accounts_are_counted_in_the_store,
             the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold,
             a_rejected_hold_lets_nothing_through,

@@ -435,10 +435,6 @@ impl<'a> FromSql<'a> for Timestamp {
     }
 }
 
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 fn not_found(entity: &'static str, key: &str) -> StoreError {
     StoreError::NotFound {
         entity,

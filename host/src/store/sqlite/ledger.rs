@@ -358,6 +358,21 @@ impl LedgerStore for SqliteStore {
             apply_ledger_change(transaction, &self.cipher, change, Some(event))
         })
     }
+
+    fn record_each_with_ledger(
+        &self,
+        records: Vec<(LedgerChange<'_>, Event)>,
+    ) -> Vec<StoreResult<()>> {
+        let works = records
+            .into_iter()
+            .map(|(change, event)| {
+                move |connection: &Connection| {
+                    apply_ledger_change(connection, &self.cipher, change, Some(event))
+                }
+            })
+            .collect();
+        self.write_each(works)
+    }
 }
 
 /// Writes a ledger change and, when there is one, the event that records

@@ -273,6 +273,42 @@ impl SqliteStore {
         }
     }
 
+    /// Runs each of `works` as a write of its own, all in one write: each
+    /// in a savepoint, so that one that fails undoes only itself and leaves
+    /// the others be. The outcomes, one per work and in order, are reported
+    /// once the transaction holding them is committed; should it be lost or
+    /// fail to commit, every work fails.
+    fn write_each<T, W>(&self, works: Vec<W>) -> Vec<StoreResult<T>>
+    where
+        W: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        let count = works.len();
+        let written = self.write(|connection| {
+            let mut outcomes = Vec::with_capacity(count);
+            for work in works {
+                outcomes.push(in_named_savepoint(connection, &WORK_SAVEPOINT, work));
+                // A statement that failed badly enough rolled the whole
+                // transaction back: the works before are gone, and those
+                // after would each commit on their own.
+                if connection.is_autocommit() {
+                    return Err(StoreError::Backend(
+                        "its transaction was rolled back".into(),
+                    ));
+                }
+            }
+            Ok(outcomes)
+        });
+        match written {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                let reason = error.to_string();
+                (0..count)
+                    .map(|_| Err(StoreError::Backend(reason.clone())))
+                    .collect()
+            }
+        }
+    }
+
     /// Records how `group` ended and wakes the writes waiting for it.
     fn settle(&self, group: &Group, failure: Option<String>) {
         let mut settled = self
@@ -460,34 +496,59 @@ fn private_database_files(path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// A savepoint's statements, by name.
+struct Savepoint {
+    begin: &'static str,
+    release: &'static str,
+    undo: &'static str,
+}
+
+/// The savepoint each write runs in.
+const WRITE_SAVEPOINT: Savepoint = Savepoint {
+    begin: "SAVEPOINT write",
+    release: "RELEASE write",
+    undo: "ROLLBACK TO write; RELEASE write",
+};
+
+/// The savepoint each work of [`SqliteStore::write_each`] runs in, inside
+/// its write's.
+const WORK_SAVEPOINT: Savepoint = Savepoint {
+    begin: "SAVEPOINT work",
+    release: "RELEASE work",
+    undo: "ROLLBACK TO work; RELEASE work",
+};
+
 /// Runs one write in a savepoint of the open transaction: its changes are
 /// undone if it fails. With the value, whether it appended to the outbox.
 fn in_savepoint<T>(
     connection: &Connection,
     work: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<(T, bool)> {
-    connection.prepare_cached("SAVEPOINT write")?.execute([])?;
     APPENDED.with(|appended| appended.set(false));
+    let value = in_named_savepoint(connection, &WRITE_SAVEPOINT, work)?;
+    Ok((value, APPENDED.with(|appended| appended.replace(false))))
+}
+
+/// Runs `work` in `savepoint`: undone if it fails.
+fn in_named_savepoint<T>(
+    connection: &Connection,
+    savepoint: &Savepoint,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    connection.prepare_cached(savepoint.begin)?.execute([])?;
     let outcome = work(connection).and_then(|value| {
-        connection.prepare_cached("RELEASE write")?.execute([])?;
+        connection.prepare_cached(savepoint.release)?.execute([])?;
         Ok(value)
     });
-    match outcome {
-        Ok(value) => Ok((value, APPENDED.with(|appended| appended.replace(false)))),
-        Err(error) => {
-            // Undone, then let go: the savepoint ends with nothing of it
-            // kept. Should that fail, the whole transaction goes, so that
-            // nothing of a write that failed is ever committed.
-            if !connection.is_autocommit()
-                && connection
-                    .execute_batch("ROLLBACK TO write; RELEASE write")
-                    .is_err()
-            {
-                let _ = connection.execute_batch("ROLLBACK");
-            }
-            Err(error)
+    if outcome.is_err() {
+        // Undone, then let go: the savepoint ends with nothing of it kept.
+        // Should that fail, the whole transaction goes, so that nothing of
+        // a write that failed is ever committed.
+        if !connection.is_autocommit() && connection.execute_batch(savepoint.undo).is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
         }
     }
+    outcome
 }
 
 fn connect(path: &Path) -> StoreResult<Connection> {
@@ -541,10 +602,6 @@ impl rusqlite::types::FromSql for Timestamp {
             .parse()
             .map_err(|error| rusqlite::types::FromSqlError::Other(Box::new(error)))
     }
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 fn not_found(entity: &'static str, key: &str) -> StoreError {
@@ -836,6 +893,68 @@ mod tests {
         assert!(!kept(&store, "lost") && !kept(&store, "half"));
         store.write(|connection| put(connection, "after")).unwrap();
         assert!(kept(&store, "after"));
+    }
+
+    /// Works written together stand on their own: one that fails (here,
+    /// one that conflicts with an earlier work of the same call) undoes
+    /// only itself, the others are committed, in one transaction, and each
+    /// outcome is reported in order.
+    #[test]
+    fn works_written_together_fail_alone_and_commit_as_one() {
+        let (_folder, store) = store();
+        let groups_before = store.writer.lock().unwrap().next_group;
+        let keys = ["a", "b", "a", "c"];
+        let works = keys
+            .iter()
+            .map(|key| move |connection: &Connection| put(connection, key))
+            .collect();
+        let outcomes = store.write_each(works);
+        let failed: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [false, false, true, false], "{outcomes:?}");
+        assert!(["a", "b", "c"].iter().all(|key| kept(&store, key)));
+        assert_eq!(store.writer.lock().unwrap().next_group, groups_before + 1);
+        let rows: i64 = store
+            .read(|connection| {
+                Ok(connection.query_row(
+                    "SELECT COUNT(*) FROM meta WHERE value = 'v'",
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(rows, 3);
+    }
+
+    /// A work that loses the transaction fails every work of its call,
+    /// those before it included, and nothing of any is kept; the works
+    /// after it are not run outside a transaction.
+    #[test]
+    fn works_written_together_all_fail_when_their_transaction_is_lost() {
+        let (_folder, store) = store();
+        let ran_after = std::sync::atomic::AtomicBool::new(false);
+        type Work<'a> = Box<dyn FnOnce(&Connection) -> StoreResult<()> + 'a>;
+        let works: Vec<Work> = vec![
+            Box::new(|connection| put(connection, "before")),
+            Box::new(|connection| {
+                put(connection, "losing")?;
+                connection.execute_batch("ROLLBACK")?;
+                Ok(())
+            }),
+            Box::new(|connection| {
+                ran_after.store(true, Ordering::SeqCst);
+                put(connection, "after")
+            }),
+        ];
+        let outcomes = store.write_each(works);
+        assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
+        assert!(!ran_after.load(Ordering::SeqCst));
+        assert!(
+            ["before", "losing", "after"]
+                .iter()
+                .all(|key| !kept(&store, key))
+        );
+        store.write(|connection| put(connection, "next")).unwrap();
+        assert!(kept(&store, "next"));
     }
 
     /// Reads inside `in_one_read` answer from one snapshot: a write made
