@@ -367,7 +367,7 @@ impl LedgerStore for SqliteStore {
             .into_iter()
             .map(|(change, event)| {
                 move |connection: &Connection| {
-                    apply_ledger_change(connection, &self.cipher, change, Some(event))
+                    apply_ledger_change(connection, &self.cipher, change, Some(event.clone()))
                 }
             })
             .collect();

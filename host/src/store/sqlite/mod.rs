@@ -9,9 +9,12 @@
 //! while one write runs others queue for the writer; so a write that finds
 //! others queued behind it leaves its transaction open for them, and the
 //! last of the group commits for all. The guarantees are a lone write's:
-//! - each write runs in a savepoint of the group's transaction, so a write
-//!   that fails undoes only its own changes, and a write sees the changes
-//!   of the writes before it, as it would after their commits;
+//! - a write that fails undoes only its own changes: each write after the
+//!   first runs in a savepoint of the group's transaction, and the first,
+//!   should it fail, rolls back the transaction, which holds nothing else
+//!   yet (a savepoint costs a copy of every page the write touches);
+//! - a write sees the changes of the writes before it, as it would after
+//!   their commits;
 //! - no write returns success before the commit that holds it: a caller
 //!   that has heard `Ok` has its changes committed (the process killed
 //!   after loses nothing it was told of), and a commit that fails fails
@@ -181,6 +184,7 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.queued_writes.fetch_sub(1, Ordering::SeqCst);
         let writer = &mut *guard;
+        let opens_group = writer.group.is_none();
         let mut open = match writer.group.take() {
             Some(open) => open,
             None => {
@@ -202,7 +206,11 @@ impl SqliteStore {
         };
 
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            in_savepoint(&writer.connection, work)
+            if opens_group {
+                alone_in_transaction(&writer.connection, work)
+            } else {
+                in_savepoint(&writer.connection, work)
+            }
         }));
         let outcome = match outcome {
             Ok(outcome) => outcome,
@@ -218,6 +226,12 @@ impl SqliteStore {
         if let Ok((_, appended)) = &outcome {
             open.writes += 1;
             open.appended |= appended;
+        }
+        if opens_group && outcome.is_err() {
+            // Its transaction, which held nothing else, is rolled back: the
+            // group ends with no write, and the next write opens another.
+            self.settle(&open, None);
+            return outcome.map(|(value, _)| value);
         }
 
         // A statement that failed badly enough (a full disk, an I/O error)
@@ -273,27 +287,33 @@ impl SqliteStore {
         }
     }
 
-    /// Runs each of `works` as a write of its own, all in one write: each
-    /// in a savepoint, so that one that fails undoes only itself and leaves
-    /// the others be. The outcomes, one per work and in order, are reported
-    /// once the transaction holding them is committed; should it be lost or
-    /// fail to commit, every work fails.
-    fn write_each<T, W>(&self, works: Vec<W>) -> Vec<StoreResult<T>>
+    /// Runs each of `works` as a write of its own, all in one write: one
+    /// that fails undoes only itself and leaves the others be. The
+    /// outcomes, one per work and in order, are reported once the
+    /// transaction holding them is committed; should it be lost or fail to
+    /// commit, every work fails.
+    ///
+    /// The works run first together in one savepoint, which copies each
+    /// page they touch once. Should one fail, that savepoint is undone and
+    /// each work runs again in a savepoint of its own: so a work may run
+    /// twice, and must do the same the second time.
+    fn write_each<T, W>(&self, mut works: Vec<W>) -> Vec<StoreResult<T>>
     where
-        W: FnOnce(&Connection) -> StoreResult<T>,
+        W: FnMut(&Connection) -> StoreResult<T>,
     {
         let count = works.len();
         let written = self.write(|connection| {
+            if let Some(values) = all_or_none(connection, &mut works)? {
+                return Ok(values.into_iter().map(Ok).collect());
+            }
             let mut outcomes = Vec::with_capacity(count);
-            for work in works {
+            for work in &mut works {
                 outcomes.push(in_named_savepoint(connection, &WORK_SAVEPOINT, work));
                 // A statement that failed badly enough rolled the whole
                 // transaction back: the works before are gone, and those
                 // after would each commit on their own.
                 if connection.is_autocommit() {
-                    return Err(StoreError::Backend(
-                        "its transaction was rolled back".into(),
-                    ));
+                    return Err(lost_transaction());
                 }
             }
             Ok(outcomes)
@@ -510,8 +530,15 @@ const WRITE_SAVEPOINT: Savepoint = Savepoint {
     undo: "ROLLBACK TO write; RELEASE write",
 };
 
-/// The savepoint each work of [`SqliteStore::write_each`] runs in, inside
-/// its write's.
+/// The savepoint the works of [`SqliteStore::write_each`] run in together.
+const WORKS_SAVEPOINT: Savepoint = Savepoint {
+    begin: "SAVEPOINT works",
+    release: "RELEASE works",
+    undo: "ROLLBACK TO works; RELEASE works",
+};
+
+/// The savepoint each work of [`SqliteStore::write_each`] runs in, once
+/// one of them failed.
 const WORK_SAVEPOINT: Savepoint = Savepoint {
     begin: "SAVEPOINT work",
     release: "RELEASE work",
@@ -527,6 +554,65 @@ fn in_savepoint<T>(
     APPENDED.with(|appended| appended.set(false));
     let value = in_named_savepoint(connection, &WRITE_SAVEPOINT, work)?;
     Ok((value, APPENDED.with(|appended| appended.replace(false))))
+}
+
+/// Runs `works` in one savepoint: their values if every one succeeds, or
+/// `None`, with nothing of any kept, if one fails.
+fn all_or_none<T, W>(connection: &Connection, works: &mut [W]) -> StoreResult<Option<Vec<T>>>
+where
+    W: FnMut(&Connection) -> StoreResult<T>,
+{
+    connection
+        .prepare_cached(WORKS_SAVEPOINT.begin)?
+        .execute([])?;
+    let mut values = Vec::with_capacity(works.len());
+    for work in works.iter_mut() {
+        let outcome = work(connection);
+        // A statement that failed badly enough rolled the whole transaction
+        // back: the works before are gone, and those after would each
+        // commit on their own.
+        if connection.is_autocommit() {
+            return Err(lost_transaction());
+        }
+        match outcome {
+            Ok(value) => values.push(value),
+            Err(_) => {
+                if connection.execute_batch(WORKS_SAVEPOINT.undo).is_err() {
+                    let _ = connection.execute_batch("ROLLBACK");
+                    return Err(lost_transaction());
+                }
+                return Ok(None);
+            }
+        }
+    }
+    connection
+        .prepare_cached(WORKS_SAVEPOINT.release)?
+        .execute([])?;
+    Ok(Some(values))
+}
+
+fn lost_transaction() -> StoreError {
+    StoreError::Backend("its transaction was rolled back".into())
+}
+
+/// Runs the first write of a group, in the transaction just begun and with
+/// no savepoint: should it fail, the transaction is rolled back, since it
+/// holds nothing of any other write. With the value, whether it appended
+/// to the outbox.
+fn alone_in_transaction<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<(T, bool)> {
+    APPENDED.with(|appended| appended.set(false));
+    match work(connection) {
+        Ok(value) => Ok((value, APPENDED.with(|appended| appended.replace(false)))),
+        Err(error) => {
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Runs `work` in `savepoint`: undone if it fails.
@@ -895,6 +981,27 @@ mod tests {
         assert!(kept(&store, "after"));
     }
 
+    /// A write that opens its group and fails rolls back the transaction,
+    /// which held nothing else: it reports its own error, keeps nothing,
+    /// and the next write opens a group afresh.
+    #[test]
+    fn a_failing_write_alone_in_its_group_reports_its_own_error() {
+        let (_folder, store) = store();
+        put(&store.writer.lock().unwrap().connection, "taken").unwrap();
+        let refused = store.write(|connection| {
+            put(connection, "first")?;
+            put(connection, "taken")
+        });
+        assert!(
+            matches!(&refused, Err(StoreError::Backend(reason)) if reason.contains("UNIQUE")),
+            "{refused:?}"
+        );
+        assert!(!kept(&store, "first"));
+        assert!(store.writer.lock().unwrap().connection.is_autocommit());
+        store.write(|connection| put(connection, "next")).unwrap();
+        assert!(kept(&store, "next"));
+    }
+
     /// Works written together stand on their own: one that fails (here,
     /// one that conflicts with an earlier work of the same call) undoes
     /// only itself, the others are committed, in one transaction, and each
@@ -932,7 +1039,7 @@ mod tests {
     fn works_written_together_all_fail_when_their_transaction_is_lost() {
         let (_folder, store) = store();
         let ran_after = std::sync::atomic::AtomicBool::new(false);
-        type Work<'a> = Box<dyn FnOnce(&Connection) -> StoreResult<()> + 'a>;
+        type Work<'a> = Box<dyn FnMut(&Connection) -> StoreResult<()> + 'a>;
         let works: Vec<Work> = vec![
             Box::new(|connection| put(connection, "before")),
             Box::new(|connection| {
