@@ -35,15 +35,29 @@ pub fn redact_passwords(body: &mut serde_json::Value) {
 /// The passwords `body` carries, where [`redact_passwords`] finds them:
 /// what an answer that echoes one is scrubbed of ([`scrub_passwords`]).
 pub fn passwords_in(body: &serde_json::Value) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut body = body.clone();
-    for_each_password(&mut body, &mut |value| {
-        if let serde_json::Value::String(password) = value
-            && !password.is_empty()
-        {
-            found.push(std::mem::take(password));
+    fn walk(body: &serde_json::Value, found: &mut Vec<String>) {
+        use serde_json::Value;
+        match body {
+            Value::Object(fields) => {
+                let sets_password = sets_password(fields);
+                for (key, value) in fields {
+                    if is_password(key, sets_password) {
+                        if let Value::String(password) = value
+                            && !password.is_empty()
+                        {
+                            found.push(password.clone());
+                        }
+                    } else {
+                        walk(value, found);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+            _ => {}
         }
-    });
+    }
+    let mut found = Vec::new();
+    walk(body, &mut found);
     found
 }
 
@@ -73,19 +87,28 @@ pub fn scrub_passwords(text: String, passwords: &[String]) -> String {
 /// Calls `found` with every password value in `body`: any `password`
 /// attribute, at any depth, and the value of a PATCH operation whose path
 /// names `password` (plain or with its schema's URN).
+/// Whether `fields` are a PATCH operation whose path is `password`.
+fn sets_password(fields: &serde_json::Map<String, serde_json::Value>) -> bool {
+    fields
+        .get("path")
+        .and_then(serde_json::Value::as_str)
+        .map(|path| path.trim().to_ascii_lowercase())
+        .is_some_and(|path| path == "password" || path.ends_with(":password"))
+}
+
+/// Whether the attribute `key` holds a password: a `password` attribute,
+/// or the value of an operation that [`sets_password`].
+fn is_password(key: &str, sets_password: bool) -> bool {
+    key.eq_ignore_ascii_case("password") || (sets_password && key.eq_ignore_ascii_case("value"))
+}
+
 fn for_each_password(body: &mut serde_json::Value, found: &mut dyn FnMut(&mut serde_json::Value)) {
     use serde_json::Value;
     match body {
         Value::Object(fields) => {
-            let sets_password = fields
-                .get("path")
-                .and_then(Value::as_str)
-                .map(|path| path.trim().to_ascii_lowercase())
-                .is_some_and(|path| path == "password" || path.ends_with(":password"));
+            let sets_password = sets_password(fields);
             for (key, value) in fields.iter_mut() {
-                if key.eq_ignore_ascii_case("password")
-                    || (sets_password && key.eq_ignore_ascii_case("value"))
-                {
+                if is_password(key, sets_password) {
                     found(value);
                 } else {
                     for_each_password(value, found);
