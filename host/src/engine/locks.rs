@@ -26,7 +26,7 @@
 //! users at once, in the order of their ids: [`hold_users`]), in memory
 //! and in the store alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -268,7 +268,9 @@ pub async fn hold_user_and_password(
 /// Holds each of `user_ids` (locks taken in order, so that two holders
 /// of overlapping sets cannot wait on each other), then reads them all in
 /// one store call: what [`hold_user`] does for each, at the cost of one
-/// call for the lot. Each user's read stands on its own: one that fails
+/// call for the lot. The users and their scopes are read for the lot at
+/// once, and should that fail the call fails; the rest of each user's read
+/// (its ledger entry, its password) stands on its own: one that fails
 /// fails that user alone (its lock let go), beside its id. For a store
 /// that hosts share, each lock is a lease in the store as well; the caller
 /// should hold users one at a time there ([`StoreHandle::shared_by_hosts`]).
@@ -293,17 +295,11 @@ pub async fn hold_users(
         .run(move |store| {
             // One snapshot for the chunk: its users, scopes, ledger entries
             // and passwords as they stood together.
-            let mut read = Vec::with_capacity(users.len());
+            let mut read = Ok(Vec::new());
             store.in_one_read(&mut || {
-                read = users
-                    .iter()
-                    .map(|user| {
-                        let answer = read_user(store, &app, user, with_password);
-                        (user.clone(), answer)
-                    })
-                    .collect();
+                read = read_users(store, &app, &users, with_password);
             });
-            Ok(read)
+            read
         })
         .await?;
     Ok(read
@@ -335,6 +331,57 @@ impl UserRead {
             _lock: lock,
         }
     }
+}
+
+/// Each user's read, beside its id.
+type UserReads = Vec<(String, Result<UserRead, StoreError>)>;
+
+/// [`read_user`] for each of `user_ids`, the users and their scopes read
+/// for all at once.
+fn read_users(
+    store: &dyn Store,
+    app_id: &str,
+    user_ids: &[String],
+    with_password: bool,
+) -> Result<UserReads, StoreError> {
+    let mut users: HashMap<String, UserRecord> = store
+        .get_users(user_ids)?
+        .into_iter()
+        .map(|user| (user.id.clone(), user))
+        .collect();
+    let present: Vec<String> = user_ids
+        .iter()
+        .filter(|id| users.contains_key(*id))
+        .cloned()
+        .collect();
+    let in_scope: HashSet<String> = store
+        .users_in_scope_among(app_id, &present)?
+        .into_iter()
+        .collect();
+    Ok(user_ids
+        .iter()
+        .map(|user_id| {
+            let user = users.remove(user_id);
+            let in_scope = user.is_some() && in_scope.contains(user_id);
+            let read = (|| {
+                let entry = store.ledger_entry(app_id, "user", user_id)?;
+                // As for one user: only a sync that sends the document
+                // wants the password.
+                let password = if with_password && in_scope {
+                    store.user_password(user_id)?
+                } else {
+                    None
+                };
+                Ok(UserRead {
+                    user,
+                    in_scope,
+                    entry,
+                    password,
+                })
+            })();
+            (user_id.clone(), read)
+        })
+        .collect())
 }
 
 /// The user, its scope in `app_id`, its ledger entry there and, when

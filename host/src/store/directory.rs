@@ -164,6 +164,15 @@ pub trait DirectoryStore: Send + Sync {
     /// Deletes a user and its memberships.
     fn delete_user(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
     fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// The users of `ids` that exist, in no particular order: one read for
+    /// many, where a backend can (this one reads each in turn).
+    fn get_users(&self, ids: &[String]) -> StoreResult<Vec<UserRecord>> {
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            users.extend(self.get_user(id)?);
+        }
+        Ok(users)
+    }
     /// Users whose key equals `value` (userName without regard to case).
     fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>>;
     /// Users ordered by userName.

@@ -559,8 +559,12 @@ impl StoreHandle {
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writing {
-            let (store, records) = (Arc::clone(&self.store), Arc::clone(&self.records));
-            tokio::task::spawn_blocking(move || write_queued_records(store.as_ref(), &records));
+            let writer = RecordWriter {
+                store: Arc::clone(&self.store),
+                records: Arc::clone(&self.records),
+                done: false,
+            };
+            tokio::task::spawn_blocking(move || writer.write_queued());
         }
         outcome.await.unwrap_or_else(|_| {
             Err(StoreError::Backend(
@@ -654,50 +658,78 @@ struct QueuedRecord {
     done: oneshot::Sender<StoreResult<()>>,
 }
 
-/// Writes the queued records, all that have queued at each turn, until
-/// none is left; then lets the next record start a call of its own. Runs
-/// on the blocking pool.
-fn write_queued_records(store: &dyn Store, records: &Mutex<RecordQueue>) {
-    loop {
-        let batch = {
-            let mut queue = records.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.waiting.is_empty() {
-                queue.writing = false;
-                return;
+/// The blocking call that writes queued records.
+struct RecordWriter {
+    store: Arc<dyn Store>,
+    records: Arc<Mutex<RecordQueue>>,
+    /// Whether it ran to its end and let the queue go.
+    done: bool,
+}
+
+impl RecordWriter {
+    /// Writes the queued records, all that have queued at each turn, until
+    /// none is left; then lets the next record start a call of its own.
+    fn write_queued(mut self) {
+        loop {
+            let batch = {
+                let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.writing = false;
+                    self.done = true;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            let mut changes = Vec::with_capacity(batch.len());
+            let mut events = Vec::with_capacity(batch.len());
+            let mut senders = Vec::with_capacity(batch.len());
+            for record in batch {
+                changes.push(record.change);
+                events.push(record.event);
+                senders.push(record.done);
             }
-            std::mem::take(&mut queue.waiting)
-        };
-        let mut changes = Vec::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
-        let mut senders = Vec::with_capacity(batch.len());
-        for record in batch {
-            changes.push(record.change);
-            events.push(record.event);
-            senders.push(record.done);
+            // A panic fails this turn's records and leaves the queue served.
+            let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let records = changes
+                    .iter()
+                    .map(OwnedLedgerChange::borrowed)
+                    .zip(events)
+                    .collect();
+                self.store.record_each_with_ledger(records)
+            }));
+            match outcomes {
+                Ok(outcomes) if outcomes.len() == senders.len() => {
+                    for (sender, outcome) in senders.into_iter().zip(outcomes) {
+                        // A caller that stopped waiting no longer hears it.
+                        let _ = sender.send(outcome);
+                    }
+                }
+                _ => {
+                    for sender in senders {
+                        let _ = sender.send(Err(StoreError::Backend(
+                            "the record was not written: the store failed unexpectedly".into(),
+                        )));
+                    }
+                }
+            }
         }
-        // A panic fails this turn's records and leaves the queue served.
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let records = changes
-                .iter()
-                .map(OwnedLedgerChange::borrowed)
-                .zip(events)
-                .collect();
-            store.record_each_with_ledger(records)
-        }));
-        match outcomes {
-            Ok(outcomes) if outcomes.len() == senders.len() => {
-                for (sender, outcome) in senders.into_iter().zip(outcomes) {
-                    // A caller that stopped waiting no longer hears it.
-                    let _ = sender.send(outcome);
-                }
-            }
-            _ => {
-                for sender in senders {
-                    let _ = sender.send(Err(StoreError::Backend(
-                        "the record was not written: the store failed unexpectedly".into(),
-                    )));
-                }
-            }
+    }
+}
+
+impl Drop for RecordWriter {
+    /// A call that never ran (its runtime was shutting down) fails the
+    /// records that waited for it and lets the queue go, so that the next
+    /// record starts a call of its own rather than waiting for this one.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.writing = false;
+        for record in queue.waiting.drain(..) {
+            let _ = record.done.send(Err(StoreError::Backend(
+                "the record was not written: the store task did not run".into(),
+            )));
         }
     }
 }
@@ -775,6 +807,8 @@ impl OwnedLedgerChange {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use crate::secrets::{Secret, TokenCipher};
     use crate::store::sqlite::SqliteStore;
@@ -827,6 +861,37 @@ mod tests {
         }
     }
 
+    /// A writing call that never runs (its runtime shut down first) fails
+    /// the records waiting for it and leaves the queue to the next record.
+    #[tokio::test]
+    async fn a_writing_call_that_never_runs_lets_the_queue_go() {
+        let (_folder, handle, app) = handle();
+        handle.records.lock().unwrap().writing = true;
+        let entry = link(&app, "u1", "r1");
+        let record = handle.record_with_ledger(LedgerChange::Put(&entry), event(&app, "u1"));
+        let mut record = Box::pin(record);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(record.as_mut().poll(&mut context).is_pending());
+        drop(RecordWriter {
+            store: Arc::clone(&handle.store),
+            records: Arc::clone(&handle.records),
+            done: false,
+        });
+        assert!(record.await.is_err());
+        assert!(!handle.records.lock().unwrap().writing);
+        handle
+            .record_with_ledger(LedgerChange::Put(&entry), event(&app, "u1"))
+            .await
+            .unwrap();
+        assert!(
+            handle
+                .ledger_entry(&app, "user", "u1")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
     /// Records made while another is being written queue, and are written
     /// together by the call that is writing; each caller hears its own
     /// outcome, a refused link its refusal, and only once it is committed.
@@ -852,8 +917,12 @@ mod tests {
         while handle.records.lock().unwrap().waiting.len() < 10 {
             tokio::task::yield_now().await;
         }
-        let (store, queue) = (Arc::clone(&handle.store), Arc::clone(&handle.records));
-        tokio::task::spawn_blocking(move || write_queued_records(store.as_ref(), &queue))
+        let writer = RecordWriter {
+            store: Arc::clone(&handle.store),
+            records: Arc::clone(&handle.records),
+            done: false,
+        };
+        tokio::task::spawn_blocking(move || writer.write_queued())
             .await
             .unwrap();
         assert!(handle.records.lock().unwrap().waiting.is_empty());

@@ -26,6 +26,19 @@ pub trait ScopeStore: Send + Sync {
     /// directly, or a member, directly or through nested groups, of a group
     /// bound to it.
     fn user_in_scope(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// Those of `user_ids` in the application's scope, as
+    /// [`ScopeStore::user_in_scope`] decides each, in no particular order:
+    /// one read for many, where a backend can (this one asks of each in
+    /// turn).
+    fn users_in_scope_among(&self, app_id: &str, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut in_scope = Vec::new();
+        for user_id in user_ids {
+            if self.user_in_scope(app_id, user_id)? {
+                in_scope.push(user_id.clone());
+            }
+        }
+        Ok(in_scope)
+    }
     /// The groups bound to the application that hold `member_id` (a user or
     /// a group) directly or through nested groups — `member_id` itself when
     /// it is a bound group — in id order.

@@ -353,6 +353,84 @@ pub fn the_scope_and_its_accounts_are_counted_in_the_store(store: &dyn Store) {
     );
 }
 
+/// Asked of many users at once, scope answers for each as it does for
+/// one: through groups nested two deep, in a bound group and an unbound
+/// one, assigned directly, in no group, and unknown; the users read at
+/// once are those that exist.
+pub fn scope_and_users_read_for_many_answer_as_for_each(store: &dyn Store) {
+    let users: Vec<String> = ["ada", "bob", "carol", "dave", "erin", "frank"]
+        .iter()
+        .map(|name| store.create_user(user(name)).unwrap().id)
+        .collect();
+    let deepest = store
+        .create_group(group("deepest", Some(vec![user_member(&users[0])])))
+        .unwrap();
+    let inner = store
+        .create_group(group(
+            "inner",
+            Some(vec![group_member(&deepest.id), user_member(&users[1])]),
+        ))
+        .unwrap();
+    let outer = store
+        .create_group(group(
+            "outer",
+            Some(vec![group_member(&inner.id), user_member(&users[2])]),
+        ))
+        .unwrap();
+    store
+        .create_group(group(
+            "other",
+            Some(vec![user_member(&users[3]), user_member(&users[2])]),
+        ))
+        .unwrap();
+    let crm = app(store, "crm");
+    let mut asked = users.clone();
+    asked.push("nobody".into());
+    let among = |store: &dyn Store| {
+        let mut in_scope = store.users_in_scope_among(&crm, &asked).unwrap();
+        in_scope.sort();
+        in_scope
+    };
+    let each = |store: &dyn Store| {
+        let mut in_scope: Vec<String> = asked
+            .iter()
+            .filter(|id| store.user_in_scope(&crm, id).unwrap())
+            .cloned()
+            .collect();
+        in_scope.sort();
+        in_scope
+    };
+    assert!(among(store).is_empty());
+    store.bind("crm", &outer.id).unwrap();
+    store.assign("crm", &users[4]).unwrap();
+    let mut expected = vec![
+        users[0].clone(),
+        users[1].clone(),
+        users[2].clone(),
+        users[4].clone(),
+    ];
+    expected.sort();
+    assert_eq!(among(store), expected);
+    assert_eq!(each(store), expected);
+    // Bound twice over (the inner group too): each user still once.
+    store.bind("crm", &inner.id).unwrap();
+    assert_eq!(among(store), expected);
+    store.unbind("crm", &outer.id).unwrap();
+    assert_eq!(among(store), each(store));
+    assert!(!among(store).contains(&users[2]));
+    assert!(store.users_in_scope_among(&crm, &[]).unwrap().is_empty());
+
+    let mut read: Vec<String> = store
+        .get_users(&asked)
+        .unwrap()
+        .into_iter()
+        .map(|user| user.user_name)
+        .collect();
+    read.sort();
+    assert_eq!(read, ["ada", "bob", "carol", "dave", "erin", "frank"]);
+    assert!(store.get_users(&["nobody".into()]).unwrap().is_empty());
+}
+
 pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
     let users: Vec<String> = ["ada", "bob", "carol", "dave"]
         .iter()
@@ -1802,6 +1880,7 @@ macro_rules! store_conformance {
             pairs_are_claimed_in_order_by_one_consumer_at_a_time,
             membership_never_forms_a_cycle,
             scope_follows_bindings_through_nested_groups,
+            scope_and_users_read_for_many_answer_as_for_each,
             remote_ids_and_links_answer_only_for_what_the_ledger_holds,
             versions_refuse_lost_updates,
             readers_see_what_was_committed_from_other_threads,

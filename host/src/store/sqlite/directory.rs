@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// The users whose ids the JSON array `?1` holds, each looked up by the
+/// primary key (a test checks the plan).
+fn users_by_id() -> String {
+    format!("SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?1))")
+}
+
 pub(super) fn user_from_row(row: &Row<'_>) -> RowResult<UserRecord> {
     let doc: String = row.get(4)?;
     let (id, user_name, external_id, active) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
@@ -398,6 +404,15 @@ impl DirectoryStore for SqliteStore {
         })
     }
 
+    fn get_users(&self, ids: &[String]) -> StoreResult<Vec<UserRecord>> {
+        let wanted =
+            serde_json::to_string(ids).map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&users_by_id())?;
+            collect(&mut statement, [wanted.as_str()], user_from_row)
+        })
+    }
+
     fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
         let folded;
         let value = if key == UserKey::UserName {
@@ -745,5 +760,56 @@ impl DirectoryStore for SqliteStore {
             }
             Ok(users.into_iter().collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn plan(sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let folder = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
+        let writer = store.writer.lock().unwrap();
+        writer
+            .connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params, |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn users_read_at_once_are_each_looked_up_by_the_primary_key() {
+        let plan = plan(&users_by_id(), ["[]"]);
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH users USING INDEX") && step.contains("(id=?)")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN users")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn scope_asked_of_many_walks_only_their_memberships() {
+        let plan = plan(super::super::scope::USERS_IN_SCOPE_AMONG, ["app", "[]"]);
+        // Only the ids asked about and the walk itself are scanned; every
+        // table is searched by an index.
+        let scanned: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.starts_with("SCAN "))
+            .filter(|step| !step.starts_with("SCAN wanted") && step.as_str() != "SCAN up")
+            .collect();
+        assert!(scanned.is_empty(), "{plan:?}");
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH m USING COVERING INDEX memberships_member")),
+            "{plan:?}"
+        );
     }
 }

@@ -20,6 +20,22 @@ const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
      SELECT user_id FROM assignments WHERE app_id = ?1
  )";
 
+/// Which of the users in the JSON array `?2` are in the scope of
+/// application `?1`: [`ScopeStore::user_in_scope`]'s two questions, asked
+/// of every user in one statement. Each user's groups are walked upwards
+/// from its own memberships, as for one user; the walk carries the user
+/// it started from.
+pub(super) const USERS_IN_SCOPE_AMONG: &str = "WITH RECURSIVE up(user_id, group_id) AS (
+         SELECT m.member_id, m.group_id
+         FROM json_each(?2) AS wanted CROSS JOIN memberships m ON m.member_id = wanted.value
+         UNION
+         SELECT up.user_id, m.group_id FROM up CROSS JOIN memberships m ON m.member_id = up.group_id
+     )
+     SELECT up.user_id FROM up JOIN bindings b ON b.group_id = up.group_id WHERE b.app_id = ?1
+     UNION
+     SELECT a.user_id FROM json_each(?2) AS wanted
+     CROSS JOIN assignments a ON a.app_id = ?1 AND a.user_id = wanted.value";
+
 impl ScopeStore for SqliteStore {
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
         self.write(|transaction| {
@@ -193,6 +209,18 @@ impl ScopeStore for SqliteStore {
                      LIMIT 1",
                 )?
                 .exists(params![app_id, user_id])?)
+        })
+    }
+
+    fn users_in_scope_among(&self, app_id: &str, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        let wanted = serde_json::to_string(user_ids)
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(USERS_IN_SCOPE_AMONG)?;
+            let in_scope = statement
+                .query_map(params![app_id, wanted], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(in_scope)
         })
     }
 
