@@ -336,8 +336,9 @@ impl UserRead {
 /// Each user's read, beside its id.
 type UserReads = Vec<(String, Result<UserRead, StoreError>)>;
 
-/// [`read_user`] for each of `user_ids`, the users and their scopes read
-/// for all at once.
+/// For each of `user_ids`, the user, its scope in `app_id`, its ledger
+/// entry there and, when asked, its waiting password: the users and their
+/// scopes read for all at once.
 fn read_users(
     store: &dyn Store,
     app_id: &str,
@@ -365,8 +366,9 @@ fn read_users(
             let in_scope = user.is_some() && in_scope.contains(user_id);
             let read = (|| {
                 let entry = store.ledger_entry(app_id, "user", user_id)?;
-                // As for one user: only a sync that sends the document
-                // wants the password.
+                // Only a sync that sends the user's document wants the
+                // password: an offboarding never does, and must not fail
+                // on it.
                 let password = if with_password && in_scope {
                     store.user_password(user_id)?
                 } else {
@@ -392,22 +394,12 @@ fn read_user(
     user_id: &str,
     with_password: bool,
 ) -> Result<UserRead, StoreError> {
-    let user = store.get_user(user_id)?;
-    let in_scope = user.is_some() && store.user_in_scope(app_id, user_id)?;
-    let entry = store.ledger_entry(app_id, "user", user_id)?;
-    // Only a sync that sends the user's document wants the password: an
-    // offboarding never does, and must not fail on it.
-    let password = if with_password && in_scope {
-        store.user_password(user_id)?
-    } else {
-        None
-    };
-    Ok(UserRead {
-        user,
-        in_scope,
-        entry,
-        password,
-    })
+    read_users(store, app_id, &[user_id.to_owned()], with_password)?
+        .pop()
+        .map_or_else(
+            || Err(StoreError::Backend(format!("user {user_id} was not read"))),
+            |(_, read)| read,
+        )
 }
 
 async fn hold(
