@@ -559,11 +559,7 @@ impl StoreHandle {
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writing {
-            let writer = RecordWriter {
-                store: Arc::clone(&self.store),
-                records: Arc::clone(&self.records),
-                done: false,
-            };
+            let writer = self.record_writer();
             tokio::task::spawn_blocking(move || writer.write_queued());
         }
         outcome.await.unwrap_or_else(|_| {
@@ -571,6 +567,15 @@ impl StoreHandle {
                 "the record was not written: the store task failed".into(),
             ))
         })
+    }
+
+    /// A call to write this handle's queued records.
+    fn record_writer(&self) -> RecordWriter {
+        RecordWriter {
+            store: Arc::clone(&self.store),
+            records: Arc::clone(&self.records),
+            done: false,
+        }
     }
 
     pub async fn record_with_ledger_holding(
@@ -872,11 +877,7 @@ mod tests {
         let mut record = Box::pin(record);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(record.as_mut().poll(&mut context).is_pending());
-        drop(RecordWriter {
-            store: Arc::clone(&handle.store),
-            records: Arc::clone(&handle.records),
-            done: false,
-        });
+        drop(handle.record_writer());
         assert!(record.await.is_err());
         assert!(!handle.records.lock().unwrap().writing);
         handle
@@ -917,11 +918,7 @@ mod tests {
         while handle.records.lock().unwrap().waiting.len() < 10 {
             tokio::task::yield_now().await;
         }
-        let writer = RecordWriter {
-            store: Arc::clone(&handle.store),
-            records: Arc::clone(&handle.records),
-            done: false,
-        };
+        let writer = handle.record_writer();
         tokio::task::spawn_blocking(move || writer.write_queued())
             .await
             .unwrap();

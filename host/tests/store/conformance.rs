@@ -29,6 +29,14 @@ pub fn user(name: &str) -> UserWrite {
     }
 }
 
+/// Creates a user of each name: their ids, in order.
+fn create_users(store: &dyn Store, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| store.create_user(user(name)).unwrap().id)
+        .collect()
+}
+
 fn group(name: &str, members: Option<Vec<Member>>) -> GroupWrite {
     let mut attributes = Map::new();
     attributes.insert("displayName".into(), json!(name));
@@ -307,10 +315,7 @@ pub fn membership_never_forms_a_cycle(store: &dyn Store) {
 
 pub fn the_scope_and_its_accounts_are_counted_in_the_store(store: &dyn Store) {
     use scimlink::store::ScopeTally;
-    let users: Vec<String> = ["ada", "bob", "carol", "dave"]
-        .iter()
-        .map(|name| store.create_user(user(name)).unwrap().id)
-        .collect();
+    let users = create_users(store, &["ada", "bob", "carol", "dave"]);
     let inner = store
         .create_group(group("inner", Some(vec![user_member(&users[0])])))
         .unwrap();
@@ -358,10 +363,7 @@ pub fn the_scope_and_its_accounts_are_counted_in_the_store(store: &dyn Store) {
 /// one, assigned directly, in no group, and unknown; the users read at
 /// once are those that exist.
 pub fn scope_and_users_read_for_many_answer_as_for_each(store: &dyn Store) {
-    let users: Vec<String> = ["ada", "bob", "carol", "dave", "erin", "frank"]
-        .iter()
-        .map(|name| store.create_user(user(name)).unwrap().id)
-        .collect();
+    let users = create_users(store, &["ada", "bob", "carol", "dave", "erin", "frank"]);
     let deepest = store
         .create_group(group("deepest", Some(vec![user_member(&users[0])])))
         .unwrap();
@@ -432,10 +434,7 @@ pub fn scope_and_users_read_for_many_answer_as_for_each(store: &dyn Store) {
 }
 
 pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
-    let users: Vec<String> = ["ada", "bob", "carol", "dave"]
-        .iter()
-        .map(|name| store.create_user(user(name)).unwrap().id)
-        .collect();
+    let users = create_users(store, &["ada", "bob", "carol", "dave"]);
     let inner = store
         .create_group(group(
             "inner",
