@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,14 @@ struct Seen {
 struct Scripted {
     address: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    hanging: Arc<Hanging>,
+}
+
+/// Requests the server is holding in [`Play::Hang`], now and at most.
+#[derive(Default)]
+struct Hanging {
+    now: AtomicUsize,
+    most: AtomicUsize,
 }
 
 impl Scripted {
@@ -56,16 +65,23 @@ impl Scripted {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen_by_server = Arc::clone(&seen);
+        let hanging = Arc::new(Hanging::default());
+        let hanging_in_server = Arc::clone(&hanging);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve(
                     stream,
                     Arc::clone(&script),
                     Arc::clone(&seen_by_server),
+                    Arc::clone(&hanging_in_server),
                 ));
             }
         });
-        Scripted { address, seen }
+        Scripted {
+            address,
+            seen,
+            hanging,
+        }
     }
 
     fn base(&self) -> String {
@@ -81,6 +97,7 @@ async fn serve(
     mut stream: TcpStream,
     script: Arc<Mutex<VecDeque<Play>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    hanging: Arc<Hanging>,
 ) {
     let mut buffer = Vec::new();
     loop {
@@ -142,7 +159,10 @@ async fn serve(
                 return;
             }
             Play::Hang(time) => {
+                let now = hanging.now.fetch_add(1, Ordering::SeqCst) + 1;
+                hanging.most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(time).await;
+                hanging.now.fetch_sub(1, Ordering::SeqCst);
                 (200, None)
             }
             Play::Status(status, retry_after) => (status, retry_after),
@@ -238,6 +258,32 @@ fn post_user() -> ScimRequest {
         "/Users",
         json!({ "userName": "ada" }),
     )
+}
+
+/// However many callers send at once, the application never has more of
+/// their requests in flight than its concurrency: the engine syncs more
+/// users at once than that, and counts on the client to hold the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_never_pass_the_concurrency() {
+    let server = Scripted::start(vec![Play::Hang(Duration::from_millis(50)); 12]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            concurrency: 3,
+            ..settings()
+        },
+    );
+    let sends: Vec<_> = (0..12)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.send(&post_user()).await })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    assert_eq!(server.requests().len(), 12);
+    assert_eq!(server.hanging.most.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
