@@ -540,6 +540,8 @@ impl InstancePool {
         budget: Budget,
         body: impl FnOnce(&dyn ConnectorInstance, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginErrorKind> {
+        // Before the checkout, which may instantiate.
+        let _running = self.runtime.guest_running();
         let mut instance = self.checkout()?;
         instance.store.set_hostcall_fuel(budget.0);
         // What the guest wrote before this call does not explain its trap.
@@ -643,6 +645,8 @@ impl InstancePool {
     }
 
     fn instantiate(&self) -> wasmtime::Result<WarmInstance> {
+        // Instantiation runs the guest's start code.
+        let _running = self.runtime.guest_running();
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let state = PluginState::new(
             &self.log_name,

@@ -11,13 +11,17 @@
 //! - the epoch advances every [`EPOCH_TICK`] on a dedicated OS thread, not
 //!   on an async runtime, so a looping guest cannot starve its own deadline;
 //!   the thread stops when the runtime is dropped;
+//! - guest code runs only under a [`GuestRunning`] guard (a call, an
+//!   instantiation), and the epoch advances whenever one is held: the
+//!   ticker rests only while no guest code can run, so an idle host does
+//!   not wake every tick, and no deadline is ever left without its clock;
 //! - the linker provides the WASI 0.2 interfaces (granting nothing, see
 //!   `limits.rs`) and the imports of every supported contract version
 //!   (each version's file adds its own: `contract/`); nothing else, so a
 //!   component importing anything more is refused when it is linked.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -123,6 +127,20 @@ impl Runtime {
         &self.config
     }
 
+    /// Holds the epoch ticker awake until the guard is dropped: taken
+    /// before any guest code runs (a call, an instantiation).
+    pub(crate) fn guest_running(&self) -> GuestRunning<'_> {
+        self.ticker.shared.enter();
+        GuestRunning {
+            ticker: &self.ticker.shared,
+        }
+    }
+
+    /// How many times the epoch has advanced since the runtime started.
+    pub fn epoch_ticks(&self) -> u64 {
+        self.ticker.shared.ticks.load(Ordering::Relaxed)
+    }
+
     /// The epoch deadline, in ticks, that bounds a call to `deadline`.
     pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
         let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros());
@@ -137,31 +155,92 @@ impl Drop for Runtime {
     }
 }
 
+/// Guest code may be running while this is held: the epoch advances.
+pub(crate) struct GuestRunning<'a> {
+    ticker: &'a TickerShared,
+}
+
+impl Drop for GuestRunning<'_> {
+    fn drop(&mut self) {
+        self.ticker.leave();
+    }
+}
+
 struct Ticker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<TickerShared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the ticker thread and the guards share.
+#[derive(Default)]
+struct TickerShared {
+    state: Mutex<TickerState>,
+    wake: Condvar,
+    ticks: AtomicU64,
+}
+
+#[derive(Default)]
+struct TickerState {
+    /// Guards held now.
+    running: usize,
+    stop: bool,
+}
+
+impl TickerShared {
+    fn state(&self) -> MutexGuard<'_, TickerState> {
+        // Nothing panics while holding the lock; a poisoned one still holds
+        // a consistent count.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enter(&self) {
+        let mut state = self.state();
+        state.running += 1;
+        if state.running == 1 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn leave(&self) {
+        let mut state = self.state();
+        state.running = state.running.saturating_sub(1);
+    }
+
+    /// Waits until guest code may be running; false once the ticker stops.
+    fn wait_for_guests(&self) -> bool {
+        let mut state = self.state();
+        while state.running == 0 && !state.stop {
+            state = self
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.stop
+    }
 }
 
 impl Ticker {
     fn start(engine: Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let shared = Arc::new(TickerShared::default());
+        let ticker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("scimlink-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                while ticker.wait_for_guests() {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
+                    ticker.ticks.fetch_add(1, Ordering::Relaxed);
                 }
             })?;
         Ok(Ticker {
-            stop,
+            shared,
             thread: Some(thread),
         })
     }
 
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.state().stop = true;
+        self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -115,6 +115,55 @@ fn a_loop_in_one_connector_does_not_hold_up_another() {
     assert!(answered > 0);
 }
 
+/// Waits until the epoch has not moved for a while (a call that just ended
+/// may leave one tick under way), and returns where it rests.
+fn settled_epoch(runtime: &scimlink::runtime::Runtime) -> u64 {
+    let mut last = runtime.epoch_ticks();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = runtime.epoch_ticks();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the epoch never stops advancing, though no connector runs");
+}
+
+#[test]
+fn the_epoch_advances_while_a_connector_runs_and_rests_while_none_does() {
+    let runtime = runtime();
+    let tight = PluginLimits {
+        call_deadline: Duration::from_millis(20),
+        ..PluginLimits::default()
+    };
+    let loader = Loader::new(Arc::clone(&runtime))
+        .with_limits(BTreeMap::from([("hostile".to_owned(), tight)]));
+    let hostile = Arc::new(load(&loader, &fixture("hostile")));
+
+    let resting = settled_epoch(&runtime);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(runtime.epoch_ticks(), resting, "no connector runs");
+
+    // The loop ends only by its deadline, which only the epoch can reach:
+    // a call the ticker slept through would never return.
+    let (done, ended) = std::sync::mpsc::channel();
+    let looping = Arc::clone(&hostile);
+    std::thread::spawn(move || {
+        let _ = done.send(looping.map_user(&user("infinite-loop"), &[]));
+    });
+    let error = ended
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the looping call reaches its deadline")
+        .unwrap_err();
+    assert!(matches!(error.kind, PluginErrorKind::Timeout(_)), "{error}");
+    assert!(runtime.epoch_ticks() > resting);
+
+    let after = settled_epoch(&runtime);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(runtime.epoch_ticks(), after, "the call is over");
+}
+
 #[test]
 fn limits_are_configurable_per_connector() {
     let tight = PluginLimits {
