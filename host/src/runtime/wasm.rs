@@ -13,14 +13,15 @@
 //!   the thread stops when the runtime is dropped;
 //! - guest code runs only under a [`GuestRunning`] guard (a call, an
 //!   instantiation), and the epoch advances whenever one is held: the
-//!   ticker rests only while no guest code can run, so an idle host does
-//!   not wake every tick, and no deadline is ever left without its clock;
+//!   ticker rests only while no guest code can run (after a tenth of a
+//!   second without any), so an idle host does not wake every tick, and no
+//!   deadline is ever left without its clock;
 //! - the linker provides the WASI 0.2 interfaces (granting nothing, see
 //!   `limits.rs`) and the imports of every supported contract version
 //!   (each version's file adds its own: `contract/`); nothing else, so a
 //!   component importing anything more is refused when it is linked.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -172,50 +173,61 @@ struct Ticker {
 }
 
 /// What the ticker thread and the guards share.
+///
+/// A guard costs two atomic operations while the ticker is awake; only a
+/// guard that finds it resting takes the lock to wake it. The ticker rests
+/// after [`REST_AFTER_TICKS`] ticks without guest code, so a busy host
+/// never pays for waking it.
 #[derive(Default)]
 struct TickerShared {
-    state: Mutex<TickerState>,
+    /// Guards held now.
+    running: AtomicUsize,
+    /// The ticker is resting, or about to: a guard must wake it.
+    resting: AtomicBool,
+    stop: Mutex<bool>,
     wake: Condvar,
     ticks: AtomicU64,
 }
 
-#[derive(Default)]
-struct TickerState {
-    /// Guards held now.
-    running: usize,
-    stop: bool,
-}
+/// Ticks without guest code after which the ticker rests (0.1 s).
+const REST_AFTER_TICKS: u32 = 50;
 
 impl TickerShared {
-    fn state(&self) -> MutexGuard<'_, TickerState> {
-        // Nothing panics while holding the lock; a poisoned one still holds
-        // a consistent count.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn stop_flag(&self) -> MutexGuard<'_, bool> {
+        // Nothing panics while holding the lock.
+        self.stop.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn enter(&self) {
-        let mut state = self.state();
-        state.running += 1;
-        if state.running == 1 {
+        // Sequentially consistent, with `rest`: either this guard sees
+        // the ticker resting and wakes it, or the ticker sees the guard
+        // and does not rest.
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.resting.load(Ordering::SeqCst) {
+            // Under the lock: the ticker checks `running` and waits
+            // under it too, so the wake-up cannot fall between the two.
+            let _stop = self.stop_flag();
             self.wake.notify_one();
         }
     }
 
     fn leave(&self) {
-        let mut state = self.state();
-        state.running = state.running.saturating_sub(1);
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Waits until guest code may be running; false once the ticker stops.
-    fn wait_for_guests(&self) -> bool {
-        let mut state = self.state();
-        while state.running == 0 && !state.stop {
-            state = self
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+    /// Rests until a guard is taken; false once the ticker stops.
+    fn rest(&self) -> bool {
+        let mut stop = self.stop_flag();
+        self.resting.store(true, Ordering::SeqCst);
+        while self.running.load(Ordering::SeqCst) == 0 && !*stop {
+            stop = self.wake.wait(stop).unwrap_or_else(PoisonError::into_inner);
         }
-        !state.stop
+        self.resting.store(false, Ordering::SeqCst);
+        !*stop
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop_flag()
     }
 }
 
@@ -226,7 +238,21 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("scimlink-epoch".into())
             .spawn(move || {
-                while ticker.wait_for_guests() {
+                let mut idle_ticks = 0;
+                loop {
+                    if ticker.running.load(Ordering::SeqCst) == 0 {
+                        idle_ticks += 1;
+                    } else {
+                        idle_ticks = 0;
+                    }
+                    if idle_ticks > REST_AFTER_TICKS {
+                        if !ticker.rest() {
+                            return;
+                        }
+                        idle_ticks = 0;
+                    } else if ticker.stopped() {
+                        return;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                     ticker.ticks.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +265,7 @@ impl Ticker {
     }
 
     fn stop(&mut self) {
-        self.shared.state().stop = true;
+        *self.shared.stop_flag() = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
