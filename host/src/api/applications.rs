@@ -240,13 +240,19 @@ pub(super) fn check_against_connector(
     Ok(base_url)
 }
 
+/// The fastest pace an application may be given, in requests per second:
+/// far past what any SaaS API allows, so that an application on the
+/// operator's own network is paced by its concurrency and its answers
+/// rather than by a ceiling of the host's.
+pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+
 fn check_pacing(pacing: Pacing) -> Result<Pacing, ApiError> {
     if !(pacing.requests_per_second.is_finite()
-        && (0.1..=10_000.0).contains(&pacing.requests_per_second))
+        && (0.1..=MAX_REQUESTS_PER_SECOND).contains(&pacing.requests_per_second))
     {
         return Err(ApiError::invalid(
             "pacing.requestsPerSecond",
-            "requestsPerSecond must be between 0.1 and 10000",
+            "requestsPerSecond must be between 0.1 and 1000000",
         ));
     }
     if !(1..=256).contains(&pacing.concurrency) {
@@ -594,4 +600,33 @@ async fn rotate_token(
     Ok(Json(
         state.operations.rotate_token(&app, token).await?.into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paced(requests_per_second: f64) -> Result<Pacing, ApiError> {
+        check_pacing(Pacing {
+            requests_per_second,
+            ..Pacing::default()
+        })
+    }
+
+    #[test]
+    fn a_pace_is_taken_from_a_tenth_of_a_request_a_second_to_the_ceiling() {
+        for allowed in [0.1, 10.0, 10_000.0, MAX_REQUESTS_PER_SECOND] {
+            assert!(paced(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            0.0,
+            0.05,
+            -1.0,
+            MAX_REQUESTS_PER_SECOND * 2.0,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            assert!(paced(refused).is_err(), "{refused}");
+        }
+    }
 }
