@@ -13,6 +13,9 @@
 //!   ([`rate`]);
 //! - a circuit breaker that stops sending after sustained failures and lets
 //!   one probe through after a cool-down ([`breaker`]).
+//! - where a request's exchange runs: on the network thread when the
+//!   caller is the engine's single thread, so that a slot is let go as soon
+//!   as its answer is in ([`network`]).
 //!
 //! Which failures are retried: a 429 or 503 (the application did not do
 //! the work) and a connection that could not be opened, for every method; a
@@ -22,6 +25,7 @@
 //! A 4xx other than 408/429 is permanent: [`ScimClientError::is_permanent`].
 
 pub mod breaker;
+mod network;
 pub mod rate;
 pub mod retry;
 
@@ -273,8 +277,8 @@ pub struct ScimClient {
     http: reqwest::Client,
     settings: ClientSettings,
     authorization: HeaderValue,
-    in_flight: Semaphore,
-    rate: AdaptiveRate,
+    in_flight: Arc<Semaphore>,
+    rate: Arc<AdaptiveRate>,
     breaker: CircuitBreaker,
 }
 
@@ -327,8 +331,11 @@ impl ScimClient {
             base_url,
             http,
             authorization,
-            in_flight: Semaphore::new(settings.concurrency.max(1) as usize),
-            rate: AdaptiveRate::new(settings.requests_per_second, settings.burst),
+            in_flight: Arc::new(Semaphore::new(settings.concurrency.max(1) as usize)),
+            rate: Arc::new(AdaptiveRate::new(
+                settings.requests_per_second,
+                settings.burst,
+            )),
             breaker: CircuitBreaker::new(settings.breaker_threshold, settings.breaker_cooldown),
             settings,
         }))
@@ -426,24 +433,20 @@ impl ScimClient {
     }
 
     async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {
-        // The slot first, then the token: a token taken while waiting for a
-        // slot would be spent late, and requests held back that way would
-        // leave together, past the application's rate.
-        let Ok(_permit) = self.in_flight.acquire().await else {
-            return Attempt::Fail(ScimClientError::Setup("the client is shut down".into()));
+        let outgoing = Outgoing {
+            method: request.method.clone(),
+            url: format!("{}{}", self.base_url, request.path),
+            body: request.body.as_ref().map(Value::to_string),
         };
-        self.rate.acquire().await;
-        let url = format!("{}{}", self.base_url, request.path);
-        let mut builder = self
-            .http
-            .request(request.method.clone(), &url)
-            .header(header::AUTHORIZATION, self.authorization.clone())
-            .header(header::ACCEPT, "application/scim+json, application/json");
-        if let Some(body) = &request.body {
-            builder = builder
-                .header(header::CONTENT_TYPE, "application/scim+json")
-                .body(body.to_string());
-        }
+        let exchanged = network::exchange(exchange(
+            self.http.clone(),
+            self.authorization.clone(),
+            Arc::clone(&self.in_flight),
+            Arc::clone(&self.rate),
+            outgoing,
+            self.settings.max_response_bytes,
+        ))
+        .await;
         let method = request.method.to_string();
         let network = |reason: String| ScimClientError::Network {
             method: method.clone(),
@@ -451,9 +454,11 @@ impl ScimClient {
             reason,
             attempts,
         };
-        let response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => {
+        let (status, headers, text) = match exchanged {
+            None | Some(Exchanged::Shut) => {
+                return Attempt::Fail(ScimClientError::Setup("the client is shut down".into()));
+            }
+            Some(Exchanged::Unanswered(error)) => {
                 let not_sent = error.is_connect();
                 let reason = describe(&error);
                 return if not_sent || request.repeatable() {
@@ -465,9 +470,12 @@ impl ScimClient {
                     Attempt::Fail(network(reason))
                 };
             }
+            Some(Exchanged::Answered {
+                status,
+                headers,
+                text,
+            }) => (status, headers, text),
         };
-        let status = response.status();
-        let headers = response.headers().clone();
         if status.is_redirection() {
             return Attempt::Fail(ScimClientError::Redirected {
                 method,
@@ -476,7 +484,7 @@ impl ScimClient {
                 location: header_text(&headers, header::LOCATION).unwrap_or_default(),
             });
         }
-        let text = match read_capped(response, self.settings.max_response_bytes).await {
+        let text = match text {
             // An answer that repeats a password the request carried is
             // scrubbed of it before any error, log line or breaker keeps it.
             Ok(text) => match &request.body {
@@ -756,6 +764,73 @@ impl Listing {
             });
         }
         Ok((!resources.is_empty()).then_some(resources))
+    }
+}
+
+/// One attempt's request, owned, so that it can be sent from the network
+/// thread.
+struct Outgoing {
+    method: Method,
+    url: String,
+    body: Option<String>,
+}
+
+/// What one attempt's exchange came back with.
+enum Exchanged {
+    /// The answer's status and headers, and its body unless the status is
+    /// a redirection (which is refused whatever it carries).
+    Answered {
+        status: StatusCode,
+        headers: HeaderMap,
+        text: Result<String, Unread>,
+    },
+    Unanswered(reqwest::Error),
+    /// The client's slots are closed.
+    Shut,
+}
+
+/// One attempt on the wire: a request slot first, then a rate token (a
+/// token taken while waiting for a slot would be spent late, and requests
+/// held back that way would leave together, past the application's rate),
+/// then the request and the whole answer, the slot held throughout. It
+/// owns all it uses so that it can run on the network thread
+/// ([`network`]).
+async fn exchange(
+    http: reqwest::Client,
+    authorization: HeaderValue,
+    in_flight: Arc<Semaphore>,
+    rate: Arc<AdaptiveRate>,
+    outgoing: Outgoing,
+    max_response_bytes: u64,
+) -> Exchanged {
+    let Ok(_slot) = in_flight.acquire().await else {
+        return Exchanged::Shut;
+    };
+    rate.acquire().await;
+    let mut builder = http
+        .request(outgoing.method, &outgoing.url)
+        .header(header::AUTHORIZATION, authorization)
+        .header(header::ACCEPT, "application/scim+json, application/json");
+    if let Some(body) = outgoing.body {
+        builder = builder
+            .header(header::CONTENT_TYPE, "application/scim+json")
+            .body(body);
+    }
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(error) => return Exchanged::Unanswered(error),
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = if status.is_redirection() {
+        Ok(String::new())
+    } else {
+        read_capped(response, max_response_bytes).await
+    };
+    Exchanged::Answered {
+        status,
+        headers,
+        text,
     }
 }
 

@@ -286,6 +286,60 @@ async fn requests_in_flight_never_pass_the_concurrency() {
     assert_eq!(server.hanging.most.load(Ordering::SeqCst), 3);
 }
 
+/// The same from one thread, as the engine sends: its callers are futures
+/// of one single-threaded runtime, and their exchanges run on the network
+/// thread, which holds the concurrency just the same.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_in_flight_from_one_thread_never_pass_the_concurrency() {
+    let server = Scripted::start(vec![Play::Hang(Duration::from_millis(50)); 12]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            concurrency: 3,
+            ..settings()
+        },
+    );
+    let request = post_user();
+    let sends = (0..12).map(|_| client.send(&request));
+    for sent in futures_util::future::join_all(sends).await {
+        sent.unwrap();
+    }
+    assert_eq!(server.requests().len(), 12);
+    assert_eq!(server.hanging.most.load(Ordering::SeqCst), 3);
+}
+
+/// A caller that gives up on a request (the engine drops a batch's sends
+/// when its turn is lost) lets its slot go at once: the application's
+/// next request does not wait for the abandoned answer.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_given_up_lets_its_slot_go() {
+    let server = Scripted::start(vec![Play::Hang(Duration::from_secs(20))]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            concurrency: 1,
+            request_timeout: Duration::from_secs(30),
+            ..settings()
+        },
+    );
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        client.send(&ScimRequest::get("/Users/1")),
+    )
+    .await;
+    assert!(
+        given_up.is_err(),
+        "the hanging request cannot have been answered"
+    );
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.send(&ScimRequest::get("/Users/2")),
+    )
+    .await
+    .expect("the slot of the request given up is free again");
+    assert_eq!(next.unwrap().body["userName"], "ada");
+}
+
 #[tokio::test]
 async fn retry_after_is_obeyed_and_the_pace_slows() {
     let server = Scripted::start(vec![Play::Status(429, Some("1"))]).await;
