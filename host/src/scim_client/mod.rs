@@ -858,7 +858,9 @@ async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Stri
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    // Kept as read when it is UTF-8, as answers are: copied only to mend it.
+    Ok(String::from_utf8(body)
+        .unwrap_or_else(|broken| String::from_utf8_lossy(broken.as_bytes()).into_owned()))
 }
 
 /// The path of a user of the application: its id as one path segment, so
@@ -942,6 +944,23 @@ fn excerpt(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn answer(body: &[u8]) -> reqwest::Response {
+        reqwest::Response::from(http::Response::new(body.to_vec()))
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_as_text_and_mended_where_it_is_not_utf8() {
+        let read = read_capped(answer("{\"userName\":\"zoë\"}".as_bytes()), 1024).await;
+        assert!(matches!(read.as_deref(), Ok("{\"userName\":\"zoë\"}")));
+        let read = read_capped(answer(b"{\"userName\":\"zo\xff\"}"), 1024).await;
+        assert!(matches!(
+            read.as_deref(),
+            Ok("{\"userName\":\"zo\u{fffd}\"}")
+        ));
+        let read = read_capped(answer(&[b'x'; 2048]), 1024).await;
+        assert!(matches!(read, Err(Unread::TooLarge)));
+    }
 
     fn page(total: Option<u64>, ids: &[&str]) -> Value {
         let mut body = json!({
