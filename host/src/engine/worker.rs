@@ -1569,7 +1569,7 @@ impl Work {
 /// number of users: so while some users wait on the store, others keep the
 /// application's slots busy, and the records of users that finish together
 /// are committed together.
-const USERS_PER_REQUEST_SLOT: usize = 4;
+const USERS_PER_REQUEST_SLOT: usize = 8;
 
 /// Applies one change's work in one application: the connector's rules for
 /// its group events, then every user it touches, [`USERS_PER_REQUEST_SLOT`]
