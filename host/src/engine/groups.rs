@@ -49,7 +49,7 @@ use crate::runtime::contract::{
 };
 use crate::scim_client::{ScimClientError, ScimRequest, group_path, percent_encode};
 use crate::store::Timestamp;
-use crate::store::{GroupRecord, LedgerEntry, Outcome, StoreError};
+use crate::store::{Event, GroupRecord, LedgerChange, LedgerEntry, Outcome, StoreError};
 
 pub const GROUP_CREATE: &str = "group_create_provision";
 pub const GROUP_UPDATE: &str = "group_update_provision";
@@ -206,12 +206,16 @@ impl Target<'_> {
         .await;
     }
 
+    /// Writes what the application holds of the group; with `event`, the
+    /// event that says so in the same transaction (a link refused keeps
+    /// neither).
     async fn link_group(
         &self,
         group_id: &str,
         remote_id: &str,
         doc_hash: &str,
         pushed: &PushedGroup,
+        event: Option<Event>,
     ) -> Result<(), StoreError> {
         let document = serde_json::to_string(pushed)
             .map_err(|error| StoreError::Backend(error.to_string()))?;
@@ -224,19 +228,38 @@ impl Target<'_> {
             document: Some(document),
             updated: Timestamp::now(),
         };
+        let change = LedgerChange::Put(&entry);
         // Where hosts share the store, only while this host still holds the
         // group (its lease, taken with the group's lock).
-        if self.store.shared_by_hosts() {
-            self.store
-                .record_with_ledger_holding(
-                    super::locks::holder(),
-                    crate::store::LedgerChange::Put(&entry),
-                    None,
-                )
-                .await
-        } else {
-            self.store.put_ledger_entry(&entry).await
+        match event {
+            _ if self.store.shared_by_hosts() => {
+                self.store
+                    .record_with_ledger_holding(super::locks::holder(), change, event)
+                    .await
+            }
+            Some(event) => self.store.record_with_ledger(change, event).await,
+            None => self.store.put_ledger_entry(&entry).await,
         }
+    }
+
+    /// A successful event about one of the application's groups.
+    fn group_event(
+        &self,
+        group_id: &str,
+        operation: &str,
+        rule: String,
+        status: Option<u16>,
+        summary: String,
+    ) -> Event {
+        self.event(
+            "group",
+            group_id,
+            operation,
+            Outcome::Success,
+            Some(rule),
+            status,
+            summary,
+        )
     }
 }
 
@@ -481,7 +504,20 @@ async fn find_or_create(
                 resource: json!({}),
                 members: listed.intersection(desired).cloned().collect(),
             };
-            match target.link_group(&group.id, &remote_id, "", &pushed).await {
+            let linked = target.group_event(
+                &group.id,
+                GROUP_CREATE,
+                format!("takeover: {filter}"),
+                Some(answer.status.as_u16()),
+                format!(
+                    "linked existing group {remote_id} for {}",
+                    group.display_name
+                ),
+            );
+            match target
+                .link_group(&group.id, &remote_id, "", &pushed, Some(linked))
+                .await
+            {
                 Ok(()) => {}
                 Err(StoreError::LinkedElsewhere { holder, .. }) => {
                     return refuse(format!(
@@ -493,19 +529,6 @@ async fn find_or_create(
                 }
                 Err(error) => return Err(error.into()),
             }
-            target
-                .record_group(
-                    &group.id,
-                    GROUP_CREATE,
-                    Outcome::Success,
-                    Some(format!("takeover: {filter}")),
-                    Some(answer.status.as_u16()),
-                    format!(
-                        "linked existing group {remote_id} for {}",
-                        group.display_name
-                    ),
-                )
-                .await;
             return Ok(Found::Linked {
                 remote_id,
                 pushed,
@@ -540,19 +563,16 @@ async fn find_or_create(
         resource: resource.clone(),
         members: BTreeSet::new(),
     };
+    let created = target.group_event(
+        &group.id,
+        GROUP_CREATE,
+        "created".into(),
+        Some(answer.status.as_u16()),
+        format!("POST /Groups for {} → {remote_id}", group.display_name),
+    );
     target
-        .link_group(&group.id, remote_id, doc_hash, &pushed)
+        .link_group(&group.id, remote_id, doc_hash, &pushed, Some(created))
         .await?;
-    target
-        .record_group(
-            &group.id,
-            GROUP_CREATE,
-            Outcome::Success,
-            Some("created".into()),
-            Some(answer.status.as_u16()),
-            format!("POST /Groups for {} → {remote_id}", group.display_name),
-        )
-        .await;
     Ok(Found::Linked {
         remote_id: remote_id.to_string(),
         pushed,
@@ -589,23 +609,21 @@ async fn patch_group(
         match target.send(&request).await {
             Ok(answer) => {
                 pushed.resource = resource.clone();
+                let updated = target.group_event(
+                    &group.id,
+                    GROUP_UPDATE,
+                    rule,
+                    Some(answer.status.as_u16()),
+                    format!(
+                        "PATCH {path} ({}) for {}",
+                        names.join(", "),
+                        group.display_name
+                    ),
+                );
+                let doc_hash = hash(&resource.to_string());
                 target
-                    .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                    .link_group(&group.id, remote_id, &doc_hash, pushed, Some(updated))
                     .await?;
-                target
-                    .record_group(
-                        &group.id,
-                        GROUP_UPDATE,
-                        Outcome::Success,
-                        Some(rule),
-                        Some(answer.status.as_u16()),
-                        format!(
-                            "PATCH {path} ({}) for {}",
-                            names.join(", "),
-                            group.display_name
-                        ),
-                    )
-                    .await;
                 sent = true;
             }
             Err(error) => {
@@ -621,49 +639,58 @@ async fn patch_group(
     let to_remove: Vec<String> = pushed.members.difference(desired).cloned().collect();
     let (added, removed) = (to_add.len(), to_remove.len());
     let chunk = chunk_size(target);
-    let mut last_status = None;
-    for ids in to_add.chunks(chunk) {
-        let operations = json!([{ "op": "add", "path": "members", "value": member_values(ids) }]);
-        let answer = send_membership(target, group, &path, operations, "members added").await?;
-        last_status = Some(answer);
-        pushed.members.extend(ids.iter().cloned());
-        target
-            .link_group(&group.id, remote_id, &doc_hash, pushed)
-            .await?;
-    }
-    for ids in to_remove.chunks(chunk) {
-        let operations: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({ "op": "remove", "path": format!("members[value eq {}]", literal(id)) }))
-            .collect();
-        let answer = send_membership(
-            target,
-            group,
-            &path,
-            Value::Array(operations),
-            "members removed",
-        )
-        .await?;
-        last_status = Some(answer);
-        for id in ids {
-            pushed.members.remove(id);
+    // Each chunk is linked as its answer comes; the last carries the event
+    // that tells of them all.
+    let chunks: Vec<(&[String], bool)> = to_add
+        .chunks(chunk)
+        .map(|ids| (ids, true))
+        .chain(to_remove.chunks(chunk).map(|ids| (ids, false)))
+        .collect();
+    let last = chunks.len().checked_sub(1);
+    for (index, (ids, adding)) in chunks.into_iter().enumerate() {
+        let status = if adding {
+            let operations =
+                json!([{ "op": "add", "path": "members", "value": member_values(ids) }]);
+            send_membership(target, group, &path, operations, "members added").await?
+        } else {
+            let operations: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({ "op": "remove", "path": format!("members[value eq {}]", literal(id)) }))
+                .collect();
+            send_membership(
+                target,
+                group,
+                &path,
+                Value::Array(operations),
+                "members removed",
+            )
+            .await?
+        };
+        if adding {
+            pushed.members.extend(ids.iter().cloned());
+        } else {
+            for id in ids {
+                pushed.members.remove(id);
+            }
         }
+        let event = (Some(index) == last).then(|| {
+            target.group_event(
+                &group.id,
+                GROUP_UPDATE,
+                "membership".into(),
+                Some(status),
+                format!(
+                    "PATCH {path}: {added} member(s) added, {removed} removed for {} (chunks of \
+                     {chunk})",
+                    group.display_name
+                ),
+            )
+        });
         target
-            .link_group(&group.id, remote_id, &doc_hash, pushed)
+            .link_group(&group.id, remote_id, &doc_hash, pushed, event)
             .await?;
     }
-    if added + removed > 0 {
-        target.record_group(
-            &group.id,
-            GROUP_UPDATE,
-            Outcome::Success,
-            Some("membership".into()),
-            last_status,
-            format!(
-                "PATCH {path}: {added} member(s) added, {removed} removed for {} (chunks of {chunk})",
-                group.display_name
-            ),
-        ).await;
+    if last.is_some() {
         sent = true;
     }
     Ok(sent)
@@ -735,22 +762,20 @@ async fn put_group(
             let removed = pushed.members.difference(desired).count();
             pushed.resource = resource.clone();
             pushed.members = desired.clone();
+            let replaced = target.group_event(
+                &group.id,
+                GROUP_UPDATE,
+                rule,
+                Some(answer.status.as_u16()),
+                format!(
+                    "PUT {path}: {added} member(s) added, {removed} removed for {}",
+                    group.display_name
+                ),
+            );
+            let doc_hash = hash(&resource.to_string());
             target
-                .link_group(&group.id, remote_id, &hash(&resource.to_string()), pushed)
+                .link_group(&group.id, remote_id, &doc_hash, pushed, Some(replaced))
                 .await?;
-            target
-                .record_group(
-                    &group.id,
-                    GROUP_UPDATE,
-                    Outcome::Success,
-                    Some(rule),
-                    Some(answer.status.as_u16()),
-                    format!(
-                        "PUT {path}: {added} member(s) added, {removed} removed for {}",
-                        group.display_name
-                    ),
-                )
-                .await;
             Ok(true)
         }
         Err(error) => {

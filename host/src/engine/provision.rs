@@ -169,7 +169,7 @@ impl Target<'_> {
 
     /// An event about one object of the application.
     #[allow(clippy::too_many_arguments)]
-    fn event(
+    pub(crate) fn event(
         &self,
         object_kind: &str,
         object_id: &str,

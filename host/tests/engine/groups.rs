@@ -222,6 +222,23 @@ async fn membership_goes_in_chunks_of_the_connectors_size() {
         .await
         .unwrap();
     assert_eq!(member_ids(&group).len(), 3, "{group}");
+    // One event tells of all the chunks, written with the last one's link.
+    let updates = world.events_of(&app.id, &engineering, GROUP_UPDATE);
+    assert_eq!(rules(&updates), ["membership"]);
+    assert!(
+        updates[0]
+            .summary
+            .contains("3 member(s) added, 0 removed for Engineering (chunks of 1)"),
+        "{:?}",
+        updates[0]
+    );
+    assert!(
+        updates[0]
+            .http_status
+            .is_some_and(|status| (200..300).contains(&status)),
+        "{:?}",
+        updates[0]
+    );
 }
 
 #[tokio::test]
