@@ -12,10 +12,10 @@
 //!   the application answers 429 and recovers slowly as requests succeed
 //!   ([`rate`]);
 //! - a circuit breaker that stops sending after sustained failures and lets
-//!   one probe through after a cool-down ([`breaker`]).
+//!   one probe through after a cool-down ([`breaker`]);
 //! - where a request's exchange runs: on the network thread when the
 //!   caller is the engine's single thread, so that a slot is let go as soon
-//!   as its answer is in ([`network`]).
+//!   as its answer is in (`network.rs`).
 //!
 //! Which failures are retried: a 429 or 503 (the application did not do
 //! the work) and a connection that could not be opened, for every method; a
