@@ -265,14 +265,7 @@ fn post_user() -> ScimRequest {
 /// users at once than that, and counts on the client to hold the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_never_pass_the_concurrency() {
-    let server = Scripted::start(vec![Play::Hang(Duration::from_millis(50)); 12]).await;
-    let client = client(
-        &server.base(),
-        ClientSettings {
-            concurrency: 3,
-            ..settings()
-        },
-    );
+    let (server, client) = twelve_hanging_at_concurrency_three().await;
     let sends: Vec<_> = (0..12)
         .map(|_| {
             let client = Arc::clone(&client);
@@ -282,6 +275,24 @@ async fn requests_in_flight_never_pass_the_concurrency() {
     for send in sends {
         send.await.unwrap().unwrap();
     }
+    assert_twelve_sent_three_at_most(&server);
+}
+
+/// A server that holds each of 12 requests a while, and a client of it
+/// that may have 3 in flight.
+async fn twelve_hanging_at_concurrency_three() -> (Scripted, Arc<ScimClient>) {
+    let server = Scripted::start(vec![Play::Hang(Duration::from_millis(50)); 12]).await;
+    let client = client(
+        &server.base(),
+        ClientSettings {
+            concurrency: 3,
+            ..settings()
+        },
+    );
+    (server, client)
+}
+
+fn assert_twelve_sent_three_at_most(server: &Scripted) {
     assert_eq!(server.requests().len(), 12);
     assert_eq!(server.hanging.most.load(Ordering::SeqCst), 3);
 }
@@ -291,21 +302,13 @@ async fn requests_in_flight_never_pass_the_concurrency() {
 /// thread, which holds the concurrency just the same.
 #[tokio::test(flavor = "current_thread")]
 async fn requests_in_flight_from_one_thread_never_pass_the_concurrency() {
-    let server = Scripted::start(vec![Play::Hang(Duration::from_millis(50)); 12]).await;
-    let client = client(
-        &server.base(),
-        ClientSettings {
-            concurrency: 3,
-            ..settings()
-        },
-    );
+    let (server, client) = twelve_hanging_at_concurrency_three().await;
     let request = post_user();
     let sends = (0..12).map(|_| client.send(&request));
     for sent in futures_util::future::join_all(sends).await {
         sent.unwrap();
     }
-    assert_eq!(server.requests().len(), 12);
-    assert_eq!(server.hanging.most.load(Ordering::SeqCst), 3);
+    assert_twelve_sent_three_at_most(&server);
 }
 
 /// A caller that gives up on a request (the engine drops a batch's sends
