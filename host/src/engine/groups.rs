@@ -309,7 +309,7 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
         return Ok(GroupSynced::NotManaged);
     }
     let store = target.store;
-    let Some(group) = store.get_group(group_id).await? else {
+    let Some(group) = store.get_group_without_members(group_id).await? else {
         return Ok(GroupSynced::NotManaged);
     };
     let bound = store

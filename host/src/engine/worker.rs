@@ -1325,7 +1325,7 @@ fn affected(
         _ => None,
     };
     let group_named = |group_id: &str| -> Result<DirectoryGroup, StoreError> {
-        Ok(match store.get_group(group_id)? {
+        Ok(match store.get_group_without_members(group_id)? {
             Some(group) => directory_group(&group),
             None => DirectoryGroup {
                 id: group_id.to_string(),

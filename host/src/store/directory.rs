@@ -192,6 +192,12 @@ pub trait DirectoryStore: Send + Sync {
     ) -> StoreResult<GroupRecord>;
     fn delete_group(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
     fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
+    /// The group as [`Self::get_group`] gives it, but with `members` left
+    /// empty: one row, for a caller that needs only the group's name and
+    /// attributes. Listing the members costs a look-up of each one's name,
+    /// which a sync, reading its members' accounts by their ids, has no
+    /// use for.
+    fn get_group_without_members(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>>;
     /// Groups ordered by displayName.
     fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>>;

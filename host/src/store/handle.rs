@@ -250,6 +250,13 @@ impl StoreHandle {
         self.run(move |store| store.get_group(&id)).await
     }
 
+    /// [`crate::store::DirectoryStore::get_group_without_members`].
+    pub async fn get_group_without_members(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        let id = id.to_owned();
+        self.run(move |store| store.get_group_without_members(&id))
+            .await
+    }
+
     pub async fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
         let value = value.to_owned();
         self.run(move |store| store.find_groups(key, &value)).await

@@ -748,6 +748,33 @@ pub fn the_users_of_a_group_include_those_of_nested_groups(store: &dyn Store) {
     );
 }
 
+pub fn a_group_read_without_members_is_the_group_less_its_members(store: &dyn Store) {
+    let ada = store.create_user(user("ada")).unwrap().id;
+    let inner = store.create_group(group("inner", None)).unwrap();
+    let mut write = group(
+        "outer",
+        Some(vec![user_member(&ada), group_member(&inner.id)]),
+    );
+    write
+        .attributes
+        .insert("description".into(), json!("everyone"));
+    let outer = store.create_group(write).unwrap();
+    let whole = store.get_group(&outer.id).unwrap().unwrap();
+    assert_eq!(whole.members.len(), 2);
+    let alone = store.get_group_without_members(&outer.id).unwrap().unwrap();
+    assert!(alone.members.is_empty(), "{:?}", alone.members);
+    assert_eq!(
+        (&alone.id, &alone.display_name, &alone.external_id),
+        (&whole.id, &whole.display_name, &whole.external_id)
+    );
+    assert_eq!(alone.attributes, whole.attributes);
+    assert_eq!(
+        (alone.version, &alone.created, &alone.modified),
+        (whole.version, &whole.created, &whole.modified)
+    );
+    assert!(store.get_group_without_members("nobody").unwrap().is_none());
+}
+
 pub fn a_remote_account_is_linked_to_one_object_at_most(store: &dyn Store) {
     let crm = app(store, "crm");
     let other = app(store, "other");
@@ -1887,6 +1914,7 @@ macro_rules! store_conformance {
             names_are_unique_and_found_without_regard_to_unicode_case,
             events_are_listed_newest_first_filtered_and_pruned,
             the_users_of_a_group_include_those_of_nested_groups,
+            a_group_read_without_members_is_the_group_less_its_members,
             a_remote_account_is_linked_to_one_object_at_most,
             a_renewal_says_which_pairs_are_still_held,
             a_change_completes_when_every_pair_is_done,

@@ -87,12 +87,20 @@ pub(super) fn with_all_members(
 
 /// A group with its members, in the transaction's view.
 pub(super) fn load_group(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRecord>> {
+    match group_row(transaction, id)? {
+        Some(group) => Ok(Some(with_members(transaction, group)?)),
+        None => Ok(None),
+    }
+}
+
+/// The group's own row, its `members` left empty.
+fn group_row(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRecord>> {
     let row = transaction.query_opt(
         &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1"),
         &[&id],
     )?;
     match row {
-        Some(row) => Ok(Some(with_members(transaction, group_from_row(&row)?)?)),
+        Some(row) => Ok(Some(group_from_row(&row)?)),
         None => Ok(None),
     }
 }
@@ -779,6 +787,10 @@ impl DirectoryStore for PostgresStore {
 
     fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
         self.read(|transaction| load_group(transaction, id))
+    }
+
+    fn get_group_without_members(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        self.read(|transaction| group_row(transaction, id))
     }
 
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {

@@ -41,6 +41,15 @@ pub(super) fn group_from_row(row: &Row<'_>) -> RowResult<GroupRecord> {
     }))
 }
 
+/// The group's own row, its `members` left empty.
+pub(super) fn group_row(connection: &Connection, id: &str) -> StoreResult<Option<GroupRecord>> {
+    let group = connection
+        .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"))?
+        .query_row([id], group_from_row)
+        .optional()?;
+    group.transpose()
+}
+
 pub(super) fn with_members(
     connection: &Connection,
     mut group: GroupRecord,
@@ -600,6 +609,10 @@ impl DirectoryStore for SqliteStore {
 
     fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
         self.read(|connection| self.load_group(connection, id))
+    }
+
+    fn get_group_without_members(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        self.read(|connection| group_row(connection, id))
     }
 
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {

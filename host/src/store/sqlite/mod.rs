@@ -414,15 +414,8 @@ impl SqliteStore {
     }
 
     fn load_group(&self, connection: &Connection, id: &str) -> StoreResult<Option<GroupRecord>> {
-        let group = connection
-            .query_row(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"),
-                [id],
-                group_from_row,
-            )
-            .optional()?;
-        match group {
-            Some(group) => Ok(Some(with_members(connection, group?)?)),
+        match group_row(connection, id)? {
+            Some(group) => Ok(Some(with_members(connection, group)?)),
             None => Ok(None),
         }
     }
