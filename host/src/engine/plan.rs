@@ -177,7 +177,7 @@ fn plan_groups(
 ) -> Result<(), SyncError> {
     let settings = settings_of(app);
     for bound in store.bindings(&app.id)? {
-        let Some(group) = store.get_group(&bound.id)? else {
+        let Some(group) = store.get_group_without_members(&bound.id)? else {
             continue;
         };
         let operation = |operation: &str, attributes: Vec<String>, detail: String| Planned {
