@@ -285,7 +285,7 @@ impl Target<'_> {
         user_id: &str,
         remote_id: &str,
         doc_hash: &str,
-        document: Option<&Value>,
+        document: Option<&str>,
         password: Option<&Password>,
         operation: &str,
         rule: Option<String>,
@@ -298,7 +298,7 @@ impl Target<'_> {
             object_id: user_id.to_string(),
             remote_id: remote_id.to_string(),
             doc_hash: doc_hash.to_string(),
-            document: document.map(Value::to_string),
+            document: document.map(str::to_string),
             updated: Timestamp::now(),
         };
         let summary = match password {
@@ -511,7 +511,10 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
         }
         Err(Desired::Failed(error)) => return Err(error),
     };
-    let doc_hash = hash(&body.to_string());
+    // Serialized once: the ledger keeps this text, and later syncs compare
+    // its hash.
+    let doc_text = body.to_string();
+    let doc_hash = hash(&doc_text);
     let mut own = passwords::waiting(target, held.password.take());
     if let Some(entry) = &entry {
         if entry.doc_hash == doc_hash {
@@ -569,7 +572,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                         user_id,
                         &entry.remote_id,
                         &doc_hash,
-                        Some(&body),
+                        Some(&doc_text),
                         None,
                         UPDATE,
                         None,
@@ -626,7 +629,10 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 return Ok(Synced::Refused);
             }
         };
-        let synced = take_over(target, &user, &remote_id, &filter, &body, &doc_hash).await?;
+        let synced = take_over(
+            target, &user, &remote_id, &filter, &body, &doc_text, &doc_hash,
+        )
+        .await?;
         if synced != Synced::TakenOver {
             return Ok(synced);
         }
@@ -660,7 +666,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                     user_id,
                     remote_id,
                     &doc_hash,
-                    Some(&body),
+                    Some(&doc_text),
                     password.as_ref(),
                     CREATE,
                     Some("created".into()),
@@ -706,6 +712,7 @@ async fn take_over(
     remote_id: &str,
     filter: &str,
     body: &Value,
+    doc_text: &str,
     doc_hash: &str,
 ) -> Result<Synced, SyncError> {
     let _account =
@@ -734,7 +741,7 @@ async fn take_over(
             &user.id,
             remote_id,
             doc_hash,
-            Some(body),
+            Some(doc_text),
             None,
             CREATE,
             Some(rule),
