@@ -779,13 +779,14 @@ async fn then_password(
     let (Some(password), Some(method)) = (own, method) else {
         return Ok(synced);
     };
+    let document = body.to_string();
     let entry = LedgerEntry {
         app_id: target.app.id.clone(),
         object_kind: "user".into(),
         object_id: user.id.clone(),
         remote_id: remote_id.to_owned(),
-        doc_hash: hash(&body.to_string()),
-        document: Some(body.to_string()),
+        doc_hash: hash(&document),
+        document: Some(document),
         updated: Timestamp::now(),
     };
     passwords::push(target, &user.user_name, &entry, body, &password, method).await?;
