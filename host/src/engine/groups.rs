@@ -959,11 +959,7 @@ async fn release_group(
         ),
         GroupAction::DeleteGroup => (
             GROUP_DELETE,
-            Some(ScimRequest {
-                method: reqwest::Method::DELETE,
-                path: path.clone(),
-                body: None,
-            }),
+            Some(ScimRequest::delete(path.clone())),
             format!("DELETE {path}"),
         ),
     };

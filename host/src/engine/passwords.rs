@@ -160,6 +160,39 @@ pub(crate) fn with_password(document: &Value, password: &Secret) -> Value {
     sent
 }
 
+/// The request that sends `document` with the password added, where `text`
+/// is the document's serialization (what the ledger keeps). The password is
+/// written in front of that text rather than into a copy of the document,
+/// so the document is not copied and serialized again for every account
+/// created; a document that already names a `password` has it replaced, as
+/// [`with_password`] does.
+pub(crate) fn request_with_password(
+    method: reqwest::Method,
+    path: impl Into<String>,
+    document: &Value,
+    text: &str,
+    password: &Secret,
+) -> ScimRequest {
+    let secret = password.expose();
+    match (document, text.strip_prefix('{')) {
+        (Value::Object(fields), Some(rest)) if !fields.contains_key("password") => {
+            debug_assert_eq!(text, document.to_string());
+            let quoted = Value::from(secret).to_string();
+            let mut sent = String::with_capacity(text.len() + quoted.len() + 12);
+            sent.push_str("{\"password\":");
+            sent.push_str(&quoted);
+            if !fields.is_empty() {
+                sent.push(',');
+            }
+            sent.push_str(rest);
+            let mut passwords = crate::scim::passwords_in(document);
+            passwords.push(secret.to_owned());
+            ScimRequest::with_text(method, path, sent, passwords)
+        }
+        _ => ScimRequest::with_body(method, path, with_password(document, password)),
+    }
+}
+
 /// Sends the user's own password to the account `entry` links, by the
 /// connector's method, and records its delivery with the entry in one
 /// transaction. `document` is what the account holds (the PUT's body).
@@ -447,6 +480,26 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_written_into_the_text_sends_what_the_document_would() {
+        let secret = Secret::new("zq\"x\\y\u{e9}\n");
+        let documents = [
+            json!({}),
+            json!({ "userName": "ada", "name": { "givenName": "Ada" }, "active": true }),
+            json!({ "active": true, "password": "from the connector" }),
+        ];
+        for document in documents {
+            let text = document.to_string();
+            let request =
+                request_with_password(reqwest::Method::POST, "/Users", &document, &text, &secret);
+            let sent: Value = serde_json::from_str(request.body_text().unwrap()).unwrap();
+            assert_eq!(sent, with_password(&document, &secret), "{text}");
+            let shown = format!("{request:?}");
+            assert!(!shown.contains("zq"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+    }
 
     #[test]
     fn a_temporary_password_has_the_policy_length_and_every_class() {

@@ -482,11 +482,16 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
     let user_id = held.user_id.clone();
     let user_id = user_id.as_str();
     let store = target.store;
-    let Some(user) = held.user.clone().filter(|_| held.in_scope) else {
+    let user = if held.in_scope {
+        held.user.take()
+    } else {
+        None
+    };
+    let Some(user) = user else {
         let how = target.plugin.manifest().capabilities.offboarding;
         return offboard(target, &held, how, "out of scope").await;
     };
-    let entry = held.entry.clone();
+    let entry = held.entry.take();
     let record = directory_user(&user);
     let settings = target.settings();
     let body = match desired_document(target.plugin, &record, &settings) {
@@ -641,11 +646,21 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
     let support = passwords::support(target.plugin, target.app);
     let password = passwords::for_new_account(&support, &mut own, &target.app.passwords)?;
     // What the ledger keeps is the document without the password.
-    let sent = match &password {
-        Some(password) => passwords::with_password(&body, password.secret()),
-        None => body.clone(),
+    let request = match &password {
+        Some(password) => passwords::request_with_password(
+            reqwest::Method::POST,
+            "/Users",
+            &body,
+            &doc_text,
+            password.secret(),
+        ),
+        None => ScimRequest::with_text(
+            reqwest::Method::POST,
+            "/Users",
+            doc_text.clone(),
+            crate::scim::passwords_in(&body),
+        ),
     };
-    let request = ScimRequest::with_body(reqwest::Method::POST, "/Users", sent);
     match target.send(&request).await {
         Ok(answer) => {
             let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
@@ -924,14 +939,7 @@ pub(crate) async fn offboard(
     let rule = || Some(rule.to_string());
     match how {
         Offboarding::Delete => {
-            match target
-                .send(&ScimRequest {
-                    method: reqwest::Method::DELETE,
-                    path: path.clone(),
-                    body: None,
-                })
-                .await
-            {
+            match target.send(&ScimRequest::delete(path.clone())).await {
                 // Already gone is what was wanted.
                 Ok(_) => {}
                 Err(error) if error.status() == Some(404) => {}

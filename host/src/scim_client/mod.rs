@@ -127,22 +127,39 @@ pub const PROBE_ATTEMPTS: u32 = 2;
 /// The longest wait between a connection test's attempts.
 pub const PROBE_LONGEST_WAIT: Duration = Duration::from_secs(5);
 
-/// A request to the application, relative to its SCIM base URL. Its
-/// `Debug` shows the body with any password redacted.
+/// A request to the application, relative to its SCIM base URL.
+///
+/// Its body is kept as the JSON text that goes on the wire, serialized once
+/// however many attempts it takes, beside the passwords it carries: an
+/// answer that repeats one of them is scrubbed of it before anything keeps
+/// or shows the answer. Its `Debug` shows the body with any password
+/// redacted.
 #[derive(Clone, PartialEq)]
 pub struct ScimRequest {
     pub method: Method,
     /// `/Users`, `/Users/ID`, `/Users?filter=…` (already encoded).
     pub path: String,
-    pub body: Option<Value>,
+    body: Option<RequestBody>,
+}
+
+#[derive(Clone, PartialEq)]
+struct RequestBody {
+    text: String,
+    passwords: Vec<String>,
 }
 
 impl std::fmt::Debug for ScimRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let body = self.body.clone().map(|mut body| {
-            crate::scim::redact_passwords(&mut body);
-            body
-        });
+        let body = self
+            .body
+            .as_ref()
+            .map(|body| match serde_json::from_str::<Value>(&body.text) {
+                Ok(mut document) => {
+                    crate::scim::redact_passwords(&mut document);
+                    document.to_string()
+                }
+                Err(_) => crate::scim::scrub_passwords(body.text.clone(), &body.passwords),
+            });
         f.debug_struct("ScimRequest")
             .field("method", &self.method)
             .field("path", &self.path)
@@ -160,12 +177,38 @@ impl ScimRequest {
         }
     }
 
+    pub fn delete(path: impl Into<String>) -> Self {
+        ScimRequest {
+            method: Method::DELETE,
+            path: path.into(),
+            body: None,
+        }
+    }
+
     pub fn with_body(method: Method, path: impl Into<String>, body: Value) -> Self {
+        let passwords = crate::scim::passwords_in(&body);
+        Self::with_text(method, path, body.to_string(), passwords)
+    }
+
+    /// A body already serialized: `text` is the JSON document sent and
+    /// `passwords` every password it carries (where
+    /// [`crate::scim::passwords_in`] would find them in the document).
+    pub fn with_text(
+        method: Method,
+        path: impl Into<String>,
+        text: String,
+        passwords: Vec<String>,
+    ) -> Self {
         ScimRequest {
             method,
             path: path.into(),
-            body: Some(body),
+            body: Some(RequestBody { text, passwords }),
         }
+    }
+
+    /// The body as sent, if it has one.
+    pub fn body_text(&self) -> Option<&str> {
+        self.body.as_ref().map(|body| body.text.as_str())
     }
 
     /// Whether sending it twice can do the work twice.
@@ -436,7 +479,7 @@ impl ScimClient {
         let outgoing = Outgoing {
             method: request.method.clone(),
             url: format!("{}{}", self.base_url, request.path),
-            body: request.body.as_ref().map(Value::to_string),
+            body: request.body.as_ref().map(|body| body.text.clone()),
         };
         let exchanged = network::exchange(exchange(
             self.http.clone(),
@@ -488,8 +531,10 @@ impl ScimClient {
             // An answer that repeats a password the request carried is
             // scrubbed of it before any error, log line or breaker keeps it.
             Ok(text) => match &request.body {
-                Some(body) => crate::scim::scrub_passwords(text, &crate::scim::passwords_in(body)),
-                None => text,
+                Some(body) if !body.passwords.is_empty() => {
+                    crate::scim::scrub_passwords(text, &body.passwords)
+                }
+                _ => text,
             },
             Err(Unread::TooLarge) => {
                 return Attempt::Fail(ScimClientError::TooLarge {
@@ -821,7 +866,7 @@ async fn exchange(
         Err(error) => return Exchanged::Unanswered(error),
     };
     let status = response.status();
-    let headers = response.headers().clone();
+    let headers = kept_headers(response.headers());
     let text = if status.is_redirection() {
         Ok(String::new())
     } else {
@@ -832,6 +877,21 @@ async fn exchange(
         headers,
         text,
     }
+}
+
+/// The headers of an answer the client reads: `Retry-After` (how long
+/// to wait), `Location` (where a refused redirection pointed) and `ETag`.
+/// Only these are kept, not a copy of every header of every answer.
+const KEPT_HEADERS: [header::HeaderName; 3] = [header::RETRY_AFTER, header::LOCATION, header::ETAG];
+
+fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in KEPT_HEADERS {
+        if let Some(value) = headers.get(&name) {
+            kept.insert(name, value.clone());
+        }
+    }
+    kept
 }
 
 /// Why an answer's body was not read whole.
@@ -878,14 +938,21 @@ pub fn group_path(remote_id: &str) -> String {
 /// `text` as one URL path segment or query value: everything but the
 /// unreserved characters of RFC 3986 percent-encoded.
 pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
+                encoded.push(byte as char);
             }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+            _ => {
+                encoded.push('%');
+                encoded.push(HEX[usize::from(byte >> 4)] as char);
+                encoded.push(HEX[usize::from(byte & 0x0F)] as char);
+            }
+        }
+    }
+    encoded
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
@@ -1052,6 +1119,57 @@ mod tests {
             Listing::default().take(json!({ "totalResults": 1, "Resources": [{}] })),
             Err(ListingFault::NoId { page: 1 })
         ));
+    }
+
+    #[test]
+    fn a_path_segment_keeps_only_unreserved_characters() {
+        assert_eq!(
+            percent_encode("aZ09-_.~ /?#%\"é"),
+            "aZ09-_.~%20%2F%3F%23%25%22%C3%A9"
+        );
+        assert_eq!(user_path("../admin"), "/Users/..%2Fadmin");
+        assert_eq!(percent_encode(""), "");
+    }
+
+    #[test]
+    fn a_request_body_is_its_text_and_shows_no_password() {
+        let document = json!({ "userName": "ada", "password": "Sw0rd\"fish" });
+        let request = ScimRequest::with_body(Method::POST, "/Users", document.clone());
+        assert_eq!(request.body_text(), Some(document.to_string().as_str()));
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("ada") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        assert!(!shown.contains("fish"), "{shown}");
+        // Serialized elsewhere, with its passwords named by the caller.
+        let request = ScimRequest::with_text(
+            Method::POST,
+            "/Users",
+            document.to_string(),
+            vec!["Sw0rd\"fish".into()],
+        );
+        assert_eq!(request.body_text(), Some(document.to_string().as_str()));
+        assert!(!format!("{request:?}").contains("fish"));
+        assert_eq!(ScimRequest::delete("/Users/1").body_text(), None);
+    }
+
+    #[test]
+    fn only_the_headers_the_client_reads_are_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        headers.insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/scim+json"),
+        );
+        let kept = kept_headers(&headers);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(header_text(&kept, header::ETAG).as_deref(), Some("W/\"1\""));
+        assert_eq!(
+            retry_after(&kept, std::time::SystemTime::now()),
+            Some(Duration::from_secs(7))
+        );
     }
 
     #[test]
