@@ -152,6 +152,13 @@ impl SqliteStore {
         private_database_files(path)?;
         let mut writer = connect(path)?;
         migrate(&mut writer)?;
+        // The writer's savepoints (`write_each`) copy each page they change
+        // into a sub-journal, which SQLite moves to a temporary file once it
+        // passes 64 KiB: every group commit of synced accounts opened,
+        // wrote and unlinked a file of its own. In memory it stays as large
+        // as the pages one group changes. Set after the migrations, whose
+        // index builds may sort more than is worth holding in memory.
+        writer.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(Writer {
@@ -843,6 +850,26 @@ mod tests {
             .prepare_cached("SELECT id FROM applications ORDER BY name LIMIT ?1 OFFSET ?2")
             .unwrap();
         assert_eq!(recompiled(&mut statement, true), 0, "the writer");
+    }
+
+    #[test]
+    fn the_writers_savepoints_are_journaled_in_memory() {
+        let (_folder, store) = store();
+        let temp_store = |connection: &Connection| -> i64 {
+            connection
+                .query_row("PRAGMA temp_store", [], |row| row.get(0))
+                .unwrap()
+        };
+        let writer = store.writer.lock().unwrap();
+        assert_eq!(temp_store(&writer.connection), 2, "MEMORY");
+        drop(writer);
+        // Readers keep SQLite's default: their sorts may spill to a file.
+        store
+            .read(|connection| {
+                assert_eq!(temp_store(connection), 0, "DEFAULT");
+                Ok(())
+            })
+            .unwrap();
     }
 
     fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
