@@ -490,9 +490,10 @@ impl ScimClient {
             self.settings.max_response_bytes,
         ))
         .await;
-        let method = request.method.to_string();
+        // Named only in errors: not written out for every answer.
+        let method = || request.method.to_string();
         let network = |reason: String| ScimClientError::Network {
-            method: method.clone(),
+            method: method(),
             path: request.path.clone(),
             reason,
             attempts,
@@ -521,7 +522,7 @@ impl ScimClient {
         };
         if status.is_redirection() {
             return Attempt::Fail(ScimClientError::Redirected {
-                method,
+                method: method(),
                 path: request.path.clone(),
                 status: status.as_u16(),
                 location: header_text(&headers, header::LOCATION).unwrap_or_default(),
@@ -538,7 +539,7 @@ impl ScimClient {
             },
             Err(Unread::TooLarge) => {
                 return Attempt::Fail(ScimClientError::TooLarge {
-                    method,
+                    method: method(),
                     path: request.path.clone(),
                     limit: self.settings.max_response_bytes,
                 });
@@ -564,7 +565,7 @@ impl ScimClient {
                     Ok(body) => body,
                     Err(_) => {
                         return Attempt::Fail(ScimClientError::Status {
-                            method,
+                            method: method(),
                             path: request.path.clone(),
                             status: status.as_u16(),
                             detail: format!("the answer is not JSON: {}", excerpt(&text)),
@@ -582,7 +583,7 @@ impl ScimClient {
             });
         }
         let error = ScimClientError::Status {
-            method,
+            method: method(),
             path: request.path.clone(),
             status: status.as_u16(),
             detail: error_detail(&text),
