@@ -494,8 +494,8 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
     let entry = held.entry.take();
     let record = directory_user(&user);
     let settings = target.settings();
-    let body = match desired_document(target.plugin, &record, &settings) {
-        Ok(body) => body,
+    let desired = match desired_document(target.plugin, &record, &settings) {
+        Ok(document) => DesiredUser::new(document),
         Err(Desired::Refused(error)) => {
             let operation = if entry.is_some() { UPDATE } else { CREATE };
             let reason = format!("the connector refused {}: {error}", user.user_name);
@@ -516,18 +516,14 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
         }
         Err(Desired::Failed(error)) => return Err(error),
     };
-    // Serialized once: the ledger keeps this text, and later syncs compare
-    // its hash.
-    let doc_text = body.to_string();
-    let doc_hash = hash(&doc_text);
     let mut own = passwords::waiting(target, held.password.take());
     if let Some(entry) = &entry {
-        if entry.doc_hash == doc_hash {
+        if entry.doc_hash == desired.hash {
             return then_password(
                 target,
                 &user,
                 &entry.remote_id,
-                &body,
+                &desired,
                 own,
                 Synced::Unchanged,
             )
@@ -535,7 +531,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
         }
         // Turning an active account inactive is an offboarding: guarded.
         let suspend = crate::store::OffboardAction::Suspend;
-        if super::guard::deactivates(entry, &body)
+        if super::guard::deactivates(entry, &desired.document)
             && super::guard::admit(target, entry, suspend, "active=false in the directory").await?
                 == super::guard::Admitted::Held
         {
@@ -550,7 +546,9 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
             previous,
             &target.plugin.manifest().capabilities.update_method,
         ) {
-            (Some(previous), UpdateMethod::Patch) => changed_attributes(&previous, &body),
+            (Some(previous), UpdateMethod::Patch) => {
+                changed_attributes(&previous, &desired.document)
+            }
             _ => None,
         };
         let (request, what) = match patch {
@@ -566,7 +564,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 format!("PATCH {path} ({})", names.join(", ")),
             ),
             None => (
-                ScimRequest::with_body(reqwest::Method::PUT, path.clone(), body.clone()),
+                desired.request(reqwest::Method::PUT, path.clone()),
                 format!("PUT {path}"),
             ),
         };
@@ -576,8 +574,8 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                     .link_recorded(
                         user_id,
                         &entry.remote_id,
-                        &doc_hash,
-                        Some(&doc_text),
+                        &desired.hash,
+                        Some(&desired.text),
                         None,
                         UPDATE,
                         None,
@@ -585,8 +583,15 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                         format!("{what} for {}", user.user_name),
                     )
                     .await?;
-                return then_password(target, &user, &entry.remote_id, &body, own, Synced::Updated)
-                    .await;
+                return then_password(
+                    target,
+                    &user,
+                    &entry.remote_id,
+                    &desired,
+                    own,
+                    Synced::Updated,
+                )
+                .await;
             }
             // Deleted in the application: found again or created below.
             Err(error) if error.status() == Some(404) => {
@@ -634,14 +639,11 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 return Ok(Synced::Refused);
             }
         };
-        let synced = take_over(
-            target, &user, &remote_id, &filter, &body, &doc_text, &doc_hash,
-        )
-        .await?;
+        let synced = take_over(target, &user, &remote_id, &filter, &desired).await?;
         if synced != Synced::TakenOver {
             return Ok(synced);
         }
-        return then_password(target, &user, &remote_id, &body, own, synced).await;
+        return then_password(target, &user, &remote_id, &desired, own, synced).await;
     }
     let support = passwords::support(target.plugin, target.app);
     let password = passwords::for_new_account(&support, &mut own, &target.app.passwords)?;
@@ -650,16 +652,11 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
         Some(password) => passwords::request_with_password(
             reqwest::Method::POST,
             "/Users",
-            &body,
-            &doc_text,
+            &desired.document,
+            &desired.text,
             password.secret(),
         ),
-        None => ScimRequest::with_text(
-            reqwest::Method::POST,
-            "/Users",
-            doc_text.clone(),
-            crate::scim::passwords_in(&body),
-        ),
+        None => desired.request(reqwest::Method::POST, "/Users"),
     };
     match target.send(&request).await {
         Ok(answer) => {
@@ -680,8 +677,8 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 .link_recorded(
                     user_id,
                     remote_id,
-                    &doc_hash,
-                    Some(&doc_text),
+                    &desired.hash,
+                    Some(&desired.text),
                     password.as_ref(),
                     CREATE,
                     Some("created".into()),
@@ -691,7 +688,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 .await;
             match linked {
                 Ok(()) => {
-                    then_password(target, &user, remote_id, &body, own, Synced::Created).await
+                    then_password(target, &user, remote_id, &desired, own, Synced::Created).await
                 }
                 // The application answered the create with an account it
                 // already had (some upsert on POST): it belongs to another.
@@ -726,9 +723,7 @@ async fn take_over(
     user: &crate::store::UserRecord,
     remote_id: &str,
     filter: &str,
-    body: &Value,
-    doc_text: &str,
-    doc_hash: &str,
+    desired: &DesiredUser,
 ) -> Result<Synced, SyncError> {
     let _account =
         super::locks::lock_object(target.store, &target.app.id, "user account", remote_id).await?;
@@ -743,7 +738,7 @@ async fn take_over(
         target.refuse(&user.id, LOOKUP, filter, None, reason).await;
         return Ok(Synced::Refused);
     }
-    let request = ScimRequest::with_body(reqwest::Method::PUT, user_path(remote_id), body.clone());
+    let request = desired.request(reqwest::Method::PUT, user_path(remote_id));
     let answer = match target.send(&request).await {
         Ok(answer) => answer,
         Err(error) => {
@@ -755,8 +750,8 @@ async fn take_over(
         .link_recorded(
             &user.id,
             remote_id,
-            doc_hash,
-            Some(doc_text),
+            &desired.hash,
+            Some(&desired.text),
             None,
             CREATE,
             Some(rule),
@@ -780,13 +775,13 @@ async fn take_over(
 }
 
 /// Sends the user's own password to the account `remote_id`, which now
-/// holds `body`, when one is waiting and the application takes password
+/// holds `desired`, when one is waiting and the application takes password
 /// changes; a sync that had nothing else to send then counts as an update.
 async fn then_password(
     target: &Target<'_>,
     user: &crate::store::UserRecord,
     remote_id: &str,
-    body: &Value,
+    desired: &DesiredUser,
     own: Option<Password>,
     synced: Synced,
 ) -> Result<Synced, SyncError> {
@@ -794,17 +789,24 @@ async fn then_password(
     let (Some(password), Some(method)) = (own, method) else {
         return Ok(synced);
     };
-    let document = body.to_string();
     let entry = LedgerEntry {
         app_id: target.app.id.clone(),
         object_kind: "user".into(),
         object_id: user.id.clone(),
         remote_id: remote_id.to_owned(),
-        doc_hash: hash(&document),
-        document: Some(document),
+        doc_hash: desired.hash.clone(),
+        document: Some(desired.text.clone()),
         updated: Timestamp::now(),
     };
-    passwords::push(target, &user.user_name, &entry, body, &password, method).await?;
+    passwords::push(
+        target,
+        &user.user_name,
+        &entry,
+        &desired.document,
+        &password,
+        method,
+    )
+    .await?;
     Ok(match synced {
         Synced::Unchanged => Synced::Updated,
         other => other,
@@ -849,6 +851,37 @@ pub(crate) enum Desired {
     Refused(crate::runtime::PluginError),
     /// The connector failed (trap, deadline, bad output).
     Failed(SyncError),
+}
+
+/// The document the application should hold for a user, serialized once:
+/// its text is what is sent and what the ledger keeps, and the text's hash
+/// is what later syncs compare.
+pub(crate) struct DesiredUser {
+    pub(crate) document: Value,
+    pub(crate) text: String,
+    pub(crate) hash: String,
+}
+
+impl DesiredUser {
+    pub(crate) fn new(document: Value) -> Self {
+        let text = document.to_string();
+        let hash = hash(&text);
+        DesiredUser {
+            document,
+            text,
+            hash,
+        }
+    }
+
+    /// A request that sends the document as it is.
+    fn request(&self, method: reqwest::Method, path: impl Into<String>) -> ScimRequest {
+        ScimRequest::with_text(
+            method,
+            path,
+            self.text.clone(),
+            crate::scim::passwords_in(&self.document),
+        )
+    }
 }
 
 /// The document the application should hold for `record`: the
