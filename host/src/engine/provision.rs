@@ -856,14 +856,14 @@ pub(crate) enum Desired {
 /// The document the application should hold for a user, serialized once:
 /// its text is what is sent and what the ledger keeps, and the text's hash
 /// is what later syncs compare.
-pub(crate) struct DesiredUser {
-    pub(crate) document: Value,
-    pub(crate) text: String,
-    pub(crate) hash: String,
+struct DesiredUser {
+    document: Value,
+    text: String,
+    hash: String,
 }
 
 impl DesiredUser {
-    pub(crate) fn new(document: Value) -> Self {
+    fn new(document: Value) -> Self {
         let text = document.to_string();
         let hash = hash(&text);
         DesiredUser {
