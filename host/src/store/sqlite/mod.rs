@@ -429,11 +429,10 @@ impl SqliteStore {
 
     fn app_in(&self, connection: &Connection, name_or_id: &str) -> StoreResult<AppRecord> {
         connection
-            .query_row(
-                &format!("SELECT {APP_COLUMNS} FROM applications WHERE id = ?1 OR name = ?1"),
-                [name_or_id],
-                app_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM applications WHERE id = ?1 OR name = ?1"
+            ))?
+            .query_row([name_or_id], app_from_row)
             .optional()?
             .ok_or_else(|| not_found("application", name_or_id))?
     }
