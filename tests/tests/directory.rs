@@ -771,3 +771,86 @@ fn a_group_made_by_an_import_is_read_and_patched_through_scim() {
     assert_eq!(patched.body["displayName"], "eng");
     assert_eq!(patched.body["members"].as_array().unwrap().len(), 2);
 }
+
+/// Every admin route that takes a group takes its id or its name, and
+/// those that only need to know which group (membership, binding,
+/// deletion) find it so whatever its size.
+#[test]
+fn a_group_is_named_by_its_id_or_its_name_in_the_admin_api() {
+    let host = Host::start();
+    let ada = create_user(&host, "ada");
+    for name in ["Outer", "Inner"] {
+        let created = host.admin("POST", "/groups", Some(&json!({ "name": name })));
+        assert_eq!(created.status, 201, "{:?}", created.body);
+    }
+    let inner_id = host.admin("GET", "/groups/inner", None).body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A member by userName, a nested group by name, names in any case.
+    let added = host.admin("PUT", "/groups/OUTER/members/ada", None);
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    let added = host.admin("PUT", "/groups/outer/members/Inner", None);
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    let members = added.body["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(
+        members
+            .iter()
+            .any(|m| m["id"] == json!(inner_id) && m["kind"] == "Group"),
+        "{members:?}"
+    );
+    assert!(members.iter().any(|m| m["id"] == json!(ada)), "{members:?}");
+    let unknown = host.admin("PUT", "/groups/Outer/members/nobody", None);
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+    let unknown = host.admin("PUT", "/groups/Nowhere/members/ada", None);
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+
+    // Bound by name, unbound by id.
+    let app = host.admin(
+        "POST",
+        "/apps",
+        Some(&json!({
+            "name": "crm",
+            "connector": "custom-scim",
+            "baseUrl": "http://127.0.0.1:9/scim/v2",
+            "token": "t",
+        })),
+    );
+    assert_eq!(app.status, 201, "{:?}", app.body);
+    assert_eq!(
+        host.admin("PUT", "/apps/crm/bindings/Outer", None).status,
+        204
+    );
+    let outer_id = host.admin("GET", "/groups/Outer", None).body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bound = host.admin("GET", "/apps/crm/bindings", None);
+    assert!(
+        bound.body.to_string().contains(&outer_id),
+        "{:?}",
+        bound.body
+    );
+    let unbound = host.admin("DELETE", &format!("/apps/crm/bindings/{outer_id}"), None);
+    assert_eq!(unbound.status, 204, "{:?}", unbound.body);
+    let bound = host.admin("GET", "/apps/crm/bindings", None);
+    assert!(
+        !bound.body.to_string().contains(&outer_id),
+        "{:?}",
+        bound.body
+    );
+    assert_eq!(
+        host.admin("PUT", "/apps/crm/bindings/Nowhere", None).status,
+        404
+    );
+
+    // Deleted by name.
+    assert_eq!(host.admin("DELETE", "/groups/INNER", None).status, 204);
+    assert_eq!(
+        host.admin("GET", &format!("/groups/{inner_id}"), None)
+            .status,
+        404
+    );
+}

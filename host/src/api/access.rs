@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::applications::load_app;
 use super::connectors::served_plugin;
 use super::{ApiError, ApiErrorBody, ApiState, PageOf, PageParams, store_call};
-use crate::store::{group_by_id_or_name, user_by_id_or_name};
+use crate::store::{group_id_by_id_or_name, user_by_id_or_name};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -59,8 +59,8 @@ async fn bind(
     Path((app, group)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = group_by_id_or_name(store, &group)?;
-        store.bind(&app, &group.id)
+        let group_id = group_id_by_id_or_name(store, &group)?;
+        store.bind(&app, &group_id)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -75,8 +75,8 @@ async fn unbind(
     Path((app, group)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = group_by_id_or_name(store, &group)?;
-        store.unbind(&app, &group.id)
+        let group_id = group_id_by_id_or_name(store, &group)?;
+        store.unbind(&app, &group_id)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -23,7 +23,7 @@ use crate::store::{
     GroupRecord, GroupWrite, ImportBatch, ImportGroup, Member, MemberKind, Store, StoreError,
     UserRecord, UserWrite,
 };
-use crate::store::{group_by_id_or_name, user_by_id_or_name};
+use crate::store::{group_by_id_or_name, group_id_by_id_or_name, user_by_id_or_name};
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -738,8 +738,8 @@ async fn delete_group(
     Path(group): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     store_call(&state, move |store| {
-        let group = group_by_id_or_name(store, &group)?;
-        store.delete_group(&group.id, None)
+        let group_id = group_id_by_id_or_name(store, &group)?;
+        store.delete_group(&group_id, None)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -756,7 +756,7 @@ async fn add_member(
     Path((group, member)): Path<(String, String)>,
 ) -> Result<Json<GroupView>, ApiError> {
     store_call(&state, move |store| {
-        let group = group_by_id_or_name(store, &group)?;
+        let group_id = group_id_by_id_or_name(store, &group)?;
         let member = match user_by_id_or_name(store, &member) {
             Ok(user) => Member {
                 id: user.id,
@@ -764,18 +764,18 @@ async fn add_member(
             },
             Err(StoreError::NotFound { .. }) => {
                 let nested =
-                    group_by_id_or_name(store, &member).map_err(|_| StoreError::NotFound {
+                    group_id_by_id_or_name(store, &member).map_err(|_| StoreError::NotFound {
                         entity: "user or group",
                         key: member.clone(),
                     })?;
                 Member {
-                    id: nested.id,
+                    id: nested,
                     kind: MemberKind::Group,
                 }
             }
             Err(error) => return Err(error),
         };
-        store.change_members(&group.id, &[member], &[])
+        store.change_members(&group_id, &[member], &[])
     })
     .await
     .map(|g| Json(g.into()))

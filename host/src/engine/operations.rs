@@ -37,7 +37,7 @@ use crate::runtime::{LoadedPlugin, PluginRegistry};
 use crate::scim_client::ScimClient;
 use crate::store::{
     AppRecord, AppState, AppUpdate, Event, EventQuery, LedgerChange, Outcome, Page, Secret,
-    StoreError, StoreHandle, Timestamp, group_by_id_or_name, user_by_id_or_name,
+    StoreError, StoreHandle, Timestamp, group_id_by_id_or_name, user_by_id_or_name,
 };
 
 /// Why an operation did not happen, or did not finish.
@@ -537,9 +537,9 @@ impl Operations {
         let (group_id, users) = self
             .store
             .run(move |store| {
-                let group = group_by_id_or_name(store, &key)?;
-                let users = store.users_of(std::slice::from_ref(&group.id))?;
-                Ok((group.id, users))
+                let group_id = group_id_by_id_or_name(store, &key)?;
+                let users = store.users_of(std::slice::from_ref(&group_id))?;
+                Ok((group_id, users))
             })
             .await?;
         let client = self.client(&app).await?;

@@ -199,6 +199,13 @@ pub trait DirectoryStore: Send + Sync {
     /// use for.
     fn get_group_without_members(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>>;
+    /// The groups [`Self::find_groups`] finds, with `members` left empty,
+    /// as [`Self::get_group_without_members`] gives them.
+    fn find_groups_without_members(
+        &self,
+        key: GroupKey,
+        value: &str,
+    ) -> StoreResult<Vec<GroupRecord>>;
     /// Groups ordered by displayName.
     fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>>;
     fn scan_groups(&self, visit: &mut dyn FnMut(GroupRecord) -> bool) -> StoreResult<()>;
@@ -239,6 +246,28 @@ pub fn user_by_id_or_name<S: DirectoryStore + ?Sized>(
 }
 
 /// A group by id, else by display name: how operators name groups.
+/// The id of the group `key` names, its id or else its displayName, found
+/// without listing its members: for a caller that needs to know which
+/// group, not who is in it (binding it, adding a member to it), so that
+/// the size of the group does not make it slower.
+pub fn group_id_by_id_or_name<S: DirectoryStore + ?Sized>(
+    store: &S,
+    key: &str,
+) -> StoreResult<String> {
+    if let Some(group) = store.get_group_without_members(key)? {
+        return Ok(group.id);
+    }
+    store
+        .find_groups_without_members(GroupKey::DisplayName, key)?
+        .into_iter()
+        .next()
+        .map(|group| group.id)
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "group",
+            key: key.to_string(),
+        })
+}
+
 pub fn group_by_id_or_name<S: DirectoryStore + ?Sized>(
     store: &S,
     key: &str,

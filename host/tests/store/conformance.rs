@@ -13,7 +13,7 @@ use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
     GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
     MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent, Secret, Store, StoreError,
-    Timestamp, UserKey, UserWrite,
+    Timestamp, UserKey, UserWrite, group_id_by_id_or_name,
 };
 use serde_json::{Map, json};
 
@@ -773,6 +773,34 @@ pub fn a_group_read_without_members_is_the_group_less_its_members(store: &dyn St
         (whole.version, &whole.created, &whole.modified)
     );
     assert!(store.get_group_without_members("nobody").unwrap().is_none());
+
+    // Found by name as by id, names compared folded.
+    let found = store
+        .find_groups_without_members(GroupKey::DisplayName, "OUTER")
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].members.is_empty(), "{:?}", found[0].members);
+    assert_eq!(
+        (&found[0].id, &found[0].attributes),
+        (&whole.id, &whole.attributes)
+    );
+    let with_members = store.find_groups(GroupKey::DisplayName, "OUTER").unwrap();
+    assert_eq!(with_members[0].members.len(), 2);
+    assert!(
+        store
+            .find_groups_without_members(GroupKey::DisplayName, "nobody")
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(group_id_by_id_or_name(store, &outer.id).unwrap(), outer.id);
+    assert_eq!(group_id_by_id_or_name(store, "Outer").unwrap(), outer.id);
+    assert!(matches!(
+        group_id_by_id_or_name(store, "nobody"),
+        Err(StoreError::NotFound {
+            entity: "group",
+            ..
+        })
+    ));
 }
 
 pub fn a_remote_account_is_linked_to_one_object_at_most(store: &dyn Store) {

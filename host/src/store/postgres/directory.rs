@@ -105,6 +105,20 @@ fn group_row(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRe
     }
 }
 
+/// The rows of the groups whose `key` is `value`, members not read.
+fn groups_found(
+    transaction: &mut Transaction<'_>,
+    key: GroupKey,
+    value: &str,
+) -> Step<Vec<GroupRecord>> {
+    let (column, value) = group_key(key, value);
+    let rows = transaction.query(
+        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = $1"),
+        &[&value],
+    )?;
+    collect(rows, group_from_row)
+}
+
 /// Refuses `value` when another row than `except_id` holds it: `sql`
 /// selects the holder by `$1` (the folded name), `$2` (the id to except).
 pub(super) fn ensure_unique(
@@ -794,15 +808,18 @@ impl DirectoryStore for PostgresStore {
     }
 
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
-        let (column, value) = group_key(key, value);
         self.read(|transaction| {
-            let rows = transaction.query(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = $1"),
-                &[&value],
-            )?;
-            let groups = collect(rows, group_from_row)?;
+            let groups = groups_found(transaction, key, value)?;
             with_all_members(transaction, groups)
         })
+    }
+
+    fn find_groups_without_members(
+        &self,
+        key: GroupKey,
+        value: &str,
+    ) -> StoreResult<Vec<GroupRecord>> {
+        self.read(|transaction| groups_found(transaction, key, value))
     }
 
     fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>> {

@@ -350,6 +350,31 @@ pub(super) fn insert_group(transaction: &Connection, group: &GroupWrite) -> Stor
     Ok(id)
 }
 
+/// The rows of the groups whose `key` is `value` (a displayName compared
+/// folded, as names are), members not read.
+fn groups_found(
+    connection: &Connection,
+    key: GroupKey,
+    value: &str,
+) -> StoreResult<Vec<GroupRecord>> {
+    let folded;
+    let value = if key == GroupKey::DisplayName {
+        folded = rules::fold_name(value);
+        folded.as_str()
+    } else {
+        value
+    };
+    let column = match key {
+        GroupKey::Id => "id",
+        GroupKey::DisplayName => "display_name_key",
+        GroupKey::ExternalId => "external_id",
+    };
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = ?1"
+    ))?;
+    collect(&mut statement, [value], group_from_row)
+}
+
 impl DirectoryStore for SqliteStore {
     fn create_user(&self, user: UserWrite) -> StoreResult<UserRecord> {
         self.write(|transaction| {
@@ -616,27 +641,20 @@ impl DirectoryStore for SqliteStore {
     }
 
     fn find_groups(&self, key: GroupKey, value: &str) -> StoreResult<Vec<GroupRecord>> {
-        let folded;
-        let value = if key == GroupKey::DisplayName {
-            folded = rules::fold_name(value);
-            folded.as_str()
-        } else {
-            value
-        };
-        let column = match key {
-            GroupKey::Id => "id",
-            GroupKey::DisplayName => "display_name_key",
-            GroupKey::ExternalId => "external_id",
-        };
         self.read(|connection| {
-            let mut statement = connection.prepare_cached(&format!(
-                "SELECT {GROUP_COLUMNS} FROM groups WHERE {column} = ?1"
-            ))?;
-            collect(&mut statement, [value], group_from_row)?
+            groups_found(connection, key, value)?
                 .into_iter()
                 .map(|group| with_members(connection, group))
                 .collect()
         })
+    }
+
+    fn find_groups_without_members(
+        &self,
+        key: GroupKey,
+        value: &str,
+    ) -> StoreResult<Vec<GroupRecord>> {
+        self.read(|connection| groups_found(connection, key, value))
     }
 
     fn list_groups(&self, page: Page) -> StoreResult<Listing<GroupRecord>> {
