@@ -245,7 +245,6 @@ pub fn user_by_id_or_name<S: DirectoryStore + ?Sized>(
         })
 }
 
-/// A group by id, else by display name: how operators name groups.
 /// The id of the group `key` names, its id or else its displayName, found
 /// without listing its members: for a caller that needs to know which
 /// group, not who is in it (binding it, adding a member to it), so that
@@ -268,6 +267,7 @@ pub fn group_id_by_id_or_name<S: DirectoryStore + ?Sized>(
         })
 }
 
+/// A group by id, else by display name: how operators name groups.
 pub fn group_by_id_or_name<S: DirectoryStore + ?Sized>(
     store: &S,
     key: &str,
