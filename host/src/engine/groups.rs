@@ -25,6 +25,10 @@
 //!   accepted, so a retry after a crash resends at most one chunk (adding a
 //!   member twice or removing an absent one is harmless in SCIM).
 //!
+//! [`sync_groups`] syncs many groups, each ending as [`sync_group`] would
+//! end it: they are locked and read in chunks, each chunk in one snapshot
+//! in which the accounts of all their members are looked up together.
+//!
 //! [`apply_group_event`] is how the connector's rules take part: for a user
 //! removed from a group, a group unbound or deleted, and group management
 //! disabled, the host gathers the facts, asks the connector's
@@ -40,7 +44,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::locks::{HeldUser, hold_user};
+use super::locks::{HeldUser, ObjectLock, hold_user};
 use super::provision::{SyncError, Synced, Target, changed_attributes, hash, offboard};
 use super::takeover::{Candidate, LookupKind, resources, vet};
 use crate::runtime::contract::{
@@ -49,7 +53,7 @@ use crate::runtime::contract::{
 };
 use crate::scim_client::{ScimClientError, ScimRequest, group_path, percent_encode};
 use crate::store::Timestamp;
-use crate::store::{Event, GroupRecord, LedgerChange, LedgerEntry, Outcome, StoreError};
+use crate::store::{Event, GroupRecord, LedgerChange, LedgerEntry, Outcome, Store, StoreError};
 
 pub const GROUP_CREATE: &str = "group_create_provision";
 pub const GROUP_UPDATE: &str = "group_update_provision";
@@ -308,21 +312,139 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
     if !groups_managed(target) {
         return Ok(GroupSynced::NotManaged);
     }
+    let read = read_groups(target, vec![group_id.to_owned()])
+        .await?
+        .pop()
+        .unwrap_or(Ok(None))?;
+    sync_group_read(target, group_id, read).await
+}
+
+/// Groups a sync of many locks and reads at once ([`sync_groups`]).
+const GROUPS_READ_AT_ONCE: usize = 32;
+
+/// [`sync_group`] for each of `group_ids`, `in_flight` at a time: each
+/// result beside its group. Groups are locked and read
+/// [`GROUPS_READ_AT_ONCE`] at a time, in one store call and one snapshot
+/// for them all ([`read_groups`]); the next chunk is locked once the last
+/// group of this one has started, and each group is let go when its sync
+/// ends.
+pub async fn sync_groups<'g>(
+    target: &Target<'_>,
+    group_ids: &'g [String],
+    in_flight: usize,
+) -> Vec<(&'g String, Result<GroupSynced, SyncError>)> {
+    use futures_util::StreamExt;
+    // A group named twice is synced once.
+    let mut named = std::collections::HashSet::with_capacity(group_ids.len());
+    let unique: Vec<&'g String> = group_ids
+        .iter()
+        .filter(|group_id| named.insert(*group_id))
+        .collect();
+    if !groups_managed(target) {
+        return unique
+            .into_iter()
+            .map(|group_id| (group_id, Ok(GroupSynced::NotManaged)))
+            .collect();
+    }
+    futures_util::stream::iter(unique.chunks(GROUPS_READ_AT_ONCE))
+        .then(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
+        .flat_map(|(chunk, held)| {
+            let items: Vec<(&'g String, Result<HeldGroup, SyncError>)> = match held {
+                Ok(held) => held
+                    .into_iter()
+                    .map(|(group_id, held)| (group_id, Ok(held)))
+                    .collect(),
+                // A chunk whose locks or read failed as a whole fails each
+                // of its groups, as a sync that cannot read its group does.
+                Err(error) => {
+                    let reason = error.to_string();
+                    chunk
+                        .iter()
+                        .map(|&group_id| {
+                            let failed = StoreError::Backend(reason.clone());
+                            (group_id, Err(SyncError::Store(failed)))
+                        })
+                        .collect()
+                }
+            };
+            futures_util::stream::iter(items)
+        })
+        .map(|(group_id, held)| async move {
+            let synced = match held {
+                Ok(held) => sync_held_group(target, group_id, held).await,
+                Err(error) => Err(error),
+            };
+            (group_id, synced)
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await
+}
+
+/// A group locked for its sync, and what was read of it under the lock.
+struct HeldGroup {
+    read: Result<Option<GroupRead>, StoreError>,
+    _lock: ObjectLock,
+}
+
+/// Locks each of `chunk` (in id order, as every holder of several locks
+/// takes them) and reads them together: each group beside its lock and
+/// read, in the chunk's order. The groups of `chunk` are distinct.
+async fn hold_groups<'g>(
+    target: &Target<'_>,
+    chunk: &[&'g String],
+) -> Result<Vec<(&'g String, HeldGroup)>, StoreError> {
+    let mut ordered: Vec<&String> = chunk.to_vec();
+    ordered.sort();
+    let mut locks = std::collections::HashMap::with_capacity(ordered.len());
+    for group_id in ordered {
+        let lock =
+            super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
+        locks.insert(group_id, lock);
+    }
+    let reads = read_groups(target, chunk.iter().map(|&id| id.clone()).collect()).await?;
+    Ok(chunk
+        .iter()
+        .zip(reads)
+        .filter_map(|(&group_id, read)| {
+            let _lock = locks.remove(group_id)?;
+            Some((group_id, HeldGroup { read, _lock }))
+        })
+        .collect())
+}
+
+/// [`sync_group`] once the group is locked and read.
+async fn sync_held_group(
+    target: &Target<'_>,
+    group_id: &str,
+    held: HeldGroup,
+) -> Result<GroupSynced, SyncError> {
+    let HeldGroup { read, _lock } = held;
+    match sync_group_read(target, group_id, read?).await {
+        // Deleted in the application meanwhile: the ledger forgot it, and
+        // the group is found or created again (still under its lock).
+        Err(SyncError::Application(error)) if error.status() == Some(404) => {
+            sync_group_once(target, group_id).await
+        }
+        other => other,
+    }
+}
+
+/// The rest of a group's sync, from what was read of it.
+async fn sync_group_read(
+    target: &Target<'_>,
+    group_id: &str,
+    read: Option<GroupRead>,
+) -> Result<GroupSynced, SyncError> {
     let store = target.store;
-    let Some(group) = store.get_group_without_members(group_id).await? else {
+    let Some(GroupRead {
+        group,
+        entry,
+        desired,
+    }) = read
+    else {
         return Ok(GroupSynced::NotManaged);
     };
-    let bound = store
-        .bound_groups_containing(&target.app.id, group_id)
-        .await?
-        .iter()
-        .any(|bound| bound == group_id);
-    if !bound {
-        return Ok(GroupSynced::NotManaged);
-    }
-    let entry = store
-        .ledger_entry(&target.app.id, "group", group_id)
-        .await?;
     let resource = match target
         .plugin
         .map_group(&directory_group(&group), &target.settings())
@@ -357,13 +479,6 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
             });
         }
     };
-    let users = store.users_of(&[group_id.to_string()]).await?;
-    let desired: BTreeSet<String> = store
-        .remote_ids(&target.app.id, "user", &users)
-        .await?
-        .into_iter()
-        .map(|(_, remote)| remote)
-        .collect();
     let doc_hash = hash(&resource.to_string());
 
     let (remote_id, mut pushed, mut outcome) = match entry {
@@ -404,6 +519,96 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
         }
     }
     Ok(outcome.unwrap_or(GroupSynced::Unchanged))
+}
+
+/// What a group's sync reads of the store.
+struct GroupRead {
+    group: GroupRecord,
+    entry: Option<LedgerEntry>,
+    /// The accounts in the application of the group's users (nested groups
+    /// included): the members the directory wants there.
+    desired: BTreeSet<String>,
+}
+
+/// `group_ids`, each with its ledger entry and the accounts its users hold
+/// in the application, read in one store call from one snapshot: each
+/// group's read in the order asked, `None` for a group that is gone or not
+/// bound to the application. One call for many groups rather than several
+/// for each: a call is a trip to the blocking pool and back, and a read
+/// transaction of its own starts from a cold page cache, while the members'
+/// accounts of many groups are looked up together, each once, in the
+/// ledger's order ([`read_groups_now`]).
+async fn read_groups(
+    target: &Target<'_>,
+    group_ids: Vec<String>,
+) -> Result<Vec<Result<Option<GroupRead>, StoreError>>, StoreError> {
+    let app_id = target.app.id.clone();
+    target
+        .store
+        .run(move |store| {
+            let mut read = Ok(Vec::new());
+            store.in_one_read(&mut || read = read_groups_now(store, &app_id, &group_ids));
+            read
+        })
+        .await
+}
+
+/// [`read_groups`] on the blocking pool. A group that cannot be read fails
+/// alone; a failed lookup of the members' accounts fails the call.
+fn read_groups_now(
+    store: &dyn Store,
+    app_id: &str,
+    group_ids: &[String],
+) -> Result<Vec<Result<Option<GroupRead>, StoreError>>, StoreError> {
+    let found: Vec<_> = group_ids
+        .iter()
+        .map(|group_id| group_and_users(store, app_id, group_id))
+        .collect();
+    let users: BTreeSet<&String> = found
+        .iter()
+        .filter_map(|found| found.as_ref().ok()?.as_ref())
+        .flat_map(|(_, _, users)| users)
+        .collect();
+    let users: Vec<String> = users.into_iter().cloned().collect();
+    let accounts: std::collections::HashMap<String, String> = store
+        .remote_ids(app_id, "user", &users)?
+        .into_iter()
+        .collect();
+    Ok(found
+        .into_iter()
+        .map(|found| {
+            Ok(found?.map(|(group, entry, users)| GroupRead {
+                group,
+                entry,
+                desired: users
+                    .iter()
+                    .filter_map(|user| accounts.get(user).cloned())
+                    .collect(),
+            }))
+        })
+        .collect())
+}
+
+/// The group, its ledger entry and its users (nested groups included), if
+/// it exists and is bound to the application.
+fn group_and_users(
+    store: &dyn Store,
+    app_id: &str,
+    group_id: &str,
+) -> Result<Option<(GroupRecord, Option<LedgerEntry>, Vec<String>)>, StoreError> {
+    let Some(group) = store.get_group_without_members(group_id)? else {
+        return Ok(None);
+    };
+    let bound = store
+        .bound_groups_containing(app_id, group_id)?
+        .iter()
+        .any(|bound| bound == group_id);
+    if !bound {
+        return Ok(None);
+    }
+    let entry = store.ledger_entry(app_id, "group", group_id)?;
+    let users = store.users_of(&[group_id.to_owned()])?;
+    Ok(Some((group, entry, users)))
 }
 
 enum Found {

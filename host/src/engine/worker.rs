@@ -77,10 +77,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
 use super::connections::Clients;
-use super::groups::{apply_group_event, directory_group, sync_group};
+use super::groups::{apply_group_event, directory_group, sync_groups};
 use super::provision::{SyncError, Synced, Target, sync_users};
 use super::reconcile::{RECONCILE, Reconciled, reconcile_app};
 use super::retry::{AfterFailure, RetryPolicy};
@@ -840,25 +838,16 @@ impl Core {
         // Each group on its own lock, as many at once as the application
         // takes requests: groups share no state the engine writes.
         let in_flight = usize::try_from(app.pacing.concurrency).unwrap_or(1).max(1);
-        let target = &target;
-        let synced: Vec<(String, Vec<usize>, Result<_, SyncError>)> =
-            futures_util::stream::iter(touched)
-                .map(|(group_id, indexes)| async move {
-                    let synced = sync_group(target, &group_id).await;
-                    (group_id, indexes, synced)
-                })
-                .buffer_unordered(in_flight)
-                .collect()
-                .await;
-        for (group_id, indexes, synced) in synced {
+        let group_ids: Vec<String> = touched.keys().cloned().collect();
+        for (group_id, synced) in sync_groups(&target, &group_ids, in_flight).await {
             match synced {
                 Ok(_) => {}
                 Err(SyncError::Application(error)) if error.is_permanent() => {}
                 Err(error) => {
-                    for index in indexes {
+                    for &index in touched.get(group_id).into_iter().flatten() {
                         outcomes[index]
                             .failures
-                            .push(Failure::of("group", &group_id, &error));
+                            .push(Failure::of("group", group_id, &error));
                     }
                 }
             }

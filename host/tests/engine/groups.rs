@@ -6,10 +6,12 @@
 //! connector, carried out on the scope as it is when the object's lock is
 //! held.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use scimlink::engine::groups::{
     GROUP_CREATE, GROUP_DELETE, GROUP_UPDATE, GroupSynced, apply_group_event, sync_group,
+    sync_groups,
 };
 use scimlink::engine::locks::lock_object;
 use scimlink::engine::provision::{DELETE, DEPROVISION, Synced, sync_user};
@@ -104,6 +106,90 @@ async fn a_bound_group_is_created_with_the_accounts_of_its_members_and_sent_once
         .await
         .unwrap();
     assert!(member_ids(&group).contains(&bobs), "{group}");
+}
+
+/// Groups synced together are locked and read in chunks; more groups than
+/// a chunk holds, neighbours sharing members, and among them one named
+/// twice, one empty, one not bound and one deleted: each ends as its own
+/// sync would, with its own members.
+#[tokio::test]
+async fn groups_synced_together_each_end_as_their_own_sync_would() {
+    let world = World::new().await;
+    let everyone = world.user("everyone");
+    let users: Vec<String> = (0..45)
+        .map(|index| world.user(&format!("user{index:02}")))
+        .collect();
+    let teams: Vec<String> = (0..44)
+        .map(|index| {
+            let members = [&users[index], &users[index + 1], &everyone];
+            world.group(&format!("Team {index:02}"), &members.map(String::as_str))
+        })
+        .collect();
+    let empty = world.group("Empty", &[]);
+    let unbound = world.group("Unbound", &[&everyone]);
+    let deleted = world.group("Deleted", &[&everyone]);
+    let mut bound: Vec<&str> = teams.iter().map(String::as_str).collect();
+    bound.extend([empty.as_str(), deleted.as_str()]);
+    let crm = crm_managing(&world, &bound);
+    world.delete_group(&deleted);
+    let app = &crm.app.id;
+    let remote = Remote::of(&world.sp, "crm");
+    let mut accounts: Vec<&str> = users.iter().map(String::as_str).collect();
+    accounts.push(&everyone);
+    provision(&world, &crm, &accounts).await;
+
+    let mut named = teams.clone();
+    named.extend([
+        empty.clone(),
+        unbound.clone(),
+        deleted.clone(),
+        teams[3].clone(),
+    ]);
+    let synced = sync_groups(&crm.target(&world), &named, 4).await;
+    assert_eq!(
+        synced.len(),
+        named.len() - 1,
+        "a group named twice is synced once"
+    );
+    let outcomes: HashMap<&str, GroupSynced> = synced
+        .iter()
+        .map(|(group, synced)| (group.as_str(), *synced.as_ref().unwrap()))
+        .collect();
+    for team in &teams {
+        assert_eq!(outcomes[team.as_str()], GroupSynced::Created, "{team}");
+    }
+    assert_eq!(outcomes[empty.as_str()], GroupSynced::Empty);
+    assert_eq!(outcomes[unbound.as_str()], GroupSynced::NotManaged);
+    assert_eq!(outcomes[deleted.as_str()], GroupSynced::NotManaged);
+
+    let account = |user: &str| world.remote_id(app, "user", user).unwrap();
+    for (index, team) in teams.iter().enumerate() {
+        let pushed = remote
+            .group(&world.remote_id(app, "group", team).unwrap())
+            .await
+            .unwrap();
+        let wanted = [
+            account(&users[index]),
+            account(&users[index + 1]),
+            account(&everyone),
+        ];
+        assert_eq!(member_ids(&pushed), sorted(&wanted), "{pushed}");
+    }
+    for name in ["Empty", "Unbound", "Deleted"] {
+        assert_eq!(
+            remote.groups_named(name).await,
+            Vec::<serde_json::Value>::new()
+        );
+    }
+
+    // Nothing changed: nothing is sent.
+    let mark = log_mark(&world.sp);
+    let synced = sync_groups(&crm.target(&world), &teams, 4).await;
+    assert_eq!(synced.len(), teams.len());
+    for (team, synced) in synced {
+        assert_eq!(synced.unwrap(), GroupSynced::Unchanged, "{team}");
+    }
+    assert_eq!(sent_since(&world.sp, mark), Vec::<String>::new());
 }
 
 #[tokio::test]
