@@ -325,9 +325,10 @@ const GROUPS_READ_AT_ONCE: usize = 32;
 /// [`sync_group`] for each of `group_ids`, `in_flight` at a time: each
 /// result beside its group. Groups are locked and read
 /// [`GROUPS_READ_AT_ONCE`] at a time, in one store call and one snapshot
-/// for them all ([`read_groups`]); the next chunk is locked once the last
-/// group of this one has started, and each group is let go when its sync
-/// ends.
+/// for them all ([`read_groups`]; past [`MEMBERS_READ_AT_ONCE`] members,
+/// the chunk's remaining groups are read each on its own, under its lock,
+/// when its turn comes); the next chunk is locked once the last group of
+/// this one has started, and each group is let go when its sync ends.
 pub async fn sync_groups<'g>(
     target: &Target<'_>,
     group_ids: &'g [String],
@@ -381,9 +382,11 @@ pub async fn sync_groups<'g>(
         .await
 }
 
-/// A group locked for its sync, and what was read of it under the lock.
+/// A group locked for its sync, and what was read of it under the lock:
+/// `None` when its chunk's read stopped before it ([`MEMBERS_READ_AT_ONCE`]),
+/// and it is read on its own when its turn comes.
 struct HeldGroup {
-    read: Result<Option<GroupRead>, StoreError>,
+    read: Option<Result<Option<GroupRead>, StoreError>>,
     _lock: ObjectLock,
 }
 
@@ -402,12 +405,14 @@ async fn hold_groups<'g>(
             super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
         locks.insert(group_id, lock);
     }
-    let reads = read_groups(target, chunk.iter().map(|&id| id.clone()).collect()).await?;
+    let mut reads = read_groups(target, chunk.iter().map(|&id| id.clone()).collect())
+        .await?
+        .into_iter();
     Ok(chunk
         .iter()
-        .zip(reads)
-        .filter_map(|(&group_id, read)| {
+        .filter_map(|&group_id| {
             let _lock = locks.remove(group_id)?;
+            let read = reads.next();
             Some((group_id, HeldGroup { read, _lock }))
         })
         .collect())
@@ -420,7 +425,11 @@ async fn sync_held_group(
     held: HeldGroup,
 ) -> Result<GroupSynced, SyncError> {
     let HeldGroup { read, _lock } = held;
-    match sync_group_read(target, group_id, read?).await {
+    let synced = match read {
+        Some(read) => sync_group_read(target, group_id, read?).await,
+        None => sync_group_once(target, group_id).await,
+    };
+    match synced {
         // Deleted in the application meanwhile: the ledger forgot it, and
         // the group is found or created again (still under its lock).
         Err(SyncError::Application(error)) if error.status() == Some(404) => {
@@ -530,10 +539,18 @@ struct GroupRead {
     desired: BTreeSet<String>,
 }
 
+/// Accounts of members a read of several groups looks up at most: once
+/// the groups read hold this many users, the groups after them are left
+/// to be read on their own, so that a chunk of large groups does not hold
+/// all their members at once.
+const MEMBERS_READ_AT_ONCE: usize = 4_096;
+
 /// `group_ids`, each with its ledger entry and the accounts its users hold
 /// in the application, read in one store call from one snapshot: each
 /// group's read in the order asked, `None` for a group that is gone or not
-/// bound to the application. One call for many groups rather than several
+/// bound to the application. The first group is always read; the read
+/// stops early past [`MEMBERS_READ_AT_ONCE`] users, leaving out the
+/// groups after. One call for many groups rather than several
 /// for each: a call is a trip to the blocking pool and back, and a read
 /// transaction of its own starts from a cold page cache, while the members'
 /// accounts of many groups are looked up together, each once, in the
@@ -547,23 +564,35 @@ async fn read_groups(
         .store
         .run(move |store| {
             let mut read = Ok(Vec::new());
-            store.in_one_read(&mut || read = read_groups_now(store, &app_id, &group_ids));
+            store.in_one_read(&mut || {
+                read = read_groups_now(store, &app_id, &group_ids, MEMBERS_READ_AT_ONCE);
+            });
             read
         })
         .await
 }
 
-/// [`read_groups`] on the blocking pool. A group that cannot be read fails
-/// alone; a failed lookup of the members' accounts fails the call.
+/// [`read_groups`] on the blocking pool, stopping past `member_budget`
+/// users. A group that cannot be read fails alone; a failed lookup of the
+/// members' accounts fails the call.
 fn read_groups_now(
     store: &dyn Store,
     app_id: &str,
     group_ids: &[String],
+    member_budget: usize,
 ) -> Result<Vec<Result<Option<GroupRead>, StoreError>>, StoreError> {
-    let found: Vec<_> = group_ids
-        .iter()
-        .map(|group_id| group_and_users(store, app_id, group_id))
-        .collect();
+    let mut found = Vec::with_capacity(group_ids.len());
+    let mut members = 0;
+    for group_id in group_ids {
+        if !found.is_empty() && members >= member_budget {
+            break;
+        }
+        let read = group_and_users(store, app_id, group_id);
+        if let Ok(Some((_, _, users))) = &read {
+            members += users.len();
+        }
+        found.push(read);
+    }
     let users: BTreeSet<&String> = found
         .iter()
         .filter_map(|found| found.as_ref().ok()?.as_ref())
@@ -1197,4 +1226,135 @@ async fn release_group(
         )
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::TokenCipher;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        AppWrite, ApplicationStore, DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind,
+        ScopeStore, Secret, UserWrite,
+    };
+
+    /// A store with an application `crm` and three bound groups of two
+    /// users each, every user linked to an account `account-<name>`
+    /// except `bob`; the store, the application's id and the groups' ids.
+    fn three_groups(folder: &std::path::Path) -> (SqliteStore, String, Vec<String>) {
+        let store = SqliteStore::open_in(folder, TokenCipher::from_key(&[7; 32])).unwrap();
+        let app = store
+            .create_app(AppWrite {
+                name: "crm".into(),
+                label: "crm".into(),
+                connector: "custom-scim".into(),
+                base_url: "https://app.example/scim/v2".into(),
+                token: Secret::new(String::from("token")),
+                manage_groups: true,
+                settings: vec![],
+                pacing: Default::default(),
+                guard: Default::default(),
+                passwords: Default::default(),
+            })
+            .unwrap()
+            .id;
+        let user = |name: &str| {
+            let mut attributes = serde_json::Map::new();
+            attributes.insert("userName".into(), json!(name));
+            let id = store
+                .create_user(UserWrite {
+                    password: None,
+                    user_name: name.into(),
+                    external_id: None,
+                    active: true,
+                    attributes,
+                })
+                .unwrap()
+                .id;
+            if name != "bob" {
+                store
+                    .put_ledger_entry(&LedgerEntry {
+                        app_id: app.clone(),
+                        object_kind: "user".into(),
+                        object_id: id.clone(),
+                        remote_id: format!("account-{name}"),
+                        doc_hash: "h".into(),
+                        document: None,
+                        updated: Timestamp::now(),
+                    })
+                    .unwrap();
+            }
+            id
+        };
+        let ids: std::collections::HashMap<&str, String> = ["ada", "bob", "cy", "dee", "eve"]
+            .into_iter()
+            .map(|name| (name, user(name)))
+            .collect();
+        let members = [["ada", "bob"], ["bob", "cy"], ["dee", "eve"]]
+            .map(|names| names.map(|name| ids[name].clone()));
+        let groups = members
+            .iter()
+            .enumerate()
+            .map(|(index, users)| {
+                let group = store
+                    .create_group(GroupWrite {
+                        display_name: format!("group {index}"),
+                        external_id: None,
+                        attributes: serde_json::Map::new(),
+                        members: Some(
+                            users
+                                .iter()
+                                .map(|id| Member {
+                                    id: id.clone(),
+                                    kind: MemberKind::User,
+                                })
+                                .collect(),
+                        ),
+                    })
+                    .unwrap()
+                    .id;
+                store.bind(&app, &group).unwrap();
+                group
+            })
+            .collect();
+        (store, app, groups)
+    }
+
+    fn desired(read: &Result<Option<GroupRead>, StoreError>) -> Vec<&str> {
+        let read = read.as_ref().unwrap().as_ref().unwrap();
+        read.desired.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn groups_read_together_each_get_their_own_members_accounts() {
+        let folder = tempfile::tempdir().unwrap();
+        let (store, app, groups) = three_groups(folder.path());
+        let mut asked = groups.clone();
+        asked.push("no-such-group".into());
+        let reads = read_groups_now(&store, &app, &asked, usize::MAX).unwrap();
+        assert_eq!(reads.len(), 4);
+        assert_eq!(desired(&reads[0]), ["account-ada"], "bob has no account");
+        assert_eq!(desired(&reads[1]), ["account-cy"]);
+        assert_eq!(desired(&reads[2]), ["account-dee", "account-eve"]);
+        assert!(matches!(reads[3], Ok(None)), "a group that is gone");
+
+        store.unbind(&app, &groups[1]).unwrap();
+        let reads = read_groups_now(&store, &app, &groups, usize::MAX).unwrap();
+        assert!(matches!(reads[1], Ok(None)), "a group no longer bound");
+        assert_eq!(desired(&reads[2]), ["account-dee", "account-eve"]);
+    }
+
+    #[test]
+    fn a_read_of_groups_stops_past_its_members_budget() {
+        let folder = tempfile::tempdir().unwrap();
+        let (store, app, groups) = three_groups(folder.path());
+        // Two users each: the second group takes the read past three.
+        let reads = read_groups_now(&store, &app, &groups, 3).unwrap();
+        assert_eq!(reads.len(), 2);
+        assert_eq!(desired(&reads[1]), ["account-cy"]);
+        // The first group is read whatever the budget.
+        let reads = read_groups_now(&store, &app, &groups, 0).unwrap();
+        assert_eq!(reads.len(), 1);
+        assert_eq!(desired(&reads[0]), ["account-ada"]);
+    }
 }
