@@ -588,15 +588,15 @@ fn read_groups_now(
             break;
         }
         let read = group_and_users(store, app_id, group_id);
-        if let Ok(Some((_, _, users))) = &read {
-            members += users.len();
+        if let Ok(Some(found)) = &read {
+            members += found.users.len();
         }
         found.push(read);
     }
     let users: BTreeSet<&String> = found
         .iter()
         .filter_map(|found| found.as_ref().ok()?.as_ref())
-        .flat_map(|(_, _, users)| users)
+        .flat_map(|found| &found.users)
         .collect();
     let users: Vec<String> = users.into_iter().cloned().collect();
     let accounts: std::collections::HashMap<String, String> = store
@@ -606,25 +606,38 @@ fn read_groups_now(
     Ok(found
         .into_iter()
         .map(|found| {
-            Ok(found?.map(|(group, entry, users)| GroupRead {
-                group,
-                entry,
-                desired: users
-                    .iter()
-                    .filter_map(|user| accounts.get(user).cloned())
-                    .collect(),
-            }))
+            Ok(found?.map(
+                |GroupAndUsers {
+                     group,
+                     entry,
+                     users,
+                 }| GroupRead {
+                    group,
+                    entry,
+                    desired: users
+                        .iter()
+                        .filter_map(|user| accounts.get(user).cloned())
+                        .collect(),
+                },
+            ))
         })
         .collect())
 }
 
-/// The group, its ledger entry and its users (nested groups included), if
-/// it exists and is bound to the application.
+/// A group, its ledger entry and its users (nested groups included).
+struct GroupAndUsers {
+    group: GroupRecord,
+    entry: Option<LedgerEntry>,
+    users: Vec<String>,
+}
+
+/// The group, its ledger entry and its users, if it exists and is bound to
+/// the application.
 fn group_and_users(
     store: &dyn Store,
     app_id: &str,
     group_id: &str,
-) -> Result<Option<(GroupRecord, Option<LedgerEntry>, Vec<String>)>, StoreError> {
+) -> Result<Option<GroupAndUsers>, StoreError> {
     let Some(group) = store.get_group_without_members(group_id)? else {
         return Ok(None);
     };
@@ -637,7 +650,11 @@ fn group_and_users(
     }
     let entry = store.ledger_entry(app_id, "group", group_id)?;
     let users = store.users_of(&[group_id.to_owned()])?;
-    Ok(Some((group, entry, users)))
+    Ok(Some(GroupAndUsers {
+        group,
+        entry,
+        users,
+    }))
 }
 
 enum Found {
