@@ -411,8 +411,8 @@ async fn hold_groups<'g>(
     Ok(chunk
         .iter()
         .filter_map(|&group_id| {
-            let _lock = locks.remove(group_id)?;
             let read = reads.next();
+            let _lock = locks.remove(group_id)?;
             Some((group_id, HeldGroup { read, _lock }))
         })
         .collect())
