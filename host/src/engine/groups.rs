@@ -285,16 +285,8 @@ fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
 /// Brings the target application's copy of `group_id` to what the
 /// directory wants.
 pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
-    let _one_at_a_time =
-        super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
-    match sync_group_once(target, group_id).await {
-        // Deleted in the application meanwhile: the ledger forgot it, and
-        // the group is found or created again.
-        Err(SyncError::Application(error)) if error.status() == Some(404) => {
-            sync_group_once(target, group_id).await
-        }
-        other => other,
-    }
+    let _lock = super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
+    sync_held_group(target, group_id, HeldGroup { read: None, _lock }).await
 }
 
 /// [`sync_group`] for a caller waiting on the answer: a transient failure
@@ -383,8 +375,9 @@ pub async fn sync_groups<'g>(
 }
 
 /// A group locked for its sync, and what was read of it under the lock:
-/// `None` when its chunk's read stopped before it ([`MEMBERS_READ_AT_ONCE`]),
-/// and it is read on its own when its turn comes.
+/// `None` when it was locked alone or its chunk's read stopped before it
+/// ([`MEMBERS_READ_AT_ONCE`]), and it is read on its own when its turn
+/// comes.
 struct HeldGroup {
     read: Option<Result<Option<GroupRead>, StoreError>>,
     _lock: ObjectLock,
