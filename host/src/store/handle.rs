@@ -21,12 +21,17 @@
 //! are the one write every synced object makes, so they are gathered: a
 //! record made while others are being written waits for them, and then is
 //! written with every record that queued meanwhile, in one blocking call
-//! ([`LedgerStore::record_each_with_ledger`]). Nothing waits to gather: a
-//! record made while none is being written goes at once. Each record still
-//! stands on its own, and each caller hears its own outcome only once its
-//! record is committed.
+//! ([`LedgerStore::record_each_with_ledger`]). A record made while none is
+//! being written goes at once. Once records come together (the last write
+//! held more than one: many objects are being synced), the writer waits a
+//! little for more before its next write, up to [`GATHER_WAIT`] or until
+//! [`GATHER_AT_ONCE`] are queued: a commit's cost is mostly per page, and
+//! records written together share their pages. Each record still stands on
+//! its own, and each caller hears its own outcome only once its record is
+//! committed.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -36,7 +41,7 @@ use super::*;
 #[derive(Clone)]
 pub struct StoreHandle {
     store: Arc<dyn Store>,
-    records: Arc<Mutex<RecordQueue>>,
+    records: Arc<Records>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -560,12 +565,7 @@ impl StoreHandle {
             event,
             done,
         };
-        let start_writing = {
-            let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.waiting.push(record);
-            !std::mem::replace(&mut queue.writing, true)
-        };
-        if start_writing {
+        if self.records.push(record) {
             let writer = self.record_writer();
             tokio::task::spawn_blocking(move || writer.write_queued());
         }
@@ -656,6 +656,58 @@ impl StoreHandle {
     }
 }
 
+/// How many queued records the writer waits for, once records come
+/// together, before its next write.
+const GATHER_AT_ONCE: usize = 16;
+
+/// The longest the writer waits for them. Short beside a sync's requests:
+/// a record is made after its object's last request, and what waits is
+/// only the caller hearing that it is committed.
+const GATHER_WAIT: Duration = Duration::from_millis(1);
+
+/// The records queued for the writer, and the signal that enough have
+/// gathered.
+#[derive(Default)]
+struct Records {
+    queue: Mutex<RecordQueue>,
+    gathered: Condvar,
+}
+
+impl Records {
+    fn queue(&self) -> MutexGuard<'_, RecordQueue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `record`; whether no call is writing, so the caller starts
+    /// one.
+    fn push(&self, record: QueuedRecord) -> bool {
+        let mut queue = self.queue();
+        queue.waiting.push(record);
+        if queue.waiting.len() >= GATHER_AT_ONCE {
+            self.gathered.notify_one();
+        }
+        !std::mem::replace(&mut queue.writing, true)
+    }
+
+    /// The queue once [`GATHER_AT_ONCE`] records wait in it or `wait` has
+    /// passed.
+    fn gather(&self, wait: Duration) -> MutexGuard<'_, RecordQueue> {
+        let deadline = Instant::now() + wait;
+        let mut queue = self.queue();
+        while queue.waiting.len() < GATHER_AT_ONCE {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            queue = self
+                .gathered
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        queue
+    }
+}
+
 /// Records waiting to be written, and whether a blocking call is writing.
 #[derive(Default)]
 struct RecordQueue {
@@ -673,7 +725,7 @@ struct QueuedRecord {
 /// The blocking call that writes queued records.
 struct RecordWriter {
     store: Arc<dyn Store>,
-    records: Arc<Mutex<RecordQueue>>,
+    records: Arc<Records>,
     /// Whether it ran to its end and let the queue go.
     done: bool,
 }
@@ -681,10 +733,16 @@ struct RecordWriter {
 impl RecordWriter {
     /// Writes the queued records, all that have queued at each turn, until
     /// none is left; then lets the next record start a call of its own.
+    /// After a turn that wrote more than one, the next gathers first.
     fn write_queued(mut self) {
+        let mut coming_together = false;
         loop {
             let batch = {
-                let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = if coming_together {
+                    self.records.gather(GATHER_WAIT)
+                } else {
+                    self.records.queue()
+                };
                 if queue.waiting.is_empty() {
                     queue.writing = false;
                     self.done = true;
@@ -692,6 +750,7 @@ impl RecordWriter {
                 }
                 std::mem::take(&mut queue.waiting)
             };
+            coming_together = batch.len() > 1;
             let mut changes = Vec::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
             let mut senders = Vec::with_capacity(batch.len());
@@ -736,7 +795,7 @@ impl Drop for RecordWriter {
         if self.done {
             return;
         }
-        let mut queue = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = self.records.queue();
         queue.writing = false;
         for record in queue.waiting.drain(..) {
             let _ = record.done.send(Err(StoreError::Backend(
@@ -878,7 +937,7 @@ mod tests {
     #[tokio::test]
     async fn a_writing_call_that_never_runs_lets_the_queue_go() {
         let (_folder, handle, app) = handle();
-        handle.records.lock().unwrap().writing = true;
+        handle.records.queue().writing = true;
         let entry = link(&app, "u1", "r1");
         let record = handle.record_with_ledger(LedgerChange::Put(&entry), event(&app, "u1"));
         let mut record = Box::pin(record);
@@ -886,7 +945,7 @@ mod tests {
         assert!(record.as_mut().poll(&mut context).is_pending());
         drop(handle.record_writer());
         assert!(record.await.is_err());
-        assert!(!handle.records.lock().unwrap().writing);
+        assert!(!handle.records.queue().writing);
         handle
             .record_with_ledger(LedgerChange::Put(&entry), event(&app, "u1"))
             .await
@@ -907,7 +966,7 @@ mod tests {
     async fn records_made_while_one_is_written_are_written_together() {
         let (_folder, handle, app) = handle();
         // As though a call were writing: the records below queue.
-        handle.records.lock().unwrap().writing = true;
+        handle.records.queue().writing = true;
         let records: Vec<_> = (0..10)
             .map(|index| {
                 let (handle, app) = (handle.clone(), app.clone());
@@ -922,15 +981,15 @@ mod tests {
                 })
             })
             .collect();
-        while handle.records.lock().unwrap().waiting.len() < 10 {
+        while handle.records.queue().waiting.len() < 10 {
             tokio::task::yield_now().await;
         }
         let writer = handle.record_writer();
         tokio::task::spawn_blocking(move || writer.write_queued())
             .await
             .unwrap();
-        assert!(handle.records.lock().unwrap().waiting.is_empty());
-        assert!(!handle.records.lock().unwrap().writing);
+        assert!(handle.records.queue().waiting.is_empty());
+        assert!(!handle.records.queue().writing);
         let mut linked = 0;
         for record in records {
             let (user, outcome) = record.await.unwrap();
@@ -958,5 +1017,119 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// A record as the queue holds it, and where its outcome would go.
+    fn queued(app_id: &str, user: &str) -> (QueuedRecord, oneshot::Receiver<StoreResult<()>>) {
+        let (done, outcome) = oneshot::channel();
+        let record = QueuedRecord {
+            change: OwnedLedgerChange::Put(link(app_id, user, &format!("remote-{user}"))),
+            event: event(app_id, user),
+            done,
+        };
+        (record, outcome)
+    }
+
+    /// A writer gathering records goes on as soon as enough are queued,
+    /// from whichever thread, without waiting out its time.
+    #[test]
+    fn a_gathering_writer_goes_on_once_enough_records_are_queued() {
+        let (_folder, handle, app) = handle();
+        let records = Arc::clone(&handle.records);
+        // As though a call were writing: none of these starts another.
+        records.queue().writing = true;
+        let queuer = {
+            let records = Arc::clone(&records);
+            std::thread::spawn(move || {
+                (0..GATHER_AT_ONCE)
+                    .map(|index| {
+                        let (record, outcome) = queued(&app, &format!("u{index}"));
+                        assert!(!records.push(record), "a call is already writing");
+                        outcome
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let long = Duration::from_secs(60);
+        let started = Instant::now();
+        let gathered = records.gather(long).waiting.len();
+        assert_eq!(gathered, GATHER_AT_ONCE);
+        assert!(started.elapsed() < long, "it waited out its time");
+        queuer.join().unwrap();
+    }
+
+    /// Fewer records than it waits for: the writer goes on with those once
+    /// its time is out, never before.
+    #[test]
+    fn a_gathering_writer_goes_on_with_what_came_once_its_time_is_out() {
+        let (_folder, handle, app) = handle();
+        handle.records.queue().writing = true;
+        let (record, _outcome) = queued(&app, "alone");
+        handle.records.push(record);
+        let wait = Duration::from_millis(20);
+        let started = Instant::now();
+        assert_eq!(handle.records.gather(wait).waiting.len(), 1);
+        assert!(started.elapsed() >= wait);
+    }
+
+    /// After a turn that wrote several records the writer gathers; records
+    /// made meanwhile, by this call or (should it have ended) the next,
+    /// are each committed and each caller told; then the queue is let go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_made_while_the_writer_gathers_are_each_written() {
+        let (_folder, handle, app) = handle();
+        handle.records.queue().writing = true;
+        let mut first = Vec::new();
+        for user in ["first", "second"] {
+            let (record, outcome) = queued(&app, user);
+            handle.records.push(record);
+            first.push((user.to_string(), outcome));
+        }
+        let writer = handle.record_writer();
+        let writing = tokio::task::spawn_blocking(move || writer.write_queued());
+        let later: Vec<_> = (0..GATHER_AT_ONCE + 3)
+            .map(|index| {
+                let (handle, app) = (handle.clone(), app.clone());
+                tokio::spawn(async move {
+                    let user = format!("later{index}");
+                    let entry = link(&app, &user, &format!("remote-{user}"));
+                    let outcome = handle
+                        .record_with_ledger(LedgerChange::Put(&entry), event(&app, &user))
+                        .await;
+                    (user, outcome)
+                })
+            })
+            .collect();
+        writing.await.unwrap();
+        let mut users = Vec::new();
+        for (user, outcome) in first {
+            outcome.await.unwrap().unwrap();
+            users.push(user);
+        }
+        for record in later {
+            let (user, outcome) = record.await.unwrap();
+            outcome.unwrap();
+            users.push(user);
+        }
+        for user in users {
+            assert!(
+                handle
+                    .ledger_entry(&app, "user", &user)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{user}"
+            );
+        }
+        // The last writing call lets the queue go once its gathering is
+        // over: wait for it, boundedly.
+        for _ in 0..400 {
+            if !handle.records.queue().writing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let queue = handle.records.queue();
+        assert!(!queue.writing && queue.waiting.is_empty());
     }
 }
