@@ -661,8 +661,9 @@ impl StoreHandle {
 const GATHER_AT_ONCE: usize = 16;
 
 /// The longest the writer waits for them. Short beside a sync's requests:
-/// a record is made after its object's last request, and what waits is
-/// only the caller hearing that it is committed.
+/// a record is made after its object's last request, so no request waits;
+/// what waits is the caller, still holding its object's lock, until it
+/// hears that its record is committed.
 const GATHER_WAIT: Duration = Duration::from_millis(1);
 
 /// The records queued for the writer, and the signal that enough have
