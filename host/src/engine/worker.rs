@@ -74,8 +74,8 @@
 //! for its batch to end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::connections::Clients;
 use super::groups::{apply_group_event, directory_group, sync_groups};
@@ -123,8 +123,15 @@ const BATCH: u32 = 100;
 /// users before any application is active is cleared at this pace, not
 /// left for the application activated next to take change by change.
 const DISPATCH: u32 = 1000;
-/// How often an idle engine looks for work.
+/// How soon the loop goes round again after a round it was woken for (a
+/// change, a batch that ended): what nothing tells it of (pairs another
+/// host handed out, a lease run out) is found this soon after.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// The longest the loop waits for work: each round nothing woke it for
+/// doubles the wait, up to this, so that an idle engine costs next to
+/// nothing however many applications it runs. What the engine knows is due
+/// sooner (a retry, a probe, a reconcile, a lease to renew) wakes it then.
+const IDLE_POLL_LONGEST: Duration = Duration::from_secs(1);
 
 /// What an operator may tune in the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,15 +206,15 @@ pub const SYNC_FAILED: &str = "sync_failed";
 pub struct Engine {
     core: Arc<Core>,
     /// When each quarantined application was last probed.
-    probed: HashMap<String, std::time::Instant>,
+    probed: HashMap<String, Instant>,
     /// When each active application was last reconciled (or first seen).
-    reconciled: HashMap<String, std::time::Instant>,
+    reconciled: HashMap<String, Instant>,
     /// The batch each application has under way, on a task of its own, so
     /// that a long one (a first sync of many users) holds no other
     /// application back.
     batches: HashMap<String, tokio::task::JoinHandle<Result<usize, StoreError>>>,
     /// Applications whose last batch failed, and when to try them again.
-    failed_batches: HashMap<String, std::time::Instant>,
+    failed_batches: HashMap<String, Instant>,
     /// Applications let go while a batch of theirs was under way: their
     /// lease is given up once it ends, so that nothing of it lands after.
     leaving: BTreeSet<String>,
@@ -219,7 +226,7 @@ pub struct Engine {
     /// renewed: their requests ask it first.
     running: BTreeMap<String, Arc<Turn>>,
     /// When this engine last weighed which applications it should run.
-    shared_out: Option<std::time::Instant>,
+    shared_out: Option<Instant>,
     /// Whether another host still held an application this one should run
     /// when it last weighed: it asks again sooner, to take it over as soon
     /// as the other lets go.
@@ -229,7 +236,10 @@ pub struct Engine {
     /// at once, not at the next announcement.
     weighed: BTreeSet<String>,
     /// When pairs of applications no longer active were last let go.
-    swept: Option<std::time::Instant>,
+    swept: Option<Instant>,
+    /// How long the loop waits for work after this round, unless something
+    /// it knows of is due sooner ([`Engine::next_due`]).
+    idle: IdleWait,
 }
 
 /// What every batch of the engine works with, whichever application it is
@@ -245,6 +255,9 @@ pub struct Core {
     /// The hosts present as this engine last announced itself, itself
     /// among them ([`super::hosts`]); kept by [`announce`] on a timer.
     hosts: Arc<std::sync::Mutex<Vec<HostPresence>>>,
+    /// When pairs this engine settled for another try come due: the loop
+    /// wakes for each, rather than finding it on a poll.
+    retries_due: std::sync::Mutex<BTreeSet<Instant>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -343,6 +356,7 @@ impl Engine {
                         consumer: format!("engine-{}", uuid::Uuid::new_v4()),
                         host_name: super::hosts::this_host_name(),
                         hosts: Arc::default(),
+                        retries_due: std::sync::Mutex::default(),
                     }),
                     probed: HashMap::new(),
                     reconciled: HashMap::new(),
@@ -355,6 +369,7 @@ impl Engine {
                     awaiting: false,
                     weighed: BTreeSet::new(),
                     swept: None,
+                    idle: IdleWait::default(),
                 };
                 // Batches run as local tasks of this one thread.
                 tokio::task::LocalSet::new().block_on(&runtime, engine.run(&stop));
@@ -403,8 +418,9 @@ impl Engine {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            // Until a batch that claimed pairs ends, a change comes, or the
-            // poll is due.
+            // Until a batch that claimed pairs ends, a change comes, or
+            // something is due.
+            let wait = self.idle.wait(Instant::now(), self.next_due());
             let again = Arc::clone(&self.again);
             let change = async {
                 match self.store.outbox_signal() {
@@ -412,11 +428,12 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                () = again.notified() => {}
-                () = change => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
+            let woken = tokio::select! {
+                () = again.notified() => true,
+                () = change => true,
+                () = tokio::time::sleep(wait) => false,
+            };
+            self.idle.went_round(woken);
         }
         // The batches under way end first: a batch stops only between two
         // of its pieces of work, and its leases are given up after it.
@@ -436,6 +453,85 @@ impl Engine {
         if let Err(error) = self.store.withdraw_host(&self.consumer).await {
             tracing::warn!("provisioning engine: cannot withdraw this host: {error}");
         }
+    }
+}
+
+impl Engine {
+    /// The soonest thing after now this engine knows is due: a pair it set
+    /// to be tried again, an application whose failed batch has waited, a
+    /// quarantined application's probe, a reconcile, its next weighing of
+    /// the applications (which renews their leases). Times already past
+    /// are left out: a round found them due, or found them no longer so.
+    fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let soonest_retry = {
+            let mut retries = self
+                .retries_due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Only the retries still ahead are kept.
+            *retries = retries.split_off(&now);
+            retries.first().copied()
+        };
+        let weighing_every = if self.awaiting {
+            AWAITING_EVERY
+        } else {
+            ANNOUNCE_EVERY
+        };
+        let (probe, reconcile) = (
+            self.settings.quarantine_probe,
+            self.settings.reconcile_every,
+        );
+        soonest_retry
+            .into_iter()
+            .chain(self.failed_batches.values().copied())
+            .chain(self.probed.values().filter_map(|at| at.checked_add(probe)))
+            .chain(
+                self.reconciled
+                    .values()
+                    .filter_map(|at| at.checked_add(reconcile)),
+            )
+            .chain(
+                self.shared_out
+                    .and_then(|at| at.checked_add(weighing_every)),
+            )
+            .filter(|due| *due > now)
+            .min()
+    }
+}
+
+/// How long the engine's loop waits for work between two rounds.
+///
+/// Invariants: the wait is never longer than [`IDLE_POLL_LONGEST`] nor
+/// than what is due soonest; it is [`IDLE_POLL`] after a round the loop
+/// was woken for, and doubles with each round in a row it was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdleWait {
+    wait: Duration,
+}
+
+impl Default for IdleWait {
+    fn default() -> Self {
+        IdleWait { wait: IDLE_POLL }
+    }
+}
+
+impl IdleWait {
+    /// How long to wait from `now`, given what is due soonest.
+    fn wait(&self, now: Instant, due: Option<Instant>) -> Duration {
+        due.map_or(self.wait, |due| {
+            due.saturating_duration_since(now).min(self.wait)
+        })
+    }
+
+    /// After a wait that a change or a batch's end cut short (`woken`), or
+    /// one that ran its time.
+    fn went_round(&mut self, woken: bool) {
+        self.wait = if woken {
+            IDLE_POLL
+        } else {
+            self.wait.saturating_mul(2).min(IDLE_POLL_LONGEST)
+        };
     }
 }
 
@@ -487,7 +583,7 @@ impl Engine {
         if !due {
             return Ok(());
         }
-        self.shared_out = Some(std::time::Instant::now());
+        self.shared_out = Some(Instant::now());
         let hosts = self.present_hosts();
         let apps = self.all_apps().await?;
         self.weighed = apps
@@ -532,7 +628,7 @@ impl Engine {
         for app_id in should_run {
             // Still this engine's after all: its lease is kept.
             self.leaving.remove(&app_id);
-            let asked_at = std::time::Instant::now();
+            let asked_at = Instant::now();
             let held = self
                 .store
                 .take_object_lease(&self.consumer, &app_id, RUNNER, &app_id, APP_LEASE_SECONDS)
@@ -581,17 +677,18 @@ impl Engine {
             self.again.notify_one();
         }
         if self.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-            self.swept = Some(std::time::Instant::now());
+            self.swept = Some(Instant::now());
             self.store.sweep_pairs().await?;
         }
         self.reap_batches().await;
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         self.failed_batches.retain(|_, until| *until > now);
         for app in self.active_apps().await? {
             if !self.weighed.contains(&app.id) {
                 // Activated since the last weighing: weighed on the next
-                // round rather than at the next announcement.
+                // round, at once, rather than at the next announcement.
                 self.shared_out = None;
+                self.again.notify_one();
                 continue;
             }
             if self.batches.contains_key(&app.id) || self.failed_batches.contains_key(&app.id) {
@@ -636,10 +733,8 @@ impl Engine {
                 continue;
             };
             if !report_batch(&app_id, batch.await) {
-                self.failed_batches.insert(
-                    app_id.clone(),
-                    std::time::Instant::now() + Duration::from_secs(1),
-                );
+                self.failed_batches
+                    .insert(app_id.clone(), Instant::now() + Duration::from_secs(1));
             }
             if self.leaving.remove(&app_id) {
                 self.let_go(&app_id).await;
@@ -891,12 +986,14 @@ impl Core {
         if let Some(why) = served_elsewhere {
             // Not a failure of the application: no attempt is counted, and
             // the pair is looked at again soon, by whichever engine runs.
+            let retry_at = Timestamp::in_future(SERVED_ELSEWHERE_WAIT);
+            self.due_again_in(SERVED_ELSEWHERE_WAIT);
             return Ok(ChangeProgress {
                 seq,
                 app_id: app.id.clone(),
                 done: false,
                 attempts,
-                retry_at: Some(Timestamp::in_future(SERVED_ELSEWHERE_WAIT)),
+                retry_at: Some(retry_at),
                 last_error: Some(why),
             });
         }
@@ -948,14 +1045,31 @@ impl Core {
             app.name,
             wait.as_secs()
         );
+        let retry_at = Timestamp::in_future(wait);
+        self.due_again_in(wait);
         Ok(ChangeProgress {
             seq,
             app_id: app.id.clone(),
             done: false,
             attempts,
-            retry_at: Some(Timestamp::in_future(wait)),
+            retry_at: Some(retry_at),
             last_error: Some(last_error),
         })
+    }
+
+    /// Notes that a pair this engine is settling comes due again `wait`
+    /// from now, so that the loop wakes for it. Called after its time is
+    /// written, and a millisecond is added since times are written to the
+    /// millisecond: the loop wakes once the store counts the pair due. A
+    /// pair whose settling then fails only costs a round.
+    fn due_again_in(&self, wait: Duration) {
+        let after_written = wait.saturating_add(Duration::from_millis(1));
+        if let Some(due) = Instant::now().checked_add(after_written) {
+            self.retries_due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(due);
+        }
     }
 
     /// Dead-letters an object that still fails after the last attempt.
@@ -1044,8 +1158,7 @@ impl Engine {
             if self.served_elsewhere(&app).is_some() {
                 continue;
             }
-            self.reconciled
-                .insert(app.id.clone(), std::time::Instant::now());
+            self.reconciled.insert(app.id.clone(), Instant::now());
             self.store
                 .set_meta(&reconciled_key(&app.id), &Timestamp::now().to_string())
                 .await?;
@@ -1080,7 +1193,7 @@ impl Core {
     /// When `app_id` was last reconciled, as the store says, on this
     /// process's clock; an application never reconciled counts from now,
     /// which is recorded.
-    async fn last_reconciled(&self, app_id: &str) -> Result<std::time::Instant, StoreError> {
+    async fn last_reconciled(&self, app_id: &str) -> Result<Instant, StoreError> {
         let key = reconciled_key(app_id);
         let now = Timestamp::now();
         let recorded = match self.store.meta(&key).await? {
@@ -1089,11 +1202,11 @@ impl Core {
         };
         let Some(recorded) = recorded else {
             self.store.set_meta(&key, &now.to_string()).await?;
-            return Ok(std::time::Instant::now());
+            return Ok(Instant::now());
         };
         // A time ahead of this host's clock counts as now.
         let ago = now.since(recorded);
-        let at = std::time::Instant::now();
+        let at = Instant::now();
         Ok(at.checked_sub(ago).unwrap_or(at))
     }
 
@@ -1142,8 +1255,7 @@ impl Engine {
             .filter(|app| self.lease_of(&app.id).is_some() && !self.batch_under_way(&app.id))
             .collect();
         for app in due {
-            self.probed
-                .insert(app.id.clone(), std::time::Instant::now());
+            self.probed.insert(app.id.clone(), Instant::now());
             let client = match self
                 .clients
                 .connection(&self.store, &self.plugins, &app)
@@ -1659,7 +1771,7 @@ async fn renew_app_lease(
     app_id: &str,
     lease: &Turn,
 ) -> Result<(), String> {
-    let asked_at = std::time::Instant::now();
+    let asked_at = Instant::now();
     match store
         .renew_object_lease(consumer, app_id, RUNNER, app_id, APP_LEASE_SECONDS)
         .await
@@ -1731,6 +1843,35 @@ fn object_event(
 mod tests {
     use super::*;
     use crate::store::{AppWrite, Secret, SqliteStore, TokenCipher, UserWrite};
+
+    #[test]
+    fn an_idle_loop_waits_twice_as_long_each_round_up_to_the_longest() {
+        let mut idle = IdleWait::default();
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            waits.push(idle.wait(now, None).as_millis());
+            idle.went_round(false);
+        }
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1000, 1000]);
+        idle.went_round(true);
+        assert_eq!(idle.wait(now, None), IDLE_POLL, "woken: quick again");
+    }
+
+    #[test]
+    fn what_is_due_sooner_than_the_wait_cuts_it_short() {
+        let mut idle = IdleWait::default();
+        for _ in 0..10 {
+            idle.went_round(false);
+        }
+        let now = Instant::now();
+        let in_ms = |ms| Some(now + Duration::from_millis(ms));
+        assert_eq!(idle.wait(now, in_ms(300)), Duration::from_millis(300));
+        assert_eq!(idle.wait(now, in_ms(5000)), IDLE_POLL_LONGEST);
+        assert_eq!(idle.wait(now, Some(now)), Duration::ZERO);
+        let quick = IdleWait::default();
+        assert_eq!(quick.wait(now, in_ms(300)), IDLE_POLL, "never longer");
+    }
 
     #[tokio::test]
     async fn renewals_go_on_until_a_pair_or_the_application_is_taken() {

@@ -18,6 +18,7 @@
 //! - [`failures`]: throttling, server errors and timeouts survived, dead
 //!   letters, quarantine;
 //! - [`durability`]: a host killed mid-sync finishes after a restart;
+//! - [`idle`]: a host with nothing to do looks for work seldom;
 //! - [`connectors`]: the bundled connectors whose rules are their own.
 
 mod assignments;
@@ -26,6 +27,7 @@ mod durability;
 mod failures;
 mod group_push;
 mod guard;
+mod idle;
 mod import;
 mod lifecycle;
 mod plan;
