@@ -317,6 +317,19 @@ pub fn connect_with(host: &Host, port: u16, connector: &str, people: &str, group
     add_app(host, "crm", connector, port, "acme", group);
 }
 
+/// Waits until nothing waits in the outbox.
+pub fn wait_until_idle(host: &Host, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = host.admin("GET", "/status", None).body;
+        if status["pendingChanges"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still pending: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `count` people (`user00`, `user01` …) in `group`, as CSV.
 pub fn people(count: usize, group: &str) -> String {
     let mut rows = String::from("userName,email,givenName,familyName,groups\n");

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use scimlink_e2e::application::{Application, WITHIN, add_app, events_of, import_people, run_ok};
+use scimlink_e2e::application::{
+    Application, WITHIN, add_app, events_of, import_people, run_ok, wait_until_idle,
+};
 use scimlink_e2e::fault_proxy::{FaultProxy, Faults};
 use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN, bundled_component, plugins_with, repository};
 use serde_json::{Value, json};
@@ -66,19 +68,6 @@ fn user_id(host: &Host, user_name: &str) -> String {
     let answer = host.admin("GET", &format!("/users/{user_name}"), None);
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     answer.body["id"].as_str().unwrap().to_string()
-}
-
-/// Waits until nothing waits in the outbox.
-fn wait_until_idle(host: &Host, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = host.admin("GET", "/status", None).body;
-        if status["pendingChanges"] == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still pending: {status}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 const SALES: &str = "userName,email,givenName,familyName,groups\n\

@@ -2,10 +2,12 @@
 //! its engine looks for work about once a second, however many
 //! applications it runs, and still answers a change at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scimlink_e2e::Host;
-use scimlink_e2e::application::{Application, WITHIN, add_app, import_people, run_ok};
+use scimlink_e2e::application::{
+    Application, WITHIN, add_app, import_people, run_ok, wait_until_idle,
+};
 
 /// Applications the host runs; each idle round once looked at every one.
 const APPLICATIONS: usize = 5;
@@ -70,19 +72,6 @@ fn an_idle_host_looks_for_work_seldom_and_still_answers_a_change_at_once() {
     application.eventually("user2", "the update", |account| {
         account["title"] == "Engineer"
     });
-}
-
-/// Waits until nothing waits in the outbox.
-fn wait_until_idle(host: &Host, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = host.admin("GET", "/status", None).body;
-        if status["pendingChanges"] == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still pending: {status}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The status file of the host's engine thread.
