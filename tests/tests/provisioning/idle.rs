@@ -1,6 +1,6 @@
 //! An idle host stays idle: with applications active and nothing to do,
 //! its engine looks for work about once a second, however many
-//! applications it runs, and still answers a change at once.
+//! applications it runs, and a change made then still wakes it.
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ const WATCHED: Duration = Duration::from_secs(4);
 const MOST_SLEEPS: u64 = 200;
 
 #[test]
-fn an_idle_host_looks_for_work_seldom_and_still_answers_a_change_at_once() {
+fn an_idle_host_looks_for_work_seldom_and_a_change_still_reaches_the_application() {
     let application = Application::start();
     let host = Host::start();
     // One person per application, in a team of their own, all in one
@@ -62,7 +62,7 @@ fn an_idle_host_looks_for_work_seldom_and_still_answers_a_change_at_once() {
         "the engine's thread slept {slept} times in {WATCHED:?} with nothing to do"
     );
 
-    // A change still reaches the applications at once: it wakes the loop.
+    // A change made now still reaches the application.
     let changed = host.admin(
         "PATCH",
         "/users/user2",
