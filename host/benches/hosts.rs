@@ -12,7 +12,8 @@
 //! database per run is made in it), or a throwaway cluster started with
 //! `scripts/postgres.sh`. `SCIMLINK_BENCH_APPS` (default 6),
 //! `SCIMLINK_BENCH_USERS` (default 2000) and `SCIMLINK_BENCH_GROUPS`
-//! (default 20) change the size. Needs the bundled connectors built
+//! (default 20) change the size, `SCIMLINK_BENCH_HOSTS` (default 3) the
+//! most hosts run on PostgreSQL. Needs the bundled connectors built
 //! (`scripts/build-plugins.sh`). Every process shares the machine's cores:
 //! the hosts, the application and PostgreSQL.
 
@@ -222,6 +223,7 @@ fn main() {
         users: count("SCIMLINK_BENCH_USERS", 2000).max(1),
         groups: count("SCIMLINK_BENCH_GROUPS", 20).max(1),
     };
+    let most_hosts = count("SCIMLINK_BENCH_HOSTS", 3).max(1);
     assert!(
         repository().join("dist/plugins/custom-scim.wasm").exists(),
         "build the bundled connectors first: scripts/build-plugins.sh"
@@ -243,7 +245,7 @@ fn main() {
     let sqlite = run(&size, 1, None, &folder.path().join("sqlite"));
     report("SQLite, 1 host", sqlite);
     let cluster = Cluster::open();
-    for hosts in 1..=3 {
+    for hosts in 1..=most_hosts {
         let url = cluster.database(&format!("scimlink_bench_hosts_{hosts}"));
         let took = run(
             &size,

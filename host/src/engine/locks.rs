@@ -111,6 +111,79 @@ pub async fn lock_object(
     })
 }
 
+/// [`lock_object`] for each of `object_ids` (sorted, distinct), in their
+/// order. Where hosts share the store, the leases are asked for all at
+/// once; should another host hold one of them, those after it that were
+/// granted are given up again and the rest taken one by one in order, so
+/// that two hosts holding parts of overlapping sets never wait on each
+/// other.
+pub async fn lock_objects(
+    store: &StoreHandle,
+    app_id: &str,
+    object_kind: &'static str,
+    object_ids: &[&String],
+) -> Result<Vec<ObjectLock>, StoreError> {
+    let mut locals = Vec::with_capacity(object_ids.len());
+    for object_id in object_ids {
+        locals.push(local_lock(app_id, object_kind, object_id).await);
+    }
+    if !store.shared_by_hosts() {
+        return Ok(locals
+            .into_iter()
+            .map(|local| ObjectLock {
+                held: Some((local, None)),
+            })
+            .collect());
+    }
+    let granted = store
+        .take_object_leases(
+            &HOLDER,
+            app_id,
+            object_kind,
+            object_ids.iter().map(|id| (*id).clone()).collect(),
+            lease_seconds(),
+        )
+        .await?;
+    let first_refused = granted
+        .iter()
+        .position(|granted| !granted)
+        .unwrap_or(granted.len());
+    for (object_id, _) in object_ids
+        .iter()
+        .zip(&granted)
+        .skip(first_refused)
+        .filter(|(_, granted)| **granted)
+    {
+        // Taken again below, in its turn.
+        if let Err(error) = store
+            .release_object_lease(&HOLDER, app_id, object_kind, object_id)
+            .await
+        {
+            tracing::warn!(
+                "{object_kind} {object_id} of application {app_id}: cannot give up its lease \
+                 ({error}); it runs out by itself"
+            );
+        }
+    }
+    let mut locks = Vec::with_capacity(object_ids.len());
+    for (at, (local, object_id)) in locals.into_iter().zip(object_ids).enumerate() {
+        let lease = if at < first_refused {
+            Lease::held(
+                store,
+                (app_id.to_string(), object_kind, (*object_id).clone()),
+            )
+        } else {
+            // Should this fail, the locks taken so far are let go with
+            // their leases.
+            Lease::take(store, app_id, object_kind, object_id).await?
+        };
+        locks.push(ObjectLock {
+            held: Some((local, Some(lease))),
+        });
+    }
+    Ok(locks)
+}
+
 /// The object's lock among this process's tasks.
 async fn local_lock(
     app_id: &str,
@@ -174,12 +247,17 @@ impl Lease {
             pause = (pause * 2).min(LONGEST_WAIT);
         }
         let key = (app_id.to_string(), object_kind, object_id.to_string());
+        Ok(Lease::held(store, key))
+    }
+
+    /// A lease the store has granted, renewed from now on.
+    fn held(store: &StoreHandle, key: Key) -> Lease {
         let renewal = tokio::spawn(renew(store.clone(), key.clone()));
-        Ok(Lease {
+        Lease {
             store: store.clone(),
             key,
             renewal,
-        })
+        }
     }
 }
 
@@ -272,8 +350,8 @@ pub async fn hold_user_and_password(
 /// once, and should that fail the call fails; the rest of each user's read
 /// (its ledger entry, its password) stands on its own: one that fails
 /// fails that user alone (its lock let go), beside its id. For a store
-/// that hosts share, each lock is a lease in the store as well; the caller
-/// should hold users one at a time there ([`StoreHandle::shared_by_hosts`]).
+/// that hosts share, each lock is a lease in the store as well, asked for
+/// all at once ([`lock_objects`]).
 pub async fn hold_users(
     store: &StoreHandle,
     app_id: &str,
@@ -283,24 +361,13 @@ pub async fn hold_users(
     let mut ordered: Vec<&String> = user_ids.iter().collect();
     ordered.sort();
     ordered.dedup();
-    let mut locks = Vec::with_capacity(ordered.len());
-    for user_id in &ordered {
-        locks.push(lock_object(store, app_id, "user", user_id).await?);
-    }
+    let locks = lock_objects(store, app_id, "user", &ordered).await?;
     let (app, users): (String, Vec<String>) = (
         app_id.to_owned(),
         ordered.iter().map(|id| (*id).clone()).collect(),
     );
     let read = store
-        .run(move |store| {
-            // One snapshot for the chunk: its users, scopes, ledger entries
-            // and passwords as they stood together.
-            let mut read = Ok(Vec::new());
-            store.in_one_read(&mut || {
-                read = read_users(store, &app, &users, with_password);
-            });
-            read
-        })
+        .run(move |store| read_users(store, &app, &users, with_password))
         .await?;
     Ok(read
         .into_iter()
@@ -338,8 +405,22 @@ type UserReads = Vec<(String, Result<UserRead, StoreError>)>;
 
 /// For each of `user_ids`, the user, its scope in `app_id`, its ledger
 /// entry there and, when asked, its waiting password: the users and their
-/// scopes read for all at once.
+/// scopes read for all at once, everything in one snapshot (the users,
+/// scopes, ledger entries and passwords as they stood together).
 fn read_users(
+    store: &dyn Store,
+    app_id: &str,
+    user_ids: &[String],
+    with_password: bool,
+) -> Result<UserReads, StoreError> {
+    let mut read = Ok(Vec::new());
+    store.in_one_read(&mut || {
+        read = read_users_in_snapshot(store, app_id, user_ids, with_password);
+    });
+    read
+}
+
+fn read_users_in_snapshot(
     store: &dyn Store,
     app_id: &str,
     user_ids: &[String],

@@ -392,24 +392,14 @@ const HELD_AT_ONCE: usize = 32;
 /// result beside its user. Users are held and read [`HELD_AT_ONCE`] at a
 /// time, one store call for them all ([`super::locks::hold_users`]): the
 /// next chunk is held once the last user of this one has started, and each
-/// user is let go when its sync ends. Where hosts share the store, each is
-/// held on its own, as [`sync_user`] does.
+/// user is let go when its sync ends. Where hosts share the store, a
+/// chunk's leases are taken together too.
 pub async fn sync_users<'u>(
     target: &Target<'_>,
     user_ids: &'u [String],
     in_flight: usize,
 ) -> Vec<(&'u String, Result<Synced, SyncError>)> {
     use futures_util::StreamExt;
-    if target.store.shared_by_hosts() {
-        return futures_util::stream::iter(
-            user_ids
-                .iter()
-                .map(|user| async move { (user, sync_user(target, user).await) }),
-        )
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
-    }
     let with_password = passwords::taken(target);
     // A batch whose turn is over (its application let go, or taken over)
     // holds and reads no more users: each fails as its send would.

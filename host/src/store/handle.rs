@@ -113,6 +113,22 @@ impl StoreHandle {
         self.run(move |store| store.withdraw_host(&engine)).await
     }
 
+    pub async fn take_object_leases(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: Vec<String>,
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<bool>> {
+        let (holder, app_id, object_kind) =
+            (holder.to_owned(), app_id.to_owned(), object_kind.to_owned());
+        self.run(move |store| {
+            store.take_object_leases(&holder, &app_id, &object_kind, &object_ids, lease_seconds)
+        })
+        .await
+    }
+
     pub async fn take_object_lease(
         &self,
         holder: &str,

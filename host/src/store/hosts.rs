@@ -70,6 +70,29 @@ pub trait HostsStore: Send + Sync {
         object: ObjectKey<'_>,
         lease_seconds: u32,
     ) -> StoreResult<bool>;
+    /// [`HostsStore::take_object_lease`] for each of `object_ids` (distinct,
+    /// of one application and kind), taken in their order and all at once
+    /// where the backend can: whether `holder` holds each now, in order.
+    fn take_object_leases(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<bool>> {
+        object_ids
+            .iter()
+            .map(|object_id| {
+                let object = ObjectKey {
+                    app_id,
+                    object_kind,
+                    object_id,
+                };
+                self.take_object_lease(holder, object, lease_seconds)
+            })
+            .collect()
+    }
     /// Extends `holder`'s lease on `object` by `lease_seconds` if it still
     /// holds it and it has not run out; whether it did. Unlike taking, a
     /// renewal never takes a lease back: a holder that lost it meanwhile

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scimlink::engine::locks::lock_object;
+use scimlink::engine::locks::{lock_object, lock_objects};
 use scimlink::store::{PostgresStore, Store, StoreHandle};
 
 use crate::database::Database;
@@ -113,6 +113,74 @@ async fn an_object_taken_again_at_once_keeps_its_lease() {
             .take_object_lease("process-elsewhere", "app-1", "user", "u1", 30)
             .await
             .unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    close(database, handle).await;
+}
+
+/// Objects held together wait, in their order, for one another host holds:
+/// those before it stay held, and those after it are given up meanwhile,
+/// so that the other host is never kept waiting on them while it holds
+/// what this one waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_held_together_wait_in_order_for_one_another_host_holds() {
+    let (database, handle) = shared_store().await;
+    let another_host = "process-elsewhere";
+    let takes = async |user: &str| {
+        handle
+            .take_object_lease(another_host, "app-1", "user", user, 30)
+            .await
+            .unwrap()
+    };
+    assert!(takes("u3").await);
+
+    let waiting = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let users: Vec<String> = (1..=5).map(|n| format!("u{n}")).collect();
+            let users: Vec<&String> = users.iter().collect();
+            lock_objects(&handle, "app-1", "user", &users).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "u3 waits for the other host");
+    assert!(
+        !takes("u1").await && !takes("u2").await,
+        "those before it stay held"
+    );
+    for after in ["u4", "u5"] {
+        assert!(
+            takes(after).await,
+            "{after}, after it, was given up meanwhile"
+        );
+        handle
+            .release_object_lease(another_host, "app-1", "user", after)
+            .await
+            .unwrap();
+    }
+
+    handle
+        .release_object_lease(another_host, "app-1", "user", "u3")
+        .await
+        .unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("held once the other host lets go")
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.len(), 5);
+    for user in ["u1", "u2", "u3", "u4", "u5"] {
+        assert!(!takes(user).await, "{user} is held by this host");
+    }
+
+    drop(held);
+    eventually("every lease is given up when let go", async || {
+        let mut all = true;
+        for user in ["u1", "u2", "u3", "u4", "u5"] {
+            all &= takes(user).await;
+        }
+        all
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1260,6 +1260,40 @@ pub fn success_takes_an_object_off_the_dead_letters(store: &dyn Store) {
 /// Records written in one call stand on their own: a refused one (a link
 /// to an account another user holds, even one linked earlier in the same
 /// call) keeps neither its entry nor its event, and the others land whole.
+/// Reads inside `in_one_read` answer from one snapshot, taken at the first
+/// of them: a write made meanwhile (from this thread, on another
+/// connection) shows only once it is over, a read that finds nothing does
+/// not end the snapshot, and a nested `in_one_read` shares it.
+pub fn reads_in_one_read_share_one_snapshot(store: &dyn Store) {
+    create_users(store, &["before"]);
+    let found = |name: &str| {
+        !store
+            .find_users(UserKey::UserName, name)
+            .unwrap()
+            .is_empty()
+    };
+    let mut seen = Vec::new();
+    store.in_one_read(&mut || {
+        seen.push(found("before"));
+        create_users(store, &["during"]);
+        seen.push(found("during"));
+        seen.push(store.get_user("no-such-user").unwrap().is_none());
+        seen.push(found("during"));
+        store.in_one_read(&mut || seen.push(found("during")));
+    });
+    assert_eq!(seen, [true, false, true, false, false]);
+    assert!(
+        found("during"),
+        "a read after the shared one sees the write"
+    );
+    // The thread is left with no read open: a read after sees what is
+    // committed, and so does another run of shared reads.
+    create_users(store, &["after"]);
+    let mut again = Vec::new();
+    store.in_one_read(&mut || again.push(found("after")));
+    assert_eq!(again, [true]);
+}
+
 pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
     let crm = app(store, "crm");
     store
@@ -1628,6 +1662,54 @@ pub fn an_object_lease_is_held_by_one_holder_at_a_time(store: &dyn Store) {
 
 /// A ledger write made for a lease holder lands only while it holds the
 /// object: one whose lease ran out records neither the link nor its event.
+/// Leases asked for together are granted as each would be alone: those no
+/// one else holds (or whose lease ran out) and those the holder has
+/// already, each answered in the order asked.
+pub fn leases_asked_for_together_are_granted_as_each_alone(store: &dyn Store) {
+    let key = |object_id| ObjectKey {
+        app_id: "app-1",
+        object_kind: "user",
+        object_id,
+    };
+    let ids = |ids: &[&str]| ids.iter().map(|id| (*id).to_string()).collect::<Vec<_>>();
+    assert!(store.take_object_lease("host-b", key("u2"), 30).unwrap());
+    assert!(store.take_object_lease("host-b", key("u4"), 0).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(store.take_object_lease("host-a", key("u3"), 30).unwrap());
+    let granted = store
+        .take_object_leases(
+            "host-a",
+            "app-1",
+            "user",
+            &ids(&["u1", "u2", "u3", "u4"]),
+            30,
+        )
+        .unwrap();
+    assert_eq!(
+        granted,
+        [true, false, true, true],
+        "free, held by another, held already, run out"
+    );
+    assert!(
+        store.renew_object_lease("host-a", key("u4"), 30).unwrap(),
+        "a lease taken together is held as one taken alone"
+    );
+    assert!(!store.take_object_lease("host-b", key("u1"), 30).unwrap());
+    assert!(
+        store
+            .take_object_leases("host-a", "app-2", "user", &ids(&["u2"]), 30)
+            .unwrap()
+            == [true],
+        "another application's object is another lease"
+    );
+    assert!(
+        store
+            .take_object_leases("host-a", "app-1", "user", &[], 30)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
     let crm = app(store, "crm");
     let ada = ObjectKey {
@@ -1953,6 +2035,7 @@ macro_rules! store_conformance {
             success_takes_an_object_off_the_dead_letters,
             the_ledger_and_its_event_land_together_or_not_at_all,
             records_written_together_stand_on_their_own,
+            reads_in_one_read_share_one_snapshot,
             the_scope_and_its_accounts_are_counted_in_the_store,
             the_guard_counts_offboardings_in_turn_and_holds_past_its_threshold,
             a_rejected_hold_lets_nothing_through,
@@ -1960,6 +2043,7 @@ macro_rules! store_conformance {
             host_metadata_is_kept_by_key,
             hosts_are_present_until_they_run_out_or_withdraw,
             an_object_lease_is_held_by_one_holder_at_a_time,
+            leases_asked_for_together_are_granted_as_each_alone,
             a_ledger_write_for_a_lost_lease_records_nothing,
             a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own,
             a_user_written_with_a_password_lands_with_it,

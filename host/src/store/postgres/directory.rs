@@ -45,7 +45,7 @@ pub(super) fn group_from_row(row: &Row) -> StoreResult<GroupRecord> {
 
 /// The group with its members: users first, each kind in display order.
 pub(super) fn with_members(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut impl GenericClient,
     group: GroupRecord,
 ) -> Step<GroupRecord> {
     let id = group.id.clone();
@@ -55,7 +55,7 @@ pub(super) fn with_members(
 
 /// Groups with their members, the members of all of them read in one query.
 pub(super) fn with_all_members(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut impl GenericClient,
     mut groups: Vec<GroupRecord>,
 ) -> Step<Vec<GroupRecord>> {
     if groups.is_empty() {
@@ -86,7 +86,10 @@ pub(super) fn with_all_members(
 }
 
 /// A group with its members, in the transaction's view.
-pub(super) fn load_group(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRecord>> {
+pub(super) fn load_group(
+    transaction: &mut impl GenericClient,
+    id: &str,
+) -> Step<Option<GroupRecord>> {
     match group_row(transaction, id)? {
         Some(group) => Ok(Some(with_members(transaction, group)?)),
         None => Ok(None),
@@ -94,7 +97,7 @@ pub(super) fn load_group(transaction: &mut Transaction<'_>, id: &str) -> Step<Op
 }
 
 /// The group's own row, its `members` left empty.
-fn group_row(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRecord>> {
+fn group_row(transaction: &mut impl GenericClient, id: &str) -> Step<Option<GroupRecord>> {
     let row = transaction.query_opt(
         &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1"),
         &[&id],
@@ -107,7 +110,7 @@ fn group_row(transaction: &mut Transaction<'_>, id: &str) -> Step<Option<GroupRe
 
 /// The rows of the groups whose `key` is `value`, members not read.
 fn groups_found(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut impl GenericClient,
     key: GroupKey,
     value: &str,
 ) -> Step<Vec<GroupRecord>> {

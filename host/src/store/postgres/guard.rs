@@ -58,7 +58,7 @@ fn held_object_from_row(row: &Row) -> StoreResult<HeldObject> {
 }
 
 /// The hold with the offboardings it lists.
-fn with_objects(transaction: &mut Transaction<'_>, mut held: HeldChange) -> Step<HeldChange> {
+fn with_objects(transaction: &mut impl GenericClient, mut held: HeldChange) -> Step<HeldChange> {
     let rows = transaction.query(
         &format!(
             "SELECT {HELD_OBJECT_COLUMNS} FROM held_offboardings

@@ -4,14 +4,14 @@
 //! takes decides between hosts asking at once, without a serialization
 //! failure to retry, and the database's clock sets every deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::*;
 
 /// How long after it ran out a host is forgotten, in seconds.
 const FORGET_AFTER_SECONDS: f64 = 3600.0;
 
-fn present(transaction: &mut Transaction<'_>) -> Step<Vec<HostPresence>> {
+fn present(transaction: &mut impl GenericClient) -> Step<Vec<HostPresence>> {
     let rows = transaction.query(
         "SELECT engine, name, connectors, seen, until FROM hosts
          WHERE until > clock_timestamp() ORDER BY engine",
@@ -100,6 +100,43 @@ impl HostsStore for PostgresStore {
                 ],
             )?;
             Ok(taken == 1)
+        })
+    }
+
+    fn take_object_leases(
+        &self,
+        holder: &str,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+        lease_seconds: u32,
+    ) -> StoreResult<Vec<bool>> {
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            // One statement for all: rows are locked in the order given,
+            // as two hosts taking overlapping sets both give them sorted.
+            let taken: HashSet<String> = transaction
+                .query(
+                    "INSERT INTO object_leases (app_id, object_kind, object_id, holder, until)
+                     SELECT $1, $2, wanted.id, $4, clock_timestamp() + make_interval(secs => $5)
+                     FROM unnest($3::TEXT[]) WITH ORDINALITY AS wanted(id, at)
+                     ORDER BY wanted.at
+                     ON CONFLICT (app_id, object_kind, object_id)
+                     DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+                     WHERE object_leases.holder = EXCLUDED.holder
+                        OR object_leases.until < clock_timestamp()
+                     RETURNING object_id",
+                    &[
+                        &app_id,
+                        &object_kind,
+                        &object_ids,
+                        &holder,
+                        &f64::from(lease_seconds),
+                    ],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            Ok(object_ids.iter().map(|id| taken.contains(id)).collect())
         })
     }
 

@@ -34,6 +34,3 @@ impl MetaStore for PostgresStore {
         })
     }
 }
-
-/// Each read is its own transaction, as every PostgreSQL read is.
-impl SnapshotStore for PostgresStore {}

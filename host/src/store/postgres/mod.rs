@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, IsNull, ToSql, Type};
-use ::postgres::{IsolationLevel, NoTls, Row, Transaction};
+use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use serde_json::{Map, Value};
 
@@ -299,23 +299,148 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `work` in one read-only snapshot.
-    pub(super) fn read<T>(
-        &self,
-        work: impl FnOnce(&mut Transaction<'_>) -> Step<T>,
-    ) -> StoreResult<T> {
+    /// Runs `work` in one read-only snapshot: its own, or the one
+    /// [`SnapshotStore::in_one_read`] keeps open on this thread for this
+    /// store.
+    pub(super) fn read<T>(&self, work: impl FnOnce(&mut Client) -> Step<T>) -> StoreResult<T> {
+        let mut work = Some(work);
+        let shared = SHARED_READ.with(|shared| {
+            // Borrowed only while a read runs: a read made from inside
+            // another's work finds it borrowed and opens its own.
+            let mut shared = shared.try_borrow_mut().ok()?;
+            let read = shared
+                .as_mut()
+                .filter(|read| read.store == self.address())?;
+            let value = work.take()?(&mut read.connection);
+            // A statement that failed in the database leaves the
+            // transaction able only to end: the reads after it start a
+            // snapshot of their own.
+            if matches!(value, Err(Failure::Database(_))) && !read.begin_again() {
+                *shared = None;
+            }
+            Some(value)
+        });
+        if let Some(value) = shared {
+            return value.map_err(Failure::into_store);
+        }
+        let Some(work) = work else {
+            return Err(StoreError::Backend("a read ran twice".into()));
+        };
         let mut connection = self.connection()?;
         let result: Step<T> = (|| {
-            let mut transaction = connection
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let value = work(&mut transaction)?;
-            transaction.commit()?;
+            let mut snapshot = ReadTransaction::begin(&mut connection)?;
+            let value = work(snapshot.client())?;
+            snapshot.commit()?;
             Ok(value)
         })();
         result.map_err(Failure::into_store)
+    }
+
+    /// This store, as the shared read names the store it belongs to.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+}
+
+/// How a read-only snapshot starts.
+const BEGIN_READ: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// A read-only transaction on a connection, ended when dropped: rolled
+/// back unless committed, so that a connection goes back to the pool with
+/// no transaction open even when the read failed or panicked.
+struct ReadTransaction<'c> {
+    client: &'c mut Client,
+    open: bool,
+}
+
+impl<'c> ReadTransaction<'c> {
+    fn begin(client: &'c mut Client) -> Result<Self, ::postgres::Error> {
+        client.batch_execute(BEGIN_READ)?;
+        Ok(ReadTransaction { client, open: true })
+    }
+
+    fn client(&mut self) -> &mut Client {
+        self.client
+    }
+
+    fn commit(mut self) -> Result<(), ::postgres::Error> {
+        self.open = false;
+        self.client.batch_execute("COMMIT")
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+type PooledConnection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The read transaction [`SnapshotStore::in_one_read`] keeps open on a
+/// thread.
+struct SharedRead {
+    /// The store it belongs to ([`PostgresStore::address`]).
+    store: usize,
+    connection: PooledConnection,
+}
+
+impl SharedRead {
+    /// Ends the transaction and starts another; whether it could.
+    fn begin_again(&mut self) -> bool {
+        self.connection
+            .batch_execute(&format!("ROLLBACK; {BEGIN_READ}"))
+            .is_ok()
+    }
+}
+
+impl Drop for SharedRead {
+    fn drop(&mut self) {
+        let _ = self.connection.batch_execute("COMMIT");
+    }
+}
+
+thread_local! {
+    static SHARED_READ: std::cell::RefCell<Option<SharedRead>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl SnapshotStore for PostgresStore {
+    /// Each read would otherwise be a transaction of its own: two round
+    /// trips to the server more for each.
+    fn in_one_read(&self, reads: &mut dyn FnMut()) {
+        let inside =
+            SHARED_READ.with(|shared| shared.try_borrow().map_or(true, |shared| shared.is_some()));
+        if inside {
+            // Already inside one (of this store or another): its reads go
+            // on as they are.
+            return reads();
+        }
+        let Ok(mut connection) = self.connection() else {
+            // Each read then opens what it needs and reports what fails.
+            return reads();
+        };
+        if connection.batch_execute(BEGIN_READ).is_err() {
+            return reads();
+        }
+        let read = SharedRead {
+            store: self.address(),
+            connection,
+        };
+        SHARED_READ.with(|shared| *shared.borrow_mut() = Some(read));
+        // Ends the read even if `reads` panics: the thread goes back to
+        // its pool and must not carry the transaction to its next task.
+        struct EndRead;
+        impl Drop for EndRead {
+            fn drop(&mut self) {
+                let read = SHARED_READ.with(|shared| shared.borrow_mut().take());
+                drop(read);
+            }
+        }
+        let _end = EndRead;
+        reads();
     }
 }
 

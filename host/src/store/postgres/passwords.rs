@@ -105,7 +105,7 @@ pub(super) fn record_password_sent(
 }
 
 fn deliveries(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut impl GenericClient,
     user_id: &str,
     generation: &str,
 ) -> Step<Vec<String>> {
