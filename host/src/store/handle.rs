@@ -17,8 +17,9 @@
 //! that must know its writes are over awaits them (see how the engine stops
 //! its lease renewal in `engine::worker`).
 //!
-//! Records of a ledger change with its event ([`StoreHandle::record_with_ledger`])
-//! are the one write every synced object makes, so they are gathered: a
+//! Records of a ledger change with its event ([`StoreHandle::record_with_ledger`],
+//! and [`StoreHandle::record_with_ledger_holding`] where hosts share the
+//! store) are the one write every synced object makes, so they are gathered: a
 //! record made while others are being written waits for them, and then is
 //! written with every record that queued meanwhile, in one blocking call
 //! ([`LedgerStore::record_each_with_ledger`]). A record made while none is
@@ -575,10 +576,22 @@ impl StoreHandle {
         change: LedgerChange<'_>,
         event: Event,
     ) -> StoreResult<()> {
+        self.record_gathered(change, event, None).await
+    }
+
+    /// A record queued for the writer: `holder`'s lease checked with it
+    /// when it names one.
+    async fn record_gathered(
+        &self,
+        change: LedgerChange<'_>,
+        event: Event,
+        holder: Option<&str>,
+    ) -> StoreResult<()> {
         let (done, outcome) = oneshot::channel();
         let record = QueuedRecord {
             change: OwnedLedgerChange::from(change),
             event,
+            holder: holder.map(str::to_owned),
             done,
         };
         if self.records.push(record) {
@@ -601,12 +614,18 @@ impl StoreHandle {
         }
     }
 
+    /// [`LedgerStore::record_with_ledger_holding`]: with an event, written
+    /// together with the other records as [`StoreHandle::record_with_ledger`]
+    /// is.
     pub async fn record_with_ledger_holding(
         &self,
         holder: &str,
         change: LedgerChange<'_>,
         event: Option<Event>,
     ) -> StoreResult<()> {
+        if let Some(event) = event {
+            return self.record_gathered(change, event, Some(holder)).await;
+        }
         let (holder, change) = (holder.to_owned(), OwnedLedgerChange::from(change));
         self.run(move |store| store.record_with_ledger_holding(&holder, change.borrowed(), event))
             .await
@@ -736,6 +755,8 @@ struct RecordQueue {
 struct QueuedRecord {
     change: OwnedLedgerChange,
     event: Event,
+    /// The holder whose lease the record is written under, if any.
+    holder: Option<String>,
     done: oneshot::Sender<StoreResult<()>>,
 }
 
@@ -770,18 +791,25 @@ impl RecordWriter {
             coming_together = batch.len() > 1;
             let mut changes = Vec::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
+            let mut holders = Vec::with_capacity(batch.len());
             let mut senders = Vec::with_capacity(batch.len());
             for record in batch {
                 changes.push(record.change);
                 events.push(record.event);
+                holders.push(record.holder);
                 senders.push(record.done);
             }
             // A panic fails this turn's records and leaves the queue served.
             let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let records = changes
                     .iter()
-                    .map(OwnedLedgerChange::borrowed)
                     .zip(events)
+                    .zip(&holders)
+                    .map(|((change, event), holder)| LedgerRecord {
+                        change: change.borrowed(),
+                        event,
+                        holder: holder.as_deref(),
+                    })
                     .collect();
                 self.store.record_each_with_ledger(records)
             }));
@@ -1042,6 +1070,7 @@ mod tests {
         let record = QueuedRecord {
             change: OwnedLedgerChange::Put(link(app_id, user, &format!("remote-{user}"))),
             event: event(app_id, user),
+            holder: None,
             done,
         };
         (record, outcome)

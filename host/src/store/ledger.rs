@@ -28,6 +28,18 @@ pub struct LedgerEntry {
     pub updated: Timestamp,
 }
 
+/// One of the records [`LedgerStore::record_each_with_ledger`] writes: a
+/// ledger change with the event that records it.
+#[derive(Debug, Clone)]
+pub struct LedgerRecord<'a> {
+    pub change: LedgerChange<'a>,
+    pub event: Event,
+    /// Where hosts share the store, the holder whose lease on the changed
+    /// object must still hold for the record to be written, checked in the
+    /// same transaction ([`LedgerStore::record_with_ledger_holding`]).
+    pub holder: Option<&'a str>,
+}
+
 /// A change to the ledger made together with the event that records it.
 #[derive(Debug, Clone, Copy)]
 pub enum LedgerChange<'a> {
@@ -126,19 +138,22 @@ pub trait LedgerStore: Send + Sync {
     /// transaction: what the application accepted and its audit entry land
     /// together or not at all.
     fn record_with_ledger(&self, change: LedgerChange<'_>, event: Event) -> StoreResult<()>;
-    /// [`LedgerStore::record_with_ledger`] for each of `records`, each on
-    /// its own: one that fails keeps nothing of itself and leaves the
-    /// others be. One outcome per record, in order, each reported only once
-    /// what it wrote is committed. A backend may commit them together (the
-    /// cost of a small write is mostly its commit); this one writes each in
-    /// turn.
-    fn record_each_with_ledger(
-        &self,
-        records: Vec<(LedgerChange<'_>, Event)>,
-    ) -> Vec<StoreResult<()>> {
+    /// [`LedgerStore::record_with_ledger`] (or, for a record that names its
+    /// holder, [`LedgerStore::record_with_ledger_holding`]) for each of
+    /// `records`, each on its own: one that fails keeps nothing of itself
+    /// and leaves the others be. One outcome per record, in order, each
+    /// reported only once what it wrote is committed. A backend may commit
+    /// them together (the cost of a small write is mostly its commit); this
+    /// one writes each in turn.
+    fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
         records
             .into_iter()
-            .map(|(change, event)| self.record_with_ledger(change, event))
+            .map(|record| match record.holder {
+                Some(holder) => {
+                    self.record_with_ledger_holding(holder, record.change, Some(record.event))
+                }
+                None => self.record_with_ledger(record.change, record.event),
+            })
             .collect()
     }
     /// [`LedgerStore::record_with_ledger`] (the event, when there is one)

@@ -11,9 +11,9 @@
 
 use scimlink::store::{
     AppState, AppUpdate, AppWrite, ChangeKind, DeadLetter, Event, EventQuery, GroupKey, GroupWrite,
-    GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry, Member,
-    MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent, Secret, Store, StoreError,
-    Timestamp, UserKey, UserWrite, group_id_by_id_or_name,
+    GuardStep, HeldObject, HeldState, ImportBatch, ImportGroup, LedgerChange, LedgerEntry,
+    LedgerRecord, Member, MemberKind, ObjectKey, OffboardAction, Outcome, Page, PasswordSent,
+    Secret, Store, StoreError, Timestamp, UserKey, UserWrite, group_id_by_id_or_name,
 };
 use serde_json::{Map, json};
 
@@ -1302,35 +1302,66 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
             event(&crm, "ann created"),
         )
         .unwrap();
-    let (bob, cid, dan) = (
+    let (bob, cid, dan, eve, fay) = (
         link(&crm, "bob", "r2"),
         link(&crm, "cid", "r1"),
         link(&crm, "dan", "r2"),
+        link(&crm, "eve", "r5"),
+        link(&crm, "fay", "r6"),
     );
+    let lease = |object_id| ObjectKey {
+        app_id: &crm,
+        object_kind: "user",
+        object_id,
+    };
+    assert!(store.take_object_lease("host-a", lease("eve"), 30).unwrap());
+    assert!(store.take_object_lease("host-b", lease("fay"), 30).unwrap());
+    let record = |change, summary: &str, holder| LedgerRecord {
+        change,
+        event: event(&crm, summary),
+        holder,
+    };
     let outcomes = store.record_each_with_ledger(vec![
-        (LedgerChange::Put(&bob), event(&crm, "bob created")),
-        (LedgerChange::Put(&cid), event(&crm, "cid created")),
-        (LedgerChange::Put(&dan), event(&crm, "dan created")),
-        (
+        record(LedgerChange::Put(&bob), "bob created", None),
+        record(LedgerChange::Put(&cid), "cid created", None),
+        record(LedgerChange::Put(&dan), "dan created", None),
+        record(
             LedgerChange::Remove {
                 app_id: &crm,
                 object_kind: "user",
                 object_id: "ann",
             },
-            event(&crm, "ann deleted"),
+            "ann deleted",
+            None,
         ),
+        record(LedgerChange::Put(&eve), "eve created", Some("host-a")),
+        record(LedgerChange::Put(&fay), "fay created", Some("host-a")),
     ]);
-    assert_eq!(outcomes.len(), 4);
-    assert!(outcomes[0].is_ok() && outcomes[3].is_ok(), "{outcomes:?}");
+    assert_eq!(outcomes.len(), 6);
+    assert!(
+        outcomes[0].is_ok() && outcomes[3].is_ok() && outcomes[4].is_ok(),
+        "{outcomes:?}"
+    );
     for refused in [&outcomes[1], &outcomes[2]] {
         assert!(
             matches!(refused, Err(StoreError::LinkedElsewhere { .. })),
             "{refused:?}"
         );
     }
+    assert!(
+        matches!(&outcomes[5], Err(StoreError::LeaseLost(_))),
+        "another holder's object is not written: {:?}",
+        outcomes[5]
+    );
     let entry = |user: &str| store.ledger_entry(&crm, "user", user).unwrap();
     assert_eq!(entry("bob").map(|entry| entry.remote_id), Some("r2".into()));
-    assert!(entry("cid").is_none() && entry("dan").is_none() && entry("ann").is_none());
+    assert_eq!(entry("eve").map(|entry| entry.remote_id), Some("r5".into()));
+    assert!(
+        entry("cid").is_none()
+            && entry("dan").is_none()
+            && entry("ann").is_none()
+            && entry("fay").is_none()
+    );
     let all = Page {
         offset: 0,
         limit: 100,
@@ -1343,7 +1374,10 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         .map(|event| event.summary)
         .collect();
     summaries.sort();
-    assert_eq!(summaries, ["ann created", "ann deleted", "bob created"]);
+    assert_eq!(
+        summaries,
+        ["ann created", "ann deleted", "bob created", "eve created"]
+    );
 }
 
 pub fn the_ledger_and_its_event_land_together_or_not_at_all(store: &dyn Store) {

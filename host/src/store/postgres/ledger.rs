@@ -305,27 +305,7 @@ impl LedgerStore for PostgresStore {
         event: Option<Event>,
     ) -> StoreResult<()> {
         self.write(|transaction| {
-            let object = change.object();
-            // FOR SHARE: a lease taken over meanwhile conflicts with this
-            // transaction, which then runs again and sees the new holder.
-            let held = transaction.query_opt(
-                "SELECT 1 FROM object_leases
-                 WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
-                   AND holder = $4 AND until > clock_timestamp()
-                 FOR SHARE",
-                &[
-                    &object.app_id,
-                    &object.object_kind,
-                    &object.object_id,
-                    &holder,
-                ],
-            )?;
-            if held.is_none() {
-                return Err(Failure::Store(StoreError::LeaseLost(format!(
-                    "{} {} of application {}",
-                    object.object_kind, object.object_id, object.app_id
-                ))));
-            }
+            check_lease(transaction, holder, change.object())?;
             apply_ledger_change(transaction, &self.cipher, change, event.clone())
         })
     }
@@ -334,6 +314,78 @@ impl LedgerStore for PostgresStore {
         self.write(|transaction| {
             apply_ledger_change(transaction, &self.cipher, change, Some(event.clone()))
         })
+    }
+
+    /// One transaction for all, each record in a savepoint of its own: one
+    /// that fails is rolled back to its savepoint and the others go on. A
+    /// serialization failure runs the whole transaction again, as any
+    /// write's does.
+    fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
+        let written = self.write(|transaction| {
+            let mut outcomes = Vec::with_capacity(records.len());
+            for record in &records {
+                let mut savepoint = transaction.savepoint("record")?;
+                let applied = (|| {
+                    if let Some(holder) = record.holder {
+                        check_lease(&mut savepoint, holder, record.change.object())?;
+                    }
+                    apply_ledger_change(
+                        &mut savepoint,
+                        &self.cipher,
+                        record.change,
+                        Some(record.event.clone()),
+                    )
+                })();
+                match applied {
+                    Ok(()) => {
+                        savepoint.commit()?;
+                        outcomes.push(Ok(()));
+                    }
+                    Err(failure) if failure.is_transient() => return Err(failure),
+                    Err(failure) => {
+                        savepoint.rollback()?;
+                        outcomes.push(Err(failure.into_store()));
+                    }
+                }
+            }
+            Ok(outcomes)
+        });
+        match written {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                let reason = error.to_string();
+                records
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(reason.clone())))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Refuses with [`StoreError::LeaseLost`] unless `holder`'s lease on
+/// `object` holds now, in the caller's transaction.
+fn check_lease(transaction: &mut Transaction<'_>, holder: &str, object: ObjectKey<'_>) -> Step<()> {
+    // FOR SHARE: a lease taken over meanwhile conflicts with this
+    // transaction, which then runs again and sees the new holder.
+    let held = transaction.query_opt(
+        "SELECT 1 FROM object_leases
+         WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
+           AND holder = $4 AND until > clock_timestamp()
+         FOR SHARE",
+        &[
+            &object.app_id,
+            &object.object_kind,
+            &object.object_id,
+            &holder,
+        ],
+    )?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(Failure::Store(StoreError::LeaseLost(format!(
+            "{} {} of application {}",
+            object.object_kind, object.object_id, object.app_id
+        )))),
     }
 }
 

@@ -327,28 +327,7 @@ impl LedgerStore for SqliteStore {
         event: Option<Event>,
     ) -> StoreResult<()> {
         self.write(|transaction| {
-            let object = change.object();
-            let held: Option<i64> = transaction
-                .query_row(
-                    "SELECT 1 FROM object_leases
-                     WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3
-                       AND holder = ?4 AND until > ?5",
-                    params![
-                        object.app_id,
-                        object.object_kind,
-                        object.object_id,
-                        holder,
-                        Timestamp::now()
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if held.is_none() {
-                return Err(StoreError::LeaseLost(format!(
-                    "{} {} of application {}",
-                    object.object_kind, object.object_id, object.app_id
-                )));
-            }
+            check_lease(transaction, holder, change.object())?;
             apply_ledger_change(transaction, &self.cipher, change, event)
         })
     }
@@ -359,19 +338,51 @@ impl LedgerStore for SqliteStore {
         })
     }
 
-    fn record_each_with_ledger(
-        &self,
-        records: Vec<(LedgerChange<'_>, Event)>,
-    ) -> Vec<StoreResult<()>> {
+    fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
         let works = records
             .into_iter()
-            .map(|(change, event)| {
+            .map(|record| {
                 move |connection: &Connection| {
-                    apply_ledger_change(connection, &self.cipher, change, Some(event.clone()))
+                    if let Some(holder) = record.holder {
+                        check_lease(connection, holder, record.change.object())?;
+                    }
+                    apply_ledger_change(
+                        connection,
+                        &self.cipher,
+                        record.change,
+                        Some(record.event.clone()),
+                    )
                 }
             })
             .collect();
         self.write_each(works)
+    }
+}
+
+/// Refuses with [`StoreError::LeaseLost`] unless `holder`'s lease on
+/// `object` holds now, in the caller's transaction.
+fn check_lease(transaction: &Connection, holder: &str, object: ObjectKey<'_>) -> StoreResult<()> {
+    let held: Option<i64> = transaction
+        .query_row(
+            "SELECT 1 FROM object_leases
+             WHERE app_id = ?1 AND object_kind = ?2 AND object_id = ?3
+               AND holder = ?4 AND until > ?5",
+            params![
+                object.app_id,
+                object.object_kind,
+                object.object_id,
+                holder,
+                Timestamp::now()
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost(format!(
+            "{} {} of application {}",
+            object.object_kind, object.object_id, object.app_id
+        ))),
     }
 }
 
