@@ -16,7 +16,10 @@
 //!   their own. A write's closure may therefore run more than once: it
 //!   must decide only from what it reads in its transaction.
 //! - every read is one `REPEATABLE READ, READ ONLY` transaction: counts,
-//!   rows and members come from one snapshot.
+//!   rows and members come from one snapshot. Reads made together
+//!   ([`SnapshotStore::in_one_read`]) share one, on a connection the
+//!   thread keeps for them until they end; a read that fails in the
+//!   database ends it, and the reads after it share a new one.
 //! - only transaction-scoped state is used (no session settings, no
 //!   session advisory locks, no statements prepared across transactions),
 //!   so the store works behind a pooler in transaction mode.
