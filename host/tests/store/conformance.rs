@@ -80,7 +80,7 @@ pub fn app(store: &dyn Store, name: &str) -> String {
         .id
 }
 
-fn link(app_id: &str, object: &str, remote: &str) -> LedgerEntry {
+pub fn link(app_id: &str, object: &str, remote: &str) -> LedgerEntry {
     LedgerEntry {
         app_id: app_id.into(),
         object_kind: "user".into(),
@@ -1005,7 +1005,7 @@ fn dead_letter(app_id: &str, object_id: &str) -> DeadLetter {
     }
 }
 
-fn event(app_id: &str, summary: &str) -> Event {
+pub fn event(app_id: &str, summary: &str) -> Event {
     Event {
         id: String::new(),
         at: Timestamp::now(),

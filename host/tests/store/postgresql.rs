@@ -1,16 +1,16 @@
 //! The PostgreSQL backend: the conformance suite, each case in a database
 //! of its own, and what only a shared database has (a newer schema
 //! refused, hosts starting together migrating once, one host woken by
-//! another's change).
+//! another's change, the planner's statistics kept while a host writes).
 //!
 //! The cluster is the one `SCIMLINK_TEST_DATABASE_URL` names
 //! ([`crate::database`]).
 
 use postgres::{Client, NoTls};
 use scimlink::store::prelude::*;
-use scimlink::store::{PostgresStore, TokenCipher};
+use scimlink::store::{LedgerChange, LedgerRecord, PostgresStore, TokenCipher};
 
-use crate::conformance::{app, store_conformance};
+use crate::conformance::{app, event, link, store_conformance};
 use crate::database::Database;
 
 fn open() -> (Database, PostgresStore) {
@@ -130,4 +130,65 @@ fn a_change_on_one_host_wakes_the_others() {
 
     // Nothing is said when nothing happened.
     assert!(!woken_within(std::time::Duration::from_millis(300)));
+}
+
+/// A ledger a host fills is analyzed while it writes, without waiting for
+/// autovacuum: its entries are then looked up by the primary key, not by
+/// reading every entry of the application through `ledger_remote`.
+#[test]
+fn a_ledger_filled_while_the_host_writes_is_analyzed_and_looked_up_by_its_key() {
+    let (database, store) = open();
+    let crm = app(&store, "crm");
+    let entries: Vec<_> = (0..1_200)
+        .map(|n| link(&crm, &format!("user-{n:04}"), &format!("remote-{n:04}")))
+        .collect();
+    for chunk in entries.chunks(100) {
+        let outcomes = store.record_each_with_ledger(
+            chunk
+                .iter()
+                .map(|entry| LedgerRecord {
+                    change: LedgerChange::Put(entry),
+                    event: event(&crm, "created"),
+                    holder: None,
+                })
+                .collect(),
+        );
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    }
+
+    let mut client = Client::connect(database.url(), NoTls).unwrap();
+    // `last_analyze` is an analysis asked for; autovacuum's is
+    // `last_autoanalyze`.
+    let analyzed = |client: &mut Client| -> bool {
+        client
+            .query_one(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'ledger'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !analyzed(&mut client) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ledger was not analyzed while the host wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT doc_hash FROM ledger
+             WHERE app_id = $1 AND object_kind = 'user' AND object_id = 'user-0777'",
+            &[&crm],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|line| line.contains("ledger_pkey")),
+        "{plan:?}"
+    );
+    drop(store);
 }

@@ -23,6 +23,9 @@
 //! - only transaction-scoped state is used (no session settings, no
 //!   session advisory locks, no statements prepared across transactions),
 //!   so the store works behind a pooler in transaction mode.
+//! - while the host writes, a thread of the store keeps the planner's
+//!   statistics of the tables the engine looks things up in current
+//!   ([`statistics`]), as autovacuum would a minute or more later.
 //! - migrations are numbered SQL files compiled into the binary, applied in
 //!   order, each in a transaction that first takes a transaction-scoped
 //!   advisory lock, so hosts starting together migrate once; a database
@@ -132,7 +135,7 @@ pub(super) type Step<T> = Result<T, Failure>;
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 pub struct PostgresStore {
-    pool: Pool,
+    pool: Arc<Pool>,
     /// The database as the operator named it, without its password.
     shown: String,
     cipher: TokenCipher,
@@ -142,6 +145,9 @@ pub struct PostgresStore {
     /// Where the listener connects.
     config: ::postgres::Config,
     listening: std::sync::Once,
+    /// This host's committed writes, which the thread keeping the planner's
+    /// statistics looks at ([`statistics`]).
+    writes: Arc<statistics::Writes>,
 }
 
 thread_local! {
@@ -175,14 +181,23 @@ impl PostgresStore {
                 StoreError::Backend(format!("cannot connect to {}: {error}", shown(url)))
             })?;
         let store = PostgresStore {
-            pool,
+            pool: Arc::new(pool),
             shown: shown(url),
             cipher,
             appended: Arc::new(tokio::sync::Notify::new()),
             config,
             listening: std::sync::Once::new(),
+            writes: Arc::default(),
         };
         store.migrate()?;
+        let (pool, writes) = (Arc::downgrade(&store.pool), Arc::downgrade(&store.writes));
+        let shown = store.shown.clone();
+        let started = std::thread::Builder::new()
+            .name("scimlink-analyze".into())
+            .spawn(move || statistics::keep(&pool, &writes, &shown));
+        if let Err(error) = started {
+            tracing::warn!("cannot keep the tables' statistics ({error}); autovacuum keeps them");
+        }
         Ok(store)
     }
 
@@ -285,6 +300,7 @@ impl PostgresStore {
             })();
             match result {
                 Ok(value) => {
+                    self.writes.committed();
                     if APPENDED.with(|appended| appended.replace(false)) {
                         self.appended.notify_one();
                     }
@@ -647,6 +663,7 @@ mod meta;
 mod outbox;
 mod passwords;
 mod scope;
+mod statistics;
 
 use applications::*;
 use audit::*;
