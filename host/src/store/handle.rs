@@ -30,6 +30,12 @@
 //! records written together share their pages. Each record still stands on
 //! its own, and each caller hears its own outcome only once its record is
 //! committed.
+//!
+//! Where hosts share the store, every object synced also gives its lease
+//! up once done ([`StoreHandle::release_object_lease`]); those releases
+//! are gathered too, without waiting for more: each call gives up every
+//! lease released while the one before it ran, and each caller hears only
+//! once its own is gone.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -43,6 +49,7 @@ use super::*;
 pub struct StoreHandle {
     store: Arc<dyn Store>,
     records: Arc<Records>,
+    releases: Arc<Releases>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -56,6 +63,7 @@ impl StoreHandle {
         StoreHandle {
             store,
             records: Arc::default(),
+            releases: Arc::default(),
         }
     }
 
@@ -180,6 +188,9 @@ impl StoreHandle {
         .await
     }
 
+    /// [`HostsStore::release_object_lease`], given up together with the
+    /// leases released while it waited for the call before (one statement
+    /// for them all where the backend can); over once it is given up.
     pub async fn release_object_lease(
         &self,
         holder: &str,
@@ -187,21 +198,25 @@ impl StoreHandle {
         object_kind: &str,
         object_id: &str,
     ) -> StoreResult<()> {
-        let (holder, app_id, object_kind, object_id) = (
-            holder.to_owned(),
-            app_id.to_owned(),
-            object_kind.to_owned(),
-            object_id.to_owned(),
-        );
-        self.run(move |store| {
-            let object = ObjectKey {
-                app_id: &app_id,
-                object_kind: &object_kind,
-                object_id: &object_id,
+        let (done, outcome) = oneshot::channel();
+        let release = QueuedRelease {
+            holder: holder.to_owned(),
+            object: [app_id, object_kind, object_id].map(str::to_owned),
+            done,
+        };
+        if self.releases.push(release) {
+            let releaser = Releaser {
+                store: Arc::clone(&self.store),
+                releases: Arc::clone(&self.releases),
+                done: false,
             };
-            store.release_object_lease(&holder, object)
+            tokio::task::spawn_blocking(move || releaser.release_queued());
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "the lease was not given up: the store task failed".into(),
+            ))
         })
-        .await
     }
 
     // Directory.
@@ -850,6 +865,112 @@ impl Drop for RecordWriter {
     }
 }
 
+/// Leases waiting to be given up, and whether a blocking call is giving
+/// them up. Unlike records, releases are not held back to gather: each
+/// call gives up all that queued while the one before ran.
+#[derive(Default)]
+struct Releases {
+    queue: Mutex<ReleaseQueue>,
+}
+
+#[derive(Default)]
+struct ReleaseQueue {
+    waiting: Vec<QueuedRelease>,
+    releasing: bool,
+}
+
+/// A lease to give up (its holder; application, kind and object) and
+/// where the outcome goes.
+struct QueuedRelease {
+    holder: String,
+    object: [String; 3],
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+impl Releases {
+    fn queue(&self) -> MutexGuard<'_, ReleaseQueue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `release`; whether no call is releasing, so the caller
+    /// starts one.
+    fn push(&self, release: QueuedRelease) -> bool {
+        let mut queue = self.queue();
+        queue.waiting.push(release);
+        !std::mem::replace(&mut queue.releasing, true)
+    }
+}
+
+/// The blocking call that gives queued leases up.
+struct Releaser {
+    store: Arc<dyn Store>,
+    releases: Arc<Releases>,
+    /// Whether it ran to its end and let the queue go.
+    done: bool,
+}
+
+impl Releaser {
+    /// Gives up all queued leases at each turn, until none is left.
+    fn release_queued(mut self) {
+        loop {
+            let batch = {
+                let mut queue = self.releases.queue();
+                if queue.waiting.is_empty() {
+                    queue.releasing = false;
+                    self.done = true;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let leases: Vec<(&str, ObjectKey<'_>)> = batch
+                    .iter()
+                    .map(|release| {
+                        let [app_id, object_kind, object_id] = &release.object;
+                        (
+                            release.holder.as_str(),
+                            ObjectKey {
+                                app_id,
+                                object_kind,
+                                object_id,
+                            },
+                        )
+                    })
+                    .collect();
+                self.store.release_object_leases(&leases)
+            }));
+            let outcome = match released {
+                Ok(outcome) => outcome.map_err(|error| error.to_string()),
+                Err(_) => Err("the store failed unexpectedly".to_string()),
+            };
+            for release in batch {
+                // A caller that stopped waiting no longer hears it.
+                let _ = release
+                    .done
+                    .send(outcome.clone().map_err(StoreError::Backend));
+            }
+        }
+    }
+}
+
+impl Drop for Releaser {
+    /// A call that never ran (its runtime was shutting down) fails the
+    /// releases that waited for it (their leases run out by themselves)
+    /// and lets the queue go.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut queue = self.releases.queue();
+        queue.releasing = false;
+        for release in queue.waiting.drain(..) {
+            let _ = release.done.send(Err(StoreError::Backend(
+                "the lease was not given up: the store task did not run".into(),
+            )));
+        }
+    }
+}
+
 /// A [`LedgerChange`] that owns what it names, to cross to the blocking pool.
 enum OwnedLedgerChange {
     Put(LedgerEntry),
@@ -1061,6 +1182,77 @@ mod tests {
                 .await
                 .unwrap()
                 .is_some()
+        );
+    }
+
+    /// Leases given up while a call is giving others up are given up
+    /// together by the next, each caller hearing only once its own is gone;
+    /// another holder's lease named among them is left alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leases_given_up_while_one_is_are_given_up_together() {
+        let (_folder, handle, app) = handle();
+        for index in 0..8 {
+            let holder = if index == 7 { "host-b" } else { "host-a" };
+            assert!(
+                handle
+                    .take_object_lease(holder, &app, "user", &format!("u{index}"), 30)
+                    .await
+                    .unwrap()
+            );
+        }
+        // As though a call were giving leases up: the releases below queue.
+        handle.releases.queue().releasing = true;
+        let releases: Vec<_> = (0..8)
+            .map(|index| {
+                let (handle, app) = (handle.clone(), app.clone());
+                tokio::spawn(async move {
+                    handle
+                        .release_object_lease("host-a", &app, "user", &format!("u{index}"))
+                        .await
+                })
+            })
+            .collect();
+        while handle.releases.queue().waiting.len() < 8 {
+            tokio::task::yield_now().await;
+        }
+        let releaser = Releaser {
+            store: Arc::clone(&handle.store),
+            releases: Arc::clone(&handle.releases),
+            done: false,
+        };
+        tokio::task::spawn_blocking(move || releaser.release_queued())
+            .await
+            .unwrap();
+        assert!(!handle.releases.queue().releasing);
+        for release in releases {
+            release.await.unwrap().unwrap();
+        }
+        for index in 0..7 {
+            assert!(
+                handle
+                    .take_object_lease("host-c", &app, "user", &format!("u{index}"), 30)
+                    .await
+                    .unwrap(),
+                "u{index} was given up"
+            );
+        }
+        assert!(
+            !handle
+                .take_object_lease("host-c", &app, "user", "u7", 30)
+                .await
+                .unwrap(),
+            "another holder's lease stays"
+        );
+        // The next release finds nobody releasing, and goes at once.
+        handle
+            .release_object_lease("host-c", &app, "user", "u0")
+            .await
+            .unwrap();
+        assert!(
+            handle
+                .take_object_lease("host-d", &app, "user", "u0", 30)
+                .await
+                .unwrap()
         );
     }
 

@@ -105,6 +105,14 @@ pub trait HostsStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Gives up `holder`'s lease on `object`, if it holds it.
     fn release_object_lease(&self, holder: &str, object: ObjectKey<'_>) -> StoreResult<()>;
+    /// [`HostsStore::release_object_lease`] for each of `leases` (a holder
+    /// and its object), all at once where the backend can: those it gave
+    /// up are gone even when a later one fails.
+    fn release_object_leases(&self, leases: &[(&str, ObjectKey<'_>)]) -> StoreResult<()> {
+        leases
+            .iter()
+            .try_for_each(|(holder, object)| self.release_object_lease(holder, *object))
+    }
     /// The leases on objects of `object_kind` that have not run out, by
     /// application and object.
     fn object_leases(&self, object_kind: &str) -> StoreResult<Vec<ObjectLease>>;

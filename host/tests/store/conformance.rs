@@ -1744,6 +1744,62 @@ pub fn leases_asked_for_together_are_granted_as_each_alone(store: &dyn Store) {
     );
 }
 
+/// Leases given up together are each given up as alone: only the holder's
+/// own, whatever else is named beside them.
+pub fn leases_given_up_together_are_each_given_up_as_alone(store: &dyn Store) {
+    let key = |app_id, object_id| ObjectKey {
+        app_id,
+        object_kind: "user",
+        object_id,
+    };
+    for object in ["u1", "u2"] {
+        assert!(
+            store
+                .take_object_lease("host-a", key("app-1", object), 30)
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .take_object_lease("host-b", key("app-1", "u3"), 30)
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_object_lease("host-a", key("app-2", "u1"), 30)
+            .unwrap()
+    );
+    store
+        .release_object_leases(&[
+            ("host-a", key("app-1", "u1")),
+            ("host-a", key("app-1", "u2")),
+            ("host-a", key("app-1", "u3")),
+            ("host-a", key("app-1", "never-held")),
+        ])
+        .unwrap();
+    store.release_object_leases(&[]).unwrap();
+    for object in ["u1", "u2"] {
+        assert!(
+            store
+                .take_object_lease("host-b", key("app-1", object), 30)
+                .unwrap(),
+            "{object} was given up"
+        );
+    }
+    assert!(
+        !store
+            .take_object_lease("host-a", key("app-1", "u3"), 30)
+            .unwrap(),
+        "another holder's lease stays"
+    );
+    assert!(
+        !store
+            .take_object_lease("host-b", key("app-2", "u1"), 30)
+            .unwrap(),
+        "another application's lease stays"
+    );
+}
+
 pub fn a_ledger_write_for_a_lost_lease_records_nothing(store: &dyn Store) {
     let crm = app(store, "crm");
     let ada = ObjectKey {
@@ -2078,6 +2134,7 @@ macro_rules! store_conformance {
             hosts_are_present_until_they_run_out_or_withdraw,
             an_object_lease_is_held_by_one_holder_at_a_time,
             leases_asked_for_together_are_granted_as_each_alone,
+            leases_given_up_together_are_each_given_up_as_alone,
             a_ledger_write_for_a_lost_lease_records_nothing,
             a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own,
             a_user_written_with_a_password_lands_with_it,

@@ -200,6 +200,27 @@ impl HostsStore for PostgresStore {
         })
     }
 
+    fn release_object_leases(&self, leases: &[(&str, ObjectKey<'_>)]) -> StoreResult<()> {
+        let holders: Vec<&str> = leases.iter().map(|(holder, _)| *holder).collect();
+        let app_ids: Vec<&str> = leases.iter().map(|(_, object)| object.app_id).collect();
+        let kinds: Vec<&str> = leases
+            .iter()
+            .map(|(_, object)| object.object_kind)
+            .collect();
+        let object_ids: Vec<&str> = leases.iter().map(|(_, object)| object.object_id).collect();
+        self.write_at(IsolationLevel::ReadCommitted, |transaction| {
+            transaction.execute(
+                "DELETE FROM object_leases AS lease
+                 USING unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
+                     AS gone(holder, app_id, object_kind, object_id)
+                 WHERE lease.app_id = gone.app_id AND lease.object_kind = gone.object_kind
+                   AND lease.object_id = gone.object_id AND lease.holder = gone.holder",
+                &[&holders, &app_ids, &kinds, &object_ids],
+            )?;
+            Ok(())
+        })
+    }
+
     fn shared_by_hosts(&self) -> bool {
         true
     }
