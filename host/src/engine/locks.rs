@@ -403,10 +403,11 @@ impl UserRead {
 /// Each user's read, beside its id.
 type UserReads = Vec<(String, Result<UserRead, StoreError>)>;
 
-/// For each of `user_ids`, the user, its scope in `app_id`, its ledger
-/// entry there and, when asked, its waiting password: the users and their
-/// scopes read for all at once, everything in one snapshot (the users,
-/// scopes, ledger entries and passwords as they stood together).
+/// For each of `user_ids` (each once), the user, its scope in `app_id`,
+/// its ledger entry there and, when asked, its waiting password: each of
+/// these read for all at once (only the passwords found waiting opened one
+/// by one), everything in one snapshot (the users, scopes, ledger entries
+/// and passwords as they stood together).
 fn read_users(
     store: &dyn Store,
     app_id: &str,
@@ -440,17 +441,52 @@ fn read_users_in_snapshot(
         .users_in_scope_among(app_id, &present)?
         .into_iter()
         .collect();
+    // The ledger entries, and which users have a password waiting, are
+    // read for all at once as well. Should either read fail, each user's is
+    // read on its own instead, so that what fails fails its user alone (and
+    // says why there).
+    let mut entries: Option<HashMap<String, LedgerEntry>> = store
+        .ledger_entries_among(app_id, "user", user_ids)
+        .ok()
+        .map(|entries| {
+            entries
+                .into_iter()
+                .map(|entry| (entry.object_id.clone(), entry))
+                .collect()
+        });
+    // Only a sync that sends the user's document wants the password: an
+    // offboarding never does, and must not fail on it.
+    let wants_password: Vec<String> = if with_password {
+        present
+            .iter()
+            .filter(|id| in_scope.contains(*id))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let waiting: Option<HashSet<String>> = if wants_password.is_empty() {
+        Some(HashSet::new())
+    } else {
+        store
+            .users_with_password_among(&wants_password)
+            .ok()
+            .map(|users| users.into_iter().collect())
+    };
     Ok(user_ids
         .iter()
         .map(|user_id| {
             let user = users.remove(user_id);
             let in_scope = user.is_some() && in_scope.contains(user_id);
             let read = (|| {
-                let entry = store.ledger_entry(app_id, "user", user_id)?;
-                // Only a sync that sends the user's document wants the
-                // password: an offboarding never does, and must not fail
-                // on it.
-                let password = if with_password && in_scope {
+                let entry = match entries.as_mut() {
+                    Some(entries) => entries.remove(user_id),
+                    None => store.ledger_entry(app_id, "user", user_id)?,
+                };
+                let none_waiting = waiting
+                    .as_ref()
+                    .is_some_and(|waiting| !waiting.contains(user_id));
+                let password = if with_password && in_scope && !none_waiting {
                     store.user_password(user_id)?
                 } else {
                     None

@@ -82,6 +82,21 @@ pub trait LedgerStore: Send + Sync {
         object_kind: &str,
         object_id: &str,
     ) -> StoreResult<Option<LedgerEntry>>;
+    /// The entries the ledger holds for the objects among `object_ids`, in
+    /// no particular order: what [`Self::ledger_entry`] answers for each,
+    /// read at once (a chunk of users being synced asks for all of theirs).
+    fn ledger_entries_among(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        let mut entries = Vec::new();
+        for object_id in object_ids {
+            entries.extend(self.ledger_entry(app_id, object_kind, object_id)?);
+        }
+        Ok(entries)
+    }
     /// Every entry of one kind for an application.
     fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>>;
     /// Every entry of one kind for an application as its link alone,

@@ -154,6 +154,11 @@ pub trait PasswordStore: Send + Sync {
     fn set_password(&self, user_id: &str, password: &Secret) -> StoreResult<()>;
     /// The user's password, opened, if one is waiting for delivery.
     fn user_password(&self, user_id: &str) -> StoreResult<Option<PendingPassword>>;
+    /// Which of `user_ids` have a password waiting for delivery, in no
+    /// particular order, none of them opened: what a caller asks of many
+    /// users at once before reading the few it names with
+    /// [`Self::user_password`].
+    fn users_with_password_among(&self, user_ids: &[String]) -> StoreResult<Vec<String>>;
     /// Every password waiting for delivery, without secrets.
     fn passwords(&self) -> StoreResult<Vec<PasswordState>>;
     /// Wipes the user's password if it is still `generation`: whether it

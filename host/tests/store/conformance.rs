@@ -535,6 +535,29 @@ pub fn remote_ids_and_links_answer_only_for_what_the_ledger_holds(store: &dyn St
             ("u1".into(), "r1".into())
         ]
     );
+    // Whole entries read at once are each what a look-up of its own finds,
+    // once, whatever is asked beside them.
+    for asked in [&asked, &many] {
+        let mut among = store.ledger_entries_among(&crm, "user", asked).unwrap();
+        among.sort_by(|a, b| a.object_id.cmp(&b.object_id));
+        let each: Vec<LedgerEntry> = ["u1", "u3"]
+            .iter()
+            .map(|id| store.ledger_entry(&crm, "user", id).unwrap().unwrap())
+            .collect();
+        assert_eq!(among, each);
+    }
+    assert!(
+        store
+            .ledger_entries_among(&crm, "group", &asked)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .ledger_entries_among(&crm, "user", &[])
+            .unwrap()
+            .is_empty()
+    );
     // The links alone, without documents, in object id order.
     assert_eq!(
         store.ledger_links(&crm, "user").unwrap(),
@@ -1870,11 +1893,25 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     let crm = app(store, "crm");
     let docs = app(store, "docs");
     let ada = store.create_user(user("ada")).unwrap();
+    let bob = store.create_user(user("bob")).unwrap();
     assert!(store.user_password(&ada.id).unwrap().is_none());
+    let both = [
+        ada.id.clone(),
+        bob.id.clone(),
+        "nobody".to_string(),
+        ada.id.clone(),
+    ];
+    assert!(store.users_with_password_among(&both).unwrap().is_empty());
     appended(store);
     store
         .set_password(&ada.id, &Secret::new("first-Pass-1"))
         .unwrap();
+    // Asked of many users at once: those with one waiting, each once.
+    assert_eq!(
+        store.users_with_password_among(&both).unwrap(),
+        [ada.id.clone()]
+    );
+    assert!(store.users_with_password_among(&[]).unwrap().is_empty());
     // Setting it queues the user for a sync, and the change holds no password.
     let changes = appended(store);
     assert_eq!(changes.len(), 1, "{changes:?}");
@@ -1961,6 +1998,7 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     );
     assert!(store.wipe_password(&ada.id, &second.generation).unwrap());
     assert!(store.user_password(&ada.id).unwrap().is_none());
+    assert!(store.users_with_password_among(&both).unwrap().is_empty());
     assert!(store.passwords().unwrap().is_empty());
 
     // A password of a user deleted goes with the user.

@@ -610,6 +610,16 @@ impl DirectoryStore for PostgresStore {
         })
     }
 
+    fn get_users(&self, ids: &[String]) -> StoreResult<Vec<UserRecord>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)"),
+                &[&ids],
+            )?;
+            collect(rows, user_from_row)
+        })
+    }
+
     fn find_users(&self, key: UserKey, value: &str) -> StoreResult<Vec<UserRecord>> {
         let (column, value) = user_key(key, value);
         self.read(|transaction| {

@@ -156,6 +156,24 @@ impl LedgerStore for PostgresStore {
         })
     }
 
+    fn ledger_entries_among(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM ledger
+                     WHERE app_id = $1 AND object_kind = $2 AND object_id = ANY($3)"
+                ),
+                &[&app_id, &object_kind, &object_ids],
+            )?;
+            collect(rows, entry_from_row)
+        })
+    }
+
     fn ledger_entries(&self, app_id: &str, object_kind: &str) -> StoreResult<Vec<LedgerEntry>> {
         self.read(|transaction| {
             let rows = transaction.query(

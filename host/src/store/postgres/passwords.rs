@@ -136,6 +136,16 @@ impl PasswordStore for PostgresStore {
         })
     }
 
+    fn users_with_password_among(&self, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        self.read(|transaction| {
+            let rows = transaction.query(
+                "SELECT user_id FROM user_passwords WHERE user_id = ANY($1)",
+                &[&user_ids],
+            )?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn user_password(&self, user_id: &str) -> StoreResult<Option<PendingPassword>> {
         let stored = self.read(|transaction| {
             let Some(row) = transaction.query_opt(

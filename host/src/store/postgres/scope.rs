@@ -22,7 +22,27 @@ const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
      SELECT user_id FROM assignments WHERE app_id = $1
  )";
 
+/// Which of the users `$2` (an array of ids) are in the scope of the
+/// application `$1`: each user's groups walked upwards from its own
+/// memberships, as for one user, the walk carrying the user it started
+/// from; and the users assigned directly.
+const USERS_IN_SCOPE_AMONG: &str = "WITH RECURSIVE up(user_id, group_id) AS (
+         SELECT m.member_id, m.group_id FROM memberships m WHERE m.member_id = ANY($2)
+         UNION
+         SELECT up.user_id, m.group_id FROM up JOIN memberships m ON m.member_id = up.group_id
+     )
+     SELECT up.user_id FROM up JOIN bindings b ON b.group_id = up.group_id WHERE b.app_id = $1
+     UNION
+     SELECT user_id FROM assignments WHERE app_id = $1 AND user_id = ANY($2)";
+
 impl ScopeStore for PostgresStore {
+    fn users_in_scope_among(&self, app_id: &str, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        self.read(|transaction| {
+            let rows = transaction.query(USERS_IN_SCOPE_AMONG, &[&app_id, &user_ids])?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn bind(&self, app: &str, group_id: &str) -> StoreResult<()> {
         self.write(|transaction| {
             let app = app_in(transaction, app)?;

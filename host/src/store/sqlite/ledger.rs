@@ -92,7 +92,42 @@ const REMOTE_IDS: &str = "SELECT ledger.object_id, ledger.remote_id
      CROSS JOIN ledger ON ledger.app_id = ?1 AND ledger.object_kind = ?2
                       AND ledger.object_id = wanted.value";
 
+/// The entries of many objects in one statement, each looked up by the
+/// primary key as [`REMOTE_IDS`] does, and each once however often asked.
+const ENTRIES_AMONG: &str = "SELECT ledger.object_id, ledger.remote_id, ledger.doc_hash,
+            ledger.updated, ledger.doc
+     FROM (SELECT DISTINCT value FROM json_each(?3)) AS wanted
+     CROSS JOIN ledger ON ledger.app_id = ?1 AND ledger.object_kind = ?2
+                      AND ledger.object_id = wanted.value";
+
 impl LedgerStore for SqliteStore {
+    fn ledger_entries_among(
+        &self,
+        app_id: &str,
+        object_kind: &str,
+        object_ids: &[String],
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        let wanted = serde_json::to_string(object_ids)
+            .map_err(|error| StoreError::Backend(format!("object ids: {error}")))?;
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(ENTRIES_AMONG)?;
+            let entries = statement
+                .query_map(params![app_id, object_kind, wanted], |row| {
+                    Ok(LedgerEntry {
+                        app_id: app_id.to_string(),
+                        object_kind: object_kind.to_string(),
+                        object_id: row.get(0)?,
+                        remote_id: row.get(1)?,
+                        doc_hash: row.get(2)?,
+                        updated: row.get(3)?,
+                        document: row.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(entries)
+        })
+    }
+
     fn remote_ids(
         &self,
         app_id: &str,
@@ -417,23 +452,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remote_ids_look_each_id_up_by_the_primary_key() {
+    fn remote_ids_and_entries_look_each_id_up_by_the_primary_key() {
         let folder = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_in(folder.path(), TokenCipher::from_key(&[7; 32])).unwrap();
         let writer = store.writer.lock().unwrap();
         let connection = &writer.connection;
-        let plan: Vec<String> = connection
-            .prepare(&format!("EXPLAIN QUERY PLAN {REMOTE_IDS}"))
-            .unwrap()
-            .query_map(params!["app", "user", "[]"], |row| row.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(plan.len(), 2, "{plan:?}");
-        assert!(plan[0].starts_with("SCAN wanted"), "{plan:?}");
-        assert!(
-            plan[1].starts_with("SEARCH ledger USING") && plan[1].contains("object_id=?"),
-            "{plan:?}"
-        );
+        for query in [REMOTE_IDS, ENTRIES_AMONG] {
+            let plan: Vec<String> = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap()
+                .query_map(params!["app", "user", "[]"], |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let ledger: Vec<&String> = plan.iter().filter(|step| step.contains("ledger")).collect();
+            assert_eq!(ledger.len(), 1, "{plan:?}");
+            assert!(
+                ledger[0].starts_with("SEARCH ledger USING") && ledger[0].contains("object_id=?"),
+                "{plan:?}"
+            );
+            // The ids asked for are the outer loop.
+            let wanted = plan.iter().position(|step| step.starts_with("SCAN wanted"));
+            let searched = plan.iter().position(|step| step == ledger[0]);
+            assert!(wanted < searched && wanted.is_some(), "{plan:?}");
+        }
     }
 }

@@ -139,6 +139,22 @@ impl PasswordStore for SqliteStore {
         })
     }
 
+    fn users_with_password_among(&self, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        let wanted = serde_json::to_string(user_ids)
+            .map_err(|error| StoreError::Backend(format!("user ids: {error}")))?;
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT user_passwords.user_id
+                 FROM (SELECT DISTINCT value FROM json_each(?1)) AS wanted
+                 CROSS JOIN user_passwords ON user_passwords.user_id = wanted.value",
+            )?;
+            let users = statement
+                .query_map([wanted], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(users)
+        })
+    }
+
     fn user_password(&self, user_id: &str) -> StoreResult<Option<PendingPassword>> {
         self.read(|connection| {
             let Some((generation, nonce, sealed, set_at)) = connection
