@@ -28,23 +28,23 @@ pub(super) fn insert_event(transaction: &mut Transaction<'_>, event: &Event) -> 
     if event.id.is_empty() {
         event.id = new_id();
     }
-    transaction.execute(
+    transaction.execute_typed(
         &format!(
             "INSERT INTO events ({EVENT_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ),
         &[
-            &event.id,
-            &event.at,
-            &event.app_id,
-            &event.app_name,
-            &event.object_kind,
-            &event.object_id,
-            &event.operation,
-            &event.outcome.as_str(),
-            &event.rule,
-            &event.http_status.map(i32::from),
-            &event.summary,
+            (&event.id, Type::TEXT),
+            (&event.at, Type::TIMESTAMPTZ),
+            (&event.app_id, Type::TEXT),
+            (&event.app_name, Type::TEXT),
+            (&event.object_kind, Type::TEXT),
+            (&event.object_id, Type::TEXT),
+            (&event.operation, Type::TEXT),
+            (&event.outcome.as_str(), Type::TEXT),
+            (&event.rule, Type::TEXT),
+            (&event.http_status.map(i32::from), Type::INT4),
+            (&event.summary, Type::TEXT),
         ],
     )?;
     Ok(event)

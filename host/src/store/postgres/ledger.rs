@@ -15,14 +15,14 @@ pub(super) fn upsert_ledger_entry(
     // look comes first, in the serializable transaction, so that two hosts
     // linking the account at once are serialized rather than one of them
     // meeting the index.
-    let holder = transaction.query_opt(
+    let holder = transaction.query_typed_opt(
         "SELECT object_id FROM ledger
          WHERE app_id = $1 AND object_kind = $2 AND remote_id = $3 AND object_id != $4",
         &[
-            &entry.app_id,
-            &entry.object_kind,
-            &entry.remote_id,
-            &entry.object_id,
+            (&entry.app_id, Type::TEXT),
+            (&entry.object_kind, Type::TEXT),
+            (&entry.remote_id, Type::TEXT),
+            (&entry.object_id, Type::TEXT),
         ],
     )?;
     if let Some(holder) = holder {
@@ -32,20 +32,20 @@ pub(super) fn upsert_ledger_entry(
         }
         .into());
     }
-    transaction.execute(
+    transaction.execute_typed(
         "INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (app_id, object_kind, object_id)
          DO UPDATE SET remote_id = EXCLUDED.remote_id, doc_hash = EXCLUDED.doc_hash,
                        updated = EXCLUDED.updated, doc = EXCLUDED.doc",
         &[
-            &entry.app_id,
-            &entry.object_kind,
-            &entry.object_id,
-            &entry.remote_id,
-            &entry.doc_hash,
-            &Timestamp::now(),
-            &entry.document,
+            (&entry.app_id, Type::TEXT),
+            (&entry.object_kind, Type::TEXT),
+            (&entry.object_id, Type::TEXT),
+            (&entry.remote_id, Type::TEXT),
+            (&entry.doc_hash, Type::TEXT),
+            (&Timestamp::now(), Type::TIMESTAMPTZ),
+            (&entry.document, Type::TEXT),
         ],
     )?;
     clear_dead_letter(
@@ -76,9 +76,13 @@ pub(super) fn clear_dead_letter(
     object_kind: &str,
     object_id: &str,
 ) -> Step<()> {
-    transaction.execute(
+    transaction.execute_typed(
         "DELETE FROM dead_letters WHERE app_id = $1 AND object_kind = $2 AND object_id = $3",
-        &[&app_id, &object_kind, &object_id],
+        &[
+            (&app_id, Type::TEXT),
+            (&object_kind, Type::TEXT),
+            (&object_id, Type::TEXT),
+        ],
     )?;
     Ok(())
 }
@@ -386,16 +390,16 @@ impl LedgerStore for PostgresStore {
 fn check_lease(transaction: &mut Transaction<'_>, holder: &str, object: ObjectKey<'_>) -> Step<()> {
     // FOR SHARE: a lease taken over meanwhile conflicts with this
     // transaction, which then runs again and sees the new holder.
-    let held = transaction.query_opt(
+    let held = transaction.query_typed_opt(
         "SELECT 1 FROM object_leases
          WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
            AND holder = $4 AND until > clock_timestamp()
          FOR SHARE",
         &[
-            &object.app_id,
-            &object.object_kind,
-            &object.object_id,
-            &holder,
+            (&object.app_id, Type::TEXT),
+            (&object.object_kind, Type::TEXT),
+            (&object.object_id, Type::TEXT),
+            (&holder, Type::TEXT),
         ],
     )?;
     match held {
