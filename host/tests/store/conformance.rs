@@ -1332,6 +1332,9 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         link(&crm, "eve", "r5"),
         link(&crm, "fay", "r6"),
     );
+    // An entry of an application that does not exist: the database
+    // itself refuses it.
+    let gus = link("no-such-application", "gus", "r7");
     let lease = |object_id| ObjectKey {
         app_id: &crm,
         object_kind: "user",
@@ -1359,8 +1362,9 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         ),
         record(LedgerChange::Put(&eve), "eve created", Some("host-a")),
         record(LedgerChange::Put(&fay), "fay created", Some("host-a")),
+        record(LedgerChange::Put(&gus), "gus created", None),
     ]);
-    assert_eq!(outcomes.len(), 6);
+    assert_eq!(outcomes.len(), 7);
     assert!(
         outcomes[0].is_ok() && outcomes[3].is_ok() && outcomes[4].is_ok(),
         "{outcomes:?}"
@@ -1375,6 +1379,13 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         matches!(&outcomes[5], Err(StoreError::LeaseLost(_))),
         "another holder's object is not written: {:?}",
         outcomes[5]
+    );
+    assert!(outcomes[6].is_err(), "{:?}", outcomes[6]);
+    assert!(
+        store
+            .ledger_entry("no-such-application", "user", "gus")
+            .unwrap()
+            .is_none()
     );
     let entry = |user: &str| store.ledger_entry(&crm, "user", user).unwrap();
     assert_eq!(entry("bob").map(|entry| entry.remote_id), Some("r2".into()));

@@ -338,40 +338,21 @@ impl LedgerStore for PostgresStore {
         })
     }
 
-    /// One transaction for all, each record in a savepoint of its own: one
-    /// that fails is rolled back to its savepoint and the others go on. A
-    /// serialization failure runs the whole transaction again, as any
-    /// write's does.
+    /// One transaction for all. A plain put is one statement
+    /// ([`put_in_one_statement`]), whose refusals (a lease lost, an account
+    /// linked elsewhere) write nothing of it; any other record goes in a
+    /// savepoint of its own, rolled back should it fail. Should the
+    /// database refuse one of the plain puts' statements, which ends the
+    /// transaction, the batch is written again with every record in a
+    /// savepoint of its own, so that what fails fails alone. A
+    /// serialization failure runs the transaction again, as any write's
+    /// does.
     fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
-        let written = self.write(|transaction| {
-            let mut outcomes = Vec::with_capacity(records.len());
-            for record in &records {
-                let mut savepoint = transaction.savepoint("record")?;
-                let applied = (|| {
-                    if let Some(holder) = record.holder {
-                        check_lease(&mut savepoint, holder, record.change.object())?;
-                    }
-                    apply_ledger_change(
-                        &mut savepoint,
-                        &self.cipher,
-                        record.change,
-                        Some(record.event.clone()),
-                    )
-                })();
-                match applied {
-                    Ok(()) => {
-                        savepoint.commit()?;
-                        outcomes.push(Ok(()));
-                    }
-                    Err(failure) if failure.is_transient() => return Err(failure),
-                    Err(failure) => {
-                        savepoint.rollback()?;
-                        outcomes.push(Err(failure.into_store()));
-                    }
-                }
-            }
-            Ok(outcomes)
-        });
+        let written = self
+            .write(|transaction| write_records(transaction, &self.cipher, &records, false))
+            .or_else(|_| {
+                self.write(|transaction| write_records(transaction, &self.cipher, &records, true))
+            });
         match written {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -383,6 +364,139 @@ impl LedgerStore for PostgresStore {
             }
         }
     }
+}
+
+/// Writes `records` in the caller's transaction, each standing on its own:
+/// the outcome of each, in order. A plain put is one statement unless
+/// `each_in_a_savepoint`; every other record is in a savepoint of its own.
+fn write_records(
+    transaction: &mut Transaction<'_>,
+    cipher: &TokenCipher,
+    records: &[LedgerRecord<'_>],
+    each_in_a_savepoint: bool,
+) -> Step<Vec<StoreResult<()>>> {
+    let mut outcomes = Vec::with_capacity(records.len());
+    for record in records {
+        if let (LedgerChange::Put(entry), false) = (record.change, each_in_a_savepoint) {
+            outcomes.push(put_in_one_statement(
+                transaction,
+                entry,
+                record.holder,
+                &record.event,
+            )?);
+            continue;
+        }
+        let mut savepoint = transaction.savepoint("record")?;
+        let applied = (|| {
+            if let Some(holder) = record.holder {
+                check_lease(&mut savepoint, holder, record.change.object())?;
+            }
+            apply_ledger_change(
+                &mut savepoint,
+                cipher,
+                record.change,
+                Some(record.event.clone()),
+            )
+        })();
+        match applied {
+            Ok(()) => {
+                savepoint.commit()?;
+                outcomes.push(Ok(()));
+            }
+            Err(failure) if failure.is_transient() => return Err(failure),
+            Err(failure) => {
+                savepoint.rollback()?;
+                outcomes.push(Err(failure.into_store()));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// A put and its event in one statement, one round trip: what
+/// [`check_lease`] (when `holder` is given), [`upsert_ledger_entry`] and
+/// [`insert_event`] do one after the other. `allowed` holds a row only
+/// when the lease holds and no other object links the account; each write
+/// takes its rows from it, so a refused put writes nothing, and the last
+/// select says which refusal it was.
+const PUT_WITH_EVENT: &str = "WITH leased AS (
+         SELECT FROM object_leases
+         WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
+           AND holder = $8 AND until > clock_timestamp()
+         FOR SHARE
+     ), linked AS (
+         SELECT object_id FROM ledger
+         WHERE app_id = $1 AND object_kind = $2 AND remote_id = $4 AND object_id != $3
+         LIMIT 1
+     ), allowed AS (
+         SELECT WHERE ($8 IS NULL OR EXISTS (SELECT FROM leased))
+                  AND NOT EXISTS (SELECT FROM linked)
+     ), put AS (
+         INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+         SELECT $1, $2, $3, $4, $5, $6, $7 FROM allowed
+         ON CONFLICT (app_id, object_kind, object_id)
+         DO UPDATE SET remote_id = EXCLUDED.remote_id, doc_hash = EXCLUDED.doc_hash,
+                       updated = EXCLUDED.updated, doc = EXCLUDED.doc
+     ), cleared AS (
+         DELETE FROM dead_letters
+         WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
+           AND EXISTS (SELECT FROM allowed)
+     ), recorded AS (
+         INSERT INTO events (id, at, app_id, app_name, object_kind, object_id, operation,
+                             outcome, rule, http_status, summary)
+         SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM allowed
+     )
+     SELECT $8 IS NULL OR EXISTS (SELECT FROM leased), (SELECT object_id FROM linked)";
+
+/// Puts `entry` and records `event` ([`PUT_WITH_EVENT`]): `Ok(Err(_))`
+/// when the put was refused, with nothing written.
+fn put_in_one_statement(
+    transaction: &mut Transaction<'_>,
+    entry: &LedgerEntry,
+    holder: Option<&str>,
+    event: &Event,
+) -> Step<StoreResult<()>> {
+    let event_id = if event.id.is_empty() {
+        new_id()
+    } else {
+        event.id.clone()
+    };
+    let row = transaction.query_typed_one(
+        PUT_WITH_EVENT,
+        &[
+            (&entry.app_id, Type::TEXT),
+            (&entry.object_kind, Type::TEXT),
+            (&entry.object_id, Type::TEXT),
+            (&entry.remote_id, Type::TEXT),
+            (&entry.doc_hash, Type::TEXT),
+            (&Timestamp::now(), Type::TIMESTAMPTZ),
+            (&entry.document, Type::TEXT),
+            (&holder, Type::TEXT),
+            (&event_id, Type::TEXT),
+            (&event.at, Type::TIMESTAMPTZ),
+            (&event.app_id, Type::TEXT),
+            (&event.app_name, Type::TEXT),
+            (&event.object_kind, Type::TEXT),
+            (&event.object_id, Type::TEXT),
+            (&event.operation, Type::TEXT),
+            (&event.outcome.as_str(), Type::TEXT),
+            (&event.rule, Type::TEXT),
+            (&event.http_status.map(i32::from), Type::INT4),
+            (&event.summary, Type::TEXT),
+        ],
+    )?;
+    let held: bool = row.get(0);
+    let linked: Option<String> = row.get(1);
+    Ok(if !held {
+        Err(lease_lost(LedgerChange::Put(entry).object()))
+    } else if let Some(holder) = linked {
+        Err(StoreError::LinkedElsewhere {
+            remote_id: entry.remote_id.clone(),
+            holder,
+        })
+    } else {
+        Ok(())
+    })
 }
 
 /// Refuses with [`StoreError::LeaseLost`] unless `holder`'s lease on
@@ -404,11 +518,15 @@ fn check_lease(transaction: &mut Transaction<'_>, holder: &str, object: ObjectKe
     )?;
     match held {
         Some(_) => Ok(()),
-        None => Err(Failure::Store(StoreError::LeaseLost(format!(
-            "{} {} of application {}",
-            object.object_kind, object.object_id, object.app_id
-        )))),
+        None => Err(Failure::Store(lease_lost(object))),
     }
+}
+
+fn lease_lost(object: ObjectKey<'_>) -> StoreError {
+    StoreError::LeaseLost(format!(
+        "{} {} of application {}",
+        object.object_kind, object.object_id, object.app_id
+    ))
 }
 
 /// Writes a ledger change and, when there is one, the event that records
