@@ -1335,6 +1335,7 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
     // An entry of an application that does not exist: the database
     // itself refuses it.
     let gus = link("no-such-application", "gus", "r7");
+    let hal = link(&crm, "hal", "r8");
     let lease = |object_id| ObjectKey {
         app_id: &crm,
         object_kind: "user",
@@ -1342,6 +1343,7 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
     };
     assert!(store.take_object_lease("host-a", lease("eve"), 30).unwrap());
     assert!(store.take_object_lease("host-b", lease("fay"), 30).unwrap());
+    assert!(store.take_object_lease("host-a", lease("hal"), 30).unwrap());
     let record = |change, summary: &str, holder| LedgerRecord {
         change,
         event: event(&crm, summary),
@@ -1362,7 +1364,11 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         ),
         record(LedgerChange::Put(&eve), "eve created", Some("host-a")),
         record(LedgerChange::Put(&fay), "fay created", Some("host-a")),
-        record(LedgerChange::Put(&gus), "gus created", None),
+        record(
+            LedgerChange::PutWithPassword(&hal, PasswordSent::Temporary { reveal: None }),
+            "hal created",
+            Some("host-a"),
+        ),
     ]);
     assert_eq!(outcomes.len(), 7);
     assert!(
@@ -1380,7 +1386,14 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
         "another holder's object is not written: {:?}",
         outcomes[5]
     );
-    assert!(outcomes[6].is_err(), "{:?}", outcomes[6]);
+    assert!(outcomes[6].is_ok(), "{:?}", outcomes[6]);
+    // A record the database itself refuses fails alone as well.
+    let ivy = link(&crm, "ivy", "r9");
+    let outcomes = store.record_each_with_ledger(vec![
+        record(LedgerChange::Put(&gus), "gus created", None),
+        record(LedgerChange::Put(&ivy), "ivy created", None),
+    ]);
+    assert!(outcomes[0].is_err() && outcomes[1].is_ok(), "{outcomes:?}");
     assert!(
         store
             .ledger_entry("no-such-application", "user", "gus")
@@ -1388,6 +1401,8 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
             .is_none()
     );
     let entry = |user: &str| store.ledger_entry(&crm, "user", user).unwrap();
+    assert_eq!(entry("hal").map(|entry| entry.remote_id), Some("r8".into()));
+    assert_eq!(entry("ivy").map(|entry| entry.remote_id), Some("r9".into()));
     assert_eq!(entry("bob").map(|entry| entry.remote_id), Some("r2".into()));
     assert_eq!(entry("eve").map(|entry| entry.remote_id), Some("r5".into()));
     assert!(
@@ -1410,7 +1425,14 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
     summaries.sort();
     assert_eq!(
         summaries,
-        ["ann created", "ann deleted", "bob created", "eve created"]
+        [
+            "ann created",
+            "ann deleted",
+            "bob created",
+            "eve created",
+            "hal created",
+            "ivy created"
+        ]
     );
 }
 

@@ -338,8 +338,8 @@ impl LedgerStore for PostgresStore {
         })
     }
 
-    /// One transaction for all. A plain put is one statement
-    /// ([`put_in_one_statement`]), whose refusals (a lease lost, an account
+    /// One transaction for all. A plain put ([`plain_put`]) is one
+    /// statement ([`put_in_one_statement`]), whose refusals (a lease lost, an account
     /// linked elsewhere) write nothing of it; any other record goes in a
     /// savepoint of its own, rolled back should it fail. Should the
     /// database refuse one of the plain puts' statements, which ends the
@@ -367,8 +367,9 @@ impl LedgerStore for PostgresStore {
 }
 
 /// Writes `records` in the caller's transaction, each standing on its own:
-/// the outcome of each, in order. A plain put is one statement unless
-/// `each_in_a_savepoint`; every other record is in a savepoint of its own.
+/// the outcome of each, in order. A plain put ([`plain_put`]) is one
+/// statement unless `each_in_a_savepoint`; every other record is in a
+/// savepoint of its own.
 fn write_records(
     transaction: &mut Transaction<'_>,
     cipher: &TokenCipher,
@@ -377,7 +378,7 @@ fn write_records(
 ) -> Step<Vec<StoreResult<()>>> {
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
-        if let (LedgerChange::Put(entry), false) = (record.change, each_in_a_savepoint) {
+        if let (Some(entry), false) = (plain_put(record.change), each_in_a_savepoint) {
             outcomes.push(put_in_one_statement(
                 transaction,
                 entry,
@@ -411,6 +412,18 @@ fn write_records(
         }
     }
     Ok(outcomes)
+}
+
+/// The entry a change puts when putting it is all the change writes: a
+/// put, or one whose temporary password the policy does not keep.
+fn plain_put(change: LedgerChange<'_>) -> Option<&LedgerEntry> {
+    match change {
+        LedgerChange::Put(entry)
+        | LedgerChange::PutWithPassword(entry, PasswordSent::Temporary { reveal: None }) => {
+            Some(entry)
+        }
+        LedgerChange::PutWithPassword(..) | LedgerChange::Remove { .. } => None,
+    }
 }
 
 /// A put and its event in one statement, one round trip: what

@@ -22,7 +22,11 @@
 //!   database ends it, and the reads after it share a new one.
 //! - only transaction-scoped state is used (no session settings, no
 //!   session advisory locks, no statements prepared across transactions),
-//!   so the store works behind a pooler in transaction mode.
+//!   so the store works behind a pooler in transaction mode. The
+//!   statements of a record, which a sync makes for every object, are
+//!   sent with their parameter types (`query_typed`): one round trip
+//!   each, through the unnamed statement, rather than a prepare and an
+//!   execute.
 //! - while the host writes, a thread of the store keeps the planner's
 //!   statistics of the tables the engine looks things up in current
 //!   ([`statistics`]), as autovacuum would a minute or more later.
