@@ -1942,7 +1942,7 @@ pub fn a_password_is_kept_sealed_until_wiped_and_its_deliveries_are_its_own(stor
     // Asked of many users at once: those with one waiting, each once.
     assert_eq!(
         store.users_with_password_among(&both).unwrap(),
-        [ada.id.clone()]
+        std::slice::from_ref(&ada.id)
     );
     assert!(store.users_with_password_among(&[]).unwrap().is_empty());
     // Setting it queues the user for a sync, and the change holds no password.
