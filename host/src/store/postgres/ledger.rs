@@ -339,11 +339,11 @@ impl LedgerStore for PostgresStore {
     }
 
     /// One transaction for all. A plain put ([`plain_put`]) is one
-    /// statement ([`put_in_one_statement`]), whose refusals (a lease lost, an account
-    /// linked elsewhere) write nothing of it; any other record goes in a
-    /// savepoint of its own, rolled back should it fail. Should the
-    /// database refuse one of the plain puts' statements, which ends the
-    /// transaction, the batch is written again with every record in a
+    /// statement ([`put_in_one_statement`]), whose refusals (a lease lost,
+    /// an account linked elsewhere) write nothing of it; any other record
+    /// goes in a savepoint of its own, rolled back should it fail. Should
+    /// the database refuse one of the plain puts' statements, which ends
+    /// the transaction, the batch is written again with every record in a
     /// savepoint of its own, so that what fails fails alone. A
     /// serialization failure runs the transaction again, as any write's
     /// does.
