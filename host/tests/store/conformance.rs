@@ -1411,6 +1411,25 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
             && entry("ann").is_none()
             && entry("fay").is_none()
     );
+    // Removals stand on their own as well: one under another holder's
+    // lease is refused and removes nothing.
+    let removal = |object_id| LedgerChange::Remove {
+        app_id: &crm,
+        object_kind: "user",
+        object_id,
+    };
+    let outcomes = store.record_each_with_ledger(vec![
+        record(removal("eve"), "eve deleted", Some("host-b")),
+        record(removal("hal"), "hal deleted", Some("host-a")),
+        record(removal("bob"), "bob deleted", None),
+    ]);
+    assert!(
+        matches!(&outcomes[0], Err(StoreError::LeaseLost(_))),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert_eq!(entry("eve").map(|entry| entry.remote_id), Some("r5".into()));
+    assert!(entry("hal").is_none() && entry("bob").is_none());
     let all = Page {
         offset: 0,
         limit: 100,
@@ -1429,8 +1448,10 @@ pub fn records_written_together_stand_on_their_own(store: &dyn Store) {
             "ann created",
             "ann deleted",
             "bob created",
+            "bob deleted",
             "eve created",
             "hal created",
+            "hal deleted",
             "ivy created"
         ]
     );

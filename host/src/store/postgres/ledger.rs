@@ -1,6 +1,8 @@
 //! [`LedgerStore`] in PostgreSQL: `ledger` (unique on application, kind and
 //! remote id) and `dead_letters`.
 
+use std::sync::LazyLock;
+
 use super::*;
 
 /// Writes an entry, within a transaction: refused with
@@ -338,12 +340,12 @@ impl LedgerStore for PostgresStore {
         })
     }
 
-    /// One transaction for all. A plain put ([`plain_put`]) is one
-    /// statement ([`put_in_one_statement`]), whose refusals (a lease lost,
-    /// an account linked elsewhere) write nothing of it; any other record
-    /// goes in a savepoint of its own, rolled back should it fail. Should
-    /// the database refuse one of the plain puts' statements, which ends
-    /// the transaction, the batch is written again with every record in a
+    /// One transaction for all. A plain change ([`PlainChange`]: a put, a
+    /// removal) is one statement ([`write_in_one_statement`]), whose
+    /// refusals (a lease lost, an account linked elsewhere) write nothing
+    /// of it; any other record goes in a savepoint of its own, rolled back
+    /// should it fail. Should the database refuse one of the plain changes'
+    /// statements, which ends the transaction, the batch is written again with every record in a
     /// savepoint of its own, so that what fails fails alone. A
     /// serialization failure runs the transaction again, as any write's
     /// does.
@@ -367,7 +369,7 @@ impl LedgerStore for PostgresStore {
 }
 
 /// Writes `records` in the caller's transaction, each standing on its own:
-/// the outcome of each, in order. A plain put ([`plain_put`]) is one
+/// the outcome of each, in order. A plain change ([`PlainChange`]) is one
 /// statement unless `each_in_a_savepoint`; every other record is in a
 /// savepoint of its own.
 fn write_records(
@@ -378,10 +380,10 @@ fn write_records(
 ) -> Step<Vec<StoreResult<()>>> {
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
-        if let (Some(entry), false) = (plain_put(record.change), each_in_a_savepoint) {
-            outcomes.push(put_in_one_statement(
+        if let (Some(change), false) = (PlainChange::of(record.change), each_in_a_savepoint) {
+            outcomes.push(write_in_one_statement(
                 transaction,
-                entry,
+                change,
                 record.holder,
                 &record.event,
             )?);
@@ -414,58 +416,111 @@ fn write_records(
     Ok(outcomes)
 }
 
-/// The entry a change puts when putting it is all the change writes: a
-/// put, or one whose temporary password the policy does not keep.
-fn plain_put(change: LedgerChange<'_>) -> Option<&LedgerEntry> {
-    match change {
-        LedgerChange::Put(entry)
-        | LedgerChange::PutWithPassword(entry, PasswordSent::Temporary { reveal: None }) => {
-            Some(entry)
+/// A ledger change that writes nothing beyond the ledger, its dead letter
+/// and its event, and so goes in one statement with them.
+#[derive(Clone, Copy)]
+enum PlainChange<'a> {
+    /// A put, or one whose temporary password the policy does not keep.
+    Put(&'a LedgerEntry),
+    Remove(ObjectKey<'a>),
+}
+
+impl<'a> PlainChange<'a> {
+    fn of(change: LedgerChange<'a>) -> Option<Self> {
+        match change {
+            LedgerChange::Put(entry)
+            | LedgerChange::PutWithPassword(entry, PasswordSent::Temporary { reveal: None }) => {
+                Some(PlainChange::Put(entry))
+            }
+            LedgerChange::Remove {
+                app_id,
+                object_kind,
+                object_id,
+            } => Some(PlainChange::Remove(ObjectKey {
+                app_id,
+                object_kind,
+                object_id,
+            })),
+            LedgerChange::PutWithPassword(..) => None,
         }
-        LedgerChange::PutWithPassword(..) | LedgerChange::Remove { .. } => None,
     }
 }
 
-/// A put and its event in one statement, one round trip: what
-/// [`check_lease`] (when `holder` is given), [`upsert_ledger_entry`] and
-/// [`insert_event`] do one after the other. `allowed` holds a row only
-/// when the lease holds and no other object links the account; each write
-/// takes its rows from it, so a refused put writes nothing, and the last
-/// select says which refusal it was.
-const PUT_WITH_EVENT: &str = "WITH leased AS (
+/// The lease check both one-statement writes begin with (`$1`–`$3` the
+/// object, `$4` the holder or NULL), and `allowed`, which holds a row only
+/// when the write may go ahead: each write takes its rows from it, so a
+/// refused change writes nothing.
+const LEASED: &str = "leased AS (
          SELECT FROM object_leases
          WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
-           AND holder = $8 AND until > clock_timestamp()
+           AND holder = $4 AND until > clock_timestamp()
          FOR SHARE
-     ), linked AS (
-         SELECT object_id FROM ledger
-         WHERE app_id = $1 AND object_kind = $2 AND remote_id = $4 AND object_id != $3
-         LIMIT 1
-     ), allowed AS (
-         SELECT WHERE ($8 IS NULL OR EXISTS (SELECT FROM leased))
-                  AND NOT EXISTS (SELECT FROM linked)
-     ), put AS (
-         INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
-         SELECT $1, $2, $3, $4, $5, $6, $7 FROM allowed
-         ON CONFLICT (app_id, object_kind, object_id)
-         DO UPDATE SET remote_id = EXCLUDED.remote_id, doc_hash = EXCLUDED.doc_hash,
-                       updated = EXCLUDED.updated, doc = EXCLUDED.doc
-     ), cleared AS (
+     )";
+
+/// A put and its event in one statement, one round trip: what
+/// [`check_lease`] (when a holder is given), [`upsert_ledger_entry`] and
+/// [`insert_event`] do one after the other. The put is allowed when the
+/// lease holds and no other object links the account; the last select
+/// says which refusal it was. `$5`–`$8` the entry's remote id, hash,
+/// time and document; `$9`–`$19` the event.
+fn put_with_event() -> String {
+    format!(
+        "WITH {LEASED}, linked AS (
+             SELECT object_id FROM ledger
+             WHERE app_id = $1 AND object_kind = $2 AND remote_id = $5 AND object_id != $3
+             LIMIT 1
+         ), allowed AS (
+             SELECT WHERE ($4 IS NULL OR EXISTS (SELECT FROM leased))
+                      AND NOT EXISTS (SELECT FROM linked)
+         ), put AS (
+             INSERT INTO ledger (app_id, object_kind, object_id, remote_id, doc_hash, updated, doc)
+             SELECT $1, $2, $3, $5, $6, $7, $8 FROM allowed
+             ON CONFLICT (app_id, object_kind, object_id)
+             DO UPDATE SET remote_id = EXCLUDED.remote_id, doc_hash = EXCLUDED.doc_hash,
+                           updated = EXCLUDED.updated, doc = EXCLUDED.doc
+         ), {CLEARED}, recorded AS (
+             INSERT INTO events ({EVENT_COLUMNS})
+             SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM allowed
+         )
+         SELECT $4 IS NULL OR EXISTS (SELECT FROM leased), (SELECT object_id FROM linked)"
+    )
+}
+
+/// A removal and its event in one statement: what [`check_lease`] (when a
+/// holder is given), [`delete_ledger_entry`] and [`insert_event`] do one
+/// after the other. `$5`–`$15` the event.
+fn remove_with_event() -> String {
+    format!(
+        "WITH {LEASED}, allowed AS (
+             SELECT WHERE $4 IS NULL OR EXISTS (SELECT FROM leased)
+         ), removed AS (
+             DELETE FROM ledger
+             WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
+               AND EXISTS (SELECT FROM allowed)
+         ), {CLEARED}, recorded AS (
+             INSERT INTO events ({EVENT_COLUMNS})
+             SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM allowed
+         )
+         SELECT $4 IS NULL OR EXISTS (SELECT FROM leased), NULL::text"
+    )
+}
+
+/// The object's dead letter taken off the list when the write is allowed.
+const CLEARED: &str = "cleared AS (
          DELETE FROM dead_letters
          WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
            AND EXISTS (SELECT FROM allowed)
-     ), recorded AS (
-         INSERT INTO events (id, at, app_id, app_name, object_kind, object_id, operation,
-                             outcome, rule, http_status, summary)
-         SELECT $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM allowed
-     )
-     SELECT $8 IS NULL OR EXISTS (SELECT FROM leased), (SELECT object_id FROM linked)";
+     )";
 
-/// Puts `entry` and records `event` ([`PUT_WITH_EVENT`]): `Ok(Err(_))`
-/// when the put was refused, with nothing written.
-fn put_in_one_statement(
+static PUT_WITH_EVENT: LazyLock<String> = LazyLock::new(put_with_event);
+static REMOVE_WITH_EVENT: LazyLock<String> = LazyLock::new(remove_with_event);
+
+/// Writes `change` and records `event` in one statement
+/// ([`put_with_event`], [`remove_with_event`]): `Ok(Err(_))` when the
+/// change was refused, with nothing written.
+fn write_in_one_statement(
     transaction: &mut Transaction<'_>,
-    entry: &LedgerEntry,
+    change: PlainChange<'_>,
     holder: Option<&str>,
     event: &Event,
 ) -> Step<StoreResult<()>> {
@@ -474,41 +529,67 @@ fn put_in_one_statement(
     } else {
         event.id.clone()
     };
-    let row = transaction.query_typed_one(
-        PUT_WITH_EVENT,
-        &[
-            (&entry.app_id, Type::TEXT),
-            (&entry.object_kind, Type::TEXT),
-            (&entry.object_id, Type::TEXT),
-            (&entry.remote_id, Type::TEXT),
-            (&entry.doc_hash, Type::TEXT),
-            (&Timestamp::now(), Type::TIMESTAMPTZ),
-            (&entry.document, Type::TEXT),
-            (&holder, Type::TEXT),
-            (&event_id, Type::TEXT),
-            (&event.at, Type::TIMESTAMPTZ),
-            (&event.app_id, Type::TEXT),
-            (&event.app_name, Type::TEXT),
-            (&event.object_kind, Type::TEXT),
-            (&event.object_id, Type::TEXT),
-            (&event.operation, Type::TEXT),
-            (&event.outcome.as_str(), Type::TEXT),
-            (&event.rule, Type::TEXT),
-            (&event.http_status.map(i32::from), Type::INT4),
-            (&event.summary, Type::TEXT),
-        ],
-    )?;
+    let (outcome, http_status) = (event.outcome.as_str(), event.http_status.map(i32::from));
+    let event_params: [(&(dyn ToSql + Sync), Type); 11] = [
+        (&event_id, Type::TEXT),
+        (&event.at, Type::TIMESTAMPTZ),
+        (&event.app_id, Type::TEXT),
+        (&event.app_name, Type::TEXT),
+        (&event.object_kind, Type::TEXT),
+        (&event.object_id, Type::TEXT),
+        (&event.operation, Type::TEXT),
+        (&outcome, Type::TEXT),
+        (&event.rule, Type::TEXT),
+        (&http_status, Type::INT4),
+        (&event.summary, Type::TEXT),
+    ];
+    let now = Timestamp::now();
+    let (object, row) = match change {
+        PlainChange::Put(entry) => {
+            let object = ObjectKey {
+                app_id: &entry.app_id,
+                object_kind: &entry.object_kind,
+                object_id: &entry.object_id,
+            };
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+                (&entry.app_id, Type::TEXT),
+                (&entry.object_kind, Type::TEXT),
+                (&entry.object_id, Type::TEXT),
+                (&holder, Type::TEXT),
+                (&entry.remote_id, Type::TEXT),
+                (&entry.doc_hash, Type::TEXT),
+                (&now, Type::TIMESTAMPTZ),
+                (&entry.document, Type::TEXT),
+            ];
+            params.extend(event_params);
+            (
+                object,
+                transaction.query_typed_one(&PUT_WITH_EVENT, &params)?,
+            )
+        }
+        PlainChange::Remove(object) => {
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+                (&object.app_id, Type::TEXT),
+                (&object.object_kind, Type::TEXT),
+                (&object.object_id, Type::TEXT),
+                (&holder, Type::TEXT),
+            ];
+            params.extend(event_params);
+            (
+                object,
+                transaction.query_typed_one(&REMOVE_WITH_EVENT, &params)?,
+            )
+        }
+    };
     let held: bool = row.get(0);
     let linked: Option<String> = row.get(1);
-    Ok(if !held {
-        Err(lease_lost(LedgerChange::Put(entry).object()))
-    } else if let Some(holder) = linked {
-        Err(StoreError::LinkedElsewhere {
+    Ok(match (held, linked, change) {
+        (false, _, _) => Err(lease_lost(object)),
+        (true, Some(holder), PlainChange::Put(entry)) => Err(StoreError::LinkedElsewhere {
             remote_id: entry.remote_id.clone(),
             holder,
-        })
-    } else {
-        Ok(())
+        }),
+        _ => Ok(()),
     })
 }
 
