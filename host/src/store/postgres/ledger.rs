@@ -344,11 +344,11 @@ impl LedgerStore for PostgresStore {
     /// removal) is one statement ([`write_in_one_statement`]), whose
     /// refusals (a lease lost, an account linked elsewhere) write nothing
     /// of it; any other record goes in a savepoint of its own, rolled back
-    /// should it fail. Should the database refuse one of the plain changes'
-    /// statements, which ends the transaction, the batch is written again with every record in a
-    /// savepoint of its own, so that what fails fails alone. A
-    /// serialization failure runs the transaction again, as any write's
-    /// does.
+    /// should it fail. Should the database refuse one of the plain
+    /// changes' statements, which ends the transaction, the batch is
+    /// written again with every record in a savepoint of its own, so that
+    /// what fails fails alone. A serialization failure runs the
+    /// transaction again, as any write's does.
     fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
         let written = self
             .write(|transaction| write_records(transaction, &self.cipher, &records, false))
@@ -447,9 +447,9 @@ impl<'a> PlainChange<'a> {
 }
 
 /// The lease check both one-statement writes begin with (`$1`–`$3` the
-/// object, `$4` the holder or NULL), and `allowed`, which holds a row only
-/// when the write may go ahead: each write takes its rows from it, so a
-/// refused change writes nothing.
+/// object, `$4` the holder or NULL). Each then has an `allowed` CTE that
+/// holds a row only when the write may go ahead, and every write takes its
+/// rows from it, so a refused change writes nothing.
 const LEASED: &str = "leased AS (
          SELECT FROM object_leases
          WHERE app_id = $1 AND object_kind = $2 AND object_id = $3
