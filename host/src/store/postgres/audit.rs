@@ -23,31 +23,60 @@ pub(super) fn event_from_row(row: &Row) -> StoreResult<Event> {
     })
 }
 
-pub(super) fn insert_event(transaction: &mut Transaction<'_>, event: &Event) -> Step<Event> {
-    let mut event = event.clone();
-    if event.id.is_empty() {
-        event.id = new_id();
+/// An event's values as the `events` columns take them, in
+/// [`EVENT_COLUMNS`] order, each with its type (for `query_typed`).
+pub(super) struct EventValues<'a> {
+    event: &'a Event,
+    id: String,
+    outcome: &'static str,
+    http_status: Option<i32>,
+}
+
+impl<'a> EventValues<'a> {
+    /// The event's values, with a new id when it has none.
+    pub(super) fn of(event: &'a Event) -> Self {
+        EventValues {
+            event,
+            id: if event.id.is_empty() {
+                new_id()
+            } else {
+                event.id.clone()
+            },
+            outcome: event.outcome.as_str(),
+            http_status: event.http_status.map(i32::from),
+        }
     }
+
+    pub(super) fn params(&self) -> [(&(dyn ToSql + Sync), Type); 11] {
+        [
+            (&self.id, Type::TEXT),
+            (&self.event.at, Type::TIMESTAMPTZ),
+            (&self.event.app_id, Type::TEXT),
+            (&self.event.app_name, Type::TEXT),
+            (&self.event.object_kind, Type::TEXT),
+            (&self.event.object_id, Type::TEXT),
+            (&self.event.operation, Type::TEXT),
+            (&self.outcome, Type::TEXT),
+            (&self.event.rule, Type::TEXT),
+            (&self.http_status, Type::INT4),
+            (&self.event.summary, Type::TEXT),
+        ]
+    }
+}
+
+pub(super) fn insert_event(transaction: &mut Transaction<'_>, event: &Event) -> Step<Event> {
+    let values = EventValues::of(event);
     transaction.execute_typed(
         &format!(
             "INSERT INTO events ({EVENT_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ),
-        &[
-            (&event.id, Type::TEXT),
-            (&event.at, Type::TIMESTAMPTZ),
-            (&event.app_id, Type::TEXT),
-            (&event.app_name, Type::TEXT),
-            (&event.object_kind, Type::TEXT),
-            (&event.object_id, Type::TEXT),
-            (&event.operation, Type::TEXT),
-            (&event.outcome.as_str(), Type::TEXT),
-            (&event.rule, Type::TEXT),
-            (&event.http_status.map(i32::from), Type::INT4),
-            (&event.summary, Type::TEXT),
-        ],
+        &values.params(),
     )?;
-    Ok(event)
+    Ok(Event {
+        id: values.id,
+        ..event.clone()
+    })
 }
 
 impl AuditStore for PostgresStore {

@@ -524,25 +524,8 @@ fn write_in_one_statement(
     holder: Option<&str>,
     event: &Event,
 ) -> Step<StoreResult<()>> {
-    let event_id = if event.id.is_empty() {
-        new_id()
-    } else {
-        event.id.clone()
-    };
-    let (outcome, http_status) = (event.outcome.as_str(), event.http_status.map(i32::from));
-    let event_params: [(&(dyn ToSql + Sync), Type); 11] = [
-        (&event_id, Type::TEXT),
-        (&event.at, Type::TIMESTAMPTZ),
-        (&event.app_id, Type::TEXT),
-        (&event.app_name, Type::TEXT),
-        (&event.object_kind, Type::TEXT),
-        (&event.object_id, Type::TEXT),
-        (&event.operation, Type::TEXT),
-        (&outcome, Type::TEXT),
-        (&event.rule, Type::TEXT),
-        (&http_status, Type::INT4),
-        (&event.summary, Type::TEXT),
-    ];
+    let event_values = EventValues::of(event);
+    let event_params = event_values.params();
     let now = Timestamp::now();
     let (object, row) = match change {
         PlainChange::Put(entry) => {

@@ -92,6 +92,24 @@ const REMOTE_IDS: &str = "SELECT ledger.object_id, ledger.remote_id
      CROSS JOIN ledger ON ledger.app_id = ?1 AND ledger.object_kind = ?2
                       AND ledger.object_id = wanted.value";
 
+/// An entry of `app_id`'s `object_kind` from a row of `object_id,
+/// remote_id, doc_hash, updated, doc`.
+fn entry_of(
+    app_id: &str,
+    object_kind: &str,
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        app_id: app_id.to_string(),
+        object_kind: object_kind.to_string(),
+        object_id: row.get(0)?,
+        remote_id: row.get(1)?,
+        doc_hash: row.get(2)?,
+        updated: row.get(3)?,
+        document: row.get(4)?,
+    })
+}
+
 /// The entries of many objects in one statement, each looked up by the
 /// primary key as [`REMOTE_IDS`] does, and each once however often asked.
 const ENTRIES_AMONG: &str = "SELECT ledger.object_id, ledger.remote_id, ledger.doc_hash,
@@ -113,15 +131,7 @@ impl LedgerStore for SqliteStore {
             let mut statement = connection.prepare_cached(ENTRIES_AMONG)?;
             let entries = statement
                 .query_map(params![app_id, object_kind, wanted], |row| {
-                    Ok(LedgerEntry {
-                        app_id: app_id.to_string(),
-                        object_kind: object_kind.to_string(),
-                        object_id: row.get(0)?,
-                        remote_id: row.get(1)?,
-                        doc_hash: row.get(2)?,
-                        updated: row.get(3)?,
-                        document: row.get(4)?,
-                    })
+                    entry_of(app_id, object_kind, row)
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(entries)
@@ -186,15 +196,7 @@ impl LedgerStore for SqliteStore {
             )?;
             let entries = statement
                 .query_map(params![app_id, object_kind], |row| {
-                    Ok(LedgerEntry {
-                        app_id: app_id.to_string(),
-                        object_kind: object_kind.to_string(),
-                        object_id: row.get(0)?,
-                        remote_id: row.get(1)?,
-                        doc_hash: row.get(2)?,
-                        updated: row.get(3)?,
-                        document: row.get(4)?,
-                    })
+                    entry_of(app_id, object_kind, row)
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(entries)
