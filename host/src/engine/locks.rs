@@ -21,16 +21,17 @@
 //! and gives it up when done. So an operator's provisioning on one host and
 //! the engine on another take turns on a user as two tasks of one host do.
 //! A lease that runs out unrenewed (its host died) is taken over after
-//! [`OBJECT_LEASE`]. Locks are always taken in the same order (an object,
-//! then the account it takes over; a group, then its members; several
-//! users at once, in the order of their ids: [`hold_users`]), in memory
-//! and in the store alike.
+//! [`OBJECT_LEASE`]; a hold given up half-way (its future dropped while
+//! the store was granting) leaves no lease behind. Locks are always taken
+//! in the same order (an object, then the account it takes over; a group,
+//! then its members; several users at once, in the order of their ids:
+//! [`hold_users`]), in memory and in the store alike.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, oneshot};
 
 use crate::store::{LedgerEntry, PendingPassword, Store, StoreError, StoreHandle, UserRecord};
 
@@ -101,14 +102,12 @@ pub async fn lock_object(
     object_id: &str,
 ) -> Result<ObjectLock, StoreError> {
     let local = local_lock(app_id, object_kind, object_id).await;
-    let lease = if store.shared_by_hosts() {
-        Some(Lease::take(store, app_id, object_kind, object_id).await?)
-    } else {
-        None
-    };
-    Ok(ObjectLock {
-        held: Some((local, lease)),
-    })
+    if !store.shared_by_hosts() {
+        return Ok(ObjectLock {
+            held: Some((local, None)),
+        });
+    }
+    Lease::take(store, app_id, object_kind, object_id.to_owned(), local).await
 }
 
 /// [`lock_object`] for each of `object_ids` (sorted, distinct), in their
@@ -125,36 +124,117 @@ pub async fn lock_objects(
 ) -> Result<Vec<ObjectLock>, StoreError> {
     let mut locals = Vec::with_capacity(object_ids.len());
     for object_id in object_ids {
-        locals.push(local_lock(app_id, object_kind, object_id).await);
+        locals.push(Asked {
+            object_id: (*object_id).clone(),
+            local: local_lock(app_id, object_kind, object_id).await,
+        });
     }
     if !store.shared_by_hosts() {
         return Ok(locals
             .into_iter()
-            .map(|local| ObjectLock {
-                held: Some((local, None)),
+            .map(|asked| ObjectLock {
+                held: Some((asked.local, None)),
             })
             .collect());
     }
-    let granted = store
-        .take_object_leases(
-            &HOLDER,
-            app_id,
-            object_kind,
-            object_ids.iter().map(|id| (*id).clone()).collect(),
-            lease_seconds(),
-        )
-        .await?;
-    let first_refused = granted
-        .iter()
-        .position(|granted| !granted)
-        .unwrap_or(granted.len());
-    for (object_id, _) in object_ids
-        .iter()
-        .zip(&granted)
-        .skip(first_refused)
-        .filter(|(_, granted)| **granted)
-    {
-        // Taken again below, in its turn.
+    let (mut locks, rest) = ask_for_leases(store, app_id, object_kind, locals).await?;
+    for Asked { object_id, local } in rest {
+        // Should this fail, the locks taken so far are let go with their
+        // leases.
+        locks.push(Lease::take(store, app_id, object_kind, object_id, local).await?);
+    }
+    Ok(locks)
+}
+
+/// An object whose lease is asked for, with its lock in this process,
+/// held throughout.
+struct Asked {
+    object_id: String,
+    local: OwnedMutexGuard<()>,
+}
+
+/// Asks the store for the leases of `asked`, in their order: the objects
+/// now held, from the first on, and the rest, from the first refused on,
+/// still to take (a lease granted after a refused one is given up again, so
+/// that the objects are taken in order).
+///
+/// A grant is never lost. A store call runs to its end even when its
+/// caller stops waiting (a timeout, a `select!`, a shutdown), so the
+/// request is made from a task of its own, which holds the objects' local
+/// locks meanwhile and hands what was granted over as [`ObjectLock`]s: should
+/// the caller have gone, they are dropped unread and give their leases up
+/// as any lock let go does, before their local locks go (a task of this
+/// process taking one of the objects next must not see its lease deleted
+/// by a late release). Without this, a lease granted to a caller that had
+/// gone would keep every other host off the object until it ran out.
+async fn ask_for_leases(
+    store: &StoreHandle,
+    app_id: &str,
+    object_kind: &'static str,
+    asked: Vec<Asked>,
+) -> Result<(Vec<ObjectLock>, Vec<Asked>), StoreError> {
+    let (answer, answered) = oneshot::channel();
+    let (store, app_id) = (store.clone(), app_id.to_owned());
+    tokio::spawn(async move {
+        let ids: Vec<String> = asked.iter().map(|one| one.object_id.clone()).collect();
+        let granted = match ids.as_slice() {
+            [one] => store
+                .take_object_lease(&HOLDER, &app_id, object_kind, one, lease_seconds())
+                .await
+                .map(|granted| vec![granted]),
+            _ => {
+                store
+                    .take_object_leases(&HOLDER, &app_id, object_kind, ids, lease_seconds())
+                    .await
+            }
+        };
+        let granted = match granted {
+            Ok(granted) => granted,
+            Err(error) => {
+                let _ = answer.send(Err(error));
+                return;
+            }
+        };
+        let held = granted
+            .iter()
+            .position(|granted| !granted)
+            .unwrap_or(granted.len());
+        let mut rest = asked;
+        let locks: Vec<ObjectLock> = rest
+            .drain(..held)
+            .map(|Asked { object_id, local }| {
+                let key = (app_id.clone(), object_kind, object_id);
+                ObjectLock {
+                    held: Some((local, Some(Lease::held(&store, key)))),
+                }
+            })
+            .collect();
+        let beyond_a_refusal = rest
+            .iter()
+            .zip(&granted[held..])
+            .filter(|(_, granted)| **granted)
+            .map(|(one, _)| one.object_id.as_str());
+        give_up(&store, &app_id, object_kind, beyond_a_refusal).await;
+        // Unread, the locks are dropped here or with the channel, and give
+        // their leases up.
+        let _ = answer.send(Ok((locks, rest)));
+    });
+    answered.await.unwrap_or_else(|_| {
+        Err(StoreError::Backend(
+            "the request for leases ended without an answer".into(),
+        ))
+    })
+}
+
+/// Gives up this process's leases on `object_ids`, each landed before this
+/// returns; one that cannot be given up runs out by itself.
+async fn give_up<'a>(
+    store: &StoreHandle,
+    app_id: &str,
+    object_kind: &str,
+    object_ids: impl Iterator<Item = &'a str>,
+) {
+    for object_id in object_ids {
         if let Err(error) = store
             .release_object_lease(&HOLDER, app_id, object_kind, object_id)
             .await
@@ -165,23 +245,6 @@ pub async fn lock_objects(
             );
         }
     }
-    let mut locks = Vec::with_capacity(object_ids.len());
-    for (at, (local, object_id)) in locals.into_iter().zip(object_ids).enumerate() {
-        let lease = if at < first_refused {
-            Lease::held(
-                store,
-                (app_id.to_string(), object_kind, (*object_id).clone()),
-            )
-        } else {
-            // Should this fail, the locks taken so far are let go with
-            // their leases.
-            Lease::take(store, app_id, object_kind, object_id).await?
-        };
-        locks.push(ObjectLock {
-            held: Some((local, Some(lease))),
-        });
-    }
-    Ok(locks)
 }
 
 /// The object's lock among this process's tasks.
@@ -219,23 +282,28 @@ struct Lease {
 }
 
 impl Lease {
-    /// Waits until the store grants the lease: another host holding it
-    /// gives it up when done, or loses it once it runs out.
+    /// Waits until the store grants the lease (another host holding it
+    /// gives it up when done, or loses it once it runs out), holding the
+    /// object's `local` lock throughout; the object held.
     async fn take(
         store: &StoreHandle,
         app_id: &str,
         object_kind: &'static str,
-        object_id: &str,
-    ) -> Result<Lease, StoreError> {
-        let seconds = lease_seconds();
+        object_id: String,
+        local: OwnedMutexGuard<()>,
+    ) -> Result<ObjectLock, StoreError> {
         let mut pause = Duration::from_millis(10);
         let mut waited = Duration::ZERO;
         let mut said = false;
-        while !store
-            .take_object_lease(&HOLDER, app_id, object_kind, object_id, seconds)
-            .await?
-        {
+        let mut asked = vec![Asked { object_id, local }];
+        loop {
+            let (mut held, rest) = ask_for_leases(store, app_id, object_kind, asked).await?;
+            if let Some(lock) = held.pop() {
+                return Ok(lock);
+            }
+            asked = rest;
             if !said && waited >= SAY_AFTER {
+                let object_id = asked.first().map_or("", |one| one.object_id.as_str());
                 tracing::info!(
                     "waiting for {object_kind} {object_id} of application {app_id}: \
                      another host is working on it"
@@ -246,8 +314,6 @@ impl Lease {
             waited += pause;
             pause = (pause * 2).min(LONGEST_WAIT);
         }
-        let key = (app_id.to_string(), object_kind, object_id.to_string());
-        Ok(Lease::held(store, key))
     }
 
     /// A lease the store has granted, renewed from now on.
@@ -294,16 +360,13 @@ impl Lease {
     /// a renewal only extends a lease that is there.
     async fn release(self) {
         let (app_id, object_kind, object_id) = &self.key;
-        if let Err(error) = self
-            .store
-            .release_object_lease(&HOLDER, app_id, object_kind, object_id)
-            .await
-        {
-            tracing::warn!(
-                "{object_kind} {object_id} of application {app_id}: cannot give up its lease \
-                 ({error}); it runs out by itself"
-            );
-        }
+        give_up(
+            &self.store,
+            app_id,
+            object_kind,
+            std::iter::once(object_id.as_str()),
+        )
+        .await;
     }
 }
 
@@ -421,14 +484,54 @@ fn read_users(
     read
 }
 
-fn read_users_in_snapshot(
-    store: &dyn Store,
+/// The store's reads a holder makes, named apart so that what a failing
+/// one does can be shown on its own.
+trait HolderReads {
+    fn users(&self, user_ids: &[String]) -> Result<Vec<UserRecord>, StoreError>;
+    fn in_scope_among(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<String>, StoreError>;
+    fn entries_among(
+        &self,
+        app_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+    fn entry(&self, app_id: &str, user_id: &str) -> Result<Option<LedgerEntry>, StoreError>;
+    fn waiting_among(&self, user_ids: &[String]) -> Result<Vec<String>, StoreError>;
+    fn password(&self, user_id: &str) -> Result<Option<PendingPassword>, StoreError>;
+}
+
+impl<S: Store + ?Sized> HolderReads for S {
+    fn users(&self, user_ids: &[String]) -> Result<Vec<UserRecord>, StoreError> {
+        self.get_users(user_ids)
+    }
+    fn in_scope_among(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.users_in_scope_among(app_id, user_ids)
+    }
+    fn entries_among(
+        &self,
+        app_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.ledger_entries_among(app_id, "user", user_ids)
+    }
+    fn entry(&self, app_id: &str, user_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
+        self.ledger_entry(app_id, "user", user_id)
+    }
+    fn waiting_among(&self, user_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.users_with_password_among(user_ids)
+    }
+    fn password(&self, user_id: &str) -> Result<Option<PendingPassword>, StoreError> {
+        self.user_password(user_id)
+    }
+}
+
+fn read_users_in_snapshot<S: HolderReads + ?Sized>(
+    store: &S,
     app_id: &str,
     user_ids: &[String],
     with_password: bool,
 ) -> Result<UserReads, StoreError> {
     let mut users: HashMap<String, UserRecord> = store
-        .get_users(user_ids)?
+        .users(user_ids)?
         .into_iter()
         .map(|user| (user.id.clone(), user))
         .collect();
@@ -438,17 +541,15 @@ fn read_users_in_snapshot(
         .cloned()
         .collect();
     let in_scope: HashSet<String> = store
-        .users_in_scope_among(app_id, &present)?
+        .in_scope_among(app_id, &present)?
         .into_iter()
         .collect();
     // The ledger entries, and which users have a password waiting, are
     // read for all at once as well. Should either read fail, each user's is
     // read on its own instead, so that what fails fails its user alone (and
     // says why there).
-    let mut entries: Option<HashMap<String, LedgerEntry>> = store
-        .ledger_entries_among(app_id, "user", user_ids)
-        .ok()
-        .map(|entries| {
+    let mut entries: Option<HashMap<String, LedgerEntry>> =
+        store.entries_among(app_id, user_ids).ok().map(|entries| {
             entries
                 .into_iter()
                 .map(|entry| (entry.object_id.clone(), entry))
@@ -469,7 +570,7 @@ fn read_users_in_snapshot(
         Some(HashSet::new())
     } else {
         store
-            .users_with_password_among(&wants_password)
+            .waiting_among(&wants_password)
             .ok()
             .map(|users| users.into_iter().collect())
     };
@@ -481,13 +582,13 @@ fn read_users_in_snapshot(
             let read = (|| {
                 let entry = match entries.as_mut() {
                     Some(entries) => entries.remove(user_id),
-                    None => store.ledger_entry(app_id, "user", user_id)?,
+                    None => store.entry(app_id, user_id)?,
                 };
                 let none_waiting = waiting
                     .as_ref()
                     .is_some_and(|waiting| !waiting.contains(user_id));
                 let password = if with_password && in_scope && !none_waiting {
-                    store.user_password(user_id)?
+                    store.password(user_id)?
                 } else {
                     None
                 };
@@ -547,5 +648,219 @@ mod tests {
         assert!(!waiting.is_finished(), "the same object waits");
         drop(held);
         waiting.await.unwrap();
+    }
+
+    use crate::secrets::TokenCipher;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        AppWrite, ApplicationStore, DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind,
+        PasswordStore, ScopeStore, Secret, Timestamp, UserWrite,
+    };
+
+    /// A store with an application bound to one group: `ada` (linked, a
+    /// password waiting) and `bob` (unlinked, a password waiting) in it,
+    /// `cy` (linked) outside it; the store, the application's id and the
+    /// ids asked for (the three, and one no user has), sorted.
+    fn directory(folder: &std::path::Path) -> (SqliteStore, String, Vec<String>) {
+        let store = SqliteStore::open_in(folder, TokenCipher::from_key(&[9; 32])).unwrap();
+        let app = store
+            .create_app(AppWrite {
+                name: "crm".into(),
+                label: "crm".into(),
+                connector: "custom-scim".into(),
+                base_url: "https://app.example/scim/v2".into(),
+                token: Secret::new(String::from("token")),
+                manage_groups: true,
+                settings: vec![],
+                pacing: Default::default(),
+                guard: Default::default(),
+                passwords: Default::default(),
+            })
+            .unwrap()
+            .id;
+        let user = |name: &str| {
+            let mut attributes = serde_json::Map::new();
+            attributes.insert("userName".into(), serde_json::json!(name));
+            let id = store
+                .create_user(UserWrite {
+                    password: None,
+                    user_name: name.into(),
+                    external_id: None,
+                    active: true,
+                    attributes,
+                })
+                .unwrap()
+                .id;
+            if name != "bob" {
+                store
+                    .put_ledger_entry(&LedgerEntry {
+                        app_id: app.clone(),
+                        object_kind: "user".into(),
+                        object_id: id.clone(),
+                        remote_id: format!("account-{name}"),
+                        doc_hash: "h".into(),
+                        document: None,
+                        updated: Timestamp::now(),
+                    })
+                    .unwrap();
+            }
+            if name != "cy" {
+                store
+                    .set_password(&id, &Secret::new(format!("{name}'s password")))
+                    .unwrap();
+            }
+            id
+        };
+        let (ada, bob, cy) = (user("ada"), user("bob"), user("cy"));
+        let group = store
+            .create_group(GroupWrite {
+                display_name: "staff".into(),
+                external_id: None,
+                attributes: serde_json::Map::new(),
+                members: Some(
+                    [&ada, &bob]
+                        .map(|id| Member {
+                            id: id.clone(),
+                            kind: MemberKind::User,
+                        })
+                        .into(),
+                ),
+            })
+            .unwrap()
+            .id;
+        store.bind(&app, &group).unwrap();
+        let mut asked = vec![ada, bob, cy, "no-such-user".to_string()];
+        asked.sort();
+        (store, app, asked)
+    }
+
+    /// A user's read as comparable text: the user, its scope, its
+    /// account and its password, or the read's failure.
+    fn summary(read: &Result<UserRead, StoreError>) -> String {
+        match read {
+            Ok(read) => format!(
+                "user {:?}, in scope {}, account {:?}, password {:?}",
+                read.user.as_ref().map(|user| &user.user_name),
+                read.in_scope,
+                read.entry.as_ref().map(|entry| &entry.remote_id),
+                read.password
+                    .as_ref()
+                    .map(|password| password.secret.expose().to_string()),
+            ),
+            Err(error) => format!("failed: {error}"),
+        }
+    }
+
+    /// The store, with the holder's reads that fail named.
+    struct Failing<'a> {
+        store: &'a SqliteStore,
+        entries_among: bool,
+        waiting_among: bool,
+        entry_of: Option<&'a str>,
+    }
+
+    fn refused(what: &str) -> StoreError {
+        StoreError::Backend(format!("{what} refused"))
+    }
+
+    impl HolderReads for Failing<'_> {
+        fn users(&self, user_ids: &[String]) -> Result<Vec<UserRecord>, StoreError> {
+            self.store.users(user_ids)
+        }
+        fn in_scope_among(
+            &self,
+            app_id: &str,
+            user_ids: &[String],
+        ) -> Result<Vec<String>, StoreError> {
+            self.store.in_scope_among(app_id, user_ids)
+        }
+        fn entries_among(
+            &self,
+            app_id: &str,
+            user_ids: &[String],
+        ) -> Result<Vec<LedgerEntry>, StoreError> {
+            if self.entries_among {
+                return Err(refused("the entries' read"));
+            }
+            self.store.entries_among(app_id, user_ids)
+        }
+        fn entry(&self, app_id: &str, user_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
+            if self.entry_of == Some(user_id) {
+                return Err(refused("the entry's read"));
+            }
+            self.store.entry(app_id, user_id)
+        }
+        fn waiting_among(&self, user_ids: &[String]) -> Result<Vec<String>, StoreError> {
+            if self.waiting_among {
+                return Err(refused("the passwords' read"));
+            }
+            self.store.waiting_among(user_ids)
+        }
+        fn password(&self, user_id: &str) -> Result<Option<PendingPassword>, StoreError> {
+            self.store.password(user_id)
+        }
+    }
+
+    /// Should a set-wise read of ledger entries or waiting passwords fail,
+    /// each user's is read on its own: every user reads as it would have,
+    /// and a read that then fails fails its user alone.
+    #[test]
+    fn a_failed_read_of_a_chunk_falls_back_to_each_user_alone() {
+        let folder = tempfile::tempdir().unwrap();
+        let (store, app, asked) = directory(folder.path());
+        let summaries = |reads: &UserReads| -> Vec<(String, String)> {
+            reads
+                .iter()
+                .map(|(id, read)| (id.clone(), summary(read)))
+                .collect()
+        };
+        let expected = summaries(&read_users_in_snapshot(&store, &app, &asked, true).unwrap());
+        let texts: Vec<&str> = expected.iter().map(|(_, text)| text.as_str()).collect();
+        for wanted in [
+            r#"user Some("ada"), in scope true, account Some("account-ada"), password Some("ada's password")"#,
+            r#"user Some("bob"), in scope true, account None, password Some("bob's password")"#,
+            r#"user Some("cy"), in scope false, account Some("account-cy"), password None"#,
+            "user None, in scope false, account None, password None",
+        ] {
+            assert!(texts.contains(&wanted), "{wanted} in {texts:#?}");
+        }
+
+        for (entries_among, waiting_among) in [(true, false), (false, true), (true, true)] {
+            let failing = Failing {
+                store: &store,
+                entries_among,
+                waiting_among,
+                entry_of: None,
+            };
+            let read = read_users_in_snapshot(&failing, &app, &asked, true).unwrap();
+            assert_eq!(
+                summaries(&read),
+                expected,
+                "entries' read failing: {entries_among}, passwords' read failing: {waiting_among}"
+            );
+        }
+
+        let bob = expected
+            .iter()
+            .find(|(_, text)| text.contains(r#"Some("bob")"#))
+            .map(|(id, _)| id.clone())
+            .unwrap();
+        let failing = Failing {
+            store: &store,
+            entries_among: true,
+            waiting_among: false,
+            entry_of: Some(&bob),
+        };
+        let read = summaries(&read_users_in_snapshot(&failing, &app, &asked, true).unwrap());
+        for ((id, text), (_, was)) in read.iter().zip(&expected) {
+            if *id == bob {
+                assert!(
+                    text.starts_with("failed:") && text.contains("the entry's read refused"),
+                    "bob fails alone: {text}"
+                );
+            } else {
+                assert_eq!(text, was, "every other user reads as before");
+            }
+        }
     }
 }

@@ -186,3 +186,58 @@ async fn objects_held_together_wait_in_order_for_one_another_host_holds() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     close(database, handle).await;
 }
+
+/// A hold whose caller stops waiting at any moment (a timeout, a
+/// `select!` that took another branch, a shutdown) leaves no lease behind:
+/// a lease the store grants after its caller has gone is given up at once,
+/// not left to keep every other host off the object until it runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_given_up_half_way_leaves_no_lease_behind() {
+    /// Yields until `deadline`: a finer grain than the timer's millisecond.
+    async fn until(deadline: std::time::Instant) {
+        while std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    let (database, handle) = shared_store().await;
+    let another_host = "process-elsewhere";
+    // From giving up before the request is made to after the hold is
+    // complete, in steps finer than one store call.
+    for step in 0..100u64 {
+        let given_up_after = Duration::from_micros(step * 40);
+        let (alone, first, second) = (
+            format!("alone-{step}"),
+            format!("first-{step}"),
+            format!("second-{step}"),
+        );
+        let deadline = std::time::Instant::now() + given_up_after;
+        tokio::select! {
+            biased;
+            held = lock_object(&handle, "app-1", "user", &alone) => drop(held.unwrap()),
+            () = until(deadline) => {}
+        }
+        let together = [&first, &second];
+        let deadline = std::time::Instant::now() + given_up_after;
+        tokio::select! {
+            biased;
+            held = lock_objects(&handle, "app-1", "user", &together) => {
+                drop(held.unwrap());
+            }
+            () = until(deadline) => {}
+        }
+        for object in [&alone, &first, &second] {
+            eventually(
+                &format!("{object} (given up after {given_up_after:?}) is free for another host"),
+                async || {
+                    handle
+                        .take_object_lease(another_host, "app-1", "user", object, 30)
+                        .await
+                        .unwrap()
+                },
+            )
+            .await;
+        }
+    }
+    close(database, handle).await;
+}
