@@ -653,8 +653,8 @@ mod tests {
     use crate::secrets::TokenCipher;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{
-        AppWrite, ApplicationStore, DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind,
-        PasswordStore, ScopeStore, Secret, Timestamp, UserWrite,
+        DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind, PasswordStore, ScopeStore,
+        Secret, fixtures,
     };
 
     /// A store with an application bound to one group: `ada` (linked, a
@@ -663,46 +663,12 @@ mod tests {
     /// ids asked for (the three, and one no user has), sorted.
     fn directory(folder: &std::path::Path) -> (SqliteStore, String, Vec<String>) {
         let store = SqliteStore::open_in(folder, TokenCipher::from_key(&[9; 32])).unwrap();
-        let app = store
-            .create_app(AppWrite {
-                name: "crm".into(),
-                label: "crm".into(),
-                connector: "custom-scim".into(),
-                base_url: "https://app.example/scim/v2".into(),
-                token: Secret::new(String::from("token")),
-                manage_groups: true,
-                settings: vec![],
-                pacing: Default::default(),
-                guard: Default::default(),
-                passwords: Default::default(),
-            })
-            .unwrap()
-            .id;
+        let app = fixtures::app(&store, "crm");
         let user = |name: &str| {
-            let mut attributes = serde_json::Map::new();
-            attributes.insert("userName".into(), serde_json::json!(name));
-            let id = store
-                .create_user(UserWrite {
-                    password: None,
-                    user_name: name.into(),
-                    external_id: None,
-                    active: true,
-                    attributes,
-                })
-                .unwrap()
-                .id;
+            let id = fixtures::user(&store, name);
             if name != "bob" {
-                store
-                    .put_ledger_entry(&LedgerEntry {
-                        app_id: app.clone(),
-                        object_kind: "user".into(),
-                        object_id: id.clone(),
-                        remote_id: format!("account-{name}"),
-                        doc_hash: "h".into(),
-                        document: None,
-                        updated: Timestamp::now(),
-                    })
-                    .unwrap();
+                let entry = fixtures::link(&app, &id, &format!("account-{name}"));
+                store.put_ledger_entry(&entry).unwrap();
             }
             if name != "cy" {
                 store

@@ -45,6 +45,8 @@
 mod applications;
 mod audit;
 mod directory;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod guard;
 mod handle;
 mod hosts;
