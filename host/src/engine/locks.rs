@@ -177,17 +177,9 @@ async fn ask_for_leases(
     let (store, app_id) = (store.clone(), app_id.to_owned());
     tokio::spawn(async move {
         let ids: Vec<String> = asked.iter().map(|one| one.object_id.clone()).collect();
-        let granted = match ids.as_slice() {
-            [one] => store
-                .take_object_lease(&HOLDER, &app_id, object_kind, one, lease_seconds())
-                .await
-                .map(|granted| vec![granted]),
-            _ => {
-                store
-                    .take_object_leases(&HOLDER, &app_id, object_kind, ids, lease_seconds())
-                    .await
-            }
-        };
+        let granted = store
+            .take_object_leases(&HOLDER, &app_id, object_kind, ids, lease_seconds())
+            .await;
         let granted = match granted {
             Ok(granted) => granted,
             Err(error) => {
@@ -637,6 +629,12 @@ async fn hold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::TokenCipher;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind, PasswordStore, ScopeStore,
+        Secret, fixtures,
+    };
 
     #[tokio::test]
     async fn a_second_sync_of_the_same_object_waits() {
@@ -649,13 +647,6 @@ mod tests {
         drop(held);
         waiting.await.unwrap();
     }
-
-    use crate::secrets::TokenCipher;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{
-        DirectoryStore, GroupWrite, LedgerStore, Member, MemberKind, PasswordStore, ScopeStore,
-        Secret, fixtures,
-    };
 
     /// A store with an application bound to one group: `ada` (linked, a
     /// password waiting) and `bob` (unlinked, a password waiting) in it,
