@@ -1,5 +1,5 @@
 //! The PostgreSQL backend: the conformance suite, each case in a database
-//! of its own, and what only a shared database has (a newer schema
+//! of its own (with each connection's statement cache and without it), and what only a shared database has (a newer schema
 //! refused, hosts starting together migrating once, one host woken by
 //! another's change, the planner's statistics kept while a host writes).
 //!
@@ -20,6 +20,27 @@ fn open() -> (Database, PostgresStore) {
 }
 
 store_conformance!(open);
+
+/// The same suite with each connection preparing nothing
+/// (`statement_cache_size=0`, for a pooler that keeps no prepared
+/// statements): every statement sent as text works as well.
+mod without_a_statement_cache {
+    use super::*;
+
+    fn open() -> (Database, PostgresStore) {
+        let database = Database::new();
+        let separator = if database.url().contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!("{}{separator}statement_cache_size=0", database.url());
+        let store = PostgresStore::open(&url, TokenCipher::from_key(&[3; 32])).unwrap();
+        (database, store)
+    }
+
+    store_conformance!(open);
+}
 
 #[test]
 fn a_database_written_by_a_newer_scimlink_is_refused() {

@@ -33,7 +33,10 @@ pub(super) fn app_from_row(row: &Row) -> StoreResult<AppRecord> {
 }
 
 /// An application by name or id, within a transaction.
-pub(super) fn app_in(transaction: &mut impl GenericClient, name_or_id: &str) -> Step<AppRecord> {
+pub(super) fn app_in(
+    transaction: &mut Session<'_, impl GenericClient>,
+    name_or_id: &str,
+) -> Step<AppRecord> {
     let row = transaction
         .query_opt(
             // An id is preferred to a name that happens to spell it.

@@ -64,7 +64,7 @@ impl<'a> EventValues<'a> {
     }
 }
 
-pub(super) fn insert_event(transaction: &mut Transaction<'_>, event: &Event) -> Step<Event> {
+pub(super) fn insert_event(transaction: &mut Tx<'_, '_>, event: &Event) -> Step<Event> {
     let values = EventValues::of(event);
     transaction.execute_typed(
         &format!(

@@ -45,7 +45,7 @@ pub(super) fn group_from_row(row: &Row) -> StoreResult<GroupRecord> {
 
 /// The group with its members: users first, each kind in display order.
 pub(super) fn with_members(
-    transaction: &mut impl GenericClient,
+    transaction: &mut Session<'_, impl GenericClient>,
     group: GroupRecord,
 ) -> Step<GroupRecord> {
     let id = group.id.clone();
@@ -55,7 +55,7 @@ pub(super) fn with_members(
 
 /// Groups with their members, the members of all of them read in one query.
 pub(super) fn with_all_members(
-    transaction: &mut impl GenericClient,
+    transaction: &mut Session<'_, impl GenericClient>,
     mut groups: Vec<GroupRecord>,
 ) -> Step<Vec<GroupRecord>> {
     if groups.is_empty() {
@@ -87,7 +87,7 @@ pub(super) fn with_all_members(
 
 /// A group with its members, in the transaction's view.
 pub(super) fn load_group(
-    transaction: &mut impl GenericClient,
+    transaction: &mut Session<'_, impl GenericClient>,
     id: &str,
 ) -> Step<Option<GroupRecord>> {
     match group_row(transaction, id)? {
@@ -97,7 +97,10 @@ pub(super) fn load_group(
 }
 
 /// The group's own row, its `members` left empty.
-fn group_row(transaction: &mut impl GenericClient, id: &str) -> Step<Option<GroupRecord>> {
+fn group_row(
+    transaction: &mut Session<'_, impl GenericClient>,
+    id: &str,
+) -> Step<Option<GroupRecord>> {
     let row = transaction.query_opt(
         &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1"),
         &[&id],
@@ -110,7 +113,7 @@ fn group_row(transaction: &mut impl GenericClient, id: &str) -> Step<Option<Grou
 
 /// The rows of the groups whose `key` is `value`, members not read.
 fn groups_found(
-    transaction: &mut impl GenericClient,
+    transaction: &mut Session<'_, impl GenericClient>,
     key: GroupKey,
     value: &str,
 ) -> Step<Vec<GroupRecord>> {
@@ -125,7 +128,7 @@ fn groups_found(
 /// Refuses `value` when another row than `except_id` holds it: `sql`
 /// selects the holder by `$1` (the folded name), `$2` (the id to except).
 pub(super) fn ensure_unique(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     sql: &str,
     value: &str,
     except_id: &str,
@@ -144,7 +147,7 @@ pub(super) fn ensure_unique(
     }
 }
 
-pub(super) fn insert_user(transaction: &mut Transaction<'_>, user: &UserWrite) -> Step<UserRecord> {
+pub(super) fn insert_user(transaction: &mut Tx<'_, '_>, user: &UserWrite) -> Step<UserRecord> {
     let key = rules::fold_name(&user.user_name);
     ensure_unique(
         transaction,
@@ -189,7 +192,7 @@ pub(super) fn insert_user(transaction: &mut Transaction<'_>, user: &UserWrite) -
 }
 
 pub(super) fn update_user(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     id: &str,
     user: &UserWrite,
     expected_version: Option<i64>,
@@ -245,7 +248,7 @@ pub(super) fn update_user(
 /// An imported user laid over the stored one (see
 /// [`rules::merge_imported_user`]).
 pub(super) fn merge_import(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     id: &str,
     user: &UserWrite,
 ) -> Step<UserWrite> {
@@ -269,7 +272,7 @@ pub(super) fn merge_import(
 /// the members one by one: the first member refused (in the order given)
 /// refuses the write, and a member named twice is added once.
 pub(super) fn add_members(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     group_id: &str,
     members: &[Member],
 ) -> Step<Vec<String>> {
@@ -336,11 +339,7 @@ pub(super) fn add_members(
 }
 
 /// Those of `ids` that are rows of `table`.
-fn existing(
-    transaction: &mut Transaction<'_>,
-    table: &str,
-    ids: &[String],
-) -> Step<HashSet<String>> {
+fn existing(transaction: &mut Tx<'_, '_>, table: &str, ids: &[String]) -> Step<HashSet<String>> {
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
@@ -358,7 +357,7 @@ fn existing(
 /// database error met on the walk is returned as it is, so that a
 /// serialization failure still has its write run again.
 fn would_contain_itself(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     group_id: &str,
     candidate: &str,
 ) -> Step<bool> {
@@ -381,10 +380,7 @@ fn would_contain_itself(
 }
 
 /// The groups that are direct members of `group_id`.
-pub(super) fn member_groups(
-    transaction: &mut Transaction<'_>,
-    group_id: &str,
-) -> Step<Vec<String>> {
+pub(super) fn member_groups(transaction: &mut Tx<'_, '_>, group_id: &str) -> Step<Vec<String>> {
     let rows = transaction.query(
         "SELECT member_id FROM memberships WHERE group_id = $1 AND member_kind = 'Group'",
         &[&group_id],
@@ -395,7 +391,7 @@ pub(super) fn member_groups(
 /// Deletes memberships (absent ones are ignored); returns the ids actually
 /// removed, in the order given, each once.
 pub(super) fn remove_members(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     group_id: &str,
     members: &[String],
 ) -> Step<Vec<String>> {
@@ -423,7 +419,7 @@ pub(super) fn remove_members(
 
 /// A user's `groups` is part of the user: a membership change gives the
 /// user a new version (and ETag). A group id matches no user and is a no-op.
-pub(super) fn touch_users(transaction: &mut Transaction<'_>, ids: &[String]) -> Step<()> {
+pub(super) fn touch_users(transaction: &mut Tx<'_, '_>, ids: &[String]) -> Step<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -435,7 +431,7 @@ pub(super) fn touch_users(transaction: &mut Transaction<'_>, ids: &[String]) -> 
 }
 
 pub(super) fn record_membership_change(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     group_id: &str,
     added: &[String],
     removed: &[String],
@@ -453,7 +449,7 @@ pub(super) fn record_membership_change(
     )
 }
 
-pub(super) fn bump_group(transaction: &mut Transaction<'_>, group_id: &str) -> Step<()> {
+pub(super) fn bump_group(transaction: &mut Tx<'_, '_>, group_id: &str) -> Step<()> {
     transaction.execute(
         "UPDATE groups SET version = version + 1, modified = $2 WHERE id = $1",
         &[&group_id, &Timestamp::now()],
@@ -461,7 +457,7 @@ pub(super) fn bump_group(transaction: &mut Transaction<'_>, group_id: &str) -> S
     Ok(())
 }
 
-pub(super) fn member_ids(transaction: &mut Transaction<'_>, group_id: &str) -> Step<Vec<String>> {
+pub(super) fn member_ids(transaction: &mut Tx<'_, '_>, group_id: &str) -> Step<Vec<String>> {
     let rows = transaction.query(
         "SELECT member_id FROM memberships WHERE group_id = $1",
         &[&group_id],
@@ -469,7 +465,7 @@ pub(super) fn member_ids(transaction: &mut Transaction<'_>, group_id: &str) -> S
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-pub(super) fn find_group_id(transaction: &mut Transaction<'_>, name: &str) -> Step<Option<String>> {
+pub(super) fn find_group_id(transaction: &mut Tx<'_, '_>, name: &str) -> Step<Option<String>> {
     Ok(transaction
         .query_opt(
             "SELECT id FROM groups WHERE display_name_key = $1",
@@ -479,7 +475,7 @@ pub(super) fn find_group_id(transaction: &mut Transaction<'_>, name: &str) -> St
 }
 
 /// The id of the user named `user_name` (without regard to case).
-fn find_user_id(transaction: &mut Transaction<'_>, user_name: &str) -> Step<Option<String>> {
+fn find_user_id(transaction: &mut Tx<'_, '_>, user_name: &str) -> Step<Option<String>> {
     Ok(transaction
         .query_opt(
             "SELECT id FROM users WHERE user_name_key = $1",
@@ -489,7 +485,7 @@ fn find_user_id(transaction: &mut Transaction<'_>, user_name: &str) -> Step<Opti
 }
 
 /// The ids of the groups `member_id` is a direct member of.
-fn parent_groups(transaction: &mut Transaction<'_>, member_id: &str) -> Step<Vec<String>> {
+fn parent_groups(transaction: &mut Tx<'_, '_>, member_id: &str) -> Step<Vec<String>> {
     let rows = transaction.query(
         "SELECT group_id FROM memberships WHERE member_id = $1",
         &[&member_id],
@@ -497,7 +493,7 @@ fn parent_groups(transaction: &mut Transaction<'_>, member_id: &str) -> Step<Vec
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-pub(super) fn insert_group(transaction: &mut Transaction<'_>, group: &GroupWrite) -> Step<String> {
+pub(super) fn insert_group(transaction: &mut Tx<'_, '_>, group: &GroupWrite) -> Step<String> {
     let key = rules::fold_name(&group.display_name);
     ensure_unique(
         transaction,

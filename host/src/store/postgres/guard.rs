@@ -58,7 +58,10 @@ fn held_object_from_row(row: &Row) -> StoreResult<HeldObject> {
 }
 
 /// The hold with the offboardings it lists.
-fn with_objects(transaction: &mut impl GenericClient, mut held: HeldChange) -> Step<HeldChange> {
+fn with_objects(
+    transaction: &mut Session<'_, impl GenericClient>,
+    mut held: HeldChange,
+) -> Step<HeldChange> {
     let rows = transaction.query(
         &format!(
             "SELECT {HELD_OBJECT_COLUMNS} FROM held_offboardings
@@ -79,7 +82,7 @@ fn with_objects(transaction: &mut impl GenericClient, mut held: HeldChange) -> S
 /// read as JSON in SQL: an entry whose document does not contain `false`
 /// at all cannot have been sent inactive and is counted there; the few
 /// others are judged here by the shared rule.
-fn active_accounts_in(transaction: &mut Transaction<'_>, app_id: &str) -> Step<u64> {
+fn active_accounts_in(transaction: &mut Tx<'_, '_>, app_id: &str) -> Step<u64> {
     let surely_active: i64 = transaction
         .query_one(
             "SELECT COUNT(*) FROM ledger

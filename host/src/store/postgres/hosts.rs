@@ -11,7 +11,7 @@ use super::*;
 /// How long after it ran out a host is forgotten, in seconds.
 const FORGET_AFTER_SECONDS: f64 = 3600.0;
 
-fn present(transaction: &mut impl GenericClient) -> Step<Vec<HostPresence>> {
+fn present(transaction: &mut Session<'_, impl GenericClient>) -> Step<Vec<HostPresence>> {
     let rows = transaction.query(
         "SELECT engine, name, connectors, seen, until FROM hosts
          WHERE until > clock_timestamp() ORDER BY engine",

@@ -8,10 +8,7 @@ use super::*;
 /// Writes an entry, within a transaction: refused with
 /// [`StoreError::LinkedElsewhere`] when another object holds its remote
 /// account. Takes the object's dead letter off the list.
-pub(super) fn upsert_ledger_entry(
-    transaction: &mut Transaction<'_>,
-    entry: &LedgerEntry,
-) -> Step<()> {
+pub(super) fn upsert_ledger_entry(transaction: &mut Tx<'_, '_>, entry: &LedgerEntry) -> Step<()> {
     // The unique index on (app, kind, remote id) refuses a link to an
     // account another object holds; the caller hears which account. The
     // look comes first, in the serializable transaction, so that two hosts
@@ -60,7 +57,7 @@ pub(super) fn upsert_ledger_entry(
 
 /// Removes an object's entry, within a transaction, and its dead letter.
 pub(super) fn delete_ledger_entry(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     app_id: &str,
     object_kind: &str,
     object_id: &str,
@@ -73,7 +70,7 @@ pub(super) fn delete_ledger_entry(
 }
 
 pub(super) fn clear_dead_letter(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     app_id: &str,
     object_kind: &str,
     object_id: &str,
@@ -373,7 +370,7 @@ impl LedgerStore for PostgresStore {
 /// statement unless `each_in_a_savepoint`; every other record is in a
 /// savepoint of its own.
 fn write_records(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     cipher: &TokenCipher,
     records: &[LedgerRecord<'_>],
     each_in_a_savepoint: bool,
@@ -392,10 +389,10 @@ fn write_records(
         let mut savepoint = transaction.savepoint("record")?;
         let applied = (|| {
             if let Some(holder) = record.holder {
-                check_lease(&mut savepoint, holder, record.change.object())?;
+                check_lease(&mut savepoint.session(), holder, record.change.object())?;
             }
             apply_ledger_change(
-                &mut savepoint,
+                &mut savepoint.session(),
                 cipher,
                 record.change,
                 Some(record.event.clone()),
@@ -519,7 +516,7 @@ static REMOVE_WITH_EVENT: LazyLock<String> = LazyLock::new(remove_with_event);
 /// ([`put_with_event`], [`remove_with_event`]): `Ok(Err(_))` when the
 /// change was refused, with nothing written.
 fn write_in_one_statement(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     change: PlainChange<'_>,
     holder: Option<&str>,
     event: &Event,
@@ -578,7 +575,7 @@ fn write_in_one_statement(
 
 /// Refuses with [`StoreError::LeaseLost`] unless `holder`'s lease on
 /// `object` holds now, in the caller's transaction.
-fn check_lease(transaction: &mut Transaction<'_>, holder: &str, object: ObjectKey<'_>) -> Step<()> {
+fn check_lease(transaction: &mut Tx<'_, '_>, holder: &str, object: ObjectKey<'_>) -> Step<()> {
     // FOR SHARE: a lease taken over meanwhile conflicts with this
     // transaction, which then runs again and sees the new holder.
     let held = transaction.query_typed_opt(
@@ -609,7 +606,7 @@ fn lease_lost(object: ObjectKey<'_>) -> StoreError {
 /// Writes a ledger change and, when there is one, the event that records
 /// it, in the caller's transaction.
 fn apply_ledger_change(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     cipher: &TokenCipher,
     change: LedgerChange<'_>,
     event: Option<Event>,

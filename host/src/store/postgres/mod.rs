@@ -20,13 +20,15 @@
 //!   ([`SnapshotStore::in_one_read`]) share one, on a connection the
 //!   thread keeps for them until they end; a read that fails in the
 //!   database ends it, and the reads after it share a new one.
-//! - only transaction-scoped state is used (no session settings, no
-//!   session advisory locks, no statements prepared across transactions),
-//!   so the store works behind a pooler in transaction mode. The
-//!   statements of a record, which a sync makes for every object, are
-//!   sent with their parameter types (`query_typed`): one round trip
-//!   each, through the unnamed statement, rather than a prepare and an
-//!   execute.
+//! - apart from prepared statements, only transaction-scoped state is
+//!   used (no session settings, no session advisory locks). Each pooled
+//!   connection keeps the statements it has sent prepared ([`statements`]):
+//!   a pooler in transaction mode must carry them (PgBouncer 1.21 and
+//!   later with `max_prepared_statements`), and behind one that does not,
+//!   `statement_cache_size=0` in the URL prepares nothing beyond each
+//!   statement's own run. The statements of a record, which a sync makes
+//!   for every object, are prepared with their parameter types, so that
+//!   even uncached they go in one round trip (`query_typed`).
 //! - while the host writes, a thread of the store keeps the planner's
 //!   statistics of the tables the engine looks things up in current
 //!   ([`statistics`]), as autovacuum would a minute or more later.
@@ -47,9 +49,9 @@ use std::time::Duration;
 
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, IsNull, ToSql, Type};
-use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use ::postgres::{GenericClient, IsolationLevel, NoTls, Row};
 use serde_json::{Map, Value};
+use statements::{Connection, Manager, Session, Snapshot, Tx};
 
 use super::*;
 
@@ -109,10 +111,12 @@ impl Failure {
     /// Whether running the transaction again may succeed.
     fn is_transient(&self) -> bool {
         match self {
-            Failure::Database(error) => matches!(
-                error.code(),
-                Some(&SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED)
-            ),
+            Failure::Database(error) => {
+                matches!(
+                    error.code(),
+                    Some(&SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED)
+                ) || statements::is_stale_statement(error)
+            }
             Failure::Store(_) => false,
         }
     }
@@ -129,6 +133,12 @@ impl Failure {
 /// one.
 fn database_message(error: &::postgres::Error) -> String {
     match error.as_db_error() {
+        Some(db) if *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME => format!(
+            "PostgreSQL: {} ({}); behind a pooler that does not keep prepared statements, \
+             add statement_cache_size=0 to the database URL",
+            db.message(),
+            db.code().code()
+        ),
         Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
         None => format!("PostgreSQL: {error}"),
     }
@@ -136,7 +146,8 @@ fn database_message(error: &::postgres::Error) -> String {
 
 pub(super) type Step<T> = Result<T, Failure>;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+type PooledConnection = r2d2::PooledConnection<Manager>;
 
 pub struct PostgresStore {
     pool: Arc<Pool>,
@@ -169,13 +180,17 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host/database`, or key=value
-    /// pairs; `?host=/path` for a Unix socket) and brings its schema up to
+    /// pairs; `?host=/path` for a Unix socket; `statement_cache_size=0` to
+    /// prepare nothing, see [`statements`]) and brings its schema up to
     /// date.
     pub fn open(url: &str, cipher: TokenCipher) -> StoreResult<Self> {
+        let (url, capacity) = statements::split_capacity(url)
+            .map_err(|error| StoreError::Backend(format!("{}: {error}", shown(url))))?;
+        let url = url.as_str();
         let config: ::postgres::Config = url.parse().map_err(|error| {
             StoreError::Backend(format!("{} is not a PostgreSQL URL: {error}", shown(url)))
         })?;
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = Manager::new(config.clone(), capacity);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -221,7 +236,7 @@ impl PostgresStore {
         Arc::clone(&self.appended)
     }
 
-    fn connection(&self) -> StoreResult<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    fn connection(&self) -> StoreResult<PooledConnection> {
         self.pool.get().map_err(|error| {
             StoreError::Backend(format!("no connection to {}: {error}", self.shown))
         })
@@ -274,10 +289,7 @@ impl PostgresStore {
 
     /// Runs `work` in one serializable transaction, again from the start
     /// when PostgreSQL could not serialize it.
-    pub(super) fn write<T>(
-        &self,
-        work: impl FnMut(&mut Transaction<'_>) -> Step<T>,
-    ) -> StoreResult<T> {
+    pub(super) fn write<T>(&self, work: impl FnMut(&mut Tx<'_, '_>) -> Step<T>) -> StoreResult<T> {
         self.write_at(IsolationLevel::Serializable, work)
     }
 
@@ -286,19 +298,20 @@ impl PostgresStore {
     pub(super) fn write_at<T>(
         &self,
         isolation: IsolationLevel,
-        mut work: impl FnMut(&mut Transaction<'_>) -> Step<T>,
+        mut work: impl FnMut(&mut Tx<'_, '_>) -> Step<T>,
     ) -> StoreResult<T> {
         let mut connection = self.connection()?;
+        let (client, statements) = connection.parts();
         let mut attempt = 0;
         loop {
             attempt += 1;
             APPENDED.with(|appended| appended.set(false));
             let result: Step<T> = (|| {
-                let mut transaction = connection
+                let mut transaction = client
                     .build_transaction()
                     .isolation_level(isolation)
                     .start()?;
-                let value = work(&mut transaction)?;
+                let value = work(&mut Session::new(&mut transaction, statements))?;
                 transaction.commit()?;
                 Ok(value)
             })();
@@ -325,7 +338,10 @@ impl PostgresStore {
     /// Runs `work` in one read-only snapshot: its own, or the one
     /// [`SnapshotStore::in_one_read`] keeps open on this thread for this
     /// store.
-    pub(super) fn read<T>(&self, work: impl FnOnce(&mut Client) -> Step<T>) -> StoreResult<T> {
+    pub(super) fn read<T>(
+        &self,
+        work: impl FnOnce(&mut Snapshot<'_>) -> Step<T>,
+    ) -> StoreResult<T> {
         let mut work = Some(work);
         let shared = SHARED_READ.with(|shared| {
             // Borrowed only while a read runs: a read made from inside
@@ -334,7 +350,7 @@ impl PostgresStore {
             let read = shared
                 .as_mut()
                 .filter(|read| read.store == self.address())?;
-            let value = work.take()?(&mut read.connection);
+            let value = work.take()?(&mut read.connection.session());
             // A statement that failed in the database leaves the
             // transaction able only to end: the reads after it start a
             // snapshot of their own.
@@ -352,7 +368,7 @@ impl PostgresStore {
         let mut connection = self.connection()?;
         let result: Step<T> = (|| {
             let mut snapshot = ReadTransaction::begin(&mut connection)?;
-            let value = work(snapshot.client())?;
+            let value = work(&mut snapshot.session())?;
             snapshot.commit()?;
             Ok(value)
         })();
@@ -372,35 +388,36 @@ const BEGIN_READ: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, REA
 /// back unless committed, so that a connection goes back to the pool with
 /// no transaction open even when the read failed or panicked.
 struct ReadTransaction<'c> {
-    client: &'c mut Client,
+    connection: &'c mut Connection,
     open: bool,
 }
 
 impl<'c> ReadTransaction<'c> {
-    fn begin(client: &'c mut Client) -> Result<Self, ::postgres::Error> {
-        client.batch_execute(BEGIN_READ)?;
-        Ok(ReadTransaction { client, open: true })
+    fn begin(connection: &'c mut Connection) -> Result<Self, ::postgres::Error> {
+        connection.batch_execute(BEGIN_READ)?;
+        Ok(ReadTransaction {
+            connection,
+            open: true,
+        })
     }
 
-    fn client(&mut self) -> &mut Client {
-        self.client
+    fn session(&mut self) -> Snapshot<'_> {
+        self.connection.session()
     }
 
     fn commit(mut self) -> Result<(), ::postgres::Error> {
         self.open = false;
-        self.client.batch_execute("COMMIT")
+        self.connection.batch_execute("COMMIT")
     }
 }
 
 impl Drop for ReadTransaction<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.connection.batch_execute("ROLLBACK");
         }
     }
 }
-
-type PooledConnection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// The read transaction [`SnapshotStore::in_one_read`] keeps open on a
 /// thread.
@@ -610,11 +627,7 @@ fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn append_change(
-    transaction: &mut Transaction<'_>,
-    subject_id: &str,
-    change: ChangeKind,
-) -> Step<()> {
+fn append_change(transaction: &mut Tx<'_, '_>, subject_id: &str, change: ChangeKind) -> Step<()> {
     let (entity, action, detail) = change.to_row();
     transaction.execute(
         "INSERT INTO outbox (at, entity, entity_id, action, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -627,7 +640,7 @@ fn append_change(
 
 /// The version of a row, checked against what the caller expects.
 fn current_version(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     table: &'static str,
     entity: &'static str,
     id: &str,
@@ -667,6 +680,7 @@ mod meta;
 mod outbox;
 mod passwords;
 mod scope;
+mod statements;
 mod statistics;
 
 use applications::*;

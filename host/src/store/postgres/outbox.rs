@@ -42,7 +42,7 @@ fn progress_from_row(row: &Row) -> StoreResult<ChangeProgress> {
 
 /// Completes each change among `seqs` that was handed out and has no
 /// pending pair left, and forgets its pairs.
-fn complete_settled(transaction: &mut Transaction<'_>, seqs: &[i64]) -> Step<()> {
+fn complete_settled(transaction: &mut Tx<'_, '_>, seqs: &[i64]) -> Step<()> {
     let rows = transaction.query(
         "UPDATE outbox o SET done_at = $2
          WHERE o.seq = ANY($1) AND o.done_at IS NULL AND o.dispatched_at IS NOT NULL

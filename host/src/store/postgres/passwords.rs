@@ -8,7 +8,7 @@ use super::*;
 /// changes nothing (an identity provider may send it with every replace).
 /// The caller appends the change that queues the user for a sync.
 pub(super) fn store_password(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     cipher: &TokenCipher,
     user_id: &str,
     password: &Secret,
@@ -41,7 +41,7 @@ pub(super) fn store_password(
 }
 
 /// Wipes what is kept of a user's passwords (the user is deleted).
-pub(super) fn forget_passwords(transaction: &mut Transaction<'_>, user_id: &str) -> Step<()> {
+pub(super) fn forget_passwords(transaction: &mut Tx<'_, '_>, user_id: &str) -> Step<()> {
     for statement in [
         "DELETE FROM user_passwords WHERE user_id = $1",
         "DELETE FROM password_deliveries WHERE user_id = $1",
@@ -55,7 +55,7 @@ pub(super) fn forget_passwords(transaction: &mut Transaction<'_>, user_id: &str)
 /// Records what a request that the application accepted did with a
 /// password, in the caller's transaction (see [`LedgerChange::PutWithPassword`]).
 pub(super) fn record_password_sent(
-    transaction: &mut Transaction<'_>,
+    transaction: &mut Tx<'_, '_>,
     cipher: &TokenCipher,
     entry: &LedgerEntry,
     sent: PasswordSent<'_>,
@@ -105,7 +105,7 @@ pub(super) fn record_password_sent(
 }
 
 fn deliveries(
-    transaction: &mut impl GenericClient,
+    transaction: &mut Session<'_, impl GenericClient>,
     user_id: &str,
     generation: &str,
 ) -> Step<Vec<String>> {
