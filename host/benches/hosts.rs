@@ -13,7 +13,8 @@
 //! `scripts/postgres.sh`. `SCIMLINK_BENCH_APPS` (default 6),
 //! `SCIMLINK_BENCH_USERS` (default 2000) and `SCIMLINK_BENCH_GROUPS`
 //! (default 20) change the size, `SCIMLINK_BENCH_HOSTS` (default 3) the
-//! most hosts run on PostgreSQL. Needs the bundled connectors built
+//! most hosts run on PostgreSQL, `SCIMLINK_BENCH_STATEMENT_CACHE_SIZE` the
+//! hosts' `statement_cache_size` (0: nothing prepared). Needs the bundled connectors built
 //! (`scripts/build-plugins.sh`). Every process shares the machine's cores:
 //! the hosts, the application and PostgreSQL.
 
@@ -77,6 +78,10 @@ impl Cluster {
             .expect("a database is made");
         let mut url = reqwest::Url::parse(&self.url).expect("a URL");
         url.set_path(&format!("/{name}"));
+        if let Ok(size) = std::env::var("SCIMLINK_BENCH_STATEMENT_CACHE_SIZE") {
+            url.query_pairs_mut()
+                .append_pair("statement_cache_size", &size);
+        }
         url.to_string()
     }
 }
