@@ -14,7 +14,10 @@
 //! `SCIMLINK_BENCH_USERS` (default 2000) and `SCIMLINK_BENCH_GROUPS`
 //! (default 20) change the size, `SCIMLINK_BENCH_HOSTS` (default 3) the
 //! most hosts run on PostgreSQL, `SCIMLINK_BENCH_STATEMENT_CACHE_SIZE` the
-//! hosts' `statement_cache_size` (0: nothing prepared). Needs the bundled connectors built
+//! hosts' `statement_cache_size` (0: nothing prepared); with
+//! `SCIMLINK_BENCH_LOGS` naming a folder, each host logs there at `info`.
+//! Each run also prints when each application held every account and
+//! group. Needs the bundled connectors built
 //! (`scripts/build-plugins.sh`). Every process shares the machine's cores:
 //! the hosts, the application and PostgreSQL.
 
@@ -120,9 +123,17 @@ struct Size {
     groups: usize,
 }
 
+/// How long a run took, from the activations.
+struct Run {
+    /// Until the last account and group, and the outbox drained.
+    took: Duration,
+    /// Until each application held all its accounts and groups.
+    done_at: Vec<Duration>,
+}
+
 /// Provisions `size` through `hosts` hosts on `database` (SQLite when
-/// `None`); the time from the activations to the last account and group.
-fn run(size: &Size, hosts: usize, database: Option<&str>, folder: &Path) -> Duration {
+/// `None`).
+fn run(size: &Size, hosts: usize, database: Option<&str>, folder: &Path) -> Run {
     let plugins = repository().join("dist/plugins");
     let application = Simulated::start();
     let env: Vec<(&str, &str)> = database
@@ -171,18 +182,23 @@ fn run(size: &Size, hosts: usize, database: Option<&str>, folder: &Path) -> Dura
     for app in 0..size.apps {
         first.cli(&["app", "activate", &format!("app{app}")]);
     }
+    let mut done_at: Vec<Option<Duration>> = vec![None; size.apps];
     runtime.block_on(async {
-        for app in 0..size.apps {
-            let base = format!("{}/tenant{app}/scim/v2", application.base);
-            loop {
+        while done_at.iter().any(Option::is_none) {
+            for (app, done) in done_at
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, done)| done.is_none())
+            {
+                let base = format!("{}/tenant{app}/scim/v2", application.base);
                 let users = total(&http, &format!("{base}/Users?count=0")).await;
                 let groups = total(&http, &format!("{base}/Groups?count=0")).await;
                 if users >= size.users as u64 && groups >= size.groups as u64 {
-                    break;
+                    *done = Some(started.elapsed());
                 }
                 assert!(started.elapsed() < PATIENCE, "app{app}: {users} users");
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // And the outbox drained: the last group pushes are in.
         loop {
@@ -202,7 +218,10 @@ fn run(size: &Size, hosts: usize, database: Option<&str>, folder: &Path) -> Dura
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    started.elapsed()
+    Run {
+        took: started.elapsed(),
+        done_at: done_at.into_iter().flatten().collect(),
+    }
 }
 
 /// The same key on every host of a run.
@@ -239,12 +258,18 @@ fn main() {
          {objects} objects in all",
         size.apps, size.users, size.groups
     );
-    let report = |what: &str, took: Duration| {
+    let report = |what: &str, run: Run| {
         println!(
             "  {what:<28} {:>7.2} s  {:>7.0} objects/s",
-            took.as_secs_f64(),
-            objects / took.as_secs_f64()
+            run.took.as_secs_f64(),
+            objects / run.took.as_secs_f64()
         );
+        let done_at: Vec<String> = run
+            .done_at
+            .iter()
+            .map(|at| format!("{:.1}", at.as_secs_f64()))
+            .collect();
+        println!("    each application done at {} s", done_at.join(", "));
     };
     let folder = tempfile::tempdir().expect("a temporary folder");
     let sqlite = run(&size, 1, None, &folder.path().join("sqlite"));

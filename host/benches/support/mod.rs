@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -38,8 +38,21 @@ impl Served {
         Served::start_with(data, plugins, &[])
     }
 
-    /// A host with more environment (`SCIMLINK_DATABASE_URL`, …).
+    /// A host with more environment (`SCIMLINK_DATABASE_URL`, …). With
+    /// `SCIMLINK_BENCH_LOGS` naming a folder, the host logs at `info` into
+    /// a file there named after its data folder and the one holding it
+    /// (`pg3-host0.log`), each line after the milliseconds since the epoch
+    /// it was read at.
     pub fn start_with(data: &Path, plugins: &Path, env: &[(&str, &str)]) -> Served {
+        let log = std::env::var_os("SCIMLINK_BENCH_LOGS").map(|folder| {
+            let name = |path: Option<&Path>| {
+                path.and_then(Path::file_name)
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            let file = format!("{}-{}.log", name(data.parent()), name(Some(data)));
+            std::fs::File::create(Path::new(&folder).join(file)).expect("the host's log file")
+        });
         let mut child = Command::new(env!("CARGO_BIN_EXE_scimlink"))
             .args(["serve", "--data"])
             .arg(data)
@@ -48,7 +61,7 @@ impl Served {
             .args(["--listen", "127.0.0.1:0"])
             .env("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SCIMLINK_SCIM_TOKEN", APP_TOKEN)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -66,7 +79,18 @@ impl Served {
             }
         };
         // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || {
+            let mut log = log;
+            for line in lines.map_while(Result::ok) {
+                if let Some(file) = log.as_mut() {
+                    let read_at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis();
+                    let _ = writeln!(file, "{read_at} {line}");
+                }
+            }
+        });
         Served { child, base }
     }
 
