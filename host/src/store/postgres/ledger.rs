@@ -341,43 +341,46 @@ impl LedgerStore for PostgresStore {
     /// removal) is one statement ([`write_in_one_statement`]), whose
     /// refusals (a lease lost, an account linked elsewhere) write nothing
     /// of it; any other record goes in a savepoint of its own, rolled back
-    /// should it fail. Should the database refuse one of the plain
-    /// changes' statements, which ends the transaction, the batch is
-    /// written again with every record in a savepoint of its own, so that
-    /// what fails fails alone. A serialization failure runs the
-    /// transaction again, as any write's does.
+    /// should it fail. A serialization failure runs the transaction again,
+    /// as any write's does. Should the transaction fail all the same (the
+    /// database refused one of the plain changes' statements, which ends
+    /// the transaction, or hosts writing at once kept colliding with it
+    /// through every attempt), each record is written again in a
+    /// transaction of its own: what fails fails alone, and a transaction
+    /// of one record reads few enough rows that another host's writes
+    /// seldom collide with it.
     fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
-        let written = self
-            .write(|transaction| write_records(transaction, &self.cipher, &records, false))
-            .or_else(|_| {
-                self.write(|transaction| write_records(transaction, &self.cipher, &records, true))
-            });
-        match written {
+        let together = self.write(|transaction| write_records(transaction, &self.cipher, &records));
+        match together {
             Ok(outcomes) => outcomes,
-            Err(error) => {
-                let reason = error.to_string();
-                records
-                    .iter()
-                    .map(|_| Err(StoreError::Backend(reason.clone())))
-                    .collect()
-            }
+            Err(error) if records.len() == 1 => vec![Err(error)],
+            Err(_) => records
+                .iter()
+                .map(|record| {
+                    let alone = std::slice::from_ref(record);
+                    self.write(|transaction| write_records(transaction, &self.cipher, alone))
+                        .and_then(|mut outcomes| {
+                            outcomes.pop().unwrap_or_else(|| {
+                                Err(StoreError::Backend("a record was not written".into()))
+                            })
+                        })
+                })
+                .collect(),
         }
     }
 }
 
 /// Writes `records` in the caller's transaction, each standing on its own:
 /// the outcome of each, in order. A plain change ([`PlainChange`]) is one
-/// statement unless `each_in_a_savepoint`; every other record is in a
-/// savepoint of its own.
+/// statement; every other record is in a savepoint of its own.
 fn write_records(
     transaction: &mut Tx<'_, '_>,
     cipher: &TokenCipher,
     records: &[LedgerRecord<'_>],
-    each_in_a_savepoint: bool,
 ) -> Step<Vec<StoreResult<()>>> {
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
-        if let (Some(change), false) = (PlainChange::of(record.change), each_in_a_savepoint) {
+        if let Some(change) = PlainChange::of(record.change) {
             outcomes.push(write_in_one_statement(
                 transaction,
                 change,
