@@ -36,7 +36,8 @@ use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, Config, Error, GenericClient, NoTls, Row, Statement, Transaction};
 
 /// The statements a connection keeps unless its URL says otherwise: the
-/// store sends fewer than a hundred different ones.
+/// store sends about a hundred and fifty different ones, and a connection
+/// only those of the work it was given.
 pub(super) const DEFAULT_CAPACITY: usize = 256;
 
 /// The database URL's parameter that sets [`Statements`]' capacity, as
