@@ -352,21 +352,38 @@ impl LedgerStore for PostgresStore {
     fn record_each_with_ledger(&self, records: Vec<LedgerRecord<'_>>) -> Vec<StoreResult<()>> {
         let together = self.write(|transaction| write_records(transaction, &self.cipher, &records));
         match together {
-            Ok(outcomes) => outcomes,
-            Err(error) if records.len() == 1 => vec![Err(error)],
-            Err(_) => records
-                .iter()
-                .map(|record| {
-                    let alone = std::slice::from_ref(record);
-                    self.write(|transaction| write_records(transaction, &self.cipher, alone))
-                        .and_then(|mut outcomes| {
-                            outcomes.pop().unwrap_or_else(|| {
-                                Err(StoreError::Backend("a record was not written".into()))
-                            })
-                        })
-                })
-                .collect(),
+            Ok(outcomes) => return outcomes,
+            Err(error) if records.len() == 1 => return vec![Err(error)],
+            Err(_) => {}
         }
+        // One connection for them all: without the database, each would
+        // otherwise wait out the pool's timeout in turn.
+        let mut connection = match self.connection() {
+            Ok(connection) => connection,
+            Err(error) => {
+                let reason = error.to_string();
+                return records
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(reason.clone())))
+                    .collect();
+            }
+        };
+        records
+            .iter()
+            .map(|record| {
+                let alone = std::slice::from_ref(record);
+                self.write_on(
+                    &mut connection,
+                    IsolationLevel::Serializable,
+                    |transaction| write_records(transaction, &self.cipher, alone),
+                )
+                .and_then(|mut outcomes| {
+                    outcomes.pop().unwrap_or_else(|| {
+                        Err(StoreError::Backend("a record was not written".into()))
+                    })
+                })
+            })
+            .collect()
     }
 }
 

@@ -298,9 +298,22 @@ impl PostgresStore {
     pub(super) fn write_at<T>(
         &self,
         isolation: IsolationLevel,
-        mut work: impl FnMut(&mut Tx<'_, '_>) -> Step<T>,
+        work: impl FnMut(&mut Tx<'_, '_>) -> Step<T>,
     ) -> StoreResult<T> {
         let mut connection = self.connection()?;
+        self.write_on(&mut connection, isolation, work)
+    }
+
+    /// [`PostgresStore::write_at`] on a connection the caller holds, for
+    /// writes made one after another that should not each wait for the
+    /// pool (a database gone fails them all at once, not each after the
+    /// pool's timeout).
+    fn write_on<T>(
+        &self,
+        connection: &mut Connection,
+        isolation: IsolationLevel,
+        mut work: impl FnMut(&mut Tx<'_, '_>) -> Step<T>,
+    ) -> StoreResult<T> {
         let (client, statements) = connection.parts();
         let mut attempt = 0;
         loop {
