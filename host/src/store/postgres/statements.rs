@@ -210,21 +210,21 @@ impl<'s, C: GenericClient> Session<'s, C> {
     }
 
     pub(super) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
-        let result = match self.statements.get(self.client, sql, None) {
-            Ok(Some(statement)) => self.client.query(&statement, params),
-            Ok(None) => self.client.query(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            None,
+            |client, statement| client.query(statement, params),
+            |client| client.query(sql, params),
+        )
     }
 
     pub(super) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
-        let result = match self.statements.get(self.client, sql, None) {
-            Ok(Some(statement)) => self.client.query_one(&statement, params),
-            Ok(None) => self.client.query_one(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            None,
+            |client, statement| client.query_one(statement, params),
+            |client| client.query_one(sql, params),
+        )
     }
 
     pub(super) fn query_opt(
@@ -232,21 +232,21 @@ impl<'s, C: GenericClient> Session<'s, C> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, Error> {
-        let result = match self.statements.get(self.client, sql, None) {
-            Ok(Some(statement)) => self.client.query_opt(&statement, params),
-            Ok(None) => self.client.query_opt(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            None,
+            |client, statement| client.query_opt(statement, params),
+            |client| client.query_opt(sql, params),
+        )
     }
 
     pub(super) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
-        let result = match self.statements.get(self.client, sql, None) {
-            Ok(Some(statement)) => self.client.execute(&statement, params),
-            Ok(None) => self.client.execute(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            None,
+            |client, statement| client.execute(statement, params),
+            |client| client.execute(sql, params),
+        )
     }
 
     /// A statement with its parameters' types given rather than asked of
@@ -256,12 +256,12 @@ impl<'s, C: GenericClient> Session<'s, C> {
         sql: &str,
         params: TypedParams<'_>,
     ) -> Result<u64, Error> {
-        let result = match self.typed(sql, params) {
-            Ok(Some(statement)) => self.client.execute(&statement, &values(params)),
-            Ok(None) => self.client.execute_typed(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            Some(params),
+            |client, statement| client.execute(statement, &values(params)),
+            |client| client.execute_typed(sql, params),
+        )
     }
 
     pub(super) fn query_typed_one(
@@ -269,12 +269,12 @@ impl<'s, C: GenericClient> Session<'s, C> {
         sql: &str,
         params: TypedParams<'_>,
     ) -> Result<Row, Error> {
-        let result = match self.typed(sql, params) {
-            Ok(Some(statement)) => self.client.query_one(&statement, &values(params)),
-            Ok(None) => self.client.query_typed_one(sql, params),
-            Err(error) => Err(error),
-        };
-        self.statements.forget_if_stale(result)
+        self.send(
+            sql,
+            Some(params),
+            |client, statement| client.query_one(statement, &values(params)),
+            |client| client.query_typed_one(sql, params),
+        )
     }
 
     pub(super) fn query_typed_opt(
@@ -282,15 +282,43 @@ impl<'s, C: GenericClient> Session<'s, C> {
         sql: &str,
         params: TypedParams<'_>,
     ) -> Result<Option<Row>, Error> {
-        let result = match self.typed(sql, params) {
-            Ok(Some(statement)) => self.client.query_opt(&statement, &values(params)),
-            Ok(None) => self.client.query_typed_opt(sql, params),
+        self.send(
+            sql,
+            Some(params),
+            |client, statement| client.query_opt(statement, &values(params)),
+            |client| client.query_typed_opt(sql, params),
+        )
+    }
+
+    /// Runs `sql` prepared (`prepared`, with the parameters' types when
+    /// `typed` gives them) or, with the cache off, as text (`as_text`); a
+    /// failure saying the server no longer has the connection's
+    /// statements empties the cache.
+    fn send<T>(
+        &mut self,
+        sql: &str,
+        typed: Option<TypedParams<'_>>,
+        prepared: impl FnOnce(&mut C, &Statement) -> Result<T, Error>,
+        as_text: impl FnOnce(&mut C) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let statement = match typed {
+            Some(params) => self.typed(sql, params),
+            None => self.statements.get(self.client, sql, None),
+        };
+        let result = match statement {
+            Ok(Some(statement)) => prepared(self.client, &statement),
+            Ok(None) => as_text(self.client),
             Err(error) => Err(error),
         };
         self.statements.forget_if_stale(result)
     }
 
+    /// The statement of `sql` for parameters of these types; the types
+    /// are gathered only when it is prepared.
     fn typed(&mut self, sql: &str, params: TypedParams<'_>) -> Result<Option<Statement>, Error> {
+        if let Some(statement) = self.statements.prepared.get(sql) {
+            return Ok(Some(statement.clone()));
+        }
         let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
         self.statements.get(self.client, sql, Some(&types))
     }
