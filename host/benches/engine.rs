@@ -8,7 +8,8 @@
 //!   the same concurrency to a fresh server of the same kind, once before
 //!   the engine's sync and once after it, the faster run being the baseline
 //!   (a minute in which the shared machine runs slow cannot flatter the
-//!   ratio); the host's peak memory (VmHWM);
+//!   ratio); the host's peak memory (VmHWM); the host's CPU during the
+//!   sync, whole and by thread (network, engine, store calls);
 //! - a reconcile of every provisioned user, unchanged: its time and the
 //!   write requests it sent (zero expected);
 //! - change-to-request latency while a first sync of the same 10,000 users
@@ -42,7 +43,9 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{ADMIN_TOKEN, APP_TOKEN, Served, Simulated, count, cpu_time, repository};
+use support::{
+    ADMIN_TOKEN, APP_TOKEN, Served, Simulated, ThreadTimes, count, cpu_time, repository,
+};
 
 const CONCURRENCY: usize = 8;
 /// The pace of an application whose throughput is measured: the highest an
@@ -124,6 +127,18 @@ fn directory_csv(users: usize, groups: usize) -> String {
         ));
     }
     rows
+}
+
+/// What a host's thread does, by its name.
+fn thread_role(name: &str) -> String {
+    match name {
+        "scimlink-net" => "network (scimlink-net)".to_string(),
+        "scimlink-engine" => "engine (scimlink-engine)".to_string(),
+        // The engine's store calls run on its runtime's blocking pool; the
+        // API's workers, idle during a sync, share the name.
+        "tokio-rt-worker" => "store calls (tokio-rt-worker)".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// The CPU time each of `pids` has used so far.
@@ -501,11 +516,13 @@ fn main() {
     let before = host.peak_memory_kib();
     let engine_pids = [host.pid(), application.pid()];
     let engine_cpu = cpu_times(engine_pids);
+    let host_threads = ThreadTimes::of(host.pid());
     let started = Instant::now();
     host.cli(&["app", "activate", "crm"]);
     runtime.block_on(wait_until_synced(&http, &host, &application, users, groups));
     let initial = started.elapsed();
     let engine_cpu = cpu_spent(engine_pids, engine_cpu);
+    let host_threads = ThreadTimes::of(host.pid()).since(&host_threads);
     let peak = host.peak_memory_kib();
     let baseline_after = load_generator_run();
     let (baseline, baseline_cpu) = if baseline_after.0 < baseline_before.0 {
@@ -542,6 +559,28 @@ fn main() {
         per_thousand(engine_cpu[1]),
         per_thousand(baseline_cpu[0]),
         per_thousand(baseline_cpu[1]),
+    );
+    let by_thread: Vec<(String, f64)> = host_threads
+        .iter()
+        .map(|(name, cpu)| (name.clone(), per_thousand(*cpu)))
+        .filter(|(_, ms)| *ms >= 0.5)
+        .collect();
+    println!(
+        "  host CPU per 1,000 objects by thread: {}",
+        by_thread
+            .iter()
+            .map(|(name, ms)| format!("{} {ms:.0} ms", thread_role(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    record(
+        "host_cpu_ms_per_1000_objects_by_thread",
+        Value::Object(
+            by_thread
+                .iter()
+                .map(|(name, ms)| (name.clone(), json!(ms)))
+                .collect(),
+        ),
     );
     println!(
         "  host peak memory {:.1} MiB (before the sync {:.1} MiB)",

@@ -137,6 +137,53 @@ pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
     ))
 }
 
+/// The CPU time each thread of a process has used so far, by thread id,
+/// with the thread's name; from `/proc/<pid>/task/*/schedstat`, whose first
+/// field is the time on a core in nanoseconds (`/proc/<pid>/stat` counts
+/// hundredths of a second, too coarse for a thread's share of a short run).
+pub struct ThreadTimes(std::collections::HashMap<u32, (String, std::time::Duration)>);
+
+impl ThreadTimes {
+    pub fn of(pid: u32) -> ThreadTimes {
+        let mut threads = std::collections::HashMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return ThreadTimes(threads);
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
+                continue;
+            };
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let on_core = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(nanos) = on_core {
+                let time = std::time::Duration::from_nanos(nanos);
+                threads.insert(tid, (name.trim().to_string(), time));
+            }
+        }
+        ThreadTimes(threads)
+    }
+
+    /// The CPU time spent since `before`, summed by thread name (the
+    /// threads of one pool share theirs), most first. A thread that ended
+    /// in between is not counted: its time went with it.
+    pub fn since(&self, before: &ThreadTimes) -> Vec<(String, std::time::Duration)> {
+        let mut by_name: std::collections::BTreeMap<&str, std::time::Duration> =
+            std::collections::BTreeMap::new();
+        for (tid, (name, time)) in &self.0 {
+            let earlier = before.0.get(tid).map(|(_, time)| *time).unwrap_or_default();
+            *by_name.entry(name).or_default() += time.saturating_sub(earlier);
+        }
+        let mut spent: Vec<(String, std::time::Duration)> = by_name
+            .into_iter()
+            .map(|(name, time)| (name.to_string(), time))
+            .collect();
+        spent.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
+        spent
+    }
+}
+
 /// A `scimlink sandbox-sp` process: the application; killed when dropped.
 pub struct Simulated {
     child: Child,
