@@ -93,8 +93,9 @@ impl ApplicationStore for SqliteStore {
     fn list_apps(&self, page: Page) -> StoreResult<Listing<AppRecord>> {
         let (limit, offset) = page_clause(page);
         self.read(|connection| {
-            let total: u64 =
-                connection.query_row("SELECT COUNT(*) FROM applications", [], |row| row.get(0))?;
+            let total: u64 = connection
+                .prepare_cached("SELECT COUNT(*) FROM applications")?
+                .query_row([], |row| row.get(0))?;
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {APP_COLUMNS} FROM applications ORDER BY name LIMIT ?1 OFFSET ?2"
             ))?;
