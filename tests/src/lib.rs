@@ -4,6 +4,7 @@
 pub mod application;
 pub mod database;
 pub mod fault_proxy;
+pub mod transport;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

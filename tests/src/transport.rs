@@ -1,0 +1,305 @@
+//! The ways to an application a deployment meets beyond plain HTTP on
+//! loopback, as peers on loopback ports: a TLS front for a real SCIM server,
+//! with a certificate from a throwaway authority, and an HTTP proxy that
+//! tunnels with `CONNECT`, as an egress proxy does.
+//!
+//! Both relay bytes and understand nothing of SCIM: what the host sends is
+//! what the server behind them gets. Each connection is a thread of its
+//! own that ends when either side closes or the peer is dropped.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a relay waits for bytes before it looks at the other side.
+const POLL: Duration = Duration::from_millis(1);
+
+/// A certificate authority made for one test, and a server certificate it
+/// signed for `127.0.0.1`.
+pub struct Authority {
+    /// The authority's certificate, PEM: what a client is told to trust.
+    pub certificate_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl Authority {
+    pub fn new() -> Authority {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let authority_key = rcgen::KeyPair::generate().expect("a key for the authority");
+        let mut authority = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("the authority's parameters");
+        authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // A name of its own: two authorities of one test are told apart by
+        // it, as a verifier looks an issuer up by name.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let number = MADE.fetch_add(1, Ordering::Relaxed);
+        authority.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("scimlink test authority {} {number}", std::process::id()),
+        );
+        let authority = authority
+            .self_signed(&authority_key)
+            .expect("the authority's certificate");
+        let server_key = rcgen::KeyPair::generate().expect("a key for the server");
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("the server's parameters")
+            .signed_by(&server_key, &authority, &authority_key)
+            .expect("the server's certificate");
+        let private_key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()),
+        );
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![server.der().clone()], private_key)
+            .expect("a TLS server configuration");
+        Authority {
+            certificate_pem: authority.pem(),
+            server: Arc::new(server),
+        }
+    }
+
+    /// Writes the authority's certificate to `path`, for `SSL_CERT_FILE`.
+    pub fn write_certificate(&self, path: &Path) {
+        std::fs::write(path, &self.certificate_pem).expect("the certificate is written");
+    }
+}
+
+impl Default for Authority {
+    fn default() -> Self {
+        Authority::new()
+    }
+}
+
+/// TLS on a loopback port in front of plain HTTP on `127.0.0.1:upstream`.
+pub struct TlsFront {
+    pub port: u16,
+    /// TLS handshakes that completed.
+    handshakes: Arc<Mutex<u32>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TlsFront {
+    pub fn start(authority: &Authority, upstream: u16) -> TlsFront {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let (handshakes, stop) = (Arc::new(Mutex::new(0)), Arc::new(AtomicBool::new(false)));
+        let shared = (
+            Arc::clone(&authority.server),
+            Arc::clone(&handshakes),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let (config, handshakes, stop) = shared;
+            for client in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let (config, handshakes, stop) = (
+                    Arc::clone(&config),
+                    Arc::clone(&handshakes),
+                    Arc::clone(&stop),
+                );
+                std::thread::spawn(move || {
+                    relay_tls(client, upstream, config, &handshakes, &stop);
+                });
+            }
+        });
+        TlsFront {
+            port,
+            handshakes,
+            stop,
+        }
+    }
+
+    pub fn handshakes(&self) -> u32 {
+        *self.handshakes.lock().unwrap()
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Whether an error of a read with a timeout only says nothing came.
+fn nothing_yet(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// One connection: the TLS side decrypted to the upstream, the upstream's
+/// bytes encrypted back, until either closes.
+fn relay_tls(
+    mut client: TcpStream,
+    upstream: u16,
+    config: Arc<rustls::ServerConfig>,
+    handshakes: &Mutex<u32>,
+    stop: &AtomicBool,
+) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let Ok(mut tls) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    if client.set_read_timeout(Some(POLL)).is_err() || server.set_read_timeout(Some(POLL)).is_err()
+    {
+        return;
+    }
+    let mut counted = false;
+    let mut buffer = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match tls.read_tls(&mut client) {
+            Ok(0) => break,
+            Ok(_) => {
+                if tls.process_new_packets().is_err() {
+                    // The alert that says why (an unknown authority, say).
+                    let _ = tls.write_tls(&mut client);
+                    break;
+                }
+            }
+            Err(error) if nothing_yet(&error) => {}
+            Err(_) => break,
+        }
+        if !counted && !tls.is_handshaking() {
+            counted = true;
+            *handshakes.lock().unwrap() += 1;
+        }
+        match tls.reader().read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => {
+                if server.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            Err(error) if nothing_yet(&error) => {}
+            Err(_) => break,
+        }
+        match server.read(&mut buffer) {
+            Ok(0) => {
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut client);
+                break;
+            }
+            Ok(read) => {
+                if tls.writer().write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            Err(error) if nothing_yet(&error) => {}
+            Err(_) => break,
+        }
+        while tls.wants_write() {
+            if tls.write_tls(&mut client).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+}
+
+/// An HTTP proxy on a loopback port that tunnels `CONNECT host:port` to the
+/// host and port asked for, and refuses everything else with 405.
+pub struct ConnectProxy {
+    pub port: u16,
+    /// The request line of every request it received, in order.
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectProxy {
+    pub fn start() -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let (requests, stop) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let shared = (Arc::clone(&requests), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let (requests, stop) = shared;
+            for client in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let requests = Arc::clone(&requests);
+                std::thread::spawn(move || tunnel(client, &requests));
+            }
+        });
+        ConnectProxy {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
+    let Ok(reading) = client.try_clone() else {
+        return;
+    };
+    // The client sends nothing past the head until the tunnel is answered,
+    // so the reader holds no bytes of what follows.
+    let mut head = BufReader::new(reading);
+    let mut line = String::new();
+    if head.read_line(&mut line).is_err() {
+        return;
+    }
+    let request_line = line.trim_end().to_string();
+    loop {
+        let mut header = String::new();
+        match head.read_line(&mut header) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if header.trim_end().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    requests.lock().unwrap().push(request_line.clone());
+    let mut parts = request_line.split_whitespace();
+    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+        let _ = client.write_all(
+            b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+        return;
+    };
+    let Ok(server) = TcpStream::connect(target) else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(mut to_server), Ok(mut from_server)) = (server.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let mut from_client = head.into_inner();
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut from_server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = upstream.join();
+}

@@ -1,0 +1,107 @@
+//! How the host reaches an application beyond plain HTTP on loopback: over
+//! TLS, trusting only certificates that chain to an authority it trusts
+//! (the system's, or the file `SSL_CERT_FILE` names), and through the
+//! egress proxy that `HTTPS_PROXY` names, tunnelling with `CONNECT`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use scimlink_e2e::application::{
+    APP_TOKEN, Application, import_people, people, run_ok, wait_for_accounts,
+};
+use scimlink_e2e::transport::{Authority, ConnectProxy, TlsFront};
+use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN};
+
+/// Adds `crm` (custom-scim) at `base_url` with everyone of `Engineering`.
+fn add_app_at(host: &Host, base_url: &str) {
+    import_people(host, &people(3, "Engineering"));
+    run_ok(
+        host,
+        &[
+            "app",
+            "add",
+            "crm",
+            "--connector",
+            "custom-scim",
+            "--base-url",
+            base_url,
+            "--token",
+            APP_TOKEN,
+            "--requests-per-second",
+            "1000",
+        ],
+    );
+    run_ok(host, &["app", "bind", "crm", "Engineering"]);
+}
+
+/// A host with the test tokens that trusts `authority` and no other, with
+/// `env` besides.
+fn host_trusting(folder: &Path, authority: &Authority, env: &[(&str, &str)]) -> Host {
+    let certificate = folder.join("authority.pem");
+    authority.write_certificate(&certificate);
+    let certificate = certificate.display().to_string();
+    let mut env = env.to_vec();
+    env.extend([
+        ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+        ("SSL_CERT_FILE", &certificate),
+    ]);
+    Host::start_with(&folder.join("data"), &env)
+}
+
+#[test]
+fn an_application_over_https_is_provisioned_when_its_certificate_is_trusted() {
+    let application = Application::start();
+    let authority = Authority::new();
+    let front = TlsFront::start(&authority, application.server.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_trusting(folder.path(), &authority, &[]);
+    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    assert!(front.handshakes() > 0, "nothing came over TLS");
+}
+
+#[test]
+fn an_application_whose_certificate_is_not_trusted_is_sent_nothing() {
+    let application = Application::start();
+    // The front's authority is not the one the host trusts.
+    let front = TlsFront::start(&Authority::new(), application.server.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_trusting(folder.path(), &Authority::new(), &[]);
+    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+
+    let activated = host.cli(&["app", "activate", "crm"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&activated.stdout),
+        String::from_utf8_lossy(&activated.stderr)
+    );
+    assert!(!activated.status.success(), "activated: {said}");
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(front.handshakes(), 0, "a handshake completed");
+    assert_eq!(application.total(), 0, "an account was made");
+}
+
+#[test]
+fn an_application_is_reached_through_the_proxy_https_proxy_names() {
+    let application = Application::start();
+    let authority = Authority::new();
+    let front = TlsFront::start(&authority, application.server.port);
+    let proxy = ConnectProxy::start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_trusting(folder.path(), &authority, &[("HTTPS_PROXY", &proxy_url)]);
+    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    let requests = proxy.requests();
+    let tunnel = format!("CONNECT 127.0.0.1:{} HTTP/1.1", front.port);
+    assert!(
+        !requests.is_empty() && requests.iter().all(|request| *request == tunnel),
+        "the proxy saw {requests:?}, not only {tunnel}"
+    );
+}
