@@ -1,11 +1,12 @@
 //! The ways to an application a deployment meets beyond plain HTTP on
 //! loopback, as peers on loopback ports: a TLS front for a real SCIM server,
-//! with a certificate from a throwaway authority, and an HTTP proxy that
-//! tunnels with `CONNECT`, as an egress proxy does.
+//! with a certificate from a throwaway authority, and an egress proxy that
+//! tunnels `CONNECT` and forwards plain requests sent to it in absolute
+//! form.
 //!
-//! Both relay bytes and understand nothing of SCIM: what the host sends is
-//! what the server behind them gets. Each connection is a thread of its
-//! own that ends when either side closes or the peer is dropped.
+//! Neither understands anything of SCIM: what the host sends is what the
+//! server behind them gets. Each connection is a thread of its own that
+//! ends when either side closes or the peer is dropped.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -204,17 +205,19 @@ fn relay_tls(
     let _ = server.shutdown(Shutdown::Both);
 }
 
-/// An HTTP proxy on a loopback port that tunnels `CONNECT host:port` to the
-/// host and port asked for, and refuses everything else with 405.
-pub struct ConnectProxy {
+/// An HTTP proxy on a loopback port: it tunnels `CONNECT host:port` to the
+/// host and port asked for, forwards a request in absolute form
+/// (`GET http://host:port/path`) to its server, one request per
+/// connection, and refuses anything else with 405.
+pub struct EgressProxy {
     pub port: u16,
     /// The request line of every request it received, in order.
     requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
-impl ConnectProxy {
-    pub fn start() -> ConnectProxy {
+impl EgressProxy {
+    pub fn start() -> EgressProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let port = listener.local_addr().expect("its address").port();
         let (requests, stop) = (
@@ -233,7 +236,7 @@ impl ConnectProxy {
                 std::thread::spawn(move || tunnel(client, &requests));
             }
         });
-        ConnectProxy {
+        EgressProxy {
             port,
             requests,
             stop,
@@ -245,7 +248,7 @@ impl ConnectProxy {
     }
 }
 
-impl Drop for ConnectProxy {
+impl Drop for EgressProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
@@ -264,22 +267,32 @@ fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
         return;
     }
     let request_line = line.trim_end().to_string();
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         match head.read_line(&mut header) {
             Ok(0) | Err(_) => return,
             Ok(_) if header.trim_end().is_empty() => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = header.trim_end().split_once(':') {
+                    headers.push((name.trim().to_string(), value.trim().to_string()));
+                }
+            }
         }
     }
     requests.lock().unwrap().push(request_line.clone());
     let mut parts = request_line.split_whitespace();
-    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
-        let _ = client.write_all(
-            b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        );
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "CONNECT" {
+        if target.starts_with("http://") {
+            forward(client, head, method, target, &headers);
+        } else {
+            let _ = client.write_all(
+                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
         return;
-    };
+    }
     let Ok(server) = TcpStream::connect(target) else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
         return;
@@ -302,4 +315,67 @@ fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
     let _ = upstream.join();
+}
+
+/// A plain request the proxy was sent in absolute form: sent on to its
+/// server with the headers a SCIM exchange needs, and its answer written
+/// back with `connection: close`.
+fn forward(
+    mut client: TcpStream,
+    mut head: BufReader<TcpStream>,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+) {
+    let length = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0usize);
+    let mut body = vec![0; length];
+    if head.read_exact(&mut body).is_err() {
+        return;
+    }
+    let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
+        return;
+    };
+    let Ok(upstream) = crate::http_client_builder()
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+    else {
+        return;
+    };
+    let mut request = upstream.request(method, target);
+    for (name, value) in headers {
+        if ["authorization", "content-type", "accept"]
+            .iter()
+            .any(|kept| name.eq_ignore_ascii_case(kept))
+        {
+            request = request.header(name.as_str(), value.as_str());
+        }
+    }
+    let Ok(answer) = request.body(body).send() else {
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+        return;
+    };
+    let status = answer.status();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/scim+json")
+        .to_string();
+    let body = answer.bytes().unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Status"),
+        body.len()
+    );
+    let _ = client.write_all(head.as_bytes());
+    let _ = client.write_all(&body);
 }

@@ -1,7 +1,9 @@
 //! How the host reaches an application beyond plain HTTP on loopback: over
 //! TLS, trusting only certificates that chain to an authority it trusts
 //! (the system's, or the file `SSL_CERT_FILE` names), and through the
-//! egress proxy that `HTTPS_PROXY` names, tunnelling with `CONNECT`.
+//! egress proxy the environment names: `HTTPS_PROXY` for `https://`,
+//! tunnelling with `CONNECT`, and `HTTP_PROXY` for `http://`, in absolute
+//! form.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use scimlink_e2e::application::{
     APP_TOKEN, Application, import_people, people, run_ok, wait_for_accounts,
 };
-use scimlink_e2e::transport::{Authority, ConnectProxy, TlsFront};
+use scimlink_e2e::transport::{Authority, EgressProxy, TlsFront};
 use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN};
 
 /// Adds `crm` (custom-scim) at `base_url` with everyone of `Engineering`.
@@ -90,7 +92,7 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
     let application = Application::start();
     let authority = Authority::new();
     let front = TlsFront::start(&authority, application.server.port);
-    let proxy = ConnectProxy::start();
+    let proxy = EgressProxy::start();
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_trusting(folder.path(), &authority, &[("HTTPS_PROXY", &proxy_url)]);
@@ -103,5 +105,38 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
     assert!(
         !requests.is_empty() && requests.iter().all(|request| *request == tunnel),
         "the proxy saw {requests:?}, not only {tunnel}"
+    );
+}
+
+#[test]
+fn a_plain_http_application_is_reached_through_the_proxy_http_proxy_names() {
+    let application = Application::start();
+    let proxy = EgressProxy::start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = Host::start_with(
+        &folder.path().join("data"),
+        &[
+            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+            ("HTTP_PROXY", &proxy_url),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
+    add_app_at(&host, &base);
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().any(|request| request.starts_with("POST ")),
+        "the proxy saw no create: {requests:?}"
+    );
+    assert!(
+        requests.iter().all(|request| request
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|target| target.starts_with(&base))),
+        "a request went elsewhere, or not in absolute form: {requests:?}"
     );
 }
