@@ -255,6 +255,15 @@ impl Drop for EgressProxy {
     }
 }
 
+/// Whether a proxied request's target (`127.0.0.1:port`, or a URL) is on
+/// loopback: the proxy reaches nothing else, whatever it is asked.
+fn on_loopback(target: &str) -> bool {
+    let authority = target.strip_prefix("http://").unwrap_or(target);
+    authority.starts_with("127.0.0.1:")
+}
+
+/// One connection to the proxy: its first request is tunnelled, forwarded
+/// or refused.
 fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
     let Ok(reading) = client.try_clone() else {
         return;
@@ -283,8 +292,13 @@ fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
     requests.lock().unwrap().push(request_line.clone());
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if !on_loopback(target) {
+        let _ = client
+            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+    }
     if method != "CONNECT" {
-        if target.starts_with("http://") {
+        if target.starts_with("http://127.0.0.1:") {
             forward(client, head, method, target, &headers);
         } else {
             let _ = client.write_all(
