@@ -270,24 +270,36 @@ pub fn import_people(host: &Host, people: &str) {
 pub fn add_app(host: &Host, name: &str, connector: &str, port: u16, tenant: &str, group: &str) {
     let template = format!("http://127.0.0.1:{port}/{{tenantId}}/v2");
     let tenant_setting = format!("tenantId={tenant}");
-    run_ok(
-        host,
-        &[
-            "app",
-            "add",
-            name,
-            "--connector",
-            connector,
-            "--base-url",
-            &template,
-            "--token",
-            APP_TOKEN,
-            "--setting",
-            &tenant_setting,
-            "--requests-per-second",
-            "1000",
-        ],
-    );
+    add_app_at(host, name, connector, &template, &[&tenant_setting], group);
+}
+
+/// Adds the application `name` with `connector` at `base_url` with
+/// `settings` (each `key=value`), paced for a local server, and binds
+/// `group` to it.
+pub fn add_app_at(
+    host: &Host,
+    name: &str,
+    connector: &str,
+    base_url: &str,
+    settings: &[&str],
+    group: &str,
+) {
+    let mut args = vec![
+        "app",
+        "add",
+        name,
+        "--connector",
+        connector,
+        "--base-url",
+        base_url,
+        "--token",
+        APP_TOKEN,
+    ];
+    for setting in settings {
+        args.extend(["--setting", setting]);
+    }
+    args.extend(["--requests-per-second", "1000"]);
+    run_ok(host, &args);
     run_ok(host, &["app", "bind", name, group]);
 }
 

@@ -236,9 +236,63 @@ fn serve(
     } else {
         request.path.clone()
     };
-    let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
-    let mut forwarded = upstream.request(method, format!("http://127.0.0.1:{upstream_port}{path}"));
-    for (name, value) in &request.headers {
+    let url = format!("http://127.0.0.1:{upstream_port}{path}");
+    let answer = send_on(
+        upstream,
+        &request.method,
+        &url,
+        &request.headers,
+        request.body.clone(),
+    );
+    // Logged before it is written back: a test that has its answer finds
+    // it in the log.
+    log.lock()
+        .unwrap()
+        .push(logged(answer.as_ref().map(|answer| answer.status), false));
+    if let Some(answer) = answer {
+        answer.write_to(&mut stream);
+    }
+}
+
+/// A server's answer, as a proxy passes it back.
+pub(crate) struct Answer {
+    pub status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// Writes the answer with `connection: close`: one request per
+    /// connection.
+    pub(crate) fn write_to(&self, client: &mut TcpStream) {
+        let reason = reqwest::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|status| status.canonical_reason())
+            .unwrap_or("Status");
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        let _ = client.write_all(head.as_bytes());
+        let _ = client.write_all(&self.body);
+    }
+}
+
+/// Sends a request on to `url` with the headers a SCIM exchange needs
+/// (`authorization`, `content-type`, `accept`); its answer, or `None` if
+/// the server did not answer.
+pub(crate) fn send_on(
+    upstream: &reqwest::blocking::Client,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Option<Answer> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+    let mut forwarded = upstream.request(method, url);
+    for (name, value) in headers {
         if ["authorization", "content-type", "accept"]
             .iter()
             .any(|kept| name.eq_ignore_ascii_case(kept))
@@ -246,32 +300,20 @@ fn serve(
             forwarded = forwarded.header(name.as_str(), value.as_str());
         }
     }
-    let answer = match forwarded.body(request.body.clone()).send() {
-        Ok(answer) => answer,
-        Err(_) => {
-            log.lock().unwrap().push(logged(None, false));
-            return;
-        }
-    };
-    let status = answer.status();
+    let answer = forwarded.body(body).send().ok()?;
+    let status = answer.status().as_u16();
     let content_type = answer
         .headers()
         .get("content-type")
         .and_then(|value| value.to_str().ok())
         .unwrap_or("application/scim+json")
         .to_string();
-    let body = answer.bytes().unwrap_or_default();
-    log.lock()
-        .unwrap()
-        .push(logged(Some(status.as_u16()), false));
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Status"),
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body);
+    let body = answer.bytes().unwrap_or_default().to_vec();
+    Some(Answer {
+        status,
+        content_type,
+        body,
+    })
 }
 
 /// `path` without its `filter` query parameter.

@@ -332,8 +332,7 @@ fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
 }
 
 /// A plain request the proxy was sent in absolute form: sent on to its
-/// server with the headers a SCIM exchange needs, and its answer written
-/// back with `connection: close`.
+/// server, and its answer written back with `connection: close`.
 fn forward(
     mut client: TcpStream,
     mut head: BufReader<TcpStream>,
@@ -350,9 +349,6 @@ fn forward(
     if head.read_exact(&mut body).is_err() {
         return;
     }
-    let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
-        return;
-    };
     let Ok(upstream) = crate::http_client_builder()
         .pool_max_idle_per_host(0)
         .no_proxy()
@@ -361,35 +357,8 @@ fn forward(
     else {
         return;
     };
-    let mut request = upstream.request(method, target);
-    for (name, value) in headers {
-        if ["authorization", "content-type", "accept"]
-            .iter()
-            .any(|kept| name.eq_ignore_ascii_case(kept))
-        {
-            request = request.header(name.as_str(), value.as_str());
-        }
+    // Unanswered, the connection is closed, as the server's would be.
+    if let Some(answer) = crate::fault_proxy::send_on(&upstream, method, target, headers, body) {
+        answer.write_to(&mut client);
     }
-    let Ok(answer) = request.body(body).send() else {
-        let _ = client.write_all(
-            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        );
-        return;
-    };
-    let status = answer.status();
-    let content_type = answer
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/scim+json")
-        .to_string();
-    let body = answer.bytes().unwrap_or_default();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Status"),
-        body.len()
-    );
-    let _ = client.write_all(head.as_bytes());
-    let _ = client.write_all(&body);
 }

@@ -9,46 +9,36 @@ use std::path::Path;
 use std::time::Duration;
 
 use scimlink_e2e::application::{
-    APP_TOKEN, Application, import_people, people, run_ok, wait_for_accounts,
+    Application, add_app_at, import_people, people, run_ok, wait_for_accounts,
 };
 use scimlink_e2e::transport::{Authority, EgressProxy, TlsFront};
 use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN};
 
-/// Adds `crm` (custom-scim) at `base_url` with everyone of `Engineering`.
-fn add_app_at(host: &Host, base_url: &str) {
+/// Adds `crm` (custom-scim) at `base_url`, bound to `Engineering` and its
+/// three people.
+fn add_crm_at(host: &Host, base_url: &str) {
     import_people(host, &people(3, "Engineering"));
-    run_ok(
-        host,
-        &[
-            "app",
-            "add",
-            "crm",
-            "--connector",
-            "custom-scim",
-            "--base-url",
-            base_url,
-            "--token",
-            APP_TOKEN,
-            "--requests-per-second",
-            "1000",
-        ],
-    );
-    run_ok(host, &["app", "bind", "crm", "Engineering"]);
+    add_app_at(host, "crm", "custom-scim", base_url, &[], "Engineering");
 }
 
-/// A host with the test tokens that trusts `authority` and no other, with
-/// `env` besides.
+/// A host with the test tokens and `env` besides.
+fn host_with(folder: &Path, env: &[(&str, &str)]) -> Host {
+    let mut env = env.to_vec();
+    env.extend([
+        ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
+    ]);
+    Host::start_with(&folder.join("data"), &env)
+}
+
+/// A host that trusts `authority` and no other, with `env` besides.
 fn host_trusting(folder: &Path, authority: &Authority, env: &[(&str, &str)]) -> Host {
     let certificate = folder.join("authority.pem");
     authority.write_certificate(&certificate);
     let certificate = certificate.display().to_string();
     let mut env = env.to_vec();
-    env.extend([
-        ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-        ("SSL_CERT_FILE", &certificate),
-    ]);
-    Host::start_with(&folder.join("data"), &env)
+    env.push(("SSL_CERT_FILE", &certificate));
+    host_with(folder, &env)
 }
 
 #[test]
@@ -58,7 +48,7 @@ fn an_application_over_https_is_provisioned_when_its_certificate_is_trusted() {
     let front = TlsFront::start(&authority, application.server.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_trusting(folder.path(), &authority, &[]);
-    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+    add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
     run_ok(&host, &["app", "activate", "crm"]);
     wait_for_accounts(&application, 3, Duration::from_secs(30));
@@ -72,7 +62,7 @@ fn an_application_whose_certificate_is_not_trusted_is_sent_nothing() {
     let front = TlsFront::start(&Authority::new(), application.server.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_trusting(folder.path(), &Authority::new(), &[]);
-    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+    add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
     let activated = host.cli(&["app", "activate", "crm"]);
     let said = format!(
@@ -96,7 +86,7 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_trusting(folder.path(), &authority, &[("HTTPS_PROXY", &proxy_url)]);
-    add_app_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+    add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
     run_ok(&host, &["app", "activate", "crm"]);
     wait_for_accounts(&application, 3, Duration::from_secs(30));
@@ -114,16 +104,9 @@ fn a_plain_http_application_is_reached_through_the_proxy_http_proxy_names() {
     let proxy = EgressProxy::start();
     let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
     let folder = tempfile::tempdir().expect("a folder");
-    let host = Host::start_with(
-        &folder.path().join("data"),
-        &[
-            ("SCIMLINK_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("SCIMLINK_SCIM_TOKEN", SCIM_TOKEN),
-            ("HTTP_PROXY", &proxy_url),
-        ],
-    );
+    let host = host_with(folder.path(), &[("HTTP_PROXY", &proxy_url)]);
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
-    add_app_at(&host, &base);
+    add_crm_at(&host, &base);
 
     run_ok(&host, &["app", "activate", "crm"]);
     wait_for_accounts(&application, 3, Duration::from_secs(30));
