@@ -103,9 +103,7 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop so that it sees the stop.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        crate::stop_accepting(&self.stop, self.port);
     }
 }
 

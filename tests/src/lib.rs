@@ -384,6 +384,13 @@ pub fn peer_python() -> PathBuf {
     python
 }
 
+/// Stops a peer's accept loop on loopback `port`: the flag, then a
+/// connection that wakes the loop so that it sees the flag.
+pub fn stop_accepting(stop: &std::sync::atomic::AtomicBool, port: u16) {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+}
+
 /// An HTTP client builder for the tests: a TLS provider is installed first,
 /// as the workspace builds reqwest without one.
 pub fn http_client_builder() -> reqwest::blocking::ClientBuilder {

@@ -123,8 +123,7 @@ impl TlsFront {
 
 impl Drop for TlsFront {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        crate::stop_accepting(&self.stop, self.port);
     }
 }
 
@@ -250,8 +249,7 @@ impl EgressProxy {
 
 impl Drop for EgressProxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        crate::stop_accepting(&self.stop, self.port);
     }
 }
 
