@@ -28,12 +28,15 @@ pub mod breaker;
 mod network;
 pub mod rate;
 pub mod retry;
+mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -42,6 +45,7 @@ use crate::store::Secret;
 use breaker::{Admission, CircuitBreaker};
 use rate::AdaptiveRate;
 use retry::{Backoff, retry_after};
+use transport::{Failure, Transport};
 
 /// How a client treats its application. Defaults suit a SaaS API.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -280,6 +284,14 @@ pub enum ScimClientError {
     },
     #[error("the base URL {0:?} is not an http(s) URL")]
     BadBaseUrl(String),
+    /// A path that cannot go on the wire as it is (paths are sent exactly
+    /// as given, never normalized: see [`user_path`]).
+    #[error("{method} {path}: not sent, the path is not a valid URI: {reason}")]
+    BadPath {
+        method: String,
+        path: String,
+        reason: String,
+    },
     /// The request was not sent: the caller may no longer send (an engine
     /// whose turn ran out).
     #[error("not sent: {0}")]
@@ -297,6 +309,7 @@ impl ScimClientError {
                 (400..500).contains(status) && !matches!(status, 408 | 429)
             }
             ScimClientError::BadBaseUrl(_)
+            | ScimClientError::BadPath { .. }
             | ScimClientError::Redirected { .. }
             | ScimClientError::TooLarge { .. } => true,
             _ => false,
@@ -317,7 +330,9 @@ impl ScimClientError {
 /// The client of one application.
 pub struct ScimClient {
     base_url: String,
-    http: reqwest::Client,
+    /// `base_url` as sent: its host in ASCII (IDNA), nothing else changed.
+    wire_base: String,
+    transport: Arc<Transport>,
     settings: ClientSettings,
     authorization: HeaderValue,
     in_flight: Arc<Semaphore>,
@@ -354,25 +369,30 @@ impl ScimClient {
         settings: ClientSettings,
     ) -> Result<Arc<Self>, ScimClientError> {
         let base_url = base_url.trim_end_matches('/').to_string();
-        match reqwest::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        let wire_base = match url::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                url.as_str().trim_end_matches('/').to_string()
+            }
             _ => return Err(ScimClientError::BadBaseUrl(base_url)),
-        }
+        };
+        let base: Uri = wire_base
+            .parse()
+            .map_err(|_| ScimClientError::BadBaseUrl(base_url.clone()))?;
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_max_idle_per_host(settings.concurrency.max(1) as usize)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("scimlink/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| ScimClientError::Setup(error.to_string()))?;
+        let transport = Transport::new(
+            &base,
+            settings.connect_timeout,
+            settings.concurrency.max(1) as usize,
+        )
+        .map_err(ScimClientError::Setup)?;
+        tracing::debug!(base_url, route = ?transport.route(), "SCIM client made");
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| ScimClientError::Setup("the token is not valid in a header".into()))?;
         authorization.set_sensitive(true);
         Ok(Arc::new(ScimClient {
             base_url,
-            http,
+            wire_base,
+            transport: Arc::new(transport),
             authorization,
             in_flight: Arc::new(Semaphore::new(settings.concurrency.max(1) as usize)),
             rate: Arc::new(AdaptiveRate::new(
@@ -476,22 +496,33 @@ impl ScimClient {
     }
 
     async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {
+        // Named only in errors: not written out for every answer.
+        let method = || request.method.to_string();
+        let uri = match Uri::try_from(format!("{}{}", self.wire_base, request.path)) {
+            Ok(uri) => uri,
+            Err(error) => {
+                return Attempt::Fail(ScimClientError::BadPath {
+                    method: method(),
+                    path: request.path.clone(),
+                    reason: error.to_string(),
+                });
+            }
+        };
         let outgoing = Outgoing {
             method: request.method.clone(),
-            url: format!("{}{}", self.base_url, request.path),
+            uri,
             body: request.body.as_ref().map(|body| body.text.clone()),
         };
         let exchanged = network::exchange(exchange(
-            self.http.clone(),
+            Arc::clone(&self.transport),
             self.authorization.clone(),
             Arc::clone(&self.in_flight),
             Arc::clone(&self.rate),
             outgoing,
+            self.settings.request_timeout,
             self.settings.max_response_bytes,
         ))
         .await;
-        // Named only in errors: not written out for every answer.
-        let method = || request.method.to_string();
         let network = |reason: String| ScimClientError::Network {
             method: method(),
             path: request.path.clone(),
@@ -502,9 +533,9 @@ impl ScimClient {
             None | Some(Exchanged::Shut) => {
                 return Attempt::Fail(ScimClientError::Setup("the client is shut down".into()));
             }
-            Some(Exchanged::Unanswered(error)) => {
-                let not_sent = error.is_connect();
-                let reason = describe(&error);
+            Some(Exchanged::Unanswered(failure)) => {
+                let not_sent = matches!(failure, Failure::NotSent(_));
+                let reason = describe(&failure);
                 return if not_sent || request.repeatable() {
                     Attempt::Retry {
                         error: network(reason),
@@ -544,8 +575,8 @@ impl ScimClient {
                     limit: self.settings.max_response_bytes,
                 });
             }
-            Err(Unread::Broken(error)) => {
-                let reason = describe(&error);
+            Err(Unread::Broken(failure)) => {
+                let reason = describe(&failure);
                 return if request.repeatable() {
                     Attempt::Retry {
                         error: network(reason),
@@ -817,7 +848,7 @@ impl Listing {
 /// thread.
 struct Outgoing {
     method: Method,
-    url: String,
+    uri: Uri,
     body: Option<String>,
 }
 
@@ -830,7 +861,7 @@ enum Exchanged {
         headers: HeaderMap,
         text: Result<String, Unread>,
     },
-    Unanswered(reqwest::Error),
+    Unanswered(Failure),
     /// The client's slots are closed.
     Shut,
 }
@@ -838,47 +869,65 @@ enum Exchanged {
 /// One attempt on the wire: a request slot first, then a rate token (a
 /// token taken while waiting for a slot would be spent late, and requests
 /// held back that way would leave together, past the application's rate),
-/// then the request and the whole answer, the slot held throughout. It
-/// owns all it uses so that it can run on the network thread
-/// ([`network`]).
+/// then the request and the whole answer within `timeout`, the slot held
+/// throughout. It owns all it uses so that it can run on the network
+/// thread ([`network`]).
 async fn exchange(
-    http: reqwest::Client,
+    transport: Arc<Transport>,
     authorization: HeaderValue,
     in_flight: Arc<Semaphore>,
     rate: Arc<AdaptiveRate>,
     outgoing: Outgoing,
+    timeout: Duration,
     max_response_bytes: u64,
 ) -> Exchanged {
     let Ok(_slot) = in_flight.acquire().await else {
         return Exchanged::Shut;
     };
     rate.acquire().await;
-    let mut builder = http
-        .request(outgoing.method, &outgoing.url)
-        .header(header::AUTHORIZATION, authorization)
-        .header(header::ACCEPT, "application/scim+json, application/json");
-    if let Some(body) = outgoing.body {
-        builder = builder
-            .header(header::CONTENT_TYPE, "application/scim+json")
-            .body(body);
+    let has_body = outgoing.body.is_some();
+    let mut request = http::Request::new(Full::new(Bytes::from(
+        outgoing.body.unwrap_or_default(),
+    )));
+    *request.method_mut() = outgoing.method;
+    *request.uri_mut() = outgoing.uri;
+    let headers = request.headers_mut();
+    headers.insert(header::AUTHORIZATION, authorization);
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/scim+json, application/json"),
+    );
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    if has_body {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/scim+json"),
+        );
     }
-    let response = match builder.send().await {
-        Ok(response) => response,
-        Err(error) => return Exchanged::Unanswered(error),
+    let exchanged = async {
+        let response = match transport.send(request).await {
+            Ok(response) => response,
+            Err(failure) => return Exchanged::Unanswered(failure),
+        };
+        let status = response.status();
+        let headers = kept_headers(response.headers());
+        let text = if status.is_redirection() {
+            Ok(String::new())
+        } else {
+            read_capped(response.into_body(), max_response_bytes).await
+        };
+        Exchanged::Answered {
+            status,
+            headers,
+            text,
+        }
     };
-    let status = response.status();
-    let headers = kept_headers(response.headers());
-    let text = if status.is_redirection() {
-        Ok(String::new())
-    } else {
-        read_capped(response, max_response_bytes).await
-    };
-    Exchanged::Answered {
-        status,
-        headers,
-        text,
-    }
+    tokio::time::timeout(timeout, exchanged)
+        .await
+        .unwrap_or(Exchanged::Unanswered(Failure::TimedOut(timeout)))
 }
+
+const USER_AGENT: &str = concat!("scimlink/", env!("CARGO_PKG_VERSION"));
 
 /// The headers of an answer the client reads: `Retry-After` (how long
 /// to wait), `Location` (where a refused redirection pointed) and `ETag`.
@@ -898,29 +947,34 @@ fn kept_headers(headers: &HeaderMap) -> HeaderMap {
 /// Why an answer's body was not read whole.
 enum Unread {
     TooLarge,
-    Broken(reqwest::Error),
+    Broken(Failure),
 }
 
-/// The body of `response` as text, read chunk by chunk and refused as soon
-/// as it passes `limit` bytes (a declared `Content-Length` over the limit is
-/// refused before anything is read), so that an application cannot make
-/// the host buffer more than that.
-async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<String, Unread> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit)
-    {
+/// The body as text, read frame by frame and refused as soon as it passes
+/// `limit` bytes (a declared `Content-Length` over the limit is refused
+/// before anything is read), so that an application cannot make the host
+/// buffer more than that.
+async fn read_capped<B>(mut body: B, limit: u64) -> Result<String, Unread>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if body.size_hint().lower() > limit {
         return Err(Unread::TooLarge);
     }
-    let mut body: Vec<u8> = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(Unread::Broken)? {
-        if (body.len() + chunk.len()) as u64 > limit {
+    let mut read: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| Unread::Broken(Failure::BrokeOff(error.into())))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if (read.len() + chunk.len()) as u64 > limit {
             return Err(Unread::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        read.extend_from_slice(&chunk);
     }
     // Kept as read when it is UTF-8, as answers are: copied only to mend it.
-    Ok(String::from_utf8(body)
+    Ok(String::from_utf8(read)
         .unwrap_or_else(|broken| String::from_utf8_lossy(broken.as_bytes()).into_owned()))
 }
 
@@ -963,28 +1017,22 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(str::to_string)
 }
 
-/// A network error in a sentence, without the URL's query (it may name a
-/// user) and never the request's headers.
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else if error.is_body() || error.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
+/// A network failure in a sentence: what went wrong and its innermost
+/// cause (never the request's headers, which is all that holds the token).
+fn describe(failure: &Failure) -> String {
+    let (kind, error): (&str, &(dyn std::error::Error + 'static)) = match failure {
+        Failure::NotSent(error) => ("cannot connect", error.as_ref()),
+        Failure::Lost(error) => ("the request failed", error.as_ref()),
+        Failure::BrokeOff(error) => ("the answer broke off", error.as_ref()),
+        Failure::TimedOut(limit) => return format!("timed out: no whole answer within {limit:?}"),
     };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
-    let mut innermost = None;
+    let mut innermost = error.to_string();
+    let mut source = error.source();
     while let Some(cause) = source {
-        innermost = Some(cause.to_string());
+        innermost = cause.to_string();
         source = cause.source();
     }
-    match innermost {
-        Some(cause) => format!("{kind}: {cause}"),
-        None => kind.to_string(),
-    }
+    format!("{kind}: {innermost}")
 }
 
 /// The SCIM error's `detail`, else the start of the body.
@@ -1013,8 +1061,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn answer(body: &[u8]) -> reqwest::Response {
-        reqwest::Response::from(http::Response::new(body.to_vec()))
+    fn answer(body: &[u8]) -> Full<Bytes> {
+        Full::new(Bytes::copy_from_slice(body))
     }
 
     #[tokio::test]
