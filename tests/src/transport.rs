@@ -210,8 +210,8 @@ fn relay_tls(
 /// connection, and refuses anything else with 405.
 pub struct EgressProxy {
     pub port: u16,
-    /// The request line of every request it received, in order.
-    requests: Arc<Mutex<Vec<String>>>,
+    /// Every request it received, in order.
+    requests: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -242,8 +242,19 @@ impl EgressProxy {
         }
     }
 
+    /// The request line of every request it received, in order.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        let received = self.requests.lock().unwrap();
+        received.iter().map(|request| request.line.clone()).collect()
+    }
+
+    /// The `Proxy-Authorization` of every request it received, in order.
+    pub fn credentials(&self) -> Vec<Option<String>> {
+        let received = self.requests.lock().unwrap();
+        received
+            .iter()
+            .map(|request| request.proxy_authorization.clone())
+            .collect()
     }
 }
 
@@ -251,6 +262,12 @@ impl Drop for EgressProxy {
     fn drop(&mut self) {
         crate::stop_accepting(&self.stop, self.port);
     }
+}
+
+/// A request as the proxy received it.
+struct Received {
+    line: String,
+    proxy_authorization: Option<String>,
 }
 
 /// Whether a proxied request's target (`127.0.0.1:port`, or a URL) is on
@@ -262,7 +279,7 @@ fn on_loopback(target: &str) -> bool {
 
 /// One connection to the proxy: its first request is tunnelled, forwarded
 /// or refused.
-fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
+fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<Received>>) {
     let Ok(reading) = client.try_clone() else {
         return;
     };
@@ -287,7 +304,14 @@ fn tunnel(mut client: TcpStream, requests: &Mutex<Vec<String>>) {
             }
         }
     }
-    requests.lock().unwrap().push(request_line.clone());
+    let proxy_authorization = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|(_, value)| value.clone());
+    requests.lock().unwrap().push(Received {
+        line: request_line.clone(),
+        proxy_authorization,
+    });
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if !on_loopback(target) {

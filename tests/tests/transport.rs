@@ -3,7 +3,9 @@
 //! (the system's, or the file `SSL_CERT_FILE` names), and through the
 //! egress proxy the environment names: `HTTPS_PROXY` for `https://`,
 //! tunnelling with `CONNECT`, and `HTTP_PROXY` for `http://`, in absolute
-//! form.
+//! form, either with the credentials of the proxy's URL; `NO_PROXY` for
+//! the hosts reached directly; a proxy of a kind the host cannot use
+//! refused by name, nothing sent.
 
 use std::path::Path;
 use std::time::Duration;
@@ -83,7 +85,7 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
     let authority = Authority::new();
     let front = TlsFront::start(&authority, application.server.port);
     let proxy = EgressProxy::start();
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let proxy_url = format!("http://egress:s3cret@127.0.0.1:{}", proxy.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_trusting(folder.path(), &authority, &[("HTTPS_PROXY", &proxy_url)]);
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
@@ -96,13 +98,26 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
         !requests.is_empty() && requests.iter().all(|request| *request == tunnel),
         "the proxy saw {requests:?}, not only {tunnel}"
     );
+    assert_all_carry_the_proxy_credentials(&proxy);
+}
+
+/// Every request the proxy received carried the credentials of its URL
+/// (`egress:s3cret`) as `Proxy-Authorization`.
+fn assert_all_carry_the_proxy_credentials(proxy: &EgressProxy) {
+    let credentials = proxy.credentials();
+    // base64 of `egress:s3cret`
+    let expected = Some("Basic ZWdyZXNzOnMzY3JldA==".to_string());
+    assert!(
+        !credentials.is_empty() && credentials.iter().all(|sent| *sent == expected),
+        "the proxy's credentials: {credentials:?}"
+    );
 }
 
 #[test]
 fn a_plain_http_application_is_reached_through_the_proxy_http_proxy_names() {
     let application = Application::start();
     let proxy = EgressProxy::start();
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let proxy_url = format!("http://egress:s3cret@127.0.0.1:{}", proxy.port);
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_with(folder.path(), &[("HTTP_PROXY", &proxy_url)]);
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
@@ -122,4 +137,51 @@ fn a_plain_http_application_is_reached_through_the_proxy_http_proxy_names() {
             .is_some_and(|target| target.starts_with(&base))),
         "a request went elsewhere, or not in absolute form: {requests:?}"
     );
+    assert_all_carry_the_proxy_credentials(&proxy);
+}
+
+#[test]
+fn an_application_no_proxy_names_is_reached_directly() {
+    let application = Application::start();
+    let proxy = EgressProxy::start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_with(
+        folder.path(),
+        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "localhost,127.0.0.1")],
+    );
+    let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
+    add_crm_at(&host, &base);
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    assert_eq!(proxy.requests(), Vec::<String>::new(), "the proxy was used");
+}
+
+#[test]
+fn a_proxy_the_host_cannot_use_is_named_and_nothing_is_sent() {
+    let application = Application::start();
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_with(
+        folder.path(),
+        &[("HTTP_PROXY", "socks5://egress:s3cret@127.0.0.1:1080")],
+    );
+    add_crm_at(
+        &host,
+        &format!("http://127.0.0.1:{}/acme/v2", application.server.port),
+    );
+
+    let refused = host.cli(&["app", "activate", "crm"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!refused.status.success(), "activated: {said}");
+    assert!(
+        said.contains("socks5://127.0.0.1:1080") && said.contains("not an http:// proxy"),
+        "{said}"
+    );
+    assert!(!said.contains("s3cret"), "the proxy's password shown: {said}");
+    assert_eq!(application.total(), 0, "an account was made");
 }
