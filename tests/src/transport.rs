@@ -245,7 +245,10 @@ impl EgressProxy {
     /// The request line of every request it received, in order.
     pub fn requests(&self) -> Vec<String> {
         let received = self.requests.lock().unwrap();
-        received.iter().map(|request| request.line.clone()).collect()
+        received
+            .iter()
+            .map(|request| request.line.clone())
+            .collect()
     }
 
     /// The `Proxy-Authorization` of every request it received, in order.

@@ -148,7 +148,10 @@ fn an_application_no_proxy_names_is_reached_directly() {
     let folder = tempfile::tempdir().expect("a folder");
     let host = host_with(
         folder.path(),
-        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "localhost,127.0.0.1")],
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+        ],
     );
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
     add_crm_at(&host, &base);
@@ -182,6 +185,9 @@ fn a_proxy_the_host_cannot_use_is_named_and_nothing_is_sent() {
         said.contains("socks5://127.0.0.1:1080") && said.contains("not an http:// proxy"),
         "{said}"
     );
-    assert!(!said.contains("s3cret"), "the proxy's password shown: {said}");
+    assert!(
+        !said.contains("s3cret"),
+        "the proxy's password shown: {said}"
+    );
     assert_eq!(application.total(), 0, "an account was made");
 }

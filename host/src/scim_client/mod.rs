@@ -886,9 +886,7 @@ async fn exchange(
     };
     rate.acquire().await;
     let has_body = outgoing.body.is_some();
-    let mut request = http::Request::new(Full::new(Bytes::from(
-        outgoing.body.unwrap_or_default(),
-    )));
+    let mut request = http::Request::new(Full::new(Bytes::from(outgoing.body.unwrap_or_default())));
     *request.method_mut() = outgoing.method;
     *request.uri_mut() = outgoing.uri;
     let headers = request.headers_mut();

@@ -219,7 +219,10 @@ enum Route {
     Direct(HttpsConnector<HttpConnector>),
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
     /// Every connection is to the proxy, whatever the destination.
-    HttpProxy { tcp: HttpConnector, proxy: Uri },
+    HttpProxy {
+        tcp: HttpConnector,
+        proxy: Uri,
+    },
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<ProxiedOrNot, BoxError>> + Send>>;
@@ -376,8 +379,14 @@ mod tests {
         );
         // Through a tunnel the credentials go with the CONNECT alone.
         assert_eq!(route("https://app.example/scim/v2", &proxies), Ok("tunnel"));
-        assert_eq!(route("http://exempt.example/scim/v2", &proxies), Ok("direct"));
-        assert_eq!(route("https://exempt.example/scim/v2", &proxies), Ok("direct"));
+        assert_eq!(
+            route("http://exempt.example/scim/v2", &proxies),
+            Ok("direct")
+        );
+        assert_eq!(
+            route("https://exempt.example/scim/v2", &proxies),
+            Ok("direct")
+        );
         assert_eq!(
             route("http://app.example/scim/v2", &Matcher::builder().build()),
             Ok("direct")
