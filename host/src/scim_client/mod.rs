@@ -284,9 +284,10 @@ pub enum ScimClientError {
     },
     #[error("the base URL {0:?} is not an http(s) URL")]
     BadBaseUrl(String),
-    /// A path that cannot go on the wire as it is (paths are sent exactly
-    /// as given, never normalized: see [`user_path`]).
-    #[error("{method} {path}: not sent, the path is not a valid URI: {reason}")]
+    /// A path that cannot go on the wire as it is, or that would address
+    /// another resource than the one named once something on the way
+    /// normalized it (paths are sent exactly as given: see [`user_path`]).
+    #[error("{method} {path}: not sent, the path {reason}")]
     BadPath {
         method: String,
         path: String,
@@ -498,13 +499,16 @@ impl ScimClient {
     async fn attempt(&self, request: &ScimRequest, attempts: u32, started: Instant) -> Attempt {
         // Named only in errors: not written out for every answer.
         let method = || request.method.to_string();
-        let uri = match Uri::try_from(format!("{}{}", self.wire_base, request.path)) {
+        let uri = match addressable(&request.path).and_then(|()| {
+            Uri::try_from(format!("{}{}", self.wire_base, request.path))
+                .map_err(|error| format!("not a valid URI: {error}"))
+        }) {
             Ok(uri) => uri,
-            Err(error) => {
+            Err(reason) => {
                 return Attempt::Fail(ScimClientError::BadPath {
                     method: method(),
                     path: request.path.clone(),
-                    reason: error.to_string(),
+                    reason,
                 });
             }
         };
@@ -977,8 +981,11 @@ where
 }
 
 /// The path of a user of the application: its id as one path segment, so
-/// that an id holding `/`, `..`, `?` or `#` cannot send the request
-/// anywhere else on the application's host.
+/// that an id holding `/`, `?` or `#` cannot send the request anywhere else
+/// on the application's host. An id that is `.`, `..` or empty would still
+/// be a segment that addresses something else (the collection, or its
+/// parent, once a proxy or the application normalizes the path); the
+/// client refuses to send such a path ([`ScimClientError::BadPath`]).
 pub fn user_path(remote_id: &str) -> String {
     format!("/Users/{}", percent_encode(remote_id))
 }
@@ -986,6 +993,25 @@ pub fn user_path(remote_id: &str) -> String {
 /// The path of a group of the application; see [`user_path`].
 pub fn group_path(remote_id: &str) -> String {
     format!("/Groups/{}", percent_encode(remote_id))
+}
+
+/// Whether `path` (`/Users/ID?query`) addresses what it names: past its
+/// leading `/`, no segment of it is empty, `.` or `..`, which a proxy or
+/// the application would resolve to another resource.
+fn addressable(path: &str) -> Result<(), String> {
+    let before_query = path.split(['?', '#']).next().unwrap_or_default();
+    let Some(segments) = before_query.strip_prefix('/') else {
+        return Err("does not start with /".into());
+    };
+    match segments
+        .split('/')
+        .find(|segment| matches!(*segment, "" | "." | ".."))
+    {
+        Some(segment) => Err(format!(
+            "has a segment {segment:?}, which would address another resource"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `text` as one URL path segment or query value: everything but the
@@ -1092,6 +1118,29 @@ mod tests {
             .iter()
             .map(|r| r["id"].as_str().unwrap_or_default().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_path_addresses_what_it_names_or_is_refused() {
+        for path in [
+            "/Users",
+            "/Users/2819c223",
+            "/Users/.search",
+            "/Users/..%2F",
+            "/Users?filter=userName%20eq%20%22..%22",
+            "/ServiceProviderConfig",
+        ] {
+            assert_eq!(addressable(path), Ok(()), "{path}");
+        }
+        for id in ["..", ".", ""] {
+            let path = user_path(id);
+            assert!(addressable(&path).is_err(), "{path}");
+            let path = group_path(id);
+            assert!(addressable(&path).is_err(), "{path}");
+        }
+        for path in ["Users", "/Users//x", "/a/../Users", "/Users/./x?filter=a"] {
+            assert!(addressable(path).is_err(), "{path}");
+        }
     }
 
     #[test]

@@ -671,6 +671,25 @@ async fn an_answer_past_the_cap_is_refused_while_it_streams() {
     );
 }
 
+#[tokio::test]
+async fn a_path_that_would_address_another_resource_is_never_sent() {
+    use scimlink::scim_client::user_path;
+    let server = Scripted::start(vec![Play::Status(204, None)]).await;
+    let client = client(&server.base(), settings());
+    // An application that named an account `..` would otherwise have its
+    // delete sent to `/scim/v2/Users/..`, which normalizes to the base.
+    let error = client
+        .send(&ScimRequest::delete(user_path("..")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ScimClientError::BadPath { .. }) && error.is_permanent(),
+        "{error}"
+    );
+    assert!(error.to_string().contains("another resource"), "{error}");
+    assert!(server.requests().is_empty(), "a request was sent");
+}
+
 #[test]
 fn remote_ids_stay_one_path_segment() {
     use scimlink::scim_client::{group_path, user_path};
