@@ -4,8 +4,10 @@
 //! request the engine wants sent and the application's answer:
 //! - the bearer token, injected here and nowhere else (connectors never see
 //!   it, logs and errors never show it);
-//! - connection reuse, HTTP/1.1 or HTTP/2 (ALPN) over rustls, a connect and
-//!   a total timeout per attempt;
+//! - connection reuse, HTTP/1.1 or HTTP/2 (ALPN) over rustls, the egress
+//!   proxy the environment names, a connect and a total timeout per
+//!   attempt ([`transport`]); a path sent exactly as built, refused if a
+//!   segment of it is empty, `.` or `..`;
 //! - retries with exponential backoff and full jitter on network errors,
 //!   5xx and 429, obeying `Retry-After` ([`retry`]);
 //! - a token bucket and a concurrency cap, and a rate that halves each time
