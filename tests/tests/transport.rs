@@ -57,6 +57,18 @@ fn an_application_over_https_is_provisioned_when_its_certificate_is_trusted() {
     assert!(front.handshakes() > 0, "nothing came over TLS");
 }
 
+/// What `app activate crm` said, once it failed.
+fn activation_refused(host: &Host) -> String {
+    let activated = host.cli(&["app", "activate", "crm"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&activated.stdout),
+        String::from_utf8_lossy(&activated.stderr)
+    );
+    assert!(!activated.status.success(), "activated: {said}");
+    said
+}
+
 #[test]
 fn an_application_whose_certificate_is_not_trusted_is_sent_nothing() {
     let application = Application::start();
@@ -66,13 +78,7 @@ fn an_application_whose_certificate_is_not_trusted_is_sent_nothing() {
     let host = host_trusting(folder.path(), &Authority::new(), &[]);
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
-    let activated = host.cli(&["app", "activate", "crm"]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&activated.stdout),
-        String::from_utf8_lossy(&activated.stderr)
-    );
-    assert!(!activated.status.success(), "activated: {said}");
+    let said = activation_refused(&host);
     assert!(said.to_lowercase().contains("certificate"), "{said}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(front.handshakes(), 0, "a handshake completed");
@@ -174,13 +180,7 @@ fn a_proxy_the_host_cannot_use_is_named_and_nothing_is_sent() {
         &format!("http://127.0.0.1:{}/acme/v2", application.server.port),
     );
 
-    let refused = host.cli(&["app", "activate", "crm"]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&refused.stdout),
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(!refused.status.success(), "activated: {said}");
+    let said = activation_refused(&host);
     assert!(
         said.contains("socks5://127.0.0.1:1080") && said.contains("not an http:// proxy"),
         "{said}"
