@@ -1,12 +1,14 @@
 //! The ways to an application a deployment meets beyond plain HTTP on
 //! loopback, as peers on loopback ports: a TLS front for a real SCIM server,
-//! with a certificate from a throwaway authority, and an egress proxy that
-//! tunnels `CONNECT` and forwards plain requests sent to it in absolute
-//! form.
+//! with a certificate from a throwaway authority; an HTTP/2 front, the same
+//! over HTTP/2; and an egress proxy that tunnels `CONNECT` and forwards
+//! plain requests sent to it in absolute form.
 //!
-//! Neither understands anything of SCIM: what the host sends is what the
-//! server behind them gets. Each connection is a thread of its own that
-//! ends when either side closes or the peer is dropped.
+//! None understands anything of SCIM: what the host sends is what the
+//! server behind them gets. Each connection of the TLS front and the proxy
+//! is a thread of its own that ends when either side closes or the peer is
+//! dropped; the HTTP/2 front's connections are tasks of its own runtime,
+//! dropped with it.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -386,4 +388,135 @@ fn forward(
     if let Some(answer) = crate::fault_proxy::send_on(&upstream, method, target, headers, body) {
         answer.write_to(&mut client);
     }
+}
+
+/// A TLS front that speaks HTTP/2 only (ALPN `h2`) to its clients and
+/// passes each request on over HTTP/1.1 to the server on `upstream`, a
+/// connection per request: what the host meets at an application served
+/// over HTTP/2.
+pub struct Http2Front {
+    pub port: u16,
+    /// Requests that arrived over HTTP/2, and any that did not.
+    over_http2: Arc<Mutex<(u32, u32)>>,
+    // Dropped with the front: its connections end with it.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Http2Front {
+    pub fn start(authority: &Authority, upstream: u16) -> Http2Front {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the front");
+        let mut config = (*authority.server).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let over_http2 = Arc::new(Mutex::new((0, 0)));
+        let counted = Arc::clone(&over_http2);
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (acceptor, counted) = (acceptor.clone(), Arc::clone(&counted));
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        pass_on(request, upstream, Arc::clone(&counted))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        Http2Front {
+            port,
+            over_http2,
+            _runtime: runtime,
+        }
+    }
+
+    /// Requests that arrived over HTTP/2, and those that did not.
+    pub fn requests_by_version(&self) -> (u32, u32) {
+        *self.over_http2.lock().unwrap()
+    }
+}
+
+type Body = http_body_util::Full<bytes::Bytes>;
+
+/// One request passed on to the server behind the front, its answer
+/// brought back; a 502 if the server cannot be reached.
+async fn pass_on(
+    request: hyper::Request<hyper::body::Incoming>,
+    upstream: u16,
+    counted: Arc<Mutex<(u32, u32)>>,
+) -> Result<hyper::Response<Body>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    {
+        let mut counted = counted.lock().unwrap();
+        if request.version() == hyper::Version::HTTP_2 {
+            counted.0 += 1;
+        } else {
+            counted.1 += 1;
+        }
+    }
+    let bad_gateway = || {
+        let mut answer = hyper::Response::new(Body::default());
+        *answer.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+        answer
+    };
+    let (head, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
+        return Ok(bad_gateway());
+    };
+    let target = head
+        .uri
+        .path_and_query()
+        .map(|target| target.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut onward = hyper::Request::builder()
+        .method(head.method)
+        .uri(target)
+        .header(hyper::header::HOST, format!("127.0.0.1:{upstream}"));
+    for (name, value) in &head.headers {
+        onward = onward.header(name, value);
+    }
+    let Ok(onward) = onward.body(Body::new(body)) else {
+        return Ok(bad_gateway());
+    };
+    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return Ok(bad_gateway());
+    };
+    let Ok((mut sender, connection)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+    else {
+        return Ok(bad_gateway());
+    };
+    tokio::spawn(connection);
+    let Ok(answer) = sender.send_request(onward).await else {
+        return Ok(bad_gateway());
+    };
+    let (head, body) = answer.into_parts();
+    let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
+        return Ok(bad_gateway());
+    };
+    let mut back = hyper::Response::new(Body::new(body));
+    *back.status_mut() = head.status;
+    for (name, value) in &head.headers {
+        // Hop-by-hop on HTTP/1.1, not allowed on HTTP/2.
+        if !matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
+        ) {
+            back.headers_mut().append(name, value.clone());
+        }
+    }
+    Ok(back)
 }

@@ -1,6 +1,7 @@
 //! How the host reaches an application beyond plain HTTP on loopback: over
 //! TLS, trusting only certificates that chain to an authority it trusts
-//! (the system's, or the file `SSL_CERT_FILE` names), and through the
+//! (the system's, or the file `SSL_CERT_FILE` names), over HTTP/2 where the
+//! application offers only that, and through the
 //! egress proxy the environment names: `HTTPS_PROXY` for `https://`,
 //! tunnelling with `CONNECT`, and `HTTP_PROXY` for `http://`, in absolute
 //! form, either with the credentials of the proxy's URL; `NO_PROXY` for
@@ -13,7 +14,7 @@ use std::time::Duration;
 use scimlink_e2e::application::{
     Application, add_app_at, import_people, people, run_ok, wait_for_accounts,
 };
-use scimlink_e2e::transport::{Authority, EgressProxy, TlsFront};
+use scimlink_e2e::transport::{Authority, EgressProxy, Http2Front, TlsFront};
 use scimlink_e2e::{ADMIN_TOKEN, Host, SCIM_TOKEN};
 
 /// Adds `crm` (custom-scim) at `base_url`, bound to `Engineering` and its
@@ -67,6 +68,22 @@ fn activation_refused(host: &Host) -> String {
     );
     assert!(!activated.status.success(), "activated: {said}");
     said
+}
+
+#[test]
+fn an_application_served_over_http2_is_provisioned_over_http2() {
+    let application = Application::start();
+    let authority = Authority::new();
+    let front = Http2Front::start(&authority, application.server.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let host = host_trusting(folder.path(), &authority, &[]);
+    add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    let (over_http2, otherwise) = front.requests_by_version();
+    assert!(over_http2 > 0, "nothing came over HTTP/2");
+    assert_eq!(otherwise, 0, "requests came over another version");
 }
 
 #[test]
