@@ -1,12 +1,12 @@
 //! How the host reaches an application beyond plain HTTP on loopback: over
 //! TLS, trusting only certificates that chain to an authority it trusts
-//! (the system's, or the file `SSL_CERT_FILE` names), over HTTP/2 where the
-//! application offers only that, and through the
-//! egress proxy the environment names: `HTTPS_PROXY` for `https://`,
-//! tunnelling with `CONNECT`, and `HTTP_PROXY` for `http://`, in absolute
-//! form, either with the credentials of the proxy's URL; `NO_PROXY` for
-//! the hosts reached directly; a proxy of a kind the host cannot use
-//! refused by name, nothing sent.
+//! (the system's, or those of the file `SSL_CERT_FILE` or the folder
+//! `SSL_CERT_DIR` names); over HTTP/2 where the application offers only
+//! that; and through the egress proxy the environment names: `HTTPS_PROXY`
+//! for `https://`, tunnelling with `CONNECT`, and `HTTP_PROXY` for
+//! `http://`, in absolute form, either with the credentials of the proxy's
+//! URL; `NO_PROXY` for the hosts reached directly; a proxy of a kind the
+//! host cannot use refused by name, nothing sent.
 
 use std::path::Path;
 use std::time::Duration;
@@ -68,6 +68,24 @@ fn activation_refused(host: &Host) -> String {
     );
     assert!(!activated.status.success(), "activated: {said}");
     said
+}
+
+#[test]
+fn an_authority_in_the_folder_ssl_cert_dir_names_is_trusted() {
+    let application = Application::start();
+    let authority = Authority::new();
+    let front = TlsFront::start(&authority, application.server.port);
+    let folder = tempfile::tempdir().expect("a folder");
+    let trusted = folder.path().join("trusted");
+    std::fs::create_dir(&trusted).expect("the trusted folder");
+    authority.write_certificate(&trusted.join("authority.pem"));
+    let trusted = trusted.display().to_string();
+    let host = host_with(folder.path(), &[("SSL_CERT_DIR", &trusted)]);
+    add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
+
+    run_ok(&host, &["app", "activate", "crm"]);
+    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    assert!(front.handshakes() > 0, "nothing came over TLS");
 }
 
 #[test]
