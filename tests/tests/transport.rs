@@ -34,7 +34,8 @@ fn host_with(folder: &Path, env: &[(&str, &str)]) -> Host {
     Host::start_with(&folder.join("data"), &env)
 }
 
-/// A host that trusts `authority` and no other, with `env` besides.
+/// A host that trusts `authority` and no other, named by `SSL_CERT_FILE`,
+/// with `env` besides.
 fn host_trusting(folder: &Path, authority: &Authority, env: &[(&str, &str)]) -> Host {
     let certificate = folder.join("authority.pem");
     authority.write_certificate(&certificate);
@@ -42,6 +43,12 @@ fn host_trusting(folder: &Path, authority: &Authority, env: &[(&str, &str)]) -> 
     let mut env = env.to_vec();
     env.push(("SSL_CERT_FILE", &certificate));
     host_with(folder, &env)
+}
+
+/// Activates `crm` and waits for its three accounts.
+fn activate_and_provision(host: &Host, application: &Application) {
+    run_ok(host, &["app", "activate", "crm"]);
+    wait_for_accounts(application, 3, Duration::from_secs(30));
 }
 
 #[test]
@@ -53,8 +60,7 @@ fn an_application_over_https_is_provisioned_when_its_certificate_is_trusted() {
     let host = host_trusting(folder.path(), &authority, &[]);
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     assert!(front.handshakes() > 0, "nothing came over TLS");
 }
 
@@ -79,12 +85,13 @@ fn an_authority_in_the_folder_ssl_cert_dir_names_is_trusted() {
     let trusted = folder.path().join("trusted");
     std::fs::create_dir(&trusted).expect("the trusted folder");
     authority.write_certificate(&trusted.join("authority.pem"));
-    let trusted = trusted.display().to_string();
-    let host = host_with(folder.path(), &[("SSL_CERT_DIR", &trusted)]);
+    let host = host_with(
+        folder.path(),
+        &[("SSL_CERT_DIR", &trusted.display().to_string())],
+    );
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     assert!(front.handshakes() > 0, "nothing came over TLS");
 }
 
@@ -97,8 +104,7 @@ fn an_application_served_over_http2_is_provisioned_over_http2() {
     let host = host_trusting(folder.path(), &authority, &[]);
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     let (over_http2, otherwise) = front.requests_by_version();
     assert!(over_http2 > 0, "nothing came over HTTP/2");
     assert_eq!(otherwise, 0, "requests came over another version");
@@ -131,8 +137,7 @@ fn an_application_is_reached_through_the_proxy_https_proxy_names() {
     let host = host_trusting(folder.path(), &authority, &[("HTTPS_PROXY", &proxy_url)]);
     add_crm_at(&host, &format!("https://127.0.0.1:{}/acme/v2", front.port));
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     let requests = proxy.requests();
     let tunnel = format!("CONNECT 127.0.0.1:{} HTTP/1.1", front.port);
     assert!(
@@ -164,8 +169,7 @@ fn a_plain_http_application_is_reached_through_the_proxy_http_proxy_names() {
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
     add_crm_at(&host, &base);
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     let requests = proxy.requests();
     assert!(
         requests.iter().any(|request| request.starts_with("POST ")),
@@ -197,8 +201,7 @@ fn an_application_no_proxy_names_is_reached_directly() {
     let base = format!("http://127.0.0.1:{}/acme/v2", application.server.port);
     add_crm_at(&host, &base);
 
-    run_ok(&host, &["app", "activate", "crm"]);
-    wait_for_accounts(&application, 3, Duration::from_secs(30));
+    activate_and_provision(&host, &application);
     assert_eq!(proxy.requests(), Vec::<String>::new(), "the proxy was used");
 }
 
