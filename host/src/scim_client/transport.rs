@@ -106,6 +106,9 @@ impl Transport {
         let https = base.scheme_str() == Some("https");
         let mut proxy_authorization = None;
         let route = match proxies.intercept(base) {
+            // No TLS set up for a plain application: the system's
+            // certificates are read only where they are used.
+            None if !https => Route::Plain(tcp),
             None => Route::Direct(tls_over(tcp)?),
             Some(proxy) => {
                 if proxy.uri().scheme_str() != Some("http") {
@@ -138,7 +141,7 @@ impl Transport {
             }
         };
         let route_taken = match &route {
-            Route::Direct(_) => RouteTaken::Direct,
+            Route::Plain(_) | Route::Direct(_) => RouteTaken::Direct,
             Route::Tunnel(_) => RouteTaken::Tunnel,
             Route::HttpProxy { .. } => RouteTaken::HttpProxy,
         };
@@ -216,6 +219,9 @@ struct Connector {
 
 #[derive(Clone)]
 enum Route {
+    /// An `http://` application, reached directly.
+    Plain(HttpConnector),
+    /// An `https://` application, reached directly.
     Direct(HttpsConnector<HttpConnector>),
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
     /// Every connection is to the proxy, whatever the destination.
@@ -234,6 +240,7 @@ impl Service<Uri> for Connector {
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.route {
+            Route::Plain(tcp) => tcp.poll_ready(context).map_err(Into::into),
             Route::Direct(https) => https.poll_ready(context),
             Route::Tunnel(https) => https.poll_ready(context),
             Route::HttpProxy { tcp, .. } => tcp.poll_ready(context).map_err(Into::into),
@@ -242,6 +249,14 @@ impl Service<Uri> for Connector {
 
     fn call(&mut self, destination: Uri) -> Connecting {
         let connecting: Connecting = match &mut self.route {
+            Route::Plain(tcp) => {
+                let connecting = tcp.call(destination);
+                Box::pin(async move {
+                    Ok(ProxiedOrNot::direct(MaybeHttpsStream::Http(
+                        connecting.await?,
+                    )))
+                })
+            }
             Route::Direct(https) => {
                 let connecting = https.call(destination);
                 Box::pin(async move { Ok(ProxiedOrNot::direct(connecting.await?)) })
