@@ -22,8 +22,10 @@
 //!   made (refused, timed out opening, a failed TLS handshake, a proxy that
 //!   refused the tunnel): nothing of the request reached the application,
 //!   so any request may be sent again after it;
-//! - redirects are never followed, nothing is retried here: what to do
-//!   with an answer or a failure is the client's ([`super`]);
+//! - redirects are never followed, and nothing is retried here but what
+//!   never left: a request whose pooled connection closed before any of it
+//!   was written goes once more on another. What to do with an answer or
+//!   a failure is the client's ([`super`]);
 //! - a proxy's credentials are never part of an error or a log line.
 
 use std::future::Future;
