@@ -106,7 +106,8 @@ pub struct AppInput {
     /// Shown to people; the name when absent.
     pub label: Option<String>,
     pub connector: String,
-    /// The SCIM base URL, `{placeholders}` allowed; the connector's own
+    /// The SCIM base URL, `{placeholders}` allowed, no credentials in it
+    /// (the token is the application's credential); the connector's own
     /// when absent.
     pub base_url: Option<String>,
     /// The application's bearer token. Stored sealed; never returned.
@@ -158,6 +159,17 @@ pub struct TokenInput {
 
 fn check_url(url: &str) -> Result<(), ApiError> {
     match reqwest::Url::parse(url) {
+        // Named without the URL, which holds them: the application's
+        // credential is its token, sent as a bearer token and stored
+        // encrypted, never a part of a URL that is shown wherever the
+        // application is.
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            Err(ApiError::invalid(
+                "baseUrl",
+                "the base URL carries credentials (user:password@); give the application's \
+                 credential as its token instead",
+            ))
+        }
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
             Ok(())
         }
@@ -611,6 +623,21 @@ mod tests {
             requests_per_second,
             ..Pacing::default()
         })
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_showing_them() {
+        assert!(check_url("https://app.example/scim/v2").is_ok());
+        for url in [
+            "https://someone:s3cret@app.example/scim/v2",
+            "https://someone@app.example/scim/v2",
+        ] {
+            let refused = check_url(url).unwrap_err();
+            assert_eq!(refused.detail.field.as_deref(), Some("baseUrl"));
+            assert!(refused.detail.message.contains("credentials"), "{url}");
+            assert!(!refused.detail.message.contains("s3cret"), "{url}");
+            assert!(!refused.detail.message.contains("someone"), "{url}");
+        }
     }
 
     #[test]
