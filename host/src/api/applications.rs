@@ -158,7 +158,7 @@ pub struct TokenInput {
 }
 
 fn check_url(url: &str) -> Result<(), ApiError> {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         // Named without the URL, which holds them: the application's
         // credential is its token, sent as a bearer token and stored
         // encrypted, never a part of a URL that is shown wherever the

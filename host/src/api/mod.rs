@@ -682,6 +682,20 @@ mod body_tests {
         );
         assert_eq!(
             status(
+                BodyOf::CreateApp,
+                r#"{"name":"a","connector":"c","token":"t","baseUrl":"https://u:p@x.example"}"#
+            ),
+            (422, Some("baseUrl".into()))
+        );
+        assert_eq!(
+            status(
+                BodyOf::UpdateApp,
+                r#"{"baseUrl":"https://u:p@scim.example.com/v2","token":"t"}"#
+            ),
+            (422, Some("baseUrl".into()))
+        );
+        assert_eq!(
+            status(
                 BodyOf::UpdateApp,
                 r#"{"baseUrl":"https://elsewhere.example"}"#
             ),

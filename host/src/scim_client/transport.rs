@@ -110,7 +110,7 @@ impl Transport {
         let route = match proxies.intercept(base) {
             // No TLS set up for a plain application: the system's
             // certificates are read only where they are used.
-            None if !https => Route::Plain(tcp),
+            None if !https => Route::Plain { tcp, proxy: None },
             None => Route::Direct(tls_over(tcp)?),
             Some(proxy) => {
                 if proxy.uri().scheme_str() != Some("http") {
@@ -135,17 +135,17 @@ impl Transport {
                     Route::Tunnel(tls_over(tunnel)?)
                 } else {
                     proxy_authorization = proxy.basic_auth().cloned();
-                    Route::HttpProxy {
+                    Route::Plain {
                         tcp,
-                        proxy: proxy.uri().clone(),
+                        proxy: Some(proxy.uri().clone()),
                     }
                 }
             }
         };
         let route_taken = match &route {
-            Route::Plain(_) | Route::Direct(_) => RouteTaken::Direct,
+            Route::Plain { proxy: None, .. } | Route::Direct(_) => RouteTaken::Direct,
+            Route::Plain { proxy: Some(_), .. } => RouteTaken::HttpProxy,
             Route::Tunnel(_) => RouteTaken::Tunnel,
-            Route::HttpProxy { .. } => RouteTaken::HttpProxy,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_CONNECTION_KEPT)
@@ -221,16 +221,16 @@ struct Connector {
 
 #[derive(Clone)]
 enum Route {
-    /// An `http://` application, reached directly.
-    Plain(HttpConnector),
+    /// An `http://` application: plain TCP to it or, when there is an HTTP
+    /// proxy, to the proxy whatever the destination.
+    Plain {
+        tcp: HttpConnector,
+        proxy: Option<Uri>,
+    },
     /// An `https://` application, reached directly.
     Direct(HttpsConnector<HttpConnector>),
+    /// An `https://` application, through a `CONNECT` tunnel.
     Tunnel(HttpsConnector<Tunnel<HttpConnector>>),
-    /// Every connection is to the proxy, whatever the destination.
-    HttpProxy {
-        tcp: HttpConnector,
-        proxy: Uri,
-    },
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<ProxiedOrNot, BoxError>> + Send>>;
@@ -242,21 +242,22 @@ impl Service<Uri> for Connector {
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.route {
-            Route::Plain(tcp) => tcp.poll_ready(context).map_err(Into::into),
+            Route::Plain { tcp, .. } => tcp.poll_ready(context).map_err(Into::into),
             Route::Direct(https) => https.poll_ready(context),
             Route::Tunnel(https) => https.poll_ready(context),
-            Route::HttpProxy { tcp, .. } => tcp.poll_ready(context).map_err(Into::into),
         }
     }
 
     fn call(&mut self, destination: Uri) -> Connecting {
         let connecting: Connecting = match &mut self.route {
-            Route::Plain(tcp) => {
-                let connecting = tcp.call(destination);
+            Route::Plain { tcp, proxy } => {
+                let to_http_proxy = proxy.is_some();
+                let connecting = tcp.call(proxy.clone().unwrap_or(destination));
                 Box::pin(async move {
-                    Ok(ProxiedOrNot::direct(MaybeHttpsStream::Http(
-                        connecting.await?,
-                    )))
+                    Ok(ProxiedOrNot {
+                        stream: MaybeHttpsStream::Http(connecting.await?),
+                        to_http_proxy,
+                    })
                 })
             }
             Route::Direct(https) => {
@@ -266,15 +267,6 @@ impl Service<Uri> for Connector {
             Route::Tunnel(https) => {
                 let connecting = https.call(destination);
                 Box::pin(async move { Ok(ProxiedOrNot::direct(connecting.await?)) })
-            }
-            Route::HttpProxy { tcp, proxy } => {
-                let connecting = tcp.call(proxy.clone());
-                Box::pin(async move {
-                    Ok(ProxiedOrNot {
-                        stream: MaybeHttpsStream::Http(connecting.await?),
-                        to_http_proxy: true,
-                    })
-                })
             }
         };
         let limit = self.connect_timeout;
