@@ -255,8 +255,8 @@ fn serve(
 /// A server's answer, as a proxy passes it back.
 pub(crate) struct Answer {
     pub status: u16,
-    content_type: String,
-    body: Vec<u8>,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 impl Answer {

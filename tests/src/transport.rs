@@ -451,7 +451,8 @@ impl Http2Front {
 
 type Body = http_body_util::Full<bytes::Bytes>;
 
-/// One request passed on to the server behind the front, its answer
+/// One request passed on to the server behind the front as the egress
+/// proxy passes one on ([`crate::fault_proxy::send_on`]), its answer
 /// brought back; a 502 if the server cannot be reached.
 async fn pass_on(
     request: hyper::Request<hyper::body::Incoming>,
@@ -467,56 +468,47 @@ async fn pass_on(
             counted.1 += 1;
         }
     }
-    let bad_gateway = || {
-        let mut answer = hyper::Response::new(Body::default());
-        *answer.status_mut() = hyper::StatusCode::BAD_GATEWAY;
-        answer
-    };
     let (head, body) = request.into_parts();
-    let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
-        return Ok(bad_gateway());
-    };
-    let target = head
-        .uri
-        .path_and_query()
-        .map(|target| target.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let mut onward = hyper::Request::builder()
-        .method(head.method)
-        .uri(target)
-        .header(hyper::header::HOST, format!("127.0.0.1:{upstream}"));
-    for (name, value) in &head.headers {
-        onward = onward.header(name, value);
-    }
-    let Ok(onward) = onward.body(Body::new(body)) else {
-        return Ok(bad_gateway());
-    };
-    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
-        return Ok(bad_gateway());
-    };
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
-    else {
-        return Ok(bad_gateway());
-    };
-    tokio::spawn(connection);
-    let Ok(answer) = sender.send_request(onward).await else {
-        return Ok(bad_gateway());
-    };
-    let (head, body) = answer.into_parts();
-    let Ok(body) = body.collect().await.map(|body| body.to_bytes()) else {
-        return Ok(bad_gateway());
-    };
-    let mut back = hyper::Response::new(Body::new(body));
-    *back.status_mut() = head.status;
-    for (name, value) in &head.headers {
-        // Hop-by-hop on HTTP/1.1, not allowed on HTTP/2.
-        if !matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
-        ) {
-            back.headers_mut().append(name, value.clone());
+    let body = body
+        .collect()
+        .await
+        .map(|body| body.to_bytes().to_vec())
+        .unwrap_or_default();
+    let target = format!(
+        "http://127.0.0.1:{upstream}{}",
+        head.uri
+            .path_and_query()
+            .map_or("/", |target| target.as_str())
+    );
+    let headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    let answered = tokio::task::spawn_blocking(move || {
+        let upstream = crate::http_client_builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .ok()?;
+        crate::fault_proxy::send_on(&upstream, head.method.as_str(), &target, &headers, body)
+    })
+    .await
+    .ok()
+    .flatten();
+    let mut back = hyper::Response::new(Body::default());
+    match answered {
+        Some(answer) => {
+            *back.status_mut() = hyper::StatusCode::from_u16(answer.status)
+                .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+            if let Ok(content_type) = hyper::header::HeaderValue::from_str(&answer.content_type) {
+                back.headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, content_type);
+            }
+            *back.body_mut() = Body::from(answer.body);
         }
+        None => *back.status_mut() = hyper::StatusCode::BAD_GATEWAY,
     }
     Ok(back)
 }
