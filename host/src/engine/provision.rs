@@ -458,7 +458,12 @@ pub async fn sync_users<'u>(
                     drop(held);
                     (user, Err(not_sent()))
                 }
-                Ok(held) => (user, sync_held(target, held).await),
+                Ok(held) => {
+                    // Boxed: a user's sync is kilobytes, and the futures
+                    // in flight are moved as they are queued and polled.
+                    let sync = Box::pin(sync_held(target, held));
+                    (user, sync.await)
+                }
                 Err(error) => (user, Err(error)),
             }
         })

@@ -519,7 +519,11 @@ impl ScimClient {
             uri,
             body: request.body.as_ref().map(|body| body.text.clone()),
         };
-        let exchanged = network::exchange(exchange(
+        // The exchange (the connection's request and answer futures, the
+        // timeout) is kilobytes: boxed in a statement of its own, it is
+        // neither part of every future that awaits a request nor copied
+        // into the network thread's task, only its pointer is.
+        let boxed = Box::pin(exchange(
             Arc::clone(&self.transport),
             self.authorization.clone(),
             Arc::clone(&self.in_flight),
@@ -527,8 +531,8 @@ impl ScimClient {
             outgoing,
             self.settings.request_timeout,
             self.settings.max_response_bytes,
-        ))
-        .await;
+        ));
+        let exchanged = network::exchange(boxed).await;
         let network = |reason: String| ScimClientError::Network {
             method: method(),
             path: request.path.clone(),
@@ -1089,6 +1093,26 @@ mod tests {
 
     fn answer(body: &[u8]) -> Full<Bytes> {
         Full::new(Bytes::copy_from_slice(body))
+    }
+
+    /// A request's future is part of every future that awaits one (each
+    /// user's sync, each group's), and is moved as they are: its exchange
+    /// stays behind a pointer.
+    #[test]
+    fn a_request_future_is_small() {
+        let client = ScimClient::new(
+            "http://127.0.0.1:9/scim/v2",
+            &Secret::new("t0k"),
+            ClientSettings::default(),
+        )
+        .expect("a client");
+        let request = ScimRequest::get("/Users");
+        let sending = client.send(&request);
+        assert!(
+            std::mem::size_of_val(&sending) <= 512,
+            "a request's future is {} bytes",
+            std::mem::size_of_val(&sending)
+        );
     }
 
     #[tokio::test]
