@@ -707,14 +707,16 @@ impl StoreHandle {
 }
 
 /// How many queued records the writer waits for, once records come
-/// together, before its next write.
-const GATHER_AT_ONCE: usize = 16;
+/// together, before its next write. A first sync makes several records a
+/// millisecond, so it is mostly [`GATHER_WAIT`] that ends the wait.
+const GATHER_AT_ONCE: usize = 32;
 
 /// The longest the writer waits for them. Short beside a sync's requests:
 /// a record is made after its object's last request, so no request waits;
 /// what waits is the caller, still holding its object's lock, until it
-/// hears that its record is committed.
-const GATHER_WAIT: Duration = Duration::from_millis(1);
+/// hears that its record is committed. Two milliseconds rather than one
+/// let more records share each commit's pages (BENCHMARKS.md).
+const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// The records queued for the writer, and the signal that enough have
 /// gathered.
