@@ -679,7 +679,7 @@ async fn find_or_create(
             return Err(error.into());
         }
     };
-    let found = resources(&answer.body);
+    let found = resources(answer.body());
     let refuse = async |reason: String| -> Result<Found, SyncError> {
         target
             .dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None)
@@ -728,7 +728,7 @@ async fn find_or_create(
             } else {
                 let path = group_path(&remote_id);
                 match target.send(&ScimRequest::get(path)).await {
-                    Ok(read) => listed_members(&read.body),
+                    Ok(read) => listed_members(read.body()),
                     Err(error) => {
                         target
                             .group_failed(
@@ -790,7 +790,7 @@ async fn find_or_create(
             return Err(error.into());
         }
     };
-    let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
+    let Some(remote_id) = answer.id() else {
         let error = ScimClientError::Status {
             method: "POST".into(),
             path: "/Groups".into(),
@@ -976,7 +976,7 @@ async fn put_group(
 ) -> Result<bool, SyncError> {
     let path = group_path(remote_id);
     let current = match target.send(&ScimRequest::get(path.clone())).await {
-        Ok(answer) => listed_members(&answer.body),
+        Ok(answer) => listed_members(answer.body()),
         Err(error) => {
             target
                 .group_failed(&group.id, GROUP_UPDATE, None, &error)

@@ -170,7 +170,7 @@ pub async fn test_with(client: &ScimClient) -> Result<Tested, Untested> {
         Ok(answer) => {
             let supported = |feature: &str| {
                 answer
-                    .body
+                    .body()
                     .pointer(&format!("/{feature}/supported"))
                     .and_then(Value::as_bool)
                     .unwrap_or(false)
@@ -187,7 +187,7 @@ pub async fn test_with(client: &ScimClient) -> Result<Tested, Untested> {
                 "sort": supported("sort"),
                 "etag": supported("etag"),
                 "changePassword": supported("changePassword"),
-                "maxResults": answer.body.pointer("/filter/maxResults").cloned().unwrap_or(Value::Null),
+                "maxResults": answer.body().pointer("/filter/maxResults").cloned().unwrap_or(Value::Null),
             });
             let declared = if features.is_empty() {
                 "nothing declared".to_string()

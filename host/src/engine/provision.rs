@@ -618,7 +618,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 return Err(error.into());
             }
         };
-        let remote_id = match vet(LookupKind::User, &filter, &resources(&answer.body)) {
+        let remote_id = match vet(LookupKind::User, &filter, &resources(answer.body())) {
             Candidate::None => continue,
             Candidate::One(remote_id) => remote_id,
             Candidate::Refused(reason) => {
@@ -655,7 +655,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
     };
     match target.send(&request).await {
         Ok(answer) => {
-            let Some(remote_id) = answer.body.get("id").and_then(Value::as_str) else {
+            let Some(remote_id) = answer.id() else {
                 let error = ScimClientError::Status {
                     method: "POST".into(),
                     path: "/Users".into(),

@@ -405,7 +405,7 @@ async fn confirm_absent(target: &Target<'_>, seen: &LedgerEntry) -> Result<Absen
     match target.send(&ScimRequest::get(path.clone())).await {
         // The listing left it out: compared as a listed account is.
         Ok(answer) => {
-            return Ok(if repair(target, &held, &answer.body).await? {
+            return Ok(if repair(target, &held, answer.body()).await? {
                 Absence::Repaired
             } else {
                 Absence::Present
@@ -654,7 +654,7 @@ async fn reconcile_group(
     }
     let path = group_path(&entry.remote_id);
     let remote = match target.send(&ScimRequest::get(path.clone())).await {
-        Ok(answer) => answer.body,
+        Ok(answer) => answer.into_body(),
         Err(error) if error.status() == Some(404) => {
             store
                 .record_with_ledger(

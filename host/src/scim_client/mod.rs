@@ -32,7 +32,7 @@ pub mod rate;
 pub mod retry;
 mod transport;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -224,15 +224,144 @@ impl ScimRequest {
 }
 
 /// A successful answer.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its text was checked to be JSON (or empty) when it was read, by
+/// [`JsonChecked`], which takes exactly what the tree's parser takes; the
+/// tree is built only when first asked for, since most answers are read
+/// for one member or not at all (a create's for its `id`, an update's for
+/// nothing).
+#[derive(Debug, Clone)]
 pub struct ScimResponse {
     pub status: StatusCode,
-    /// The JSON body; `Null` when there is none (204).
-    pub body: Value,
+    text: String,
+    tree: OnceLock<Value>,
     pub etag: Option<String>,
     /// Attempts it took, the successful one included.
     pub attempts: u32,
     pub elapsed: Duration,
+}
+
+impl PartialEq for ScimResponse {
+    fn eq(&self, other: &Self) -> bool {
+        // The tree is the text's, built or not.
+        (
+            self.status,
+            &self.text,
+            &self.etag,
+            self.attempts,
+            self.elapsed,
+        ) == (
+            other.status,
+            &other.text,
+            &other.etag,
+            other.attempts,
+            other.elapsed,
+        )
+    }
+}
+
+impl ScimResponse {
+    /// The JSON body; `Null` when there is none (204).
+    pub fn body(&self) -> &Value {
+        self.tree.get_or_init(|| tree_of(&self.text))
+    }
+
+    /// The JSON body, taken.
+    pub fn into_body(self) -> Value {
+        match self.tree.into_inner() {
+            Some(tree) => tree,
+            None => tree_of(&self.text),
+        }
+    }
+
+    /// The body's `id` when it is a string, as [`ScimResponse::body`]
+    /// would give it, without building the tree when the text allows.
+    pub fn id(&self) -> Option<&str> {
+        #[derive(serde::Deserialize)]
+        struct Identified<'a> {
+            #[serde(borrow)]
+            id: Option<&'a str>,
+        }
+        // Only an object has members: the derived reading would also take
+        // a list, its first item as the id.
+        let object = self.text.trim_start().starts_with('{');
+        match object.then(|| serde_json::from_str::<Identified<'_>>(&self.text)) {
+            Some(Ok(Identified { id: Some(id) })) => Some(id),
+            // An id that is absent, escaped, repeated or not a string: the
+            // tree says what it is.
+            _ => self.body().get("id").and_then(Value::as_str),
+        }
+    }
+}
+
+/// The tree of an answer's text that [`JsonChecked`] took (or that is
+/// empty): it cannot fail.
+fn tree_of(text: &str) -> Value {
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or(Value::Null)
+    }
+}
+
+/// A JSON document checked as the tree's parser would read it, numbers'
+/// range and strings' escapes included, without keeping any of it.
+struct JsonChecked;
+
+impl<'de> serde::Deserialize<'de> for JsonChecked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // `deserialize_any`, not `deserialize_ignored_any`: the parser then
+        // reads each number and string as it does for a tree.
+        deserializer.deserialize_any(JsonChecked)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonChecked {
+    type Value = JsonChecked;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_unit<E>(self) -> Result<JsonChecked, E> {
+        Ok(JsonChecked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut items: A,
+    ) -> Result<JsonChecked, A::Error> {
+        while items.next_element::<JsonChecked>()?.is_some() {}
+        Ok(JsonChecked)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut members: A,
+    ) -> Result<JsonChecked, A::Error> {
+        while members.next_entry::<JsonChecked, JsonChecked>()?.is_some() {}
+        Ok(JsonChecked)
+    }
 }
 
 /// Why a request failed. Never holds the token.
@@ -599,25 +728,20 @@ impl ScimClient {
         };
         if status.is_success() {
             self.rate.on_success();
-            let body = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                match serde_json::from_str(&text) {
-                    Ok(body) => body,
-                    Err(_) => {
-                        return Attempt::Fail(ScimClientError::Status {
-                            method: method(),
-                            path: request.path.clone(),
-                            status: status.as_u16(),
-                            detail: format!("the answer is not JSON: {}", excerpt(&text)),
-                            attempts,
-                        });
-                    }
-                }
-            };
+            // Checked without building the tree (see `ScimResponse`).
+            if !text.trim().is_empty() && serde_json::from_str::<JsonChecked>(&text).is_err() {
+                return Attempt::Fail(ScimClientError::Status {
+                    method: method(),
+                    path: request.path.clone(),
+                    status: status.as_u16(),
+                    detail: format!("the answer is not JSON: {}", excerpt(&text)),
+                    attempts,
+                });
+            }
             return Attempt::Done(ScimResponse {
                 status,
-                body,
+                text,
+                tree: OnceLock::new(),
                 etag: header_text(&headers, header::ETAG),
                 attempts,
                 elapsed: started.elapsed(),
@@ -712,7 +836,7 @@ impl Pages<'_> {
         ));
         let answer = self.client.send(&request).await?;
         self.listing
-            .take(answer.body)
+            .take(answer.into_body())
             .map_err(|fault| ScimClientError::Listing {
                 path: self.path.to_string(),
                 fault,
@@ -1093,6 +1217,77 @@ mod tests {
 
     fn answer(body: &[u8]) -> Full<Bytes> {
         Full::new(Bytes::copy_from_slice(body))
+    }
+
+    /// The check an answer passes when read takes what the tree's parser
+    /// takes, and refuses what it refuses: an answer is never read as
+    /// JSON and then found not to be.
+    #[test]
+    fn the_check_of_an_answer_takes_what_the_tree_takes() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let texts = [
+            r#"{"id":"7","name":{"givenName":"Ada"},"emails":[{"value":"a@x"}],"n":1.5e3}"#
+                .to_string(),
+            r#"{"id":"7","id":"8"}"#.to_string(),
+            r#"{"big":18446744073709551616,"neg":-9223372036854775809}"#.to_string(),
+            r#"{"huge":1e400}"#.to_string(),
+            r#"{"lone":"\ud800"}"#.to_string(),
+            r#"{"pair":"\ud83d\ude00"}"#.to_string(),
+            r#"{"bad":"\x"}"#.to_string(),
+            "{\"control\":\"a\u{1}b\"}".to_string(),
+            r#"{"open":"#.to_string(),
+            r#"{"a":1} trailing"#.to_string(),
+            "[1,]".to_string(),
+            "null".to_string(),
+            nested(100),
+            nested(200),
+        ];
+        for text in &texts {
+            assert_eq!(
+                serde_json::from_str::<JsonChecked>(text).is_ok(),
+                serde_json::from_str::<Value>(text).is_ok(),
+                "{text}"
+            );
+        }
+    }
+
+    fn answered(text: &str) -> ScimResponse {
+        ScimResponse {
+            status: StatusCode::CREATED,
+            text: text.to_string(),
+            tree: OnceLock::new(),
+            etag: None,
+            attempts: 1,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// A create's answer is read for its `id` without its tree, and reads
+    /// as the tree would whatever the text's shape.
+    #[test]
+    fn an_answers_id_is_what_its_tree_says() {
+        for text in [
+            r#"{"id":"2819c223","userName":"ada","meta":{"location":"x"}}"#,
+            r#"{"userName":"ada","id":"a\"b\\c"}"#,
+            r#"{"id":"first","id":"last"}"#,
+            r#"{"id":42}"#,
+            r#"{"id":null}"#,
+            r#"{"userName":"ada"}"#,
+            r#"[{"id":"in a list"}]"#,
+            r#"["first of a list"]"#,
+            r#""a string""#,
+            "",
+        ] {
+            let expected = tree_of(text)
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            assert_eq!(answered(text).id().map(str::to_string), expected, "{text}");
+            assert_eq!(*answered(text).body(), tree_of(text), "{text}");
+            assert_eq!(answered(text).into_body(), tree_of(text), "{text}");
+        }
+        assert_eq!(answered(r#"{"id":"first","id":"last"}"#).id(), Some("last"));
+        assert_eq!(answered(r#"{"id":"a\"b"}"#).id(), Some("a\"b"));
     }
 
     /// A request's future is part of every future that awaits one (each

@@ -398,7 +398,7 @@ impl Remote {
 
     async fn get(&self, path: String) -> Option<Value> {
         match self.client.send(&ScimRequest::get(path)).await {
-            Ok(answer) => Some(answer.body),
+            Ok(answer) => Some(answer.into_body()),
             Err(error) if error.status() == Some(404) => None,
             Err(error) => panic!("the application answered {error}"),
         }
@@ -438,7 +438,7 @@ impl Remote {
     pub async fn create(&self, path: &str, resource: Value) -> String {
         let request = ScimRequest::with_body(reqwest::Method::POST, path, resource);
         let answer = self.client.send(&request).await.unwrap();
-        answer.body["id"].as_str().unwrap().to_string()
+        answer.body()["id"].as_str().unwrap().to_string()
     }
 }
 
