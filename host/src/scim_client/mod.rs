@@ -225,11 +225,12 @@ impl ScimRequest {
 
 /// A successful answer.
 ///
-/// Its text was checked to be JSON (or empty) when it was read, by
-/// [`JsonChecked`], which takes exactly what the tree's parser takes; the
-/// tree is built only when first asked for, since most answers are read
-/// for one member or not at all (a create's for its `id`, an update's for
-/// nothing).
+/// Its text was found to be JSON (or empty) when it was read. A read's
+/// answer (`GET`) was made a tree then; a write's was only checked, by
+/// [`JsonChecked`], which takes exactly what the tree's parser takes, and
+/// its tree is built only when first asked for, since a write's answer is
+/// read for one member or not at all (a create's for its `id`, an update's
+/// for nothing).
 #[derive(Debug, Clone)]
 pub struct ScimResponse {
     pub status: StatusCode,
@@ -728,20 +729,32 @@ impl ScimClient {
         };
         if status.is_success() {
             self.rate.on_success();
-            // Checked without building the tree (see `ScimResponse`).
-            if !text.trim().is_empty() && serde_json::from_str::<JsonChecked>(&text).is_err() {
-                return Attempt::Fail(ScimClientError::Status {
-                    method: method(),
-                    path: request.path.clone(),
-                    status: status.as_u16(),
-                    detail: format!("the answer is not JSON: {}", excerpt(&text)),
-                    attempts,
-                });
+            // A read's answer is what its caller reads, so it is made a
+            // tree at once; a write's is mostly not read (a create's `id`
+            // at most), so it is only checked (see `ScimResponse`).
+            let tree = OnceLock::new();
+            if !text.trim().is_empty() {
+                let read = if request.method == Method::GET {
+                    serde_json::from_str::<Value>(&text).map(|read| {
+                        let _ = tree.set(read);
+                    })
+                } else {
+                    serde_json::from_str::<JsonChecked>(&text).map(|_| ())
+                };
+                if read.is_err() {
+                    return Attempt::Fail(ScimClientError::Status {
+                        method: method(),
+                        path: request.path.clone(),
+                        status: status.as_u16(),
+                        detail: format!("the answer is not JSON: {}", excerpt(&text)),
+                        attempts,
+                    });
+                }
             }
             return Attempt::Done(ScimResponse {
                 status,
                 text,
-                tree: OnceLock::new(),
+                tree,
                 etag: header_text(&headers, header::ETAG),
                 attempts,
                 elapsed: started.elapsed(),

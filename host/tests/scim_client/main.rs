@@ -145,17 +145,11 @@ async fn serve(
             .unwrap()
             .pop_front()
             .unwrap_or(Play::Status(200, None));
-        let (status, extra) = match play {
+        // Each play comes to a status, any headers beyond the content's,
+        // and a body.
+        let (status, headers, body) = match play {
             Play::Reset => return,
-            Play::Redirect(location) => {
-                let answer = format!(
-                    "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n"
-                );
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                continue;
-            }
+            Play::Redirect(location) => (302, format!("location: {location}\r\n"), String::new()),
             Play::Large { bytes, chunked } => {
                 let _ = write_large(&mut stream, bytes, chunked).await;
                 return;
@@ -165,57 +159,49 @@ async fn serve(
                 hanging.most.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(time).await;
                 hanging.now.fetch_sub(1, Ordering::SeqCst);
-                (200, None)
+                (200, String::new(), scripted_body(200))
             }
-            Play::Status(status, retry_after) => (status, retry_after),
-            Play::Text(body) => {
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            Play::Echo(status) => {
-                let body = json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                    "status": status.to_string(),
-                    "detail": format!("refused: {sent}"),
-                })
-                .to_string();
-                let answer = format!(
-                    "HTTP/1.1 {status} Refused\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(answer.as_bytes()).await.is_err() {
-                    return;
-                }
-                continue;
-            }
+            Play::Status(status, retry_after) => (
+                status,
+                retry_after
+                    .map(|value| format!("retry-after: {value}\r\n"))
+                    .unwrap_or_default(),
+                scripted_body(status),
+            ),
+            Play::Text(body) => (200, String::new(), body.to_string()),
+            Play::Echo(status) => (
+                status,
+                String::new(),
+                error_body(status, &format!("refused: {sent}")),
+            ),
         };
-        let body = if status < 300 {
-            json!({ "id": "42", "userName": "ada" }).to_string()
-        } else {
-            json!({
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                "status": status.to_string(),
-                "detail": format!("scripted {status}"),
-            })
-            .to_string()
-        };
-        let retry = extra
-            .map(|value| format!("retry-after: {value}\r\n"))
-            .unwrap_or_default();
         let answer = format!(
-            "HTTP/1.1 {status} Scripted\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n{retry}\r\n{body}",
+            "HTTP/1.1 {status} Scripted\r\ncontent-type: application/scim+json\r\ncontent-length: {}\r\n{headers}\r\n{body}",
             body.len()
         );
         if stream.write_all(answer.as_bytes()).await.is_err() {
             return;
         }
     }
+}
+
+/// What a scripted answer of `status` says: a user below 300, an error
+/// from 300.
+fn scripted_body(status: u16) -> String {
+    if status < 300 {
+        json!({ "id": "42", "userName": "ada" }).to_string()
+    } else {
+        error_body(status, &format!("scripted {status}"))
+    }
+}
+
+fn error_body(status: u16, detail: &str) -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.to_string(),
+        "detail": detail,
+    })
+    .to_string()
 }
 
 /// A 200 whose JSON body is `bytes` long, written a slice at a time.
@@ -378,7 +364,8 @@ async fn retry_after_is_obeyed_and_the_pace_slows() {
     );
 }
 
-/// A success is read only as far as it is JSON to the tree's parser: one
+/// A success is read only when it is JSON to the tree's parser, whether
+/// it is made a tree at once (a read's) or only checked (a write's): one
 /// that is not (text, a number past `f64`) fails, named so; one that is
 /// gives its members, the `id` of an escaped string included.
 #[tokio::test]
@@ -386,24 +373,29 @@ async fn a_success_is_read_only_when_it_is_json() {
     let server = Scripted::start(vec![
         Play::Text("an account was made"),
         Play::Text(r#"{"id":"7","score":1e400}"#),
+        Play::Text(r#"{"id":"7","score":1e400}"#),
         Play::Text(r#"{"id":"a\"b","userName":"ada"}"#),
     ])
     .await;
     let client = client(&server.base(), settings());
-    for _ in 0..2 {
-        let error = client
-            .send(&ScimRequest::get("/Users/7"))
-            .await
-            .unwrap_err();
+    let create = || {
+        ScimRequest::with_body(
+            reqwest::Method::POST,
+            "/Users",
+            json!({ "userName": "ada" }),
+        )
+    };
+    for request in [create(), create(), ScimRequest::get("/Users/7")] {
+        let error = client.send(&request).await.unwrap_err();
         assert!(
             error.to_string().contains("the answer is not JSON"),
             "{error}"
         );
     }
-    let answer = client.send(&ScimRequest::get("/Users/7")).await.unwrap();
+    let answer = client.send(&create()).await.unwrap();
     assert_eq!(answer.id(), Some("a\"b"));
     assert_eq!(answer.body()["userName"], "ada");
-    assert_eq!(server.requests().len(), 3, "nothing was sent twice");
+    assert_eq!(server.requests().len(), 4, "nothing was sent twice");
 }
 
 #[tokio::test]
