@@ -17,7 +17,9 @@
 //!   one probe through after a cool-down ([`breaker`]);
 //! - where a request's exchange runs: on the network thread when the
 //!   caller is the engine's single thread, so that a slot is let go as soon
-//!   as its answer is in (`network.rs`).
+//!   as its answer is in (`network.rs`);
+//! - an answer read as JSON or refused: a read's made a tree at once, a
+//!   write's checked and made one only if asked ([`ScimResponse`]).
 //!
 //! Which failures are retried: a 429 or 503 (the application did not do
 //! the work) and a connection that could not be opened, for every method; a
