@@ -32,6 +32,10 @@ pub struct Faults {
     /// Forward requests without their `filter` query parameter, as an
     /// application that ignores filters does: a lookup gets every account.
     pub ignore_filters: bool,
+    /// Forward filtered requests asking for at most this many resources
+    /// (`count`), as an application that caps its page size does: a lookup
+    /// matching more gets the first page of them.
+    pub page_size: Option<usize>,
 }
 
 /// One request as the proxy saw it.
@@ -229,10 +233,13 @@ fn serve(
         Some(Fault::Delay(delay)) => std::thread::sleep(delay),
         None => {}
     }
-    let path = if faults.lock().unwrap().ignore_filters {
-        without_filter(&request.path)
-    } else {
-        request.path.clone()
+    let path = {
+        let faults = faults.lock().unwrap();
+        match faults.page_size {
+            Some(page_size) if request.path.contains("filter=") => paged(&request.path, page_size),
+            _ if faults.ignore_filters => without_filter(&request.path),
+            _ => request.path.clone(),
+        }
     };
     let url = format!("http://127.0.0.1:{upstream_port}{path}");
     let answer = send_on(
@@ -312,6 +319,19 @@ pub(crate) fn send_on(
         content_type,
         body,
     })
+}
+
+/// `path` asking for at most `page_size` resources, in place of any count
+/// it asked for.
+fn paged(path: &str, page_size: usize) -> String {
+    let (resource, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut kept: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("count="))
+        .map(str::to_string)
+        .collect();
+    kept.push(format!("count={page_size}"));
+    format!("{resource}?{}", kept.join("&"))
 }
 
 /// `path` without its `filter` query parameter.

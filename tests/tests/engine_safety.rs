@@ -218,6 +218,57 @@ fn an_application_that_ignores_filters_hands_over_no_account() {
 }
 
 #[test]
+fn a_lookup_answered_one_page_at_a_time_hands_over_no_account_and_creates_none() {
+    // Two accounts share ann's email; the application lists one match a
+    // page. The one listed is not "the only one", and "found one" is not
+    // "nothing else".
+    let application = Application::start();
+    let account = |user_name: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "name": { "givenName": user_name },
+            "emails": [{ "value": "ann@example.com", "primary": true }],
+            "active": true,
+        })
+    };
+    let zed = application.create(account("zed"));
+    let zoe = application.create(account("zoe"));
+    let proxy = FaultProxy::start(application.server.port);
+    proxy.set(Faults {
+        page_size: Some(1),
+        ..Faults::default()
+    });
+    let (host, _folder) = host_with(&[], None);
+    import_people(
+        &host,
+        "userName,email,givenName,familyName,groups\n\
+         ann,ann@example.com,Ann,Archer,Sales\n",
+    );
+    add_app(&host, "crm", "custom-scim", proxy.port, "acme", "Sales");
+    run_ok(&host, &["app", "activate", "crm"]);
+    let ann = user_id(&host, "ann");
+    let reason = eventually_dead_letter(&host, "crm", &ann, WITHIN);
+    assert!(reason.contains("a count of 2 but 1 listed"), "{reason}");
+    assert!(reason.contains("none is created"), "{reason}");
+    for (id, user_name) in [(&zed, "zed"), (&zoe, "zoe")] {
+        let (_, kept) = application.call("GET", &format!("/Users/{id}"), None);
+        assert_eq!(kept["userName"], user_name, "{kept}");
+        assert_eq!(kept["name"]["givenName"], user_name, "not overwritten");
+    }
+    assert!(
+        application.users_named("ann").is_empty(),
+        "no second account"
+    );
+    let refused = events_of(&host, "crm").into_iter().any(|event| {
+        event["operation"] == "user_lookup_provision"
+            && event["outcome"] == "failure"
+            && event["object_id"] == ann.as_str()
+    });
+    assert!(refused, "{:?}", events_of(&host, "crm"));
+}
+
+#[test]
 fn import_refuses_an_account_whose_user_already_holds_another() {
     let application = Application::start();
     let (host, _folder) = sales_on(&application);

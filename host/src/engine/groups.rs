@@ -696,7 +696,7 @@ async fn find_or_create(
             .await;
         Ok(Found::Refused)
     };
-    match vet(LookupKind::Group, &filter, &found) {
+    match vet(LookupKind::Group, &filter, answer.body()) {
         Candidate::None => {}
         Candidate::Refused(reason) => return refuse(reason).await,
         Candidate::One(remote_id) => {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use super::directory_user::directory_user;
 use super::locks::{HeldUser, hold_user, hold_user_and_password, hold_users};
 use super::passwords::{self, Password};
-use super::takeover::{Candidate, LookupKind, resources, vet};
+use super::takeover::{Candidate, LookupKind, vet};
 use crate::runtime::LoadedPlugin;
 use crate::runtime::contract::{Offboarding, Setting, UpdateMethod};
 use crate::scim_client::{ScimClient, ScimClientError, ScimRequest, percent_encode, user_path};
@@ -618,7 +618,7 @@ async fn sync_held(target: &Target<'_>, mut held: HeldUser) -> Result<Synced, Sy
                 return Err(error.into());
             }
         };
-        let remote_id = match vet(LookupKind::User, &filter, &resources(answer.body())) {
+        let remote_id = match vet(LookupKind::User, &filter, answer.body()) {
             Candidate::None => continue,
             Candidate::One(remote_id) => remote_id,
             Candidate::Refused(reason) => {
