@@ -930,9 +930,13 @@ impl Core {
                 touched.entry(group).or_default().push(index);
             }
         }
-        // Each group on its own lock, as many at once as the application
-        // takes requests: groups share no state the engine writes.
-        let in_flight = usize::try_from(app.pacing.concurrency).unwrap_or(1).max(1);
+        // Each group on its own lock, several for each request the
+        // application takes at once: groups share no state the engine
+        // writes.
+        let in_flight = usize::try_from(app.pacing.concurrency)
+            .unwrap_or(1)
+            .max(1)
+            .saturating_mul(GROUPS_PER_REQUEST_SLOT);
         let group_ids: Vec<String> = touched.keys().cloned().collect();
         for (group_id, synced) in sync_groups(&target, &group_ids, in_flight).await {
             match synced {
@@ -1671,6 +1675,12 @@ impl Work {
 /// application's slots busy, and the records of users that finish together
 /// are committed together.
 const USERS_PER_REQUEST_SLOT: usize = 8;
+
+/// Groups synced at once for each request the application takes at once,
+/// for the reason users are ([`USERS_PER_REQUEST_SLOT`]): a group's sync
+/// reads the store and records between its requests. Fewer than users,
+/// since a group in flight holds its members' accounts in memory.
+const GROUPS_PER_REQUEST_SLOT: usize = 4;
 
 /// Applies one change's work in one application: the connector's rules for
 /// its group events, then every user it touches, [`USERS_PER_REQUEST_SLOT`]
