@@ -312,15 +312,23 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
 }
 
 /// Groups a sync of many locks and reads at once ([`sync_groups`]).
-const GROUPS_READ_AT_ONCE: usize = 32;
+const GROUPS_READ_AT_ONCE: usize = 8;
+
+/// Chunks of groups being locked and read at once, the next ones while the
+/// groups of the first are synced ([`sync_groups`]).
+const CHUNKS_READ_AHEAD: usize = 4;
 
 /// [`sync_group`] for each of `group_ids`, `in_flight` at a time: each
 /// result beside its group. Groups are locked and read
 /// [`GROUPS_READ_AT_ONCE`] at a time, in one store call and one snapshot
 /// for them all ([`read_groups`]; past [`MEMBERS_READ_AT_ONCE`] members,
 /// the chunk's remaining groups are read each on its own, under its lock,
-/// when its turn comes); the next chunk is locked once the last group of
-/// this one has started, and each group is let go when its sync ends.
+/// when its turn comes). Up to [`CHUNKS_READ_AHEAD`] chunks are locked and
+/// read at once, those after the first while its groups are synced (a read
+/// takes longer than a group's requests, and the reads run side by side on
+/// the blocking pool); chunks hold different groups and each takes its
+/// locks in order, so no two wait on each other. Each group is let go when
+/// its sync ends.
 pub async fn sync_groups<'g>(
     target: &Target<'_>,
     group_ids: &'g [String],
@@ -340,7 +348,8 @@ pub async fn sync_groups<'g>(
             .collect();
     }
     futures_util::stream::iter(unique.chunks(GROUPS_READ_AT_ONCE))
-        .then(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
+        .map(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
+        .buffered(CHUNKS_READ_AHEAD)
         .flat_map(|(chunk, held)| {
             let items: Vec<(&'g String, Result<HeldGroup, SyncError>)> = match held {
                 Ok(held) => held
