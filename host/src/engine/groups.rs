@@ -286,7 +286,7 @@ fn pushed_of(entry: &LedgerEntry) -> PushedGroup {
 /// directory wants.
 pub async fn sync_group(target: &Target<'_>, group_id: &str) -> Result<GroupSynced, SyncError> {
     let _lock = super::locks::lock_object(target.store, &target.app.id, "group", group_id).await?;
-    sync_held_group(target, group_id, HeldGroup { read: None, _lock }).await
+    sync_held_group(target, group_id, HeldGroup { read: None, _lock }, None).await
 }
 
 /// [`sync_group`] for a caller waiting on the answer: a transient failure
@@ -318,6 +318,12 @@ const GROUPS_READ_AT_ONCE: usize = 8;
 /// groups of the first are synced ([`sync_groups`]).
 const CHUNKS_READ_AHEAD: usize = 4;
 
+/// Groups synced at once, among a sync of many, that are too large to be
+/// read with others ([`MEMBERS_READ_AT_ONCE`]): each holds its members and
+/// their accounts, read on a thread of the blocking pool of its own, for
+/// its whole sync, so many of them at once cost memory and no time.
+const LARGE_GROUPS_AT_ONCE: usize = 4;
+
 /// [`sync_group`] for each of `group_ids`, `in_flight` at a time: each
 /// result beside its group. Groups are locked and read
 /// [`GROUPS_READ_AT_ONCE`] at a time, in one store call and one snapshot
@@ -327,7 +333,8 @@ const CHUNKS_READ_AHEAD: usize = 4;
 /// read at once, those after the first while its groups are synced (a read
 /// takes longer than a group's requests, and the reads run side by side on
 /// the blocking pool); chunks hold different groups and each takes its
-/// locks in order, so no two wait on each other. Each group is let go when
+/// locks in order, so no two wait on each other. Groups read on their own
+/// are synced [`LARGE_GROUPS_AT_ONCE`] at a time. Each group is let go when
 /// its sync ends.
 pub async fn sync_groups<'g>(
     target: &Target<'_>,
@@ -347,6 +354,8 @@ pub async fn sync_groups<'g>(
             .map(|group_id| (group_id, Ok(GroupSynced::NotManaged)))
             .collect();
     }
+    let large = tokio::sync::Semaphore::new(LARGE_GROUPS_AT_ONCE);
+    let large = &large;
     futures_util::stream::iter(unique.chunks(GROUPS_READ_AT_ONCE))
         .map(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
         .buffered(CHUNKS_READ_AHEAD)
@@ -373,7 +382,7 @@ pub async fn sync_groups<'g>(
         })
         .map(|(group_id, held)| async move {
             let synced = match held {
-                Ok(held) => sync_held_group(target, group_id, held).await,
+                Ok(held) => sync_held_group(target, group_id, held, Some(large)).await,
                 Err(error) => Err(error),
             };
             (group_id, synced)
@@ -420,16 +429,25 @@ async fn hold_groups<'g>(
         .collect())
 }
 
-/// [`sync_group`] once the group is locked and read.
+/// [`sync_group`] once the group is locked and read. Among a sync of many,
+/// a group read on its own (past its chunk's members) first waits for one
+/// of the `large` turns.
 async fn sync_held_group(
     target: &Target<'_>,
     group_id: &str,
     held: HeldGroup,
+    large: Option<&tokio::sync::Semaphore>,
 ) -> Result<GroupSynced, SyncError> {
     let HeldGroup { read, _lock } = held;
     let synced = match read {
         Some(read) => sync_group_read(target, group_id, read?).await,
-        None => sync_group_once(target, group_id).await,
+        None => {
+            let _turn = match large {
+                Some(large) => large.acquire().await.ok(),
+                None => None,
+            };
+            sync_group_once(target, group_id).await
+        }
     };
     match synced {
         // Deleted in the application meanwhile: the ledger forgot it, and
