@@ -562,8 +562,9 @@ struct GroupRead {
 /// Accounts of members a read of several groups looks up at most: once
 /// the groups read hold this many users, the groups after them are left
 /// to be read on their own, so that a chunk of large groups does not hold
-/// all their members at once.
-const MEMBERS_READ_AT_ONCE: usize = 4_096;
+/// all their members at once. With [`CHUNKS_READ_AHEAD`] chunks read at
+/// once, 4,096 at most between them.
+const MEMBERS_READ_AT_ONCE: usize = 1_024;
 
 /// `group_ids`, each with its ledger entry and the accounts its users hold
 /// in the application, read in one store call from one snapshot: each
