@@ -407,13 +407,26 @@ pub struct Scim2Server {
 
 impl Scim2Server {
     /// Serves `/TENANT/v2`, accepting any of `tokens`.
+    ///
+    /// scim2-server is told its port, so the port is found by binding port
+    /// 0 and letting it go, which leaves a moment in which another test's
+    /// probe may be handed the same one: ports are therefore never handed
+    /// to two servers of this process, and a server that exits before it
+    /// answers (it lost its port to something else) is started again on
+    /// another.
     pub fn start(tokens: &[&str], tenant: &str) -> Scim2Server {
+        for _ in 0..5 {
+            if let Some(started) = Self::try_start(tokens, tenant) {
+                return started;
+            }
+        }
+        panic!("scim2-server did not start on any of five ports");
+    }
+
+    fn try_start(tokens: &[&str], tenant: &str) -> Option<Scim2Server> {
         let python = peer_python();
         let server = python.with_file_name("scim2-server");
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            probe.local_addr().expect("its address").port()
-        };
+        let port = unclaimed_port();
         let mut command = Command::new(server);
         command.args([
             "--hostname",
@@ -431,15 +444,39 @@ impl Scim2Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("scim2-server starts");
+        let mut started = Scim2Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if !matches!(started.child.try_wait(), Ok(None)) {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "scim2-server did not start on {port}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Scim2Server { child, port }
+        Some(started)
+    }
+}
+
+/// A loopback port free when probed and not handed out before in this
+/// process.
+fn unclaimed_port() -> u16 {
+    static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut claimed = CLAIMED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = probe.local_addr().expect("its address").port();
+        if !claimed.contains(&port) {
+            claimed.push(port);
+            return port;
+        }
     }
 }
 
