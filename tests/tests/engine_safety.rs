@@ -2,8 +2,9 @@
 //! a real SCIM server (scim2-server from PyPI), sometimes behind the
 //! fault-injecting proxy:
 //! - one remote account per identity: a shared email, a re-hired userName,
-//!   an application that ignores filters and an import never hand one
-//!   person's account to another;
+//!   an application that ignores filters, one that answers a lookup a page
+//!   at a time and an import never hand one person's account to another,
+//!   nor make a second account beside it;
 //! - one application that cannot be served (its connector gone) or one
 //!   object an application keeps failing never holds up the others.
 
@@ -90,6 +91,42 @@ fn sales_on(application: &Application) -> (Host, tempfile::TempDir) {
     );
     run_ok(&host, &["app", "activate", "crm"]);
     (host, folder)
+}
+
+/// ann refused by the application `crm`, which sends to the application
+/// through the fault proxy.
+struct AnnRefused {
+    /// The proxy and the host, kept running while the test reads them.
+    _proxy: FaultProxy,
+    host: Host,
+    _folder: tempfile::TempDir,
+    ann: String,
+    /// Her dead letter's reason.
+    reason: String,
+}
+
+/// ann, alone in the directory, provisioned through `crm` (custom-scim) to
+/// `application` behind the proxy with `faults`, until she is refused.
+fn ann_refused_behind(application: &Application, faults: Faults) -> AnnRefused {
+    let proxy = FaultProxy::start(application.server.port);
+    proxy.set(faults);
+    let (host, folder) = host_with(&[], None);
+    import_people(
+        &host,
+        "userName,email,givenName,familyName,groups\n\
+         ann,ann@example.com,Ann,Archer,Sales\n",
+    );
+    add_app(&host, "crm", "custom-scim", proxy.port, "acme", "Sales");
+    run_ok(&host, &["app", "activate", "crm"]);
+    let ann = user_id(&host, "ann");
+    let reason = eventually_dead_letter(&host, "crm", &ann, WITHIN);
+    AnnRefused {
+        _proxy: proxy,
+        host,
+        _folder: folder,
+        ann,
+        reason,
+    }
 }
 
 #[test]
@@ -195,21 +232,13 @@ fn an_application_that_ignores_filters_hands_over_no_account() {
         "name": { "givenName": "Zed" },
         "active": true,
     }));
-    let proxy = FaultProxy::start(application.server.port);
-    proxy.set(Faults {
-        ignore_filters: true,
-        ..Faults::default()
-    });
-    let (host, _folder) = host_with(&[], None);
-    import_people(
-        &host,
-        "userName,email,givenName,familyName,groups\n\
-         ann,ann@example.com,Ann,Archer,Sales\n",
+    let AnnRefused { reason, .. } = ann_refused_behind(
+        &application,
+        Faults {
+            ignore_filters: true,
+            ..Faults::default()
+        },
     );
-    add_app(&host, "crm", "custom-scim", proxy.port, "acme", "Sales");
-    run_ok(&host, &["app", "activate", "crm"]);
-    let ann = user_id(&host, "ann");
-    let reason = eventually_dead_letter(&host, "crm", &ann, WITHIN);
     assert!(reason.contains(&format!("account {zed}")), "{reason}");
     assert!(reason.contains("ignore filters"), "{reason}");
     let (_, zeds) = application.call("GET", &format!("/Users/{zed}"), None);
@@ -234,21 +263,16 @@ fn a_lookup_answered_one_page_at_a_time_hands_over_no_account_and_creates_none()
     };
     let zed = application.create(account("zed"));
     let zoe = application.create(account("zoe"));
-    let proxy = FaultProxy::start(application.server.port);
-    proxy.set(Faults {
-        page_size: Some(1),
-        ..Faults::default()
-    });
-    let (host, _folder) = host_with(&[], None);
-    import_people(
-        &host,
-        "userName,email,givenName,familyName,groups\n\
-         ann,ann@example.com,Ann,Archer,Sales\n",
+    let refused = ann_refused_behind(
+        &application,
+        Faults {
+            page_size: Some(1),
+            ..Faults::default()
+        },
     );
-    add_app(&host, "crm", "custom-scim", proxy.port, "acme", "Sales");
-    run_ok(&host, &["app", "activate", "crm"]);
-    let ann = user_id(&host, "ann");
-    let reason = eventually_dead_letter(&host, "crm", &ann, WITHIN);
+    let AnnRefused {
+        host, ann, reason, ..
+    } = &refused;
     assert!(reason.contains("a count of 2 but 1 listed"), "{reason}");
     assert!(reason.contains("none is created"), "{reason}");
     for (id, user_name) in [(&zed, "zed"), (&zoe, "zoe")] {
@@ -260,12 +284,12 @@ fn a_lookup_answered_one_page_at_a_time_hands_over_no_account_and_creates_none()
         application.users_named("ann").is_empty(),
         "no second account"
     );
-    let refused = events_of(&host, "crm").into_iter().any(|event| {
+    let recorded = events_of(host, "crm").into_iter().any(|event| {
         event["operation"] == "user_lookup_provision"
             && event["outcome"] == "failure"
             && event["object_id"] == ann.as_str()
     });
-    assert!(refused, "{:?}", events_of(&host, "crm"));
+    assert!(recorded, "{:?}", events_of(host, "crm"));
 }
 
 #[test]
