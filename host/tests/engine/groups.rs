@@ -14,7 +14,7 @@ use scimlink::engine::groups::{
     sync_groups,
 };
 use scimlink::engine::locks::lock_object;
-use scimlink::engine::provision::{DELETE, DEPROVISION, Synced, sync_user};
+use scimlink::engine::provision::{DELETE, DEPROVISION, Synced, sync_user, sync_users};
 use scimlink::runtime::contract::GroupEvent;
 use scimlink::store::{Event, Outcome};
 use serde_json::json;
@@ -190,6 +190,57 @@ async fn groups_synced_together_each_end_as_their_own_sync_would() {
         assert_eq!(synced.unwrap(), GroupSynced::Unchanged, "{team}");
     }
     assert_eq!(sent_since(&world.sp, mark), Vec::<String>::new());
+}
+
+/// Groups too large to be read with the others of their chunk (past the
+/// members' budget of a read, 1,024) are read each on its own and synced a
+/// few at a time: each still ends with all its members, and none waits
+/// forever for its turn.
+#[tokio::test]
+async fn groups_too_large_to_be_read_together_each_end_with_all_their_members() {
+    let world = World::new().await;
+    let users: Vec<String> = (0..600)
+        .map(|index| world.user(&format!("member{index:03}")))
+        .collect();
+    let members: Vec<&str> = users.iter().map(String::as_str).collect();
+    // Eight groups of the same 600 users: a chunk's read takes the first
+    // two (1,200 members), and the six after it are read on their own.
+    let large: Vec<String> = (0..8)
+        .map(|index| world.group(&format!("Large {index}"), &members))
+        .collect();
+    let bound: Vec<&str> = large.iter().map(String::as_str).collect();
+    let crm = crm_managing(&world, &bound);
+    let app = &crm.app.id;
+    let provisioned = sync_users(&crm.target(&world), &users, 16).await;
+    assert!(
+        provisioned
+            .iter()
+            .all(|(_, synced)| matches!(synced, Ok(Synced::Created))),
+        "every member has an account"
+    );
+
+    let synced = tokio::time::timeout(
+        Duration::from_secs(120),
+        sync_groups(&crm.target(&world), &large, 8),
+    )
+    .await
+    .expect("every group had its turn");
+    assert_eq!(synced.len(), large.len());
+    for (group, synced) in synced {
+        assert_eq!(synced.unwrap(), GroupSynced::Created, "{group}");
+    }
+    let accounts: Vec<String> = users
+        .iter()
+        .map(|user| world.remote_id(app, "user", user).unwrap())
+        .collect();
+    let remote = Remote::of(&world.sp, "crm");
+    for group in &large {
+        let pushed = remote
+            .group(&world.remote_id(app, "group", group).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(member_ids(&pushed), sorted(&accounts), "{group}");
+    }
 }
 
 #[tokio::test]
