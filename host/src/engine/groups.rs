@@ -314,9 +314,13 @@ async fn sync_group_once(target: &Target<'_>, group_id: &str) -> Result<GroupSyn
 /// Groups a sync of many locks and reads at once ([`sync_groups`]).
 const GROUPS_READ_AT_ONCE: usize = 8;
 
-/// Chunks of groups being locked and read at once, the next ones while the
-/// groups of the first are synced ([`sync_groups`]).
-const CHUNKS_READ_AHEAD: usize = 4;
+/// Chunks of groups being locked and read at once, ahead of their syncs
+/// ([`sync_groups`]).
+const CHUNKS_READ_AT_ONCE: usize = 2;
+
+/// Groups locked and read that wait for a place among those in flight
+/// ([`sync_groups`]).
+const GROUPS_HELD_READY: usize = 16;
 
 /// Groups synced at once, among a sync of many, that are too large to be
 /// read with others ([`MEMBERS_READ_AT_ONCE`]): each holds its members and
@@ -329,13 +333,14 @@ const LARGE_GROUPS_AT_ONCE: usize = 4;
 /// [`GROUPS_READ_AT_ONCE`] at a time, in one store call and one snapshot
 /// for them all ([`read_groups`]; past [`MEMBERS_READ_AT_ONCE`] members,
 /// the chunk's remaining groups are read each on its own, under its lock,
-/// when its turn comes). Up to [`CHUNKS_READ_AHEAD`] chunks are locked and
-/// read at once, those after the first while its groups are synced (a read
-/// takes longer than a group's requests, and the reads run side by side on
-/// the blocking pool); chunks hold different groups and each takes its
-/// locks in order, so no two wait on each other. Groups read on their own
-/// are synced [`LARGE_GROUPS_AT_ONCE`] at a time. Each group is let go when
-/// its sync ends.
+/// when its turn comes). The chunks are locked and read ahead of the
+/// syncs, [`CHUNKS_READ_AT_ONCE`] at once on the blocking pool, until
+/// [`GROUPS_HELD_READY`] groups wait for a place among those in flight: a
+/// read takes longer than a group's requests, and a group whose place
+/// frees finds the next one read. Chunks hold different groups and each
+/// takes its locks in order, so no two wait on each other. Groups read on
+/// their own are synced [`LARGE_GROUPS_AT_ONCE`] at a time. Each group is
+/// let go when its sync ends.
 pub async fn sync_groups<'g>(
     target: &Target<'_>,
     group_ids: &'g [String],
@@ -356,30 +361,25 @@ pub async fn sync_groups<'g>(
     }
     let large = tokio::sync::Semaphore::new(LARGE_GROUPS_AT_ONCE);
     let large = &large;
-    futures_util::stream::iter(unique.chunks(GROUPS_READ_AT_ONCE))
-        .map(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
-        .buffered(CHUNKS_READ_AHEAD)
-        .flat_map(|(chunk, held)| {
-            let items: Vec<(&'g String, Result<HeldGroup, SyncError>)> = match held {
-                Ok(held) => held
-                    .into_iter()
-                    .map(|(group_id, held)| (group_id, Ok(held)))
-                    .collect(),
-                // A chunk whose locks or read failed as a whole fails each
-                // of its groups, as a sync that cannot read its group does.
-                Err(error) => {
-                    let reason = error.to_string();
-                    chunk
-                        .iter()
-                        .map(|&group_id| {
-                            let failed = StoreError::Backend(reason.clone());
-                            (group_id, Err(SyncError::Store(failed)))
-                        })
-                        .collect()
+    // The reads feed the syncs through a channel: read ahead inside the
+    // syncs' stream, the next chunks would be started only when a sync ends
+    // and frees a place, and the syncs in flight would run out of groups
+    // while they are read.
+    let (ready, mut waiting) = tokio::sync::mpsc::channel(GROUPS_HELD_READY);
+    let reading = async move {
+        let mut chunks = futures_util::stream::iter(unique.chunks(GROUPS_READ_AT_ONCE))
+            .map(|chunk| async move { (chunk, hold_groups(target, chunk).await) })
+            .buffered(CHUNKS_READ_AT_ONCE);
+        while let Some((chunk, held)) = chunks.next().await {
+            for item in held_of_chunk(chunk, held) {
+                if ready.send(item).await.is_err() {
+                    return;
                 }
-            };
-            futures_util::stream::iter(items)
-        })
+            }
+        }
+    };
+    let held = futures_util::stream::poll_fn(move |context| waiting.poll_recv(context));
+    let syncing = held
         .map(|(group_id, held)| async move {
             let synced = match held {
                 Ok(held) => sync_held_group(target, group_id, held, Some(large)).await,
@@ -388,8 +388,33 @@ pub async fn sync_groups<'g>(
             (group_id, synced)
         })
         .buffer_unordered(in_flight)
-        .collect()
-        .await
+        .collect::<Vec<_>>();
+    futures_util::future::join(reading, syncing).await.1
+}
+
+/// Each group of a chunk beside its lock and read; a chunk whose locks or
+/// read failed as a whole fails each of its groups, as a sync that cannot
+/// read its group does.
+fn held_of_chunk<'g>(
+    chunk: &[&'g String],
+    held: Result<Vec<(&'g String, HeldGroup)>, StoreError>,
+) -> Vec<(&'g String, Result<HeldGroup, SyncError>)> {
+    match held {
+        Ok(held) => held
+            .into_iter()
+            .map(|(group_id, held)| (group_id, Ok(held)))
+            .collect(),
+        Err(error) => {
+            let reason = error.to_string();
+            chunk
+                .iter()
+                .map(|&group_id| {
+                    let failed = StoreError::Backend(reason.clone());
+                    (group_id, Err(SyncError::Store(failed)))
+                })
+                .collect()
+        }
+    }
 }
 
 /// A group locked for its sync, and what was read of it under the lock:
@@ -562,8 +587,8 @@ struct GroupRead {
 /// Accounts of members a read of several groups looks up at most: once
 /// the groups read hold this many users, the groups after them are left
 /// to be read on their own, so that a chunk of large groups does not hold
-/// all their members at once. With [`CHUNKS_READ_AHEAD`] chunks read at
-/// once, 4,096 at most between them.
+/// all their members at once. Chunks read at once hold
+/// [`CHUNKS_READ_AT_ONCE`] times this between them.
 const MEMBERS_READ_AT_ONCE: usize = 1_024;
 
 /// `group_ids`, each with its ledger entry and the accounts its users hold
