@@ -5,11 +5,13 @@
 //!   managed) to a fast local SCIM server: objects per second, and the ratio
 //!   to a plain HTTP load generator sending the same requests (a lookup and
 //!   a create per user; a lookup, a create and member PATCHes per group) at
-//!   the same concurrency to a fresh server of the same kind, once before
-//!   the engine's sync and once after it, the faster run being the baseline
-//!   (a minute in which the shared machine runs slow cannot flatter the
-//!   ratio); the host's peak memory (VmHWM); the host's CPU during the
-//!   sync, whole and by thread (network, engine, store calls);
+//!   the same concurrency to a fresh server of the same kind. Each side
+//!   runs twice, in turn (load generator, engine, load generator, engine;
+//!   each engine run on a host and an application of its own), and each
+//!   side's faster run counts: a minute in which the shared machine runs
+//!   slow neither flatters the ratio nor spoils it. The host's peak memory
+//!   (VmHWM, the larger of the two hosts'); the faster run's host CPU
+//!   during the sync, whole and by thread (network, engine, store calls);
 //! - a reconcile of every provisioned user, unchanged: its time and the
 //!   write requests it sent (zero expected);
 //! - change-to-request latency while a first sync of the same 10,000 users
@@ -54,6 +56,21 @@ const CONCURRENCY: usize = 8;
 /// load generator.
 const UNPACED: f64 = 1_000_000.0;
 const MEMBERS_PER_PATCH: usize = 100;
+
+/// What one measured first sync of the engine took and used.
+struct FirstSync {
+    took: Duration,
+    /// The host's and the application's CPU during the sync.
+    cpu: [Duration; 2],
+    /// The host's CPU during the sync, by thread.
+    threads: Vec<(String, Duration)>,
+    /// The host's peak memory before the sync and after it.
+    before: Option<u64>,
+    peak: Option<u64>,
+    /// From the activation to the first account created, and from the
+    /// last event to the sync seen done.
+    span: Option<(time::Duration, time::Duration)>,
+}
 
 struct Http {
     client: reqwest::Client,
@@ -518,7 +535,7 @@ fn main() {
     record("groups", json!(groups));
 
     // The baseline: a plain client against a fresh application, before
-    // the engine's sync here and again after it.
+    // each of the engine's syncs.
     let load_generator_run = || {
         let baseline_app = Simulated::start();
         let baseline_pids = [std::process::id(), baseline_app.pid()];
@@ -531,34 +548,64 @@ fn main() {
         ));
         (took, cpu_spent(baseline_pids, baseline_cpu))
     };
-    let baseline_before = load_generator_run();
-
-    let application = Simulated::start();
-    let host = Served::start(&folder.path().join("host"), &plugins);
+    // The engine's first sync, like the load generator's run, is measured
+    // twice, each on a host and an application of its own, and the faster
+    // counts: a slow minute spoils neither side's figure, and the runs
+    // alternate (load generator, engine, load generator, engine).
     let csv = folder.path().join("directory.csv");
     std::fs::write(&csv, directory_csv(users, groups)).expect("the directory file");
-    host.cli(&["directory", "import", csv.to_str().expect("a path")]);
-    add_app(&host, "crm", &application, UNPACED, 0..groups);
-    let before = host.peak_memory_kib();
-    let engine_pids = [host.pid(), application.pid()];
-    let engine_cpu = cpu_times(engine_pids);
-    let host_threads = ThreadTimes::of(host.pid());
-    let started = Instant::now();
-    let started_at = time::OffsetDateTime::now_utc();
-    host.cli(&["app", "activate", "crm"]);
-    runtime.block_on(wait_until_synced(&http, &host, &application, users, groups));
-    let initial = started.elapsed();
-    let finished_at = time::OffsetDateTime::now_utc();
-    let engine_cpu = cpu_spent(engine_pids, engine_cpu);
-    let host_threads = ThreadTimes::of(host.pid()).since(&host_threads);
-    let peak = host.peak_memory_kib();
+    let engine_run = |name: &str| {
+        let application = Simulated::start();
+        let host = Served::start(&folder.path().join(name), &plugins);
+        host.cli(&["directory", "import", csv.to_str().expect("a path")]);
+        add_app(&host, "crm", &application, UNPACED, 0..groups);
+        let before = host.peak_memory_kib();
+        let pids = [host.pid(), application.pid()];
+        let cpu = cpu_times(pids);
+        let threads = ThreadTimes::of(host.pid());
+        let started = Instant::now();
+        let started_at = time::OffsetDateTime::now_utc();
+        host.cli(&["app", "activate", "crm"]);
+        runtime.block_on(wait_until_synced(&http, &host, &application, users, groups));
+        let took = started.elapsed();
+        let finished_at = time::OffsetDateTime::now_utc();
+        let figures = FirstSync {
+            took,
+            cpu: cpu_spent(pids, cpu),
+            threads: ThreadTimes::of(host.pid()).since(&threads),
+            before,
+            peak: host.peak_memory_kib(),
+            span: runtime
+                .block_on(event_span(&http, &host, "crm"))
+                .map(|(first, last)| (first - started_at, finished_at - last)),
+        };
+        (host, application, figures)
+    };
+    let baseline_before = load_generator_run();
+    let (host, _application, first_run) = engine_run("host");
     let baseline_after = load_generator_run();
+    // The second host is stopped at once: the rest runs on the first.
+    let (_, _, second_run) = engine_run("host-again");
+    let engine_runs = [first_run.took, second_run.took];
+    let faster = if second_run.took < first_run.took {
+        &second_run
+    } else {
+        &first_run
+    };
+    let largest = if second_run.peak > first_run.peak {
+        &second_run
+    } else {
+        &first_run
+    };
+    let initial = faster.took;
+    let engine_cpu = faster.cpu;
+    let host_threads = &faster.threads;
+    let (peak, before) = (largest.peak, largest.before);
     let (baseline, baseline_cpu) = if baseline_after.0 < baseline_before.0 {
         baseline_after
     } else {
         baseline_before
     };
-
     let objects = (users + groups) as f64;
     let engine_rate = objects / initial.as_secs_f64();
     let baseline_rate = objects / baseline.as_secs_f64();
@@ -567,25 +614,28 @@ fn main() {
         "initial provisioning: {users} users in {groups} groups (groups managed), concurrency {CONCURRENCY}"
     );
     println!(
-        "  engine          {:>8.2} s  {:>8.0} objects/s",
+        "  engine          {:>8.2} s  {:>8.0} objects/s  (the faster of {:.2} s and {:.2} s, \
+         each on a host of its own)",
         initial.as_secs_f64(),
-        engine_rate
+        engine_rate,
+        engine_runs[0].as_secs_f64(),
+        engine_runs[1].as_secs_f64(),
     );
     println!(
         "  load generator  {:>8.2} s  {:>8.0} objects/s  (same requests, same concurrency; \
-         the faster of {:.2} s before the engine and {:.2} s after)",
+         the faster of {:.2} s and {:.2} s, each before an engine run)",
         baseline.as_secs_f64(),
         baseline_rate,
         baseline_before.0.as_secs_f64(),
         baseline_after.0.as_secs_f64(),
     );
     println!("  ratio           {ratio:>8.2}  (target >= 0.8)");
-    if let Some((first, last)) = runtime.block_on(event_span(&http, &host, "crm")) {
+    if let Some((start, end)) = faster.span {
         let ms = |span: time::Duration| span.as_seconds_f64() * 1e3;
         println!(
             "  from activation to the first account created {:.0} ms; from the last event to the sync seen done {:.0} ms",
-            ms(first - started_at),
-            ms(finished_at - last),
+            ms(start),
+            ms(end),
         );
     }
     let per_thousand = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 1_000.0 / objects;
@@ -624,6 +674,10 @@ fn main() {
         mib(before)
     );
     record("engine_seconds", json!(initial.as_secs_f64()));
+    record(
+        "engine_runs_seconds",
+        json!([engine_runs[0].as_secs_f64(), engine_runs[1].as_secs_f64()]),
+    );
     record("engine_objects_per_s", json!(engine_rate));
     record("baseline_seconds", json!(baseline.as_secs_f64()));
     record("baseline_objects_per_s", json!(baseline_rate));
