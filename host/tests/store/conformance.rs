@@ -473,9 +473,11 @@ pub fn scope_follows_bindings_through_nested_groups(store: &dyn Store) {
             .is_empty()
     );
     store.bind("crm", &inner.id).unwrap();
-    // A member of a bound group assigned as well is listed once.
+    // A member of a bound group assigned as well is listed and counted
+    // once.
     store.assign("crm", &users[0]).unwrap();
     assert_eq!(store.users_in_scope("crm").unwrap(), expected);
+    assert_eq!(store.scope_tally(&crm).unwrap().users_in_scope, 3);
     store.unassign("crm", &users[0]).unwrap();
     let mut both = vec![inner.id.clone(), outer.id.clone()];
     both.sort();

@@ -3,10 +3,15 @@
 
 use super::*;
 
-/// The users in an application's scope (`?1` is its id): members of a
-/// bound group, directly or through nested groups, and users assigned
-/// directly. CROSS JOIN keeps the bound groups as the outer loop: left to
-/// itself the planner walks every membership of the directory.
+/// The users in an application's scope (`?1` is its id), as the table
+/// `in_scope`: members of a bound group, directly or through nested
+/// groups, and users assigned directly. A user is there as often as it is
+/// reached (a member of two bound groups, or a member assigned as well):
+/// a reading that wants each once says so, since a `UNION` here would
+/// build a temporary B-tree of every user for every reading, and one that
+/// lists them sorts and deduplicates the ids in a fraction of that time.
+/// CROSS JOIN keeps the bound groups as the outer loop: left to itself the
+/// planner walks every membership of the directory.
 const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
      SELECT group_id FROM bindings WHERE app_id = ?1
      UNION
@@ -16,24 +21,9 @@ const IN_SCOPE: &str = "WITH RECURSIVE scope(group_id) AS (
  in_scope(user_id) AS (
      SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
      WHERE m.member_kind = 'User'
-     UNION
+     UNION ALL
      SELECT user_id FROM assignments WHERE app_id = ?1
  )";
-
-/// The users [`IN_SCOPE`] holds, each as often as it is reached (through
-/// several bound groups, or assigned as well): one pass with no temporary
-/// B-tree, where `UNION` and `ORDER BY` build one each; sorting and
-/// deduplicating the ids afterwards costs a fraction of that.
-const IN_SCOPE_REACHED: &str = "WITH RECURSIVE scope(group_id) AS (
-     SELECT group_id FROM bindings WHERE app_id = ?1
-     UNION
-     SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
-     WHERE m.member_kind = 'Group'
- )
- SELECT m.member_id FROM scope s CROSS JOIN memberships m ON m.group_id = s.group_id
- WHERE m.member_kind = 'User'
- UNION ALL
- SELECT user_id FROM assignments WHERE app_id = ?1";
 
 /// Which of the users in the JSON array `?2` are in the scope of
 /// application `?1`: [`ScopeStore::user_in_scope`]'s two questions, asked
@@ -171,7 +161,8 @@ impl ScopeStore for SqliteStore {
     fn users_in_scope(&self, app: &str) -> StoreResult<Vec<String>> {
         self.read(|connection| {
             let app = self.app_in(connection, app)?;
-            let mut statement = connection.prepare_cached(IN_SCOPE_REACHED)?;
+            let mut statement =
+                connection.prepare_cached(&format!("{IN_SCOPE} SELECT user_id FROM in_scope"))?;
             let mut users: Vec<String> = statement
                 .query_map([&app.id], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
@@ -186,8 +177,8 @@ impl ScopeStore for SqliteStore {
             let mut statement = connection.prepare_cached(&format!(
                 "{IN_SCOPE}
                  SELECT
-                     (SELECT COUNT(*) FROM in_scope),
-                     (SELECT COUNT(*) FROM in_scope i JOIN ledger l
+                     (SELECT COUNT(DISTINCT user_id) FROM in_scope),
+                     (SELECT COUNT(DISTINCT i.user_id) FROM in_scope i JOIN ledger l
                           ON l.app_id = ?1 AND l.object_kind = 'user' AND l.object_id = i.user_id),
                      (SELECT COUNT(*) FROM ledger WHERE app_id = ?1 AND object_kind = 'user'),
                      (SELECT COUNT(*) FROM ledger
