@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 
 use super::locks::{HeldUser, ObjectLock, hold_user};
 use super::provision::{SyncError, Synced, Target, changed_attributes, hash, offboard};
-use super::takeover::{Candidate, LookupKind, resources, vet};
+use super::takeover::{Candidate, LookupKind, vet};
 use crate::runtime::contract::{
     AccountAction, DirectoryGroup, GroupAction, GroupEvent, GroupEventFacts, MemberFacts,
     Offboarding, UpdateMethod,
@@ -732,7 +732,6 @@ async fn find_or_create(
             return Err(error.into());
         }
     };
-    let found = resources(answer.body());
     let refuse = async |reason: String| -> Result<Found, SyncError> {
         target
             .dead_letter("group", &group.id, GROUP_CREATE, reason.clone(), None)
@@ -773,7 +772,11 @@ async fn find_or_create(
                 ))
                 .await;
             }
-            let one = found.first().copied().unwrap_or(&Value::Null);
+            // The one resource the answer lists (`vet` found no other).
+            let one = answer
+                .body()
+                .pointer("/Resources/0")
+                .unwrap_or(&Value::Null);
             // The members already there that the directory wants are
             // managed from now on; the others are left alone.
             let listed = if one.get("members").is_some() {

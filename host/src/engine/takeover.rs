@@ -143,14 +143,6 @@ fn vet_listed(kind: LookupKind, filter: &str, found: &[&Value]) -> Candidate {
     }
 }
 
-/// The resources of a list answer.
-pub fn resources(body: &Value) -> Vec<&Value> {
-    body.get("Resources")
-        .and_then(Value::as_array)
-        .map(|resources| resources.iter().collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
