@@ -281,24 +281,38 @@ async fn user_access(
         .filter_map(|app| Some((app.id.clone(), served(&state, app)?)))
         .collect();
     // The mapping calls the connector: it runs with the store reads, off
-    // the async workers.
+    // the async workers. The reads are one snapshot: an account and the
+    // event that tells of it are committed together, and a view read in
+    // several transactions could show the event without the account.
     let access = store_call(&state, move |store| {
-        let user = user_by_id_or_name(store, &user)?;
-        let applications = apps
-            .into_iter()
-            .map(|app| {
-                let plugin = served.get(&app.id).cloned();
-                access_of(store, &user, app, plugin)
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(UserAccess {
-            user_id: user.id,
-            user_name: user.user_name,
-            applications,
-        })
+        let mut access = None;
+        store.in_one_read(&mut || access = Some(user_access_now(store, &user, &apps, &served)));
+        access.unwrap_or_else(|| user_access_now(store, &user, &apps, &served))
     })
     .await?;
     Ok(Json(access))
+}
+
+/// [`user_access`] on the blocking pool.
+fn user_access_now(
+    store: &dyn Store,
+    user: &str,
+    apps: &[AppRecord],
+    served: &BTreeMap<String, Arc<LoadedPlugin>>,
+) -> StoreResult<UserAccess> {
+    let user = user_by_id_or_name(store, user)?;
+    let applications = apps
+        .iter()
+        .map(|app| {
+            let plugin = served.get(&app.id).cloned();
+            access_of(store, &user, app.clone(), plugin)
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(UserAccess {
+        user_id: user.id,
+        user_name: user.user_name,
+        applications,
+    })
 }
 
 fn all_apps(store: &dyn Store) -> StoreResult<Vec<AppRecord>> {
