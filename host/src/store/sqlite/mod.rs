@@ -88,6 +88,8 @@ pub struct SqliteStore {
     cipher: TokenCipher,
     /// Woken after a commit that appended to the outbox.
     appended: Arc<tokio::sync::Notify>,
+    /// Runs the write-ahead log's checkpoints, which the writer would.
+    checkpointer: checkpoint::Checkpointer,
 }
 
 /// The writing connection and the group its open transaction holds.
@@ -159,6 +161,7 @@ impl SqliteStore {
         // as the pages one group changes. Set after the migrations, whose
         // index builds may sort more than is worth holding in memory.
         writer.pragma_update(None, "temp_store", "MEMORY")?;
+        let checkpointer = checkpoint::Checkpointer::start(path, &writer)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(Writer {
@@ -175,6 +178,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             cipher,
             appended: Arc::new(tokio::sync::Notify::new()),
+            checkpointer,
         })
     }
 
@@ -282,6 +286,11 @@ impl SqliteStore {
         // Settled before the writer is let go, so that no later group can
         // settle first.
         self.settle(&open, failure.clone());
+        if failure.is_none() {
+            // Its writes are settled: the callers waiting for them go on
+            // whatever the checkpoint takes.
+            self.checkpointer.after_commit(&writer.connection);
+        }
         drop(guard);
         if open.appended && failure.is_none() {
             self.appended.notify_one();
@@ -796,6 +805,7 @@ fn page_clause(page: Page) -> (i64, i64) {
 
 mod applications;
 mod audit;
+mod checkpoint;
 mod directory;
 mod guard;
 mod hosts;
