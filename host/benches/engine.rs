@@ -151,6 +151,7 @@ fn thread_role(name: &str) -> String {
     match name {
         "scimlink-net" => "network (scimlink-net)".to_string(),
         "scimlink-engine" => "engine (scimlink-engine)".to_string(),
+        "scimlink-wal" => "log checkpoints (scimlink-wal)".to_string(),
         // The engine's store calls run on its runtime's blocking pool; the
         // API's workers, idle during a sync, share the name.
         "tokio-rt-worker" => "store calls (tokio-rt-worker)".to_string(),

@@ -88,7 +88,7 @@ impl Checkpointer {
         let connection = connect(path)?;
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
-            .name("scimlink-checkpoint".into())
+            .name("scimlink-wal".into())
             .spawn(move || checkpoint_when_woken(&connection, &woken))
             .map_err(|error| {
                 crate::store::StoreError::Backend(format!(
