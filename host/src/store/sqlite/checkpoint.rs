@@ -4,9 +4,9 @@
 //! checkpoint) from the connection that commits, once the log passes a
 //! thousand pages: the writer then holds every write queued behind it
 //! while it copies and syncs. A first sync of 10,000 users commits some
-//! twelve thousand pages, so the writer stopped for a checkpoint of about
-//! 5 ms ten times over, and every sync in flight waited with it for its
-//! record. Here the writer only notes the log's length at each commit (a
+//! twelve thousand pages: the writer would stop ten times for about 5 ms,
+//! and every sync in flight with it, waiting for its record. Here the
+//! writer only notes the log's length at each commit (a
 //! hook of its connection), and a thread of the store with a connection of
 //! its own checkpoints once it passes [`IN_BACKGROUND_PAST`], while the
 //! writer goes on.
