@@ -226,4 +226,30 @@ mod tests {
             file_length(&path)
         );
     }
+
+    #[test]
+    fn a_log_past_the_writers_threshold_is_checkpointed_before_the_writer_goes_on() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("log.db");
+        let writer = connect(&path).unwrap();
+        writer
+            .execute_batch("CREATE TABLE pages (value TEXT NOT NULL)")
+            .unwrap();
+        // The thread is there, but a runaway log is not left to it.
+        let checkpointer = Checkpointer::start(&path, &writer).unwrap();
+        let before = file_length(&path);
+        let pages = usize::try_from(BY_THE_WRITER_PAST).unwrap() + 100;
+        writer
+            .execute(
+                "INSERT INTO pages (value) VALUES (?1)",
+                [value_of_pages(pages, 2)],
+            )
+            .unwrap();
+        checkpointer.after_commit(&writer);
+        assert!(
+            file_length(&path) > before + 4096 * pages as u64 / 2,
+            "the writer checkpointed: the file is {} bytes, {before} before",
+            file_length(&path)
+        );
+    }
 }
