@@ -3,13 +3,13 @@
 //! SQLite copies the log's pages back into the database file (a
 //! checkpoint) from the connection that commits, once the log passes a
 //! thousand pages: the writer then holds every write queued behind it
-//! while it copies and syncs. A first sync of 10,000 users commits some
-//! twelve thousand pages: the writer would stop ten times for about 5 ms,
+//! while it copies and syncs. A first sync of 10,000 users commits more
+//! than ten thousand pages: the writer would stop ten times for about 5 ms,
 //! and every sync in flight with it, waiting for its record. Here the
-//! writer only notes the log's length at each commit (a
-//! hook of its connection), and a thread of the store with a connection of
-//! its own checkpoints once it passes [`IN_BACKGROUND_PAST`], while the
-//! writer goes on.
+//! writer only notes the log's length at each commit (a hook of its
+//! connection), and a thread of the store with a connection of its own
+//! checkpoints once it passes [`IN_BACKGROUND_PAST`], while the writer
+//! goes on.
 //!
 //! Invariants:
 //! - a checkpoint changes where committed pages live, never what any read
