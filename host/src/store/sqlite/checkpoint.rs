@@ -198,58 +198,61 @@ mod tests {
         }
     }
 
+    /// A writer on a new database at `path`, with a table to fill.
+    fn writer_at(path: &Path) -> Connection {
+        let writer = connect(path).unwrap();
+        writer
+            .execute_batch("CREATE TABLE pages (value TEXT NOT NULL)")
+            .unwrap();
+        writer
+    }
+
+    /// Commits about `pages` pages on `writer`, whose hook is set, and
+    /// hands the commit to `checkpointer`: the pages must be in the file by
+    /// the time it returns, copied by the writer itself.
+    fn assert_the_writer_checkpoints(
+        checkpointer: &Checkpointer,
+        writer: &Connection,
+        path: &Path,
+        pages: usize,
+    ) {
+        let before = file_length(path);
+        writer
+            .execute(
+                "INSERT INTO pages (value) VALUES (?1)",
+                [value_of_pages(pages, pages)],
+            )
+            .unwrap();
+        assert_eq!(file_length(path), before, "written to the log only");
+        checkpointer.after_commit(writer);
+        assert!(
+            file_length(path) > before + 4096 * pages as u64 / 2,
+            "the writer checkpointed: the file is {} bytes, {before} before",
+            file_length(path)
+        );
+    }
+
     #[test]
     fn a_writer_whose_checkpoint_thread_is_gone_checkpoints_itself() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("log.db");
-        let writer = connect(&path).unwrap();
+        let writer = writer_at(&path);
         writer.wal_hook(Some(note_log_length));
-        writer
-            .execute_batch("CREATE TABLE pages (value TEXT NOT NULL)")
-            .unwrap();
-        let before = file_length(&path);
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         drop(woken);
         let checkpointer = Checkpointer { wake };
         let pages = usize::try_from(IN_BACKGROUND_PAST).unwrap() + 100;
-        writer
-            .execute(
-                "INSERT INTO pages (value) VALUES (?1)",
-                [value_of_pages(pages, 1)],
-            )
-            .unwrap();
-        assert_eq!(file_length(&path), before, "written to the log only");
-        checkpointer.after_commit(&writer);
-        assert!(
-            file_length(&path) > before + 4096 * pages as u64 / 2,
-            "the writer checkpointed: the file is {} bytes, {before} before",
-            file_length(&path)
-        );
+        assert_the_writer_checkpoints(&checkpointer, &writer, &path, pages);
     }
 
     #[test]
     fn a_log_past_the_writers_threshold_is_checkpointed_before_the_writer_goes_on() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("log.db");
-        let writer = connect(&path).unwrap();
-        writer
-            .execute_batch("CREATE TABLE pages (value TEXT NOT NULL)")
-            .unwrap();
+        let writer = writer_at(&path);
         // The thread is there, but a runaway log is not left to it.
         let checkpointer = Checkpointer::start(&path, &writer).unwrap();
-        let before = file_length(&path);
         let pages = usize::try_from(BY_THE_WRITER_PAST).unwrap() + 100;
-        writer
-            .execute(
-                "INSERT INTO pages (value) VALUES (?1)",
-                [value_of_pages(pages, 2)],
-            )
-            .unwrap();
-        checkpointer.after_commit(&writer);
-        assert!(
-            file_length(&path) > before + 4096 * pages as u64 / 2,
-            "the writer checkpointed: the file is {} bytes, {before} before",
-            file_length(&path)
-        );
+        assert_the_writer_checkpoints(&checkpointer, &writer, &path, pages);
     }
 }
